@@ -1,0 +1,246 @@
+package cancel
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+)
+
+// ErrExhausted is returned by Table.Acquire when every one of the table's
+// maximum number of slots (2^24-1) is live.
+var ErrExhausted = errors.New("cancel: request table exhausted")
+
+// Slots are allocated in chunks that never move, so a *Slot stays valid for
+// the table's whole life and a handle can never dangle.
+const (
+	chunkShift = 8
+	chunkSize  = 1 << chunkShift
+	chunkMask  = chunkSize - 1
+	maxChunks  = maxSlots / chunkSize // whole chunks whose index+1 fits a tag
+)
+
+// Slot holds one request at a time. Its state word is the only thing other
+// goroutines touch; Data belongs to whoever holds the request's obligation.
+type Slot[T any] struct {
+	// state: atomic; the packed word drawn in state.go, changed only by CAS.
+	state atomic.Uint64
+	// next: atomic; free-list link (index+1 of the next free slot, 0 ends the
+	// list). Meaningful only while the slot is Free; a popper may read a
+	// stale value, which its CAS on the versioned head then rejects.
+	next atomic.Uint32
+	// index: constant after the slot's chunk is allocated.
+	index uint32
+
+	// Data is the reactor's per-request payload (fd, interest, callback,
+	// result). Owned by the submitter from Acquire until it hands the handle
+	// to the loop (that hand-off publishes it), then by the loop goroutine
+	// until Release. Cancellers and the closer never touch it.
+	Data T
+}
+
+type chunk[T any] [chunkSize]Slot[T]
+
+// Table is a growable set of request slots with a lock-free free list.
+// Acquire, Lookup, Range and every Handle method are safe from any goroutine
+// and allocate nothing once the table has grown to its working size.
+//
+// Why lock-free: Acquire runs on any goroutine that calls Arm/Poll, while
+// Release runs on the loop. A mutex held by a preempted submitter would stall
+// the loop's Release and every other submitter; a Treiber stack whose head
+// carries a version counter (against ABA) never blocks and costs one CAS per
+// operation, the same as an uncontended mutex. Growth is rare and takes mu.
+type Table[T any] struct {
+	// head: atomic; the free list's top, drawn as
+	//	 63                 24 23            0
+	//	+---------------------+--------------+
+	//	|  version (40)       | index+1 (24) |   index+1 == 0: list empty
+	//	+---------------------+--------------+
+	// Every successful push or pop bumps the version, so a CAS made with a
+	// head read before another goroutine popped and re-pushed the same slot
+	// fails instead of linking in a stale next.
+	head atomic.Uint64
+	// chunks: atomic; replaced (copy on grow) under mu, read without a lock.
+	chunks atomic.Pointer[[]*chunk[T]]
+	// stale: atomic; Lookups refused because the tag's life was over.
+	stale atomic.Uint64
+
+	mu sync.Mutex // serialises grow
+}
+
+const (
+	headIndexMask = indexMask
+	headVersion   = 1 << indexBits
+)
+
+// NewTable returns a table with room for at least capacity requests before
+// it first grows.
+func NewTable[T any](capacity int) *Table[T] {
+	t := &Table[T]{}
+	empty := []*chunk[T]{}
+	t.chunks.Store(&empty)
+	for t.Cap() < capacity && t.Cap() < maxChunks*chunkSize {
+		t.mu.Lock()
+		err := t.growLocked()
+		t.mu.Unlock()
+		if err != nil {
+			panic(fmt.Sprintf("cancel: NewTable(%d): %v", capacity, err))
+		}
+	}
+	return t
+}
+
+// Cap returns the number of slots allocated so far.
+func (t *Table[T]) Cap() int { return len(*t.chunks.Load()) * chunkSize }
+
+// StaleLookups returns how many Lookups were refused because the tag's
+// request was over (wrong generation, slot free, index out of range).
+func (t *Table[T]) StaleLookups() uint64 { return t.stale.Load() }
+
+func (t *Table[T]) slot(index uint32) *Slot[T] {
+	cs := *t.chunks.Load()
+	return &cs[index>>chunkShift][index&chunkMask]
+}
+
+// Acquire takes a free slot and starts a request in it (phase Submitted),
+// returning the request's handle. The handle is the request's publication:
+// from here on any goroutine may Cancel it, so the caller hands it to the
+// loop (which calls Arm) without condition.
+func (t *Table[T]) Acquire() (Handle[T], error) {
+	for {
+		s := t.pop()
+		if s == nil {
+			if err := t.grow(); err != nil {
+				return Handle[T]{}, err
+			}
+			continue
+		}
+		w := s.state.Load()
+		if State(w).Phase() != Free || w&lowMask != 0 {
+			panic(fmt.Sprintf("cancel: slot %d on the free list in state %v", s.index, State(w)))
+		}
+		gen := w & genMask
+		if !s.state.CompareAndSwap(w, pack(gen, Submitted, Undecided, false, false)) {
+			panic(fmt.Sprintf("cancel: slot %d changed while on the free list", s.index))
+		}
+		return Handle[T]{s: s, gen: gen}, nil
+	}
+}
+
+// Release returns the slot to the free list. Call it exactly when a
+// transition returned MustRelease. Panics if the request is not Done or the
+// kernel still owes a completion for its tag: reusing the slot then would
+// hand a late completion to a newer request.
+func (t *Table[T]) Release(h Handle[T]) {
+	s := h.s
+	w := s.state.Load()
+	if w&genMask != h.gen || State(w).Phase() != Done || w&owesBit != 0 {
+		panic(fmt.Sprintf("cancel: Release of slot %d gen %d in state %v", s.index, h.gen>>genShift, State(w)))
+	}
+	// The generation moves on here, not at Acquire, so a tag or handle from
+	// the life just ended fails every comparison while the slot sits free.
+	next := (w&genMask + genOne) & genMask
+	if next == 0 {
+		next = genOne // generation 0 never names a life
+	}
+	if !s.state.CompareAndSwap(w, pack(next, Free, Undecided, false, false)) {
+		panic(fmt.Sprintf("cancel: slot %d changed during Release (was %v)", s.index, State(w)))
+	}
+	var zero T
+	s.Data = zero // drop references the finished request held
+	t.pushChain(s, s)
+}
+
+// Lookup returns the live request a tag names. It reports false, counts the
+// tag as stale and touches nothing when the tag is zero, has bit 63 set,
+// names no slot, or names a slot whose current life has another generation.
+func (t *Table[T]) Lookup(tag uint64) (Handle[T], bool) {
+	i := tag & indexMask
+	if i == 0 || tag>>63 != 0 || i > uint64(t.Cap()) {
+		t.stale.Add(1)
+		return Handle[T]{}, false
+	}
+	s := t.slot(uint32(i - 1))
+	w := s.state.Load()
+	if w&genMask != tag&genMask || State(w).Phase() == Free {
+		t.stale.Add(1)
+		return Handle[T]{}, false
+	}
+	return Handle[T]{s: s, gen: tag & genMask}, true
+}
+
+// Range calls f with the handle and a state snapshot of every slot that is
+// not Free, until f returns false. The closer uses it to find live requests;
+// a request acquired or released during Range may or may not be seen, which
+// is why the closer must first stop new Acquires.
+func (t *Table[T]) Range(f func(Handle[T], State) bool) {
+	for _, c := range *t.chunks.Load() {
+		for i := range c {
+			s := &c[i]
+			w := s.state.Load()
+			if State(w).Phase() == Free {
+				continue
+			}
+			if !f(Handle[T]{s: s, gen: w & genMask}, State(w)) {
+				return
+			}
+		}
+	}
+}
+
+func (t *Table[T]) pop() *Slot[T] {
+	for {
+		h := t.head.Load()
+		i := h & headIndexMask
+		if i == 0 {
+			return nil
+		}
+		s := t.slot(uint32(i - 1))
+		next := uint64(s.next.Load())
+		if t.head.CompareAndSwap(h, (h&^headIndexMask+headVersion)|next) {
+			return s
+		}
+	}
+}
+
+// pushChain pushes first..last, already linked through next, onto the list.
+func (t *Table[T]) pushChain(first, last *Slot[T]) {
+	for {
+		h := t.head.Load()
+		last.next.Store(uint32(h & headIndexMask))
+		if t.head.CompareAndSwap(h, (h&^headIndexMask+headVersion)|uint64(first.index+1)) {
+			return
+		}
+	}
+}
+
+func (t *Table[T]) grow() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.head.Load()&headIndexMask != 0 {
+		return nil // a Release or another grow refilled the list meanwhile
+	}
+	return t.growLocked()
+}
+
+func (t *Table[T]) growLocked() error {
+	old := *t.chunks.Load()
+	if len(old) >= maxChunks {
+		return ErrExhausted
+	}
+	c := new(chunk[T])
+	base := uint32(len(old)) * chunkSize
+	for i := range c {
+		c[i].index = base + uint32(i)
+		c[i].state.Store(pack(genOne, Free, Undecided, false, false))
+		if i+1 < chunkSize {
+			c[i].next.Store(base + uint32(i) + 2) // index+1 of slot i+1
+		}
+	}
+	cs := make([]*chunk[T], len(old)+1)
+	copy(cs, old)
+	cs[len(old)] = c
+	t.chunks.Store(&cs) // publish before the slots become reachable by pop
+	t.pushChain(&c[0], &c[chunkSize-1])
+	return nil
+}
