@@ -1,0 +1,54 @@
+// Package ring is oneshot's own small io_uring binding, written over
+// golang.org/x/sys/unix without cgo and with liburing's semantics. It sets
+// up a ring, prepares the few requests the reactor needs (NOP, one-shot
+// POLL_ADD, POLL_REMOVE, ASYNC_CANCEL, TIMEOUT), submits them, waits with a
+// timeout, and reaps completions in batches. It knows nothing of polls or
+// requests above that.
+//
+// # Ownership
+//
+// A Ring has one owner at a time: GetSQE, the Prep methods, Submit,
+// SubmitAndWait and Reap must not run concurrently. Enters, Fd, Features and
+// the size getters may be called from anywhere. Close must not race the
+// other methods; after it, they return ErrClosed or zero and never touch
+// the unmapped memory.
+//
+// # Threads
+//
+// With SetupSingleIssuer the kernel binds the ring to the OS thread that
+// called New, and with SetupDeferTaskrun completions are posted only when
+// that thread calls io_uring_enter with GETEVENTS (SubmitAndWait). Callers
+// using those flags must call runtime.LockOSThread before New and make every
+// call on that goroutine, or the kernel answers EEXIST.
+//
+// # Memory
+//
+// The SQ ring, CQ ring and SQE array are mmap'd from the kernel (one
+// mapping for both rings under FeatSingleMmap), outside the Go heap. The
+// words the kernel shares with us are accessed only through the helpers in
+// barrier.go, each of which names the kernel barrier it pairs with; the
+// indices we alone advance are cached in the Ring. SQEs are prepared in Go
+// memory and copied into the shared array by Submit, so a stale *SQE never
+// aliases a slot the kernel may be reading.
+//
+// # Completion flow
+//
+//	GetSQE ─ Prep* ─► staged ─ Submit ─► SQ (kernel consumes) ─► CQ ─ Reap ─► caller
+//	                                         │ CQ full
+//	                                         └─► kernel overflow list ─ Reap/Submit flush ─► CQ
+//
+// A completion is never dropped on kernels with FeatNoDrop: when the CQ is
+// full the kernel keeps it on its overflow list and flags the SQ ring, and
+// Reap and Submit ask the kernel to move it into the CQ once there is room.
+// Dropped reports the kernel's own count of completions it lost anyway.
+//
+// # Availability
+//
+// New fails with an *UnavailableError when io_uring_setup fails, most often
+// with EPERM under a seccomp profile (Docker's default denies io_uring) or
+// kernel.io_uring_disabled, or ENOSYS on a kernel without io_uring. Check
+// sets up a tiny ring and probes for the opcodes a caller needs.
+//
+// The package supports 64-bit and 32-bit Linux; SQE128/CQE32 rings, SQPOLL
+// and IOPOLL are out of scope.
+package ring

@@ -1,0 +1,109 @@
+//go:build linux
+
+package ring
+
+import (
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// TimeoutUserData is the user_data of the TIMEOUT requests SubmitAndWait
+// queues on kernels without FeatExtArg. Do not use it for your own
+// requests: Reap drops CQEs that carry it once such a request was queued.
+const TimeoutUserData = ^uint64(0)
+
+// SQE is a submission queue entry being prepared. Get one with GetSQE, call
+// exactly one Prep method, optionally SetFlags, then Submit. The SQE lives
+// in Go memory owned by the Ring; Submit copies it to the kernel, so the
+// pointer must not be used after the next Submit or SubmitAndWait.
+type SQE struct {
+	raw sqe
+	// ts holds PrepTimeout's timespec. raw.addr points here; the kernel
+	// reads it while it consumes the SQE, during io_uring_enter, and the
+	// slot is not handed out again before that.
+	ts kernelTimespec
+}
+
+// PrepNop prepares a request that does nothing and completes with Res 0.
+func (s *SQE) PrepNop(userData uint64) {
+	s.raw = sqe{opcode: uint8(OpNop), userData: userData}
+}
+
+// PrepPollAdd prepares a one-shot poll: it completes once, with Res holding
+// the ready events (POLLIN, POLLOUT, ...) or a negative errno, when fd has
+// any of events ready. events is a 32-bit mask (FeatPoll32Bits; on older
+// kernels only the low 16 bits count).
+func (s *SQE) PrepPollAdd(fd int32, events uint32, userData uint64) {
+	s.raw = sqe{opcode: uint8(OpPollAdd), fd: fd, opFlags: pollEvents(events), userData: userData}
+}
+
+// PrepPollRemove prepares the removal of the pending poll whose user_data is
+// targetUserData. The poll then completes with -ECANCELED and this request
+// with 0, or this request completes with -ENOENT (no such poll: it already
+// completed or never existed) or -EALREADY.
+func (s *SQE) PrepPollRemove(targetUserData, userData uint64) {
+	s.raw = sqe{opcode: uint8(OpPollRemove), fd: -1, addr: targetUserData, userData: userData}
+}
+
+// PrepCancel prepares an ASYNC_CANCEL of the request whose user_data is
+// targetUserData (or of every match, with CancelAll; of any request, with
+// CancelAny). It completes with 0 (or, with CancelAll, the count), -ENOENT
+// when nothing matched, or -EALREADY when the target was already running.
+func (s *SQE) PrepCancel(targetUserData uint64, flags CancelFlags, userData uint64) {
+	s.raw = sqe{opcode: uint8(OpAsyncCancel), fd: -1, addr: targetUserData,
+		opFlags: uint32(flags), userData: userData}
+}
+
+// PrepCancelFd prepares an ASYNC_CANCEL of the request(s) on fd (5.19+);
+// CancelFd is added to flags. Add CancelAll to cancel every request on fd.
+func (s *SQE) PrepCancelFd(fd int32, flags CancelFlags, userData uint64) {
+	s.raw = sqe{opcode: uint8(OpAsyncCancel), fd: fd,
+		opFlags: uint32(flags | CancelFd), userData: userData}
+}
+
+// PrepTimeout prepares a timer: it completes with -ETIME when ts has passed
+// (relative, unless flags has TimeoutAbs), or with 0 once count other
+// requests completed (count 0: a pure timer). ts is copied: it need not
+// outlive the call.
+func (s *SQE) PrepTimeout(ts *unix.Timespec, count uint32, flags uint32, userData uint64) {
+	s.ts = kernelTimespec{sec: int64(ts.Sec), nsec: int64(ts.Nsec)}
+	s.raw = sqe{opcode: uint8(OpTimeout), fd: -1, addr: uint64(uintptr(unsafe.Pointer(&s.ts))),
+		len: 1, off: uint64(count), opFlags: flags, userData: userData}
+}
+
+// PrepTimeoutRemove prepares the removal of the pending TIMEOUT whose
+// user_data is targetUserData: it then completes with -ECANCELED and this
+// request with 0, or this one with -ENOENT.
+func (s *SQE) PrepTimeoutRemove(targetUserData, userData uint64) {
+	s.raw = sqe{opcode: uint8(OpTimeoutRemove), fd: -1, addr: targetUserData, userData: userData}
+}
+
+// SetFlags sets per-request flags (IOSQE_*); call it after the Prep method,
+// which clears them.
+func (s *SQE) SetFlags(f SQEFlags) { s.raw.flags = uint8(f) }
+
+// UserData returns the user_data the SQE was prepared with.
+func (s *SQE) UserData() uint64 { return s.raw.userData }
+
+// Opcode returns the operation the SQE was prepared for.
+func (s *SQE) Opcode() Opcode { return Opcode(s.raw.opcode) }
+
+// CQE is a completion queue entry, laid out as the kernel's struct
+// io_uring_cqe.
+type CQE struct {
+	// UserData is the user_data of the request that completed.
+	UserData uint64
+	// Res is the result: non-negative on success, -errno on failure.
+	Res int32
+	// Flags are IORING_CQE_F_* bits.
+	Flags uint32
+}
+
+// Err returns Res as an error: nil when Res >= 0, else the unix.Errno.
+func (c CQE) Err() error {
+	if c.Res >= 0 {
+		return nil
+	}
+	return unix.Errno(-c.Res)
+}
