@@ -1,0 +1,419 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// errUsage marks a command line that is wrong: run prints its message on one
+// line and exits with exitUsage.
+var errUsage = errors.New("usage")
+
+// Exit statuses. Shells and service managers read them; keep them stable.
+const (
+	exitOK      = 0 // served and shut down cleanly, or --help / --version
+	exitFailure = 1 // could not start (address taken, backend unavailable) or shutdown lost data
+	exitUsage   = 2 // bad command line, as flag(3)-style tools do
+)
+
+// defaultListen is where echod listens when no --listen is given: loopback
+// only, so that running it never exposes a port by surprise. Port 7007 is
+// the echo port (7) moved out of the privileged range.
+const defaultListen = "127.0.0.1:7007"
+
+// config is the parsed, validated command line.
+type config struct {
+	listen          []listenAddr
+	backend         string // "auto", "uring" or "epoll"
+	loops           int    // 0 = one per CPU (GOMAXPROCS)
+	maxConns        int    // 0 = unlimited
+	idleTimeout     time.Duration
+	maxPending      int // bytes
+	logLevel        string
+	logFormat       string // "json", "console", or "" for console on a terminal, else json
+	metricsAddr     string // "" = no metrics server
+	shutdownTimeout time.Duration
+	version         bool
+	help            bool
+}
+
+// listenAddr is one --listen value, split into the network a socket call
+// wants and the address. String gives it back in --listen syntax.
+type listenAddr struct {
+	network string // tcp, tcp4, tcp6, unix, udp, udp4, udp6
+	address string // host:port, or a filesystem path for unix
+}
+
+func (a listenAddr) String() string { return formatAddr(a.network, a.address) }
+
+// formatAddr writes an address the way --listen accepts it: TCP bare,
+// everything else with its network as a prefix. The startup log line uses
+// it so that a script can feed a bound address straight back to a client.
+func formatAddr(network, address string) string {
+	if network == "tcp" {
+		return address
+	}
+	return network + ":" + address
+}
+
+// isPacket reports whether the address is a datagram (UDP) one.
+func (a listenAddr) isPacket() bool { return strings.HasPrefix(a.network, "udp") }
+
+// parseListenAddr parses a --listen value: HOST:PORT (TCP), or one of the
+// prefixes tcp:, tcp4:, tcp6:, udp:, udp4:, udp6: before HOST:PORT, or
+// unix:PATH.
+func parseListenAddr(s string) (listenAddr, error) {
+	network, rest := "tcp", s
+	if i := strings.IndexByte(s, ':'); i > 0 {
+		switch p := s[:i]; p {
+		case "tcp", "tcp4", "tcp6", "udp", "udp4", "udp6", "unix":
+			network, rest = p, s[i+1:]
+		}
+	}
+	if network == "unix" {
+		if rest == "" {
+			return listenAddr{}, fmt.Errorf("%q: unix: needs a socket path, e.g. unix:/run/echod.sock", s)
+		}
+		return listenAddr{network: network, address: rest}, nil
+	}
+	host, port, err := net.SplitHostPort(rest)
+	if err != nil {
+		return listenAddr{}, fmt.Errorf("%q: want HOST:PORT, unix:PATH or udp:HOST:PORT", s)
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || port == "" {
+		return listenAddr{}, fmt.Errorf("%q: port %q is not a number from 0 to 65535", s, port)
+	} else {
+		port = strconv.FormatUint(n, 10)
+	}
+	return listenAddr{network: network, address: net.JoinHostPort(host, port)}, nil
+}
+
+// listenFlag collects repeated --listen values.
+type listenFlag struct{ addrs *[]listenAddr }
+
+func (f listenFlag) String() string {
+	if f.addrs == nil || len(*f.addrs) == 0 {
+		return ""
+	}
+	s := make([]string, len(*f.addrs))
+	for i, a := range *f.addrs {
+		s[i] = a.String()
+	}
+	return strings.Join(s, ",")
+}
+
+func (f listenFlag) Set(v string) error {
+	a, err := parseListenAddr(v)
+	if err != nil {
+		return err
+	}
+	*f.addrs = append(*f.addrs, a)
+	return nil
+}
+
+// choiceFlag is a string flag restricted to a few values.
+type choiceFlag struct {
+	v       *string
+	choices []string
+}
+
+func (f choiceFlag) String() string {
+	if f.v == nil {
+		return ""
+	}
+	return *f.v
+}
+
+func (f choiceFlag) Set(v string) error {
+	for _, c := range f.choices {
+		if v == c {
+			*f.v = v
+			return nil
+		}
+	}
+	return fmt.Errorf("%q: want %s", v, orList(f.choices))
+}
+
+func orList(s []string) string {
+	switch len(s) {
+	case 1:
+		return s[0]
+	case 2:
+		return s[0] + " or " + s[1]
+	}
+	return strings.Join(s[:len(s)-1], ", ") + " or " + s[len(s)-1]
+}
+
+// sizeFlag is a byte count that accepts binary suffixes: 65536, 64KiB, 1MiB.
+type sizeFlag struct{ v *int }
+
+func (f sizeFlag) String() string {
+	if f.v == nil {
+		return ""
+	}
+	return formatSize(*f.v)
+}
+
+func (f sizeFlag) Set(v string) error {
+	n, err := parseSize(v)
+	if err != nil {
+		return err
+	}
+	*f.v = n
+	return nil
+}
+
+var sizeUnits = []struct {
+	suffix string
+	shift  uint
+}{{"GiB", 30}, {"MiB", 20}, {"KiB", 10}, {"G", 30}, {"M", 20}, {"K", 10}, {"B", 0}}
+
+// parseSize parses a non-negative byte count with an optional binary suffix
+// (KiB, MiB, GiB; K, M, G mean the same).
+func parseSize(s string) (int, error) {
+	num, shift := s, uint(0)
+	for _, u := range sizeUnits {
+		if strings.HasSuffix(s, u.suffix) {
+			num, shift = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.shift
+			break
+		}
+	}
+	n, err := strconv.ParseUint(num, 10, 63)
+	if err != nil || n > math.MaxInt>>shift {
+		return 0, fmt.Errorf("%q: want a byte count such as 65536, 64KiB or 1MiB", s)
+	}
+	return int(n << shift), nil
+}
+
+// formatSize is parseSize's inverse for the --help defaults.
+func formatSize(n int) string {
+	for _, u := range sizeUnits[:3] {
+		if n != 0 && n%(1<<u.shift) == 0 {
+			return strconv.Itoa(n>>u.shift) + u.suffix
+		}
+	}
+	return strconv.Itoa(n)
+}
+
+// nonNegInt is an int flag that refuses negative values.
+type nonNegInt struct{ v *int }
+
+func (f nonNegInt) String() string {
+	if f.v == nil {
+		return ""
+	}
+	return strconv.Itoa(*f.v)
+}
+
+func (f nonNegInt) Set(v string) error {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return fmt.Errorf("%q: want a whole number, 0 or more", v)
+	}
+	*f.v = n
+	return nil
+}
+
+// durationFlag is a non-negative duration.
+type durationFlag struct{ v *time.Duration }
+
+func (f durationFlag) String() string {
+	if f.v == nil {
+		return ""
+	}
+	return f.v.String()
+}
+
+func (f durationFlag) Set(v string) error {
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return fmt.Errorf("%q: want a duration such as 30s, 5m or 0", v)
+	}
+	*f.v = d
+	return nil
+}
+
+const usageHead = `Usage: echod [flags]
+
+echod is an RFC 862 echo server: it sends back every byte it receives, over
+TCP, Unix stream sockets and UDP. It runs in the foreground, logs to stderr
+and stops gracefully on SIGTERM or SIGINT (a second signal stops it at once).
+
+Flags:
+`
+
+const usageTail = `
+Listen addresses:
+  HOST:PORT         TCP (also tcp4:HOST:PORT, tcp6:HOST:PORT); port 0 picks a
+                    free port, and the startup log line says which
+  unix:PATH         a Unix stream socket, removed again on shutdown
+  udp:HOST:PORT     UDP: each datagram is sent back to its sender
+
+Exit status: 0 after a clean shutdown, 1 when echod cannot start (address in
+use, io_uring unavailable with --backend uring) or shutdown had to drop
+connections, 2 for a bad command line.
+
+Examples:
+  echod
+  echod --listen 0.0.0.0:7007 --listen udp:0.0.0.0:7007 \
+        --metrics-addr 127.0.0.1:9107
+  echod --listen unix:/run/echod/echod.sock --backend epoll
+`
+
+// newFlagSet declares every flag on cfg, which holds the defaults.
+func newFlagSet(cfg *config) *flag.FlagSet {
+	fs := flag.NewFlagSet("echod", flag.ContinueOnError)
+	fs.Var(listenFlag{&cfg.listen}, "listen",
+		"`address` to serve; repeat the flag to serve several\n(default "+defaultListen+")")
+	fs.Var(choiceFlag{&cfg.backend, []string{"auto", "uring", "epoll"}}, "backend",
+		"readiness `backend`: auto (io_uring where the kernel and seccomp allow\n"+
+			"it, else epoll), uring (fail if io_uring is unavailable) or epoll")
+	fs.Var(nonNegInt{&cfg.loops}, "loops",
+		"`n` event loops, each on its own OS thread; 0 means one per CPU")
+	fs.Var(nonNegInt{&cfg.maxConns}, "max-conns",
+		"`n` open stream connections at most; beyond it new ones are closed\n"+
+			"at once and counted as refused (0 = no limit)")
+	fs.Var(durationFlag{&cfg.idleTimeout}, "idle-timeout",
+		"close a connection after this `duration` without a byte in either\n"+
+			"direction (0 = never)")
+	fs.Var(sizeFlag{&cfg.maxPending}, "max-pending",
+		"`bytes` of unsent echo a connection may hold before echod stops\n"+
+			"reading from it: a peer that sends but never reads costs no more")
+	fs.Var(choiceFlag{&cfg.logLevel, []string{"debug", "info", "warn", "error"}}, "log-level",
+		"least severe `level` logged: debug, info, warn or error\n"+
+			"(connection errors are logged at debug)")
+	fs.Var(choiceFlag{&cfg.logFormat, []string{"json", "console"}}, "log-format",
+		"log `format`: json or console (default: console on a terminal,\njson otherwise)")
+	fs.StringVar(&cfg.metricsAddr, "metrics-addr", cfg.metricsAddr,
+		"serve Prometheus /metrics and /healthz over HTTP on this `address`\n(empty = off)")
+	fs.Var(durationFlag{&cfg.shutdownTimeout}, "shutdown-timeout",
+		"on SIGTERM or SIGINT, the `duration` connections get to finish\n"+
+			"echoing before they are closed")
+	fs.BoolVar(&cfg.version, "version", false, "print the version and exit")
+	fs.BoolVar(&cfg.help, "help", false, "print this help and exit")
+	fs.BoolVar(&cfg.help, "h", false, "print this help and exit")
+	return fs
+}
+
+// defaultConfig holds the defaults --help shows.
+func defaultConfig() config {
+	return config{
+		backend:         "auto",
+		maxConns:        10000,
+		idleTimeout:     5 * time.Minute,
+		maxPending:      1 << 20,
+		logLevel:        "info",
+		shutdownTimeout: 10 * time.Second,
+	}
+}
+
+// parseFlags parses args. A wrong command line returns an error wrapping
+// errUsage whose text fits on one line.
+func parseFlags(args []string) (config, error) {
+	cfg := defaultConfig()
+	fs := newFlagSet(&cfg)
+	fs.SetOutput(io.Discard) // run reports the one-line error itself
+	fs.Usage = func() {}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) { // -help spelled in a way fs only knows through ErrHelp
+			cfg.help = true
+			return cfg, nil
+		}
+		return cfg, fmt.Errorf("%w: %s", errUsage, flagError(err))
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("%w: unexpected argument %q (addresses go in --listen)", errUsage, fs.Arg(0))
+	}
+	if len(cfg.listen) == 0 {
+		a, err := parseListenAddr(defaultListen)
+		if err != nil {
+			panic("echod: default listen address does not parse: " + err.Error())
+		}
+		cfg.listen = []listenAddr{a}
+	}
+	if cfg.shutdownTimeout == 0 {
+		return cfg, fmt.Errorf("%w: --shutdown-timeout must be more than 0", errUsage)
+	}
+	if cfg.metricsAddr != "" {
+		if _, _, err := net.SplitHostPort(cfg.metricsAddr); err != nil {
+			return cfg, fmt.Errorf("%w: --metrics-addr %q: want HOST:PORT", errUsage, cfg.metricsAddr)
+		}
+	}
+	seen := make(map[string]bool, len(cfg.listen))
+	for _, a := range cfg.listen {
+		// Port 0 twice is two different free ports; anything else twice
+		// could only fail at bind time with a less helpful message.
+		if seen[a.String()] && !strings.HasSuffix(a.address, ":0") {
+			return cfg, fmt.Errorf("%w: --listen %s given twice", errUsage, a)
+		}
+		seen[a.String()] = true
+	}
+	return cfg, nil
+}
+
+// flagError rewrites the flag package's messages in --flag spelling, which
+// is how --help shows them.
+func flagError(err error) string {
+	msg := err.Error()
+	// invalid value "x" for flag -backend: "x": want ...
+	if strings.HasPrefix(msg, "invalid value ") {
+		if _, rest, ok := strings.Cut(msg, " for flag -"); ok {
+			if name, why, ok := strings.Cut(rest, ": "); ok {
+				return "--" + name + " " + why
+			}
+		}
+	}
+	// invalid boolean value "x" for -version: parse error
+	if v, ok := strings.CutPrefix(msg, "invalid boolean value "); ok {
+		if v, name, ok := strings.Cut(v, " for -"); ok {
+			name, _, _ = strings.Cut(name, ":")
+			return "--" + name + " takes no value, or =true / =false (got " + v + ")"
+		}
+	}
+	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
+		return "unknown flag --" + strings.TrimLeft(name, "-")
+	}
+	if name, ok := strings.CutPrefix(msg, "flag needs an argument: -"); ok {
+		return "--" + strings.TrimLeft(name, "-") + " needs a value"
+	}
+	return msg
+}
+
+// printUsage writes --help.
+func printUsage(w io.Writer) {
+	cfg := defaultConfig()
+	fs := newFlagSet(&cfg)
+	fs.SetOutput(w)
+	fmt.Fprint(w, usageHead)
+	fs.VisitAll(func(f *flag.Flag) {
+		if f.Name == "h" {
+			return
+		}
+		name, usage := flag.UnquoteUsage(f)
+		line := "  --" + f.Name
+		if name != "" {
+			line += " " + name
+		}
+		fmt.Fprintln(w, line)
+		lines := strings.Split(usage, "\n")
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" {
+			def := "(default " + f.DefValue + ")"
+			if last := lines[len(lines)-1]; len(last)+1+len(def) <= 72 {
+				lines[len(lines)-1] = last + " " + def
+			} else {
+				lines = append(lines, def)
+			}
+		}
+		for _, l := range lines {
+			fmt.Fprintln(w, "      "+l)
+		}
+	})
+	fmt.Fprint(w, usageTail)
+}

@@ -1,0 +1,217 @@
+// The tests of a main package live in it: a command cannot be imported.
+package main
+
+import (
+	"bytes"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+func TestParseListenAddr(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    listenAddr
+		wantErr string
+	}{
+		{in: "127.0.0.1:7007", want: listenAddr{"tcp", "127.0.0.1:7007"}},
+		{in: ":7007", want: listenAddr{"tcp", ":7007"}},
+		{in: "[::1]:0", want: listenAddr{"tcp", "[::1]:0"}},
+		{in: "localhost:echo", wantErr: "not a number"},
+		{in: "tcp4:0.0.0.0:7", want: listenAddr{"tcp4", "0.0.0.0:7"}},
+		{in: "tcp6:[::]:7", want: listenAddr{"tcp6", "[::]:7"}},
+		{in: "udp:127.0.0.1:0", want: listenAddr{"udp", "127.0.0.1:0"}},
+		{in: "udp6:[::1]:7", want: listenAddr{"udp6", "[::1]:7"}},
+		{in: "unix:/run/echod.sock", want: listenAddr{"unix", "/run/echod.sock"}},
+		{in: "unix:rel/path:with:colons", want: listenAddr{"unix", "rel/path:with:colons"}},
+		{in: "unix:", wantErr: "needs a socket path"},
+		{in: "127.0.0.1", wantErr: "want HOST:PORT"},
+		{in: "udp:127.0.0.1", wantErr: "want HOST:PORT"},
+		{in: "sctp:1.2.3.4:5", wantErr: "want HOST:PORT"},
+		{in: "127.0.0.1:65536", wantErr: "not a number from 0 to 65535"},
+		{in: "127.0.0.1:-1", wantErr: "not a number"},
+		{in: "127.0.0.1:007", want: listenAddr{"tcp", "127.0.0.1:7"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := parseListenAddr(tt.in)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("parseListenAddr(%q) = %v, %v; want error containing %q", tt.in, got, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("parseListenAddr(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
+			}
+			// The startup line prints addresses with String; it must parse
+			// back to the same address, or scripts could not reuse it.
+			if back, err := parseListenAddr(got.String()); err != nil || back != got {
+				t.Fatalf("parseListenAddr(%q.String() = %q) = %v, %v; want it back", tt.in, got.String(), back, err)
+			}
+		})
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int
+		ok   bool
+	}{
+		{"0", 0, true},
+		{"65536", 65536, true},
+		{"64KiB", 64 << 10, true},
+		{"64K", 64 << 10, true},
+		{"1MiB", 1 << 20, true},
+		{"3 MiB", 3 << 20, true},
+		{"2GiB", 2 << 30, true},
+		{"512B", 512, true},
+		{"", 0, false},
+		{"-1", 0, false},
+		{"1.5MiB", 0, false},
+		{"MiB", 0, false},
+		{"1TiB", 0, false},
+		{"99999999999999GiB", 0, false},
+	}
+	for _, tt := range tests {
+		got, err := parseSize(tt.in)
+		if (err == nil) != tt.ok || got != tt.want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d, ok=%v", tt.in, got, err, tt.want, tt.ok)
+		}
+		if tt.ok {
+			if back, err := parseSize(formatSize(got)); err != nil || back != got {
+				t.Errorf("parseSize(formatSize(%d) = %q) = %d, %v", got, formatSize(got), back, err)
+			}
+		}
+	}
+}
+
+func TestParseFlagsDefaults(t *testing.T) {
+	cfg, err := parseFlags(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := defaultConfig()
+	want.listen = []listenAddr{{"tcp", "127.0.0.1:7007"}}
+	if !reflect.DeepEqual(cfg, want) {
+		t.Fatalf("parseFlags(nil) = %+v\nwant %+v", cfg, want)
+	}
+}
+
+func TestParseFlagsValues(t *testing.T) {
+	cfg, err := parseFlags([]string{
+		"--listen", "127.0.0.1:0", "-listen=unix:/tmp/e.sock", "--listen", "udp:[::1]:0", "--listen", "127.0.0.1:0",
+		"--backend", "epoll", "--loops", "3", "--max-conns", "0", "--idle-timeout", "1m30s",
+		"--max-pending", "64KiB", "--log-level", "debug", "--log-format", "console",
+		"--metrics-addr", "127.0.0.1:0", "--shutdown-timeout", "250ms",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := config{
+		listen: []listenAddr{
+			{"tcp", "127.0.0.1:0"}, {"unix", "/tmp/e.sock"}, {"udp", "[::1]:0"}, {"tcp", "127.0.0.1:0"},
+		},
+		backend: "epoll", loops: 3, maxConns: 0, idleTimeout: 90 * time.Second,
+		maxPending: 64 << 10, logLevel: "debug", logFormat: "console",
+		metricsAddr: "127.0.0.1:0", shutdownTimeout: 250 * time.Millisecond,
+	}
+	if !reflect.DeepEqual(cfg, want) {
+		t.Fatalf("got  %+v\nwant %+v", cfg, want)
+	}
+}
+
+// TestBadFlags checks that every wrong command line exits 2 with exactly one
+// line that names the flag and says what is wanted, before anything starts.
+func TestBadFlags(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--backend", "io_uring"}, `--backend "io_uring": want auto, uring or epoll`},
+		{[]string{"--backend"}, "--backend needs a value"},
+		{[]string{"--bogus"}, "unknown flag --bogus"},
+		{[]string{"-x"}, "unknown flag --x"},
+		{[]string{"--listen", "7007"}, `--listen "7007": want HOST:PORT`},
+		{[]string{"--listen", "localhost:99999"}, "not a number from 0 to 65535"},
+		{[]string{"--listen", "unix:"}, "needs a socket path"},
+		{[]string{"--listen", "127.0.0.1:7007", "--listen", "127.0.0.1:7007"}, "given twice"},
+		{[]string{"--loops", "-2"}, `--loops "-2": want a whole number`},
+		{[]string{"--max-conns", "many"}, `--max-conns "many"`},
+		{[]string{"--idle-timeout", "5"}, `--idle-timeout "5": want a duration`},
+		{[]string{"--idle-timeout", "-1s"}, `--idle-timeout "-1s"`},
+		{[]string{"--max-pending", "1x"}, `--max-pending "1x": want a byte count`},
+		{[]string{"--log-level", "verbose"}, `want debug, info, warn or error`},
+		{[]string{"--log-format", "xml"}, `--log-format "xml": want json or console`},
+		{[]string{"--metrics-addr", "9100"}, `--metrics-addr "9100": want HOST:PORT`},
+		{[]string{"--shutdown-timeout", "0"}, "--shutdown-timeout must be more than 0"},
+		{[]string{"--version=maybe"}, "--version takes no value"},
+		{[]string{"127.0.0.1:7007"}, `unexpected argument "127.0.0.1:7007"`},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			var stderr bytes.Buffer
+			code := runWith(tt.args, &stderr, nil, mustNotStart(t))
+			if code != exitUsage {
+				t.Errorf("exit status %d, want %d", code, exitUsage)
+			}
+			out := stderr.String()
+			if strings.Count(out, "\n") != 1 || !strings.HasSuffix(out, "\n") || !strings.HasPrefix(out, "echod: ") {
+				t.Errorf("want one line starting with \"echod: \", got %q", out)
+			}
+			if !strings.Contains(out, tt.want) {
+				t.Errorf("message %q does not contain %q", out, tt.want)
+			}
+		})
+	}
+}
+
+func TestHelpAndVersion(t *testing.T) {
+	tests := []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"--help"}, []string{"Usage: echod [flags]", "--listen address", "--backend backend", "--max-pending bytes", "(default 1MiB)", "Exit status"}},
+		{[]string{"-h"}, []string{"Usage: echod [flags]"}},
+		{[]string{"--version"}, []string{"echod ", "linux/"}},
+		{[]string{"--listen", "127.0.0.1:0", "--version"}, []string{"echod "}},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			var stderr bytes.Buffer
+			if code := runWith(tt.args, &stderr, nil, mustNotStart(t)); code != exitOK {
+				t.Fatalf("exit status %d, want 0; output:\n%s", code, stderr.String())
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(stderr.String(), w) {
+					t.Errorf("output does not contain %q:\n%s", w, stderr.String())
+				}
+			}
+		})
+	}
+}
+
+// TestHelpFitsATerminal keeps --help readable in an 80-column terminal.
+func TestHelpFitsATerminal(t *testing.T) {
+	var b bytes.Buffer
+	printUsage(&b)
+	for i, line := range strings.Split(b.String(), "\n") {
+		if len(line) > 80 {
+			t.Errorf("--help line %d is %d columns: %q", i+1, len(line), line)
+		}
+	}
+}
+
+// mustNotStart is a startFunc for command lines that must be refused before
+// anything is served.
+func mustNotStart(t *testing.T) startFunc {
+	return func(config, *zap.Logger) (server, error) {
+		t.Error("start called for a command line that should have been refused")
+		return nil, errors.New("refused")
+	}
+}

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"runtime/debug"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"golang.org/x/sys/unix"
+)
+
+// newLogger returns a zap logger writing to w in the given format ("json" or
+// "console") at level and above. Both values were validated by parseFlags.
+func newLogger(w io.Writer, format, level string) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("log level: %w", err)
+	}
+	var enc zapcore.Encoder
+	switch format {
+	case "json":
+		ec := zap.NewProductionEncoderConfig()
+		ec.TimeKey = "ts"
+		ec.EncodeTime = zapcore.RFC3339NanoTimeEncoder
+		ec.EncodeDuration = zapcore.StringDurationEncoder
+		enc = zapcore.NewJSONEncoder(ec)
+	case "console":
+		ec := zap.NewDevelopmentEncoderConfig()
+		ec.EncodeTime = zapcore.ISO8601TimeEncoder
+		ec.EncodeDuration = zapcore.StringDurationEncoder
+		enc = zapcore.NewConsoleEncoder(ec)
+	default:
+		panic(fmt.Sprintf("echod: log format %q got past flag validation", format))
+	}
+	// Lock makes concurrent writes from the loops whole lines; zapcore.Lock
+	// needs a WriteSyncer, which AddSync adapts w into.
+	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), lvl)
+	return zap.New(core, zap.ErrorOutput(zapcore.Lock(zapcore.AddSync(w)))), nil
+}
+
+// versionString is what --version prints: the module version when built by
+// `go install ...@vX`, "(devel)" for a build from a checkout, plus the VCS
+// revision when the build recorded one.
+func versionString() string {
+	v, rev, dirty := "(unknown)", "", false
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		v = bi.Main.Version
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				dirty = s.Value == "true"
+			}
+		}
+	}
+	if v == "" {
+		v = "(devel)"
+	}
+	if rev != "" {
+		if len(rev) > 12 {
+			rev = rev[:12]
+		}
+		if dirty {
+			rev += "-dirty"
+		}
+		v += " " + rev
+	}
+	return fmt.Sprintf("echod %s %s %s/%s", v, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+// isTerminal reports whether w is a terminal, where people read the console
+// format more easily than JSON.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}

@@ -1,0 +1,196 @@
+//go:build echod_reactor
+
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+
+	"go.uber.org/zap"
+
+	"github.com/oneshot-io/oneshot/reactor"
+)
+
+// reactorServer serves every --listen address on one reactor.
+type reactorServer struct {
+	r       *reactor.Reactor    // constant after startReactor
+	log     *zap.Logger         // constant after startReactor
+	streams []*reactor.Listener // constant after startReactor
+	packets []*udpEcho          // constant after startReactor
+	bound   []string            // bound addresses in --listen syntax, flag order
+	labels  []string            // per stream: its bound address, the metric label
+	sockets []string            // Unix socket paths to remove on close
+}
+
+// startReactor is the startFunc that serves on the oneshot reactor.
+func startReactor(cfg config, log *zap.Logger) (server, error) {
+	r, err := reactor.New(reactor.Config{
+		Backend: reactor.Backend(cfg.backend),
+		Loops:   cfg.loops,
+		Logger:  log.Named("reactor"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("--backend %s: %w", cfg.backend, err)
+	}
+	s := &reactorServer{r: r, log: log}
+	h := echoHandler{log: log}
+	lc := reactor.ListenConfig{MaxConns: cfg.maxConns, MaxPending: cfg.maxPending, IdleTimeout: cfg.idleTimeout}
+	for _, a := range cfg.listen {
+		if a.isPacket() {
+			u := &udpEcho{log: log}
+			u.pc, err = r.ListenPacket(a.network, a.address, u)
+			if err != nil {
+				s.close() //nolint:errcheck // the listen error is the one to report
+				return nil, fmt.Errorf("--listen %s: %w", a, err)
+			}
+			s.packets = append(s.packets, u)
+			u.label = formatAddr(a.network, u.pc.Addr().String())
+			s.bound = append(s.bound, u.label)
+			continue
+		}
+		l, err := r.Listen(a.network, a.address, h, lc)
+		if err != nil {
+			s.close() //nolint:errcheck // the listen error is the one to report
+			return nil, fmt.Errorf("--listen %s: %w", a, err)
+		}
+		s.streams = append(s.streams, l)
+		if a.network == "unix" {
+			s.sockets = append(s.sockets, a.address)
+		}
+		label := formatAddr(a.network, l.Addr().String())
+		s.labels = append(s.labels, label)
+		s.bound = append(s.bound, label)
+	}
+	return s, nil
+}
+
+func (s *reactorServer) addrs() []string { return s.bound }
+
+func (s *reactorServer) backend() (string, string) {
+	return string(s.r.Backend()), s.r.BackendReason()
+}
+
+func (s *reactorServer) stats() statsSource {
+	src := statsSource{
+		backend: string(s.r.Backend()),
+		reactor: func() reactorCounters {
+			st := s.r.Stats()
+			return reactorCounters{
+				armed: st.Armed,
+				completed: map[string]uint64{
+					"ready":    st.Completed.Ready,
+					"error":    st.Completed.Error,
+					"canceled": st.Completed.Canceled,
+					"closed":   st.Completed.Closed,
+				},
+				staleDropped: st.StaleDropped,
+				wakeups:      st.Wakeups,
+				kernelEnters: st.KernelEnters,
+			}
+		},
+	}
+	for i, l := range s.streams {
+		src.streams = append(src.streams, streamSource{
+			listener: s.labels[i],
+			stats: func() streamCounters {
+				st := l.Stats()
+				return streamCounters{
+					accepted: st.Accepted, refused: st.Refused, active: st.Active,
+					closed: st.Closed, bytesIn: st.BytesIn, bytesOut: st.BytesOut,
+				}
+			},
+		})
+	}
+	for _, u := range s.packets {
+		src.packets = append(src.packets, packetSource{listener: u.label, stats: u.counters})
+	}
+	return src
+}
+
+// shutdown drains every stream listener at once and closes the UDP sockets
+// (a datagram in flight has no connection to finish).
+func (s *reactorServer) shutdown(ctx context.Context) error {
+	errs := make([]error, len(s.streams)+len(s.packets))
+	var wg sync.WaitGroup
+	for i, l := range s.streams {
+		wg.Go(func() { errs[i] = l.Shutdown(ctx) })
+	}
+	for i, u := range s.packets {
+		errs[len(s.streams)+i] = u.pc.Close()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (s *reactorServer) close() error {
+	errs := []error{s.r.Close()}
+	for _, p := range s.sockets {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// echoHandler echoes every stream connection. It runs on the reactor's
+// loops: nothing in it blocks.
+type echoHandler struct{ log *zap.Logger }
+
+func (h echoHandler) OnOpen(c *reactor.Conn) {
+	if ce := h.log.Check(zap.DebugLevel, "connection opened"); ce != nil {
+		ce.Write(zap.Stringer("remote", c.RemoteAddr()))
+	}
+}
+
+// OnData hands b back to the connection, which copies it: the layer stops
+// reading once --max-pending bytes wait to be sent.
+func (h echoHandler) OnData(c *reactor.Conn, b []byte) {
+	if _, err := c.Write(b); err != nil && !errors.Is(err, reactor.ErrClosed) {
+		if ce := h.log.Check(zap.DebugLevel, "write"); ce != nil {
+			ce.Write(zap.Stringer("remote", c.RemoteAddr()), zap.Error(err))
+		}
+	}
+}
+
+func (h echoHandler) OnClose(c *reactor.Conn, err error) {
+	if ce := h.log.Check(zap.DebugLevel, "connection closed"); ce != nil {
+		ce.Write(zap.Stringer("remote", c.RemoteAddr()), zap.Error(err))
+	}
+}
+
+// udpEcho echoes the datagrams of one UDP socket and counts them.
+type udpEcho struct {
+	log   *zap.Logger         // constant
+	pc    *reactor.PacketConn // constant after startReactor
+	label string              // constant after startReactor
+
+	packetsIn, packetsOut, bytesIn, bytesOut, sendErrors atomic.Uint64
+}
+
+func (u *udpEcho) OnPacket(p *reactor.PacketConn, b []byte, from netip.AddrPort) {
+	u.packetsIn.Add(1)
+	u.bytesIn.Add(uint64(len(b)))
+	n, err := p.WriteTo(b, from)
+	if err != nil {
+		u.sendErrors.Add(1)
+		if ce := u.log.Check(zap.DebugLevel, "udp echo"); ce != nil {
+			ce.Write(zap.Stringer("remote", from), zap.Error(err))
+		}
+		return
+	}
+	u.packetsOut.Add(1)
+	u.bytesOut.Add(uint64(n))
+}
+
+func (u *udpEcho) counters() packetCounters {
+	return packetCounters{
+		packetsIn: u.packetsIn.Load(), packetsOut: u.packetsOut.Load(),
+		bytesIn: u.bytesIn.Load(), bytesOut: u.bytesOut.Load(),
+		sendErrors: u.sendErrors.Load(),
+	}
+}
