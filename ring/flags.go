@@ -153,7 +153,8 @@ const (
 	// CancelFd matches requests on a file descriptor instead of by
 	// user_data (5.19). PrepCancelFd sets it.
 	CancelFd CancelFlags = 1 << 1
-	// CancelAny matches every request (5.19).
+	// CancelAny matches every request and implies CancelAll: Res is the
+	// count (5.19).
 	CancelAny CancelFlags = 1 << 2
 )
 
