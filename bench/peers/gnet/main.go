@@ -1,0 +1,56 @@
+// Command gnet is an echo server on github.com/panjf2000/gnet/v2: event loops
+// over epoll, each owning its connections, echoing from OnTraffic.
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/oneshot-io/oneshot/bench/peers/internal/peer"
+	"github.com/panjf2000/gnet/v2"
+)
+
+func main() { peer.Main("gnet", serve) }
+
+type echo struct {
+	gnet.BuiltinEventEngine
+	o     peer.Options
+	proto string
+}
+
+func (e *echo) OnBoot(eng gnet.Engine) gnet.Action {
+	peer.Announce("gnet", e.o, e.o.Address)
+	return gnet.None
+}
+
+// OnTraffic echoes everything buffered: Next(-1) hands out the inbound
+// buffer without copying and Write queues it on the outbound one.
+func (e *echo) OnTraffic(c gnet.Conn) gnet.Action {
+	buf, err := c.Next(-1)
+	if err != nil {
+		return gnet.Close
+	}
+	if _, err := c.Write(buf); err != nil {
+		return gnet.Close
+	}
+	return gnet.None
+}
+
+func serve(ctx context.Context, o peer.Options) error {
+	e := &echo{o: o, proto: fmt.Sprintf("%s://%s", o.Network, o.Address)}
+	opts := []gnet.Option{gnet.WithMulticore(true)}
+	if o.Loops > 0 {
+		opts = append(opts, gnet.WithNumEventLoop(o.Loops))
+	}
+	done := make(chan error, 1)
+	go func() { done <- gnet.Run(e, e.proto, opts...) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		if err := gnet.Stop(context.Background(), e.proto); err != nil {
+			return err
+		}
+		return <-done
+	}
+}

@@ -1,0 +1,66 @@
+package load
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// userHZ is the unit of utime and stime in /proc/PID/stat. Linux fixes
+// USER_HZ at 100 for user space on every architecture Go supports.
+const userHZ = 100
+
+// cpuSample is the CPU time used so far by the server and by this process.
+type cpuSample struct {
+	ok        bool          // taken
+	server    time.Duration // utime+stime of Config.ServerPID, if any
+	serverErr error         // why server is missing
+	client    time.Duration // utime+stime of this process
+}
+
+func takeCPUSample(pid int) cpuSample {
+	s := cpuSample{ok: true}
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err == nil {
+		s.client = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	if pid > 0 {
+		s.server, s.serverErr = procCPU(pid)
+	}
+	return s
+}
+
+// procCPU reads utime+stime, summed over every thread, of process pid.
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, fmt.Errorf("server cpu: %w", err)
+	}
+	return parseStatCPU(string(b))
+}
+
+// parseStatCPU reads fields 14 (utime) and 15 (stime) of a /proc/PID/stat
+// line. The command name (field 2) is in parentheses and may hold spaces
+// or parentheses itself, so fields are counted from the last ')'.
+func parseStatCPU(stat string) (time.Duration, error) {
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("server cpu: no ')' in /proc stat line")
+	}
+	f := strings.Fields(stat[i+1:]) // f[0] is field 3, the state
+	if len(f) < 13 {
+		return 0, fmt.Errorf("server cpu: /proc stat line has %d fields after the name, want >= 13", len(f))
+	}
+	var ticks int64
+	for _, s := range f[11:13] {
+		v, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("server cpu: %w", err)
+		}
+		ticks += v
+	}
+	return time.Duration(ticks) * time.Second / userHZ, nil
+}

@@ -1,0 +1,283 @@
+package load_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/oneshot-io/oneshot/cmd/echoload/internal/echotest"
+	"github.com/oneshot-io/oneshot/cmd/echoload/internal/load"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// startServer starts a test server and stops it when the test ends.
+func startServer(t *testing.T, network string, f echotest.Fault) *echotest.Server {
+	t.Helper()
+	var s *echotest.Server
+	var err error
+	switch network {
+	case "udp":
+		s, err = echotest.ListenUDP()
+	default:
+		s, err = echotest.Listen(network, filepath.Join(t.TempDir(), "echo.sock"), f)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+func baseConfig(network, addr string) load.Config {
+	return load.Config{
+		Network: network, Address: addr, Conns: 4, Size: 64, Pipeline: 1,
+		Messages: 2000, Timeout: 5 * time.Second,
+	}
+}
+
+// TestCounts checks that every message is counted once and that the
+// server echoed exactly the bytes the report claims, in each mode.
+func TestCounts(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		network string
+		mod     func(*load.Config)
+	}{
+		{"tcp", "tcp", nil},
+		{"tcp pipelined", "tcp", func(c *load.Config) { c.Pipeline = 16 }},
+		{"tcp large", "tcp", func(c *load.Config) { c.Size, c.Messages, c.Pipeline = 16<<10, 400, 4 }},
+		{"tcp uneven quota", "tcp", func(c *load.Config) { c.Conns, c.Messages = 7, 1001 }},
+		{"tcp open loop", "tcp", func(c *load.Config) { c.Rate, c.Messages = 20000, 1000 }},
+		{"tcp connect rate", "tcp", func(c *load.Config) { c.ConnectRate, c.Conns, c.Messages = 200, 8, 800 }},
+		{"unix", "unix", nil},
+		{"udp", "udp", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := startServer(t, tc.network, echotest.Fault{})
+			cfg := baseConfig(tc.network, s.Addr())
+			if tc.network == "unix" {
+				cfg.Address = s.Addr()
+			}
+			if tc.mod != nil {
+				tc.mod(&cfg)
+			}
+			rep, err := load.Run(context.Background(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Failed() {
+				t.Fatalf("errors %v, first %q", rep.Errors, rep.FirstError)
+			}
+			if rep.Messages != cfg.Messages || rep.Bytes != cfg.Messages*int64(cfg.Size) {
+				t.Fatalf("report has %d messages, %d bytes; want %d, %d", rep.Messages, rep.Bytes, cfg.Messages, cfg.Messages*int64(cfg.Size))
+			}
+			if got := s.Echoed(); got != rep.Bytes {
+				t.Fatalf("server echoed %d bytes, report says %d", got, rep.Bytes)
+			}
+			if n := rep.Latency; n.P50 <= 0 || n.P50 > n.P99 || n.P99 > n.Max {
+				t.Fatalf("latency percentiles out of order: %+v", n)
+			}
+			if rep.Connected != cfg.Conns || rep.MsgsPerSec <= 0 {
+				t.Fatalf("connected %d, %g msgs/s", rep.Connected, rep.MsgsPerSec)
+			}
+		})
+	}
+}
+
+// TestDuration checks that a timed run stops on time and counts warmup
+// messages as echoed by the server but not in the report.
+func TestDuration(t *testing.T) {
+	s := startServer(t, "tcp", echotest.Fault{})
+	cfg := baseConfig("tcp", s.Addr())
+	cfg.Messages, cfg.Duration, cfg.Warmup = 0, 300*time.Millisecond, 100*time.Millisecond
+	start := time.Now()
+	rep, err := load.Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if el := time.Since(start); el < 400*time.Millisecond || el > 3*time.Second {
+		t.Fatalf("a 100ms+300ms run took %v", el)
+	}
+	if rep.Failed() || rep.Messages == 0 {
+		t.Fatalf("messages %d, errors %v", rep.Messages, rep.Errors)
+	}
+	if s.Echoed() <= rep.Bytes {
+		t.Fatalf("server echoed %d bytes, report %d: warmup bytes should be extra", s.Echoed(), rep.Bytes)
+	}
+	if rep.ElapsedSeconds < 0.25 || rep.ElapsedSeconds > 1 {
+		t.Fatalf("measured phase %gs, want about 0.3s", rep.ElapsedSeconds)
+	}
+	if rep.CPU == nil || rep.CPU.ClientSeconds <= 0 {
+		t.Fatalf("no client CPU time: %+v", rep.CPU)
+	}
+}
+
+// TestDetectsFaults checks that each kind of broken server is caught and
+// counted under its kind, in both the one-goroutine and the pipelined path.
+func TestDetectsFaults(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		fault echotest.Fault
+		want  load.Kind
+	}{
+		{"corrupt byte", echotest.Fault{CorruptAt: 64*50 + 7}, load.KindMismatch},
+		{"reset", echotest.Fault{ResetAt: 64 * 30}, load.KindReset},
+		{"short read", echotest.Fault{ShortAt: 64*30 + 10}, load.KindShortRead},
+		{"hang", echotest.Fault{HangAt: 64 * 30}, load.KindTimeout},
+	} {
+		for _, pipeline := range []int{1, 8} {
+			t.Run(fmt.Sprintf("%s/pipeline=%d", tc.name, pipeline), func(t *testing.T) {
+				s := startServer(t, "tcp", tc.fault)
+				cfg := baseConfig("tcp", s.Addr())
+				cfg.Pipeline, cfg.Timeout = pipeline, 300*time.Millisecond
+				rep, err := load.Run(context.Background(), cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !rep.Failed() || rep.Errors[tc.want] == 0 {
+					t.Fatalf("want a %s error; errors %v, first %q", tc.want, rep.Errors, rep.FirstError)
+				}
+				if !strings.HasPrefix(rep.FirstError, string(tc.want)+":") {
+					t.Fatalf("first error %q, want kind %s", rep.FirstError, tc.want)
+				}
+				if tc.want == load.KindMismatch && rep.Errors[load.KindMismatch] != 1 {
+					t.Fatalf("one byte corrupted, %d mismatches counted", rep.Errors[load.KindMismatch])
+				}
+				// The connections the fault did not touch finish their share.
+				if tc.want == load.KindMismatch && rep.Messages < cfg.Messages*3/4-64 {
+					t.Fatalf("only %d of %d messages echoed", rep.Messages, cfg.Messages)
+				}
+			})
+		}
+	}
+}
+
+// TestOpenLoopShowsStall checks that with --rate a server that stalls
+// every connection once for stall shows it in the tail (p99.9 >= stall)
+// and well into the body of the distribution, while the same server under
+// closed loop hides all but the stalled messages themselves.
+func TestOpenLoopShowsStall(t *testing.T) {
+	const stall = 300 * time.Millisecond
+	fault := echotest.Fault{StallAt: 64 * 50, StallFor: stall}
+	run := func(rate float64) load.Report {
+		s := startServer(t, "tcp", fault)
+		cfg := baseConfig("tcp", s.Addr())
+		cfg.Rate, cfg.Messages = rate, 1000
+		rep, err := load.Run(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Failed() || rep.Messages != cfg.Messages {
+			t.Fatalf("rate %g: %d messages, errors %v", rate, rep.Messages, rep.Errors)
+		}
+		return rep
+	}
+	open := run(2000).Latency
+	stallUS := float64(stall.Microseconds())
+	if open.P999 < stallUS {
+		t.Errorf("open loop p99.9 %.0fµs < stall %.0fµs", open.P999, stallUS)
+	}
+	// Each connection sends 500 msgs/s, so ~150 of its 250 messages are
+	// due during the stall: most of the distribution is delayed.
+	if open.P90 < stallUS/4 {
+		t.Errorf("open loop p90 %.0fµs: the stall is hidden (want >= %.0fµs)", open.P90, stallUS/4)
+	}
+	closed := run(0).Latency
+	if closed.P99 >= stallUS/4 {
+		t.Errorf("closed loop p99 %.0fµs: expected the stall to be hidden from all but 4 messages", closed.P99)
+	}
+	if closed.Max < stallUS {
+		t.Errorf("closed loop max %.0fµs < stall", closed.Max)
+	}
+}
+
+// TestInterrupt checks that cancelling the context ends a long run
+// promptly, without counting the errors the stop itself causes.
+func TestInterrupt(t *testing.T) {
+	s := startServer(t, "tcp", echotest.Fault{})
+	cfg := baseConfig("tcp", s.Addr())
+	cfg.Messages, cfg.Duration, cfg.Pipeline = 0, time.Minute, 4
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	rep, err := load.Run(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if el := time.Since(start); el > 3*time.Second {
+		t.Fatalf("interrupted run took %v", el)
+	}
+	if !rep.Interrupted || rep.ErrorTotal != 0 {
+		t.Fatalf("interrupted %v, errors %v (%q)", rep.Interrupted, rep.Errors, rep.FirstError)
+	}
+}
+
+func TestNoServer(t *testing.T) {
+	s := startServer(t, "tcp", echotest.Fault{})
+	addr := s.Addr()
+	s.Close()
+	cfg := baseConfig("tcp", addr)
+	rep, err := load.Run(context.Background(), cfg)
+	if !errors.Is(err, load.ErrNoConnections) {
+		t.Fatalf("err %v, want ErrNoConnections", err)
+	}
+	if rep.Errors[load.KindConnect] != int64(cfg.Conns) {
+		t.Fatalf("connect errors %d, want %d", rep.Errors[load.KindConnect], cfg.Conns)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	good := baseConfig("tcp", "127.0.0.1:1")
+	for _, tc := range []struct {
+		name string
+		mod  func(*load.Config)
+	}{
+		{"network", func(c *load.Config) { c.Network = "sctp" }},
+		{"address", func(c *load.Config) { c.Address = "" }},
+		{"conns", func(c *load.Config) { c.Conns = 0 }},
+		{"size", func(c *load.Config) { c.Size = 0 }},
+		{"udp size", func(c *load.Config) { c.Network, c.Size = "udp", load.MaxDatagram+1 }},
+		{"pipeline", func(c *load.Config) { c.Pipeline = 0 }},
+		{"no end", func(c *load.Config) { c.Messages, c.Duration = 0, 0 }},
+		{"rate", func(c *load.Config) { c.Rate = -1 }},
+		{"timeout", func(c *load.Config) { c.Timeout = 0 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := good
+			tc.mod(&c)
+			if err := c.Validate(); !errors.Is(err, load.ErrBadConfig) {
+				t.Fatalf("Validate: %v, want ErrBadConfig", err)
+			}
+		})
+	}
+	if err := good.Validate(); err != nil {
+		t.Fatalf("good config: %v", err)
+	}
+}
+
+// TestHGRM checks the .hgrm output has the header plotters look for and
+// ends with the summary lines.
+func TestHGRM(t *testing.T) {
+	s := startServer(t, "tcp", echotest.Fault{})
+	rep, err := load.Run(context.Background(), baseConfig("tcp", s.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := rep.WriteHGRM(&b); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{"Value", "Percentile", "TotalCount", "1/(1-Percentile)", "#[Mean", "#[Max", "Total count    =         2000"} {
+		if !strings.Contains(out, want) {
+			t.Errorf(".hgrm lacks %q:\n%s", want, out)
+		}
+	}
+}

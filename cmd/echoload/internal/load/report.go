@@ -1,0 +1,194 @@
+package load
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// Report is what one Run measured. Latencies are in microseconds; rates
+// are per second of the measured phase; MB is 10^6 bytes echoed (one
+// direction).
+type Report struct {
+	Config         Config    `json:"config"`
+	Started        time.Time `json:"started"`
+	Connected      int       `json:"connected"`
+	ConnectSeconds float64   `json:"connect_seconds"`
+	Interrupted    bool      `json:"interrupted"`
+
+	// Messages is the measured messages echoed and checked; Bytes is
+	// Messages*Size.
+	Messages       int64   `json:"messages"`
+	Bytes          int64   `json:"bytes"`
+	ElapsedSeconds float64 `json:"elapsed_seconds"`
+	MsgsPerSec     float64 `json:"msgs_per_sec"`
+	MBPerSec       float64 `json:"mb_per_sec"`
+	Latency        Latency `json:"latency_us"`
+
+	// Errors counts errors by kind; every kind is present.
+	Errors     map[Kind]int64 `json:"errors"`
+	ErrorTotal int64          `json:"error_total"`
+	FirstError string         `json:"first_error,omitempty"`
+
+	// CPU is nil when the run ended before its measured phase began.
+	CPU *CPU `json:"cpu,omitempty"`
+
+	hist *hdrhistogram.Histogram // nanoseconds
+}
+
+// Latency summarizes the measured messages' latencies, in microseconds.
+type Latency struct {
+	Min    float64 `json:"min"`
+	Mean   float64 `json:"mean"`
+	StdDev float64 `json:"stddev"`
+	P50    float64 `json:"p50"`
+	P90    float64 `json:"p90"`
+	P99    float64 `json:"p99"`
+	P999   float64 `json:"p99_9"`
+	Max    float64 `json:"max"`
+}
+
+// CPU is CPU time over the measured phase (plus its drain).
+type CPU struct {
+	ClientSeconds  float64 `json:"client_seconds"`
+	ClientUSPerMsg float64 `json:"client_us_per_msg"`
+	// Server figures are present when Config.ServerPID was set and its
+	// /proc entry was readable at both ends; ServerError says why not.
+	ServerSeconds  *float64 `json:"server_seconds,omitempty"`
+	ServerUSPerMsg *float64 `json:"server_us_per_msg,omitempty"`
+	ServerError    string   `json:"server_error,omitempty"`
+}
+
+// Failed reports whether the run saw any error or was interrupted.
+func (r *Report) Failed() bool { return r.ErrorTotal > 0 || r.Interrupted }
+
+func (r *Report) fill(e *engine, conns []*conn) {
+	r.hist = hdrhistogram.New(histMin, histMax, histDigit)
+	for i := range e.shards {
+		r.hist.Merge(e.shards[i].h)
+	}
+	var last int64
+	for _, c := range conns {
+		r.Messages += c.msgs.Load()
+		last = max(last, c.lastDone)
+	}
+	r.Bytes = r.Messages * int64(e.cfg.Size)
+	if r.Messages > 0 && last > e.warmupEnd {
+		el := time.Duration(last - e.warmupEnd)
+		r.ElapsedSeconds = el.Seconds()
+		r.MsgsPerSec = float64(r.Messages) / el.Seconds()
+		r.MBPerSec = float64(r.Bytes) / el.Seconds() / 1e6
+	}
+	us := func(ns int64) float64 { return float64(ns) / 1e3 }
+	if r.hist.TotalCount() > 0 {
+		r.Latency = Latency{
+			Min: us(r.hist.Min()), Mean: r.hist.Mean() / 1e3, StdDev: r.hist.StdDev() / 1e3,
+			P50: us(r.hist.ValueAtQuantile(50)), P90: us(r.hist.ValueAtQuantile(90)),
+			P99: us(r.hist.ValueAtQuantile(99)), P999: us(r.hist.ValueAtQuantile(99.9)),
+			Max: us(r.hist.Max()),
+		}
+	}
+	r.Errors = map[Kind]int64{}
+	e.mu.Lock()
+	for _, k := range Kinds {
+		r.Errors[k] = e.errs[k]
+		r.ErrorTotal += e.errs[k]
+	}
+	r.FirstError = e.firstErr
+	e.mu.Unlock()
+}
+
+func (r *Report) setCPU(begin, finish cpuSample) {
+	if !begin.ok || !finish.ok {
+		return
+	}
+	per := func(d time.Duration) float64 {
+		if r.Messages == 0 {
+			return 0
+		}
+		return float64(d.Microseconds()) / float64(r.Messages)
+	}
+	c := &CPU{ClientSeconds: (finish.client - begin.client).Seconds()}
+	c.ClientUSPerMsg = per(finish.client - begin.client)
+	if r.Config.ServerPID > 0 {
+		if err := begin.serverErr; err != nil {
+			c.ServerError = err.Error()
+		} else if err := finish.serverErr; err != nil {
+			c.ServerError = err.Error()
+		} else {
+			s, p := (finish.server - begin.server).Seconds(), per(finish.server-begin.server)
+			c.ServerSeconds, c.ServerUSPerMsg = &s, &p
+		}
+	}
+	r.CPU = c
+}
+
+// WriteJSON writes r as one JSON object and a newline.
+func (r *Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+// WriteHGRM writes the latency distribution in HdrHistogram's percentile
+// text format (.hgrm), in microseconds, as HdrHistogram plotters read it.
+func (r *Report) WriteHGRM(w io.Writer) error {
+	h := r.hist
+	if h == nil {
+		h = hdrhistogram.New(histMin, histMax, histDigit)
+	}
+	_, err := h.PercentilesPrint(w, 5, 1e3)
+	return err
+}
+
+// WriteSummary writes the human-readable summary.
+func (r *Report) WriteSummary(w io.Writer) error {
+	c := r.Config
+	mode := "closed loop"
+	if c.Rate > 0 {
+		mode = fmt.Sprintf("open loop at %g msgs/s", c.Rate)
+	}
+	phase := fmt.Sprintf("duration %v", c.Duration)
+	if c.Messages > 0 {
+		phase = fmt.Sprintf("%d messages", c.Messages)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "echoload %s %s: %d conns x %d B, pipeline %d, %s, warmup %v, %s\n",
+		c.Network, c.Address, c.Conns, c.Size, c.Pipeline, phase, c.Warmup, mode)
+	fmt.Fprintf(&b, "  connected   %d/%d in %.3fs\n", r.Connected, c.Conns, r.ConnectSeconds)
+	fmt.Fprintf(&b, "  echoed      %d msgs in %.3fs: %.0f msgs/s, %.2f MB/s\n",
+		r.Messages, r.ElapsedSeconds, r.MsgsPerSec, r.MBPerSec)
+	l := r.Latency
+	fmt.Fprintf(&b, "  latency us  p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f  (mean %.1f)\n",
+		l.P50, l.P90, l.P99, l.P999, l.Max, l.Mean)
+	if r.CPU != nil {
+		fmt.Fprintf(&b, "  cpu us/msg  client %.2f", r.CPU.ClientUSPerMsg)
+		switch {
+		case r.CPU.ServerUSPerMsg != nil:
+			fmt.Fprintf(&b, "  server %.2f (pid %d)", *r.CPU.ServerUSPerMsg, c.ServerPID)
+		case r.CPU.ServerError != "":
+			fmt.Fprintf(&b, "  server unknown: %s", r.CPU.ServerError)
+		}
+		b.WriteString("\n")
+	}
+	if r.ErrorTotal == 0 {
+		b.WriteString("  errors      none\n")
+	} else {
+		var parts []string
+		for _, k := range Kinds {
+			if n := r.Errors[k]; n > 0 {
+				parts = append(parts, fmt.Sprintf("%s %d", k, n))
+			}
+		}
+		fmt.Fprintf(&b, "  errors      %d (%s)\n  first error %s\n", r.ErrorTotal, strings.Join(parts, ", "), r.FirstError)
+	}
+	if r.Interrupted {
+		b.WriteString("  interrupted before the end\n")
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}

@@ -1,0 +1,177 @@
+package main_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/oneshot-io/oneshot/cmd/echoload/internal/echotest"
+	"go.uber.org/goleak"
+)
+
+// bin is the echoload binary built once for every test here.
+var bin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "echoload-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	bin = filepath.Join(dir, "echoload")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := 0
+	func() {
+		defer os.RemoveAll(dir)
+		code = m.Run()
+		if err := goleak.Find(); err != nil && code == 0 {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}()
+	os.Exit(code)
+}
+
+// echoload runs the binary and returns its exit status, stdout and stderr.
+func echoload(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return 0, stdout.String(), stderr.String()
+	case errors.As(err, &ee):
+		return ee.ExitCode(), stdout.String(), stderr.String()
+	}
+	t.Fatalf("running echoload: %v", err)
+	return 0, "", ""
+}
+
+func server(t *testing.T, f echotest.Fault) string {
+	t.Helper()
+	s, err := echotest.Listen("tcp", "", f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s.Addr()
+}
+
+// TestBadFlags checks that every bad command line exits 2 with one line.
+func TestBadFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"--nope"},
+		{"--conns", "0"},
+		{"--conns", "x"},
+		{"--size", "0"},
+		{"--size", "12q"},
+		{"--pipeline", "0"},
+		{"--duration", "1s", "--messages", "5"},
+		{"--duration", "0s"},
+		{"--messages", "0"},
+		{"--rate", "-5"},
+		{"--addr", "udp:127.0.0.1:1", "--size", "70000"},
+		{"--addr", ""},
+		{"stray"},
+	} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			code, stdout, stderr := echoload(t, args...)
+			if code != 2 {
+				t.Fatalf("exit %d, want 2; stderr %q", code, stderr)
+			}
+			if stdout != "" || !strings.HasPrefix(stderr, "echoload: ") || strings.Count(stderr, "\n") != 1 {
+				t.Fatalf("want one line on stderr and nothing on stdout; stdout %q stderr %q", stdout, stderr)
+			}
+		})
+	}
+}
+
+func TestHelp(t *testing.T) {
+	code, stdout, _ := echoload(t, "--help")
+	if code != 0 || !strings.Contains(stdout, "--rate") {
+		t.Fatalf("exit %d, usage %q", code, stdout)
+	}
+}
+
+// TestExitStatus runs the binary against good and broken servers.
+func TestExitStatus(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		fault echotest.Fault
+		code  int
+		kind  string
+	}{
+		{"intact", echotest.Fault{}, 0, ""},
+		{"corrupt", echotest.Fault{CorruptAt: 64*20 + 3}, 1, "mismatch"},
+		{"reset", echotest.Fault{ResetAt: 64 * 20}, 1, "reset"},
+		{"short", echotest.Fault{ShortAt: 64*20 + 1}, 1, "short_read"},
+		{"stall", echotest.Fault{HangAt: 64 * 20}, 1, "timeout"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := server(t, tc.fault)
+			hgrm := filepath.Join(t.TempDir(), "lat.hgrm")
+			code, stdout, stderr := echoload(t, "--addr", addr, "--conns", "2", "--messages", "500",
+				"--warmup", "0s", "--timeout", "300ms", "--json", "--hgrm", hgrm)
+			if code != tc.code {
+				t.Fatalf("exit %d, want %d; stderr %q", code, tc.code, stderr)
+			}
+			var rep struct {
+				Messages   int64            `json:"messages"`
+				Errors     map[string]int64 `json:"errors"`
+				ErrorTotal int64            `json:"error_total"`
+				Config     struct {
+					Conns int `json:"conns"`
+				} `json:"config"`
+			}
+			if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+				t.Fatalf("--json output is not one JSON object: %v\n%s", err, stdout)
+			}
+			if rep.Config.Conns != 2 {
+				t.Fatalf("config not in the JSON: %s", stdout)
+			}
+			if tc.kind == "" {
+				if rep.Messages != 500 || rep.ErrorTotal != 0 {
+					t.Fatalf("messages %d errors %v", rep.Messages, rep.Errors)
+				}
+			} else if rep.Errors[tc.kind] == 0 || !strings.Contains(stderr, tc.kind) {
+				t.Fatalf("want %s reported; errors %v, stderr %q", tc.kind, rep.Errors, stderr)
+			}
+			b, err := os.ReadFile(hgrm)
+			if err != nil || !strings.Contains(string(b), "1/(1-Percentile)") {
+				t.Fatalf("--hgrm file: %v\n%s", err, b)
+			}
+		})
+	}
+}
+
+// TestSummary checks the human summary's figures and that no progress
+// line is drawn when stdout is not a terminal.
+func TestSummary(t *testing.T) {
+	addr := server(t, echotest.Fault{})
+	code, stdout, stderr := echoload(t, "--addr", addr, "--messages", "300", "--warmup", "0s")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{"300 msgs", "msgs/s", "MB/s", "p50", "p90", "p99", "p99.9", "max", "errors      none"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("summary lacks %q:\n%s", want, stdout)
+		}
+	}
+	if strings.Contains(stdout, "\r") {
+		t.Errorf("progress line drawn on a pipe:\n%q", stdout)
+	}
+}
