@@ -8,8 +8,8 @@
 // # Ownership
 //
 // A Ring has one owner at a time: GetSQE, the Prep methods, Submit,
-// SubmitAndWait and Reap must not run concurrently. Enters, Fd, Features and
-// the size getters may be called from anywhere. Close must not race the
+// SubmitAndWait and Reap must not run concurrently. Enters, Features,
+// Flags and the size getters may be called from anywhere. Close must not race the
 // other methods; after it, they return ErrClosed or zero and never touch
 // the unmapped memory.
 //

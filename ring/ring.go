@@ -3,6 +3,7 @@
 package ring
 
 import (
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"unsafe"
@@ -30,8 +31,8 @@ const defaultEntries = 64
 // staging array of SQEs in Go memory.
 //
 // A Ring has one owner: methods must not be called concurrently, except
-// Enters, Fd, Features, SQEntries and CQEntries, which read values that are
-// constant or atomic. Close must not race any other method; after Close,
+// Enters, Features, Flags, SQEntries and CQEntries, which read values that
+// are constant or atomic. Close must not race any other method; after Close,
 // every method returns ErrClosed (or a zero value) instead of touching the
 // unmapped rings.
 //
@@ -182,7 +183,8 @@ func (r *Ring) mapRings(p *params) error {
 }
 
 func mmapError(err error, flags SetupFlags) error {
-	if errno, ok := err.(unix.Errno); ok {
+	var errno unix.Errno
+	if errors.As(err, &errno) {
 		return unavailable("mmap", errno, flags)
 	}
 	return fmt.Errorf("ring: mmap: %w", err)

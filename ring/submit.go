@@ -3,6 +3,7 @@
 package ring
 
 import (
+	"errors"
 	"fmt"
 	"time"
 	"unsafe"
@@ -238,7 +239,7 @@ func (r *Ring) waitWithTimeoutSQE(minComplete uint32, deadline time.Time) (int, 
 			return submitted + n, err
 		}
 		s, err := r.GetSQE()
-		if err == ErrSQFull {
+		if errors.Is(err, ErrSQFull) {
 			n, err := r.Submit()
 			submitted += n
 			if err != nil {

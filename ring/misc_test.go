@@ -1,0 +1,128 @@
+//go:build linux
+
+package ring_test
+
+import (
+	"errors"
+	"runtime"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/oneshot-io/oneshot/ring"
+)
+
+// TestReapPartialBatch reaps fewer CQEs than are ready: the rest must stay
+// ready, in order, for the next Reap.
+func TestReapPartialBatch(t *testing.T) {
+	r := newRing(t, ring.Config{Entries: 16})
+	for i := uint64(0); i < 10; i++ {
+		prep(t, r, func(s *ring.SQE) { s.PrepNop(i) })
+	}
+	if _, err := r.SubmitAndWait(10, time.Second); err != nil {
+		t.Fatalf("SubmitAndWait: %v", err)
+	}
+	var buf [16]ring.CQE
+	next := uint64(0)
+	for _, take := range []int{3, 0, 4, 16} {
+		n := r.Reap(buf[:take])
+		want := min(take, 10-int(next))
+		if n != want {
+			t.Fatalf("Reap(%d) = %d, want %d", take, n, want)
+		}
+		for _, c := range buf[:n] {
+			if c.UserData != next {
+				t.Fatalf("reaped user_data %d, want %d", c.UserData, next)
+			}
+			next++
+		}
+		if got := r.CQReady(); got != uint32(10-next) {
+			t.Fatalf("CQReady = %d after reaping %d, want %d", got, next, 10-next)
+		}
+	}
+}
+
+// TestTimedWaitNeedsMinComplete waits for two completions when only one
+// can come: the wait must last the whole timeout, not end at the first.
+func TestTimedWaitNeedsMinComplete(t *testing.T) {
+	for _, force := range []bool{false, true} {
+		r := newRing(t, ring.Config{Entries: 8})
+		if force {
+			ring.ForceTimeoutSQE(r)
+		}
+		a, _ := socketpair(t)
+		prep(t, r, func(s *ring.SQE) { s.PrepPollAdd(int32(a), unix.POLLIN, 1) })
+		prep(t, r, func(s *ring.SQE) { s.PrepNop(2) })
+		const d = 30 * time.Millisecond
+		start := time.Now()
+		if _, err := r.SubmitAndWait(2, d); err != nil {
+			t.Fatalf("SubmitAndWait: %v", err)
+		}
+		if el := time.Since(start); el < d {
+			t.Fatalf("force=%v: returned after %v with one completion, before the %v timeout", force, el, d)
+		}
+		var buf [4]ring.CQE
+		if n := r.Reap(buf[:]); n != 1 || buf[0].UserData != 2 {
+			t.Fatalf("force=%v: reaped %+v, want the NOP alone", force, buf[:n])
+		}
+	}
+}
+
+// TestSingleIssuerOtherThread shows why SetupSingleIssuer callers must
+// lock their thread: the kernel refuses a submit from another thread.
+func TestSingleIssuerOtherThread(t *testing.T) {
+	lockThread(t, ring.SetupSingleIssuer)
+	if err := ring.Check(); err != nil {
+		t.Skip(err)
+	}
+	r, err := ring.New(ring.Config{Entries: 4, Flags: ring.SetupSingleIssuer})
+	if errors.Is(err, unix.EINVAL) {
+		t.Skip("kernel lacks IORING_SETUP_SINGLE_ISSUER")
+	}
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	defer r.Close()
+	prep(t, r, func(s *ring.SQE) { s.PrepNop(1) })
+	done := make(chan error)
+	go func() {
+		runtime.LockOSThread() // a thread other than the locked creator's
+		defer runtime.UnlockOSThread()
+		_, err := r.Submit()
+		done <- err
+	}()
+	if err := <-done; !errors.Is(err, unix.EEXIST) {
+		t.Fatalf("Submit from another thread = %v, want EEXIST", err)
+	}
+	// The owner thread can still submit the queued NOP.
+	if c := waitCQEs(t, r, 1)[0]; c.UserData != 1 {
+		t.Fatalf("CQE = %+v", c)
+	}
+}
+
+func TestStrings(t *testing.T) {
+	tests := []struct {
+		got, want string
+	}{
+		{ring.SetupFlags(0).String(), "0"},
+		{(ring.SetupSingleIssuer | ring.SetupDeferTaskrun).String(), "SINGLE_ISSUER|DEFER_TASKRUN"},
+		{(ring.SetupClamp | 1<<30).String(), "CLAMP|0x40000000"},
+		{ring.OpPollAdd.String(), "POLL_ADD"},
+		{ring.Opcode(200).String(), "opcode(200)"},
+	}
+	for _, tc := range tests {
+		if tc.got != tc.want {
+			t.Errorf("String() = %q, want %q", tc.got, tc.want)
+		}
+	}
+	if !(ring.FeatNoDrop | ring.FeatExtArg).Has(ring.FeatExtArg) || ring.FeatNoDrop.Has(ring.FeatNoDrop|ring.FeatExtArg) {
+		t.Error("Features.Has must require every asked-for bit")
+	}
+	if err := (ring.CQE{Res: -int32(unix.ECANCELED)}).Err(); !errors.Is(err, unix.ECANCELED) {
+		t.Errorf("CQE.Err = %v, want ECANCELED", err)
+	}
+	if err := (ring.CQE{Res: 1}).Err(); err != nil {
+		t.Errorf("CQE.Err for Res 1 = %v, want nil", err)
+	}
+}
