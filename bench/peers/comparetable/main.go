@@ -1,0 +1,194 @@
+// Command comparetable turns the echoload --json reports of one
+// scripts/compare.sh run into a table: one row per server and cell, with
+// msgs/s, MB/s, p99 and server CPU per message, each beside its ratio to the
+// base server (echod on io_uring) measured in the same cell of the same
+// run. It prints the table and writes it as Markdown and JSON.
+//
+//	comparetable --dir results/compare-X --servers "echod-uring stdlib" \
+//	    --cells "1x64 100x64" --base echod-uring --meta meta.txt
+//
+// Reports are read from DIR/cells/SERVER_CELL.json; a missing or failed
+// one becomes a row that says so.
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// report is the part of echoload's --json output the table uses.
+type report struct {
+	Messages   int64   `json:"messages"`
+	MsgsPerSec float64 `json:"msgs_per_sec"`
+	MBPerSec   float64 `json:"mb_per_sec"`
+	Latency    struct {
+		P50 float64 `json:"p50"`
+		P99 float64 `json:"p99"`
+	} `json:"latency_us"`
+	ErrorTotal int64  `json:"error_total"`
+	FirstError string `json:"first_error"`
+	CPU        *struct {
+		ClientUSPerMsg float64  `json:"client_us_per_msg"`
+		ServerUSPerMsg *float64 `json:"server_us_per_msg"`
+	} `json:"cpu"`
+}
+
+// Row is one server in one cell, as written to the JSON file.
+type Row struct {
+	Server         string   `json:"server"`
+	Cell           string   `json:"cell"`
+	OK             bool     `json:"ok"`
+	Note           string   `json:"note,omitempty"`
+	MsgsPerSec     float64  `json:"msgs_per_sec"`
+	MBPerSec       float64  `json:"mb_per_sec"`
+	P50US          float64  `json:"p50_us"`
+	P99US          float64  `json:"p99_us"`
+	ServerUSPerMsg *float64 `json:"server_cpu_us_per_msg"`
+	ClientUSPerMsg float64  `json:"client_cpu_us_per_msg"`
+	// Ratios to the base server in the same cell; nil where either is missing.
+	MsgsRatio *float64 `json:"msgs_per_sec_ratio"`
+	P99Ratio  *float64 `json:"p99_ratio"`
+	CPURatio  *float64 `json:"server_cpu_ratio"`
+}
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintf(os.Stderr, "comparetable: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("comparetable", flag.ContinueOnError)
+	dir := fs.String("dir", "", "the run's results directory")
+	servers := fs.String("servers", "", "servers, space separated, in table order")
+	cells := fs.String("cells", "", "cells (CONNSxSIZE), space separated")
+	base := fs.String("base", "echod-uring", "the server every ratio is relative to")
+	meta := fs.String("meta", "", "file of 'key: value' lines printed above the table")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *dir == "" || *servers == "" || *cells == "" {
+		return errors.New("--dir, --servers and --cells are required")
+	}
+	var rows []Row
+	for _, cell := range strings.Fields(*cells) {
+		baseRow, _ := load(*dir, *base, cell)
+		for _, srv := range strings.Fields(*servers) {
+			r, err := load(*dir, srv, cell)
+			if err != nil {
+				r = Row{Server: srv, Cell: cell, Note: err.Error()}
+			}
+			if r.OK && baseRow.OK {
+				r.MsgsRatio = ratio(r.MsgsPerSec, baseRow.MsgsPerSec)
+				r.P99Ratio = ratio(r.P99US, baseRow.P99US)
+				if r.ServerUSPerMsg != nil && baseRow.ServerUSPerMsg != nil {
+					r.CPURatio = ratio(*r.ServerUSPerMsg, *baseRow.ServerUSPerMsg)
+				}
+			}
+			rows = append(rows, r)
+		}
+	}
+	var metaLines []string
+	if *meta != "" {
+		b, err := os.ReadFile(*meta)
+		if err != nil {
+			return err
+		}
+		sc := bufio.NewScanner(strings.NewReader(string(b)))
+		for sc.Scan() {
+			if l := strings.TrimSpace(sc.Text()); l != "" {
+				metaLines = append(metaLines, l)
+			}
+		}
+	}
+	md := markdown(rows, metaLines, *base)
+	if _, err := io.WriteString(stdout, md); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(*dir, "compare.md"), []byte(md), 0o644); err != nil {
+		return err
+	}
+	js, err := json.MarshalIndent(struct {
+		Meta []string `json:"meta"`
+		Base string   `json:"base"`
+		Rows []Row    `json:"rows"`
+	}{metaLines, *base, rows}, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(*dir, "compare.json"), append(js, '\n'), 0o644)
+}
+
+// load reads one cell's report; a failed run still yields its figures,
+// marked not OK.
+func load(dir, server, cell string) (Row, error) {
+	r := Row{Server: server, Cell: cell}
+	b, err := os.ReadFile(filepath.Join(dir, "cells", server+"_"+cell+".json"))
+	if err != nil {
+		return r, errors.New("no report (server skipped or failed to start)")
+	}
+	var rep report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		return r, fmt.Errorf("unreadable report: %v", err)
+	}
+	r.MsgsPerSec, r.MBPerSec = rep.MsgsPerSec, rep.MBPerSec
+	r.P50US, r.P99US = rep.Latency.P50, rep.Latency.P99
+	if rep.CPU != nil {
+		r.ClientUSPerMsg, r.ServerUSPerMsg = rep.CPU.ClientUSPerMsg, rep.CPU.ServerUSPerMsg
+	}
+	r.OK = rep.ErrorTotal == 0 && rep.Messages > 0
+	if !r.OK {
+		r.Note = fmt.Sprintf("%d errors: %s", rep.ErrorTotal, rep.FirstError)
+	}
+	return r, nil
+}
+
+func ratio(a, b float64) *float64 {
+	if b == 0 {
+		return nil
+	}
+	v := a / b
+	return &v
+}
+
+func markdown(rows []Row, meta []string, base string) string {
+	var b strings.Builder
+	for _, l := range meta {
+		fmt.Fprintf(&b, "- %s\n", l)
+	}
+	fmt.Fprintf(&b, "- ratios (×) are each server's figure over %s's in the same cell of this run; "+
+		"for msgs/s higher is better, for p99 and CPU µs/msg lower is better\n\n", base)
+	b.WriteString("| cell (conns × bytes) | server | msgs/s | × | MB/s | p99 µs | × | server CPU µs/msg | × | client CPU µs/msg | note |\n")
+	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
+	x := func(p *float64) string {
+		if p == nil {
+			return "–"
+		}
+		return fmt.Sprintf("%.2f", *p)
+	}
+	for _, r := range rows {
+		if r.MsgsPerSec == 0 && !r.OK {
+			fmt.Fprintf(&b, "| %s | %s | – | – | – | – | – | – | – | – | %s |\n", cellName(r.Cell), r.Server, r.Note)
+			continue
+		}
+		cpu := "–"
+		if r.ServerUSPerMsg != nil {
+			cpu = fmt.Sprintf("%.2f", *r.ServerUSPerMsg)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %.0f | %s | %.1f | %.0f | %s | %s | %s | %.2f | %s |\n",
+			cellName(r.Cell), r.Server, r.MsgsPerSec, x(r.MsgsRatio), r.MBPerSec, r.P99US, x(r.P99Ratio),
+			cpu, x(r.CPURatio), r.ClientUSPerMsg, r.Note)
+	}
+	return b.String()
+}
+
+// cellName turns "50x16384" into "50 × 16384".
+func cellName(c string) string { return strings.Replace(c, "x", " × ", 1) }

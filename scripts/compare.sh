@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# compare.sh — the same echoload matrix against echod (io_uring and epoll)
+# and the peer echo servers in bench/peers (stdlib, gnet, netpoll, nbio), in
+# one run, on loopback. Prints a table with each server's ratio to echod on
+# io_uring and writes it as Markdown and JSON under results/compare-<UTC time>/.
+#
+#   scripts/compare.sh              # the default matrix, 5 s per cell (~3 min)
+#   QUICK=1 scripts/compare.sh      # a smoke run, ~1 s per cell
+#
+# Environment:
+#   DURATION, WARMUP   per cell (default 5s, 1s; QUICK=1: 1s, 200ms)
+#   SERVERS            which servers, in table order (default: all)
+#   CELLS              CONNSxSIZE list (default "1x64 100x64 1000x64 50x16384")
+#   PIPELINE           messages in flight per connection (default 1)
+#   PIN=0              do not pin server and client to separate CPUs
+#
+# With 2 or more CPUs the server runs on CPU 0 and echoload on CPU 1
+# (taskset), and every server gets one event loop (its GOMAXPROCS follows
+# the CPU mask). On 2 cores the client saturates its CPU first from ~100
+# connections up, so compare server CPU µs per message there (echoload reads
+# the server's utime+stime from /proc at the measured phase's ends).
+#
+# Every process this script starts is stopped by its PID on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+
+QUICK=${QUICK:-0}
+if [[ $QUICK == 1 ]]; then
+	DURATION=${DURATION:-1s}
+	WARMUP=${WARMUP:-200ms}
+else
+	DURATION=${DURATION:-5s}
+	WARMUP=${WARMUP:-1s}
+fi
+SERVERS=${SERVERS:-"echod-uring echod-epoll stdlib gnet netpoll nbio"}
+CELLS=${CELLS:-"1x64 100x64 1000x64 50x16384"}
+PIPELINE=${PIPELINE:-1}
+PIN=${PIN:-1}
+
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+out=$root/results/compare-$stamp
+bin=$root/bin/compare
+mkdir -p "$out/cells" "$out/logs" "$bin"
+
+say() { printf 'compare: %s\n' "$*" >&2; }
+
+# --- processes: every one we start is recorded and stopped by PID ---------
+pids=()
+stop_pid() {
+	local pid=$1
+	kill -0 "$pid" 2>/dev/null || return 0
+	kill -TERM "$pid" 2>/dev/null || true
+	for _ in $(seq 50); do
+		kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+		sleep 0.1
+	done
+	say "pid $pid ignored SIGTERM for 5s; sending SIGKILL"
+	kill -KILL "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+}
+cleanup() {
+	local pid
+	for pid in "${pids[@]}"; do stop_pid "$pid"; done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- build -------------------------------------------------------------------
+say "building into $bin"
+go build -o "$bin/echoload" ./cmd/echoload
+have_echod=0
+if [[ -d cmd/echod ]]; then
+	if go build -o "$bin/echod" ./cmd/echod; then
+		have_echod=1
+	else
+		say "WARNING: cmd/echod does not build; echod is skipped"
+	fi
+else
+	say "WARNING: ./cmd/echod does not exist yet; echod is skipped"
+fi
+(cd bench/peers && go build -o "$bin/" ./stdlib ./gnet ./netpoll ./nbio ./comparetable)
+
+# --- pinning -----------------------------------------------------------------
+ncpu=$(nproc)
+server_pin=()
+client_pin=()
+loops=0
+if [[ $PIN == 1 && $ncpu -ge 2 ]] && command -v taskset >/dev/null; then
+	server_pin=(taskset -c 0)
+	client_pin=(taskset -c 1)
+	loops=1
+	pinning="server on CPU 0, echoload on CPU 1 (taskset); one event loop per server"
+else
+	pinning="not pinned ($ncpu CPUs, PIN=$PIN); servers use their default loop count"
+fi
+say "$pinning"
+
+# --- servers -----------------------------------------------------------------
+# free_port prints a TCP port below the ephemeral range that nothing listens on.
+free_port() {
+	local lo hi p
+	read -r lo hi </proc/sys/net/ipv4/ip_local_port_range
+	hi=$((lo - 1)); lo=$((hi > 20000 ? 20000 : 1024))
+	for _ in $(seq 100); do
+		p=$((lo + RANDOM % (hi - lo)))
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+			echo "$p"
+			return 0
+		fi
+	done
+	say "no free port found"
+	return 1
+}
+
+# server_cmd NAME PORT prints the command line that starts server NAME.
+server_cmd() {
+	local name=$1 port=$2
+	case $name in
+	echod-uring) echo "$bin/echod --listen 127.0.0.1:$port --backend uring --loops $loops" ;;
+	echod-epoll) echo "$bin/echod --listen 127.0.0.1:$port --backend epoll --loops $loops" ;;
+	stdlib | gnet | netpoll | nbio) echo "$bin/$name --addr 127.0.0.1:$port --loops $loops" ;;
+	*) say "unknown server $name"; return 1 ;;
+	esac
+}
+
+# wait_ready PID ADDR: poll with one echoed message until the server answers
+# (deadline 15 s) or dies.
+wait_ready() {
+	local pid=$1 addr=$2
+	for _ in $(seq 150); do
+		kill -0 "$pid" 2>/dev/null || return 1
+		if "$bin/echoload" --addr "$addr" --messages 1 --warmup 0s --timeout 1s --quiet >/dev/null 2>&1; then
+			return 0
+		fi
+		sleep 0.1
+	done
+	return 1
+}
+
+started=$(date -u +%s)
+for srv in $SERVERS; do
+	if [[ $srv == echod-* && $have_echod == 0 ]]; then
+		say "$srv: skipped (no echod)"
+		continue
+	fi
+	port=$(free_port)
+	read -r -a cmd <<<"$(server_cmd "$srv" "$port")"
+	log=$out/logs/$srv.log
+	"${server_pin[@]}" "${cmd[@]}" >"$log" 2>&1 &
+	pid=$!
+	pids+=("$pid")
+	if ! wait_ready "$pid" "127.0.0.1:$port"; then
+		say "$srv: did not start or answer; skipped (log: $log)"
+		tail -n 3 "$log" >&2 || true
+		stop_pid "$pid"
+		continue
+	fi
+	say "$srv: pid $pid on 127.0.0.1:$port"
+	for cell in $CELLS; do
+		conns=${cell%x*}
+		size=${cell#*x}
+		rc=0
+		"${client_pin[@]}" "$bin/echoload" --addr "127.0.0.1:$port" --conns "$conns" --size "$size" \
+			--pipeline "$PIPELINE" --duration "$DURATION" --warmup "$WARMUP" --server-pid "$pid" \
+			--json --quiet >"$out/cells/${srv}_$cell.json" 2>"$out/cells/${srv}_$cell.err" || rc=$?
+		summary=$(sed -n 's/.*"msgs_per_sec": \([0-9]*\).*/\1 msgs\/s/p' "$out/cells/${srv}_$cell.json" | head -n 1)
+		say "  $cell: ${summary:-no report} (exit $rc)"
+		[[ $rc == 0 ]] || head -n 2 "$out/cells/${srv}_$cell.err" >&2 || true
+	done
+	stop_pid "$pid"
+done
+elapsed=$(($(date -u +%s) - started))
+
+{
+	echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+	echo "machine: $ncpu CPUs ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1)), Linux $(uname -r), $(go version | cut -d' ' -f3)"
+	echo "pinning: $pinning"
+	echo "each cell: echoload --pipeline $PIPELINE --warmup $WARMUP --duration $DURATION, closed loop, every byte checked"
+	echo "command: QUICK=$QUICK scripts/compare.sh (matrix took ${elapsed}s)"
+	[[ $have_echod == 1 ]] || echo "echod: not built (no ./cmd/echod); ratios are missing"
+} >"$out/meta.txt"
+
+base=echod-uring
+[[ -s $out/cells/${base}_${CELLS%% *}.json ]] || base=echod-epoll
+[[ -s $out/cells/${base}_${CELLS%% *}.json ]] || base=stdlib
+echo
+"$bin/comparetable" --dir "$out" --servers "$SERVERS" --cells "$CELLS" --base "$base" --meta "$out/meta.txt"
+echo
+say "results: $out/compare.md, $out/compare.json, per-cell reports in $out/cells/"
