@@ -19,8 +19,10 @@ import (
 // streamCounters is one stream listener's counters at one instant. The
 // server adapter fills it from the reactor's ListenerStats.
 type streamCounters struct {
-	accepted, refused, active, closed uint64
-	bytesIn, bytesOut                 uint64
+	accepted, refused, closed uint64
+	active, paused            int64 // gauges: open now, not read now (backpressure)
+	bytesIn, bytesOut         uint64
+	acceptErrors, backoffs    uint64
 }
 
 // packetCounters is one UDP socket's counters at one instant.
@@ -36,9 +38,13 @@ type packetCounters struct {
 type reactorCounters struct {
 	armed        uint64
 	completed    map[string]uint64 // outcome ("ready", "error", "canceled", "closed") → count
+	outstanding  int64             // gauge: armed and not yet completed
 	staleDropped uint64
+	rearmed      uint64
 	wakeups      uint64
+	loopTurns    uint64
 	kernelEnters uint64
+	eventsReaped uint64
 }
 
 // statsSource is what the collector reads at scrape time. Every func is
@@ -66,9 +72,11 @@ type packetSource struct {
 type collector struct {
 	src statsSource
 
-	backendInfo, armed, completed, stale, wakeups, enters *prometheus.Desc
-	accepted, refused, active, closed, bytesIn, bytesOut  *prometheus.Desc
-	pktIn, pktOut, pktBytesIn, pktBytesOut, pktErrors     *prometheus.Desc
+	backendInfo, armed, completed, outstanding, stale, rearmed *prometheus.Desc
+	wakeups, turns, enters, reaped                             *prometheus.Desc
+	accepted, refused, active, paused, closed                  *prometheus.Desc
+	bytesIn, bytesOut, acceptErrors, backoffs                  *prometheus.Desc
+	pktIn, pktOut, pktBytesIn, pktBytesOut, pktErrors          *prometheus.Desc
 }
 
 func newCollector(src statsSource) *collector {
@@ -77,31 +85,40 @@ func newCollector(src statsSource) *collector {
 		return prometheus.NewDesc(name, help, labels, nil)
 	}
 	return &collector{
-		src:         src,
-		backendInfo: d("echod_backend_info", "The readiness backend in use (uring or epoll); always 1.", []string{"backend"}),
-		armed:       d("oneshot_requests_armed_total", "One-shot poll requests the reactor accepted.", nil),
-		completed:   d("oneshot_requests_completed_total", "One-shot poll requests completed, by outcome.", []string{"outcome"}),
-		stale:       d("oneshot_stale_events_dropped_total", "Kernel completions or events for requests already finished, dropped by generation check.", nil),
-		wakeups:     d("oneshot_loop_wakeups_total", "Cross-goroutine wakeups of the event loops.", nil),
-		enters:      d("oneshot_kernel_enters_total", "io_uring_enter or epoll_wait/epoll_ctl calls made by the event loops.", nil),
-		accepted:    d("echod_connections_accepted_total", "Stream connections accepted and served.", l),
-		refused:     d("echod_connections_refused_total", "Stream connections closed at once because --max-conns were open.", l),
-		active:      d("echod_connections_active", "Stream connections open now.", l),
-		closed:      d("echod_connections_closed_total", "Stream connections closed.", l),
-		bytesIn:     d("echod_received_bytes_total", "Bytes read from stream connections.", l),
-		bytesOut:    d("echod_sent_bytes_total", "Bytes written to stream connections.", l),
-		pktIn:       d("echod_udp_received_packets_total", "UDP datagrams received.", l),
-		pktOut:      d("echod_udp_sent_packets_total", "UDP datagrams echoed.", l),
-		pktBytesIn:  d("echod_udp_received_bytes_total", "UDP payload bytes received.", l),
-		pktBytesOut: d("echod_udp_sent_bytes_total", "UDP payload bytes echoed.", l),
-		pktErrors:   d("echod_udp_send_errors_total", "UDP datagrams that could not be echoed.", l),
+		src:          src,
+		backendInfo:  d("echod_backend_info", "The readiness backend in use (uring or epoll); always 1.", []string{"backend"}),
+		armed:        d("oneshot_requests_armed_total", "One-shot poll requests the reactor accepted.", nil),
+		completed:    d("oneshot_requests_completed_total", "One-shot poll requests completed, by outcome.", []string{"outcome"}),
+		outstanding:  d("oneshot_requests_outstanding", "One-shot poll requests armed and not yet completed.", nil),
+		stale:        d("oneshot_stale_events_dropped_total", "Kernel completions or events for requests already finished, dropped by their generation tag.", nil),
+		rearmed:      d("oneshot_events_rearmed_total", "Events for the other direction of a shared fd, which re-armed instead of completing.", nil),
+		wakeups:      d("oneshot_loop_wakeups_total", "Times another goroutine woke a sleeping event loop.", nil),
+		turns:        d("oneshot_loop_turns_total", "Event loop iterations (one wait each).", nil),
+		enters:       d("oneshot_kernel_enters_total", "Syscalls the event loops made to arm and wait (io_uring_enter, or epoll_ctl and epoll_wait).", nil),
+		reaped:       d("oneshot_events_reaped_total", "Events harvested from the backend.", nil),
+		accepted:     d("echod_connections_accepted_total", "Stream connections accepted and served.", l),
+		refused:      d("echod_connections_refused_total", "Stream connections closed at once because --max-conns were open.", l),
+		active:       d("echod_connections_active", "Stream connections open now.", l),
+		paused:       d("echod_connections_paused", "Stream connections not read now because --max-pending bytes wait to be sent to them.", l),
+		closed:       d("echod_connections_closed_total", "Stream connections closed.", l),
+		bytesIn:      d("echod_received_bytes_total", "Bytes read from stream connections.", l),
+		bytesOut:     d("echod_sent_bytes_total", "Bytes written to stream connections.", l),
+		acceptErrors: d("echod_accept_errors_total", "accept4 failures other than EAGAIN and ECONNABORTED.", l),
+		backoffs:     d("echod_accept_backoffs_total", "Times accepting paused because descriptors or memory ran out.", l),
+		pktIn:        d("echod_udp_received_packets_total", "UDP datagrams received.", l),
+		pktOut:       d("echod_udp_sent_packets_total", "UDP datagrams echoed.", l),
+		pktBytesIn:   d("echod_udp_received_bytes_total", "UDP payload bytes received.", l),
+		pktBytesOut:  d("echod_udp_sent_bytes_total", "UDP payload bytes echoed.", l),
+		pktErrors:    d("echod_udp_send_errors_total", "UDP datagrams that could not be echoed.", l),
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		c.backendInfo, c.armed, c.completed, c.stale, c.wakeups, c.enters,
-		c.accepted, c.refused, c.active, c.closed, c.bytesIn, c.bytesOut,
+		c.backendInfo, c.armed, c.completed, c.outstanding, c.stale, c.rearmed,
+		c.wakeups, c.turns, c.enters, c.reaped,
+		c.accepted, c.refused, c.active, c.paused, c.closed,
+		c.bytesIn, c.bytesOut, c.acceptErrors, c.backoffs,
 		c.pktIn, c.pktOut, c.pktBytesIn, c.pktBytesOut, c.pktErrors,
 	} {
 		ch <- d
@@ -112,7 +129,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
-	gauge := func(d *prometheus.Desc, v uint64, labels ...string) {
+	gauge := func(d *prometheus.Desc, v int64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), labels...)
 	}
 	gauge(c.backendInfo, 1, c.src.backend)
@@ -122,18 +139,25 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		for outcome, n := range r.completed {
 			counter(c.completed, n, outcome)
 		}
+		gauge(c.outstanding, r.outstanding)
 		counter(c.stale, r.staleDropped)
+		counter(c.rearmed, r.rearmed)
 		counter(c.wakeups, r.wakeups)
+		counter(c.turns, r.loopTurns)
 		counter(c.enters, r.kernelEnters)
+		counter(c.reaped, r.eventsReaped)
 	}
 	for _, s := range c.src.streams {
 		st := s.stats()
 		counter(c.accepted, st.accepted, s.listener)
 		counter(c.refused, st.refused, s.listener)
 		gauge(c.active, st.active, s.listener)
+		gauge(c.paused, st.paused, s.listener)
 		counter(c.closed, st.closed, s.listener)
 		counter(c.bytesIn, st.bytesIn, s.listener)
 		counter(c.bytesOut, st.bytesOut, s.listener)
+		counter(c.acceptErrors, st.acceptErrors, s.listener)
+		counter(c.backoffs, st.backoffs, s.listener)
 	}
 	for _, p := range c.src.packets {
 		st := p.stats()

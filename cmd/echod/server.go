@@ -83,14 +83,18 @@ func (s *reactorServer) stats() statsSource {
 			return reactorCounters{
 				armed: st.Armed,
 				completed: map[string]uint64{
-					"ready":    st.Completed.Ready,
-					"error":    st.Completed.Error,
-					"canceled": st.Completed.Canceled,
-					"closed":   st.Completed.Closed,
+					"ready":    st.CompletedReady,
+					"error":    st.CompletedError,
+					"canceled": st.CompletedCancel,
+					"closed":   st.CompletedClosed,
 				},
+				outstanding:  st.Outstanding,
 				staleDropped: st.StaleDropped,
+				rearmed:      st.Rearmed,
 				wakeups:      st.Wakeups,
+				loopTurns:    st.LoopTurns,
 				kernelEnters: st.KernelEnters,
+				eventsReaped: st.EventsReaped,
 			}
 		},
 	}
@@ -100,8 +104,10 @@ func (s *reactorServer) stats() statsSource {
 			stats: func() streamCounters {
 				st := l.Stats()
 				return streamCounters{
-					accepted: st.Accepted, refused: st.Refused, active: st.Active,
-					closed: st.Closed, bytesIn: st.BytesIn, bytesOut: st.BytesOut,
+					accepted: st.Accepted, refused: st.Refused, closed: st.Closed,
+					active: st.Active, paused: st.Paused,
+					bytesIn: st.BytesIn, bytesOut: st.BytesOut,
+					acceptErrors: st.AcceptErrors, backoffs: st.Backoffs,
 				}
 			},
 		})
