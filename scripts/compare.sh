@@ -13,6 +13,9 @@
 #   CELLS              CONNSxSIZE list (default "1x64 100x64 1000x64 50x16384")
 #   PIPELINE           messages in flight per connection (default 1)
 #   PIN=0              do not pin server and client to separate CPUs
+#   ECHOD_TAGS         build tags for echod (default echod_reactor: the tag
+#                      that links the reactor in while it is gated; a tag
+#                      no file uses is harmless)
 #
 # With 2 or more CPUs the server runs on CPU 0 and echoload on CPU 1
 # (taskset), and every server gets one event loop (its GOMAXPROCS follows
@@ -37,6 +40,7 @@ SERVERS=${SERVERS:-"echod-uring echod-epoll stdlib gnet netpoll nbio"}
 CELLS=${CELLS:-"1x64 100x64 1000x64 50x16384"}
 PIPELINE=${PIPELINE:-1}
 PIN=${PIN:-1}
+ECHOD_TAGS=${ECHOD_TAGS-echod_reactor}
 
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 out=$root/results/compare-$stamp
@@ -71,7 +75,7 @@ say "building into $bin"
 go build -o "$bin/echoload" ./cmd/echoload
 have_echod=0
 if [[ -d cmd/echod ]]; then
-	if go build -o "$bin/echod" ./cmd/echod; then
+	if go build -tags "$ECHOD_TAGS" -o "$bin/echod" ./cmd/echod; then
 		have_echod=1
 	else
 		say "WARNING: cmd/echod does not build; echod is skipped"
