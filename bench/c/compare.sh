@@ -24,23 +24,35 @@ for ((i = 0; i < ROUNDS; i++)); do
 		-test.benchtime "$BENCHTIME" >>"$tmp/go.txt"
 done
 
-# Normalise both outputs to "case value" lines, e.g.
-# "nop default/batch=32/submit 52.1" and "poll-cycle coop 1180".
-awk -F': ' '/ns\// { split($2, v, " "); print $1, v[1] }' "$tmp/c.txt" >"$tmp/c.norm"
-awk '/^BenchmarkNop\// {
-		name = $1; sub(/^BenchmarkNop\//, "", name); sub(/-[0-9]+$/, "", name)
-		for (i = 2; i < NF; i++) if ($(i+1) == "ns/nop") print "nop " name, $i
-	}
-	/^BenchmarkPollCycle\// {
-		name = $1; sub(/^BenchmarkPollCycle\//, "", name); sub(/-[0-9]+$/, "", name)
-		print "poll-cycle " name, $3
+# Normalise both outputs to "case wall cpu" lines, e.g.
+# "nop default/batch=32/submit 52.1 44.0" and "poll-cycle coop 1180 1100".
+awk '/ns\// {
+		split($0, p, ": "); n = split(p[2], v, " ")
+		for (i = 1; i < n; i++) {
+			if (v[i+1] ~ /^ns\//) w = v[i]
+			if (v[i+1] ~ /^cpu-ns\//) c = v[i]
+		}
+		print p[1], w, c
+	}' "$tmp/c.txt" >"$tmp/c.norm"
+awk '/^Benchmark(Nop|PollCycle)\// {
+		name = $1; kind = ($1 ~ /^BenchmarkNop/) ? "nop" : "poll-cycle"
+		sub(/^Benchmark(Nop|PollCycle)\//, "", name); sub(/-[0-9]+$/, "", name)
+		w = ""; c = ""
+		for (i = 2; i < NF; i++) {
+			if ($(i+1) == "ns/nop" || (kind == "poll-cycle" && $(i+1) == "ns/op")) w = $i
+			if ($(i+1) ~ /^cpu-ns\//) c = $i
+		}
+		print kind " " name, w, c
 	}' "$tmp/go.txt" >"$tmp/go.norm"
 
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR) print (NR % 2 ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2) }'; }
-printf '%-42s %10s %10s %8s\n' case "go ns" "c ns" go/c
+ratio() { [[ -n $1 && -n $2 ]] && awk -v g="$1" -v c="$2" 'BEGIN { printf "%.2f", g / c }' || echo -; }
+echo "median of $ROUNDS rounds; wall = ns per op, cpu = the benchmark thread's CPU ns per op"
+printf '%-44s %9s %9s %6s %9s %9s %6s\n' case "go wall" "c wall" go/c "go cpu" "c cpu" go/c
 cut -d' ' -f1,2 "$tmp/go.norm" "$tmp/c.norm" | sort -u | while read -r kind name; do
-	g=$(awk -v k="$kind $name" '$1 " " $2 == k { print $3 }' "$tmp/go.norm" | median)
-	c=$(awk -v k="$kind $name" '$1 " " $2 == k { print $3 }' "$tmp/c.norm" | median)
-	r=$( [[ -n $g && -n $c ]] && awk -v g="$g" -v c="$c" 'BEGIN { printf "%.2f", g / c }' || echo -)
-	printf '%-42s %10s %10s %8s\n' "$kind $name" "${g:--}" "${c:--}" "$r"
+	col() { awk -v k="$kind $name" -v f="$2" '$1 " " $2 == k { print $f }' "$1" | median; }
+	gw=$(col "$tmp/go.norm" 3); cw=$(col "$tmp/c.norm" 3)
+	gc=$(col "$tmp/go.norm" 4); cc=$(col "$tmp/c.norm" 4)
+	printf '%-44s %9s %9s %6s %9s %9s %6s\n' "$kind $name" "${gw:--}" "${cw:--}" "$(ratio "$gw" "$cw")" \
+		"${gc:--}" "${cc:--}" "$(ratio "$gc" "$cc")"
 done
