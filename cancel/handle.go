@@ -11,7 +11,7 @@ import "fmt"
 // the obligations the caller now holds. The package doc's table lists them.
 type Handle[T any] struct {
 	s   *Slot[T]
-	gen uint64 // the generation field as it sits in the state word
+	tag uint64 // generation field (as in the state word) | index+1
 }
 
 // IsZero reports whether h is the zero Handle (no request).
@@ -19,10 +19,10 @@ func (h Handle[T]) IsZero() bool { return h.s == nil }
 
 // Tag returns the 64-bit kernel user_data for this life: generation and
 // slot index + 1. It is never zero and never has bit 63 set.
-func (h Handle[T]) Tag() uint64 { return h.gen | uint64(h.s.index+1) }
+func (h Handle[T]) Tag() uint64 { return h.tag }
 
 // Index returns the slot's index in its table.
-func (h Handle[T]) Index() int { return int(h.s.index) }
+func (h Handle[T]) Index() int { return int(h.tag&indexMask) - 1 }
 
 // Data returns the slot's payload. See Slot.Data for who may touch it.
 func (h Handle[T]) Data() *T { return &h.s.Data }
@@ -32,13 +32,16 @@ func (h Handle[T]) Data() *T { return &h.s.Data }
 func (h Handle[T]) State() State { return State(h.s.state.Load()) }
 
 // Current reports whether the slot still holds h's life.
-func (h Handle[T]) Current() bool { return h.s.state.Load()&genMask == h.gen }
+func (h Handle[T]) Current() bool { return h.s.state.Load()&genMask == h.gen() }
 
 // Gen returns h's generation, comparable with State.Gen.
-func (h Handle[T]) Gen() uint64 { return h.gen >> genShift }
+func (h Handle[T]) Gen() uint64 { return h.tag & genMask >> genShift }
+
+// gen returns the generation field as it sits in the state word.
+func (h Handle[T]) gen() uint64 { return h.tag & genMask }
 
 func (h Handle[T]) bug(op string, w uint64) string {
-	return fmt.Sprintf("cancel: %s on slot %d gen %d in state %v", op, h.s.index, h.gen>>genShift, State(w))
+	return fmt.Sprintf("cancel: %s on slot %d gen %d in state %v", op, h.Index(), h.Gen(), State(w))
 }
 
 // Arm is called by the loop when it takes a Submitted request from its queue.
@@ -53,7 +56,7 @@ func (h Handle[T]) bug(op string, w uint64) string {
 func (h Handle[T]) Arm() Action {
 	for {
 		w := h.s.state.Load()
-		if w&genMask != h.gen || State(w).Phase() != Submitted {
+		if w&genMask != h.gen() || State(w).Phase() != Submitted {
 			panic(h.bug("Arm", w))
 		}
 		var next uint64
@@ -86,7 +89,7 @@ func (h Handle[T]) Steal(o Outcome) Action {
 	}
 	for {
 		w := h.s.state.Load()
-		if w&genMask != h.gen {
+		if w&genMask != h.gen() {
 			return Stale
 		}
 		st := State(w)
@@ -133,7 +136,7 @@ func (h Handle[T]) Disarmed() Action { return h.reap(numOutcomes, "Disarmed") }
 func (h Handle[T]) reap(o Outcome, op string) Action {
 	for {
 		w := h.s.state.Load()
-		if w&genMask != h.gen || w&owesBit == 0 {
+		if w&genMask != h.gen() || w&owesBit == 0 {
 			return Stale
 		}
 		st := State(w)
@@ -171,7 +174,7 @@ func (h Handle[T]) reap(o Outcome, op string) Action {
 func (h Handle[T]) Requeue() Action {
 	for {
 		w := h.s.state.Load()
-		if w&genMask != h.gen || State(w).Phase() != PendingWork {
+		if w&genMask != h.gen() || State(w).Phase() != PendingWork {
 			panic(h.bug("Requeue", w))
 		}
 		var next uint64
@@ -209,7 +212,7 @@ func (h Handle[T]) Close() Action {
 func (h Handle[T]) abort(o Outcome) (bool, Action) {
 	for {
 		w := h.s.state.Load()
-		if w&genMask != h.gen {
+		if w&genMask != h.gen() {
 			return false, Stale
 		}
 		st := State(w)
@@ -245,7 +248,7 @@ func (h Handle[T]) abort(o Outcome) (bool, Action) {
 func (h Handle[T]) Withdraw() Action {
 	for {
 		w := h.s.state.Load()
-		if w&genMask != h.gen {
+		if w&genMask != h.gen() {
 			return Stale
 		}
 		st := State(w)
@@ -269,7 +272,7 @@ func (h Handle[T]) Withdraw() Action {
 func (h Handle[T]) Delivered() Action {
 	for {
 		w := h.s.state.Load()
-		if w&genMask != h.gen || State(w).Phase() != Completing {
+		if w&genMask != h.gen() || State(w).Phase() != Completing {
 			panic(h.bug("Delivered", w))
 		}
 		a := NothingToDo

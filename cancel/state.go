@@ -225,7 +225,8 @@ func (s State) Owes() bool { return s&owesBit != 0 }
 // Stolen reports whether the request was completed without the kernel.
 func (s State) Stolen() bool { return s&stolenBit != 0 }
 
-// Gen returns the generation, counted from 1 (the slot's first life).
+// Gen returns the generation: 0 for a slot's first life, then +1 (modulo
+// 2^39) per Release.
 func (s State) Gen() uint64 { return uint64(s&genMask) >> genShift }
 
 // Cancellable reports whether a Cancel on this snapshot's life would still

@@ -22,6 +22,8 @@ const (
 
 // Slot holds one request at a time. Its state word is the only thing other
 // goroutines touch; Data belongs to whoever holds the request's obligation.
+// A slot's zero value is Free in generation 0, so a new chunk needs no
+// initialisation; its index lives in the handle's tag, not in the slot.
 type Slot[T any] struct {
 	// state: atomic; the packed word drawn in state.go, changed only by CAS.
 	state atomic.Uint64
@@ -29,8 +31,6 @@ type Slot[T any] struct {
 	// list). Meaningful only while the slot is Free; a popper may read a
 	// stale value, which its CAS on the versioned head then rejects.
 	next atomic.Uint32
-	// index: constant after the slot's chunk is allocated.
-	index uint32
 
 	// Data is the reactor's per-request payload (fd, interest, callback,
 	// result). Owned by the submitter from Acquire until it hands the handle
@@ -60,8 +60,14 @@ type Table[T any] struct {
 	// head read before another goroutine popped and re-pushed the same slot
 	// fails instead of linking in a stale next.
 	head atomic.Uint64
-	// chunks: atomic; replaced (copy on grow) under mu, read without a lock.
+	// chunks: atomic; replaced on grow under mu, read without a lock. A new
+	// slice may share the old one's backing array: grow only writes beyond
+	// the old length, which no reader of the old slice looks at.
 	chunks atomic.Pointer[[]*chunk[T]]
+	// fresh: atomic; slots [0, fresh) have been handed out at least once
+	// (live or on the free list); the rest of the allocated chunks have
+	// never been used and are taken in order when the free list is empty.
+	fresh atomic.Uint32
 	// stale: atomic; Lookups refused because the tag's life was over.
 	stale atomic.Uint64
 
@@ -102,28 +108,34 @@ func (t *Table[T]) slot(index uint32) *Slot[T] {
 	return &cs[index>>chunkShift][index&chunkMask]
 }
 
+// handle names the current life of the slot at index, given its word.
+func handleOf[T any](s *Slot[T], index uint32, w uint64) Handle[T] {
+	return Handle[T]{s: s, tag: w&genMask | uint64(index+1)}
+}
+
 // Acquire takes a free slot and starts a request in it (phase Submitted),
 // returning the request's handle. The handle is the request's publication:
 // from here on any goroutine may Cancel it, so the caller hands it to the
 // loop (which calls Arm) without condition.
 func (t *Table[T]) Acquire() (Handle[T], error) {
 	for {
-		s := t.pop()
+		s, index := t.pop()
 		if s == nil {
-			if err := t.grow(); err != nil {
-				return Handle[T]{}, err
+			if s, index = t.takeFresh(); s == nil {
+				if err := t.grow(); err != nil {
+					return Handle[T]{}, err
+				}
+				continue
 			}
-			continue
 		}
 		w := s.state.Load()
 		if State(w).Phase() != Free || w&lowMask != 0 {
-			panic(fmt.Sprintf("cancel: slot %d on the free list in state %v", s.index, State(w)))
+			panic(fmt.Sprintf("cancel: slot %d on the free list in state %v", index, State(w)))
 		}
-		gen := w & genMask
-		if !s.state.CompareAndSwap(w, pack(gen, Submitted, Undecided, false, false)) {
-			panic(fmt.Sprintf("cancel: slot %d changed while on the free list", s.index))
+		if !s.state.CompareAndSwap(w, pack(w&genMask, Submitted, Undecided, false, false)) {
+			panic(fmt.Sprintf("cancel: slot %d changed while on the free list", index))
 		}
-		return Handle[T]{s: s, gen: gen}, nil
+		return handleOf(s, index, w), nil
 	}
 }
 
@@ -134,21 +146,18 @@ func (t *Table[T]) Acquire() (Handle[T], error) {
 func (t *Table[T]) Release(h Handle[T]) {
 	s := h.s
 	w := s.state.Load()
-	if w&genMask != h.gen || State(w).Phase() != Done || w&owesBit != 0 {
-		panic(fmt.Sprintf("cancel: Release of slot %d gen %d in state %v", s.index, h.gen>>genShift, State(w)))
+	if w&genMask != h.tag&genMask || State(w).Phase() != Done || w&owesBit != 0 {
+		panic(fmt.Sprintf("cancel: Release of slot %d gen %d in state %v", h.Index(), h.Gen(), State(w)))
 	}
 	// The generation moves on here, not at Acquire, so a tag or handle from
 	// the life just ended fails every comparison while the slot sits free.
 	next := (w&genMask + genOne) & genMask
-	if next == 0 {
-		next = genOne // generation 0 never names a life
-	}
 	if !s.state.CompareAndSwap(w, pack(next, Free, Undecided, false, false)) {
-		panic(fmt.Sprintf("cancel: slot %d changed during Release (was %v)", s.index, State(w)))
+		panic(fmt.Sprintf("cancel: slot %d changed during Release (was %v)", h.Index(), State(w)))
 	}
 	var zero T
 	s.Data = zero // drop references the finished request held
-	t.pushChain(s, s)
+	t.push(s, uint32(h.Index()))
 }
 
 // Lookup returns the live request a tag names. It reports false, counts the
@@ -166,7 +175,7 @@ func (t *Table[T]) Lookup(tag uint64) (Handle[T], bool) {
 		t.stale.Add(1)
 		return Handle[T]{}, false
 	}
-	return Handle[T]{s: s, gen: tag & genMask}, true
+	return Handle[T]{s: s, tag: tag}, true
 }
 
 // Range calls f with the handle and a state snapshot of every slot that is
@@ -174,42 +183,54 @@ func (t *Table[T]) Lookup(tag uint64) (Handle[T], bool) {
 // a request acquired or released during Range may or may not be seen, which
 // is why the closer must first stop new Acquires.
 func (t *Table[T]) Range(f func(Handle[T], State) bool) {
-	for _, c := range *t.chunks.Load() {
-		for i := range c {
-			s := &c[i]
-			w := s.state.Load()
-			if State(w).Phase() == Free {
-				continue
-			}
-			if !f(Handle[T]{s: s, gen: w & genMask}, State(w)) {
-				return
-			}
+	n := t.fresh.Load()
+	for i := uint32(0); i < n; i++ {
+		s := t.slot(i)
+		w := s.state.Load()
+		if State(w).Phase() == Free {
+			continue
+		}
+		if !f(handleOf(s, i, w), State(w)) {
+			return
 		}
 	}
 }
 
-func (t *Table[T]) pop() *Slot[T] {
+func (t *Table[T]) pop() (*Slot[T], uint32) {
 	for {
 		h := t.head.Load()
 		i := h & headIndexMask
 		if i == 0 {
-			return nil
+			return nil, 0
 		}
 		s := t.slot(uint32(i - 1))
 		next := uint64(s.next.Load())
 		if t.head.CompareAndSwap(h, (h&^headIndexMask+headVersion)|next) {
-			return s
+			return s, uint32(i - 1)
 		}
 	}
 }
 
-// pushChain pushes first..last, already linked through next, onto the list.
-func (t *Table[T]) pushChain(first, last *Slot[T]) {
+func (t *Table[T]) push(s *Slot[T], index uint32) {
 	for {
 		h := t.head.Load()
-		last.next.Store(uint32(h & headIndexMask))
-		if t.head.CompareAndSwap(h, (h&^headIndexMask+headVersion)|uint64(first.index+1)) {
+		s.next.Store(uint32(h & headIndexMask))
+		if t.head.CompareAndSwap(h, (h&^headIndexMask+headVersion)|uint64(index+1)) {
 			return
+		}
+	}
+}
+
+// takeFresh hands out the next never-used slot, or nil if every allocated
+// slot has been used.
+func (t *Table[T]) takeFresh() (*Slot[T], uint32) {
+	for {
+		n := t.fresh.Load()
+		if int(n) >= t.Cap() {
+			return nil, 0
+		}
+		if t.fresh.CompareAndSwap(n, n+1) {
+			return t.slot(n), n
 		}
 	}
 }
@@ -217,8 +238,8 @@ func (t *Table[T]) pushChain(first, last *Slot[T]) {
 func (t *Table[T]) grow() error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.head.Load()&headIndexMask != 0 {
-		return nil // a Release or another grow refilled the list meanwhile
+	if int(t.fresh.Load()) < t.Cap() {
+		return nil // another grow got here first
 	}
 	return t.growLocked()
 }
@@ -228,19 +249,12 @@ func (t *Table[T]) growLocked() error {
 	if len(old) >= maxChunks {
 		return ErrExhausted
 	}
-	c := new(chunk[T])
-	base := uint32(len(old)) * chunkSize
-	for i := range c {
-		c[i].index = base + uint32(i)
-		c[i].state.Store(pack(genOne, Free, Undecided, false, false))
-		if i+1 < chunkSize {
-			c[i].next.Store(base + uint32(i) + 2) // index+1 of slot i+1
-		}
+	cs := old
+	if len(old) == cap(old) {
+		cs = make([]*chunk[T], len(old), 2*len(old)+1)
+		copy(cs, old)
 	}
-	cs := make([]*chunk[T], len(old)+1)
-	copy(cs, old)
-	cs[len(old)] = c
-	t.chunks.Store(&cs) // publish before the slots become reachable by pop
-	t.pushChain(&c[0], &c[chunkSize-1])
+	cs = append(cs, new(chunk[T])) // zero slots are Free, generation 0
+	t.chunks.Store(&cs)
 	return nil
 }
