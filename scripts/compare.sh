@@ -13,6 +13,9 @@
 #   CELLS              CONNSxSIZE list (default "1x64 100x64 1000x64 50x16384")
 #   PIPELINE           messages in flight per connection (default 1)
 #   PIN=0              do not pin server and client to separate CPUs
+#   SYSCALLS=0         do not count the server's syscalls per message (by
+#                      default counted with `perf stat -e raw_syscalls:sys_enter`
+#                      over the measured phase where perf allows it)
 #   ECHOD_TAGS         build tags for echod (default echod_reactor: the tag
 #                      that links the reactor in while it is gated; a tag
 #                      no file uses is harmless)
@@ -40,6 +43,7 @@ SERVERS=${SERVERS:-"echod-uring echod-epoll stdlib gnet netpoll nbio"}
 CELLS=${CELLS:-"1x64 100x64 1000x64 50x16384"}
 PIPELINE=${PIPELINE:-1}
 PIN=${PIN:-1}
+SYSCALLS=${SYSCALLS:-1}
 ECHOD_TAGS=${ECHOD_TAGS-echod_reactor}
 
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
@@ -99,6 +103,26 @@ else
 	pinning="not pinned ($ncpu CPUs, PIN=$PIN); servers use their default loop count"
 fi
 say "$pinning"
+
+# --- syscall counting ---------------------------------------------------------
+# seconds D prints a Go duration (5s, 200ms, 1.5s) in seconds for sleep.
+seconds() {
+	case $1 in
+	*ms) awk -v v="${1%ms}" 'BEGIN { print v / 1000 }' ;;
+	*s) echo "${1%s}" ;;
+	*) say "duration $1: use s or ms"; return 1 ;;
+	esac
+}
+count_syscalls=0
+if [[ $SYSCALLS == 1 ]] && command -v perf >/dev/null &&
+	perf stat -x, -e raw_syscalls:sys_enter -o /dev/null -- true 2>/dev/null; then
+	count_syscalls=1
+	say "counting server syscalls with perf over each measured phase"
+else
+	say "not counting syscalls (SYSCALLS=$SYSCALLS, or perf or its raw_syscalls tracepoint is unavailable)"
+fi
+warmup_s=$(seconds "$WARMUP")
+duration_s=$(seconds "$DURATION")
 
 # --- servers -----------------------------------------------------------------
 # free_port prints a TCP port below the ephemeral range that nothing listens on.
@@ -165,10 +189,28 @@ for srv in $SERVERS; do
 		conns=${cell%x*}
 		size=${cell#*x}
 		rc=0
+		perfpid=
+		if [[ $count_syscalls == 1 ]]; then
+			# The window [warmup, warmup+duration] matches echoload's
+			# measured phase to within process start-up; comparetable
+			# divides by msgs/s × the window, not by the message count.
+			(
+				sleep "$warmup_s"
+				exec perf stat -x, -e raw_syscalls:sys_enter -p "$pid" -o "$out/cells/${srv}_$cell.perf" -- sleep "$duration_s"
+			) &
+			perfpid=$!
+			pids+=("$perfpid")
+		fi
 		"${client_pin[@]}" "$bin/echoload" --addr "127.0.0.1:$port" --conns "$conns" --size "$size" \
 			--pipeline "$PIPELINE" --duration "$DURATION" --warmup "$WARMUP" --server-pid "$pid" \
 			--json --quiet >"$out/cells/${srv}_$cell.json" 2>"$out/cells/${srv}_$cell.err" || rc=$?
 		summary=$(sed -n 's/.*"msgs_per_sec": \([0-9]*\).*/\1 msgs\/s/p' "$out/cells/${srv}_$cell.json" | head -n 1)
+		if [[ -n $perfpid ]]; then
+			wait "$perfpid" 2>/dev/null || true
+			if n=$(awk -F, '/raw_syscalls:sys_enter/ { print $1 }' "$out/cells/${srv}_$cell.perf" 2>/dev/null) && [[ -n $n ]]; then
+				echo "$n $duration_s" >"$out/cells/${srv}_$cell.sys"
+			fi
+		fi
 		say "  $cell: ${summary:-no report} (exit $rc)"
 		[[ $rc == 0 ]] || head -n 2 "$out/cells/${srv}_$cell.err" >&2 || true
 	done

@@ -8,7 +8,9 @@
 //	    --cells "1x64 100x64" --base echod-uring --meta meta.txt
 //
 // Reports are read from DIR/cells/SERVER_CELL.json; a missing or failed
-// one becomes a row that says so.
+// one becomes a row that says so. DIR/cells/SERVER_CELL.sys, if present,
+// holds "SYSCALLS SECONDS": the server's syscalls counted by perf over the
+// measured phase, which becomes syscalls per message.
 package main
 
 import (
@@ -35,8 +37,9 @@ type report struct {
 	ErrorTotal int64  `json:"error_total"`
 	FirstError string `json:"first_error"`
 	CPU        *struct {
-		ClientUSPerMsg float64  `json:"client_us_per_msg"`
-		ServerUSPerMsg *float64 `json:"server_us_per_msg"`
+		ClientUSPerMsg       float64  `json:"client_us_per_msg"`
+		ServerUSPerMsg       *float64 `json:"server_us_per_msg"`
+		ServerSwitchesPerMsg *float64 `json:"server_ctx_switches_per_msg"`
 	} `json:"cpu"`
 }
 
@@ -52,6 +55,9 @@ type Row struct {
 	P99US          float64  `json:"p99_us"`
 	ServerUSPerMsg *float64 `json:"server_cpu_us_per_msg"`
 	ClientUSPerMsg float64  `json:"client_cpu_us_per_msg"`
+	// SyscallsPerMsg and SwitchesPerMsg are the server's, where measured.
+	SyscallsPerMsg *float64 `json:"server_syscalls_per_msg"`
+	SwitchesPerMsg *float64 `json:"server_ctx_switches_per_msg"`
 	// Ratios to the base server in the same cell; nil where either is missing.
 	MsgsRatio *float64 `json:"msgs_per_sec_ratio"`
 	P99Ratio  *float64 `json:"p99_ratio"`
@@ -143,6 +149,14 @@ func load(dir, server, cell string) (Row, error) {
 	r.P50US, r.P99US = rep.Latency.P50, rep.Latency.P99
 	if rep.CPU != nil {
 		r.ClientUSPerMsg, r.ServerUSPerMsg = rep.CPU.ClientUSPerMsg, rep.CPU.ServerUSPerMsg
+		r.SwitchesPerMsg = rep.CPU.ServerSwitchesPerMsg
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "cells", server+"_"+cell+".sys")); err == nil {
+		var n, secs float64
+		if _, err := fmt.Sscan(string(b), &n, &secs); err == nil && rep.MsgsPerSec > 0 && secs > 0 {
+			v := n / (rep.MsgsPerSec * secs)
+			r.SyscallsPerMsg = &v
+		}
 	}
 	r.OK = rep.ErrorTotal == 0 && rep.Messages > 0
 	if !r.OK {
@@ -166,8 +180,8 @@ func markdown(rows []Row, meta []string, base string) string {
 	}
 	fmt.Fprintf(&b, "- ratios (×) are each server's figure over %s's in the same cell of this run; "+
 		"for msgs/s higher is better, for p99 and CPU µs/msg lower is better\n\n", base)
-	b.WriteString("| cell (conns × bytes) | server | msgs/s | × | MB/s | p99 µs | × | server CPU µs/msg | × | client CPU µs/msg | note |\n")
-	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
+	b.WriteString("| cell (conns × bytes) | server | msgs/s | × | MB/s | p99 µs | × | server CPU µs/msg | × | server syscalls/msg | server ctx switches/msg | client CPU µs/msg | note |\n")
+	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
 	x := func(p *float64) string {
 		if p == nil {
 			return "–"
@@ -176,16 +190,12 @@ func markdown(rows []Row, meta []string, base string) string {
 	}
 	for _, r := range rows {
 		if r.MsgsPerSec == 0 && !r.OK {
-			fmt.Fprintf(&b, "| %s | %s | – | – | – | – | – | – | – | – | %s |\n", cellName(r.Cell), r.Server, r.Note)
+			fmt.Fprintf(&b, "| %s | %s | – | – | – | – | – | – | – | – | – | – | %s |\n", cellName(r.Cell), r.Server, r.Note)
 			continue
 		}
-		cpu := "–"
-		if r.ServerUSPerMsg != nil {
-			cpu = fmt.Sprintf("%.2f", *r.ServerUSPerMsg)
-		}
-		fmt.Fprintf(&b, "| %s | %s | %.0f | %s | %.1f | %.0f | %s | %s | %s | %.2f | %s |\n",
+		fmt.Fprintf(&b, "| %s | %s | %.0f | %s | %.1f | %.0f | %s | %s | %s | %s | %s | %.2f | %s |\n",
 			cellName(r.Cell), r.Server, r.MsgsPerSec, x(r.MsgsRatio), r.MBPerSec, r.P99US, x(r.P99Ratio),
-			cpu, x(r.CPURatio), r.ClientUSPerMsg, r.Note)
+			x(r.ServerUSPerMsg), x(r.CPURatio), x(r.SyscallsPerMsg), x(r.SwitchesPerMsg), r.ClientUSPerMsg, r.Note)
 	}
 	return b.String()
 }

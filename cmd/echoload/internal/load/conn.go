@@ -47,6 +47,7 @@ type conn struct {
 	lastDone int64         // owned by the reading goroutine: ns of last measured echo
 	buf      []byte        // owned by the reading goroutine
 	rdl, wdl int64         // read/write deadlines set on nc, ns since base; owned by reader/writer
+	lag      lagStats      // owned by the writing goroutine (Rate only)
 	timer    *time.Timer   // owned by the writing goroutine (Rate only)
 }
 
@@ -147,9 +148,13 @@ func (c *conn) sleepUntil(t int64) bool {
 // instead of one per message).
 func (c *conn) write(s sent) bool {
 	to := int64(c.e.cfg.Timeout)
-	if now := c.e.now(); c.wdl-now < to-to/4 {
+	now := c.e.now()
+	if c.wdl-now < to-to/4 {
 		c.wdl = now + to
 		c.nc.SetWriteDeadline(c.e.base.Add(time.Duration(c.wdl)))
+	}
+	if c.e.rate && s.measured {
+		c.lag.add(now - s.start)
 	}
 	if _, err := c.nc.Write(c.payload(s.seq)); err != nil {
 		c.fail(classify(err), fmt.Sprintf("conn %d message %d: write: %v", c.id, s.seq, err))
@@ -255,4 +260,23 @@ func (c *conn) runPipelined() {
 	}
 	close(inflight)
 	<-done
+}
+
+// lagStats summarizes how late messages were written after their intended
+// send time in open loop.
+type lagStats struct {
+	n, sum, max int64 // ns
+}
+
+func (l *lagStats) add(ns int64) {
+	ns = max(ns, 0)
+	l.n++
+	l.sum += ns
+	l.max = max(l.max, ns)
+}
+
+func (l *lagStats) merge(o lagStats) {
+	l.n += o.n
+	l.sum += o.sum
+	l.max = max(l.max, o.max)
 }

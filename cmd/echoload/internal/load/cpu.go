@@ -18,6 +18,7 @@ type cpuSample struct {
 	ok        bool          // taken
 	server    time.Duration // utime+stime of Config.ServerPID, if any
 	serverErr error         // why server is missing
+	serverCS  int64         // context switches of the server's threads, voluntary or not
 	client    time.Duration // utime+stime of this process
 }
 
@@ -29,8 +30,35 @@ func takeCPUSample(pid int) cpuSample {
 	}
 	if pid > 0 {
 		s.server, s.serverErr = procCPU(pid)
+		s.serverCS = procSwitches(pid)
 	}
 	return s
+}
+
+// procSwitches sums the context switches of process pid's live threads
+// (a thread that exited takes its count with it; Go servers keep theirs).
+func procSwitches(pid int) int64 {
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	var n int64
+	for _, t := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, t.Name()))
+		if err != nil {
+			continue // the thread exited
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "voluntary_ctxt_switches:"); ok {
+				n += atoiOrZero(v)
+			} else if v, ok := strings.CutPrefix(line, "nonvoluntary_ctxt_switches:"); ok {
+				n += atoiOrZero(v)
+			}
+		}
+	}
+	return n
+}
+
+func atoiOrZero(s string) int64 {
+	v, _ := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	return v
 }
 
 // procCPU reads utime+stime, summed over every thread, of process pid.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -97,6 +98,7 @@ func TestDuration(t *testing.T) {
 	s := startServer(t, "tcp", echotest.Fault{})
 	cfg := baseConfig("tcp", s.Addr())
 	cfg.Messages, cfg.Duration, cfg.Warmup = 0, 300*time.Millisecond, 100*time.Millisecond
+	cfg.ServerPID = os.Getpid() // the in-test server runs in this process
 	start := time.Now()
 	rep, err := load.Run(context.Background(), cfg)
 	if err != nil {
@@ -116,6 +118,24 @@ func TestDuration(t *testing.T) {
 	}
 	if rep.CPU == nil || rep.CPU.ClientSeconds <= 0 {
 		t.Fatalf("no client CPU time: %+v", rep.CPU)
+	}
+	if c := rep.CPU; c.ServerSeconds == nil || *c.ServerSeconds <= 0 || c.ServerSwitchesPerMsg == nil || c.ServerError != "" {
+		t.Fatalf("server CPU from /proc/self: %+v", *c)
+	}
+}
+
+// TestServerGone checks that a server PID without a /proc entry is reported
+// as such rather than as zero CPU.
+func TestServerGone(t *testing.T) {
+	s := startServer(t, "tcp", echotest.Fault{})
+	cfg := baseConfig("tcp", s.Addr())
+	cfg.ServerPID = 1 << 30 // above pid_max
+	rep, err := load.Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.CPU == nil || rep.CPU.ServerUSPerMsg != nil || !strings.Contains(rep.CPU.ServerError, "/proc/") {
+		t.Fatalf("cpu %+v", rep.CPU)
 	}
 }
 

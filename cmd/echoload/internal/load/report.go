@@ -28,6 +28,12 @@ type Report struct {
 	MsgsPerSec     float64 `json:"msgs_per_sec"`
 	MBPerSec       float64 `json:"mb_per_sec"`
 	Latency        Latency `json:"latency_us"`
+	// SendLag, with Rate only, is how late messages were written after
+	// their intended send time: client timer slack (Go timers wake on
+	// millisecond ticks when the process is idle), or a full pipeline
+	// window or socket buffer behind a slow server. Latency includes it,
+	// as open-loop latency must.
+	SendLag *SendLag `json:"send_lag_us,omitempty"`
 
 	// Errors counts errors by kind; every kind is present.
 	Errors     map[Kind]int64 `json:"errors"`
@@ -52,6 +58,12 @@ type Latency struct {
 	Max    float64 `json:"max"`
 }
 
+// SendLag summarizes open-loop send lag, in microseconds.
+type SendLag struct {
+	Mean float64 `json:"mean"`
+	Max  float64 `json:"max"`
+}
+
 // CPU is CPU time over the measured phase (plus its drain).
 type CPU struct {
 	ClientSeconds  float64 `json:"client_seconds"`
@@ -61,6 +73,9 @@ type CPU struct {
 	ServerSeconds  *float64 `json:"server_seconds,omitempty"`
 	ServerUSPerMsg *float64 `json:"server_us_per_msg,omitempty"`
 	ServerError    string   `json:"server_error,omitempty"`
+	// ServerSwitchesPerMsg is the server threads' context switches per
+	// message: how often it slept and woke (or was preempted) per echo.
+	ServerSwitchesPerMsg *float64 `json:"server_ctx_switches_per_msg,omitempty"`
 }
 
 // Failed reports whether the run saw any error or was interrupted.
@@ -72,9 +87,14 @@ func (r *Report) fill(e *engine, conns []*conn) {
 		r.hist.Merge(e.shards[i].h)
 	}
 	var last int64
+	var lag lagStats
 	for _, c := range conns {
 		r.Messages += c.msgs.Load()
 		last = max(last, c.lastDone)
+		lag.merge(c.lag)
+	}
+	if e.rate && lag.n > 0 {
+		r.SendLag = &SendLag{Mean: float64(lag.sum) / float64(lag.n) / 1e3, Max: float64(lag.max) / 1e3}
 	}
 	r.Bytes = r.Messages * int64(e.cfg.Size)
 	if r.Messages > 0 && last > e.warmupEnd {
@@ -122,6 +142,10 @@ func (r *Report) setCPU(begin, finish cpuSample) {
 		} else {
 			s, p := (finish.server - begin.server).Seconds(), per(finish.server-begin.server)
 			c.ServerSeconds, c.ServerUSPerMsg = &s, &p
+			if r.Messages > 0 {
+				cs := float64(finish.serverCS-begin.serverCS) / float64(r.Messages)
+				c.ServerSwitchesPerMsg = &cs
+			}
 		}
 	}
 	r.CPU = c
@@ -165,11 +189,17 @@ func (r *Report) WriteSummary(w io.Writer) error {
 	l := r.Latency
 	fmt.Fprintf(&b, "  latency us  p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f  (mean %.1f)\n",
 		l.P50, l.P90, l.P99, l.P999, l.Max, l.Mean)
+	if r.SendLag != nil {
+		fmt.Fprintf(&b, "  send lag us mean %.1f  max %.1f (included in latency)\n", r.SendLag.Mean, r.SendLag.Max)
+	}
 	if r.CPU != nil {
 		fmt.Fprintf(&b, "  cpu us/msg  client %.2f", r.CPU.ClientUSPerMsg)
 		switch {
 		case r.CPU.ServerUSPerMsg != nil:
 			fmt.Fprintf(&b, "  server %.2f (pid %d)", *r.CPU.ServerUSPerMsg, c.ServerPID)
+			if cs := r.CPU.ServerSwitchesPerMsg; cs != nil {
+				fmt.Fprintf(&b, ", %.3f server context switches/msg", *cs)
+			}
 		case r.CPU.ServerError != "":
 			fmt.Fprintf(&b, "  server unknown: %s", r.CPU.ServerError)
 		}
