@@ -39,15 +39,17 @@ const (
 	// SubmitAndWait or Reap on the thread that called New.
 	SetupDeferTaskrun SetupFlags = 1 << 13
 
-	// setupCQSize is set by New when Config.CQEntries is non-zero.
-	setupCQSize SetupFlags = 1 << 3
+	// SetupCQSize says Config.CQEntries holds the CQ size
+	// (IORING_SETUP_CQSIZE, 5.5). New sets it whenever CQEntries is
+	// non-zero; it appears in Flags for such rings.
+	SetupCQSize SetupFlags = 1 << 3
 )
 
 var setupFlagNames = []struct {
 	f    SetupFlags
 	name string
 }{
-	{setupCQSize, "CQSIZE"},
+	{SetupCQSize, "CQSIZE"},
 	{SetupClamp, "CLAMP"},
 	{SetupSubmitAll, "SUBMIT_ALL"},
 	{SetupCoopTaskrun, "COOP_TASKRUN"},

@@ -126,3 +126,40 @@ func TestStrings(t *testing.T) {
 		t.Errorf("CQE.Err for Res 1 = %v, want nil", err)
 	}
 }
+
+// TestSubmitStopsAtBadSQE queues NOP, an ASYNC_CANCEL with flags no kernel
+// knows, NOP. The kernel fails the bad one with -EINVAL and, unless
+// SetupSubmitAll, leaves the SQEs after it queued for the next Submit.
+func TestSubmitStopsAtBadSQE(t *testing.T) {
+	tests := []struct {
+		name      string
+		flags     ring.SetupFlags
+		first     int // consumed by the first Submit
+		leftAfter uint32
+	}{
+		{"default", 0, 2, 1},
+		{"SubmitAll", ring.SetupSubmitAll, 3, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRing(t, ring.Config{Entries: 8, Flags: tc.flags})
+			prep(t, r, func(s *ring.SQE) { s.PrepNop(1) })
+			prep(t, r, func(s *ring.SQE) { s.PrepCancel(99, 1<<31, 2) })
+			prep(t, r, func(s *ring.SQE) { s.PrepNop(3) })
+			n, err := r.Submit()
+			if err != nil {
+				t.Fatalf("Submit: %v", err)
+			}
+			if n != tc.first || r.SQReady() != tc.leftAfter {
+				t.Fatalf("Submit consumed %d, SQReady %d; want %d and %d", n, r.SQReady(), tc.first, tc.leftAfter)
+			}
+			res := map[uint64]int32{}
+			for _, c := range waitCQEs(t, r, 3) {
+				res[c.UserData] = c.Res
+			}
+			if res[1] != 0 || res[2] != -int32(unix.EINVAL) || res[3] != 0 {
+				t.Fatalf("results %v, want 1:0 2:-EINVAL 3:0", res)
+			}
+		})
+	}
+}

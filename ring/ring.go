@@ -102,7 +102,7 @@ func New(cfg Config) (*Ring, error) {
 	}
 	flags := cfg.Flags
 	if cfg.CQEntries != 0 {
-		flags |= setupCQSize
+		flags |= SetupCQSize
 	}
 	p := params{flags: uint32(flags), cqEntries: cfg.CQEntries}
 	fd, _, errno := unix.Syscall(unix.SYS_IO_URING_SETUP, uintptr(entries), uintptr(unsafe.Pointer(&p)), 0)
@@ -236,7 +236,8 @@ func (r *Ring) Fd() int { return r.fd }
 // Features returns what the kernel reported at setup.
 func (r *Ring) Features() Features { return r.features }
 
-// Flags returns the setup flags the ring was created with.
+// Flags returns the setup flags the ring was created with, SetupCQSize
+// included when Config.CQEntries was set.
 func (r *Ring) Flags() SetupFlags { return r.flags }
 
 // SQEntries returns the SQ size the kernel chose.

@@ -87,6 +87,9 @@ func TestSizes(t *testing.T) {
 	if r.SQEntries() != 8 || r.CQEntries() != 64 {
 		t.Fatalf("sizes %d/%d, want 8/64 (rounded up to powers of two)", r.SQEntries(), r.CQEntries())
 	}
+	if r.Flags() != ring.SetupCQSize {
+		t.Fatalf("Flags() = %v, want CQSIZE", r.Flags())
+	}
 	d := newRing(t, ring.Config{Entries: 16})
 	if d.CQEntries() != 2*d.SQEntries() {
 		t.Fatalf("default CQ %d, want twice the SQ %d", d.CQEntries(), d.SQEntries())
