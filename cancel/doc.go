@@ -30,39 +30,56 @@
 //
 // # Table
 //
-// u: Undecided; a: Canceled or Closed (an abort); r: Ready or Failed (from
-// the backend); d: any decided outcome; +owes: the kernel owes a completion.
-// "Deliver" is MustDeliver: that caller, and no one else ever, delivers.
+// A state is written Phase/outcome[+owes]: u is Undecided; a is Canceled or
+// Closed (an abort); r is Ready or Failed (from the backend); d is any
+// decided outcome; +owes means the kernel owes a completion for the tag (its
+// absence in "next" means the transition clears it). A decided outcome never
+// changes; an undecided one takes the event's (Cancel: Canceled, Close:
+// Closed, Wake(r) and Steal(r): r). "stolen" in "next" sets the stolen flag,
+// which otherwise stays as it was. MustDeliver goes to that caller and no
+// one else, ever. TestReferenceModel parses both tables below and checks
+// the code against them.
 //
-//	state              event             next                  caller now owns
-//	-----------------  ----------------  --------------------  -----------------------------
-//	Free               Acquire           Submitted/u           the handle (publish it)
-//	Submitted/u        Arm               OnQueue/u+owes        MustArm
-//	Submitted/u        Cancel, Close     Submitted/a           NothingToDo (Cancel: true)
-//	Submitted/a        Arm               Completing/a stolen   MustDeliver (loop, inline)
-//	OnQueue/u+owes     Steal(r)          Completing/r stolen   MustDeliver (loop, inline)
-//	OnQueue/u+owes     Wake(r)           Completing/r          MustDeliver (loop)
-//	OnQueue/u+owes     Wake(spurious)    PendingWork/u         MustRequeue (loop)
-//	OnQueue/u+owes     Cancel, Close     OnQueue/a+owes        MustAskLoopToCancel
-//	OnQueue/a+owes     Withdraw          Completing/a+owes     MustDeliver|MustCancelInKernel
-//	OnQueue/a+owes     Wake(any)         Completing/a          MustDeliver (loop, as cancel)
-//	OnQueue/a+owes     Disarmed          Completing/a          MustDeliver (loop, as cancel)
-//	OnQueue/a+owes     Steal(r)          Completing/a stolen   MustDeliver (loop, as cancel)
-//	PendingWork/u      Requeue           OnQueue/u+owes        MustArm (re-arm)
-//	PendingWork/u      Cancel, Close     PendingWork/a         NothingToDo (Cancel: true)
-//	PendingWork/a      Requeue           Completing/a          MustDeliver (loop, as cancel)
-//	Completing/d+owes  Wake, Disarmed    Completing/d          NothingToDo
-//	Completing/d       Delivered         Done/d                MustRelease
-//	Completing/d+owes  Delivered         Done/d+owes           NothingToDo
-//	Done/d+owes        Wake, Disarmed    Done/d                MustRelease
-//	Done/d             Release           Free, generation+1    -
-//	decided (any)      Cancel, Close     unchanged             NothingToDo (Cancel: d==Canceled)
-//	PendingWork,       Steal             unchanged             NothingToDo (the waker finishes)
-//	Completing, Done
-//	not OnQueue        Withdraw          unchanged             NothingToDo
-//	without owes       Wake, Disarmed    unchanged             Stale (count, ignore)
-//	other generation   any but Release   unchanged             Stale (Cancel: false)
+//	state              event                               next                 caller now owns
+//	-----------------  ----------------------------------  -------------------  ------------------------------
+//	Free               Acquire                             Submitted/u          - (the handle: publish it)
+//	Submitted/u        Arm                                 OnQueue/u+owes       MustArm
+//	Submitted/u        Cancel, Close                       Submitted/a          NothingToDo (the loop steals)
+//	Submitted/a        Arm                                 Completing/a stolen  MustDeliver (inline, never armed)
+//	OnQueue/u+owes     Steal(r)                            Completing/r stolen  MustDeliver (inline)
+//	OnQueue/u+owes     Wake(r)                             Completing/r         MustDeliver
+//	OnQueue/u+owes     Wake(spurious)                      PendingWork/u        MustRequeue
+//	OnQueue/u+owes     Cancel, Close                       OnQueue/a+owes       MustAskLoopToCancel
+//	OnQueue/a+owes     Withdraw                            Completing/a+owes    MustDeliver|MustCancelInKernel
+//	OnQueue/a+owes     Wake(r), Wake(spurious), Disarmed   Completing/a         MustDeliver (as the abort)
+//	OnQueue/a+owes     Steal(r)                            Completing/a stolen  MustDeliver (as the abort)
+//	PendingWork/u      Requeue                             OnQueue/u+owes       MustArm (re-arm)
+//	PendingWork/u      Cancel, Close                       PendingWork/a        NothingToDo (the loop holds it)
+//	PendingWork/a      Requeue                             Completing/a         MustDeliver (as the abort)
+//	Completing/d+owes  Wake(r), Wake(spurious), Disarmed   Completing/d         NothingToDo
+//	Completing/d       Delivered                           Done/d               MustRelease
+//	Completing/d+owes  Delivered                           Done/d+owes          NothingToDo
+//	Done/d+owes        Wake(r), Wake(spurious), Disarmed   Done/d               MustRelease
+//	Done/d             Release                             Free                 - (generation+1)
 //
+// Events that change nothing (Cancel there reports whether d is Canceled):
+//
+//	event                               result       in states
+//	----------------------------------  -----------  -------------------------------------------------
+//	Cancel, Close                       NothingToDo  Submitted/a OnQueue/a+owes PendingWork/a
+//	                                                 Completing/d Completing/d+owes Done/d Done/d+owes
+//	Steal(r)                            NothingToDo  PendingWork/u PendingWork/a (the waker finishes)
+//	                                                 Completing/d Completing/d+owes Done/d Done/d+owes
+//	Withdraw                            NothingToDo  Submitted/u Submitted/a PendingWork/u PendingWork/a
+//	                                                 Completing/d Completing/d+owes Done/d Done/d+owes
+//	Wake(r), Wake(spurious), Disarmed   Stale        Submitted/u Submitted/a PendingWork/u PendingWork/a
+//	                                                 Completing/d Done/d (the kernel owed nothing)
+//
+// Through a handle of an earlier life (its generation no longer matches),
+// Cancel, Close, Steal, Wake, Disarmed and Withdraw change nothing and return
+// Stale (Cancel reports false), while Arm, Requeue, Delivered and Release
+// panic: the loop holds the request when it makes those calls, so it cannot
+// have been recycled.
 // Every other (state, event) pair is a reactor bug and panics with the slot,
 // generation and state: Arm twice, Requeue a request not woken, Delivered
 // without MustDeliver, Release while the kernel owes, Withdraw of a request
