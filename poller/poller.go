@@ -1,0 +1,242 @@
+// Package poller is oneshot's one-shot readiness backend: it arms a single
+// poll for a tag on a file descriptor and reports exactly one Event for that
+// tag. Two backends implement it: io_uring (IORING_OP_POLL_ADD through the
+// project's ring package) and epoll (EPOLLONESHOT). Open chooses between them
+// and says why.
+//
+// # The contract (both backends)
+//
+// A tag is the caller's name for one armed poll: nonzero, bit 63 clear
+// (ValidTag). The poller uses bit 63 for its own kernel requests (removals,
+// the wake-up poll) so those can never be mistaken for a caller's. Tags are
+// opaque to the poller; the caller puts a generation in them so that a tag is
+// never armed again while the kernel may still post for its previous use.
+//
+//	call                 | the tag's one Event is ...
+//	---------------------+-----------------------------------------------------
+//	Arm returns nil      | exactly one, from a later Wait: Ready (mask), Failed
+//	                     | (Errno, e.g. EBADF for a closed fd) or Canceled
+//	Arm returns an error | none: the arguments were refused (ErrBadTag,
+//	                     | ErrTagInUse, ErrBadFd, ErrBadEvents, ErrClosed)
+//	Disarm, not yet fired| Canceled, or the readiness that won the race
+//	Disarm after its     | nothing more: Disarm reports false and does nothing
+//	Event was returned   |
+//	Forget(fd)           | every tag armed on fd: as Disarm
+//	Close                | none: Close cancels every armed tag, waits until
+//	                     | the kernel has posted every completion it owes,
+//	                     | and drops them (counted in Stats.Dropped)
+//
+// A tag may be armed again once its Event came out of Wait. A caller that
+// needs every tag's Event at shutdown (the reactor reporting a readiness that
+// won) Disarms each armed tag and Waits until Stats().Armed is zero before
+// calling Close.
+//
+// Kernel failures are reported as the tag's Event, never by Arm: epoll_ctl's
+// EBADF and io_uring's -EBADF completion both arrive as a Failed Event, so the
+// caller has one path for them on both backends.
+//
+// Before closing an fd that may have tags armed, call Forget(fd). The
+// io_uring ring holds its own reference to the file, so close(2) does not end
+// a pending POLL_ADD (liburing #932), and epoll silently drops a closed file's
+// registration, so without Forget its tags would wait until Close. After
+// Forget, fd's number may be reused at once: the new fd's tags never see the
+// old one's events (epoll registrations carry a generation; io_uring
+// completions carry the tag).
+//
+// # Threads
+//
+// One goroutine, the owner, calls every method except Wake, which is safe
+// from any goroutine at any time, Close included. With the io_uring backend
+// set up single-issuer (the default, UringSingleIssuer) the owner must also
+// stay on one OS thread from Open to Close: call runtime.LockOSThread before
+// Open. A call from another thread fails with ErrWrongThread.
+//
+// # Batching
+//
+// Arm, Disarm and Forget on io_uring only queue SQEs; the next Wait hands them
+// to the kernel together with the wait in one io_uring_enter (a full
+// submission queue is flushed early). On epoll each Arm changes the interest
+// set with one epoll_ctl at once; a Disarm does too unless another tag on the
+// fd keeps the same interest.
+package poller
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Event bits. They are poll(2)'s values, which epoll's EPOLL* values equal,
+// so both backends pass the kernel's mask through unchanged. Err and Hup are
+// always reported when they happen, armed for or not.
+const (
+	In    uint32 = unix.POLLIN
+	Pri   uint32 = unix.POLLPRI
+	Out   uint32 = unix.POLLOUT
+	Err   uint32 = unix.POLLERR
+	Hup   uint32 = unix.POLLHUP
+	RdHup uint32 = unix.POLLRDHUP
+
+	// ArmMask holds every bit Arm accepts.
+	ArmMask = In | Pri | Out | Err | Hup | RdHup
+	// alwaysMask is what the kernel reports whether asked for or not.
+	alwaysMask = Err | Hup
+)
+
+// InternalBit is the tag bit reserved for the poller's own kernel requests.
+const InternalBit uint64 = 1 << 63
+
+// ValidTag reports whether tag may be armed: nonzero with InternalBit clear.
+func ValidTag(tag uint64) bool { return tag != 0 && tag&InternalBit == 0 }
+
+// Backend names a poller implementation.
+type Backend string
+
+// The backends Open accepts. Auto is resolved to Uring or Epoll.
+const (
+	Auto  Backend = "auto"
+	Uring Backend = "uring"
+	Epoll Backend = "epoll"
+)
+
+// Event is the one report for an armed tag. It holds no pointers, so a
+// caller's []Event is filled without allocating.
+//
+// Exactly one of these holds: Canceled; Errno != 0 (Failed); otherwise Ready,
+// with Events the ready mask (never 0).
+type Event struct {
+	Tag uint64
+	// Events is the ready mask: the armed interest plus Err and Hup,
+	// intersected with what the kernel reported.
+	Events uint32
+	// Canceled is set when Disarm, Forget won the race against readiness.
+	Canceled bool
+	// Errno is the kernel's refusal: EBADF for an fd closed before or
+	// while it was armed, EPERM from epoll for a file it cannot poll, ...
+	Errno unix.Errno
+}
+
+// Err returns nil for a ready Event, ErrCanceled for a canceled one, and the
+// Errno otherwise. It does not allocate.
+func (e Event) Err() error {
+	switch {
+	case e.Canceled:
+		return ErrCanceled
+	case e.Errno != 0:
+		return e.Errno
+	}
+	return nil
+}
+
+// String formats the Event for logs and test failures.
+func (e Event) String() string {
+	switch {
+	case e.Canceled:
+		return fmt.Sprintf("{tag %#x canceled}", e.Tag)
+	case e.Errno != 0:
+		return fmt.Sprintf("{tag %#x failed: %v}", e.Tag, e.Errno)
+	}
+	return fmt.Sprintf("{tag %#x ready %#x}", e.Tag, e.Events)
+}
+
+// Stats are a poller's counters since Open. Syscalls counts every system
+// call the owner made for the poller (epoll_ctl, epoll_wait, io_uring_enter,
+// eventfd reads); Wake's writes are not included.
+type Stats struct {
+	Syscalls uint64 // system calls made by the owner
+	Arms     uint64 // Arm calls accepted
+	Disarms  uint64 // Disarm calls that found an armed tag (Forget included)
+	Events   uint64 // Events returned by Wait
+	Wakes    uint64 // Wait calls woken by Wake
+	Stale    uint64 // kernel reports dropped: no armed tag of that generation
+	Dropped  uint64 // tags Close released without an Event
+	Armed    int    // tags armed whose Event has not been returned yet
+}
+
+// Poller arms one-shot polls and reports one Event per armed tag. See the
+// package documentation for the contract every method follows.
+type Poller interface {
+	// Arm arms a one-shot poll for events (a subset of ArmMask) on fd
+	// under tag. After a nil return exactly one Event for tag comes out of
+	// Wait; after an error none does.
+	Arm(tag uint64, fd int, events uint32) error
+	// Disarm asks for tag's poll to be canceled. It reports whether tag
+	// was armed with its Event still to come; that Event is Canceled or,
+	// if readiness won the race, Ready or Failed.
+	Disarm(tag uint64) bool
+	// Forget disarms every tag armed on fd and forgets fd's registration.
+	// Call it before closing fd.
+	Forget(fd int)
+	// Wait fills evs with Events and returns how many. It blocks up to
+	// timeout (negative: without limit, zero: not at all) while none is
+	// available, and returns 0, nil on timeout and after a Wake. It panics
+	// if evs is empty.
+	Wait(evs []Event, timeout time.Duration) (int, error)
+	// Wake makes a blocking Wait (or the next one) return. Safe from any
+	// goroutine; wakes coalesce.
+	Wake() error
+	// Close releases the poller (see the package documentation). It is
+	// idempotent.
+	Close() error
+	// Stats returns the counters.
+	Stats() Stats
+	// Backend reports Uring or Epoll.
+	Backend() Backend
+}
+
+// ErrCanceled is Event.Err for a tag whose poll was canceled.
+var ErrCanceled = errors.New("poller: poll canceled")
+
+// ErrClosed is returned by every method called after Close.
+var ErrClosed = errors.New("poller: closed")
+
+// ErrBadTag refuses a tag that is zero or has InternalBit set.
+var ErrBadTag = errors.New("poller: tag is zero or uses the internal bit")
+
+// ErrTagInUse refuses a tag whose previous Event has not been returned yet.
+var ErrTagInUse = errors.New("poller: tag already armed")
+
+// ErrBadFd refuses a negative file descriptor.
+var ErrBadFd = errors.New("poller: negative file descriptor")
+
+// ErrBadEvents refuses an interest with bits outside ArmMask.
+var ErrBadEvents = errors.New("poller: events outside ArmMask")
+
+// ErrWrongThread reports a single-issuer io_uring used from an OS thread
+// other than the one that opened it (the kernel answers EEXIST).
+var ErrWrongThread = errors.New("poller: single-issuer io_uring used from another OS thread")
+
+// checkArm validates Arm's arguments the same way for both backends.
+func checkArm(tag uint64, fd int, events uint32) error {
+	switch {
+	case !ValidTag(tag):
+		return fmt.Errorf("%w: %#x", ErrBadTag, tag)
+	case fd < 0:
+		return fmt.Errorf("%w: %d", ErrBadFd, fd)
+	case events&^ArmMask != 0:
+		return fmt.Errorf("%w: %#x", ErrBadEvents, events)
+	}
+	return nil
+}
+
+// readyMask is what a poll armed for interest reports when the kernel says
+// mask: the interest plus the always-reported bits.
+func readyMask(interest, mask uint32) uint32 { return mask & (interest | alwaysMask) }
+
+// durationMs converts Wait's timeout to epoll_wait's milliseconds, rounding
+// up so that a short timeout does not become a busy poll.
+func durationMs(d time.Duration) int {
+	switch {
+	case d < 0:
+		return -1
+	case d == 0:
+		return 0
+	}
+	ms := (d + time.Millisecond - 1) / time.Millisecond
+	if ms > 1<<31-1 {
+		return 1<<31 - 1
+	}
+	return int(ms)
+}

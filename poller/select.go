@@ -1,0 +1,105 @@
+package poller
+
+import (
+	"errors"
+	"fmt"
+)
+
+// UringSetup chooses how the io_uring backend sets its ring up.
+type UringSetup uint8
+
+const (
+	// UringSingleIssuer asks for IORING_SETUP_SINGLE_ISSUER |
+	// DEFER_TASKRUN | COOP_TASKRUN | TASKRUN_FLAG, the fastest setup for a
+	// loop that owns its ring, and steps down to COOP_TASKRUN and then to a
+	// plain ring where the kernel refuses flags with EINVAL. With
+	// SINGLE_ISSUER the owner must stay on one locked OS thread.
+	UringSingleIssuer UringSetup = iota
+	// UringCoop asks for COOP_TASKRUN | TASKRUN_FLAG (any thread may own
+	// the poller in turn), then a plain ring.
+	UringCoop
+	// UringPlain asks for no setup flags.
+	UringPlain
+)
+
+// Options configure Open.
+type Options struct {
+	// Backend is Auto (also the zero value ""), Uring or Epoll.
+	Backend Backend
+	// Entries is the io_uring submission queue size (default 256; the
+	// completion queue is twice as big). Arms beyond it in one loop turn
+	// flush the queue early.
+	Entries uint32
+	// Setup chooses the io_uring setup flags (default UringSingleIssuer).
+	Setup UringSetup
+}
+
+// Selection tells which backend Open chose and why.
+type Selection struct {
+	Requested Backend // what Options asked for (Auto for "")
+	Backend   Backend // Uring or Epoll: what runs
+	// Reason says why, in words a user can act on, e.g. "io_uring
+	// unavailable: io_uring_setup: operation not permitted (EPERM) ...;
+	// using epoll".
+	Reason string
+	// UringErr is why io_uring is not in use: nil when it is or when
+	// epoll was asked for. errors.Is(UringErr, ring.ErrUnavailable) holds
+	// when the kernel or a seccomp filter refused it.
+	UringErr error
+	// UringFlags names the setup flags the ring runs with ("" for epoll).
+	UringFlags string
+}
+
+// String returns the Reason prefixed with the backend.
+func (s Selection) String() string { return string(s.Backend) + ": " + s.Reason }
+
+// ErrUnknownBackend refuses an Options.Backend that is not Auto, Uring or
+// Epoll.
+var ErrUnknownBackend = errors.New("poller: unknown backend")
+
+// Open opens the backend opts asks for. Auto tries io_uring (ring setup plus
+// a probe of the opcodes the backend uses) and falls back to epoll, saying
+// why in the Selection; Uring where io_uring is unavailable is an error that
+// wraps the ring's reason.
+func Open(opts Options) (Poller, Selection, error) {
+	sel := Selection{Requested: opts.Backend}
+	if sel.Requested == "" {
+		sel.Requested = Auto
+	}
+	switch sel.Requested {
+	case Epoll:
+		p, err := NewEpoll()
+		if err != nil {
+			return nil, sel, err
+		}
+		sel.Backend, sel.Reason = Epoll, "epoll requested"
+		return p, sel, nil
+	case Uring, Auto:
+	default:
+		return nil, sel, fmt.Errorf("%w: %q (want %q, %q or %q)", ErrUnknownBackend, opts.Backend, Auto, Uring, Epoll)
+	}
+	p, flags, uerr := newUring(opts)
+	if uerr == nil {
+		sel.Backend, sel.UringFlags = Uring, flags
+		sel.Reason = fmt.Sprintf("io_uring %s (setup %s)", verb(sel.Requested), flags)
+		return p, sel, nil
+	}
+	sel.UringErr = uerr
+	if sel.Requested == Uring {
+		return nil, sel, fmt.Errorf("poller: io_uring requested but unavailable: %w", uerr)
+	}
+	p, err := NewEpoll()
+	if err != nil {
+		return nil, sel, fmt.Errorf("poller: io_uring unavailable (%v) and epoll failed: %w", uerr, err)
+	}
+	sel.Backend = Epoll
+	sel.Reason = fmt.Sprintf("io_uring unavailable: %v; using epoll", uerr)
+	return p, sel, nil
+}
+
+func verb(requested Backend) string {
+	if requested == Uring {
+		return "requested"
+	}
+	return "available"
+}

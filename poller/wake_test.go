@@ -1,0 +1,159 @@
+package poller_test
+
+import (
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/oneshot-io/oneshot/poller"
+)
+
+func TestWake(t *testing.T) {
+	forEach(t, func(t *testing.T, h *harness) {
+		// From another goroutine while the owner blocks.
+		start := make(chan struct{})
+		done := make(chan error, 1)
+		go func() {
+			<-start
+			done <- h.p.Wake()
+		}()
+		close(start)
+		t0 := time.Now()
+		if n := h.poll(10 * time.Second); n != 0 {
+			t.Fatalf("woken Wait returned %d events", n)
+		}
+		if d := time.Since(t0); d > 5*time.Second {
+			t.Fatalf("Wake did not interrupt Wait (%v)", d)
+		}
+		if err := <-done; err != nil {
+			t.Fatalf("Wake: %v", err)
+		}
+		if w := h.p.Stats().Wakes; w != 1 {
+			t.Fatalf("Stats.Wakes = %d, want 1", w)
+		}
+
+		// Wakes before a Wait coalesce into one.
+		for range 100 {
+			if err := h.p.Wake(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := h.poll(10 * time.Second); n != 0 {
+			t.Fatalf("woken Wait returned %d events", n)
+		}
+		h.quiet()
+		if w := h.p.Stats().Wakes; w != 2 {
+			t.Fatalf("Stats.Wakes = %d, want 2", w)
+		}
+
+		// A wake and an Event in one turn: the Event is not lost.
+		a, b := h.pair()
+		tag := h.tag()
+		h.arm(tag, a, poller.In)
+		h.poll(0)
+		h.write(b)
+		if err := h.p.Wake(); err != nil {
+			t.Fatal(err)
+		}
+		h.await(tag)
+	})
+}
+
+// TestWakeRacingClose: Wake from many goroutines while the owner closes;
+// each Wake returns nil or ErrClosed and never writes to a freed fd number
+// (-race watches the rest).
+func TestWakeRacingClose(t *testing.T) {
+	for _, b := range backends {
+		t.Run(string(b), func(t *testing.T) {
+			p := openPoller(t, b, poller.Options{})
+			var wg sync.WaitGroup
+			errs := make(chan error, 4)
+			for range 4 {
+				wg.Go(func() {
+					for range 200 {
+						if err := p.Wake(); err != nil {
+							if !errors.Is(err, poller.ErrClosed) {
+								errs <- err
+							}
+							return
+						}
+					}
+				})
+			}
+			buf := make([]poller.Event, 4)
+			if _, err := p.Wait(buf, 0); err != nil {
+				t.Fatal(err)
+			}
+			if err := p.Close(); err != nil {
+				t.Fatal(err)
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Errorf("Wake: %v", err)
+			}
+		})
+	}
+}
+
+// TestManyArmed arms 10,000 eventfds at once, cancels a quarter before they
+// become ready and fires the rest: every tag gets exactly one Event. On
+// io_uring this overflows both the submission queue (flushed early) and the
+// completion queue (the kernel's overflow list).
+func TestManyArmed(t *testing.T) {
+	const n = 10000
+	forEach(t, func(t *testing.T, h *harness) {
+		h.buf = make([]poller.Event, 512)
+		fds := make([]int, n)
+		for i := range fds {
+			fd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+			if err != nil {
+				t.Fatalf("eventfd %d: %v", i, err)
+			}
+			fds[i] = fd
+			h.open[fd] = true
+		}
+		tags := make([]uint64, n)
+		for i, fd := range fds {
+			tags[i] = h.tag()
+			h.arm(tags[i], fd, poller.In)
+		}
+		h.quiet()
+		if st := h.p.Stats(); st.Armed != n {
+			t.Fatalf("Stats.Armed = %d, want %d", st.Armed, n)
+		}
+		for i := 0; i < n; i += 4 {
+			if !h.p.Disarm(tags[i]) {
+				t.Fatalf("Disarm(%d) = false", i)
+			}
+		}
+		for i := 0; i < n; i += 4 {
+			h.await(tags[i]) // canceled before the fd is ready
+		}
+		var one [8]byte
+		one[0] = 1
+		for _, fd := range fds {
+			if _, err := unix.Write(fd, one[:]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for len(h.armed) > 0 && time.Now().Before(deadline) {
+			h.poll(time.Second)
+		}
+		if len(h.armed) > 0 {
+			t.Fatalf("%d tags without an Event", len(h.armed))
+		}
+		for i, tag := range tags {
+			ev := h.seen[tag]
+			if want := i%4 != 0; want != (ev.Events == poller.In) || !want != ev.Canceled {
+				t.Fatalf("tag %d: %v", i, ev)
+			}
+		}
+		st := h.p.Stats()
+		t.Logf("%s: %d syscalls for %d arms, %d disarms, %d events", h.p.Backend(), st.Syscalls, st.Arms, st.Disarms, st.Events)
+	})
+}
