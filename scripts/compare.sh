@@ -12,6 +12,9 @@
 #   SERVERS            which servers, in table order (default: all)
 #   CELLS              CONNSxSIZE list (default "1x64 100x64 1000x64 50x16384")
 #   PIPELINE           messages in flight per connection (default 1)
+#   ROUNDS             run the whole matrix this many times, servers taking
+#                      turns each round, and report each figure's median
+#                      (default 1; 3 with DURATION=2s steadies a busy machine)
 #   PIN=0              do not pin server and client to separate CPUs
 #   SYSCALLS=0         do not count the server's syscalls per message (by
 #                      default counted with `perf stat -e raw_syscalls:sys_enter`
@@ -42,6 +45,7 @@ fi
 SERVERS=${SERVERS:-"echod-uring echod-epoll stdlib gnet netpoll nbio"}
 CELLS=${CELLS:-"1x64 100x64 1000x64 50x16384"}
 PIPELINE=${PIPELINE:-1}
+ROUNDS=${ROUNDS:-1}
 PIN=${PIN:-1}
 SYSCALLS=${SYSCALLS:-1}
 ECHOD_TAGS=${ECHOD_TAGS-echod_reactor}
@@ -54,22 +58,35 @@ mkdir -p "$out/cells" "$out/logs" "$bin"
 say() { printf 'compare: %s\n' "$*" >&2; }
 
 # --- processes: every one we start is recorded and stopped by PID ---------
-pids=()
+# live holds the PIDs of our children not yet reaped; a PID leaves it only
+# once waited for, so it can never name someone else's process.
+declare -A live=()
+# running PID: the process exists and is not a zombie (a child that exited
+# stays one, and kill -0 still works on it, until waited for).
+running() {
+	local st
+	st=$(sed -E 's/.*\) (.).*/\1/' "/proc/$1/stat" 2>/dev/null) || return 1
+	[[ -n $st && $st != Z ]]
+}
 stop_pid() {
 	local pid=$1
-	kill -0 "$pid" 2>/dev/null || return 0
-	kill -TERM "$pid" 2>/dev/null || true
-	for _ in $(seq 50); do
-		kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-		sleep 0.1
-	done
-	say "pid $pid ignored SIGTERM for 5s; sending SIGKILL"
-	kill -KILL "$pid" 2>/dev/null || true
+	if running "$pid"; then
+		kill -TERM "$pid" 2>/dev/null || true
+		for _ in $(seq 50); do
+			running "$pid" || break
+			sleep 0.1
+		done
+		if running "$pid"; then
+			say "pid $pid ignored SIGTERM for 5s; sending SIGKILL"
+			kill -KILL "$pid" 2>/dev/null || true
+		fi
+	fi
 	wait "$pid" 2>/dev/null || true
+	unset "live[$pid]"
 }
 cleanup() {
 	local pid
-	for pid in "${pids[@]}"; do stop_pid "$pid"; done
+	for pid in "${!live[@]}"; do stop_pid "$pid"; done
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -157,7 +174,7 @@ server_cmd() {
 wait_ready() {
 	local pid=$1 addr=$2
 	for _ in $(seq 150); do
-		kill -0 "$pid" 2>/dev/null || return 1
+		running "$pid" || return 1
 		if "$bin/echoload" --addr "$addr" --messages 1 --warmup 0s --timeout 1s --quiet >/dev/null 2>&1; then
 			return 0
 		fi
@@ -167,54 +184,59 @@ wait_ready() {
 }
 
 started=$(date -u +%s)
-for srv in $SERVERS; do
-	if [[ $srv == echod-* && $have_echod == 0 ]]; then
-		say "$srv: skipped (no echod)"
-		continue
-	fi
-	port=$(free_port)
-	read -r -a cmd <<<"$(server_cmd "$srv" "$port")"
-	log=$out/logs/$srv.log
-	"${server_pin[@]}" "${cmd[@]}" >"$log" 2>&1 &
-	pid=$!
-	pids+=("$pid")
-	if ! wait_ready "$pid" "127.0.0.1:$port"; then
-		say "$srv: did not start or answer; skipped (log: $log)"
-		tail -n 3 "$log" >&2 || true
-		stop_pid "$pid"
-		continue
-	fi
-	say "$srv: pid $pid on 127.0.0.1:$port"
-	for cell in $CELLS; do
-		conns=${cell%x*}
-		size=${cell#*x}
-		rc=0
-		perfpid=
-		if [[ $count_syscalls == 1 ]]; then
-			# The window [warmup, warmup+duration] matches echoload's
-			# measured phase to within process start-up; comparetable
-			# divides by msgs/s × the window, not by the message count.
-			(
-				sleep "$warmup_s"
-				exec perf stat -x, -e raw_syscalls:sys_enter -p "$pid" -o "$out/cells/${srv}_$cell.perf" -- sleep "$duration_s"
-			) &
-			perfpid=$!
-			pids+=("$perfpid")
+for round in $(seq "$ROUNDS"); do
+	[[ $ROUNDS == 1 ]] || say "round $round of $ROUNDS"
+	for srv in $SERVERS; do
+		if [[ $srv == echod-* && $have_echod == 0 ]]; then
+			say "$srv: skipped (no echod)"
+			continue
 		fi
-		"${client_pin[@]}" "$bin/echoload" --addr "127.0.0.1:$port" --conns "$conns" --size "$size" \
-			--pipeline "$PIPELINE" --duration "$DURATION" --warmup "$WARMUP" --server-pid "$pid" \
-			--json --quiet >"$out/cells/${srv}_$cell.json" 2>"$out/cells/${srv}_$cell.err" || rc=$?
-		summary=$(sed -n 's/.*"msgs_per_sec": \([0-9]*\).*/\1 msgs\/s/p' "$out/cells/${srv}_$cell.json" | head -n 1)
-		if [[ -n $perfpid ]]; then
-			wait "$perfpid" 2>/dev/null || true
-			if n=$(awk -F, '/raw_syscalls:sys_enter/ { print $1 }' "$out/cells/${srv}_$cell.perf" 2>/dev/null) && [[ -n $n ]]; then
-				echo "$n $duration_s" >"$out/cells/${srv}_$cell.sys"
+		port=$(free_port)
+		read -r -a cmd <<<"$(server_cmd "$srv" "$port")"
+		log=$out/logs/${srv}_r$round.log
+		"${server_pin[@]}" "${cmd[@]}" >"$log" 2>&1 &
+		pid=$!
+		live[$pid]=1
+		if ! wait_ready "$pid" "127.0.0.1:$port"; then
+			say "$srv: did not start or answer; skipped (log: $log)"
+			tail -n 3 "$log" >&2 || true
+			stop_pid "$pid"
+			continue
+		fi
+		say "$srv: pid $pid on 127.0.0.1:$port"
+		for cell in $CELLS; do
+			conns=${cell%x*}
+			size=${cell#*x}
+			f=$out/cells/${srv}_${cell}_r$round
+			rc=0
+			perfpid=
+			if [[ $count_syscalls == 1 ]]; then
+				# The window [warmup, warmup+duration] matches echoload's
+				# measured phase to within process start-up; comparetable
+				# divides by msgs/s × the window, not by the message count.
+				(
+					sleep "$warmup_s"
+					exec perf stat -x, -e raw_syscalls:sys_enter -p "$pid" -o "$f.perf" -- sleep "$duration_s"
+				) &
+				perfpid=$!
+				live[$perfpid]=1
 			fi
-		fi
-		say "  $cell: ${summary:-no report} (exit $rc)"
-		[[ $rc == 0 ]] || head -n 2 "$out/cells/${srv}_$cell.err" >&2 || true
+			"${client_pin[@]}" "$bin/echoload" --addr "127.0.0.1:$port" --conns "$conns" --size "$size" \
+				--pipeline "$PIPELINE" --duration "$DURATION" --warmup "$WARMUP" --server-pid "$pid" \
+				--json --quiet >"$f.json" 2>"$f.err" || rc=$?
+			summary=$(sed -n 's/.*"msgs_per_sec": \([0-9]*\).*/\1 msgs\/s/p' "$f.json" | head -n 1)
+			if [[ -n $perfpid ]]; then
+				wait "$perfpid" 2>/dev/null || true
+				unset "live[$perfpid]"
+				if n=$(awk -F, '/raw_syscalls:sys_enter/ { print $1 }' "$f.perf" 2>/dev/null) && [[ -n $n ]]; then
+					echo "$n $duration_s" >"$f.sys"
+				fi
+			fi
+			say "  $cell: ${summary:-no report} (exit $rc)"
+			[[ $rc == 0 ]] || head -n 2 "$f.err" >&2 || true
+		done
+		stop_pid "$pid"
 	done
-	stop_pid "$pid"
 done
 elapsed=$(($(date -u +%s) - started))
 
@@ -222,14 +244,15 @@ elapsed=$(($(date -u +%s) - started))
 	echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
 	echo "machine: $ncpu CPUs ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1)), Linux $(uname -r), $(go version | cut -d' ' -f3)"
 	echo "pinning: $pinning"
-	echo "each cell: echoload --pipeline $PIPELINE --warmup $WARMUP --duration $DURATION, closed loop, every byte checked"
-	echo "command: QUICK=$QUICK scripts/compare.sh (matrix took ${elapsed}s)"
+	echo "each cell: echoload --pipeline $PIPELINE --warmup $WARMUP --duration $DURATION, closed loop, every byte checked; $ROUNDS round(s), median shown"
+	echo "command: QUICK=$QUICK ROUNDS=$ROUNDS scripts/compare.sh (matrix took ${elapsed}s)"
 	[[ $have_echod == 1 ]] || echo "echod: not built (no ./cmd/echod); ratios are missing"
 } >"$out/meta.txt"
 
 base=echod-uring
-[[ -s $out/cells/${base}_${CELLS%% *}.json ]] || base=echod-epoll
-[[ -s $out/cells/${base}_${CELLS%% *}.json ]] || base=stdlib
+have() { compgen -G "$out/cells/${1}_*.json" >/dev/null; }
+have "$base" || base=echod-epoll
+have "$base" || base=stdlib
 echo
 "$bin/comparetable" --dir "$out" --servers "$SERVERS" --cells "$CELLS" --base "$base" --meta "$out/meta.txt"
 echo

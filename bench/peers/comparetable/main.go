@@ -7,9 +7,10 @@
 //	comparetable --dir results/compare-X --servers "echod-uring stdlib" \
 //	    --cells "1x64 100x64" --base echod-uring --meta meta.txt
 //
-// Reports are read from DIR/cells/SERVER_CELL.json; a missing or failed
-// one becomes a row that says so. DIR/cells/SERVER_CELL.sys, if present,
-// holds "SYSCALLS SECONDS": the server's syscalls counted by perf over the
+// Reports are read from DIR/cells/SERVER_CELL_rROUND.json; each figure is
+// the median over the rounds without error, and a missing or failed report
+// is named in the row's note. SERVER_CELL_rROUND.sys, if present, holds
+// "SYSCALLS SECONDS": the server's syscalls counted by perf over the
 // measured phase, which becomes syscalls per message.
 package main
 
@@ -22,6 +23,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -48,6 +50,7 @@ type Row struct {
 	Server         string   `json:"server"`
 	Cell           string   `json:"cell"`
 	OK             bool     `json:"ok"`
+	Rounds         int      `json:"rounds"` // rounds without error, whose medians these are
 	Note           string   `json:"note,omitempty"`
 	MsgsPerSec     float64  `json:"msgs_per_sec"`
 	MBPerSec       float64  `json:"mb_per_sec"`
@@ -133,36 +136,77 @@ func run(args []string, stdout io.Writer) error {
 	return os.WriteFile(filepath.Join(*dir, "compare.json"), append(js, '\n'), 0o644)
 }
 
-// load reads one cell's report; a failed run still yields its figures,
-// marked not OK.
+// load reads every round of one server in one cell and keeps the median
+// of each figure over the rounds that finished without error; a round with
+// errors is named in the note.
 func load(dir, server, cell string) (Row, error) {
 	r := Row{Server: server, Cell: cell}
-	b, err := os.ReadFile(filepath.Join(dir, "cells", server+"_"+cell+".json"))
-	if err != nil {
+	files, _ := filepath.Glob(filepath.Join(dir, "cells", server+"_"+cell+"_r*.json"))
+	if len(files) == 0 {
 		return r, errors.New("no report (server skipped or failed to start)")
 	}
-	var rep report
-	if err := json.Unmarshal(b, &rep); err != nil {
-		return r, fmt.Errorf("unreadable report: %v", err)
-	}
-	r.MsgsPerSec, r.MBPerSec = rep.MsgsPerSec, rep.MBPerSec
-	r.P50US, r.P99US = rep.Latency.P50, rep.Latency.P99
-	if rep.CPU != nil {
-		r.ClientUSPerMsg, r.ServerUSPerMsg = rep.CPU.ClientUSPerMsg, rep.CPU.ServerUSPerMsg
-		r.SwitchesPerMsg = rep.CPU.ServerSwitchesPerMsg
-	}
-	if b, err := os.ReadFile(filepath.Join(dir, "cells", server+"_"+cell+".sys")); err == nil {
-		var n, secs float64
-		if _, err := fmt.Sscan(string(b), &n, &secs); err == nil && rep.MsgsPerSec > 0 && secs > 0 {
-			v := n / (rep.MsgsPerSec * secs)
-			r.SyscallsPerMsg = &v
+	var msgs, mb, p50, p99, client, srvCPU, sw, sys []float64
+	var notes []string
+	for _, f := range files {
+		round := strings.TrimSuffix(f[strings.LastIndex(f, "_r")+2:], ".json")
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return r, err
+		}
+		var rep report
+		if err := json.Unmarshal(b, &rep); err != nil {
+			notes = append(notes, fmt.Sprintf("round %s: unreadable report", round))
+			continue
+		}
+		if rep.ErrorTotal > 0 || rep.Messages == 0 {
+			notes = append(notes, fmt.Sprintf("round %s: %d errors: %s", round, rep.ErrorTotal, rep.FirstError))
+			continue
+		}
+		msgs, mb = append(msgs, rep.MsgsPerSec), append(mb, rep.MBPerSec)
+		p50, p99 = append(p50, rep.Latency.P50), append(p99, rep.Latency.P99)
+		if c := rep.CPU; c != nil {
+			client = append(client, c.ClientUSPerMsg)
+			if c.ServerUSPerMsg != nil {
+				srvCPU = append(srvCPU, *c.ServerUSPerMsg)
+			}
+			if c.ServerSwitchesPerMsg != nil {
+				sw = append(sw, *c.ServerSwitchesPerMsg)
+			}
+		}
+		if b, err := os.ReadFile(strings.TrimSuffix(f, ".json") + ".sys"); err == nil {
+			var n, secs float64
+			if _, err := fmt.Sscan(string(b), &n, &secs); err == nil && rep.MsgsPerSec > 0 && secs > 0 {
+				sys = append(sys, n/(rep.MsgsPerSec*secs))
+			}
 		}
 	}
-	r.OK = rep.ErrorTotal == 0 && rep.Messages > 0
-	if !r.OK {
-		r.Note = fmt.Sprintf("%d errors: %s", rep.ErrorTotal, rep.FirstError)
+	r.Note = strings.Join(notes, "; ")
+	r.Rounds = len(msgs)
+	if len(msgs) == 0 {
+		return r, nil
 	}
+	r.OK = true
+	r.MsgsPerSec, r.MBPerSec = *median(msgs), *median(mb)
+	r.P50US, r.P99US = *median(p50), *median(p99)
+	if m := median(client); m != nil {
+		r.ClientUSPerMsg = *m
+	}
+	r.ServerUSPerMsg, r.SwitchesPerMsg, r.SyscallsPerMsg = median(srvCPU), median(sw), median(sys)
 	return r, nil
+}
+
+// median is nil for no values.
+func median(v []float64) *float64 {
+	if len(v) == 0 {
+		return nil
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	m := s[len(s)/2]
+	if len(s)%2 == 0 {
+		m = (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	return &m
 }
 
 func ratio(a, b float64) *float64 {
@@ -189,7 +233,7 @@ func markdown(rows []Row, meta []string, base string) string {
 		return fmt.Sprintf("%.2f", *p)
 	}
 	for _, r := range rows {
-		if r.MsgsPerSec == 0 && !r.OK {
+		if !r.OK {
 			fmt.Fprintf(&b, "| %s | %s | – | – | – | – | – | – | – | – | – | – | %s |\n", cellName(r.Cell), r.Server, r.Note)
 			continue
 		}
