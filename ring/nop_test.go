@@ -32,3 +32,26 @@ func TestNopRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// TestTwoMappings runs NOPs, wrap-around included, through a ring whose CQ
+// is mapped apart from its SQ, as on kernels without FeatSingleMmap.
+func TestTwoMappings(t *testing.T) {
+	single := newRing(t, ring.Config{Entries: 4}) // skips where io_uring is unavailable
+	if single.Features().Has(ring.FeatSingleMmap) && !ring.SingleMapping(single) {
+		t.Fatal("FeatSingleMmap present but the rings are mapped twice")
+	}
+	r, err := ring.NewTwoMmaps(ring.Config{Entries: 4})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	defer r.Close()
+	if ring.SingleMapping(r) {
+		t.Fatal("the CQ ring shares the SQ mapping")
+	}
+	for i := uint64(0); i < 20; i++ {
+		prep(t, r, func(s *ring.SQE) { s.PrepNop(i) })
+		if c := waitCQEs(t, r, 1)[0]; c.UserData != i {
+			t.Fatalf("CQE %+v, want user_data %d", c, i)
+		}
+	}
+}

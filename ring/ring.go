@@ -22,6 +22,10 @@ type Config struct {
 	// Flags are extra setup flags; see SetupFlags for what each demands of
 	// the caller (SetupSingleIssuer: call New on a locked OS thread).
 	Flags SetupFlags
+
+	// twoMmaps maps the CQ ring separately even under FeatSingleMmap, so
+	// tests cover the path of kernels before 5.4.
+	twoMmaps bool
 }
 
 // defaultEntries is the SQ size when Config.Entries is zero.
@@ -116,7 +120,7 @@ func New(cfg Config) (*Ring, error) {
 		sqEntries: p.sqEntries,
 		cqEntries: p.cqEntries,
 	}
-	if err := r.mapRings(&p); err != nil {
+	if err := r.mapRings(&p, cfg.twoMmaps); err != nil {
 		r.unmap()
 		unix.Close(r.fd)
 		return nil, err
@@ -128,10 +132,10 @@ func New(cfg Config) (*Ring, error) {
 
 // mapRings maps the SQ ring, CQ ring (one mapping under FeatSingleMmap) and
 // the SQE array, and points the shared-word fields into them.
-func (r *Ring) mapRings(p *params) error {
+func (r *Ring) mapRings(p *params, twoMmaps bool) error {
 	sqSize := int(p.sqOff.array) + int(p.sqEntries)*4
 	cqSize := int(p.cqOff.cqes) + int(p.cqEntries)*int(unsafe.Sizeof(CQE{}))
-	single := r.features.Has(FeatSingleMmap)
+	single := r.features.Has(FeatSingleMmap) && !twoMmaps
 	if single && cqSize > sqSize {
 		sqSize = cqSize
 	}
