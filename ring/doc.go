@@ -31,6 +31,21 @@
 // memory and copied into the shared array by Submit, so a stale *SQE never
 // aliases a slot the kernel may be reading.
 //
+// # Slot states
+//
+// SQ position i (a uint32 that wraps) is in exactly one state, decided by
+// the private indices sqeFlushed <= sqeTail and the kernel's SQ head:
+//
+//	state      condition                       owner     leaves by
+//	free       i >= sqeTail, i-head < entries  nobody    GetSQE (→ staged)
+//	staged     sqeFlushed <= i < sqeTail       caller    Submit copies it (→ published)
+//	published  head <= i < sqeFlushed          kernel    kernel consumes it (→ free)
+//
+// GetSQE refuses (ErrSQFull) when sqeTail-head == entries, so a published
+// slot is never handed out again. CQ position j is ready (ours to read)
+// while cqHead <= j < the kernel's CQ tail, and the kernel's to fill
+// otherwise; Reap moves the head past a whole batch with one store.
+//
 // # Completion flow
 //
 //	GetSQE ─ Prep* ─► staged ─ Submit ─► SQ (kernel consumes) ─► CQ ─ Reap ─► caller

@@ -102,11 +102,11 @@ func enterError(errno unix.Errno) error {
 
 // Submit hands every prepared SQE to the kernel without waiting and returns
 // how many the kernel consumed. The kernel stops at an SQE it cannot
-// prepare (unless SetupSubmitAll): that one completes with an error CQE and
-// the ones after it stay queued (SQReady) for the next call. It also lets the kernel flush completions
-// held on its overflow list. EINTR is retried. An error wrapping EBUSY
-// means nothing was submitted because completions are waiting: Reap, then
-// Submit again; the SQEs stay queued.
+// prepare (unless SetupSubmitAll): that one completes with an error CQE,
+// and the ones after it stay queued (SQReady) for the next call. Submit
+// also lets the kernel flush completions held on its overflow list. EINTR
+// is retried. An error wrapping EBUSY means nothing was submitted because
+// completions are waiting: Reap, then Submit again; the SQEs stay queued.
 func (r *Ring) Submit() (int, error) {
 	if r.closed {
 		return 0, ErrClosed
