@@ -1,0 +1,424 @@
+package poller
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/oneshot-io/oneshot/ring"
+)
+
+// io_uring backend: each Arm is a one-shot IORING_OP_POLL_ADD whose
+// user_data is the tag; each Disarm a POLL_REMOVE of that user_data. Every
+// SQE the backend prepares yields exactly one CQE (no multishot, no
+// CQE_SKIP), so owed counts what the kernel still has to post and Close can
+// wait for all of it.
+//
+// A tag's state, kept in tags:
+//
+//	state     | meaning                           | next
+//	----------+-----------------------------------+-------------------------
+//	armed     | POLL_ADD queued or in the kernel  | CQE -> Event; Disarm ->
+//	          |                                   | disarming (POLL_REMOVE)
+//	disarming | POLL_REMOVE queued or done        | CQE -> Event: -ECANCELED
+//	          |                                   | is Canceled, a mask is
+//	          |                                   | the readiness that won
+//	(absent)  | its CQE was reaped                | Disarm does nothing
+//
+// The POLL_REMOVE's own CQE (0, -ENOENT when the poll already completed,
+// -EALREADY when it is completing) carries udRemove and only settles owed:
+// the poll's CQE is always the tag's one Event. SQEs are consumed in order,
+// so a removal queued behind its POLL_ADD always finds it or its result.
+
+// Internal user_data values (InternalBit set, so never a caller's tag, and
+// never ring.TimeoutUserData).
+const (
+	udWake   = InternalBit | 1 // the POLL_ADD on the waker's eventfd
+	udRemove = InternalBit | 2 // every POLL_REMOVE
+)
+
+// setupLadders lists, per UringSetup, the flag sets New tries in order; a
+// kernel that answers EINVAL (flags it does not know) gets the next one.
+var setupLadders = [...][]ring.SetupFlags{
+	UringSingleIssuer: {
+		ring.SetupSingleIssuer | ring.SetupDeferTaskrun | ring.SetupCoopTaskrun | ring.SetupTaskrunFlag,
+		ring.SetupSingleIssuer | ring.SetupDeferTaskrun,
+		ring.SetupCoopTaskrun | ring.SetupTaskrunFlag,
+		0,
+	},
+	UringCoop:  {ring.SetupCoopTaskrun | ring.SetupTaskrunFlag, 0},
+	UringPlain: {0},
+}
+
+type uringTag struct {
+	fd        int32
+	disarming bool
+}
+
+type uringPoller struct {
+	r *ring.Ring // constant after newUring
+	w *waker     // constant after newUring
+
+	// Owned by the owner goroutine (and its OS thread, single-issuer).
+	tags      map[uint64]uringTag
+	byFd      map[int32][]uint64 // tags armed per fd, for Forget
+	cqes      []ring.CQE
+	out       []Event // decided Events not yet returned (reaped to make room)
+	owed      int     // CQEs the kernel has yet to post for our SQEs
+	wakeArmed bool    // the udWake POLL_ADD is queued or in the kernel
+	stats     Stats   // Syscalls here counts eventfd reads; Stats adds Enters
+	closed    bool
+}
+
+// NewUring opens the io_uring backend. Call it on the OS thread that will
+// own the poller (runtime.LockOSThread) unless opts.Setup is UringCoop or
+// UringPlain.
+func NewUring(opts Options) (Poller, error) {
+	p, _, err := newUring(opts)
+	return p, err
+}
+
+// newUring sets up a ring down the opts.Setup ladder, probes the opcodes the
+// backend uses, and returns the flags it settled on.
+func newUring(opts Options) (Poller, string, error) {
+	entries := opts.Entries
+	if entries == 0 {
+		entries = 256
+	}
+	if int(opts.Setup) >= len(setupLadders) {
+		return nil, "", fmt.Errorf("poller: unknown UringSetup %d", opts.Setup)
+	}
+	var r *ring.Ring
+	var err error
+	for _, flags := range setupLadders[opts.Setup] {
+		r, err = ring.New(ring.Config{Entries: entries, CQEntries: 2 * entries, Flags: flags})
+		var ue *ring.UnavailableError
+		if err == nil || !errors.As(err, &ue) || ue.Errno != unix.EINVAL {
+			break
+		}
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	if err := probe(r); err != nil {
+		r.Close()
+		return nil, "", err
+	}
+	w, err := newWaker()
+	if err != nil {
+		r.Close()
+		return nil, "", err
+	}
+	p := &uringPoller{
+		r:    r,
+		w:    w,
+		tags: make(map[uint64]uringTag),
+		byFd: make(map[int32][]uint64),
+		cqes: make([]ring.CQE, 2*r.CQEntries()),
+	}
+	return p, (r.Flags() &^ ring.SetupCQSize).String(), nil
+}
+
+// probe checks that the kernel has the opcodes the backend prepares.
+func probe(r *ring.Ring) error {
+	pr, err := r.Probe()
+	if err != nil {
+		return err
+	}
+	for _, op := range []ring.Opcode{ring.OpPollAdd, ring.OpPollRemove} {
+		if !pr.Supports(op) {
+			return &ring.UnavailableError{Op: "opcode", Errno: unix.EOPNOTSUPP,
+				Reason: "the kernel lacks IORING_OP_" + op.String() + "; use the epoll backend"}
+		}
+	}
+	return nil
+}
+
+func (p *uringPoller) Backend() Backend { return Uring }
+
+func (p *uringPoller) Wake() error { return p.w.wake() }
+
+func (p *uringPoller) Stats() Stats {
+	st := p.stats
+	st.Syscalls += p.r.Enters()
+	return st
+}
+
+func (p *uringPoller) Arm(tag uint64, fd int, events uint32) error {
+	if p.closed {
+		return ErrClosed
+	}
+	if err := checkArm(tag, fd, events); err != nil {
+		return err
+	}
+	if _, ok := p.tags[tag]; ok {
+		return fmt.Errorf("%w: %#x", ErrTagInUse, tag)
+	}
+	s, err := p.sqe()
+	if err != nil {
+		return err
+	}
+	s.PrepPollAdd(int32(fd), events, tag)
+	p.owed++
+	p.tags[tag] = uringTag{fd: int32(fd)}
+	p.byFd[int32(fd)] = append(p.byFd[int32(fd)], tag)
+	p.stats.Arms++
+	p.stats.Armed++
+	return nil
+}
+
+func (p *uringPoller) Disarm(tag uint64) bool {
+	if p.closed {
+		return false
+	}
+	st, ok := p.tags[tag]
+	if !ok || st.disarming {
+		return false
+	}
+	p.remove(tag)
+	st.disarming = true
+	p.tags[tag] = st
+	p.stats.Disarms++
+	return true
+}
+
+func (p *uringPoller) Forget(fd int) {
+	if p.closed {
+		return
+	}
+	list, ok := p.byFd[int32(fd)]
+	if !ok {
+		return
+	}
+	// The removals go by tag, not by fd: the caller closes fd before they
+	// reach the kernel, and an fd number resolved then would name nothing,
+	// or the next file to get that number.
+	for _, tag := range list {
+		p.Disarm(tag)
+	}
+	delete(p.byFd, int32(fd))
+}
+
+// remove queues a POLL_REMOVE for tag. A failure here means the SQ could not
+// be flushed: the ring is unusable (wrong thread, ring torn down).
+func (p *uringPoller) remove(target uint64) {
+	s, err := p.sqe()
+	if err != nil {
+		panic(fmt.Sprintf("poller: cannot queue POLL_REMOVE for %#x: %v", target, err))
+	}
+	s.PrepPollRemove(target, udRemove)
+	p.owed++
+}
+
+// sqe returns a free SQE, flushing a full SQ to the kernel first. When the
+// kernel refuses to take SQEs while completions wait on its overflow list,
+// those are reaped into p.out and the flush is retried.
+func (p *uringPoller) sqe() (*ring.SQE, error) {
+	for {
+		s, err := p.r.GetSQE()
+		if !errors.Is(err, ring.ErrSQFull) {
+			return s, err
+		}
+		if _, err := p.r.Submit(); err != nil {
+			if !errors.Is(err, unix.EBUSY) {
+				return nil, p.enterErr(err)
+			}
+			if n := p.r.Reap(p.cqes); n > 0 {
+				for i := range n {
+					if ev, ok := p.complete(&p.cqes[i]); ok {
+						p.out = append(p.out, ev)
+					}
+				}
+			}
+		}
+	}
+}
+
+func (p *uringPoller) enterErr(err error) error {
+	if errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("%w: %w", ErrWrongThread, err)
+	}
+	return fmt.Errorf("poller: %w", err)
+}
+
+func (p *uringPoller) Wait(evs []Event, timeout time.Duration) (int, error) {
+	if len(evs) == 0 {
+		panic("poller: Wait with an empty buffer")
+	}
+	if p.closed {
+		return 0, ErrClosed
+	}
+	n := copy(evs, p.out)
+	p.out = p.out[:copy(p.out, p.out[n:])]
+	if !p.wakeArmed {
+		s, err := p.sqe()
+		if err != nil {
+			return p.delivered(n), err
+		}
+		s.PrepPollAdd(int32(p.w.fd), In, udWake)
+		p.owed++
+		p.wakeArmed = true
+	}
+	if n < len(evs) && p.r.CQReady() > 0 {
+		n += p.reap(evs[n:])
+	}
+	if n > 0 || timeout == 0 {
+		// Busy turn: hand over what this turn queued, without waiting,
+		// and take what that posted.
+		if p.r.SQReady() > 0 || timeout == 0 {
+			if _, err := p.r.SubmitAndWait(0, 0); err != nil {
+				return p.delivered(n), p.enterErr(err)
+			}
+			n += p.reap(evs[n:])
+		}
+		return p.delivered(n), nil
+	}
+	// Idle turn: submit everything and wait, in one io_uring_enter.
+	if _, err := p.r.SubmitAndWait(1, timeout); err != nil {
+		return 0, p.enterErr(err)
+	}
+	return p.delivered(p.reap(evs)), nil
+}
+
+func (p *uringPoller) delivered(n int) int {
+	p.stats.Events += uint64(n)
+	p.stats.Armed -= n
+	return n
+}
+
+// reap moves ready CQEs into evs and returns how many Events it wrote.
+func (p *uringPoller) reap(evs []Event) int {
+	n := 0
+	for n < len(evs) {
+		want := min(len(evs)-n, len(p.cqes))
+		k := p.r.Reap(p.cqes[:want])
+		for i := range k {
+			if ev, ok := p.complete(&p.cqes[i]); ok {
+				evs[n] = ev
+				n++
+			}
+		}
+		if k < want {
+			break
+		}
+	}
+	return n
+}
+
+// complete settles one CQE and returns the Event it decides, if any.
+func (p *uringPoller) complete(c *ring.CQE) (Event, bool) {
+	p.owed--
+	if p.owed < 0 {
+		panic(fmt.Sprintf("poller: CQE %+v that no SQE of ours owed", *c))
+	}
+	switch c.UserData {
+	case udWake:
+		p.wakeArmed = false
+		if !p.closed {
+			p.stats.Wakes++
+			p.stats.Syscalls += p.w.ack()
+		}
+		return Event{}, false
+	case udRemove:
+		return Event{}, false
+	}
+	if c.UserData&InternalBit != 0 {
+		panic(fmt.Sprintf("poller: CQE with unknown internal user_data %#x", c.UserData))
+	}
+	tag := c.UserData
+	st, ok := p.tags[tag]
+	if !ok {
+		p.stats.Stale++
+		return Event{}, false
+	}
+	delete(p.tags, tag)
+	p.unindex(st.fd, tag)
+	ev := Event{Tag: tag}
+	switch {
+	case c.Res > 0:
+		ev.Events = uint32(c.Res)
+	case c.Res == -int32(unix.ECANCELED):
+		ev.Canceled = true
+	case c.Res < 0:
+		ev.Errno = unix.Errno(-c.Res)
+	default:
+		panic(fmt.Sprintf("poller: POLL_ADD for tag %#x completed with an empty mask", tag))
+	}
+	return ev, true
+}
+
+// unindex drops tag from fd's list. After Forget, or when fd's number was
+// reused meanwhile, the list may not hold it: nothing to do then.
+func (p *uringPoller) unindex(fd int32, tag uint64) {
+	list := p.byFd[fd]
+	for i, t := range list {
+		if t == tag {
+			list[i] = list[len(list)-1]
+			list = list[:len(list)-1]
+			if len(list) == 0 {
+				delete(p.byFd, fd)
+			} else {
+				p.byFd[fd] = list
+			}
+			return
+		}
+	}
+}
+
+// closeDrain bounds how long Close waits for the kernel's last completions.
+const closeDrain = 5 * time.Second
+
+func (p *uringPoller) Close() error {
+	if p.closed {
+		return nil
+	}
+	p.closed = true
+	p.stats.Dropped += uint64(p.stats.Armed)
+	p.stats.Armed = 0
+	p.out = nil
+	err := p.drainKernel()
+	if cerr := p.r.Close(); cerr != nil && err == nil {
+		err = fmt.Errorf("poller: close ring: %w", cerr)
+	}
+	if werr := p.w.close(); werr != nil && err == nil {
+		err = werr
+	}
+	p.tags, p.byFd = nil, nil
+	return err
+}
+
+// drainKernel removes every poll still in the kernel and waits until the
+// kernel has posted every CQE it owes, so no file stays referenced by the
+// ring once Close returns.
+func (p *uringPoller) drainKernel() error {
+	for tag, st := range p.tags {
+		if !st.disarming {
+			p.remove(tag)
+		}
+	}
+	if p.wakeArmed {
+		p.remove(udWake)
+	}
+	deadline := time.Now().Add(closeDrain)
+	for p.owed > 0 {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return fmt.Errorf("poller: close: the kernel still owes %d completions after %v", p.owed, closeDrain)
+		}
+		if _, err := p.r.SubmitAndWait(1, left); err != nil {
+			return p.enterErr(err)
+		}
+		for {
+			k := p.r.Reap(p.cqes)
+			for i := range k {
+				p.complete(&p.cqes[i])
+			}
+			if k < len(p.cqes) {
+				break
+			}
+		}
+	}
+	return nil
+}
