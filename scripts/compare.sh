@@ -140,6 +140,7 @@ else
 fi
 warmup_s=$(seconds "$WARMUP")
 duration_s=$(seconds "$DURATION")
+duration_ms=$(awk -v s="$duration_s" 'BEGIN { printf "%d", s * 1000 }')
 
 # --- servers -----------------------------------------------------------------
 # free_port prints a TCP port below the ephemeral range that nothing listens on.
@@ -210,20 +211,24 @@ for round in $(seq "$ROUNDS"); do
 			f=$out/cells/${srv}_${cell}_r$round
 			rc=0
 			perfpid=
+			# echoload runs in the background and is waited for, so that a
+			# signal to this script is handled at once, not after the cell.
+			"${client_pin[@]}" "$bin/echoload" --addr "127.0.0.1:$port" --conns "$conns" --size "$size" \
+				--pipeline "$PIPELINE" --duration "$DURATION" --warmup "$WARMUP" --server-pid "$pid" \
+				--json --quiet >"$f.json" 2>"$f.err" &
+			cpid=$!
+			live[$cpid]=1
 			if [[ $count_syscalls == 1 ]]; then
-				# The window [warmup, warmup+duration] matches echoload's
-				# measured phase to within process start-up; comparetable
-				# divides by msgs/s × the window, not by the message count.
-				(
-					sleep "$warmup_s"
-					exec perf stat -x, -e raw_syscalls:sys_enter -p "$pid" -o "$f.perf" -- sleep "$duration_s"
-				) &
+				# perf counts over [warmup, warmup+duration], echoload's
+				# measured phase give or take its connect time; comparetable
+				# divides the count by msgs/s × the window.
+				sleep "$warmup_s"
+				perf stat -x, -e raw_syscalls:sys_enter -p "$pid" --timeout "$duration_ms" -o "$f.perf" &
 				perfpid=$!
 				live[$perfpid]=1
 			fi
-			"${client_pin[@]}" "$bin/echoload" --addr "127.0.0.1:$port" --conns "$conns" --size "$size" \
-				--pipeline "$PIPELINE" --duration "$DURATION" --warmup "$WARMUP" --server-pid "$pid" \
-				--json --quiet >"$f.json" 2>"$f.err" || rc=$?
+			wait "$cpid" || rc=$?
+			unset "live[$cpid]"
 			summary=$(sed -n 's/.*"msgs_per_sec": \([0-9]*\).*/\1 msgs\/s/p' "$f.json" | head -n 1)
 			if [[ -n $perfpid ]]; then
 				wait "$perfpid" 2>/dev/null || true
