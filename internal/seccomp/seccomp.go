@@ -197,7 +197,13 @@ func ApplyFromEnv() (applied bool, err error) {
 // Stdout/Stderr and runs it; the child's TestMain must call ApplyFromEnv.
 func Command(errno unix.Errno, testName string) *exec.Cmd {
 	cmd := exec.Command(os.Args[0], "-test.run=^"+testName+"$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), EnvVar+"="+errnoName(errno))
+	// A -race binary sleeps a second at exit by default; the child's report
+	// is all the parent waits for.
+	race := "GORACE=atexit_sleep_ms=0"
+	if v := os.Getenv("GORACE"); v != "" {
+		race += " " + v
+	}
+	cmd.Env = append(os.Environ(), EnvVar+"="+errnoName(errno), race)
 	return cmd
 }
 
