@@ -343,7 +343,7 @@ func TestClose(t *testing.T) {
 					unix.Close(fd)
 				}
 			})
-			h.p = openPoller(t, b, poller.Options{})
+			h.p = openPoller(t, poller.Options{Backend: b})
 			a, peer := h.pair()
 			h.fill(a)
 			h.arm(1, a, poller.In)

@@ -24,24 +24,37 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// backends is the table every conformance test runs over.
+// backends lists the backends for tests that take one of each.
 var backends = []poller.Backend{poller.Uring, poller.Epoll}
 
-// forEach runs fn as a subtest per backend.
+// configs is the table every conformance test runs over: epoll, and
+// io_uring with each setup the backend offers, so that deferred,
+// cooperative and plain task running all meet the same contract.
+var configs = []struct {
+	name string
+	opts poller.Options
+}{
+	{"uring", poller.Options{Backend: poller.Uring}},
+	{"uring-coop", poller.Options{Backend: poller.Uring, Setup: poller.UringCoop}},
+	{"uring-plain", poller.Options{Backend: poller.Uring, Setup: poller.UringPlain}},
+	{"epoll", poller.Options{Backend: poller.Epoll}},
+}
+
+// forEach runs fn as a subtest per config.
 func forEach(t *testing.T, fn func(t *testing.T, h *harness)) {
 	t.Helper()
-	for _, b := range backends {
-		t.Run(string(b), func(t *testing.T) { fn(t, newHarness(t, b, poller.Options{})) })
+	for _, c := range configs {
+		t.Run(c.name, func(t *testing.T) { fn(t, newHarness(t, c.opts)) })
 	}
 }
 
 // openPoller opens backend b on a locked OS thread (a single-issuer ring
 // needs it) and closes it at cleanup. The io_uring row skips, with the
 // reason, where io_uring is unavailable.
-func openPoller(tb testing.TB, b poller.Backend, opts poller.Options) poller.Poller {
+func openPoller(tb testing.TB, opts poller.Options) poller.Poller {
 	tb.Helper()
 	runtime.LockOSThread()
-	opts.Backend = b
+	b := opts.Backend
 	p, sel, err := poller.Open(opts)
 	if err != nil {
 		runtime.UnlockOSThread()
@@ -74,7 +87,7 @@ type harness struct {
 	open    map[int]bool // fds this test owns and has not closed
 }
 
-func newHarness(t *testing.T, b poller.Backend, opts poller.Options) *harness {
+func newHarness(t *testing.T, opts poller.Options) *harness {
 	h := &harness{
 		t:       t,
 		armed:   map[uint64]bool{},
@@ -89,7 +102,7 @@ func newHarness(t *testing.T, b poller.Backend, opts poller.Options) *harness {
 			unix.Close(fd)
 		}
 	})
-	h.p = openPoller(t, b, opts)
+	h.p = openPoller(t, opts)
 	t.Cleanup(h.finish)
 	return h
 }

@@ -93,7 +93,7 @@ func Open(opts Options) (Poller, Selection, error) {
 		return nil, sel, fmt.Errorf("poller: io_uring unavailable (%v) and epoll failed: %w", uerr, err)
 	}
 	sel.Backend = Epoll
-	sel.Reason = fmt.Sprintf("io_uring unavailable: %v; using epoll", uerr)
+	sel.Reason = fmt.Sprintf("%v; using epoll", uerr)
 	return p, sel, nil
 }
 

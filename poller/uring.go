@@ -63,7 +63,7 @@ type uringPoller struct {
 
 	// Owned by the owner goroutine (and its OS thread, single-issuer).
 	tags      map[uint64]uringTag
-	byFd      map[int32][]uint64 // tags armed per fd, for Forget
+	byFd      map[int32][]uint64 // tags armed per fd, for Forget; kept empty until Forget
 	cqes      []ring.CQE
 	out       []Event // decided Events not yet returned (reaped to make room)
 	owed      int     // CQEs the kernel has yet to post for our SQEs
@@ -356,12 +356,9 @@ func (p *uringPoller) unindex(fd int32, tag uint64) {
 	for i, t := range list {
 		if t == tag {
 			list[i] = list[len(list)-1]
-			list = list[:len(list)-1]
-			if len(list) == 0 {
-				delete(p.byFd, fd)
-			} else {
-				p.byFd[fd] = list
-			}
+			// An emptied list stays, capacity and all, so that the
+			// next Arm on fd does not allocate; Forget deletes it.
+			p.byFd[fd] = list[:len(list)-1]
 			return
 		}
 	}

@@ -68,7 +68,7 @@ func TestWake(t *testing.T) {
 func TestWakeRacingClose(t *testing.T) {
 	for _, b := range backends {
 		t.Run(string(b), func(t *testing.T) {
-			p := openPoller(t, b, poller.Options{})
+			p := openPoller(t, poller.Options{Backend: b})
 			var wg sync.WaitGroup
 			errs := make(chan error, 4)
 			for range 4 {
