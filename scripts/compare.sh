@@ -184,31 +184,50 @@ wait_ready() {
 	return 1
 }
 
+# Every server is started once, up front, each on its own port and all on
+# the server CPU; an idle one costs nothing. The cells then take turns
+# server by server (round → cell → server), so a change in the machine's
+# background load lands on every server alike instead of on whichever
+# happened to run at that moment.
+declare -A srv_pid=() srv_port=()
+ready=()
+for srv in $SERVERS; do
+	if [[ $srv == echod-* && $have_echod == 0 ]]; then
+		say "$srv: skipped (no echod)"
+		continue
+	fi
+	port=$(free_port)
+	read -r -a cmd <<<"$(server_cmd "$srv" "$port")"
+	log=$out/logs/$srv.log
+	"${server_pin[@]}" "${cmd[@]}" >"$log" 2>&1 &
+	pid=$!
+	live[$pid]=1
+	if ! wait_ready "$pid" "127.0.0.1:$port"; then
+		say "$srv: did not start or answer; skipped (log: $log)"
+		tail -n 3 "$log" >&2 || true
+		stop_pid "$pid"
+		continue
+	fi
+	say "$srv: pid $pid on 127.0.0.1:$port"
+	srv_pid[$srv]=$pid
+	srv_port[$srv]=$port
+	ready+=("$srv")
+done
+
 started=$(date -u +%s)
 for round in $(seq "$ROUNDS"); do
 	[[ $ROUNDS == 1 ]] || say "round $round of $ROUNDS"
-	for srv in $SERVERS; do
-		if [[ $srv == echod-* && $have_echod == 0 ]]; then
-			say "$srv: skipped (no echod)"
-			continue
-		fi
-		port=$(free_port)
-		read -r -a cmd <<<"$(server_cmd "$srv" "$port")"
-		log=$out/logs/${srv}_r$round.log
-		"${server_pin[@]}" "${cmd[@]}" >"$log" 2>&1 &
-		pid=$!
-		live[$pid]=1
-		if ! wait_ready "$pid" "127.0.0.1:$port"; then
-			say "$srv: did not start or answer; skipped (log: $log)"
-			tail -n 3 "$log" >&2 || true
-			stop_pid "$pid"
-			continue
-		fi
-		say "$srv: pid $pid on 127.0.0.1:$port"
-		for cell in $CELLS; do
-			conns=${cell%x*}
-			size=${cell#*x}
+	for cell in $CELLS; do
+		conns=${cell%x*}
+		size=${cell#*x}
+		for srv in "${ready[@]}"; do
+			pid=${srv_pid[$srv]}
+			port=${srv_port[$srv]}
 			f=$out/cells/${srv}_${cell}_r$round
+			if ! running "$pid"; then
+				say "  $cell $srv: server exited; see $out/logs/$srv.log"
+				continue
+			fi
 			rc=0
 			perfpid=
 			# echoload runs in the background and is waited for, so that a
@@ -237,12 +256,12 @@ for round in $(seq "$ROUNDS"); do
 					echo "$n $duration_s" >"$f.sys"
 				fi
 			fi
-			say "  $cell: ${summary:-no report} (exit $rc)"
+			say "  $cell $srv: ${summary:-no report} (exit $rc)"
 			[[ $rc == 0 ]] || head -n 2 "$f.err" >&2 || true
 		done
-		stop_pid "$pid"
 	done
 done
+for srv in "${ready[@]}"; do stop_pid "${srv_pid[$srv]}"; done
 elapsed=$(($(date -u +%s) - started))
 
 {
