@@ -136,8 +136,12 @@ func (l *stressLoop) kernel(t *testing.T) {
 			case a != cancel.Stale:
 				r.cancelNo.Add(1)
 			}
-			if a == cancel.MustAskLoopToCancel {
+			switch {
+			case a != cancel.MustAskLoopToCancel:
+			case l.rng.IntN(2) == 0:
 				l.act(t, h, h.Withdraw())
+			default: // withdrawn later: the harvested event may come first
+				l.cancelQ <- h
 			}
 		}
 	}
