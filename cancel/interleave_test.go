@@ -88,6 +88,9 @@ var scenarios = []scenario{
 	{name: "spurious, re-arm, ready vs cancel (uring)", reqs: [][]armScript{{spurious, ready}}, cancellers: []int{0}},
 	{name: "spurious, re-arm, ready vs cancel (epoll)", epoll: true, reqs: [][]armScript{{spurious, ready}}, cancellers: []int{0}},
 	{name: "spurious, re-arm refused vs cancel", reqs: [][]armScript{{spurious, refuse}}, cancellers: []int{0}},
+	// Only the cancel can end this one: a cancel that lands while the loop
+	// holds the woken request must stop the re-arm (found by FuzzSchedule).
+	{name: "spurious, then never ready vs cancel", reqs: [][]armScript{{spurious, never}}, cancellers: []int{0}},
 	{name: "close vs ready vs cancel (uring)", reqs: [][]armScript{{ready}}, cancellers: []int{0}, closer: true},
 	{name: "close vs ready vs cancel (epoll)", epoll: true, reqs: [][]armScript{{ready}}, cancellers: []int{0}, closer: true},
 	{name: "close vs arm error vs cancel", reqs: [][]armScript{{refuse}}, cancellers: []int{0}, closer: true},

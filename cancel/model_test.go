@@ -432,6 +432,21 @@ func (w *world) act(r int, a cancel.Action, op string) {
 	if a.Has(cancel.MustAskLoopToCancel) {
 		w.fail("%s returned %v to the loop", op, a)
 	}
+	// What each obligation says about the word, checked at once (the step
+	// is atomic, so nothing ran in between).
+	if st := l.h.State(); l.h.Current() {
+		p, o := st.Phase(), st.Outcome()
+		switch {
+		case a.Has(cancel.MustArm) && (p != cancel.OnQueue || o != cancel.Undecided):
+			w.fail("%s returned MustArm leaving %v", op, st)
+		case a.Has(cancel.MustRequeue) && (p != cancel.PendingWork || o != cancel.Undecided):
+			w.fail("%s returned MustRequeue leaving %v", op, st)
+		case a.Has(cancel.MustDeliver) && p != cancel.Completing:
+			w.fail("%s returned MustDeliver leaving %v", op, st)
+		case a.Has(cancel.MustRelease) && (p != cancel.Done || st.Owes()):
+			w.fail("%s returned MustRelease leaving %v", op, st)
+		}
+	}
 	if a.Has(cancel.MustArm) {
 		w.loop = append(w.loop, loopTask{tArm, r})
 	}
