@@ -377,3 +377,60 @@ func TestClose(t *testing.T) {
 		})
 	}
 }
+
+// TestReArmAfterCloseBehindBack: reader and writer armed, the fd's number
+// closed while its file lives on elsewhere, then the reader fires. epoll must
+// re-arm the writer on a number that no longer names the file: epoll_ctl
+// fails and the writer gets a Failed Event instead of being lost. io_uring's
+// poll holds the file and keeps waiting until Disarm. Exactly one Event each.
+func TestReArmAfterCloseBehindBack(t *testing.T) {
+	forEach(t, func(t *testing.T, h *harness) {
+		a, b := h.pair()
+		h.fill(a)
+		keep, err := unix.Dup(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.open[keep] = true
+		in, out := h.tag(), h.tag()
+		h.arm(in, a, poller.In)
+		h.arm(out, a, poller.Out)
+		h.poll(0)
+		h.close(a) // the file lives on through keep
+		h.write(b)
+		if ev := h.await(in); ev.Events != poller.In {
+			t.Fatalf("reader: %v", ev)
+		}
+		if h.p.Backend() == poller.Epoll {
+			if ev := h.await(out); ev.Errno != unix.EBADF {
+				t.Fatalf("writer: %v, want failed EBADF", ev)
+			}
+			return
+		}
+		h.quiet() // io_uring: the writer still waits on the live file
+	})
+}
+
+// TestDisarmDuringSpuriousWakeup: the fd is woken, then read dry before
+// the loop runs the wake-up, and disarmed in between. On a DEFER_TASKRUN
+// ring the poll cannot be disarmed while its wake-up is pending, and a
+// POLL_REMOVE answers -EALREADY and is forgotten while the kernel re-queues
+// the poll: no Event, ever. The backend's ASYNC_CANCEL must end it.
+func TestDisarmDuringSpuriousWakeup(t *testing.T) {
+	forEach(t, func(t *testing.T, h *harness) {
+		a, b := h.pair()
+		for range 20 {
+			tag := h.tag()
+			h.arm(tag, a, poller.In)
+			h.poll(0)
+			h.write(b)
+			h.drain(a)
+			if !h.p.Disarm(tag) {
+				t.Fatal("Disarm = false before Wait returned the Event")
+			}
+			if ev := h.await(tag); !ev.Canceled && ev.Events != poller.In {
+				t.Fatalf("%v, want canceled or ready In", ev)
+			}
+		}
+	})
+}

@@ -75,10 +75,18 @@ func openPoller(tb testing.TB, opts poller.Options) poller.Poller {
 	return p
 }
 
+// tester is what the harness needs of *testing.T and *rapid.T.
+type tester interface {
+	Helper()
+	Errorf(format string, args ...any)
+	Fatalf(format string, args ...any)
+	Failed() bool
+}
+
 // harness drives one poller and proves exactly-once: every Event is checked
 // against the set of armed tags, and a second Event for a tag fails the test.
 type harness struct {
-	t       *testing.T
+	t       tester
 	p       poller.Poller
 	armed   map[uint64]bool         // tags armed whose Event has not come
 	seen    map[uint64]poller.Event // each tag's one Event

@@ -7,7 +7,7 @@
 // # The contract (both backends)
 //
 // A tag is the caller's name for one armed poll: nonzero, bit 63 clear
-// (ValidTag). The poller uses bit 63 for its own kernel requests (removals,
+// (ValidTag). The poller uses bit 63 for its own kernel requests (cancels,
 // the wake-up poll) so those can never be mistaken for a caller's. Tags are
 // opaque to the poller; the caller puts a generation in them so that a tag is
 // never armed again while the kernel may still post for its previous use.
@@ -21,6 +21,7 @@
 //	Disarm, not yet fired| Canceled, or the readiness that won the race
 //	Disarm after its     | nothing more: Disarm reports false and does nothing
 //	Event was returned   |
+//	or decided           |
 //	Forget(fd)           | every tag armed on fd: as Disarm
 //	Close                | none: Close cancels every armed tag, waits until
 //	                     | the kernel has posted every completion it owes,
@@ -42,6 +43,29 @@
 // Forget, fd's number may be reused at once: the new fd's tags never see the
 // old one's events (epoll registrations carry a generation; io_uring
 // completions carry the tag).
+//
+// # Where the backends differ
+//
+// Both meet the contract; these cases reach it by different paths:
+//
+//	case                         | io_uring                 | epoll
+//	-----------------------------+--------------------------+----------------------
+//	Arm on a closed fd           | Failed EBADF (its CQE)   | Failed EBADF (ctl)
+//	Arm on a regular file        | Ready at once            | Failed EPERM
+//	reader and writer on one fd  | two POLL_ADDs            | one registration, the
+//	                             |                          | union; the side that
+//	                             |                          | did not fire re-armed
+//	fd closed without Forget,    | the poll holds the file  | the registration dies
+//	its tags still armed         | open and may still fire  | silently; its tags
+//	                             | Ready; Disarm cancels it | wait for Disarm, or
+//	                             |                          | fail at the next ctl
+//	                             |                          | on that number
+//	old file fires after its     | the poll is the old tag's| the event's generation
+//	number was reused            | own: the new tag unmoved | is stale: dropped
+//	Disarm                       | ASYNC_CANCEL, queued; the| DEL/MOD now; Canceled
+//	                             | kernel decides the race  | is decided at once
+//	syscalls per loop turn       | one io_uring_enter       | one epoll_ctl per Arm
+//	                             |                          | and Disarm, one wait
 //
 // # Threads
 //
@@ -162,9 +186,11 @@ type Poller interface {
 	// under tag. After a nil return exactly one Event for tag comes out of
 	// Wait; after an error none does.
 	Arm(tag uint64, fd int, events uint32) error
-	// Disarm asks for tag's poll to be canceled. It reports whether tag
-	// was armed with its Event still to come; that Event is Canceled or,
-	// if readiness won the race, Ready or Failed.
+	// Disarm asks for tag's poll to be canceled. Its one Event, if not
+	// returned yet, is then Canceled or, if readiness won the race, Ready
+	// or Failed. Disarm reports whether it made the request: false when
+	// tag is not armed, was disarmed already, or its Event is already
+	// decided and waiting to be returned (it still will be).
 	Disarm(tag uint64) bool
 	// Forget disarms every tag armed on fd and forgets fd's registration.
 	// Call it before closing fd.

@@ -11,32 +11,40 @@ import (
 )
 
 // io_uring backend: each Arm is a one-shot IORING_OP_POLL_ADD whose
-// user_data is the tag; each Disarm a POLL_REMOVE of that user_data. Every
-// SQE the backend prepares yields exactly one CQE (no multishot, no
-// CQE_SKIP), so owed counts what the kernel still has to post and Close can
-// wait for all of it.
+// user_data is the tag; each Disarm an IORING_OP_ASYNC_CANCEL of that
+// user_data. Every SQE the backend prepares yields exactly one CQE (no
+// multishot, no CQE_SKIP), so owed counts what the kernel still has to post
+// and Close can wait for all of it.
 //
 // A tag's state, kept in tags:
 //
 //	state     | meaning                           | next
 //	----------+-----------------------------------+-------------------------
 //	armed     | POLL_ADD queued or in the kernel  | CQE -> Event; Disarm ->
-//	          |                                   | disarming (POLL_REMOVE)
-//	disarming | POLL_REMOVE queued or done        | CQE -> Event: -ECANCELED
+//	          |                                   | disarming (ASYNC_CANCEL)
+//	disarming | ASYNC_CANCEL queued or done       | CQE -> Event: -ECANCELED
 //	          |                                   | is Canceled, a mask is
 //	          |                                   | the readiness that won
 //	(absent)  | its CQE was reaped                | Disarm does nothing
 //
-// The POLL_REMOVE's own CQE (0, -ENOENT when the poll already completed,
-// -EALREADY when it is completing) carries udRemove and only settles owed:
-// the poll's CQE is always the tag's one Event. SQEs are consumed in order,
-// so a removal queued behind its POLL_ADD always finds it or its result.
+// The cancel's own CQE (0, or -ENOENT when the poll already completed)
+// carries udCancel and only settles owed: the poll's CQE is always the tag's
+// one Event. SQEs are consumed in order, so a cancel queued behind its
+// POLL_ADD always finds it or its result.
+//
+// Why ASYNC_CANCEL and not POLL_REMOVE: a poll whose wake-up is being
+// handled (task work pending, always the case for a while on a
+// DEFER_TASKRUN ring) cannot be disarmed, so POLL_REMOVE answers -EALREADY
+// and does nothing more; if that wake-up turns out spurious (the data was
+// read meanwhile) the kernel re-queues the poll, and the removal is lost
+// with the poll still armed. ASYNC_CANCEL marks the poll canceled, which
+// the pending wake-up honours: -ECANCELED. TestModel found this.
 
 // Internal user_data values (InternalBit set, so never a caller's tag, and
 // never ring.TimeoutUserData).
 const (
 	udWake   = InternalBit | 1 // the POLL_ADD on the waker's eventfd
-	udRemove = InternalBit | 2 // every POLL_REMOVE
+	udCancel = InternalBit | 2 // every ASYNC_CANCEL
 )
 
 // setupLadders lists, per UringSetup, the flag sets New tries in order; a
@@ -53,7 +61,9 @@ var setupLadders = [...][]ring.SetupFlags{
 }
 
 type uringTag struct {
+	seq       uint64 // the Arm's sequence number: submitted once seq <= p.submitted
 	fd        int32
+	events    uint32 // the interest armed
 	disarming bool
 }
 
@@ -67,6 +77,8 @@ type uringPoller struct {
 	cqes      []ring.CQE
 	out       []Event // decided Events not yet returned (reaped to make room)
 	owed      int     // CQEs the kernel has yet to post for our SQEs
+	armSeq    uint64  // Arms so far
+	submitted uint64  // armSeq when the SQ was last seen empty after an enter
 	wakeArmed bool    // the udWake POLL_ADD is queued or in the kernel
 	stats     Stats   // Syscalls here counts eventfd reads; Stats adds Enters
 	closed    bool
@@ -127,7 +139,7 @@ func probe(r *ring.Ring) error {
 	if err != nil {
 		return err
 	}
-	for _, op := range []ring.Opcode{ring.OpPollAdd, ring.OpPollRemove} {
+	for _, op := range []ring.Opcode{ring.OpPollAdd, ring.OpAsyncCancel} {
 		if !pr.Supports(op) {
 			return &ring.UnavailableError{Op: "opcode", Errno: unix.EOPNOTSUPP,
 				Reason: "the kernel lacks IORING_OP_" + op.String() + "; use the epoll backend"}
@@ -162,7 +174,8 @@ func (p *uringPoller) Arm(tag uint64, fd int, events uint32) error {
 	}
 	s.PrepPollAdd(int32(fd), events, tag)
 	p.owed++
-	p.tags[tag] = uringTag{fd: int32(fd)}
+	p.armSeq++
+	p.tags[tag] = uringTag{seq: p.armSeq, fd: int32(fd), events: events}
 	p.byFd[int32(fd)] = append(p.byFd[int32(fd)], tag)
 	p.stats.Arms++
 	p.stats.Armed++
@@ -177,7 +190,7 @@ func (p *uringPoller) Disarm(tag uint64) bool {
 	if !ok || st.disarming {
 		return false
 	}
-	p.remove(tag)
+	p.cancel(tag)
 	st.disarming = true
 	p.tags[tag] = st
 	p.stats.Disarms++
@@ -195,20 +208,56 @@ func (p *uringPoller) Forget(fd int) {
 	// The removals go by tag, not by fd: the caller closes fd before they
 	// reach the kernel, and an fd number resolved then would name nothing,
 	// or the next file to get that number.
+	unsubmitted := false
 	for _, tag := range list {
+		unsubmitted = unsubmitted || p.tags[tag].seq > p.submitted
 		p.Disarm(tag)
 	}
 	delete(p.byFd, int32(fd))
+	if unsubmitted {
+		// A POLL_ADD still in the SQ resolves its fd number when the
+		// kernel takes it. Hand it over now, while the number still names
+		// this file: after the caller's close it would arm on the next
+		// file to get the number, and report that file's readiness.
+		if err := p.flush(); err != nil {
+			panic(fmt.Sprintf("poller: Forget(%d): cannot submit the fd's pending arms: %v", fd, err))
+		}
+	}
 }
 
-// remove queues a POLL_REMOVE for tag. A failure here means the SQ could not
-// be flushed: the ring is unusable (wrong thread, ring torn down).
-func (p *uringPoller) remove(target uint64) {
+// flush hands every queued SQE to the kernel now, reaping into p.out when
+// the kernel wants completions taken first.
+func (p *uringPoller) flush() error {
+	for p.r.SQReady() > 0 {
+		if _, err := p.r.Submit(); err != nil {
+			if !errors.Is(err, unix.EBUSY) {
+				return p.enterErr(err)
+			}
+			p.reapOut()
+		}
+	}
+	p.noteSubmitted()
+	return nil
+}
+
+// reapOut reaps ready CQEs into p.out, for Wait to return.
+func (p *uringPoller) reapOut() {
+	n := p.r.Reap(p.cqes)
+	for i := range n {
+		if ev, ok := p.complete(&p.cqes[i]); ok {
+			p.out = append(p.out, ev)
+		}
+	}
+}
+
+// cancel queues an ASYNC_CANCEL of target. A failure here means the SQ
+// could not be flushed: the ring is unusable (wrong thread, ring torn down).
+func (p *uringPoller) cancel(target uint64) {
 	s, err := p.sqe()
 	if err != nil {
-		panic(fmt.Sprintf("poller: cannot queue POLL_REMOVE for %#x: %v", target, err))
+		panic(fmt.Sprintf("poller: cannot queue ASYNC_CANCEL for %#x: %v", target, err))
 	}
-	s.PrepPollRemove(target, udRemove)
+	s.PrepCancel(target, 0, udCancel)
 	p.owed++
 }
 
@@ -225,14 +274,17 @@ func (p *uringPoller) sqe() (*ring.SQE, error) {
 			if !errors.Is(err, unix.EBUSY) {
 				return nil, p.enterErr(err)
 			}
-			if n := p.r.Reap(p.cqes); n > 0 {
-				for i := range n {
-					if ev, ok := p.complete(&p.cqes[i]); ok {
-						p.out = append(p.out, ev)
-					}
-				}
-			}
+			p.reapOut()
 		}
+		p.noteSubmitted()
+	}
+}
+
+// noteSubmitted records that every Arm so far reached the kernel, when the
+// SQ is empty.
+func (p *uringPoller) noteSubmitted() {
+	if p.r.SQReady() == 0 {
+		p.submitted = p.armSeq
 	}
 }
 
@@ -271,6 +323,7 @@ func (p *uringPoller) Wait(evs []Event, timeout time.Duration) (int, error) {
 			if _, err := p.r.SubmitAndWait(0, 0); err != nil {
 				return p.delivered(n), p.enterErr(err)
 			}
+			p.noteSubmitted()
 			n += p.reap(evs[n:])
 		}
 		return p.delivered(n), nil
@@ -279,6 +332,7 @@ func (p *uringPoller) Wait(evs []Event, timeout time.Duration) (int, error) {
 	if _, err := p.r.SubmitAndWait(1, timeout); err != nil {
 		return 0, p.enterErr(err)
 	}
+	p.noteSubmitted()
 	return p.delivered(p.reap(evs)), nil
 }
 
@@ -321,7 +375,7 @@ func (p *uringPoller) complete(c *ring.CQE) (Event, bool) {
 			p.stats.Syscalls += p.w.ack()
 		}
 		return Event{}, false
-	case udRemove:
+	case udCancel:
 		return Event{}, false
 	}
 	if c.UserData&InternalBit != 0 {
@@ -338,7 +392,11 @@ func (p *uringPoller) complete(c *ring.CQE) (Event, bool) {
 	ev := Event{Tag: tag}
 	switch {
 	case c.Res > 0:
-		ev.Events = uint32(c.Res)
+		// The kernel adds bits not asked for (RdHup with Hup); report
+		// what epoll would, unless that leaves nothing.
+		if ev.Events = readyMask(st.events, uint32(c.Res)); ev.Events == 0 {
+			ev.Events = uint32(c.Res)
+		}
 	case c.Res == -int32(unix.ECANCELED):
 		ev.Canceled = true
 	case c.Res < 0:
@@ -392,11 +450,11 @@ func (p *uringPoller) Close() error {
 func (p *uringPoller) drainKernel() error {
 	for tag, st := range p.tags {
 		if !st.disarming {
-			p.remove(tag)
+			p.cancel(tag)
 		}
 	}
 	if p.wakeArmed {
-		p.remove(udWake)
+		p.cancel(udWake)
 	}
 	deadline := time.Now().Add(closeDrain)
 	for p.owed > 0 {

@@ -1,0 +1,199 @@
+package poller_test
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+	"pgregory.net/rapid"
+
+	"github.com/oneshot-io/oneshot/poller"
+)
+
+// TestModel drives each backend with random interleavings of the reactor's
+// operations on a few socketpairs: arm a reader or a writer, disarm, make
+// readable, drain, fill and empty the send buffer, Wait with a buffer too
+// small for a whole batch, and Forget+close+reopen on the same fd number.
+// The harness fails a second Event or one for an unarmed tag; the model adds
+// that only disarmed tags are Canceled, that nothing Fails (no fd is closed
+// behind the poller's back here), and that an In Event never reaches a tag
+// whose file was never written to (the reopened number must not inherit the
+// old file's readiness). At the end every tag must have had its one Event.
+func TestModel(t *testing.T) {
+	for _, c := range configs {
+		t.Run(c.name, func(t *testing.T) {
+			p := openPoller(t, c.opts)
+			var next uint64
+			rapid.Check(t, func(rt *rapid.T) {
+				m := newModel(rt, p, &next)
+				defer m.close()
+				rt.Repeat(m.actions())
+				m.finish()
+			})
+		})
+	}
+}
+
+type slot struct {
+	a, b  int // a is armed on; b is its peer
+	epoch int // bumped by reopen
+}
+
+type armed struct {
+	slot, epoch int
+	dir         uint32
+	disarmed    bool // Disarm or Forget asked for a cancel
+}
+
+type model struct {
+	h       *harness
+	next    *uint64 // tag counter shared by the runs on one poller
+	slots   []slot
+	info    map[uint64]*armed
+	written map[[2]int]bool // (slot, epoch) that got data from its peer
+}
+
+func newModel(rt *rapid.T, p poller.Poller, next *uint64) *model {
+	h := &harness{t: rt, p: p, armed: map[uint64]bool{}, seen: map[uint64]poller.Event{},
+		buf: make([]poller.Event, 3), open: map[int]bool{}, nextTag: *next}
+	m := &model{h: h, next: next, info: map[uint64]*armed{}, written: map[[2]int]bool{}}
+	for range 3 {
+		a, b := h.pair()
+		m.slots = append(m.slots, slot{a: a, b: b})
+	}
+	return m
+}
+
+func (m *model) actions() map[string]func(*rapid.T) {
+	h := m.h
+	pick := func(rt *rapid.T) int { return rapid.IntRange(0, len(m.slots)-1).Draw(rt, "slot") }
+	return map[string]func(*rapid.T){
+		"arm": func(rt *rapid.T) {
+			i := pick(rt)
+			dir := rapid.SampledFrom([]uint32{poller.In, poller.Out}).Draw(rt, "dir")
+			tag := h.tag()
+			h.arm(tag, m.slots[i].a, dir)
+			m.info[tag] = &armed{slot: i, epoch: m.slots[i].epoch, dir: dir}
+		},
+		"disarm": func(rt *rapid.T) {
+			if len(h.armed) == 0 {
+				rt.Skip("nothing armed")
+			}
+			tags := make([]uint64, 0, len(h.armed))
+			for tag := range h.armed {
+				tags = append(tags, tag)
+			}
+			slices.Sort(tags) // map order is random; rapid needs a stable list
+			tag := rapid.SampledFrom(tags).Draw(rt, "tag")
+			if h.p.Disarm(tag) {
+				if m.info[tag].disarmed {
+					rt.Fatalf("Disarm(%#x) = true twice", tag)
+				}
+				m.info[tag].disarmed = true
+			}
+		},
+		"write": func(rt *rapid.T) {
+			i := pick(rt)
+			h.write(m.slots[i].b)
+			m.written[[2]int{i, m.slots[i].epoch}] = true
+		},
+		"drain":  func(rt *rapid.T) { h.drain(m.slots[pick(rt)].a) },
+		"fill":   func(rt *rapid.T) { h.fill(m.slots[pick(rt)].a) },
+		"unfill": func(rt *rapid.T) { h.drain(m.slots[pick(rt)].b) },
+		"wait":   func(rt *rapid.T) { m.poll(0) },
+		"reopen": func(rt *rapid.T) {
+			i := pick(rt)
+			s := &m.slots[i]
+			h.p.Forget(s.a)
+			for tag := range h.armed {
+				if a := m.info[tag]; a.slot == i && a.epoch == s.epoch {
+					a.disarmed = true
+				}
+			}
+			h.close(s.a)
+			h.close(s.b)
+			x, y := h.pair()
+			switch s.a {
+			case x:
+				s.b = y
+			case y:
+				s.b = x
+			default: // put the new file on the old number
+				h.dup2(x, s.a)
+				h.close(x)
+				s.b = y
+			}
+			s.epoch++
+		},
+	}
+}
+
+// poll is one Wait with the model's checks on every Event.
+func (m *model) poll(timeout time.Duration) {
+	h := m.h
+	before := len(h.seen)
+	h.poll(timeout)
+	if len(h.seen) == before {
+		return
+	}
+	for tag, ev := range h.seen {
+		a := m.info[tag]
+		if a == nil {
+			continue // checked already
+		}
+		switch {
+		case ev.Canceled && !a.disarmed:
+			h.t.Fatalf("%v: canceled but never disarmed", ev)
+		case ev.Errno != 0:
+			h.t.Fatalf("%v: nothing was closed behind the poller's back", ev)
+		case ev.Events&^(a.dir|poller.Err|poller.Hup) != 0:
+			h.t.Fatalf("%v: bits outside the interest %#x", ev, a.dir)
+		case ev.Events&(poller.In|poller.Hup|poller.Err) == poller.In && !m.written[[2]int{a.slot, a.epoch}]:
+			// (With Hup, In is the end of file a closed peer left.)
+			h.t.Fatalf("%v: In on a file nobody wrote to (stale readiness)", ev)
+		}
+		delete(m.info, tag) // checked
+	}
+}
+
+// finish disarms what is left and proves each tag gets its one Event.
+func (m *model) finish() {
+	h := m.h
+	for tag := range h.armed {
+		if h.p.Disarm(tag) {
+			m.info[tag].disarmed = true
+		} else if !m.info[tag].disarmed {
+			// Decided already: it is waiting in the poller.
+			m.info[tag].disarmed = true
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(h.armed) > 0 && time.Now().Before(deadline) {
+		m.poll(time.Until(deadline))
+	}
+	if len(h.armed) > 0 {
+		h.t.Fatalf("tags without an Event: %v", h.armed)
+	}
+	if st := h.p.Stats(); st.Armed != 0 {
+		h.t.Fatalf("Stats().Armed = %d at the end", st.Armed)
+	}
+}
+
+// close forgets and closes the model's fds, leaving the poller clean for the
+// next run.
+func (m *model) close() {
+	*m.next = m.h.nextTag
+	for _, s := range m.slots {
+		m.h.p.Forget(s.a)
+	}
+	for fd := range m.h.open {
+		unix.Close(fd)
+	}
+	if n, err := m.h.p.Wait(m.h.buf, 0); n != 0 || err != nil {
+		for _, ev := range m.h.buf[:n] {
+			m.h.t.Errorf("after the run: %v (first Event %v, armed %v)", ev, m.h.seen[ev.Tag], m.h.armed[ev.Tag])
+		}
+		m.h.t.Fatalf("Wait after the run = %d, %v", n, err)
+	}
+}
