@@ -434,3 +434,28 @@ func TestDisarmDuringSpuriousWakeup(t *testing.T) {
 		}
 	})
 }
+
+// TestForgetBeforeSubmit: arm, Forget and close in one loop turn, then a new
+// file takes the number and is ready. An io_uring POLL_ADD still in the SQ
+// resolves its fd number when the kernel takes it, so unless Forget hands it
+// over first it would arm on the new file and report its readiness to the
+// old tag (the gnet #621 class of bug).
+func TestForgetBeforeSubmit(t *testing.T) {
+	forEach(t, func(t *testing.T, h *harness) {
+		a, _ := h.pair()
+		h.poll(0)
+		tag := h.tag()
+		h.arm(tag, a, poller.In)
+		h.p.Forget(a)
+		h.close(a)
+		c, d := h.pair()
+		if c != a {
+			h.dup2(c, a)
+			h.close(c)
+		}
+		h.write(d) // the new file on the old number is readable
+		if ev := h.await(tag); !ev.Canceled {
+			t.Fatalf("%v, want canceled: the old tag saw the new file", ev)
+		}
+	})
+}

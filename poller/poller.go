@@ -221,7 +221,9 @@ var ErrClosed = errors.New("poller: closed")
 // ErrBadTag refuses a tag that is zero or has InternalBit set.
 var ErrBadTag = errors.New("poller: tag is zero or uses the internal bit")
 
-// ErrTagInUse refuses a tag whose previous Event has not been returned yet.
+// ErrTagInUse refuses a tag that is still armed (its Event not yet decided).
+// Arming a tag again before its decided Event came out of Wait is not
+// refused but is a caller bug: both Events would carry the same tag.
 var ErrTagInUse = errors.New("poller: tag already armed")
 
 // ErrBadFd refuses a negative file descriptor.
