@@ -8,10 +8,10 @@ BENCH      ?= .
 BENCHTIME  ?= 1s
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: help build test bench lint fmt
+.PHONY: help build test bench bench-ring-c lint fmt
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
 
 build: ## compile every package and command
 	$(GO) build $(PKGS)
@@ -22,6 +22,10 @@ test: ## go vet, then every test under -race (fuzz seed corpora included)
 
 bench: ## run the benchmarks (BENCH=regexp BENCHTIME=1s PKGS=./ring/)
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) $(PKGS)
+
+bench-ring-c: ## ring/ NOP and POLL_ADD costs side by side with liburing in C (installs liburing-dev)
+	@dpkg -s liburing-dev >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq liburing-dev; }
+	bench/c/compare.sh
 
 lint: ## gofmt check, go vet, staticcheck (pinned, fetched through go run)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
