@@ -11,7 +11,19 @@ import (
 // Every benchmark runs over configs, so io_uring (per setup) and epoll are
 // measured side by side in one run. syscalls/op counts the poller's own
 // system calls (io_uring_enter, epoll_ctl, epoll_wait, eventfd reads), not
-// the benchmark's reads and writes.
+// the benchmark's reads and writes. cpu-ns/op is the benchmark thread's CPU
+// time (user+system, which includes the kernel's poll work done in this
+// thread's context), steadier than wall time on a shared machine.
+
+// threadCPU returns the calling thread's CPU time; the benchmarks run on a
+// locked thread (openPoller).
+func threadCPU(b *testing.B) int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts); err != nil {
+		b.Fatal(err)
+	}
+	return ts.Nano()
+}
 
 // BenchmarkArmFire is one readiness round trip on a socketpair: arm, the
 // peer writes, Wait returns the Event, the byte is read.
@@ -55,9 +67,11 @@ func BenchmarkArmFire(b *testing.B) {
 			round() // warm up: the poller's per-fd record is made once
 			before := p.Stats().Syscalls
 			b.ReportAllocs()
+			cpu := threadCPU(b)
 			for b.Loop() {
 				round()
 			}
+			b.ReportMetric(float64(threadCPU(b)-cpu)/float64(b.N), "cpu-ns/op")
 			b.ReportMetric(float64(p.Stats().Syscalls-before)/float64(b.N), "syscalls/op")
 		})
 	}
@@ -99,10 +113,12 @@ func BenchmarkReady1000(b *testing.B) {
 			round() // warm up: the poller's per-fd records and maps grow once
 			before := p.Stats().Syscalls
 			b.ReportAllocs()
+			cpu := threadCPU(b)
 			for b.Loop() {
 				round()
 			}
 			events := float64(b.N) * nfd
+			b.ReportMetric(float64(threadCPU(b)-cpu)/events, "cpu-ns/event")
 			b.ReportMetric(events/b.Elapsed().Seconds(), "events/s")
 			b.ReportMetric(float64(p.Stats().Syscalls-before)/events, "syscalls/event")
 		})

@@ -13,9 +13,12 @@ import (
 // blocking Wait.
 //
 // Wakes coalesce through pending: only the Wake that turns it from false to
-// true writes the eventfd. The owner clears pending before it drains the
-// eventfd (ack), so a Wake that finds pending already set is covered by a
-// Wait that has not yet returned.
+// true writes the eventfd. The owner drains the eventfd and only then clears
+// pending (ack). A Wake that finds pending set before the clear is covered by
+// the Wait that is returning; one after the clear writes again. Clearing
+// first would be wrong: a Wake between the clear and the read would set
+// pending and have its write drained, leaving pending set with nothing to
+// read, and every later Wake would be swallowed.
 type waker struct {
 	fd int // constant after newWaker; closed by close under mu
 
@@ -23,6 +26,10 @@ type waker struct {
 
 	mu     sync.RWMutex // guards closed against close(fd) racing a write
 	closed bool         // guarded by mu
+
+	// inAck, when set (tests only), runs between ack's two steps, where a
+	// racing Wake may land. Constant after newWaker.
+	inAck func()
 }
 
 func newWaker() (*waker, error) {
@@ -58,20 +65,25 @@ func (w *waker) wake() error {
 	}
 }
 
-// ack consumes the wake-ups seen by the owner: pending is cleared first, so
-// a Wake after this point writes again and is not lost. It returns the
-// number of system calls made.
+// ack consumes the wake-ups seen by the owner: the eventfd is drained, then
+// pending cleared (see waker for why in this order). It returns the number
+// of system calls made.
 func (w *waker) ack() uint64 {
-	w.pending.Store(false)
 	var buf [8]byte
 	for {
 		_, err := unix.Read(w.fd, buf[:])
 		if err != unix.EINTR {
-			// EAGAIN: a racing ack already drained it; nothing else
-			// can fail on a valid eventfd with an 8-byte buffer.
-			return 1
+			// EAGAIN cannot happen (the owner saw it readable and is
+			// the only reader); nothing else can fail on a valid
+			// eventfd with an 8-byte buffer.
+			break
 		}
 	}
+	if w.inAck != nil {
+		w.inAck()
+	}
+	w.pending.Store(false) // must be the last step
+	return 1
 }
 
 func (w *waker) close() error {

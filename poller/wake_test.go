@@ -3,6 +3,7 @@ package poller_test
 import (
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -156,4 +157,65 @@ func TestManyArmed(t *testing.T) {
 		st := h.p.Stats()
 		t.Logf("%s: %d syscalls for %d arms, %d disarms, %d events", h.p.Backend(), st.Syscalls, st.Arms, st.Disarms, st.Events)
 	})
+}
+
+// TestWakeNeverSwallowed: two goroutines hand work to the owner and Wake it,
+// round after round, so Wakes land while the owner is acknowledging earlier
+// ones. A Wake lost to the coalescing flag leaves the owner asleep with work
+// handed over: the test fails when a Wait sleeps out its whole (long)
+// timeout while a producer waits for its work to be seen.
+func TestWakeNeverSwallowed(t *testing.T) {
+	const producers, rounds = 2, 3000
+	const patience = 2 * time.Second
+	for _, b := range backends {
+		t.Run(string(b), func(t *testing.T) {
+			p := openPoller(t, poller.Options{Backend: b})
+			var want [producers]atomic.Int64 // rounds handed over by producer i
+			var done [producers]int64        // rounds the owner has seen; owner only
+			acks := make([]chan struct{}, producers)
+			var wg sync.WaitGroup
+			for i := range producers {
+				acks[i] = make(chan struct{}, 1)
+				wg.Go(func() {
+					for r := range rounds {
+						want[i].Store(int64(r + 1))
+						if err := p.Wake(); err != nil {
+							t.Error(err)
+							return
+						}
+						if _, ok := <-acks[i]; !ok {
+							return
+						}
+					}
+				})
+			}
+			defer func() {
+				for _, c := range acks {
+					close(c)
+				}
+				wg.Wait()
+			}()
+			buf := make([]poller.Event, 4)
+			for finished := 0; finished < producers; {
+				t0 := time.Now()
+				if _, err := p.Wait(buf, patience); err != nil {
+					t.Fatal(err)
+				}
+				slept := time.Since(t0) >= patience
+				finished = 0
+				for i := range producers {
+					if w := want[i].Load(); w > done[i] {
+						if slept {
+							t.Fatalf("a Wake was swallowed: Wait slept %v with producer %d's round %d handed over", patience, i, w)
+						}
+						done[i] = w
+						acks[i] <- struct{}{}
+					}
+					if done[i] == rounds {
+						finished++
+					}
+				}
+			}
+		})
+	}
 }
