@@ -1,0 +1,155 @@
+package reactor_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/oneshot-io/oneshot/reactor"
+)
+
+func TestArmReadyOnce(t *testing.T) {
+	for _, b := range backends {
+		t.Run(name(b), func(t *testing.T) {
+			r := newReactor(t, b, 1)
+			a, p := socketpair(t)
+			defer unix.Close(a)
+			defer unix.Close(p)
+			var calls atomic.Int32
+			got := make(chan reactor.Result, 2)
+			q, err := r.Arm(a, reactor.In, func(res reactor.Result) { calls.Add(1); got <- res })
+			if err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case res := <-got:
+				t.Fatalf("completed before the peer wrote: %+v", res)
+			case <-time.After(20 * time.Millisecond):
+			}
+			if _, err := unix.Write(p, []byte("x")); err != nil {
+				t.Fatal(err)
+			}
+			res := <-got
+			if res.Err != nil || res.Events&reactor.In == 0 {
+				t.Fatalf("result = %+v, want In", res)
+			}
+			if q.Cancel() {
+				t.Fatal("Cancel after a ready completion returned true")
+			}
+			s := r.Stats()
+			if s.CompletedReady != 1 || calls.Load() != 1 || s.Outstanding != 0 {
+				t.Fatalf("calls=%d stats=%+v", calls.Load(), s)
+			}
+		})
+	}
+}
+
+func TestArmCancel(t *testing.T) {
+	for _, b := range backends {
+		t.Run(name(b), func(t *testing.T) {
+			r := newReactor(t, b, 1)
+			a, p := socketpair(t)
+			defer unix.Close(a)
+			defer unix.Close(p)
+			got := make(chan reactor.Result, 2)
+			q, err := r.Arm(a, reactor.In, func(res reactor.Result) { got <- res })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !q.Cancel() {
+				t.Fatal("first Cancel of a pending request returned false")
+			}
+			if res := <-got; !errors.Is(res.Err, reactor.ErrCanceled) {
+				t.Fatalf("result = %+v, want ErrCanceled", res)
+			}
+			for i := 0; i < 3; i++ {
+				if !q.Cancel() {
+					t.Fatal("repeated Cancel of a canceled request returned false")
+				}
+			}
+		})
+	}
+}
+
+func TestPoll(t *testing.T) {
+	for _, b := range backends {
+		t.Run(name(b), func(t *testing.T) {
+			r := newReactor(t, b, 2)
+			a, p := socketpair(t)
+			defer unix.Close(a)
+			defer unix.Close(p)
+			ev, err := r.Poll(context.Background(), a, reactor.Out)
+			if err != nil || ev&reactor.Out == 0 {
+				t.Fatalf("Poll(Out) = %v, %v", ev, err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+			defer cancel()
+			if _, err := r.Poll(ctx, a, reactor.In); !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("Poll with an ending context = %v, want DeadlineExceeded", err)
+			}
+			go unix.Write(p, []byte("x"))
+			ev, err = r.Poll(context.Background(), a, reactor.In)
+			if err != nil || ev&reactor.In == 0 {
+				t.Fatalf("Poll(In) = %v, %v", ev, err)
+			}
+		})
+	}
+}
+
+// TestWakeNeverLost: after a burst of hand-offs from other goroutines (each
+// waking the loop only if it sleeps), a request made on an idle loop still
+// completes. A wake-up lost to coalescing would leave the loop asleep with
+// the request in its inbox; poller.Wake had exactly that race (its flag
+// cleared before the eventfd was drained), which this test caught as a hang.
+func TestWakeNeverLost(t *testing.T) {
+	for _, b := range backends {
+		t.Run(name(b), func(t *testing.T) {
+			r := newReactor(t, b, 1)
+			a, p := socketpair(t)
+			defer unix.Close(a)
+			defer unix.Close(p)
+			const producers = 3
+			for round := 0; round < 10; round++ {
+				stop := time.Now().Add(50 * time.Millisecond)
+				done := make(chan struct{})
+				for g := 0; g < producers; g++ {
+					go func() {
+						defer func() { done <- struct{}{} }()
+						for i := 0; time.Now().Before(stop); i++ {
+							// Out is ready at once: the loop wakes, completes
+							// it and goes back to sleep, over and over.
+							q, err := r.Arm(a, reactor.Out, func(reactor.Result) {})
+							if err != nil {
+								t.Error(err)
+								return
+							}
+							if i%2 == 0 {
+								q.Cancel()
+							}
+						}
+					}()
+				}
+				for g := 0; g < producers; g++ {
+					<-done
+				}
+				waitFor(t, 5*time.Second, "the burst to drain", func() bool { return r.Stats().Outstanding == 0 })
+				got := make(chan reactor.Result, 1)
+				if _, err := r.Arm(a, reactor.Out, func(res reactor.Result) { got <- res }); err != nil {
+					t.Fatal(err)
+				}
+				select {
+				case res := <-got:
+					if res.Err != nil {
+						t.Fatal(res.Err)
+					}
+				case <-time.After(3 * time.Second):
+					t.Fatalf("round %d: an Arm on an idle loop never completed: a wake-up was lost", round)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,387 @@
+package reactor_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/oneshot-io/oneshot/reactor"
+)
+
+// benchBackends are the rows of every side-by-side benchmark; "netpoller"
+// is Go's own runtime poller doing the same wait.
+var benchBackends = []string{"epoll", "uring", "netpoller"}
+
+func benchReactor(b *testing.B, kind string) *reactor.Reactor {
+	b.Helper()
+	r, err := reactor.New(reactor.Config{Backend: reactor.Backend(kind), Loops: 1})
+	if err != nil {
+		if errors.Is(err, reactor.ErrUnavailable) {
+			b.Skipf("io_uring unavailable here: %v", err)
+		}
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { r.Close() })
+	return r
+}
+
+// report adds the per-op kernel enters and wakeups of r's loops.
+func report(b *testing.B, r *reactor.Reactor, before reactor.Stats) {
+	s := r.Stats()
+	b.ReportMetric(float64(s.KernelEnters-before.KernelEnters)/float64(b.N), "enters/op")
+	b.ReportMetric(float64(s.Wakeups-before.Wakeups)/float64(b.N), "wakeups/op")
+}
+
+// BenchmarkArmCycle: one readiness round trip per op on a socketpair — arm
+// In, the peer writes a byte, the callback reads it and signals. The
+// netpoller row is a goroutine blocked in net.Conn.Read woken by the same
+// write.
+func BenchmarkArmCycle(b *testing.B) {
+	for _, kind := range benchBackends {
+		b.Run(kind, func(b *testing.B) {
+			a, p := socketpair(b)
+			defer unix.Close(p)
+			one := []byte{1}
+			done := make(chan struct{}, 1)
+			if kind == "netpoller" {
+				c := fileConn(b, a)
+				defer c.Close()
+				go func() {
+					buf := make([]byte, 1)
+					for {
+						if _, err := c.Read(buf); err != nil {
+							return
+						}
+						done <- struct{}{}
+					}
+				}()
+				b.ReportAllocs()
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					unix.Write(p, one)
+					<-done
+				}
+				return
+			}
+			defer unix.Close(a)
+			r := benchReactor(b, kind)
+			var buf [1]byte
+			cb := func(res reactor.Result) {
+				unix.Read(a, buf[:])
+				done <- struct{}{}
+			}
+			var q reactor.Request
+			b.ReportAllocs()
+			before := r.Stats()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := r.ArmRequest(&q, a, reactor.In, cb); err != nil {
+					b.Fatal(err)
+				}
+				unix.Write(p, one)
+				<-done
+			}
+			b.StopTimer()
+			report(b, r, before)
+		})
+	}
+}
+
+// BenchmarkPollCycle: the blocking API's round trip — a goroutine in Poll
+// woken by the peer's write, then reading the byte — against the same
+// goroutine blocked in net.Conn.Read.
+func BenchmarkPollCycle(b *testing.B) {
+	for _, kind := range benchBackends {
+		b.Run(kind, func(b *testing.B) {
+			a, p := socketpair(b)
+			defer unix.Close(p)
+			one := []byte{1}
+			done := make(chan struct{}, 1)
+			if kind == "netpoller" {
+				c := fileConn(b, a)
+				defer c.Close()
+				go func() {
+					buf := make([]byte, 1)
+					for {
+						if _, err := c.Read(buf); err != nil {
+							return
+						}
+						done <- struct{}{}
+					}
+				}()
+				b.ReportAllocs()
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					unix.Write(p, one)
+					<-done
+				}
+				return
+			}
+			defer unix.Close(a)
+			r := benchReactor(b, kind)
+			exited := make(chan struct{})
+			ctx, cancel := context.WithCancel(context.Background())
+			go func() {
+				defer close(exited)
+				var buf [1]byte
+				for {
+					if _, err := r.Poll(ctx, a, reactor.In); err != nil {
+						return
+					}
+					unix.Read(a, buf[:])
+					done <- struct{}{}
+				}
+			}()
+			b.ReportAllocs()
+			before := r.Stats()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				unix.Write(p, one)
+				<-done
+			}
+			b.StopTimer()
+			report(b, r, before)
+			cancel()
+			<-exited
+		})
+	}
+}
+
+// BenchmarkArmBatch: 256 socketpairs armed, all made ready at once, all
+// callbacks awaited: where io_uring's batching (arms queued as SQEs and
+// submitted with the wait) should show as enters/op well under one.
+func BenchmarkArmBatch(b *testing.B) {
+	const n = 256
+	for _, kind := range []string{"epoll", "uring"} {
+		b.Run(kind, func(b *testing.B) {
+			r := benchReactor(b, kind)
+			as, ps := make([]int, n), make([]int, n)
+			for i := range as {
+				as[i], ps[i] = socketpair(b)
+			}
+			defer func() {
+				for i := range as {
+					unix.Close(as[i])
+					unix.Close(ps[i])
+				}
+			}()
+			done := make(chan struct{}, n)
+			cbs := make([]func(reactor.Result), n)
+			for i := range cbs {
+				fd := as[i]
+				cbs[i] = func(reactor.Result) {
+					var buf [1]byte
+					unix.Read(fd, buf[:])
+					done <- struct{}{}
+				}
+			}
+			qs := make([]reactor.Request, n)
+			one := []byte{1}
+			b.ReportAllocs()
+			before := r.Stats()
+			b.ResetTimer()
+			for i := 0; i < b.N; i += n {
+				for j := range as {
+					if err := r.ArmRequest(&qs[j], as[j], reactor.In, cbs[j]); err != nil {
+						b.Fatal(err)
+					}
+				}
+				for j := range ps {
+					unix.Write(ps[j], one)
+				}
+				for range as {
+					<-done
+				}
+			}
+			b.StopTimer()
+			report(b, r, before)
+		})
+	}
+}
+
+// BenchmarkEcho: 64-byte ping-pong through the connection layer against a
+// goroutine-per-connection net.Conn echo server, over loopback TCP.
+func BenchmarkEcho(b *testing.B) {
+	for _, kind := range benchBackends {
+		b.Run(kind, func(b *testing.B) {
+			var addr string
+			var r *reactor.Reactor
+			if kind == "netpoller" {
+				gl, err := net.Listen("tcp", "127.0.0.1:0")
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer gl.Close()
+				go func() {
+					c, err := gl.Accept()
+					if err != nil {
+						return
+					}
+					defer c.Close()
+					buf := make([]byte, 64<<10)
+					for {
+						n, err := c.Read(buf)
+						if err != nil {
+							return
+						}
+						c.Write(buf[:n])
+					}
+				}()
+				addr = gl.Addr().String()
+			} else {
+				r = benchReactor(b, kind)
+				ln, err := r.Listen("tcp", "127.0.0.1:0", &echo{}, reactor.ListenConfig{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer ln.Close()
+				addr = ln.Addr().String()
+			}
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			msg := make([]byte, 64)
+			got := make([]byte, 64)
+			b.ReportAllocs()
+			var before reactor.Stats
+			if r != nil {
+				before = r.Stats()
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				c.Write(msg)
+				for n := 0; n < len(got); {
+					m, err := c.Read(got[n:])
+					if err != nil {
+						b.Fatal(err)
+					}
+					n += m
+				}
+			}
+			b.StopTimer()
+			if r != nil {
+				report(b, r, before)
+			}
+		})
+	}
+}
+
+// BenchmarkIdleConnMemory opens 10,000 connections that stay idle and
+// reports the Go heap each costs the server (goal: under 2 KiB). The client
+// ends live in a child process (the fd limit here is 20,000), so the
+// parent's heap holds only the server side. The figure comes from one
+// measurement; b.N only repeats it.
+func BenchmarkIdleConnMemory(b *testing.B) {
+	const n = 10000
+	for _, kind := range []string{"epoll", "uring"} {
+		b.Run(kind, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				r := benchReactor(b, kind)
+				h := &connLog{}
+				ln, err := r.Listen("tcp", "127.0.0.1:0", h, reactor.ListenConfig{Backlog: 4096})
+				if err != nil {
+					b.Fatal(err)
+				}
+				port := ln.Addr().(*net.TCPAddr).Port
+				runtime.GC()
+				var m0, m1 runtime.MemStats
+				runtime.ReadMemStats(&m0)
+				child := exec.Command(os.Args[0], "-test.run=^$")
+				child.Env = append(os.Environ(), fmt.Sprintf("%s=%d:%d", dialerEnv, port, n))
+				child.Stderr = os.Stderr
+				stdin, _ := child.StdinPipe()
+				stdout, _ := child.StdoutPipe()
+				if err := child.Start(); err != nil {
+					b.Fatal(err)
+				}
+				line, _ := bufio.NewReader(stdout).ReadString('\n')
+				if line != "ok\n" {
+					stdin.Close()
+					child.Wait()
+					b.Fatalf("dialer child: %q", line)
+				}
+				deadline := time.Now().Add(30 * time.Second)
+				for h.opens.Load() < n && time.Now().Before(deadline) {
+					time.Sleep(time.Millisecond)
+				}
+				if h.opens.Load() < n {
+					b.Fatalf("only %d of %d connections opened", h.opens.Load(), n)
+				}
+				runtime.GC()
+				runtime.ReadMemStats(&m1)
+				b.ReportMetric(float64(int64(m1.HeapAlloc)-int64(m0.HeapAlloc))/n, "heapB/conn")
+				stdin.Close()
+				child.Wait()
+				deadline = time.Now().Add(30 * time.Second)
+				for h.closes.Load() < n && time.Now().Before(deadline) {
+					time.Sleep(time.Millisecond)
+				}
+				ln.Close()
+				r.Close()
+			}
+		})
+	}
+}
+
+// BenchmarkIdleArmMemory: 10,000 eventfds with a request armed on each;
+// the Go heap per outstanding request.
+func BenchmarkIdleArmMemory(b *testing.B) {
+	const n = 10000
+	for _, kind := range []string{"epoll", "uring"} {
+		b.Run(kind, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				r := benchReactor(b, kind)
+				fds := make([]int, n)
+				for j := range fds {
+					fd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+					if err != nil {
+						b.Fatal(err)
+					}
+					fds[j] = fd
+				}
+				cb := func(reactor.Result) {}
+				qs := make([]reactor.Request, n)
+				runtime.GC()
+				var m0, m1 runtime.MemStats
+				runtime.ReadMemStats(&m0)
+				for j, fd := range fds {
+					if err := r.ArmRequest(&qs[j], fd, reactor.In, cb); err != nil {
+						b.Fatal(err)
+					}
+				}
+				for r.Stats().Outstanding < n || r.Stats().Armed < n {
+					runtime.Gosched()
+				}
+				runtime.GC()
+				runtime.ReadMemStats(&m1)
+				b.ReportMetric(float64(int64(m1.HeapAlloc)-int64(m0.HeapAlloc))/n, "heapB/req")
+				r.Close()
+				for _, fd := range fds {
+					unix.Close(fd)
+				}
+			}
+		})
+	}
+}
+
+// fileConn wraps fd in a net.Conn served by Go's netpoller (it takes fd).
+func fileConn(b *testing.B, fd int) net.Conn {
+	f := os.NewFile(uintptr(fd), "socketpair")
+	c, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return c
+}

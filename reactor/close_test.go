@@ -1,0 +1,214 @@
+package reactor_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/oneshot-io/oneshot/reactor"
+)
+
+// TestCloseWithOutstanding closes a reactor holding 10,000 pending requests
+// (one per fd, on 5,000 socketpairs, plus blocked Polls): Close returns,
+// every request completes exactly once with ErrClosed, and no fd leaks
+// (goroutine leaks are checked by goleak in TestMain) — DESIGN §2.5.
+func TestCloseWithOutstanding(t *testing.T) {
+	const pairs = 5000
+	for _, b := range backends {
+		t.Run(name(b), func(t *testing.T) {
+			before := openFds(t)
+			r, err := reactor.New(reactor.Config{Backend: b, Loops: 2})
+			if err != nil {
+				if errors.Is(err, reactor.ErrUnavailable) {
+					t.Skipf("io_uring unavailable here: %v", err)
+				}
+				t.Fatal(err)
+			}
+			fds := make([]int, 0, 2*pairs)
+			for i := 0; i < pairs; i++ {
+				a, p := socketpair(t)
+				fds = append(fds, a, p)
+			}
+			counts := make([]atomic.Int32, len(fds))
+			var wrong atomic.Int32
+			const polls = 100
+			for i, fd := range fds[polls:] {
+				i := i + polls
+				if _, err := r.Arm(fd, reactor.In, func(res reactor.Result) {
+					counts[i].Add(1)
+					if !errors.Is(res.Err, reactor.ErrClosed) {
+						wrong.Add(1)
+					}
+				}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var wg sync.WaitGroup
+			for i, fd := range fds[:polls] {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					_, err := r.Poll(context.Background(), fd, reactor.In)
+					counts[i].Add(1)
+					if !errors.Is(err, reactor.ErrClosed) {
+						wrong.Add(1)
+					}
+				}()
+			}
+			waitFor(t, 10*time.Second, "all requests armed", func() bool {
+				return r.Stats().Armed == uint64(len(fds))
+			})
+			start := time.Now()
+			if err := r.Close(); err != nil {
+				t.Fatal(err)
+			}
+			wg.Wait()
+			t.Logf("Close with %d outstanding took %v", len(fds), time.Since(start))
+			for i := range counts {
+				if n := counts[i].Load(); n != 1 {
+					t.Fatalf("request %d completed %d times", i, n)
+				}
+			}
+			if wrong.Load() != 0 {
+				t.Fatalf("%d requests completed with something other than ErrClosed", wrong.Load())
+			}
+			if s := r.Stats(); s.CompletedClosed != uint64(len(fds)) || s.Outstanding != 0 {
+				t.Fatalf("stats %+v", s)
+			}
+			// After Close: calls are refused, Cancel is safe.
+			if _, err := r.Arm(fds[0], reactor.In, func(reactor.Result) {}); !errors.Is(err, reactor.ErrClosed) {
+				t.Fatalf("Arm after Close = %v, want ErrClosed", err)
+			}
+			if _, err := r.Poll(context.Background(), fds[0], reactor.In); !errors.Is(err, reactor.ErrClosed) {
+				t.Fatalf("Poll after Close = %v, want ErrClosed", err)
+			}
+			for _, fd := range fds {
+				unix.Close(fd)
+			}
+			if after := openFds(t); after != before {
+				t.Fatalf("fds: %d before New, %d after Close", before, after)
+			}
+		})
+	}
+}
+
+// TestCloseFdCompletesFirst: closing an fd through the reactor completes
+// its requests before the descriptor is closed (DESIGN §2.6): inside their
+// callbacks the fd is still open.
+func TestCloseFdCompletesFirst(t *testing.T) {
+	for _, b := range backends {
+		t.Run(name(b), func(t *testing.T) {
+			r := newReactor(t, b, 1)
+			a, p := socketpair(t)
+			defer unix.Close(p)
+			type seen struct {
+				err    error
+				fdOpen bool
+			}
+			got := make(chan seen, 3)
+			cb := func(res reactor.Result) {
+				_, err := unix.FcntlInt(uintptr(a), unix.F_GETFD, 0)
+				got <- seen{res.Err, err == nil}
+			}
+			q1, err := r.Arm(a, reactor.In, cb)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := r.Arm(a, reactor.In|reactor.RdHup, cb); err != nil {
+				t.Fatal(err)
+			}
+			pollErr := make(chan error, 1)
+			go func() {
+				_, err := r.Poll(context.Background(), a, reactor.Pri)
+				pollErr <- err
+			}()
+			waitFor(t, 5*time.Second, "3 requests armed", func() bool { return r.Stats().Armed == 3 })
+			if err := r.CloseFd(a); err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; i < 2; i++ {
+				s := <-got
+				if !errors.Is(s.err, reactor.ErrFdClosed) || !s.fdOpen {
+					t.Fatalf("callback %d: err %v, fd open %v; want ErrFdClosed on an open fd", i, s.err, s.fdOpen)
+				}
+			}
+			if err := <-pollErr; !errors.Is(err, reactor.ErrFdClosed) {
+				t.Fatalf("Poll = %v, want ErrFdClosed", err)
+			}
+			if q1.Cancel() {
+				t.Fatal("Cancel of an fd-closed request returned true")
+			}
+			waitFor(t, 5*time.Second, "fd closed", func() bool {
+				_, err := unix.FcntlInt(uintptr(a), unix.F_GETFD, 0)
+				return err == unix.EBADF
+			})
+		})
+	}
+}
+
+// TestStaleEventAfterFdReuse: a request pending on an fd closed through the
+// reactor, whose number then comes back from socketpair, never sees the new
+// socket's events and the new request never sees the old one's (DESIGN
+// §2.3, §2.4; golang/go #59545). The old peer writes after the close so that
+// on io_uring the old poll (which holds its own file reference, liburing
+// #932) may post a late completion; it must be dropped.
+func TestStaleEventAfterFdReuse(t *testing.T) {
+	for _, b := range backends {
+		t.Run(name(b), func(t *testing.T) {
+			r := newReactor(t, b, 1)
+			for round := 0; round < 20; round++ {
+				a, p := socketpair(t)
+				old := make(chan reactor.Result, 2)
+				if _, err := r.Arm(a, reactor.In, func(res reactor.Result) { old <- res }); err != nil {
+					t.Fatal(err)
+				}
+				waitFor(t, 5*time.Second, "armed", func() bool { return r.Stats().Outstanding == 1 })
+				if err := r.CloseFd(a); err != nil {
+					t.Fatal(err)
+				}
+				if res := <-old; !errors.Is(res.Err, reactor.ErrFdClosed) {
+					t.Fatalf("old request: %+v, want ErrFdClosed", res)
+				}
+				unix.Write(p, []byte("late")) // the old socket's last readiness
+				waitFor(t, 5*time.Second, "old fd closed", func() bool {
+					_, err := unix.FcntlInt(uintptr(a), unix.F_GETFD, 0)
+					return err == unix.EBADF
+				})
+				a2, p2 := socketpair(t)
+				if a2 != a {
+					t.Fatalf("fd %d did not come back (got %d): the test needs reuse", a, a2)
+				}
+				fresh := make(chan reactor.Result, 2)
+				if _, err := r.Arm(a2, reactor.In, func(res reactor.Result) { fresh <- res }); err != nil {
+					t.Fatal(err)
+				}
+				unix.Write(p, []byte("more")) // still the old socket
+				select {
+				case res := <-fresh:
+					t.Fatalf("round %d: the new request completed from the old socket: %+v", round, res)
+				case <-time.After(5 * time.Millisecond):
+				}
+				unix.Write(p2, []byte("x"))
+				if res := <-fresh; res.Err != nil || res.Events&reactor.In == 0 {
+					t.Fatalf("new request: %+v, want In", res)
+				}
+				select {
+				case res := <-old:
+					t.Fatalf("old request completed twice: %+v", res)
+				case res := <-fresh:
+					t.Fatalf("new request completed twice: %+v", res)
+				default:
+				}
+				unix.Close(p)
+				unix.Close(a2)
+				unix.Close(p2)
+			}
+			t.Logf("stale dropped: %d", r.Stats().StaleDropped)
+		})
+	}
+}

@@ -1,0 +1,556 @@
+package reactor
+
+import (
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
+
+// Handler receives a Listener's connection events. Its methods run on the
+// Conn's loop goroutine, one at a time per Conn, and must not block.
+type Handler interface {
+	// OnOpen is called once, first, when the Conn was accepted.
+	OnOpen(c *Conn)
+	// OnData is called with bytes read from the Conn; b is valid only
+	// during the call (it is the loop's read buffer).
+	OnData(c *Conn, b []byte)
+	// OnClose is called exactly once per opened Conn, last, after its fd
+	// was closed. err is nil for a clean close (peer EOF after flushing,
+	// Close, Shutdown) and says why otherwise.
+	OnClose(c *Conn, err error)
+}
+
+// connState is a Conn's life. Transitions are made by the loop under c.mu;
+// the loop may read it without the lock (it is the only writer).
+//
+//	state       reads  writes  next
+//	connOpen    yes    yes     connDrain (Close, peer EOF, Shutdown, CloseTimeout)
+//	                           connClosed (CloseNow, error, idle timeout)
+//	connDrain   no     flush   connClosed (output empty, flush bound, error)
+//	connClosed  no     no      — (fd closed, OnClose called once)
+type connState uint8
+
+const (
+	connOpen connState = iota
+	connDrain
+	connClosed
+)
+
+// Conn tasks, handed to the loop by goroutines that are not running one of
+// the Conn's handler calls (c.inCb false).
+const (
+	taskOpen      int32 = iota + 1 // a listener on another loop accepted c
+	taskFlush                      // output became pending: arm Out
+	taskClose                      // Close: drain then close
+	taskCloseNow                   // CloseNow: close at once
+	taskCloseWr                    // CloseWrite: drain then shutdown(SHUT_WR)
+	taskShutdown                   // Listener.Shutdown: read what is buffered, drain, close
+	taskForceStop                  // Shutdown's context ended: close at once
+)
+
+// Conn is one accepted connection. Write, Close, CloseNow and CloseWrite
+// may be called from any goroutine; the rest of its life runs on one loop.
+type Conn struct {
+	l  *loop     // constant: the loop that owns fd
+	ln *Listener // constant
+	fd int       // constant; unusable once state is connClosed (checked under mu)
+
+	mu         sync.Mutex
+	out        []byte    // guarded by mu: pending output is out[off:]
+	off        int       // guarded by mu
+	state      connState // guarded by mu (the loop reads it freely)
+	inCb       bool      // guarded by mu: the loop is inside a handler call for c
+	needOut    bool      // guarded by mu: output became pending during a handler call
+	taskQueued bool      // guarded by mu: a taskFlush sits in the loop's inbox
+	closeReq   int32     // guarded by mu: a close task asked during a handler call
+	wrShut     bool      // guarded by mu: CloseWrite asked; shut SHUT_WR once drained
+	werr       error     // guarded by mu: the write error that condemned c
+
+	lastActive atomic.Int64 // nanotime of the last byte moved either way
+
+	// Owned by the loop goroutine.
+	rd, wr     reqHandle // in-flight requests; zero = none
+	readPaused bool      // stopped reading: pending output above MaxPending
+	opened     bool      // OnOpen was called, so OnClose is owed
+	drainBy    int64     // nanotime by which a drain must end; 0 = none
+	timerSeq   uint64    // the live timer entry's seq
+	closeErr   error     // the reason the drain began (nil: clean)
+	onRead     func(Result)
+	onWrite    func(Result)
+	prev, next *Conn // guarded by ln.mu: the listener's list of live Conns
+
+	remote unix.Sockaddr // constant
+	ctx    atomic.Value  // user data
+}
+
+// SetContext attaches v to c (any goroutine).
+func (c *Conn) SetContext(v any) { c.ctx.Store(&v) }
+
+// Context returns what SetContext stored, or nil.
+func (c *Conn) Context() any {
+	p, _ := c.ctx.Load().(*any)
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
+// Fd returns the connection's descriptor, for diagnostics only: the layer
+// owns it and closes it.
+func (c *Conn) Fd() int { return c.fd }
+
+// RemoteAddr returns the peer's address.
+func (c *Conn) RemoteAddr() net.Addr { return sockaddrToAddr(c.remote, c.ln.unix) }
+
+// LocalAddr returns the connection's own address.
+func (c *Conn) LocalAddr() net.Addr {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state == connClosed {
+		return nil
+	}
+	sa, err := unix.Getsockname(c.fd)
+	if err != nil {
+		return nil
+	}
+	return sockaddrToAddr(sa, c.ln.unix)
+}
+
+// Pending returns the bytes written to c and not yet accepted by the kernel.
+func (c *Conn) Pending() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.out) - c.off
+}
+
+// Write copies b for sending and never blocks. When nothing is pending it
+// writes to the socket at once, on the caller's goroutine; what the socket
+// does not take waits in c's output buffer. It returns ErrClosed once c is
+// closing or closed, or the error that condemned the connection.
+func (c *Conn) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	if c.state != connOpen || c.wrShut {
+		c.mu.Unlock()
+		return 0, ErrClosed
+	}
+	if c.werr != nil {
+		err := c.werr
+		c.mu.Unlock()
+		return 0, err
+	}
+	n := 0
+	if len(c.out) == c.off {
+		// Direct path: the fd cannot be closed under us (closing sets
+		// connClosed under mu first), so this never reaches another
+		// connection that got the same fd number (gnet #621).
+		for n < len(b) {
+			m, err := unix.Write(c.fd, b[n:])
+			if err == unix.EINTR {
+				continue
+			}
+			if err == unix.EAGAIN {
+				break
+			}
+			if err != nil {
+				c.werr = fmt.Errorf("reactor: write: %w", err)
+				err := c.werr
+				c.kickLocked(taskCloseNow)
+				c.mu.Unlock()
+				return n, err
+			}
+			n += m
+		}
+		if n > 0 {
+			c.lastActive.Store(nanotime())
+			c.ln.bytesOut.Add(uint64(n))
+		}
+		if n == len(b) {
+			c.mu.Unlock()
+			return n, nil
+		}
+	}
+	if c.off > 0 && c.off == len(c.out) {
+		c.out, c.off = c.out[:0], 0
+	}
+	c.out = append(c.out, b[n:]...)
+	c.kickLocked(taskFlush)
+	c.mu.Unlock()
+	return len(b), nil
+}
+
+// kickLocked makes sure the loop acts on task for c: during a handler call
+// the loop looks after the call returns; otherwise the task is queued.
+func (c *Conn) kickLocked(task int32) {
+	if c.inCb {
+		if task == taskFlush {
+			c.needOut = true
+		} else if task > c.closeReq {
+			c.closeReq = task
+		}
+		return
+	}
+	if task == taskFlush {
+		if c.taskQueued {
+			return
+		}
+		c.taskQueued = true
+	}
+	c.l.postTask(c, task)
+}
+
+// Close flushes pending output, then closes c; OnClose(c, nil) follows. A
+// flush that makes no progress for ListenConfig.CloseTimeout ends in a
+// forced close. Calling it again, or after c closed, returns nil.
+func (c *Conn) Close() error { return c.requestClose(taskClose) }
+
+// CloseNow closes c at once, discarding pending output.
+func (c *Conn) CloseNow() error { return c.requestClose(taskCloseNow) }
+
+// CloseWrite flushes pending output, then shuts the write side
+// (shutdown(SHUT_WR)); reading goes on until the peer closes its side.
+func (c *Conn) CloseWrite() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state != connOpen {
+		return ErrClosed
+	}
+	if !c.wrShut {
+		c.wrShut = true
+		c.kickLocked(taskCloseWr)
+	}
+	return nil
+}
+
+func (c *Conn) requestClose(task int32) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state == connClosed {
+		return nil
+	}
+	c.kickLocked(task)
+	return nil
+}
+
+// runTask is the loop side of kickLocked and of the listener's hand-off.
+func (c *Conn) runTask(l *loop, task int32) {
+	switch task {
+	case taskOpen:
+		c.open()
+		return
+	case taskFlush:
+		c.mu.Lock()
+		c.taskQueued = false
+		c.mu.Unlock()
+		c.flushAndArm()
+	default:
+		c.doClose(task, nil)
+	}
+}
+
+// open runs on the loop once c is registered with its listener.
+func (c *Conn) open() {
+	if c.ln.stopping.Load() || c.l.stopping {
+		// Accepted before Shutdown/Close of the reactor began but handed
+		// over after: close without ever calling OnOpen.
+		c.finish(nil)
+		return
+	}
+	c.opened = true
+	c.lastActive.Store(nanotime())
+	c.call(func() { c.ln.h.OnOpen(c) })
+	if c.state != connOpen {
+		return
+	}
+	c.armRead()
+	c.schedule()
+}
+
+// call runs a handler method with inCb set, then acts on what it asked.
+func (c *Conn) call(f func()) {
+	c.mu.Lock()
+	c.inCb = true
+	c.mu.Unlock()
+	f()
+	c.afterCall()
+}
+
+// callData is call(OnData) without the closure (the hot path).
+func (c *Conn) callData(b []byte) {
+	c.mu.Lock()
+	c.inCb = true
+	c.mu.Unlock()
+	c.ln.h.OnData(c, b)
+	c.afterCall()
+}
+
+func (c *Conn) afterCall() {
+	c.mu.Lock()
+	c.inCb = false
+	needOut, req := c.needOut, c.closeReq
+	c.needOut, c.closeReq = false, 0
+	c.mu.Unlock()
+	if req != 0 {
+		c.doClose(req, nil)
+	} else if needOut {
+		c.flushAndArm()
+	}
+}
+
+func (c *Conn) armRead() {
+	if !c.rd.IsZero() || c.state != connOpen || c.readPaused {
+		return
+	}
+	tag, err := c.l.armOn(c.fd, In|RdHup, c.onRead)
+	if err != nil {
+		c.finish(fmt.Errorf("reactor: arm read: %w", err))
+		return
+	}
+	c.rd = tag
+}
+
+func (c *Conn) armWrite() {
+	if !c.wr.IsZero() || c.state == connClosed {
+		return
+	}
+	tag, err := c.l.armOn(c.fd, Out, c.onWrite)
+	if err != nil {
+		c.finish(fmt.Errorf("reactor: arm write: %w", err))
+		return
+	}
+	c.wr = tag
+}
+
+// readable is c's read request completing.
+func (c *Conn) readable(res Result) {
+	c.rd = reqHandle{}
+	if c.state != connOpen {
+		return
+	}
+	if res.Err != nil {
+		c.finish(res.Err)
+		return
+	}
+	c.readSome(4)
+	if c.state == connOpen {
+		c.armRead()
+	}
+}
+
+// readSome reads up to rounds buffers, delivering each; it stops at
+// EAGAIN, EOF, an error, or when the output backlog passes MaxPending.
+// rounds < 0 reads until EAGAIN (Shutdown).
+func (c *Conn) readSome(rounds int) {
+	buf := c.l.rbuf
+	for i := 0; rounds < 0 || i < rounds; i++ {
+		n, err := unix.Read(c.fd, buf)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			return
+		case err != nil:
+			c.finish(fmt.Errorf("reactor: read: %w", err))
+			return
+		case n == 0:
+			// Peer EOF: echo what is pending, then close cleanly.
+			c.doClose(taskClose, nil)
+			return
+		}
+		c.lastActive.Store(nanotime())
+		c.ln.bytesIn.Add(uint64(n))
+		c.callData(buf[:n])
+		if c.state != connOpen {
+			return
+		}
+		if c.Pending() > c.ln.maxPending {
+			// Backpressure (gnet #764, nbio #255/#479): stop reading
+			// until the peer drains our output.
+			c.readPaused = true
+			c.ln.paused.Add(1)
+			return
+		}
+		if n < len(buf) && rounds >= 0 {
+			return
+		}
+	}
+}
+
+// writable is c's write request completing.
+func (c *Conn) writable(res Result) {
+	c.wr = reqHandle{}
+	if c.state == connClosed {
+		return
+	}
+	if res.Err != nil {
+		c.finish(res.Err)
+		return
+	}
+	c.flushAndArm()
+}
+
+// flushAndArm writes pending output, arms Out for what is left, resumes
+// reading below the backpressure mark, and ends a drain once empty.
+func (c *Conn) flushAndArm() {
+	if c.state == connClosed {
+		return
+	}
+	c.mu.Lock()
+	pending, err := c.flushLocked()
+	shut := c.wrShut
+	c.mu.Unlock()
+	if err != nil {
+		c.finish(err)
+		return
+	}
+	if pending > 0 {
+		c.armWrite()
+		return
+	}
+	if shut {
+		_ = unix.Shutdown(c.fd, unix.SHUT_WR) // the peer may be gone; reads will tell
+	}
+	if c.state == connDrain {
+		c.finish(c.closeErr)
+		return
+	}
+	if c.readPaused && pending <= c.ln.maxPending/2 {
+		c.readPaused = false
+		c.ln.paused.Add(-1)
+		c.armRead()
+	}
+}
+
+// flushLocked writes out[off:] until EAGAIN; it reports what is left.
+func (c *Conn) flushLocked() (int, error) {
+	moved := 0
+	for c.off < len(c.out) {
+		m, err := unix.Write(c.fd, c.out[c.off:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err == unix.EAGAIN {
+			break
+		}
+		if err != nil {
+			c.werr = fmt.Errorf("reactor: write: %w", err)
+			return 0, c.werr
+		}
+		c.off += m
+		moved += m
+	}
+	if moved > 0 {
+		c.lastActive.Store(nanotime())
+		c.ln.bytesOut.Add(uint64(moved))
+	}
+	if c.off == len(c.out) {
+		// Give a large buffer back so an idle Conn stays small.
+		if cap(c.out) > 64<<10 {
+			c.out = nil
+		} else {
+			c.out = c.out[:0]
+		}
+		c.off = 0
+	}
+	return len(c.out) - c.off, nil
+}
+
+// doClose acts on a close task.
+func (c *Conn) doClose(task int32, err error) {
+	switch {
+	case c.state == connClosed:
+	case task == taskCloseNow || task == taskForceStop:
+		c.finish(err)
+	case task == taskCloseWr:
+		c.flushAndArm()
+	case task == taskShutdown && c.state == connOpen:
+		// Deliver what already sits in the receive buffer first.
+		c.readSome(-1)
+		if c.state == connOpen {
+			c.beginDrain(nil)
+		}
+	case c.state == connOpen:
+		c.beginDrain(err)
+	}
+}
+
+// beginDrain stops reading and closes once pending output is flushed.
+func (c *Conn) beginDrain(err error) {
+	c.mu.Lock()
+	c.state = connDrain
+	c.mu.Unlock()
+	c.closeErr = err
+	if !c.rd.IsZero() {
+		c.l.cancelOn(c.rd)
+	}
+	c.drainBy = nanotime() + int64(c.ln.closeTimeout)
+	c.schedule()
+	c.flushAndArm()
+}
+
+// finish closes c now: its requests complete first (through closeFdOn),
+// then the fd is closed, then OnClose runs, exactly once.
+func (c *Conn) finish(err error) {
+	if c.state == connClosed {
+		return
+	}
+	c.mu.Lock()
+	c.state = connClosed
+	if err == nil && c.werr != nil {
+		err = c.werr
+	}
+	c.out, c.off = nil, 0
+	c.mu.Unlock()
+	if c.readPaused {
+		c.readPaused = false
+		c.ln.paused.Add(-1)
+	}
+	// From here no goroutine uses c.fd: Write saw connClosed under mu.
+	c.l.closeFdOn(c.fd)
+	c.timerSeq++
+	c.ln.connClosed(c) // counters first: OnClose may read them
+	if c.opened {
+		c.ln.h.OnClose(c, err)
+	}
+	c.ln.connDone()
+}
+
+// schedule (re)arms c's one timer for the earlier of its idle deadline and
+// its drain bound.
+func (c *Conn) schedule() {
+	when := int64(0)
+	if c.ln.idle > 0 && c.state == connOpen {
+		when = c.lastActive.Load() + int64(c.ln.idle)
+	}
+	if c.drainBy != 0 && (when == 0 || c.drainBy < when) {
+		when = c.drainBy
+	}
+	if when == 0 {
+		return
+	}
+	c.timerSeq++
+	c.l.addTimer(timerEntry{when: when, seq: c.timerSeq, obj: c})
+}
+
+// fire is c's timer expiring.
+func (c *Conn) fire(_ *loop, seq uint64, now int64) {
+	if seq != c.timerSeq || c.state == connClosed {
+		return
+	}
+	if c.drainBy != 0 && now >= c.drainBy {
+		c.finish(fmt.Errorf("reactor: flush did not finish within %v: %w", c.ln.closeTimeout, ErrClosed))
+		return
+	}
+	if c.ln.idle > 0 && c.state == connOpen && now-c.lastActive.Load() >= int64(c.ln.idle) {
+		c.finish(fmt.Errorf("reactor: no bytes for %v: %w", c.ln.idle, ErrIdleTimeout))
+		return
+	}
+	c.schedule()
+}
+
+// String identifies c in logs.
+func (c *Conn) String() string {
+	return fmt.Sprintf("conn(fd=%d, peer=%v)", c.fd, c.RemoteAddr())
+}

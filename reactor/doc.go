@@ -1,0 +1,94 @@
+// Package reactor is oneshot's public API: event loops serving one-shot poll
+// requests with an exactly-once guarantee, and a connection layer for
+// servers built on them.
+//
+// # Requests
+//
+// Arm (callback) and Poll (blocking) each start one request. A request that
+// was accepted completes exactly once, with exactly one of: ready events, a
+// kernel error, ErrCanceled, ErrClosed (the reactor closed), ErrFdClosed
+// (CloseFd closed its fd) or os.ErrDeadlineExceeded (ArmDeadline). Cancel is
+// safe from any goroutine at any time and reports whether that one completion
+// is ErrCanceled. The collisions between submitter, loop, cancellers and the
+// closer are decided by package cancel's state machine; this package only
+// carries out the obligations each transition hands it:
+//
+//	who                 what it does                          cancel transition
+//	------------------  ------------------------------------  -----------------------------
+//	Arm/Poll (any g.)   take a slot, fill it, push to inbox   Table.Acquire (Submitted)
+//	loop, inbox         arm the poller for the slot's tag     Arm → MustArm | MustDeliver
+//	loop, poller event  look the tag up, decide               Lookup, Wake → Deliver/Requeue
+//	loop, arm refused   complete with the error               Steal(Failed)
+//	Cancel (any g.)     decide Canceled; if armed, ask loop   Cancel → MustAskLoopToCancel
+//	loop, opCancel      deliver now, disarm in the kernel     Withdraw
+//	loop, deadline      decide Closed meaning "deadline"      Close, Withdraw
+//	loop, CloseFd       decide Closed meaning "fd closed",    Close, Withdraw, then
+//	                    forget fd in the poller, close(2)     Poller.Forget, close
+//	loop, Reactor.Close decide Closed for every live slot     Range, Close, Withdraw
+//	loop, delivery      outcome read, slot released if the    Delivered → MustRelease
+//	                    kernel owes nothing, callback run
+//
+// Kernel tags are cancel's 64-bit (slot, generation) tags, so an event the
+// kernel posts after its request completed, or after the fd's number was
+// reused, finds a different generation and is dropped (Stats.StaleDropped).
+//
+// # Loops and threads
+//
+// Each loop is a goroutine locked to its OS thread (runtime.LockOSThread)
+// that opens its poller on that thread — io_uring's SINGLE_ISSUER and
+// DEFER_TASKRUN tie a ring to the thread that set it up — and is the only
+// goroutine that touches its poller and its slots' payloads. An fd belongs to
+// loop fd % Loops for its whole life, so a reused fd number lands on the loop
+// that knew its previous owner.
+//
+// Other goroutines reach a loop through its inbox: a mutex-guarded slice the
+// loop swaps out whole each turn (a multi-producer single-consumer queue
+// that allocates nothing in steady state). A producer wakes the loop through
+// the poller's eventfd only when the loop sleeps in Wait (a Dekker pair on
+// the inbox's length and the loop's sleeping flag), so commands posted while
+// the loop runs, such as an Arm made from inside a callback, cost no system
+// call and ride the same turn's batch. The connection layer, which always
+// runs on its loop, arms and cancels directly without the inbox.
+//
+// Timers are a binary heap per loop; the earliest deadline bounds Wait. A
+// request deadline is one more canceller, and a connection's idle timeout
+// and close-flush bound are the same heap.
+//
+// # Connection layer
+//
+// Listen serves a stream socket with a Handler (OnOpen, OnData, OnClose).
+// Reads use the loop's one 64 KiB buffer, lent to OnData, and Conn output is
+// a buffer allocated only while output is pending, so an idle Conn holds no
+// buffer. Conn.Write writes to the socket at once when nothing is pending
+// (any goroutine; under the Conn's mutex, which close also takes before it
+// frees the fd, so a write can never reach the fd number's next owner);
+// what the socket refuses waits for Out readiness. Above MaxPending unsent
+// bytes the Conn stops reading until its peer drains half of it. Peer EOF
+// flushes then closes; CloseWrite flushes then shuts the write side; Close
+// flushes (bounded by CloseTimeout) then closes; CloseNow discards.
+// OnClose runs exactly once per opened Conn, after its fd was closed.
+//
+// # Listener strategy: accept on one loop, hand off round robin
+//
+// A Listener owns one listening socket, accepted on the loop fd % Loops; each
+// accepted Conn goes to the next loop in turn through that loop's inbox. The
+// alternative, one SO_REUSEPORT socket per loop, was rejected for a default:
+// it does not apply to Unix sockets; the kernel spreads connections by a
+// hash of the 4-tuple, so a few long-lived connections can all land on one
+// loop; any process of the same user may join the port group and receive
+// connections; and a group member's queued connections are reset when it
+// closes, which breaks Shutdown's "finish what was accepted". Its benefit,
+// accepting on every core at once, matters for connection rates far above
+// what a hand-off costs (one inbox push, a wake only if the target sleeps).
+// BenchmarkAccept measures both strategies side by side (see its figures in
+// the project notes).
+//
+// Accepting backs off on EMFILE, ENFILE, ENOBUFS and ENOMEM (5 ms doubling
+// to 500 ms) instead of re-arming a socket that stays readable (libuv #690).
+//
+// # Blocking calls and callbacks
+//
+// Callbacks and Handler methods run on a loop and must not block. Close,
+// Listener.Close and Listener.Shutdown wait for loops, so from a callback
+// they return ErrOnLoop; use Listener.CloseAsync there.
+package reactor

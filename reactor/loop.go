@@ -1,0 +1,517 @@
+package reactor
+
+import (
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/oneshot-io/oneshot/cancel"
+	"github.com/oneshot-io/oneshot/poller"
+	"golang.org/x/sys/unix"
+)
+
+// reqHandle names one life of a request slot (cancel's Handle).
+type reqHandle = cancel.Handle[reqData]
+
+// reqData is a request's payload in its cancel slot. It is written by the
+// submitter until the handle is pushed to the loop's inbox (the push
+// publishes it), then owned by the loop goroutine until the slot is released.
+type reqData struct {
+	fd       int32
+	ev       Events
+	cb       func(Result) // Arm and the connection layer
+	w        *waiter      // Poll
+	q        *Request     // Arm: told the outcome before the slot is released
+	deadline int64        // nanotime; 0 = none
+	ready    Events       // the mask of the event that decided Ready
+	errno    unix.Errno   // the event that decided Failed
+	armErr   error        // the backend refused the arm (decided Failed)
+	reason   error        // what a Closed outcome means; nil = ErrClosed
+	listed   bool         // on l.fdHead's list
+	prev     reqHandle    // the fd's live requests, doubly linked
+	next     reqHandle
+}
+
+// loop is one event loop: a goroutine locked to its OS thread that owns a
+// poller, a slot table and the fds assigned to it.
+type loop struct {
+	r     *Reactor               // constant
+	id    int                    // constant
+	p     poller.Poller          // constant once started; owned by the loop but Wake
+	table *cancel.Table[reqData] // constant; transitions per cancel's rules
+	in    inbox
+
+	tid atomic.Int32 // the locked thread's id while the loop runs; 0 after
+
+	// The loop's own wake-up eventfd (see wake). poller.Poller has a Wake,
+	// but its coalescing flag can be left set with the eventfd drained (a
+	// Wake between its ack's clear and read), after which every Wake is
+	// swallowed; this eventfd is armed one-shot under wakeTag instead.
+	efd     int          // constant once started
+	woken   atomic.Bool  // a write to efd is on its way and not yet drained
+	wmu     sync.RWMutex // write-locked to close efd; read-locked to write it
+	wclosed bool         // guarded by wmu
+
+	// Owned by the loop goroutine.
+	spare    []cmd
+	evs      []poller.Event
+	timers   timerHeap
+	rbuf     []byte      // read buffer lent to OnData/OnPacket
+	fdHead   []reqHandle // fd → first live request armed on it
+	stopping bool
+	owned    []stopper // listeners and packet conns served here
+
+	// Counters: atomic, written by the loop (wakeups by producers).
+	armed, ready, failed, canceled, closed, stale, rearmed atomic.Uint64
+	wakeups, turns, kernel, events, maxBatch, outstanding  atomic.Uint64
+}
+
+// stopper is a listener or packet conn the loop must close when it stops.
+type stopper interface{ stopOnLoop() }
+
+// run is the loop goroutine. It opens the poller on its locked thread
+// (io_uring's SINGLE_ISSUER and DEFER_TASKRUN tie the ring to one thread)
+// and reports the result on started before serving.
+func (l *loop) run(backend poller.Backend, started chan<- openResult, done func()) {
+	defer done()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	p, sel, err := poller.Open(poller.Options{Backend: backend, Entries: uint32(l.r.cfg.Entries)})
+	if err != nil {
+		started <- openResult{sel: sel, err: err}
+		return
+	}
+	efd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err == nil {
+		if err = p.Arm(wakeTag, efd, uint32(In)); err != nil {
+			unix.Close(efd)
+		}
+	}
+	if err != nil {
+		p.Close()
+		started <- openResult{sel: sel, err: fmt.Errorf("reactor: wake eventfd: %w", err)}
+		return
+	}
+	l.p, l.efd = p, efd
+	l.tid.Store(int32(unix.Gettid()))
+	defer l.tid.Store(0) // the thread may serve other goroutines after us
+	started <- openResult{sel: sel}
+	for {
+		cmds := l.in.take(l.spare, false)
+		for i := range cmds {
+			l.exec(&cmds[i])
+			cmds[i] = cmd{}
+		}
+		l.spare = cmds[:0]
+		now := nanotime()
+		l.runTimers(now)
+		if l.r.closing.Load() {
+			l.stop()
+			return
+		}
+		timeout := time.Duration(-1)
+		if next := l.timers.next(); next >= 0 {
+			timeout = max(time.Duration(next-nanotime()), 0)
+		}
+		l.in.sleeping.Store(true)
+		if l.in.n.Load() > 0 || l.r.closing.Load() {
+			timeout = 0
+		}
+		n, err := l.p.Wait(l.evs, timeout)
+		l.in.sleeping.Store(false)
+		if err != nil {
+			// Wait only fails on a closed or broken backend: a bug here.
+			panic("reactor: loop " + itoa(l.id) + ": poller wait: " + err.Error())
+		}
+		l.handle(n)
+	}
+}
+
+// handle processes the n events Wait returned.
+func (l *loop) handle(n int) {
+	l.turns.Add(1)
+	l.events.Add(uint64(n))
+	if uint64(n) > l.maxBatch.Load() {
+		l.maxBatch.Store(uint64(n))
+	}
+	for i := 0; i < n; i++ {
+		ev := l.evs[i]
+		if ev.Tag == wakeTag {
+			l.woke(ev)
+			continue
+		}
+		h, ok := l.table.Lookup(ev.Tag)
+		if !ok {
+			l.stale.Add(1)
+			continue
+		}
+		d := h.Data()
+		o := cancel.Ready
+		switch {
+		case ev.Canceled:
+			o = cancel.Undecided // only ever seen for a request we withdrew
+		case ev.Errno != 0:
+			o, d.errno = cancel.Failed, ev.Errno
+		default:
+			d.ready = Events(ev.Events)
+		}
+		l.act(h, h.Wake(o))
+	}
+	l.kernel.Store(l.p.Stats().Syscalls)
+}
+
+// exec runs one command from the inbox.
+func (l *loop) exec(c *cmd) {
+	switch c.op {
+	case opArm:
+		l.act(c.h, c.h.Arm())
+	case opCancel:
+		l.act(c.h, c.h.Withdraw())
+	case opCloseFd:
+		l.closeFdOn(int(c.fd))
+	case opTask:
+		c.obj.runTask(l, c.arg)
+	default:
+		panic("reactor: unknown command " + itoa(int(c.op)))
+	}
+}
+
+// act carries out the obligations a cancel transition handed the loop.
+func (l *loop) act(h reqHandle, a cancel.Action) {
+	if a.Has(cancel.Stale) {
+		l.stale.Add(1)
+		return
+	}
+	if a.Has(cancel.MustCancelInKernel) {
+		l.p.Disarm(h.Tag())
+	}
+	if a.Has(cancel.MustRequeue) {
+		l.rearmed.Add(1)
+		a |= h.Requeue()
+	}
+	if a.Has(cancel.MustArm) {
+		d := h.Data()
+		if err := l.p.Arm(h.Tag(), int(d.fd), uint32(d.ev)); err != nil {
+			d.armErr = err
+			a |= h.Steal(cancel.Failed)
+		} else if !d.listed {
+			l.link(h)
+			if d.deadline != 0 {
+				l.timers.add(timerEntry{when: d.deadline, h: h})
+			}
+		}
+	}
+	if a.Has(cancel.MustDeliver) {
+		l.deliver(h)
+	}
+	if a.Has(cancel.MustRelease) {
+		l.table.Release(h)
+	}
+}
+
+// deliver completes h: the result is read from its slot, the slot is
+// released if the kernel owes nothing, then the callback runs (or the Poll
+// waiter is told). Nothing about h is touched after that.
+func (l *loop) deliver(h reqHandle) {
+	d := h.Data()
+	o := h.State().Outcome()
+	var res Result
+	switch o {
+	case cancel.Ready:
+		res.Events = d.ready
+		l.ready.Add(1)
+	case cancel.Failed:
+		res.Err = d.errno
+		if d.armErr != nil {
+			res.Err = d.armErr
+		}
+		l.failed.Add(1)
+	case cancel.Canceled:
+		res.Err = ErrCanceled
+		l.canceled.Add(1)
+	case cancel.Closed:
+		res.Err = ErrClosed
+		if d.reason != nil {
+			res.Err = d.reason
+		}
+		l.closed.Add(1)
+	default:
+		panic("reactor: deliver of an undecided request (" + h.State().String() + ")")
+	}
+	if d.listed {
+		l.unlink(h)
+	}
+	cb, w, q := d.cb, d.w, d.q
+	if q != nil {
+		q.outcome.Store(uint32(o)) // before Delivered: Release makes Cancel see Stale
+	}
+	l.outstanding.Add(^uint64(0))
+	if h.Delivered().Has(cancel.MustRelease) {
+		l.table.Release(h)
+	}
+	switch {
+	case cb != nil:
+		cb(res)
+	case w != nil:
+		w.ch <- res
+	}
+}
+
+// armOn is the connection layer's direct path: on the loop, no inbox. An
+// error means no request was made and cb will never run.
+func (l *loop) armOn(fd int, ev Events, cb func(Result)) (reqHandle, error) {
+	if l.stopping {
+		return reqHandle{}, ErrClosed
+	}
+	h, err := l.table.Acquire()
+	if err != nil {
+		return reqHandle{}, err
+	}
+	d := h.Data()
+	d.fd, d.ev, d.cb = int32(fd), ev, cb
+	if a := h.Arm(); a != cancel.MustArm {
+		panic("reactor: fresh request not armable: " + a.String())
+	}
+	if err := l.p.Arm(h.Tag(), fd, uint32(ev)); err != nil {
+		if h.Steal(cancel.Failed).Has(cancel.MustDeliver) && h.Delivered().Has(cancel.MustRelease) {
+			l.table.Release(h)
+		}
+		return reqHandle{}, err
+	}
+	l.armed.Add(1)
+	l.outstanding.Add(1)
+	l.link(h)
+	return h, nil
+}
+
+// cancelOn cancels h from the loop; a completion still to come is
+// delivered now, as ErrCanceled.
+func (l *loop) cancelOn(h reqHandle) {
+	if _, a := h.Cancel(); a.Has(cancel.MustAskLoopToCancel) {
+		l.act(h, h.Withdraw())
+	}
+}
+
+// closeFdOn completes every live request on fd (a Closed outcome read as
+// ErrFdClosed, unless something already won), makes the poller forget fd,
+// and only then closes it, so the fd number can come back only once
+// nothing of its old life can reach a request.
+func (l *loop) closeFdOn(fd int) {
+	var buf [4]reqHandle
+	hs := buf[:0]
+	if fd < len(l.fdHead) {
+		for h := l.fdHead[fd]; !h.IsZero(); h = h.Data().next {
+			hs = append(hs, h)
+		}
+	}
+	for _, h := range hs {
+		if !h.Current() {
+			continue // a callback run by an earlier one finished it
+		}
+		if h.State().Outcome() == cancel.Undecided {
+			h.Data().reason = ErrFdClosed
+		}
+		if a := h.Close(); a.Has(cancel.MustAskLoopToCancel) {
+			// Forget below cancels every tag on fd in the kernel.
+			l.act(h, h.Withdraw()&^cancel.MustCancelInKernel)
+		} else if st := h.State(); st.Phase() == cancel.OnQueue {
+			// A Cancel won meanwhile and its withdraw is still queued.
+			l.act(h, h.Withdraw()&^cancel.MustCancelInKernel)
+		}
+	}
+	l.p.Forget(fd)
+	_ = unix.Close(fd) // EINTR/EIO on close still release the descriptor
+}
+
+// postTask hands obj's task to this loop; false once the loop stopped.
+func (l *loop) postTask(obj task, arg int32) bool {
+	return l.post(cmd{op: opTask, obj: obj, arg: arg})
+}
+
+func (l *loop) post(c cmd) bool {
+	wake, ok := l.in.push(c)
+	if wake {
+		l.wake()
+	}
+	return ok
+}
+
+// wakeTag is the poller tag of the loop's wake eventfd: valid for the
+// poller (nonzero, bit 63 clear) and never a cancel tag (slot index field
+// 0, which cancel never issues), so it cannot meet a request.
+const wakeTag uint64 = 1 << 24
+
+// wake makes the loop's blocking Wait return. Safe from any goroutine.
+// Writes coalesce through woken, which the loop clears only after draining
+// the eventfd (drain, then clear): a wake that finds woken set is covered
+// by a Wait that has not yet returned, or by a loop that is awake and will
+// look at its inbox and closing flag before it sleeps again.
+func (l *loop) wake() {
+	if !l.woken.CompareAndSwap(false, true) {
+		return
+	}
+	l.wmu.RLock()
+	defer l.wmu.RUnlock()
+	if l.wclosed {
+		return // stopped: the inbox is closed and nothing waits
+	}
+	one := [8]byte{1} // any nonzero count (x86 and arm64 are little-endian; 1<<56 elsewhere is nonzero too)
+	for {
+		_, err := unix.Write(l.efd, one[:])
+		if err != unix.EINTR {
+			break // EAGAIN: the counter is saturated, still readable
+		}
+	}
+	l.wakeups.Add(1)
+}
+
+// woke handles the wake eventfd's event: drain, clear, re-arm.
+func (l *loop) woke(ev poller.Event) {
+	if ev.Canceled {
+		return // Forget at stop
+	}
+	var buf [8]byte
+	for {
+		if _, err := unix.Read(l.efd, buf[:]); err != unix.EINTR {
+			break
+		}
+	}
+	l.woken.Store(false)
+	if err := l.p.Arm(wakeTag, l.efd, uint32(In)); err != nil {
+		panic("reactor: re-arming the wake eventfd: " + err.Error())
+	}
+}
+
+func (l *loop) addTimer(e timerEntry) { l.timers.add(e) }
+
+// runTimers fires every deadline due at now.
+func (l *loop) runTimers(now int64) {
+	for {
+		e, ok := l.timers.popExpired(now)
+		if !ok {
+			return
+		}
+		if e.obj != nil {
+			e.obj.fire(l, e.seq, now)
+			continue
+		}
+		// A request deadline: one more canceller, deciding Closed with
+		// os.ErrDeadlineExceeded as its meaning.
+		h := e.h
+		if !h.Current() || !h.State().Cancellable() {
+			continue
+		}
+		h.Data().reason = errDeadline
+		if a := h.Close(); a.Has(cancel.MustAskLoopToCancel) {
+			l.act(h, h.Withdraw())
+		}
+	}
+}
+
+func (l *loop) link(h reqHandle) {
+	d := h.Data()
+	fd := int(d.fd)
+	if fd >= len(l.fdHead) {
+		n := max(2*len(l.fdHead), fd+1, 64)
+		grown := make([]reqHandle, n)
+		copy(grown, l.fdHead)
+		l.fdHead = grown
+	}
+	d.prev, d.next = reqHandle{}, l.fdHead[fd]
+	if !d.next.IsZero() {
+		d.next.Data().prev = h
+	}
+	l.fdHead[fd] = h
+	d.listed = true
+}
+
+func (l *loop) unlink(h reqHandle) {
+	d := h.Data()
+	if !d.prev.IsZero() {
+		d.prev.Data().next = d.next
+	} else {
+		l.fdHead[d.fd] = d.next
+	}
+	if !d.next.IsZero() {
+		d.next.Data().prev = d.prev
+	}
+	d.prev, d.next, d.listed = reqHandle{}, reqHandle{}, false
+}
+
+// stop is the loop's half of Reactor.Close: every request completes (with
+// ErrClosed unless something won first), every listener and connection
+// closes, the loop waits for the kernel to post every completion it owes
+// (bounded), and the poller is released.
+func (l *loop) stop() {
+	l.stopping = true
+	cmds := l.in.take(l.spare, true) // later pushes fail: nothing new arrives
+	var live []reqHandle
+	l.table.Range(func(h reqHandle, _ cancel.State) bool {
+		live = append(live, h)
+		return true
+	})
+	for _, h := range live {
+		h.Close()
+		// Withdraw also finishes one whose Cancel won but whose withdraw
+		// was refused by the closed inbox.
+		l.act(h, h.Withdraw())
+	}
+	for i := range cmds {
+		l.exec(&cmds[i]) // arms are stolen as Closed; tasks see stopping
+	}
+	for _, s := range append([]stopper(nil), l.owned...) {
+		s.stopOnLoop()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for l.p.Stats().Armed > 1 && time.Now().Before(deadline) { // 1: the wake eventfd
+		n, err := l.p.Wait(l.evs, 50*time.Millisecond)
+		if err != nil {
+			break
+		}
+		l.handle(n)
+	}
+	l.wmu.Lock()
+	l.wclosed = true
+	l.p.Forget(l.efd)
+	unix.Close(l.efd)
+	l.wmu.Unlock()
+	l.kernel.Store(l.p.Stats().Syscalls)
+	if err := l.p.Close(); err != nil {
+		l.r.cfg.Logger.Sugar().Warnw("reactor: closing poller", "loop", l.id, "err", err)
+	}
+}
+
+func (l *loop) own(s stopper) { l.owned = append(l.owned, s) }
+
+func (l *loop) disown(s stopper) {
+	for i, o := range l.owned {
+		if o == s {
+			l.owned = append(l.owned[:i], l.owned[i+1:]...)
+			return
+		}
+	}
+}
+
+func itoa(i int) string {
+	if i == 0 {
+		return "0"
+	}
+	neg := i < 0
+	if neg {
+		i = -i
+	}
+	var b [20]byte
+	n := len(b)
+	for i > 0 {
+		n--
+		b[n] = byte('0' + i%10)
+		i /= 10
+	}
+	if neg {
+		n--
+		b[n] = '-'
+	}
+	return string(b[n:])
+}

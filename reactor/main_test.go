@@ -1,0 +1,113 @@
+package reactor_test
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"golang.org/x/sys/unix"
+
+	"github.com/oneshot-io/oneshot/reactor"
+)
+
+func TestMain(m *testing.M) {
+	if spec := os.Getenv(dialerEnv); spec != "" {
+		os.Exit(runDialer(spec))
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// dialerEnv makes the test binary a child that holds the client ends of
+// many connections ("port:count"), so that the parent's fd limit only pays
+// for the server ends. It prints "ok" once all are connected and exits when
+// its stdin closes.
+const dialerEnv = "ONESHOT_REACTOR_DIALER"
+
+func runDialer(spec string) int {
+	var port, n int
+	if _, err := fmt.Sscanf(spec, "%d:%d", &port, &n); err != nil {
+		fmt.Fprintln(os.Stderr, "bad", dialerEnv, spec)
+		return 2
+	}
+	fds := make([]int, 0, n)
+	for i := 0; i < n; i++ {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err == nil {
+			err = unix.Connect(fd, &unix.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}})
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "dial:", err)
+			return 1
+		}
+		fds = append(fds, fd)
+	}
+	fmt.Println("ok")
+	io.Copy(io.Discard, os.Stdin)
+	return 0
+}
+
+// backends is the table every behavioural test runs over.
+var backends = []reactor.Backend{reactor.BackendEpoll, reactor.BackendUring}
+
+// newReactor starts a reactor on b with loops loops, closed at cleanup; a
+// uring row skips, saying why, where io_uring is unavailable.
+func newReactor(t testing.TB, b reactor.Backend, loops int) *reactor.Reactor {
+	t.Helper()
+	r, err := reactor.New(reactor.Config{Backend: b, Loops: loops})
+	if err != nil {
+		if b == reactor.BackendUring && errors.Is(err, reactor.ErrUnavailable) {
+			t.Skipf("io_uring unavailable here: %v", err)
+		}
+		t.Fatalf("New(%s): %v", b, err)
+	}
+	if r.Backend() != b {
+		t.Fatalf("Backend() = %s, want %s", r.Backend(), b)
+	}
+	t.Cleanup(func() {
+		if err := r.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return r
+}
+
+// socketpair returns a connected nonblocking AF_UNIX stream pair; the
+// caller owns both fds.
+func socketpair(t testing.TB) (int, int) {
+	t.Helper()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatalf("socketpair: %v", err)
+	}
+	return fds[0], fds[1]
+}
+
+// openFds counts this process's descriptors.
+func openFds(t testing.TB) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatalf("reading /proc/self/fd: %v", err)
+	}
+	return len(ents)
+}
+
+// waitFor polls cond until it holds or d passes (bounded polling, no
+// fixed sleep standing in for a synchronisation).
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func name(b reactor.Backend) string { return strings.ToUpper(string(b[:1])) + string(b[1:]) }

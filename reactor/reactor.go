@@ -1,0 +1,339 @@
+package reactor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/oneshot-io/oneshot/cancel"
+	"github.com/oneshot-io/oneshot/poller"
+	"golang.org/x/sys/unix"
+)
+
+// errDeadline is the result of a request whose deadline passed first.
+var errDeadline = os.ErrDeadlineExceeded
+
+// armMask holds every bit Arm accepts.
+const armMask = In | Pri | Out | Err | Hup | RdHup
+
+// Reactor is a set of event loops serving one-shot poll requests. Its
+// methods are safe from any goroutine.
+type Reactor struct {
+	cfg     Config  // constant after New
+	loops   []*loop // constant after New
+	backend Backend // constant after New
+	reason  string  // constant after New
+
+	closing atomic.Bool // Close began: loops stop at their next turn
+	closed  atomic.Bool // Close began: new requests are refused
+
+	wg        sync.WaitGroup // the loop goroutines
+	closeOnce sync.Once
+	waiters   sync.Pool // *waiter, for Poll
+}
+
+type openResult struct {
+	sel poller.Selection
+	err error
+}
+
+// New starts cfg.Loops event loops on the backend cfg asks for. Asking for
+// BackendUring where io_uring is unavailable returns an error wrapping
+// ErrUnavailable that says why; BackendAuto falls back to epoll and
+// BackendReason says why.
+func New(cfg Config) (*Reactor, error) {
+	cfg = cfg.withDefaults(runtime.GOMAXPROCS(0))
+	var want poller.Backend
+	switch cfg.Backend {
+	case BackendAuto:
+		want = poller.Auto
+	case BackendUring:
+		want = poller.Uring
+	case BackendEpoll:
+		want = poller.Epoll
+	default:
+		return nil, fmt.Errorf("reactor: unknown backend %q (want auto, uring or epoll)", cfg.Backend)
+	}
+	r := &Reactor{cfg: cfg}
+	r.waiters.New = func() any { return &waiter{ch: make(chan Result, 1)} }
+	for i := 0; i < cfg.Loops; i++ {
+		l := &loop{r: r, id: i, table: cancel.NewTable[reqData](256),
+			evs: make([]poller.Event, cfg.EventBatch), rbuf: make([]byte, 64<<10)}
+		r.loops = append(r.loops, l)
+	}
+	// The first loop resolves auto; the others open what it got, so every
+	// loop runs the same backend.
+	for i, l := range r.loops {
+		started := make(chan openResult, 1)
+		r.wg.Add(1)
+		go l.run(want, started, r.wg.Done)
+		res := <-started
+		if res.err != nil {
+			r.closing.Store(true)
+			r.closed.Store(true)
+			for _, o := range r.loops[:i] {
+				o.wake()
+			}
+			r.wg.Wait()
+			if want == poller.Uring {
+				return nil, fmt.Errorf("%w: %w", ErrUnavailable, res.err)
+			}
+			return nil, fmt.Errorf("reactor: starting loop %d: %w", i, res.err)
+		}
+		if i == 0 {
+			r.backend, r.reason = Backend(res.sel.Backend), res.sel.Reason
+			want = res.sel.Backend
+			cfg.Logger.Info("reactor started", zapString("backend", string(r.backend)),
+				zapString("reason", r.reason), zapInt("loops", cfg.Loops))
+		}
+	}
+	return r, nil
+}
+
+// Backend reports the backend in use: BackendUring or BackendEpoll.
+func (r *Reactor) Backend() Backend { return r.backend }
+
+// BackendReason says why that backend is in use; after a fallback, why
+// io_uring was not.
+func (r *Reactor) BackendReason() string { return r.reason }
+
+// Loops returns the number of event loops.
+func (r *Reactor) Loops() int { return len(r.loops) }
+
+// loopFor returns the loop that owns fd: fds are spread by number, so an fd
+// stays on one loop for its whole life and a reused number lands on the same
+// loop as its previous owner.
+func (r *Reactor) loopFor(fd int) *loop { return r.loops[fd%len(r.loops)] }
+
+// onLoop reports whether the caller runs on one of r's loop threads.
+func (r *Reactor) onLoop() bool {
+	tid := int32(unix.Gettid())
+	for _, l := range r.loops {
+		if l.tid.Load() == tid {
+			return true
+		}
+	}
+	return false
+}
+
+// Request is one armed poll, returned by Arm. Its methods are safe from any
+// goroutine.
+type Request struct {
+	l       *loop
+	h       reqHandle
+	outcome atomic.Uint32 // cancel.Outcome, stored by the loop before the slot is released
+}
+
+// Arm arms a one-shot poll for ev on fd. cb runs exactly once, on the loop
+// that owns fd, with the ready events, ErrCanceled, ErrClosed, ErrFdClosed or
+// the kernel's error; it must not block. It may run before Arm returns.
+// Arm returns an error, and cb never runs, when the arguments are invalid or
+// the reactor is closed.
+func (r *Reactor) Arm(fd int, ev Events, cb func(Result)) (*Request, error) {
+	q := new(Request)
+	if err := r.ArmRequest(q, fd, ev, cb); err != nil {
+		return nil, err
+	}
+	return q, nil
+}
+
+// ArmRequest is Arm into a Request the caller owns, so that a server can
+// recycle Requests and arm without allocating. q must not be in flight: its
+// previous request, if any, has completed.
+func (r *Reactor) ArmRequest(q *Request, fd int, ev Events, cb func(Result)) error {
+	return r.arm(q, fd, ev, cb, 0)
+}
+
+// ArmDeadline is Arm with a deadline: if nothing else completed the request
+// by then, it completes with os.ErrDeadlineExceeded (and Cancel returns
+// false for it: the deadline, not Cancel, decided).
+func (r *Reactor) ArmDeadline(fd int, ev Events, deadline time.Time, cb func(Result)) (*Request, error) {
+	q := new(Request)
+	d := nanotime() + int64(time.Until(deadline))
+	if d <= 0 {
+		d = 1
+	}
+	if err := r.arm(q, fd, ev, cb, d); err != nil {
+		return nil, err
+	}
+	return q, nil
+}
+
+func (r *Reactor) arm(q *Request, fd int, ev Events, cb func(Result), deadline int64) error {
+	if cb == nil {
+		return errors.New("reactor: Arm with a nil callback")
+	}
+	l, err := r.check(fd, ev)
+	if err != nil {
+		return err
+	}
+	q.l = l
+	q.outcome.Store(0)
+	h, err := l.submit(fd, ev, cb, nil, q, deadline)
+	if err != nil {
+		return err
+	}
+	q.h = h
+	return nil
+}
+
+func (r *Reactor) check(fd int, ev Events) (*loop, error) {
+	switch {
+	case fd < 0:
+		return nil, fmt.Errorf("reactor: negative fd %d", fd)
+	case ev&^armMask != 0 || ev == 0:
+		return nil, fmt.Errorf("reactor: events %v outside In|Pri|Out|RdHup|Err|Hup", ev)
+	}
+	return r.loopFor(fd), nil
+}
+
+// submit hands a new request to l from any goroutine.
+func (l *loop) submit(fd int, ev Events, cb func(Result), w *waiter, q *Request, deadline int64) (reqHandle, error) {
+	if l.r.closed.Load() {
+		return reqHandle{}, ErrClosed
+	}
+	h, err := l.table.Acquire()
+	if err != nil {
+		return reqHandle{}, fmt.Errorf("reactor: %w", err)
+	}
+	d := h.Data()
+	d.fd, d.ev, d.cb, d.w, d.q, d.deadline = int32(fd), ev, cb, w, q, deadline
+	if q != nil {
+		q.h = h // before the push: the callback may run before we return
+	}
+	l.armed.Add(1)
+	l.outstanding.Add(1)
+	if !l.post(cmd{op: opArm, h: h}) {
+		// The loop took its last batch: this request was never accepted.
+		// No one else has the handle, so retire it here without a delivery.
+		l.armed.Add(^uint64(0))
+		l.outstanding.Add(^uint64(0))
+		h.Close()
+		if h.Arm().Has(cancel.MustDeliver) && h.Delivered().Has(cancel.MustRelease) {
+			l.table.Release(h)
+		}
+		return reqHandle{}, ErrClosed
+	}
+	return h, nil
+}
+
+// Cancel asks for q to complete with ErrCanceled. It is safe from any
+// goroutine, any number of times, before or after completion and after the
+// reactor closed, and reports whether q's one completion is (or will be)
+// ErrCanceled.
+func (q *Request) Cancel() bool {
+	if q == nil || q.h.IsZero() {
+		return false
+	}
+	won, a := q.h.Cancel()
+	if a.Has(cancel.MustAskLoopToCancel) {
+		// If the inbox is closed the stopping loop withdraws it itself.
+		q.l.post(cmd{op: opCancel, h: q.h})
+	}
+	if a == cancel.Stale {
+		// The slot moved on: q was delivered; the loop stored its outcome.
+		return cancel.Outcome(q.outcome.Load()) == cancel.Canceled
+	}
+	return won
+}
+
+// waiter is a Poll's completion channel, pooled.
+type waiter struct{ ch chan Result }
+
+// Poll waits for ev on fd and returns the ready events. When ctx ends first
+// the request is canceled and Poll returns ctx.Err(); when the request
+// completed first its result is returned: exactly one of the two, never a
+// lost wakeup. After Close it returns ErrClosed.
+func (r *Reactor) Poll(ctx context.Context, fd int, ev Events) (Events, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	l, err := r.check(fd, ev)
+	if err != nil {
+		return 0, err
+	}
+	w := r.waiters.Get().(*waiter)
+	h, err := l.submit(fd, ev, nil, w, nil, 0)
+	if err != nil {
+		r.waiters.Put(w)
+		return 0, err
+	}
+	var res Result
+	select {
+	case res = <-w.ch:
+	case <-ctx.Done():
+		won, a := h.Cancel()
+		if a.Has(cancel.MustAskLoopToCancel) {
+			l.post(cmd{op: opCancel, h: h})
+		}
+		res = <-w.ch // the one completion, whoever decided it
+		if won {
+			r.waiters.Put(w)
+			return 0, ctx.Err()
+		}
+	}
+	r.waiters.Put(w)
+	return res.Events, res.Err
+}
+
+// CloseFd closes fd on its loop after completing the requests armed on it
+// (with ErrFdClosed, unless they already had a result). It returns before
+// the loop acts; the caller must not use fd afterwards.
+func (r *Reactor) CloseFd(fd int) error {
+	if fd < 0 {
+		return fmt.Errorf("reactor: negative fd %d", fd)
+	}
+	if r.closed.Load() {
+		return ErrClosed
+	}
+	if !r.loopFor(fd).post(cmd{op: opCloseFd, fd: int32(fd)}) {
+		return ErrClosed
+	}
+	return nil
+}
+
+// Close completes every outstanding request with ErrClosed (or the result
+// that already won), closes every listener and connection, waits until the
+// kernel has posted every completion it owes, releases the pollers and ends
+// the loop goroutines. It is idempotent; called from a loop callback it
+// returns ErrOnLoop.
+func (r *Reactor) Close() error {
+	if r.onLoop() {
+		return ErrOnLoop
+	}
+	r.closeOnce.Do(func() {
+		r.closed.Store(true)
+		r.closing.Store(true)
+		for _, l := range r.loops {
+			l.wake()
+		}
+	})
+	r.wg.Wait()
+	return nil
+}
+
+// Stats sums the loops' counters.
+func (r *Reactor) Stats() Stats {
+	var s Stats
+	for _, l := range r.loops {
+		s.Armed += l.armed.Load()
+		s.CompletedReady += l.ready.Load()
+		s.CompletedError += l.failed.Load()
+		s.CompletedCancel += l.canceled.Load()
+		s.CompletedClosed += l.closed.Load()
+		s.StaleDropped += l.stale.Load()
+		s.Rearmed += l.rearmed.Load()
+		s.Wakeups += l.wakeups.Load()
+		s.LoopTurns += l.turns.Load()
+		s.KernelEnters += l.kernel.Load()
+		s.EventsReaped += l.events.Load()
+		s.MaxBatch = max(s.MaxBatch, l.maxBatch.Load())
+		s.Outstanding += int64(l.outstanding.Load())
+	}
+	return s
+}

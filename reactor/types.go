@@ -1,0 +1,178 @@
+package reactor
+
+import (
+	"errors"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+)
+
+// Events is a set of readiness conditions, with poll(2)'s bit values so that
+// a mask passes through io_uring's POLL_ADD and epoll unchanged.
+type Events uint32
+
+// The readiness conditions a request can wait for or report. Err and Hup are
+// always reported when they happen, whether asked for or not.
+const (
+	In    Events = unix.POLLIN
+	Pri   Events = unix.POLLPRI
+	Out   Events = unix.POLLOUT
+	Err   Events = unix.POLLERR
+	Hup   Events = unix.POLLHUP
+	RdHup Events = unix.POLLRDHUP
+)
+
+// String writes the set as names joined by '|', e.g. "In|Out".
+func (e Events) String() string {
+	if e == 0 {
+		return "0"
+	}
+	var b strings.Builder
+	for _, n := range []struct {
+		e    Events
+		name string
+	}{{In, "In"}, {Pri, "Pri"}, {Out, "Out"}, {Err, "Err"}, {Hup, "Hup"}, {RdHup, "RdHup"}} {
+		if e&n.e != 0 {
+			if b.Len() > 0 {
+				b.WriteByte('|')
+			}
+			b.WriteString(n.name)
+			e &^= n.e
+		}
+	}
+	if e != 0 {
+		if b.Len() > 0 {
+			b.WriteByte('|')
+		}
+		b.WriteString("0x")
+		b.WriteString(strconvHex(uint32(e)))
+	}
+	return b.String()
+}
+
+func strconvHex(v uint32) string {
+	const digits = "0123456789abcdef"
+	var buf [8]byte
+	i := len(buf)
+	for {
+		i--
+		buf[i] = digits[v&0xf]
+		v >>= 4
+		if v == 0 {
+			return string(buf[i:])
+		}
+	}
+}
+
+// Backend names the kernel interface that serves one-shot polls.
+type Backend string
+
+// The backends. BackendAuto is only a request: Reactor.Backend reports the
+// one really in use.
+const (
+	BackendAuto  Backend = "auto"
+	BackendUring Backend = "uring"
+	BackendEpoll Backend = "epoll"
+)
+
+// Config configures New. The zero value is usable.
+type Config struct {
+	// Backend selects the kernel interface; "" means BackendAuto.
+	Backend Backend
+	// Loops is the number of event loops, each a goroutine locked to its
+	// own OS thread owning one poller. 0 means runtime.GOMAXPROCS(0).
+	Loops int
+	// Logger receives the backend choice and connection-level errors at
+	// debug level. nil means no logging.
+	Logger *zap.Logger
+	// Entries is the io_uring submission queue size per loop (0 = 1024).
+	Entries int
+	// EventBatch is how many events one loop turn harvests at most
+	// (0 = 256).
+	EventBatch int
+}
+
+// Result is the one completion of a request.
+type Result struct {
+	// Events holds the ready conditions when Err is nil.
+	Events Events
+	// Err is nil, ErrCanceled, ErrClosed, ErrFdClosed,
+	// os.ErrDeadlineExceeded (a deadline given at arm time passed) or the
+	// error the kernel reported for the fd (e.g. unix.EBADF).
+	Err error
+}
+
+// ErrCanceled is the result of a request whose Cancel returned true, and of
+// a Poll whose context ended first (Poll then returns ctx.Err()).
+var ErrCanceled = errors.New("reactor: request canceled")
+
+// ErrClosed is the result of every request outstanding when the Reactor
+// closed, and the error of any call made after; Conn.Write and PacketConn
+// methods return it once their connection closed.
+var ErrClosed = errors.New("reactor: closed")
+
+// ErrFdClosed is the result of the requests outstanding on an fd when
+// Reactor.CloseFd closed it.
+var ErrFdClosed = errors.New("reactor: fd closed through the reactor")
+
+// ErrUnavailable is returned by New when the requested backend cannot be
+// used; the error's message carries the reason (e.g. a seccomp profile
+// denying io_uring with EPERM).
+var ErrUnavailable = errors.New("reactor: backend unavailable")
+
+// ErrIdleTimeout is wrapped by the error OnClose receives when a Conn saw no
+// bytes in either direction for ListenConfig.IdleTimeout.
+var ErrIdleTimeout = errors.New("reactor: idle timeout")
+
+// ErrOnLoop is returned by the blocking calls (Reactor.Close,
+// Listener.Shutdown, Listener.Close) when they are made from a callback
+// running on one of the reactor's loops, which they would wait for forever.
+var ErrOnLoop = errors.New("reactor: blocking call made from a loop callback")
+
+// Stats is a snapshot of the counters of all loops.
+type Stats struct {
+	Armed           uint64 // requests accepted by Arm/Poll and internal users
+	CompletedReady  uint64 // completed with ready events
+	CompletedError  uint64 // completed with a kernel error or ErrFdClosed
+	CompletedCancel uint64 // completed with ErrCanceled or a deadline
+	CompletedClosed uint64 // completed with ErrClosed
+	StaleDropped    uint64 // events whose tag no longer named a live request
+	Rearmed         uint64 // events for the other direction that re-armed
+	Wakeups         uint64 // times another goroutine woke a sleeping loop
+	LoopTurns       uint64 // loop iterations (one wait each)
+	KernelEnters    uint64 // syscalls that entered the kernel for polling
+	EventsReaped    uint64 // events harvested from the backend
+	MaxBatch        uint64 // largest number of events one turn harvested
+	Outstanding     int64  // requests armed and not yet completed
+}
+
+// Completed is the sum of all completions.
+func (s Stats) Completed() uint64 {
+	return s.CompletedReady + s.CompletedError + s.CompletedCancel + s.CompletedClosed
+}
+
+func (c Config) withDefaults(gomaxprocs int) Config {
+	if c.Backend == "" {
+		c.Backend = BackendAuto
+	}
+	if c.Loops <= 0 {
+		c.Loops = gomaxprocs
+	}
+	if c.Entries <= 0 {
+		c.Entries = 1024
+	}
+	if c.EventBatch <= 0 {
+		c.EventBatch = 256
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	return c
+}
+
+// monotonic nanoseconds, for the loops' timer heaps.
+var epoch = time.Now()
+
+func nanotime() int64 { return int64(time.Since(epoch)) }
