@@ -190,7 +190,7 @@ func (p *uringPoller) Disarm(tag uint64) bool {
 	if !ok || st.disarming {
 		return false
 	}
-	p.cancel(tag)
+	p.mustCancel(tag)
 	st.disarming = true
 	p.tags[tag] = st
 	p.stats.Disarms++
@@ -250,15 +250,24 @@ func (p *uringPoller) reapOut() {
 	}
 }
 
-// cancel queues an ASYNC_CANCEL of target. A failure here means the SQ
-// could not be flushed: the ring is unusable (wrong thread, ring torn down).
-func (p *uringPoller) cancel(target uint64) {
+// cancel queues an ASYNC_CANCEL of target. It fails only when a full SQ
+// could not be flushed: the ring is unusable (wrong thread).
+func (p *uringPoller) cancel(target uint64) error {
 	s, err := p.sqe()
 	if err != nil {
-		panic(fmt.Sprintf("poller: cannot queue ASYNC_CANCEL for %#x: %v", target, err))
+		return fmt.Errorf("poller: cannot queue ASYNC_CANCEL for %#x: %w", target, err)
 	}
 	s.PrepCancel(target, 0, udCancel)
 	p.owed++
+	return nil
+}
+
+// mustCancel is cancel for Disarm, which has no error to return: a ring
+// that cannot take SQEs on its owner's thread is a broken invariant.
+func (p *uringPoller) mustCancel(target uint64) {
+	if err := p.cancel(target); err != nil {
+		panic(err.Error())
+	}
 }
 
 // sqe returns a free SQE, flushing a full SQ to the kernel first. When the
@@ -450,11 +459,15 @@ func (p *uringPoller) Close() error {
 func (p *uringPoller) drainKernel() error {
 	for tag, st := range p.tags {
 		if !st.disarming {
-			p.cancel(tag)
+			if err := p.cancel(tag); err != nil {
+				return err
+			}
 		}
 	}
 	if p.wakeArmed {
-		p.cancel(udWake)
+		if err := p.cancel(udWake); err != nil {
+			return err
+		}
 	}
 	deadline := time.Now().Add(closeDrain)
 	for p.owed > 0 {

@@ -106,6 +106,7 @@ func TestWakeRacingClose(t *testing.T) {
 // completion queue (the kernel's overflow list).
 func TestManyArmed(t *testing.T) {
 	const n = 10000
+	raiseNofile(t, n+1024)
 	forEach(t, func(t *testing.T, h *harness) {
 		h.buf = make([]poller.Event, 512)
 		fds := make([]int, n)
@@ -218,4 +219,24 @@ func TestWakeNeverSwallowed(t *testing.T) {
 			}
 		})
 	}
+}
+
+// raiseNofile makes sure this process may hold need descriptors, raising
+// the soft limit (and the hard one where permitted), or skips.
+func raiseNofile(t *testing.T, need uint64) {
+	t.Helper()
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	if lim.Cur >= need {
+		return
+	}
+	old := lim
+	lim.Cur = need
+	lim.Max = max(lim.Max, need)
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		t.Skipf("RLIMIT_NOFILE %d/%d is below %d and cannot be raised: %v", old.Cur, old.Max, need, err)
+	}
+	t.Cleanup(func() { unix.Setrlimit(unix.RLIMIT_NOFILE, &old) })
 }
