@@ -112,6 +112,10 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	rep.Connected, rep.ConnectSeconds = len(conns), connectTime.Seconds()
 	if len(conns) == 0 {
 		rep.fill(e, nil)
+		if err := ctx.Err(); err != nil {
+			rep.Interrupted = true
+			return rep, fmt.Errorf("%w: interrupted while connecting: %w", ErrNoConnections, err)
+		}
 		return rep, fmt.Errorf("%w: %s", ErrNoConnections, e.firstErr)
 	}
 
@@ -178,7 +182,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	for _, c := range conns {
 		c.nc.Close()
 	}
-	rep.Interrupted = ctx.Err() != nil
+	rep.Interrupted = e.stopping.Load()
 	rep.fill(e, conns)
 	rep.setCPU(begin, finish)
 	return rep, nil
