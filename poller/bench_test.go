@@ -124,3 +124,69 @@ func BenchmarkReady1000(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkBurst1000 arms 1,000 idle eventfds, hands the arms to the kernel,
+// then makes all 1,000 ready at once and Waits for every Event: readiness
+// that arrives after arming, as on a loaded server. The eventfd writes and
+// reads are the benchmark's own, the same for every backend.
+func BenchmarkBurst1000(b *testing.B) {
+	const nfd = 1000
+	for _, c := range configs {
+		b.Run(c.name, func(b *testing.B) {
+			p := openPoller(b, c.opts)
+			fds := make([]int, nfd)
+			for i := range fds {
+				fd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer unix.Close(fd)
+				fds[i] = fd
+			}
+			evs := make([]poller.Event, 1024)
+			var one, sink [8]byte
+			one[0] = 1
+			var tag uint64
+			var harvest, turns int64 // poller syscalls and Waits spent collecting the burst
+			round := func() {
+				for _, fd := range fds {
+					tag++
+					if err := p.Arm(tag, fd, poller.In); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if _, err := p.Wait(evs, 0); err != nil { // the arms reach the kernel
+					b.Fatal(err)
+				}
+				for _, fd := range fds {
+					unix.Write(fd, one[:])
+				}
+				before := p.Stats().Syscalls
+				for got := 0; got < nfd; turns++ {
+					n, err := p.Wait(evs, -1)
+					if err != nil {
+						b.Fatal(err)
+					}
+					got += n
+				}
+				harvest += int64(p.Stats().Syscalls - before)
+				for _, fd := range fds {
+					unix.Read(fd, sink[:])
+				}
+			}
+			round()
+			harvest, turns = 0, 0
+			before := p.Stats().Syscalls
+			b.ReportAllocs()
+			cpu := threadCPU(b)
+			for b.Loop() {
+				round()
+			}
+			events := float64(b.N) * nfd
+			b.ReportMetric(float64(threadCPU(b)-cpu)/events, "cpu-ns/event")
+			b.ReportMetric(float64(p.Stats().Syscalls-before)/events, "syscalls/event")
+			b.ReportMetric(float64(harvest)/float64(b.N), "harvest-syscalls/op")
+			b.ReportMetric(float64(turns)/float64(b.N), "waits/op")
+		})
+	}
+}

@@ -351,7 +351,11 @@ func (p *uringPoller) delivered(n int) int {
 	return n
 }
 
-// reap moves ready CQEs into evs and returns how many Events it wrote.
+// reap moves ready CQEs into evs and returns how many Events it wrote. It
+// goes on while CQEs keep coming and evs has room: a DEFER_TASKRUN ring
+// posts deferred completions only some at a time (20 per io_uring_enter on
+// 6.13+ kernels), raising TASKRUN in the SQ flags while more are pending,
+// and Reap enters again for those.
 func (p *uringPoller) reap(evs []Event) int {
 	n := 0
 	for n < len(evs) {
@@ -363,7 +367,7 @@ func (p *uringPoller) reap(evs []Event) int {
 				n++
 			}
 		}
-		if k < want {
+		if k == 0 {
 			break
 		}
 	}
