@@ -252,9 +252,9 @@ func (c *Conn) runTask(l *loop, task int32) {
 
 // open runs on the loop once c is registered with its listener.
 func (c *Conn) open() {
-	if c.ln.stopping.Load() || c.l.stopping {
-		// Accepted before Shutdown/Close of the reactor began but handed
-		// over after: close without ever calling OnOpen.
+	if c.l.stopping {
+		// Accepted before the reactor's Close began but handed over
+		// after: close without ever calling OnOpen.
 		c.finish(nil)
 		return
 	}
@@ -266,6 +266,11 @@ func (c *Conn) open() {
 	}
 	c.armRead()
 	c.schedule()
+	if c.ln.stopping.Load() {
+		// Accepted from the backlog by Shutdown: serve what it sent, then
+		// close (a taskShutdown may also be queued; it finds it draining).
+		c.doClose(taskShutdown, nil)
+	}
 }
 
 // call runs a handler method with inCb set, then acts on what it asked.

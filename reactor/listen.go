@@ -149,7 +149,7 @@ func (r *Reactor) Listen(network, address string, h Handler, cfg ListenConfig) (
 const (
 	lnTaskStart int32 = iota + 1
 	lnTaskClose
-	lnTaskRearm
+	lnTaskDrainClose // Shutdown: accept the backlog, then close
 )
 
 // dupFd takes a descriptor of its own for a socket net created, so that
@@ -222,10 +222,13 @@ func (ln *Listener) Shutdown(ctx context.Context) error {
 	if ln.r.onLoop() {
 		return ErrOnLoop
 	}
-	ln.stopping.Store(true)
-	if err := ln.Close(); err != nil {
-		return err
+	// Accept what already waits in the backlog (those peers' bytes were
+	// received too), then close the socket; then drain every Conn.
+	if !ln.closing.Swap(true) {
+		ln.l.postTask(ln, lnTaskDrainClose)
 	}
+	<-ln.closedCh
+	ln.stopping.Store(true)
 	ln.mu.Lock()
 	if ln.drained == nil {
 		ln.drained = make(chan struct{})
@@ -263,6 +266,11 @@ func (ln *Listener) runTask(l *loop, task int32) {
 		}
 		ln.arm()
 	case lnTaskClose:
+		ln.closeSocket()
+	case lnTaskDrainClose:
+		if !ln.lnClosed {
+			ln.drainBacklog()
+		}
 		ln.closeSocket()
 	}
 }
@@ -333,6 +341,21 @@ func (ln *Listener) acceptable(res Result) {
 	ln.arm() // more may be queued; let other fds have a turn first
 }
 
+// drainBacklog accepts every connection already queued, for Shutdown.
+func (ln *Listener) drainBacklog() {
+	for i := 0; i < 1<<16; i++ {
+		ln.acceptCalls.Add(1)
+		nfd, sa, err := unix.Accept4(ln.fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+		switch err {
+		case nil:
+			ln.admit(nfd, sa)
+		case unix.EINTR, unix.ECONNABORTED:
+		default:
+			return // EAGAIN: empty; anything else: what is left is reset
+		}
+	}
+}
+
 // fire ends an accept backoff.
 func (ln *Listener) fire(_ *loop, seq uint64, _ int64) {
 	if seq == ln.timerSeq && !ln.lnClosed {
@@ -342,7 +365,7 @@ func (ln *Listener) fire(_ *loop, seq uint64, _ int64) {
 
 // admit registers an accepted fd and hands it to the next loop.
 func (ln *Listener) admit(nfd int, sa unix.Sockaddr) {
-	if ln.stopping.Load() || (ln.maxConns > 0 && ln.active.Load() >= int64(ln.maxConns)) {
+	if ln.l.stopping || (ln.maxConns > 0 && ln.active.Load() >= int64(ln.maxConns)) {
 		unix.Close(nfd)
 		ln.refused.Add(1)
 		return

@@ -31,6 +31,7 @@ type PacketConn struct {
 	closed bool // guarded by mu
 
 	rd       reqHandle // owned by the loop
+	finished bool      // owned by the loop: the socket is closed
 	closedCh chan struct{}
 }
 
@@ -139,11 +140,10 @@ func (p *PacketConn) runTask(l *loop, task int32) {
 }
 
 func (p *PacketConn) finish() {
-	select {
-	case <-p.closedCh:
+	if p.finished {
 		return
-	default:
 	}
+	p.finished = true // before closeFdOn: it runs readable, which sees this
 	p.mu.Lock()
 	p.closed = true
 	p.mu.Unlock()
@@ -163,10 +163,8 @@ func (p *PacketConn) arm() {
 
 func (p *PacketConn) readable(res Result) {
 	p.rd = reqHandle{}
-	select {
-	case <-p.closedCh:
+	if p.finished {
 		return
-	default:
 	}
 	if res.Err != nil {
 		p.finish()

@@ -1,0 +1,296 @@
+package reactor_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/oneshot-io/oneshot/reactor"
+)
+
+// udpEcho answers every datagram to its sender.
+type udpEcho struct{}
+
+func (udpEcho) OnPacket(p *reactor.PacketConn, b []byte, from netip.AddrPort) { p.WriteTo(b, from) }
+
+func TestPacketEcho(t *testing.T) {
+	for _, b := range backends {
+		for _, nw := range []struct{ network, addr string }{{"udp", "127.0.0.1:0"}, {"udp6", "[::1]:0"}, {"udp", ":0"}} {
+			t.Run(name(b)+"/"+nw.network+nw.addr, func(t *testing.T) {
+				r := newReactor(t, b, 2)
+				pc, err := r.ListenPacket(nw.network, nw.addr, udpEcho{})
+				if err != nil {
+					t.Skipf("listen %s %s: %v", nw.network, nw.addr, err)
+				}
+				defer pc.Close()
+				port := pc.Addr().(*net.UDPAddr).Port
+				dst := "127.0.0.1"
+				if nw.network == "udp6" {
+					dst = "::1"
+				}
+				c, err := net.Dial("udp", net.JoinHostPort(dst, itoa(port)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				for i := 0; i < 20; i++ {
+					msg := []byte("datagram " + itoa(i))
+					c.Write(msg)
+					c.SetReadDeadline(time.Now().Add(2 * time.Second))
+					buf := make([]byte, 64)
+					n, err := c.Read(buf)
+					if err != nil || !bytes.Equal(buf[:n], msg) {
+						t.Fatalf("echo %d: %q, %v", i, buf[:n], err)
+					}
+				}
+				if err := pc.Close(); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := pc.WriteTo([]byte("x"), netip.MustParseAddrPort("127.0.0.1:9")); !errors.Is(err, reactor.ErrClosed) {
+					t.Fatalf("WriteTo after Close = %v, want ErrClosed", err)
+				}
+			})
+		}
+	}
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+// TestShutdownEchoesWhatWasReceived: 50 connections each send a payload
+// and half-read it back; Shutdown must deliver and echo every byte the
+// server already received before closing, then return.
+func TestShutdownEchoesWhatWasReceived(t *testing.T) {
+	for _, b := range backends {
+		t.Run(name(b), func(t *testing.T) {
+			r := newReactor(t, b, 2)
+			h := &echo{}
+			ln, err := r.Listen("tcp", "127.0.0.1:0", h, reactor.ListenConfig{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			const n = 50
+			// Small enough that a returned Write means the bytes sit in the
+			// server's receive buffer: "received" is what Shutdown serves.
+			payload := make([]byte, 16<<10)
+			rand.Read(payload)
+			var wg sync.WaitGroup
+			errs := make(chan error, n)
+			sent := make(chan struct{}, n)
+			for i := 0; i < n; i++ {
+				c, err := net.Dial("tcp", ln.Addr().String())
+				if err != nil {
+					t.Fatal(err)
+				}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					defer c.Close()
+					go func() { c.Write(payload); sent <- struct{}{} }()
+					c.SetReadDeadline(time.Now().Add(10 * time.Second))
+					got, err := io.ReadAll(c) // until the server closes
+					if err != nil {
+						errs <- err
+						return
+					}
+					if !bytes.Equal(got, payload) {
+						errs <- errors.New("echo lost or changed bytes: " + itoa(len(got)) + " of " + itoa(len(payload)))
+					}
+				}()
+			}
+			for i := 0; i < n; i++ {
+				<-sent // every byte is in the server's socket or already read
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := ln.Shutdown(ctx); err != nil {
+				t.Fatalf("Shutdown: %v", err)
+			}
+			if s := ln.Stats(); s.Active != 0 || s.Closed != n {
+				t.Fatalf("after Shutdown: %+v", s)
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Fatal(err)
+			}
+			if _, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second); err == nil {
+				t.Fatal("dial after Shutdown succeeded: still accepting")
+			}
+		})
+	}
+}
+
+// TestShutdownContextEndsForceCloses: a Conn whose peer never reads cannot
+// flush; Shutdown must force-close it when ctx ends and return ctx.Err().
+func TestShutdownContextEndsForceCloses(t *testing.T) {
+	for _, b := range backends {
+		t.Run(name(b), func(t *testing.T) {
+			r := newReactor(t, b, 1)
+			h := &connLog{echo: true}
+			ln := listen(t, r, h, reactor.ListenConfig{})
+			c, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.(*net.TCPConn).SetReadBuffer(4 << 10)
+			go func() {
+				buf := make([]byte, 64<<10)
+				c.SetWriteDeadline(time.Now().Add(3 * time.Second))
+				for {
+					if _, err := c.Write(buf); err != nil {
+						return
+					}
+				}
+			}()
+			waitFor(t, 5*time.Second, "output backed up", func() bool { return ln.Stats().Paused == 1 })
+			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+			defer cancel()
+			if err := ln.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("Shutdown = %v, want DeadlineExceeded", err)
+			}
+			if s := ln.Stats(); s.Active != 0 || h.closes.Load() != 1 {
+				t.Fatalf("after forced Shutdown: %+v, OnClose %d", s, h.closes.Load())
+			}
+		})
+	}
+}
+
+// closeErrs records OnClose errors.
+type closeErrs struct {
+	echo
+	errs chan error
+}
+
+func (h *closeErrs) OnClose(_ *reactor.Conn, err error) { h.errs <- err }
+
+func TestIdleTimeout(t *testing.T) {
+	for _, b := range backends {
+		t.Run(name(b), func(t *testing.T) {
+			r := newReactor(t, b, 1)
+			h := &closeErrs{errs: make(chan error, 2)}
+			ln := listen(t, r, h, reactor.ListenConfig{IdleTimeout: 80 * time.Millisecond})
+			c, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			start := time.Now()
+			// Activity keeps it open past the timeout...
+			for i := 0; i < 4; i++ {
+				time.Sleep(40 * time.Millisecond) // under the timeout, between messages
+				c.Write([]byte("k"))
+				c.SetReadDeadline(time.Now().Add(2 * time.Second))
+				if _, err := c.Read(make([]byte, 1)); err != nil {
+					t.Fatalf("closed while active after %v: %v", time.Since(start), err)
+				}
+			}
+			// ...then silence closes it.
+			err = <-h.errs
+			if !errors.Is(err, reactor.ErrIdleTimeout) {
+				t.Fatalf("OnClose err = %v, want ErrIdleTimeout", err)
+			}
+			if d := time.Since(start); d < 200*time.Millisecond {
+				t.Fatalf("closed after %v, before the activity ended", d)
+			}
+			c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+				t.Fatalf("client read after idle close = %v, want EOF", err)
+			}
+		})
+	}
+}
+
+func TestMaxConnsRefuses(t *testing.T) {
+	for _, b := range backends {
+		t.Run(name(b), func(t *testing.T) {
+			r := newReactor(t, b, 2)
+			h := &connLog{}
+			ln := listen(t, r, h, reactor.ListenConfig{MaxConns: 3})
+			var keep []net.Conn
+			for i := 0; i < 3; i++ {
+				c, err := net.Dial("tcp", ln.Addr().String())
+				if err != nil {
+					t.Fatal(err)
+				}
+				keep = append(keep, c)
+			}
+			waitFor(t, 5*time.Second, "3 open", func() bool { return h.opens.Load() == 3 })
+			extra, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			extra.SetReadDeadline(time.Now().Add(2 * time.Second))
+			if _, err := extra.Read(make([]byte, 1)); err == nil {
+				t.Fatal("a connection beyond MaxConns was served")
+			}
+			extra.Close()
+			if s := ln.Stats(); s.Refused != 1 || s.Active != 3 || h.opens.Load() != 3 {
+				t.Fatalf("stats %+v, opens %d", s, h.opens.Load())
+			}
+			keep[0].Close()
+			waitFor(t, 5*time.Second, "a slot freed", func() bool { return ln.Stats().Active == 2 })
+			c, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			keep = append(keep, c)
+			waitFor(t, 5*time.Second, "the next one served", func() bool { return h.opens.Load() == 4 })
+			for _, c := range keep {
+				c.Close()
+			}
+		})
+	}
+}
+
+// halfCloser closes its write side after the first read and keeps reading.
+type halfCloser struct {
+	connLog
+	got chan string
+}
+
+func (h *halfCloser) OnData(c *reactor.Conn, b []byte) {
+	c.Write([]byte("bye"))
+	if err := c.CloseWrite(); err != nil {
+		h.fail("CloseWrite: %v", err)
+	}
+	if _, err := c.Write([]byte("more")); !errors.Is(err, reactor.ErrClosed) {
+		h.fail("Write after CloseWrite = %v, want ErrClosed", err)
+	}
+	h.got <- string(b)
+}
+
+func TestCloseWrite(t *testing.T) {
+	for _, b := range backends {
+		t.Run(name(b), func(t *testing.T) {
+			r := newReactor(t, b, 1)
+			h := &halfCloser{got: make(chan string, 4)}
+			ln := listen(t, r, h, reactor.ListenConfig{})
+			c, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.Write([]byte("hi"))
+			c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			got, err := io.ReadAll(c) // "bye", then EOF from SHUT_WR
+			if err != nil || string(got) != "bye" {
+				t.Fatalf("read %q, %v; want \"bye\" then EOF", got, err)
+			}
+			<-h.got
+			c.Write([]byte("still reading"))
+			if s := <-h.got; s != "still reading" {
+				t.Fatalf("server read %q after its CloseWrite", s)
+			}
+			h.check(t)
+		})
+	}
+}
