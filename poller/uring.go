@@ -311,17 +311,18 @@ func (p *uringPoller) Wait(evs []Event, timeout time.Duration) (int, error) {
 	if p.closed {
 		return 0, ErrClosed
 	}
-	n := copy(evs, p.out)
-	p.out = p.out[:copy(p.out, p.out[n:])]
 	if !p.wakeArmed {
+		// First, because a full SQ flush may reap into p.out.
 		s, err := p.sqe()
 		if err != nil {
-			return p.delivered(n), err
+			return 0, err
 		}
 		s.PrepPollAdd(int32(p.w.fd), In, udWake)
 		p.owed++
 		p.wakeArmed = true
 	}
+	n := copy(evs, p.out)
+	p.out = p.out[:copy(p.out, p.out[n:])]
 	if n < len(evs) && p.r.CQReady() > 0 {
 		n += p.reap(evs[n:])
 	}
