@@ -174,7 +174,7 @@ type Stats struct {
 	Disarms  uint64 // Disarm calls that found an armed tag (Forget included)
 	Events   uint64 // Events returned by Wait
 	Wakes    uint64 // Wait calls woken by Wake
-	Stale    uint64 // kernel reports dropped: no armed tag of that generation
+	Stale    uint64 // epoll reports dropped: no registration of that generation
 	Dropped  uint64 // tags Close released without an Event
 	Armed    int    // tags armed whose Event has not been returned yet
 }

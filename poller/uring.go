@@ -398,8 +398,10 @@ func (p *uringPoller) complete(c *ring.CQE) (Event, bool) {
 	tag := c.UserData
 	st, ok := p.tags[tag]
 	if !ok {
-		p.stats.Stale++
-		return Event{}, false
+		// Tags are unique among polls in flight (ErrTagInUse) and each
+		// poll posts one CQE: a second would be the double this package
+		// exists to prevent.
+		panic(fmt.Sprintf("poller: POLL_ADD CQE %+v for a tag not in flight", *c))
 	}
 	delete(p.tags, tag)
 	p.unindex(st.fd, tag)

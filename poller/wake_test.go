@@ -240,3 +240,38 @@ func raiseNofile(t *testing.T, need uint64) {
 	}
 	t.Cleanup(func() { unix.Setrlimit(unix.RLIMIT_NOFILE, &old) })
 }
+
+// TestSmallRing arms 200 ready fds in one turn on a 4-entry ring (8 CQEs):
+// the SQ is flushed early 50 times and the completions overflow the CQ onto
+// the kernel's list. Every tag still gets exactly one Event.
+func TestSmallRing(t *testing.T) {
+	const n = 200
+	for _, c := range configs {
+		t.Run(c.name, func(t *testing.T) {
+			opts := c.opts
+			opts.Entries = 4
+			h := newHarness(t, opts)
+			h.buf = make([]poller.Event, 7)
+			for range n {
+				fd, err := unix.Eventfd(1, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC) // readable
+				if err != nil {
+					t.Fatal(err)
+				}
+				h.open[fd] = true
+				h.arm(h.tag(), fd, poller.In)
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for len(h.armed) > 0 && time.Now().Before(deadline) {
+				h.poll(time.Second)
+			}
+			if len(h.armed) > 0 {
+				t.Fatalf("%d tags without an Event", len(h.armed))
+			}
+			for tag, ev := range h.seen {
+				if ev.Events != poller.In {
+					t.Fatalf("tag %#x: %v", tag, ev)
+				}
+			}
+		})
+	}
+}
