@@ -277,6 +277,64 @@ func BenchmarkEcho(b *testing.B) {
 	}
 }
 
+// BenchmarkAccept compares the listener strategies on 2 loops: one socket
+// accepted on one loop handing Conns to the loops in turn (handoff) against
+// one SO_REUSEPORT socket per loop (reuseport). One op: connect, one 64-byte
+// echo, close — 4 clients at once, so both loops have work.
+func BenchmarkAccept(b *testing.B) {
+	for _, strategy := range []string{"handoff", "reuseport"} {
+		for _, kind := range []string{"epoll", "uring"} {
+			b.Run(strategy+"/"+kind, func(b *testing.B) {
+				r, err := reactor.New(reactor.Config{Backend: reactor.Backend(kind), Loops: 2})
+				if err != nil {
+					if errors.Is(err, reactor.ErrUnavailable) {
+						b.Skipf("io_uring unavailable here: %v", err)
+					}
+					b.Fatal(err)
+				}
+				defer r.Close()
+				ln, err := r.Listen("tcp", "127.0.0.1:0", &echo{}, reactor.ListenConfig{ReusePort: strategy == "reuseport"})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer ln.Close()
+				port := ln.Addr().(*net.TCPAddr).Port
+				b.ResetTimer()
+				b.SetParallelism(2) // 2 × GOMAXPROCS clients
+				b.RunParallel(func(pb *testing.PB) {
+					msg := make([]byte, 64)
+					for pb.Next() {
+						fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						if err := unix.Connect(fd, &unix.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+							b.Error(err)
+							unix.Close(fd)
+							return
+						}
+						unix.Write(fd, msg)
+						for n := 0; n < len(msg); {
+							m, err := unix.Read(fd, msg[n:])
+							if err != nil || m == 0 {
+								b.Error("echo:", err)
+								break
+							}
+							n += m
+						}
+						unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+						unix.Close(fd) // RST: no TIME_WAIT pile-up on the client ports
+					}
+				})
+				b.StopTimer()
+				s := ln.Stats()
+				b.ReportMetric(float64(s.Accepted)/float64(b.N), "accepts/op")
+			})
+		}
+	}
+}
+
 // BenchmarkIdleConnMemory opens 10,000 connections that stay idle and
 // reports the Go heap each costs the server (goal: under 2 KiB). The client
 // ends live in a child process (the fd limit here is 20,000), so the

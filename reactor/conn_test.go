@@ -23,8 +23,12 @@ func (e *echo) OnClose(_ *reactor.Conn, err error) {
 
 func TestEcho(t *testing.T) {
 	for _, b := range backends {
-		for _, network := range []string{"tcp", "tcp6", "unix"} {
+		for _, network := range []string{"tcp", "tcp6", "unix", "tcp+reuseport"} {
 			t.Run(name(b)+"/"+network, func(t *testing.T) {
+				cfg := reactor.ListenConfig{}
+				if network == "tcp+reuseport" {
+					network, cfg.ReusePort = "tcp", true
+				}
 				r := newReactor(t, b, 2)
 				addr := "127.0.0.1:0"
 				switch network {
@@ -34,7 +38,7 @@ func TestEcho(t *testing.T) {
 					addr = t.TempDir() + "/echo.sock"
 				}
 				h := &echo{closed: make(chan error, 4)}
-				ln, err := r.Listen(network, addr, h, reactor.ListenConfig{})
+				ln, err := r.Listen(network, addr, h, cfg)
 				if err != nil {
 					t.Skipf("listen %s %s: %v", network, addr, err)
 				}

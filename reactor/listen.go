@@ -28,6 +28,11 @@ type ListenConfig struct {
 	CloseTimeout time.Duration
 	// Backlog is listen(2)'s backlog; 0 means the kernel's somaxconn.
 	Backlog int
+	// ReusePort opens one SO_REUSEPORT socket per loop, each accepting
+	// on its own loop and serving its Conns there, instead of one socket
+	// accepted on one loop that hands Conns to the loops in turn (the
+	// default; the package doc says why). TCP only.
+	ReusePort bool
 }
 
 // ListenerStats is a snapshot of a Listener's counters.
@@ -50,39 +55,48 @@ const (
 	backoffMax = 500 * time.Millisecond
 )
 
-// Listener accepts stream connections on one loop and hands each new Conn
-// to a loop in turn (see the package doc for why not SO_REUSEPORT).
+// Listener accepts stream connections and serves them with a Handler (see
+// the package doc for its socket strategy).
 type Listener struct {
 	r            *Reactor
-	l            *loop // constant: the loop that accepts
-	fd           int   // constant; closed on the accepting loop
 	h            Handler
 	addr         net.Addr
-	unix         bool // constant: AF_UNIX (addresses convert differently)
+	unix         bool // AF_UNIX: addresses convert differently
+	reusePort    bool
 	maxConns     int
 	maxPending   int
 	idle         time.Duration
 	closeTimeout time.Duration
-	onAccept     func(Result)
+	socks        []*lsock // constant after Listen
 
-	// Owned by the accepting loop.
-	acceptTag reqHandle
-	backoff   time.Duration
-	timerSeq  uint64
-	lnClosed  bool
-	next      int // round-robin cursor over r.loops
-
-	closing  atomic.Bool // Close called: stop accepting
-	stopping atomic.Bool // Shutdown called or reactor closing: open nothing new
-	closedCh chan struct{}
+	closing   atomic.Bool  // Close or Shutdown called: stop accepting
+	stopping  atomic.Bool  // Shutdown or the reactor's Close: drain what is open
+	openSocks atomic.Int32 // sockets not yet closed
+	closedCh  chan struct{}
+	next      atomic.Uint32 // round-robin cursor over r.loops
 
 	mu      sync.Mutex
 	head    *Conn         // guarded by mu: live Conns
-	drained chan struct{} // guarded by mu: closed when active drops to 0 during Shutdown
+	drained chan struct{} // guarded by mu: closed when live drops to 0 during Shutdown
 
 	accepted, refused, closed, bytesIn, bytesOut atomic.Uint64
 	acceptCalls, acceptErrs, backoffs            atomic.Uint64
 	active, paused, live                         atomic.Int64 // live: Conns whose OnClose has not returned
+}
+
+// lsock is one listening socket of a Listener, owned by the loop that
+// accepts on it.
+type lsock struct {
+	ln       *Listener
+	l        *loop // constant
+	fd       int   // constant; closed on l
+	onAccept func(Result)
+
+	// Owned by l.
+	acceptTag reqHandle
+	backoff   time.Duration
+	timerSeq  uint64
+	closed    bool
 }
 
 // Listen opens a listening socket and serves its connections with h.
@@ -92,41 +106,14 @@ func (r *Reactor) Listen(network, address string, h Handler, cfg ListenConfig) (
 		return nil, ErrClosed
 	}
 	switch network {
-	case "tcp", "tcp4", "tcp6", "unix":
+	case "tcp", "tcp4", "tcp6":
+	case "unix":
+		cfg.ReusePort = false // the kernel does not spread Unix sockets
 	default:
 		return nil, fmt.Errorf("reactor: listen: network %q not supported (tcp, tcp4, tcp6, unix)", network)
 	}
-	lc := net.ListenConfig{}
-	if cfg.Backlog > 0 {
-		// net has no backlog knob; we call listen(2) again on the dup.
-		_ = cfg.Backlog
-	}
-	gl, err := lc.Listen(context.Background(), network, address)
-	if err != nil {
-		return nil, fmt.Errorf("reactor: listen: %w", err)
-	}
-	if ul, ok := gl.(*net.UnixListener); ok {
-		ul.SetUnlinkOnClose(false) // our dup keeps serving the path
-	}
-	fd, err := dupFd(gl.(syscall.Conn))
-	addr := gl.Addr()
-	if cerr := gl.Close(); err == nil && cerr != nil {
-		err = cerr
-	}
-	if err != nil {
-		if fd >= 0 {
-			unix.Close(fd)
-		}
-		return nil, fmt.Errorf("reactor: listen: %w", err)
-	}
-	if cfg.Backlog > 0 {
-		if err := unix.Listen(fd, cfg.Backlog); err != nil {
-			unix.Close(fd)
-			return nil, fmt.Errorf("reactor: listen backlog: %w", err)
-		}
-	}
 	ln := &Listener{
-		r: r, fd: fd, h: h, addr: addr, unix: network == "unix",
+		r: r, h: h, unix: network == "unix", reusePort: cfg.ReusePort,
 		maxConns: cfg.MaxConns, maxPending: cfg.MaxPending, idle: cfg.IdleTimeout,
 		closeTimeout: cfg.CloseTimeout, closedCh: make(chan struct{}),
 	}
@@ -136,13 +123,94 @@ func (r *Reactor) Listen(network, address string, h Handler, cfg ListenConfig) (
 	if ln.closeTimeout <= 0 {
 		ln.closeTimeout = 30 * time.Second
 	}
-	ln.onAccept = ln.acceptable
-	ln.l = r.loopFor(fd)
-	if !ln.l.postTask(ln, lnTaskStart) {
-		unix.Close(fd)
-		return nil, ErrClosed
+	n := 1
+	if cfg.ReusePort {
+		n = len(r.loops)
+	}
+	var fds []int
+	fail := func(err error) (*Listener, error) {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+		return nil, fmt.Errorf("reactor: listen: %w", err)
+	}
+	for i := 0; i < n; i++ {
+		fd, addr, err := listenFd(network, address, cfg)
+		if err != nil {
+			return fail(err)
+		}
+		fds = append(fds, fd)
+		if i == 0 {
+			ln.addr = addr
+			address = addr.String() // the others join the port the first got
+		}
+	}
+	for i, fd := range fds {
+		l := r.loopFor(fd)
+		if cfg.ReusePort {
+			l = r.loops[i]
+		}
+		s := &lsock{ln: ln, l: l, fd: fd}
+		s.onAccept = s.acceptable
+		ln.socks = append(ln.socks, s)
+	}
+	ln.openSocks.Store(int32(len(ln.socks)))
+	for i, s := range ln.socks {
+		if !s.l.postTask(s, lnTaskStart) {
+			for _, s := range ln.socks[i:] {
+				unix.Close(s.fd)
+			}
+			if i == 0 {
+				return nil, ErrClosed
+			}
+			// The reactor's Close closes the ones that started.
+			if ln.openSocks.Add(-int32(len(ln.socks)-i)) == 0 {
+				close(ln.closedCh)
+			}
+			return ln, nil
+		}
 	}
 	return ln, nil
+}
+
+// listenFd opens one listening socket through net (which resolves the
+// address and sets the usual options) and keeps a dup of its own.
+func listenFd(network, address string, cfg ListenConfig) (int, net.Addr, error) {
+	lc := net.ListenConfig{}
+	if cfg.ReusePort {
+		lc.Control = func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			err := c.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+			})
+			if err != nil {
+				return err
+			}
+			return serr
+		}
+	}
+	gl, err := lc.Listen(context.Background(), network, address)
+	if err != nil {
+		return -1, nil, err
+	}
+	if ul, ok := gl.(*net.UnixListener); ok {
+		ul.SetUnlinkOnClose(false) // our dup keeps serving the path
+	}
+	fd, err := dupFd(gl.(syscall.Conn))
+	addr := gl.Addr()
+	if cerr := gl.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err == nil && cfg.Backlog > 0 {
+		err = unix.Listen(fd, cfg.Backlog)
+	}
+	if err != nil {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+		return -1, nil, err
+	}
+	return fd, addr, nil
 }
 
 // Listener tasks.
@@ -189,10 +257,9 @@ func (ln *Listener) Stats() ListenerStats {
 	}
 }
 
-// Close stops accepting now and closes the listening socket; open Conns
-// stay. It waits until the socket is closed, so it returns ErrOnLoop when
-// called from a loop callback (use Shutdown's context-free path there:
-// CloseAsync).
+// Close stops accepting now and closes the listening socket(s); open Conns
+// stay. It waits until the sockets are closed, so from a loop callback it
+// returns ErrOnLoop (use CloseAsync there).
 func (ln *Listener) Close() error {
 	if ln.r.onLoop() {
 		return ErrOnLoop
@@ -202,31 +269,30 @@ func (ln *Listener) Close() error {
 	return nil
 }
 
-// CloseAsync stops accepting: the listening socket is closed by its loop
-// shortly after. Safe from any goroutine, loop callbacks included.
-func (ln *Listener) CloseAsync() {
+// CloseAsync stops accepting: the listening sockets are closed by their
+// loops shortly after. Safe from any goroutine, loop callbacks included.
+func (ln *Listener) CloseAsync() { ln.stopAccepting(lnTaskClose) }
+
+func (ln *Listener) stopAccepting(task int32) {
 	if ln.closing.Swap(true) {
 		return
 	}
-	if !ln.l.postTask(ln, lnTaskClose) {
-		// The loop is gone: the reactor's Close closed the socket.
-		return
+	for _, s := range ln.socks {
+		// A refused post means the loop stopped: its stop closed s.
+		s.l.postTask(s, task)
 	}
 }
 
-// Shutdown stops accepting, then lets every Conn read what already sits in
-// its receive buffer, deliver it, flush its output and close. It returns
-// when all are closed, or ctx.Err() after force-closing the rest when ctx
-// ends first.
+// Shutdown stops accepting (after accepting what already waits in the
+// backlog: those peers' bytes were received too), then lets every Conn read
+// what already sits in its receive buffer, deliver it, flush its output and
+// close. It returns when all are closed, or ctx.Err() after force-closing
+// the rest when ctx ends first.
 func (ln *Listener) Shutdown(ctx context.Context) error {
 	if ln.r.onLoop() {
 		return ErrOnLoop
 	}
-	// Accept what already waits in the backlog (those peers' bytes were
-	// received too), then close the socket; then drain every Conn.
-	if !ln.closing.Swap(true) {
-		ln.l.postTask(ln, lnTaskDrainClose)
-	}
+	ln.stopAccepting(lnTaskDrainClose)
 	<-ln.closedCh
 	ln.stopping.Store(true)
 	ln.mu.Lock()
@@ -251,74 +317,82 @@ func (ln *Listener) Shutdown(ctx context.Context) error {
 		c.l.postTask(c, taskForceStop)
 	}
 	ln.mu.Unlock()
-	// Force-closing is bounded: each loop closes at once.
-	<-drained
+	<-drained // bounded: each loop closes its Conns at once
 	return ctx.Err()
 }
 
-func (ln *Listener) runTask(l *loop, task int32) {
+func (s *lsock) runTask(l *loop, task int32) {
 	switch task {
 	case lnTaskStart:
-		l.own(ln)
-		if ln.closing.Load() || l.stopping {
-			ln.closeSocket()
+		l.own(s)
+		if s.ln.closing.Load() || l.stopping {
+			s.close()
 			return
 		}
-		ln.arm()
+		s.arm()
 	case lnTaskClose:
-		ln.closeSocket()
+		s.close()
 	case lnTaskDrainClose:
-		if !ln.lnClosed {
-			ln.drainBacklog()
+		if !s.closed {
+			s.drainBacklog()
 		}
-		ln.closeSocket()
+		s.close()
 	}
 }
 
-func (ln *Listener) arm() {
-	if ln.lnClosed || !ln.acceptTag.IsZero() {
+func (s *lsock) arm() {
+	if s.closed || !s.acceptTag.IsZero() {
 		return
 	}
-	tag, err := ln.l.armOn(ln.fd, In, ln.onAccept)
+	tag, err := s.l.armOn(s.fd, In, s.onAccept)
 	if err != nil {
-		ln.r.cfg.Logger.Sugar().Debugw("reactor: arm listener", "addr", ln.addr, "err", err)
-		ln.closeSocket()
+		s.ln.r.cfg.Logger.Sugar().Debugw("reactor: arm listener", "addr", s.ln.addr, "err", err)
+		s.close()
 		return
 	}
-	ln.acceptTag = tag
+	s.acceptTag = tag
 }
 
-func (ln *Listener) closeSocket() {
-	if ln.lnClosed {
+func (s *lsock) close() {
+	if s.closed {
 		return
 	}
-	ln.lnClosed = true
-	ln.timerSeq++
-	ln.l.disown(ln)
-	ln.l.closeFdOn(ln.fd)
-	close(ln.closedCh)
+	s.closed = true
+	s.timerSeq++
+	s.l.disown(s)
+	s.l.closeFdOn(s.fd)
+	if s.ln.openSocks.Add(-1) == 0 {
+		close(s.ln.closedCh)
+	}
+}
+
+// stopOnLoop closes the listening socket as the reactor closes.
+func (s *lsock) stopOnLoop() {
+	s.ln.stopping.Store(true)
+	s.close()
 }
 
 // acceptable is the listening socket's read request completing.
-func (ln *Listener) acceptable(res Result) {
-	ln.acceptTag = reqHandle{}
-	if ln.lnClosed {
+func (s *lsock) acceptable(res Result) {
+	s.acceptTag = reqHandle{}
+	if s.closed {
 		return
 	}
 	if res.Err != nil {
-		ln.closeSocket()
+		s.close()
 		return
 	}
+	ln := s.ln
 	for i := 0; i < 64; i++ {
 		ln.acceptCalls.Add(1)
-		nfd, sa, err := unix.Accept4(ln.fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+		nfd, sa, err := unix.Accept4(s.fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
 		switch err {
 		case nil:
 		case unix.EINTR, unix.ECONNABORTED:
 			continue
 		case unix.EAGAIN:
-			ln.backoff = 0
-			ln.arm()
+			s.backoff = 0
+			s.arm()
 			return
 		case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
 			// Out of descriptors or memory (libuv #690): the pending
@@ -326,29 +400,29 @@ func (ln *Listener) acceptable(res Result) {
 			// so re-arming now would spin. Wait, doubling up to a bound.
 			ln.acceptErrs.Add(1)
 			ln.backoffs.Add(1)
-			ln.backoff = min(max(2*ln.backoff, backoffMin), backoffMax)
-			ln.timerSeq++
-			ln.l.addTimer(timerEntry{when: nanotime() + int64(ln.backoff), seq: ln.timerSeq, obj: ln})
+			s.backoff = min(max(2*s.backoff, backoffMin), backoffMax)
+			s.timerSeq++
+			s.l.addTimer(timerEntry{when: nanotime() + int64(s.backoff), seq: s.timerSeq, obj: s})
 			return
 		default:
 			ln.acceptErrs.Add(1)
 			ln.r.cfg.Logger.Sugar().Debugw("reactor: accept", "addr", ln.addr, "err", err)
 			continue
 		}
-		ln.backoff = 0
-		ln.admit(nfd, sa)
+		s.backoff = 0
+		s.admit(nfd, sa)
 	}
-	ln.arm() // more may be queued; let other fds have a turn first
+	s.arm() // more may be queued; let other fds have a turn first
 }
 
 // drainBacklog accepts every connection already queued, for Shutdown.
-func (ln *Listener) drainBacklog() {
+func (s *lsock) drainBacklog() {
 	for i := 0; i < 1<<16; i++ {
-		ln.acceptCalls.Add(1)
-		nfd, sa, err := unix.Accept4(ln.fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+		s.ln.acceptCalls.Add(1)
+		nfd, sa, err := unix.Accept4(s.fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
 		switch err {
 		case nil:
-			ln.admit(nfd, sa)
+			s.admit(nfd, sa)
 		case unix.EINTR, unix.ECONNABORTED:
 		default:
 			return // EAGAIN: empty; anything else: what is left is reset
@@ -357,22 +431,26 @@ func (ln *Listener) drainBacklog() {
 }
 
 // fire ends an accept backoff.
-func (ln *Listener) fire(_ *loop, seq uint64, _ int64) {
-	if seq == ln.timerSeq && !ln.lnClosed {
-		ln.arm()
+func (s *lsock) fire(_ *loop, seq uint64, _ int64) {
+	if seq == s.timerSeq && !s.closed {
+		s.arm()
 	}
 }
 
-// admit registers an accepted fd and hands it to the next loop.
-func (ln *Listener) admit(nfd int, sa unix.Sockaddr) {
-	if ln.l.stopping || (ln.maxConns > 0 && ln.active.Load() >= int64(ln.maxConns)) {
+// admit registers an accepted fd and hands it to its loop: this one with
+// ReusePort, else the next in turn.
+func (s *lsock) admit(nfd int, sa unix.Sockaddr) {
+	ln := s.ln
+	if s.l.stopping || (ln.maxConns > 0 && ln.active.Load() >= int64(ln.maxConns)) {
 		unix.Close(nfd)
 		ln.refused.Add(1)
 		return
 	}
-	loops := ln.r.loops
-	target := loops[ln.next%len(loops)]
-	ln.next++
+	target := s.l
+	if !ln.reusePort {
+		loops := ln.r.loops
+		target = loops[int(ln.next.Add(1)-1)%len(loops)]
+	}
 	c := &Conn{l: target, ln: ln, fd: nfd, remote: sa}
 	c.onRead, c.onWrite = c.readable, c.writable
 	ln.mu.Lock()
@@ -385,7 +463,7 @@ func (ln *Listener) admit(nfd int, sa unix.Sockaddr) {
 	ln.active.Add(1)
 	ln.live.Add(1)
 	ln.accepted.Add(1)
-	if target == ln.l {
+	if target == s.l {
 		c.open()
 		return
 	}
@@ -397,7 +475,7 @@ func (ln *Listener) admit(nfd int, sa unix.Sockaddr) {
 	}
 }
 
-// connClosed unlinks a closed Conn and signals Shutdown when none is left.
+// connClosed unlinks a closed Conn and counts it.
 func (ln *Listener) connClosed(c *Conn) {
 	ln.mu.Lock()
 	if c.prev != nil {
@@ -426,10 +504,4 @@ func (ln *Listener) connDone() {
 			close(ln.drained)
 		}
 	}
-}
-
-// stopOnLoop closes the listening socket as the reactor closes.
-func (ln *Listener) stopOnLoop() {
-	ln.stopping.Store(true)
-	ln.closeSocket()
 }
