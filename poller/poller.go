@@ -42,7 +42,9 @@
 // registration, so without Forget its tags would wait until Close. After
 // Forget, fd's number may be reused at once: the new fd's tags never see the
 // old one's events (epoll registrations carry a generation; io_uring
-// completions carry the tag).
+// completions carry the tag), and the old tags never see the new file (an
+// io_uring POLL_ADD resolves its fd number when the kernel takes it, so
+// Forget submits at once an arm on fd that is still queued).
 //
 // # Where the backends differ
 //
@@ -64,8 +66,9 @@
 //	number was reused            | own: the new tag unmoved | is stale: dropped
 //	Disarm                       | ASYNC_CANCEL, queued; the| DEL/MOD now; Canceled
 //	                             | kernel decides the race  | is decided at once
-//	syscalls per loop turn       | one io_uring_enter       | one epoll_ctl per Arm
-//	                             |                          | and Disarm, one wait
+//	syscalls per loop turn       | one io_uring_enter (+1   | one epoll_ctl per Arm
+//	                             | per 20 completions of a  | and Disarm, one wait
+//	                             | burst on DEFER_TASKRUN)  |
 //
 // # Threads
 //
@@ -73,15 +76,20 @@
 // from any goroutine at any time, Close included. With the io_uring backend
 // set up single-issuer (the default, UringSingleIssuer) the owner must also
 // stay on one OS thread from Open to Close: call runtime.LockOSThread before
-// Open. A call from another thread fails with ErrWrongThread.
+// Open. A call from another thread fails with ErrWrongThread where it can
+// return an error; Disarm and Forget, which return none, panic if the ring
+// will not take their requests.
 //
 // # Batching
 //
 // Arm, Disarm and Forget on io_uring only queue SQEs; the next Wait hands them
 // to the kernel together with the wait in one io_uring_enter (a full
-// submission queue is flushed early). On epoll each Arm changes the interest
-// set with one epoll_ctl at once; a Disarm does too unless another tag on the
-// fd keeps the same interest.
+// submission queue is flushed early, and so is a Forget of an fd whose arm
+// is still queued). A DEFER_TASKRUN ring posts the completions of a burst of
+// readiness 20 per io_uring_enter (Linux 6.13+), so Wait enters once more per
+// 20 of those. On epoll each Arm changes the interest set with one epoll_ctl
+// at once; a Disarm does too unless another tag on the fd keeps the same
+// interest.
 package poller
 
 import (
