@@ -27,6 +27,12 @@ type Fault struct {
 	// HangAt, when > 0, stops echoing on a connection once it has read
 	// this many bytes (it keeps reading and discarding) until Close.
 	HangAt int64
+	// ReplayAt, when > 0, makes the first read at or past this stream
+	// offset that is as long as the read before it echo that earlier
+	// read's bytes instead of its own: right length, stale content, the
+	// way a server reusing a buffer wrongly would. Only a client whose
+	// messages differ from each other can tell.
+	ReplayAt int64
 	// StallAt and StallFor: once a connection has read StallAt bytes it
 	// waits StallFor before echoing them, once, then carries on.
 	StallAt  int64
@@ -154,8 +160,9 @@ var errStop = errors.New("stop")
 func (s *Server) serve(c net.Conn) {
 	f := s.fault
 	buf := make([]byte, 32<<10)
-	var read int64 // bytes read so far on c
-	stalled, hung := false, false
+	prev := make([]byte, 0, len(buf)) // the previous read's bytes (ReplayAt)
+	var read int64                    // bytes read so far on c
+	stalled, hung, replayed := false, false, false
 	for {
 		n, err := c.Read(buf)
 		if err != nil {
@@ -184,6 +191,12 @@ func (s *Server) serve(c net.Conn) {
 		if f.HangAt > 0 && to >= f.HangAt {
 			hung = true
 			continue
+		}
+		if f.ReplayAt > 0 && !replayed && to > f.ReplayAt && len(prev) == n {
+			replayed = true
+			copy(out, prev) // prev is then this read's own bytes below, unneeded
+		} else if f.ReplayAt > 0 && !replayed {
+			prev = append(prev[:0], out...)
 		}
 		if f.CorruptAt > 0 && from < f.CorruptAt && to >= f.CorruptAt && s.corrupt.CompareAndSwap(false, true) {
 			out[f.CorruptAt-1-from] ^= 0xff

@@ -47,18 +47,19 @@ func baseConfig(network, addr string) load.Config {
 // server echoed exactly the bytes the report claims, in each mode.
 func TestCounts(t *testing.T) {
 	for _, tc := range []struct {
-		name    string
-		network string
-		mod     func(*load.Config)
+		name       string
+		network    string
+		mod        func(*load.Config)
+		minConnect time.Duration // connect phase at least this long
 	}{
-		{"tcp", "tcp", nil},
-		{"tcp pipelined", "tcp", func(c *load.Config) { c.Pipeline = 16 }},
-		{"tcp large", "tcp", func(c *load.Config) { c.Size, c.Messages, c.Pipeline = 16<<10, 400, 4 }},
-		{"tcp uneven quota", "tcp", func(c *load.Config) { c.Conns, c.Messages = 7, 1001 }},
-		{"tcp open loop", "tcp", func(c *load.Config) { c.Rate, c.Messages = 20000, 1000 }},
-		{"tcp connect rate", "tcp", func(c *load.Config) { c.ConnectRate, c.Conns, c.Messages = 200, 8, 800 }},
-		{"unix", "unix", nil},
-		{"udp", "udp", nil},
+		{name: "tcp", network: "tcp"},
+		{name: "tcp pipelined", network: "tcp", mod: func(c *load.Config) { c.Pipeline = 16 }},
+		{name: "tcp large", network: "tcp", mod: func(c *load.Config) { c.Size, c.Messages, c.Pipeline = 16<<10, 400, 4 }},
+		{name: "tcp uneven quota", network: "tcp", mod: func(c *load.Config) { c.Conns, c.Messages = 7, 1001 }},
+		{name: "tcp open loop", network: "tcp", mod: func(c *load.Config) { c.Rate, c.Messages = 20000, 1000 }},
+		{name: "tcp connect rate", network: "tcp", mod: func(c *load.Config) { c.ConnectRate, c.Conns, c.Messages = 200, 8, 800 }, minConnect: 35 * time.Millisecond},
+		{name: "unix", network: "unix"},
+		{name: "udp", network: "udp"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := startServer(t, tc.network, echotest.Fault{})
@@ -87,6 +88,9 @@ func TestCounts(t *testing.T) {
 			}
 			if rep.Connected != cfg.Conns || rep.MsgsPerSec <= 0 {
 				t.Fatalf("connected %d, %g msgs/s", rep.Connected, rep.MsgsPerSec)
+			}
+			if got := time.Duration(rep.ConnectSeconds * 1e9); got < tc.minConnect {
+				t.Fatalf("connect phase %v, want >= %v (8 conns at 200/s)", got, tc.minConnect)
 			}
 		})
 	}
@@ -146,11 +150,15 @@ func TestDetectsFaults(t *testing.T) {
 		name  string
 		fault echotest.Fault
 		want  load.Kind
+		count int64 // exact count of want, where the fault fixes it
 	}{
-		{"corrupt byte", echotest.Fault{CorruptAt: 64*50 + 7}, load.KindMismatch},
-		{"reset", echotest.Fault{ResetAt: 64 * 30}, load.KindReset},
-		{"short read", echotest.Fault{ShortAt: 64*30 + 10}, load.KindShortRead},
-		{"hang", echotest.Fault{HangAt: 64 * 30}, load.KindTimeout},
+		// One byte of one connection's stream: exactly one mismatch.
+		{"corrupt byte", echotest.Fault{CorruptAt: 64*50 + 7}, load.KindMismatch, 1},
+		{"reset", echotest.Fault{ResetAt: 64 * 30}, load.KindReset, 0},
+		{"short read", echotest.Fault{ShortAt: 64*30 + 10}, load.KindShortRead, 0},
+		// Every connection gets one stale echo: one mismatch each.
+		{"stale replay", echotest.Fault{ReplayAt: 64 * 40}, load.KindMismatch, 4},
+		{"hang", echotest.Fault{HangAt: 64 * 30}, load.KindTimeout, 0},
 	} {
 		for _, pipeline := range []int{1, 8} {
 			t.Run(fmt.Sprintf("%s/pipeline=%d", tc.name, pipeline), func(t *testing.T) {
@@ -167,11 +175,12 @@ func TestDetectsFaults(t *testing.T) {
 				if !strings.HasPrefix(rep.FirstError, string(tc.want)+":") {
 					t.Fatalf("first error %q, want kind %s", rep.FirstError, tc.want)
 				}
-				if tc.want == load.KindMismatch && rep.Errors[load.KindMismatch] != 1 {
-					t.Fatalf("one byte corrupted, %d mismatches counted", rep.Errors[load.KindMismatch])
+				if tc.count > 0 && rep.Errors[tc.want] != tc.count {
+					t.Fatalf("%d %s errors counted, want %d", rep.Errors[tc.want], tc.want, tc.count)
 				}
-				// The connections the fault did not touch finish their share.
-				if tc.want == load.KindMismatch && rep.Messages < cfg.Messages*3/4-64 {
+				// Where the fault touched one connection, the other three
+				// finish their share.
+				if tc.count == 1 && rep.Messages < cfg.Messages*3/4-64 {
 					t.Fatalf("only %d of %d messages echoed", rep.Messages, cfg.Messages)
 				}
 			})
