@@ -96,6 +96,47 @@ func BenchmarkArmCycle(b *testing.B) {
 	}
 }
 
+// BenchmarkRearmInCallback is BenchmarkArmCycle with the request re-armed
+// from inside its callback, the way a server re-arms: the arm takes the
+// loop's inbox without a wake-up and rides the next wait's batch.
+func BenchmarkRearmInCallback(b *testing.B) {
+	for _, kind := range []string{"epoll", "uring"} {
+		b.Run(kind, func(b *testing.B) {
+			a, p := socketpair(b)
+			defer unix.Close(p)
+			defer unix.Close(a)
+			r := benchReactor(b, kind)
+			done := make(chan struct{}, 1)
+			var q reactor.Request
+			var buf [1]byte
+			var cb func(reactor.Result)
+			cb = func(res reactor.Result) {
+				unix.Read(a, buf[:])
+				if res.Err == nil {
+					if err := r.ArmRequest(&q, a, reactor.In, cb); err != nil {
+						b.Error(err)
+					}
+				}
+				done <- struct{}{}
+			}
+			if err := r.ArmRequest(&q, a, reactor.In, cb); err != nil {
+				b.Fatal(err)
+			}
+			one := []byte{1}
+			b.ReportAllocs()
+			before := r.Stats()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				unix.Write(p, one)
+				<-done
+			}
+			b.StopTimer()
+			report(b, r, before)
+			q.Cancel()
+		})
+	}
+}
+
 // BenchmarkPollCycle: the blocking API's round trip — a goroutine in Poll
 // woken by the peer's write, then reading the byte — against the same
 // goroutine blocked in net.Conn.Read.

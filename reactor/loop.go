@@ -62,6 +62,9 @@ type loop struct {
 	fdHead   []reqHandle // fd → first live request armed on it
 	stopping bool
 	owned    []stopper // listeners and packet conns served here
+	// ownSyscalls counts the loop's polling syscalls outside the poller
+	// (draining the wake eventfd), for Stats.KernelEnters.
+	ownSyscalls uint64
 
 	// Counters: atomic, written by the loop (wakeups by producers).
 	armed, ready, failed, canceled, closed, stale, rearmed atomic.Uint64
@@ -159,7 +162,7 @@ func (l *loop) handle(n int) {
 		}
 		l.act(h, h.Wake(o))
 	}
-	l.kernel.Store(l.p.Stats().Syscalls)
+	l.kernel.Store(l.p.Stats().Syscalls + l.ownSyscalls)
 }
 
 // exec runs one command from the inbox.
@@ -374,6 +377,7 @@ func (l *loop) woke(ev poller.Event) {
 	}
 	var buf [8]byte
 	for {
+		l.ownSyscalls++
 		if _, err := unix.Read(l.efd, buf[:]); err != unix.EINTR {
 			break
 		}
@@ -477,7 +481,7 @@ func (l *loop) stop() {
 	l.p.Forget(l.efd)
 	unix.Close(l.efd)
 	l.wmu.Unlock()
-	l.kernel.Store(l.p.Stats().Syscalls)
+	l.kernel.Store(l.p.Stats().Syscalls + l.ownSyscalls)
 	if err := l.p.Close(); err != nil {
 		l.r.cfg.Logger.Sugar().Warnw("reactor: closing poller", "loop", l.id, "err", err)
 	}
