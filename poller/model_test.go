@@ -14,23 +14,31 @@ import (
 // TestModel drives each backend with random interleavings of the reactor's
 // operations on a few socketpairs: arm a reader or a writer, disarm, make
 // readable, drain, fill and empty the send buffer, Wait with a buffer too
-// small for a whole batch, and Forget+close+reopen on the same fd number.
-// The harness fails a second Event or one for an unarmed tag; the model adds
-// that only disarmed tags are Canceled, that nothing Fails (no fd is closed
-// behind the poller's back here), and that an In Event never reaches a tag
-// whose file was never written to (the reopened number must not inherit the
-// old file's readiness). At the end every tag must have had its one Event.
+// small for a whole batch, and close+reopen on the same fd number, with
+// Forget first or behind the poller's back. The harness fails a second Event
+// or one for an unarmed tag; the model adds that only disarmed tags are
+// Canceled, that only tags whose fd was closed behind the poller's back
+// Fail, and that an In Event never reaches a tag whose file was never
+// written to (the reopened number must not inherit the old file's
+// readiness, nor the old tags the new file's). At the end every tag must
+// have had its one Event.
 func TestModel(t *testing.T) {
 	for _, c := range configs {
 		t.Run(c.name, func(t *testing.T) {
 			p := openPoller(t, c.opts)
 			var next uint64
+			var kinds outcomes
 			rapid.Check(t, func(rt *rapid.T) {
 				m := newModel(rt, p, &next)
+				m.kinds = &kinds
 				defer m.close()
 				rt.Repeat(m.actions())
 				m.finish()
 			})
+			t.Logf("Events: %+v", kinds)
+			if kinds.ready == 0 || kinds.canceled == 0 || (c.opts.Backend == poller.Epoll && kinds.failed == 0) {
+				t.Errorf("the runs did not reach every outcome: %+v", kinds)
+			}
 		})
 	}
 }
@@ -44,9 +52,15 @@ type armed struct {
 	slot, epoch int
 	dir         uint32
 	disarmed    bool // Disarm or Forget asked for a cancel
+	orphaned    bool // its fd was closed behind the poller's back
 }
 
+// outcomes counts the Events the model checked, to show the runs reach
+// every kind.
+type outcomes struct{ ready, canceled, failed int }
+
 type model struct {
+	kinds   *outcomes
 	h       *harness
 	next    *uint64 // tag counter shared by the runs on one poller
 	slots   []slot
@@ -104,11 +118,26 @@ func (m *model) actions() map[string]func(*rapid.T) {
 		"wait":   func(rt *rapid.T) { m.poll(0) },
 		"reopen": func(rt *rapid.T) {
 			i := pick(rt)
+			forget := rapid.Bool().Draw(rt, "forget")
 			s := &m.slots[i]
-			h.p.Forget(s.a)
+			if forget {
+				h.p.Forget(s.a)
+			} else {
+				// Closed behind the poller's back, once the arms have
+				// reached the kernel (a queued io_uring arm would take
+				// the next file on the number: that is what Forget is
+				// for).
+				m.poll(0)
+			}
 			for tag := range h.armed {
-				if a := m.info[tag]; a.slot == i && a.epoch == s.epoch {
+				switch a := m.info[tag]; {
+				case a.slot != i:
+				case forget:
+					// Every tag on the number, orphans of an earlier
+					// close behind the back included.
 					a.disarmed = true
+				case a.epoch == s.epoch:
+					a.orphaned = true
 				}
 			}
 			h.close(s.a)
@@ -145,13 +174,22 @@ func (m *model) poll(timeout time.Duration) {
 		switch {
 		case ev.Canceled && !a.disarmed:
 			h.t.Fatalf("%v: canceled but never disarmed", ev)
-		case ev.Errno != 0:
-			h.t.Fatalf("%v: nothing was closed behind the poller's back", ev)
+		case ev.Errno != 0 && !a.orphaned:
+			h.t.Fatalf("%v: its fd was not closed behind the poller's back", ev)
+		case ev.Errno != 0: // epoll noticed the number names another file
 		case ev.Events&^(a.dir|poller.Err|poller.Hup) != 0:
 			h.t.Fatalf("%v: bits outside the interest %#x", ev, a.dir)
 		case ev.Events&(poller.In|poller.Hup|poller.Err) == poller.In && !m.written[[2]int{a.slot, a.epoch}]:
 			// (With Hup, In is the end of file a closed peer left.)
 			h.t.Fatalf("%v: In on a file nobody wrote to (stale readiness)", ev)
+		}
+		switch {
+		case ev.Canceled:
+			m.kinds.canceled++
+		case ev.Errno != 0:
+			m.kinds.failed++
+		default:
+			m.kinds.ready++
 		}
 		delete(m.info, tag) // checked
 	}
