@@ -107,17 +107,27 @@ fi
 (cd bench/peers && go build -o "$bin/" ./stdlib ./gnet ./netpoll ./nbio ./comparetable)
 
 # --- pinning -----------------------------------------------------------------
-ncpu=$(nproc)
+ncpu=$(nproc --all) # the machine's, for the report
+# allowed_cpus prints the CPU ids this process may run on (a cgroup or an
+# outer taskset may leave, say, 2 and 3 rather than 0 and 1).
+allowed_cpus() {
+	local list part
+	list=$(sed -n 's/^Cpus_allowed_list:\s*//p' /proc/self/status)
+	for part in ${list//,/ }; do
+		if [[ $part == *-* ]]; then seq "${part%-*}" "${part#*-}"; else echo "$part"; fi
+	done
+}
 server_pin=()
 client_pin=()
 loops=0
-if [[ $PIN == 1 && $ncpu -ge 2 ]] && command -v taskset >/dev/null; then
-	server_pin=(taskset -c 0)
-	client_pin=(taskset -c 1)
+mapfile -t cpus < <(allowed_cpus)
+if [[ $PIN == 1 && ${#cpus[@]} -ge 2 ]] && command -v taskset >/dev/null; then
+	server_pin=(taskset -c "${cpus[0]}")
+	client_pin=(taskset -c "${cpus[1]}")
 	loops=1
-	pinning="server on CPU 0, echoload on CPU 1 (taskset); one event loop per server"
+	pinning="server on CPU ${cpus[0]}, echoload on CPU ${cpus[1]} (taskset); one event loop per server"
 else
-	pinning="not pinned ($ncpu CPUs, PIN=$PIN); servers use their default loop count"
+	pinning="not pinned (${#cpus[@]} CPUs allowed, PIN=$PIN); servers use their default loop count"
 fi
 say "$pinning"
 
