@@ -70,3 +70,34 @@ func ExamplePoller_Disarm() {
 	// true false
 	// 1 {tag 0x7 canceled}
 }
+
+// Closing an fd that has polls armed: Forget first, then close. Each tag
+// still gets its one Event, and the number may be reused at once.
+func ExamplePoller_Forget() {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	p, _, err := poller.Open(poller.Options{Backend: poller.Epoll})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer p.Close()
+	fds, _ := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK, 0)
+	defer unix.Close(fds[1])
+
+	p.Arm(1, fds[0], poller.In)
+	p.Arm(2, fds[0], poller.In|poller.RdHup)
+	p.Forget(fds[0])
+	unix.Close(fds[0])
+
+	evs := make([]poller.Event, 4)
+	n, _ := p.Wait(evs, time.Second)
+	for _, ev := range evs[:n] {
+		fmt.Println(ev)
+	}
+	fmt.Println("armed:", p.Stats().Armed)
+	// Output:
+	// {tag 0x1 canceled}
+	// {tag 0x2 canceled}
+	// armed: 0
+}
