@@ -102,14 +102,11 @@ func (c *conn) next(seq uint64, sentMeasured *int64) (s sent, ok bool) {
 	}
 	if e.rate {
 		s.start = e.intended(c.id, seq)
-		if s.start >= e.end || !c.sleepUntil(s.start) {
-			return s, false
-		}
 	} else {
 		s.start = e.now()
-		if s.start >= e.end {
-			return s, false
-		}
+	}
+	if s.start >= e.end {
+		return s, false
 	}
 	s.seq, s.measured = seq, s.start >= e.warmupEnd
 	if s.measured {
@@ -117,6 +114,9 @@ func (c *conn) next(seq uint64, sentMeasured *int64) (s sent, ok bool) {
 			return s, false
 		}
 		*sentMeasured++
+	}
+	if e.rate && !c.sleepUntil(s.start) {
+		return s, false
 	}
 	return s, true
 }
