@@ -143,7 +143,7 @@ type Event struct {
 	// Events is the ready mask: the armed interest plus Err and Hup,
 	// intersected with what the kernel reported.
 	Events uint32
-	// Canceled is set when Disarm, Forget won the race against readiness.
+	// Canceled is set when Disarm or Forget won the race against readiness.
 	Canceled bool
 	// Errno is the kernel's refusal: EBADF for an fd closed before or
 	// while it was armed, EPERM from epoll for a file it cannot poll, ...
