@@ -72,6 +72,10 @@ type Table[T any] struct {
 	stale atomic.Uint64
 
 	mu sync.Mutex // serialises grow
+
+	// hookPop: constant after construction; nil except in tests, which use
+	// it to stop a pop between reading the head's next and its CAS.
+	hookPop func()
 }
 
 const (
@@ -205,6 +209,9 @@ func (t *Table[T]) pop() (*Slot[T], uint32) {
 		}
 		s := t.slot(uint32(i - 1))
 		next := uint64(s.next.Load())
+		if t.hookPop != nil {
+			t.hookPop()
+		}
 		if t.head.CompareAndSwap(h, (h&^headIndexMask+headVersion)|next) {
 			return s, uint32(i - 1)
 		}
