@@ -3,6 +3,7 @@ package reactor_test
 import (
 	"context"
 	"errors"
+	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -209,6 +210,66 @@ func TestStaleEventAfterFdReuse(t *testing.T) {
 				unix.Close(p2)
 			}
 			t.Logf("stale dropped: %d", r.Stats().StaleDropped)
+		})
+	}
+}
+
+// TestCloseWithListenerAndConns: Close on a reactor with a listener whose
+// accept is pending (tokio-uring #158: shutdown hung on a pending accept) and
+// open connections returns, calls OnClose once per Conn with ErrClosed, and
+// leaves no fd behind.
+func TestCloseWithListenerAndConns(t *testing.T) {
+	for _, b := range backends {
+		t.Run(name(b), func(t *testing.T) {
+			before := openFds(t)
+			r, err := reactor.New(reactor.Config{Backend: b, Loops: 2})
+			if err != nil {
+				if errors.Is(err, reactor.ErrUnavailable) {
+					t.Skipf("io_uring unavailable here: %v", err)
+				}
+				t.Fatal(err)
+			}
+			h := &closeErrs{errs: make(chan error, 64)}
+			ln, err := r.Listen("tcp", "127.0.0.1:0", h, reactor.ListenConfig{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			port := ln.Addr().(*net.TCPAddr).Port
+			var clients []int
+			for i := 0; i < 20; i++ {
+				fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := unix.Connect(fd, &unix.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+					t.Fatal(err)
+				}
+				clients = append(clients, fd)
+			}
+			waitFor(t, 5*time.Second, "20 open", func() bool { return ln.Stats().Active == 20 })
+			if err := r.Close(); err != nil {
+				t.Fatal(err)
+			}
+			close(h.errs)
+			n := 0
+			for err := range h.errs {
+				n++
+				if !errors.Is(err, reactor.ErrClosed) {
+					t.Fatalf("OnClose err = %v, want ErrClosed", err)
+				}
+			}
+			if n != 20 || ln.Stats().Active != 0 {
+				t.Fatalf("OnClose ran %d times for 20 Conns; stats %+v", n, ln.Stats())
+			}
+			if err := ln.Close(); err != nil { // after the reactor closed it
+				t.Fatal(err)
+			}
+			for _, fd := range clients {
+				unix.Close(fd)
+			}
+			if after := openFds(t); after != before {
+				t.Fatalf("fds: %d before, %d after", before, after)
+			}
 		})
 	}
 }

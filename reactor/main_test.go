@@ -12,12 +12,17 @@ import (
 	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
 
+	"github.com/oneshot-io/oneshot/internal/seccomp"
 	"github.com/oneshot-io/oneshot/reactor"
 )
 
 func TestMain(m *testing.M) {
 	if spec := os.Getenv(dialerEnv); spec != "" {
 		os.Exit(runDialer(spec))
+	}
+	if _, err := seccomp.ApplyFromEnv(); err != nil {
+		fmt.Fprintln(os.Stderr, "installing the io_uring seccomp filter:", err)
+		os.Exit(2)
 	}
 	goleak.VerifyTestMain(m)
 }
