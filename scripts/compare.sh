@@ -277,6 +277,7 @@ elapsed=$(($(date -u +%s) - started))
 {
 	echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
 	echo "machine: $ncpu CPUs ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1)), Linux $(uname -r), $(go version | cut -d' ' -f3)"
+	echo "source: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$([[ -n $(git status --porcelain --untracked-files=no 2>/dev/null) ]] && echo ' with uncommitted changes')"
 	echo "pinning: $pinning"
 	echo "each cell: echoload --pipeline $PIPELINE --warmup $WARMUP --duration $DURATION, closed loop, every byte checked; $ROUNDS round(s), median shown"
 	echo "command: QUICK=$QUICK ROUNDS=$ROUNDS scripts/compare.sh (matrix took ${elapsed}s)"
