@@ -3,6 +3,7 @@ package reactor_test
 import (
 	"context"
 	"errors"
+	"os"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -150,6 +151,55 @@ func TestWakeNeverLost(t *testing.T) {
 					t.Fatalf("round %d: an Arm on an idle loop never completed: a wake-up was lost", round)
 				}
 			}
+		})
+	}
+}
+
+// TestArmDeadline: a deadline is one more canceller. It completes the
+// request with os.ErrDeadlineExceeded, after which Cancel reports false
+// (the deadline decided, not Cancel); a request completed first leaves no
+// timer behind.
+func TestArmDeadline(t *testing.T) {
+	for _, b := range backends {
+		t.Run(name(b), func(t *testing.T) {
+			r := newReactor(t, b, 1)
+			a, p := socketpair(t)
+			defer unix.Close(a)
+			defer unix.Close(p)
+			got := make(chan reactor.Result, 1)
+			start := time.Now()
+			q, err := r.ArmDeadline(a, reactor.In, start.Add(30*time.Millisecond), func(res reactor.Result) { got <- res })
+			if err != nil {
+				t.Fatal(err)
+			}
+			res := <-got
+			if !errors.Is(res.Err, os.ErrDeadlineExceeded) {
+				t.Fatalf("result %+v, want ErrDeadlineExceeded", res)
+			}
+			if d := time.Since(start); d < 30*time.Millisecond {
+				t.Fatalf("deadline fired after %v, before it was due", d)
+			}
+			if q.Cancel() {
+				t.Fatal("Cancel after the deadline decided returned true")
+			}
+			// 1,000 requests with far deadlines, all canceled: the heap
+			// must empty with them.
+			qs := make([]*reactor.Request, 1000)
+			for i := range qs {
+				if qs[i], err = r.ArmDeadline(a, reactor.In, time.Now().Add(time.Hour), func(reactor.Result) {}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			waitFor(t, 5*time.Second, "1000 deadlines on the heap", func() bool { return r.Stats().Timers == 1000 })
+			for _, q := range qs {
+				if !q.Cancel() {
+					t.Fatal("Cancel of a pending request returned false")
+				}
+			}
+			waitFor(t, 5*time.Second, "the heap emptied by completions", func() bool {
+				s := r.Stats()
+				return s.Outstanding == 0 && s.Timers == 0
+			})
 		})
 	}
 }

@@ -25,6 +25,7 @@ type reqData struct {
 	w        *waiter      // Poll
 	q        *Request     // Arm: told the outcome before the slot is released
 	deadline int64        // nanotime; 0 = none
+	timer    int32        // index+1 of the deadline in l.timers; 0 = none
 	ready    Events       // the mask of the event that decided Ready
 	errno    unix.Errno   // the event that decided Failed
 	armErr   error        // the backend refused the arm (decided Failed)
@@ -69,6 +70,7 @@ type loop struct {
 	// Counters: atomic, written by the loop (wakeups by producers).
 	armed, ready, failed, canceled, closed, stale, rearmed atomic.Uint64
 	wakeups, turns, kernel, events, maxBatch, outstanding  atomic.Uint64
+	timerCount                                             atomic.Int64 // len(timers) at the last turn
 }
 
 // stopper is a listener or packet conn the loop must close when it stops.
@@ -110,6 +112,7 @@ func (l *loop) run(backend poller.Backend, started chan<- openResult, done func(
 		l.spare = cmds[:0]
 		now := nanotime()
 		l.runTimers(now)
+		l.timerCount.Store(int64(len(l.timers)))
 		if l.r.closing.Load() {
 			l.stop()
 			return
@@ -245,6 +248,9 @@ func (l *loop) deliver(h reqHandle) {
 	}
 	if d.listed {
 		l.unlink(h)
+	}
+	if d.timer != 0 {
+		l.timers.remove(int(d.timer - 1))
 	}
 	cb, w, q := d.cb, d.w, d.q
 	if q != nil {
@@ -402,9 +408,10 @@ func (l *loop) runTimers(now int64) {
 			continue
 		}
 		// A request deadline: one more canceller, deciding Closed with
-		// os.ErrDeadlineExceeded as its meaning.
+		// os.ErrDeadlineExceeded as its meaning. Delivery removes the
+		// entry, so h is live here; a Cancel may have won meanwhile.
 		h := e.h
-		if !h.Current() || !h.State().Cancellable() {
+		if !h.State().Cancellable() {
 			continue
 		}
 		h.Data().reason = errDeadline

@@ -334,6 +334,7 @@ func (r *Reactor) Stats() Stats {
 		s.EventsReaped += l.events.Load()
 		s.MaxBatch = max(s.MaxBatch, l.maxBatch.Load())
 		s.Outstanding += int64(l.outstanding.Load())
+		s.Timers += l.timerCount.Load()
 	}
 	return s
 }

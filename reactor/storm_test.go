@@ -200,6 +200,25 @@ func TestStorm(t *testing.T) {
 				}
 			}()
 			time.Sleep(dur) // the storm's length
+			// Requests that cannot fire (Pri on an idle pair), so that
+			// Close surely meets some outstanding ones mid-storm.
+			ia, ip := socketpair(t)
+			for i := 0; i < 16; i++ {
+				sr := &stormReq{}
+				q, err := r.Arm(ia, reactor.Pri, func(res reactor.Result) {
+					if sr.completions.Add(1) == 1 {
+						e := res.Err
+						sr.err.Store(&e)
+					}
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				sr.q = q
+				mu.Lock()
+				reqs = append(reqs, sr)
+				mu.Unlock()
+			}
 			if err := r.Close(); err != nil {
 				t.Fatal(err)
 			}
@@ -247,6 +266,8 @@ func TestStorm(t *testing.T) {
 				unix.Close(pr.a)
 				unix.Close(pr.p)
 			}
+			unix.Close(ia)
+			unix.Close(ip)
 			if after := openFds(t); after != fdsBefore {
 				t.Fatalf("fds: %d before, %d after", fdsBefore, after)
 			}

@@ -1,38 +1,92 @@
 package reactor
 
 // timerObj is what a timer fires into. seq lets the owner recognise and
-// ignore an entry it has since superseded (entries are deleted lazily).
+// ignore an entry it has since superseded (such entries are deleted lazily:
+// a Conn or listener socket has at most a couple at a time).
 type timerObj interface {
 	fire(l *loop, seq uint64, now int64)
 }
 
 // timerEntry is one deadline on a loop's heap.
 type timerEntry struct {
-	when int64 // nanotime()
-	seq  uint64
+	when int64     // nanotime()
+	seq  uint64    // obj's own generation for this entry
 	obj  timerObj  // nil: a request deadline for h
 	h    reqHandle // the request whose deadline this is (obj == nil)
 }
 
 // timerHeap is a binary min-heap of deadlines, owned by the loop goroutine.
-// Expired entries are popped in order each turn; an entry whose owner moved
-// on is recognised by seq when it fires, so nothing is removed early. It is
-// hand-rolled rather than container/heap so that a push does not box the
-// entry into an interface (an allocation per deadline).
+// A request deadline's position is kept in its payload (reqData.timer, index
+// + 1) so that delivery removes it at once: a server arming at a high rate
+// with long deadlines does not pile up entries for requests long finished.
+// It is hand-rolled rather than container/heap so that a push does not box
+// the entry into an interface (an allocation per deadline).
 type timerHeap []timerEntry
+
+func (h timerHeap) set(i int, e timerEntry) {
+	h[i] = e
+	if e.obj == nil {
+		e.h.Data().timer = int32(i + 1)
+	}
+}
 
 func (h *timerHeap) add(e timerEntry) {
 	*h = append(*h, e)
-	s := *h
-	i := len(s) - 1
+	h.up(len(*h) - 1)
+}
+
+func (h timerHeap) up(i int) {
+	e := h[i]
 	for i > 0 {
 		p := (i - 1) / 2
-		if s[p].when <= s[i].when {
+		if h[p].when <= e.when {
 			break
 		}
-		s[p], s[i] = s[i], s[p]
+		h.set(i, h[p])
 		i = p
 	}
+	h.set(i, e)
+}
+
+func (h timerHeap) down(i int) {
+	e := h[i]
+	for {
+		l := 2*i + 1
+		if l >= len(h) {
+			break
+		}
+		m := l
+		if r := l + 1; r < len(h) && h[r].when < h[l].when {
+			m = r
+		}
+		if e.when <= h[m].when {
+			break
+		}
+		h.set(i, h[m])
+		i = m
+	}
+	h.set(i, e)
+}
+
+// remove takes out the entry at i.
+func (h *timerHeap) remove(i int) timerEntry {
+	s := *h
+	e := s[i]
+	last := len(s) - 1
+	if i != last {
+		s[i] = s[last]
+	}
+	s[last] = timerEntry{}
+	s = s[:last]
+	*h = s
+	if i < last {
+		s.down(i)
+		s.up(i)
+	}
+	if e.obj == nil {
+		e.h.Data().timer = 0
+	}
+	return e
 }
 
 // next returns the earliest deadline, or -1 when there is none.
@@ -45,30 +99,8 @@ func (h timerHeap) next() int64 {
 
 // popExpired removes and returns the earliest entry if it is due at now.
 func (h *timerHeap) popExpired(now int64) (timerEntry, bool) {
-	s := *h
-	if len(s) == 0 || s[0].when > now {
+	if len(*h) == 0 || (*h)[0].when > now {
 		return timerEntry{}, false
 	}
-	e := s[0]
-	last := len(s) - 1
-	s[0] = s[last]
-	s[last] = timerEntry{}
-	s = s[:last]
-	i := 0
-	for {
-		l, r, m := 2*i+1, 2*i+2, i
-		if l < len(s) && s[l].when < s[m].when {
-			m = l
-		}
-		if r < len(s) && s[r].when < s[m].when {
-			m = r
-		}
-		if m == i {
-			break
-		}
-		s[i], s[m] = s[m], s[i]
-		i = m
-	}
-	*h = s
-	return e, true
+	return h.remove(0), true
 }

@@ -146,6 +146,7 @@ type Stats struct {
 	EventsReaped    uint64 // events harvested from the backend
 	MaxBatch        uint64 // largest number of events one turn harvested
 	Outstanding     int64  // requests armed and not yet completed
+	Timers          int64  // deadlines on the loops' heaps (as of their last turn)
 }
 
 // Completed is the sum of all completions.
