@@ -46,3 +46,39 @@ func ExampleHandle_Cancel() {
 	// MustRelease
 	// false Stale
 }
+
+// The closer finds every live request with Range and closes it; a request
+// that is armed needs the loop to withdraw it, one still queued is stolen
+// by the loop when it dequeues it.
+func ExampleTable_Range() {
+	tb := cancel.NewTable[payload](16)
+	queued, _ := tb.Acquire()
+	armed, _ := tb.Acquire()
+	armed.Arm()
+	tb.Range(func(h cancel.Handle[payload], st cancel.State) bool {
+		fmt.Println(st.Phase(), h.Close())
+		return true
+	})
+	fmt.Println(queued.Arm(), queued.State().Outcome()) // the loop dequeues it
+	fmt.Println(armed.Withdraw())                       // the loop, on the closer's message
+	// Output:
+	// Submitted NothingToDo
+	// OnQueue MustAskLoopToCancel
+	// MustDeliver Closed
+	// MustDeliver|MustCancelInKernel
+}
+
+// A spurious wakeup hands the request back to the loop, which re-arms it
+// unless a cancel landed meanwhile.
+func ExampleHandle_Requeue() {
+	tb := cancel.NewTable[payload](16)
+	h, _ := tb.Acquire()
+	h.Arm()
+	fmt.Println(h.Wake(cancel.Undecided)) // the other direction fired
+	fmt.Println(h.Cancel())               // lands while the loop holds it
+	fmt.Println(h.Requeue())              // finished as cancelled, not re-armed
+	// Output:
+	// MustRequeue
+	// true NothingToDo
+	// MustDeliver
+}

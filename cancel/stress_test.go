@@ -31,7 +31,6 @@ type stressLoop struct {
 	rng     *rand.Rand
 	armed   []stressArm
 	batch   []stressCQE // harvested, not yet processed
-	pending []stressHandle
 	live    *atomic.Int64
 	slots   chan struct{} // in-flight bound; a token comes back on Release
 	cancelQ chan stressHandle
