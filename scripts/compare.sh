@@ -4,8 +4,8 @@
 # one run, on loopback. Prints a table with each server's ratio to echod on
 # io_uring and writes it as Markdown and JSON under results/compare-<UTC time>/.
 #
-#   scripts/compare.sh              # the default matrix, 5 s per cell (~3 min)
-#   QUICK=1 scripts/compare.sh      # a smoke run, ~1 s per cell
+#   scripts/compare.sh              # the default matrix, 5 s per cell (~2.5 min)
+#   QUICK=1 scripts/compare.sh      # a smoke run, ~1 s per cell (~35 s)
 #
 # Environment:
 #   DURATION, WARMUP   per cell (default 5s, 1s; QUICK=1: 1s, 200ms)
@@ -14,7 +14,8 @@
 #   PIPELINE           messages in flight per connection (default 1)
 #   ROUNDS             run the whole matrix this many times, servers taking
 #                      turns each round, and report each figure's median
-#                      (default 1; 3 with DURATION=2s steadies a busy machine)
+#                      (default 1; ROUNDS=3 DURATION=3s, ~5 min, steadies a
+#                      busy machine)
 #   PIN=0              do not pin server and client to separate CPUs
 #   SYSCALLS=0         do not count the server's syscalls per message (by
 #                      default counted with `perf stat -e raw_syscalls:sys_enter`
@@ -23,9 +24,10 @@
 #                      that links the reactor in while it is gated; a tag
 #                      no file uses is harmless)
 #
-# With 2 or more CPUs the server runs on CPU 0 and echoload on CPU 1
-# (taskset), and every server gets one event loop (its GOMAXPROCS follows
-# the CPU mask). On 2 cores the client saturates its CPU first from ~100
+# With 2 or more CPUs the servers run on the first CPU this process may use
+# and echoload on the second (taskset), and every server gets one event
+# loop (a Go program's GOMAXPROCS follows its CPU mask). All servers start
+# at once and the cells take turns server by server. On 2 cores the client saturates its CPU first from ~100
 # connections up, so compare server CPU µs per message there (echoload reads
 # the server's utime+stime from /proc at the measured phase's ends).
 #
