@@ -114,6 +114,15 @@ var scenarios = []scenario{
 
 // TestInterleavings explores every ordering of the actors' atomic steps in
 // each scenario and checks the invariants after every step and at the end.
+//
+// A step is one call into the package. That is as fine as interleavings
+// need to go: every method is a load-decide-CAS loop whose effect (next
+// word and result) is a function of the word its successful CAS replaced,
+// and whose failed rounds change nothing, so each call takes effect at one
+// instant (the successful CAS, or the final load for a call that returns
+// without writing). Any real execution is therefore one of the orders of
+// whole calls enumerated here; the CAS retries themselves run in TestStress
+// under -race.
 func TestInterleavings(t *testing.T) {
 	total := 0
 	for i := range scenarios {
