@@ -70,6 +70,9 @@ type Conn struct {
 	werr       error     // guarded by mu: the write error that condemned c
 
 	lastActive atomic.Int64 // nanotime of the last byte moved either way
+	// outSince: nanotime of the last output progress, or of output
+	// becoming pending; what WriteTimeout measures. Guarded by mu.
+	outSince int64
 
 	// Owned by the loop goroutine.
 	rd, wr     reqHandle // in-flight requests; zero = none
@@ -77,6 +80,8 @@ type Conn struct {
 	opened     bool      // OnOpen was called, so OnClose is owed
 	drainBy    int64     // nanotime by which a drain must end; 0 = none
 	timerSeq   uint64    // the live timer entry's seq
+	timerWhen  int64     // when the live entry fires; 0 = none
+	lastRead   int64     // nanotime of the last byte read
 	closeErr   error     // the reason the drain began (nil: clean)
 	onRead     func(Result)
 	onWrite    func(Result)
@@ -175,6 +180,9 @@ func (c *Conn) Write(b []byte) (int, error) {
 	if c.off > 0 && c.off == len(c.out) {
 		c.out, c.off = c.out[:0], 0
 	}
+	if len(c.out) == c.off {
+		c.outSince = nanotime() // output becomes pending
+	}
 	c.out = append(c.out, b[n:]...)
 	c.kickLocked(taskFlush)
 	c.mu.Unlock()
@@ -259,7 +267,8 @@ func (c *Conn) open() {
 		return
 	}
 	c.opened = true
-	c.lastActive.Store(nanotime())
+	c.lastRead = nanotime()
+	c.lastActive.Store(c.lastRead)
 	c.call(func() { c.ln.h.OnOpen(c) })
 	if c.state != connOpen {
 		return
@@ -326,6 +335,9 @@ func (c *Conn) armWrite() {
 		return
 	}
 	c.wr = tag
+	if c.ln.writeTimeout > 0 {
+		c.schedule()
+	}
 }
 
 // readable is c's read request completing.
@@ -364,7 +376,8 @@ func (c *Conn) readSome(rounds int) {
 			c.doClose(taskClose, nil)
 			return
 		}
-		c.lastActive.Store(nanotime())
+		c.lastRead = nanotime()
+		c.lastActive.Store(c.lastRead)
 		c.ln.bytesIn.Add(uint64(n))
 		c.callData(buf[:n])
 		if c.state != connOpen {
@@ -424,7 +437,9 @@ func (c *Conn) flushAndArm() {
 	if c.readPaused && pending <= c.ln.maxPending/2 {
 		c.readPaused = false
 		c.ln.paused.Add(-1)
+		c.lastRead = nanotime() // the read deadline restarts with reading
 		c.armRead()
+		c.schedule()
 	}
 }
 
@@ -447,7 +462,9 @@ func (c *Conn) flushLocked() (int, error) {
 		moved += m
 	}
 	if moved > 0 {
-		c.lastActive.Store(nanotime())
+		now := nanotime()
+		c.lastActive.Store(now)
+		c.outSince = now
 		c.ln.bytesOut.Add(uint64(moved))
 	}
 	if c.off == len(c.out) {
@@ -522,34 +539,82 @@ func (c *Conn) finish(err error) {
 	c.ln.connDone()
 }
 
-// schedule (re)arms c's one timer for the earlier of its idle deadline and
-// its drain bound.
+// The deadlines a Conn can pass.
+const (
+	dlNone = iota
+	dlIdle
+	dlRead
+	dlWrite
+	dlDrain
+)
+
+// deadline returns the earliest of c's deadlines (idle, read, write, drain
+// bound) and which it is; 0, dlNone when none applies.
+func (c *Conn) deadline() (int64, int) {
+	when, kind := int64(0), dlNone
+	consider := func(t int64, k int) {
+		if when == 0 || t < when {
+			when, kind = t, k
+		}
+	}
+	ln := c.ln
+	if c.state == connOpen {
+		if ln.idle > 0 {
+			consider(c.lastActive.Load()+int64(ln.idle), dlIdle)
+		}
+		if ln.readTimeout > 0 && !c.readPaused {
+			consider(c.lastRead+int64(ln.readTimeout), dlRead)
+		}
+	}
+	if ln.writeTimeout > 0 {
+		c.mu.Lock()
+		pending, since := len(c.out)-c.off, c.outSince
+		c.mu.Unlock()
+		if pending > 0 {
+			consider(since+int64(ln.writeTimeout), dlWrite)
+		}
+	}
+	if c.drainBy != 0 {
+		consider(c.drainBy, dlDrain)
+	}
+	return when, kind
+}
+
+// deadlineErr says which deadline closed c.
+func (c *Conn) deadlineErr(kind int) error {
+	switch kind {
+	case dlIdle:
+		return fmt.Errorf("reactor: no bytes either way for %v: %w", c.ln.idle, ErrIdleTimeout)
+	case dlRead:
+		return fmt.Errorf("reactor: no bytes read for %v: %w", c.ln.readTimeout, errDeadline)
+	case dlWrite:
+		return fmt.Errorf("reactor: output stalled for %v: %w", c.ln.writeTimeout, errDeadline)
+	}
+	return fmt.Errorf("reactor: flush did not finish within %v: %w", c.ln.closeTimeout, ErrClosed)
+}
+
+// schedule makes sure c's timer fires by its earliest deadline. An entry
+// already due no later stays (it re-evaluates when it fires), so a Conn
+// holds a bounded number of heap entries however often it reschedules.
 func (c *Conn) schedule() {
-	when := int64(0)
-	if c.ln.idle > 0 && c.state == connOpen {
-		when = c.lastActive.Load() + int64(c.ln.idle)
-	}
-	if c.drainBy != 0 && (when == 0 || c.drainBy < when) {
-		when = c.drainBy
-	}
-	if when == 0 {
+	when, _ := c.deadline()
+	if when == 0 || (c.timerWhen != 0 && c.timerWhen <= when) {
 		return
 	}
 	c.timerSeq++
+	c.timerWhen = when
 	c.l.addTimer(timerEntry{when: when, seq: c.timerSeq, obj: c})
 }
 
-// fire is c's timer expiring.
+// fire is c's timer expiring: close c if a deadline passed, else wait for
+// the next one.
 func (c *Conn) fire(_ *loop, seq uint64, now int64) {
 	if seq != c.timerSeq || c.state == connClosed {
 		return
 	}
-	if c.drainBy != 0 && now >= c.drainBy {
-		c.finish(fmt.Errorf("reactor: flush did not finish within %v: %w", c.ln.closeTimeout, ErrClosed))
-		return
-	}
-	if c.ln.idle > 0 && c.state == connOpen && now-c.lastActive.Load() >= int64(c.ln.idle) {
-		c.finish(fmt.Errorf("reactor: no bytes for %v: %w", c.ln.idle, ErrIdleTimeout))
+	c.timerWhen = 0
+	if when, kind := c.deadline(); kind != dlNone && now >= when {
+		c.finish(c.deadlineErr(kind))
 		return
 	}
 	c.schedule()

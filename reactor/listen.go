@@ -23,6 +23,14 @@ type ListenConfig struct {
 	// IdleTimeout closes a Conn that moved no byte either way for this
 	// long (OnClose's error wraps ErrIdleTimeout); 0 is none.
 	IdleTimeout time.Duration
+	// ReadTimeout closes a Conn from which no byte was read for this long
+	// while the layer was reading it (OnClose's error wraps
+	// os.ErrDeadlineExceeded); 0 is none.
+	ReadTimeout time.Duration
+	// WriteTimeout closes a Conn whose pending output made no progress
+	// for this long: a peer that stopped reading (OnClose's error wraps
+	// os.ErrDeadlineExceeded); 0 is none.
+	WriteTimeout time.Duration
 	// CloseTimeout bounds the flush of Close, Shutdown and peer EOF; a
 	// flush still unfinished then ends in a forced close. 0 means 30s.
 	CloseTimeout time.Duration
@@ -66,6 +74,8 @@ type Listener struct {
 	maxConns     int
 	maxPending   int
 	idle         time.Duration
+	readTimeout  time.Duration
+	writeTimeout time.Duration
 	closeTimeout time.Duration
 	socks        []*lsock // constant after Listen
 
@@ -115,6 +125,7 @@ func (r *Reactor) Listen(network, address string, h Handler, cfg ListenConfig) (
 	ln := &Listener{
 		r: r, h: h, unix: network == "unix", reusePort: cfg.ReusePort,
 		maxConns: cfg.MaxConns, maxPending: cfg.MaxPending, idle: cfg.IdleTimeout,
+		readTimeout: cfg.ReadTimeout, writeTimeout: cfg.WriteTimeout,
 		closeTimeout: cfg.CloseTimeout, closedCh: make(chan struct{}),
 	}
 	if ln.maxPending <= 0 {

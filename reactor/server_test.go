@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"sync"
 	"testing"
@@ -291,6 +292,57 @@ func TestCloseWrite(t *testing.T) {
 				t.Fatalf("server read %q after its CloseWrite", s)
 			}
 			h.check(t)
+		})
+	}
+}
+
+// TestReadWriteTimeouts: ReadTimeout closes a Conn that sends nothing;
+// WriteTimeout closes one whose peer stopped reading (its output stalled);
+// both say so with an error wrapping os.ErrDeadlineExceeded.
+func TestReadWriteTimeouts(t *testing.T) {
+	for _, b := range backends {
+		t.Run(name(b), func(t *testing.T) {
+			r := newReactor(t, b, 1)
+			h := &closeErrs{errs: make(chan error, 2)}
+			ln := listen(t, r, h, reactor.ListenConfig{ReadTimeout: 60 * time.Millisecond})
+			c, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			start := time.Now()
+			if err := <-h.errs; !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("read timeout: OnClose err = %v", err)
+			}
+			if d := time.Since(start); d < 60*time.Millisecond {
+				t.Fatalf("closed after %v, before the read timeout", d)
+			}
+
+			h2 := &closeErrs{errs: make(chan error, 2)}
+			ln2 := listen(t, r, h2, reactor.ListenConfig{WriteTimeout: 80 * time.Millisecond, MaxPending: 64 << 10})
+			c2, err := net.Dial("tcp", ln2.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c2.Close()
+			c2.(*net.TCPConn).SetReadBuffer(4 << 10)
+			go func() { // never reads: the echo backs up
+				buf := make([]byte, 64<<10)
+				c2.SetWriteDeadline(time.Now().Add(5 * time.Second))
+				for {
+					if _, err := c2.Write(buf); err != nil {
+						return
+					}
+				}
+			}()
+			select {
+			case err := <-h2.errs:
+				if !errors.Is(err, os.ErrDeadlineExceeded) {
+					t.Fatalf("write timeout: OnClose err = %v", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("a peer that stopped reading was never closed")
+			}
 		})
 	}
 }
