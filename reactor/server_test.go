@@ -346,3 +346,56 @@ func TestReadWriteTimeouts(t *testing.T) {
 		})
 	}
 }
+
+// pusher hands each opened Conn to the test, which writes from its own
+// goroutine.
+type pusher struct {
+	opened chan *reactor.Conn
+	closed chan error
+}
+
+func (p *pusher) OnOpen(c *reactor.Conn)             { p.opened <- c }
+func (p *pusher) OnData(*reactor.Conn, []byte)       {}
+func (p *pusher) OnClose(_ *reactor.Conn, err error) { p.closed <- err }
+
+// TestWriteFromAnotherGoroutineThenClose: Writes from a goroutine that is
+// not the loop queue what the socket refuses and hand the flush to the
+// loop; Close then flushes all of it, in order, before closing cleanly.
+func TestWriteFromAnotherGoroutineThenClose(t *testing.T) {
+	for _, b := range backends {
+		t.Run(name(b), func(t *testing.T) {
+			r := newReactor(t, b, 2)
+			h := &pusher{opened: make(chan *reactor.Conn, 1), closed: make(chan error, 1)}
+			ln := listen(t, r, h, reactor.ListenConfig{})
+			c, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			sc := <-h.opened
+			const total = 4 << 20
+			want := make([]byte, total)
+			rand.Read(want)
+			go func() {
+				for off := 0; off < total; off += 8 << 10 {
+					if _, err := sc.Write(want[off : off+8<<10]); err != nil {
+						t.Errorf("Write: %v", err)
+						return
+					}
+				}
+				sc.Close() // flush, then close
+				if _, err := sc.Write([]byte("x")); !errors.Is(err, reactor.ErrClosed) {
+					t.Errorf("Write after Close = %v, want ErrClosed", err)
+				}
+			}()
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			got, err := io.ReadAll(c)
+			if err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("read %d of %d bytes (equal %v): %v", len(got), total, bytes.Equal(got, want), err)
+			}
+			if err := <-h.closed; err != nil {
+				t.Fatalf("OnClose err = %v, want nil after a flushed Close", err)
+			}
+		})
+	}
+}

@@ -1,0 +1,89 @@
+package reactor
+
+import "fmt"
+
+// A Conn has one timer on its loop's heap, due at the earliest of its
+// deadlines. It is recomputed when it fires, so activity never touches the
+// heap: a read or write only stores a timestamp.
+
+// The deadlines a Conn can pass.
+const (
+	dlNone = iota
+	dlIdle
+	dlRead
+	dlWrite
+	dlDrain
+)
+
+// deadline returns the earliest of c's deadlines (idle, read, write, drain
+// bound) and which it is; 0, dlNone when none applies.
+func (c *Conn) deadline() (int64, int) {
+	when, kind := int64(0), dlNone
+	consider := func(t int64, k int) {
+		if when == 0 || t < when {
+			when, kind = t, k
+		}
+	}
+	ln := c.ln
+	if c.state == connOpen {
+		if ln.idle > 0 {
+			consider(c.lastActive.Load()+int64(ln.idle), dlIdle)
+		}
+		if ln.readTimeout > 0 && !c.readPaused {
+			consider(c.lastRead+int64(ln.readTimeout), dlRead)
+		}
+	}
+	if ln.writeTimeout > 0 {
+		c.mu.Lock()
+		pending, since := len(c.out)-c.off, c.outSince
+		c.mu.Unlock()
+		if pending > 0 {
+			consider(since+int64(ln.writeTimeout), dlWrite)
+		}
+	}
+	if c.drainBy != 0 {
+		consider(c.drainBy, dlDrain)
+	}
+	return when, kind
+}
+
+// deadlineErr says which deadline closed c.
+func (c *Conn) deadlineErr(kind int) error {
+	switch kind {
+	case dlIdle:
+		return fmt.Errorf("reactor: no bytes either way for %v: %w", c.ln.idle, ErrIdleTimeout)
+	case dlRead:
+		return fmt.Errorf("reactor: no bytes read for %v: %w", c.ln.readTimeout, errDeadline)
+	case dlWrite:
+		return fmt.Errorf("reactor: output stalled for %v: %w", c.ln.writeTimeout, errDeadline)
+	}
+	return fmt.Errorf("reactor: flush did not finish within %v: %w", c.ln.closeTimeout, ErrClosed)
+}
+
+// schedule makes sure c's timer fires by its earliest deadline. An entry
+// already due no later stays (it re-evaluates when it fires), so a Conn
+// holds a bounded number of heap entries however often it reschedules.
+func (c *Conn) schedule() {
+	when, _ := c.deadline()
+	if when == 0 || (c.timerWhen != 0 && c.timerWhen <= when) {
+		return
+	}
+	c.timerSeq++
+	c.timerWhen = when
+	c.l.addTimer(timerEntry{when: when, seq: c.timerSeq, obj: c})
+}
+
+// fire is c's timer expiring: close c if a deadline passed, else wait for
+// the next one.
+func (c *Conn) fire(_ *loop, seq uint64, now int64) {
+	if seq != c.timerSeq || c.state == connClosed {
+		return
+	}
+	c.timerWhen = 0
+	if when, kind := c.deadline(); kind != dlNone && now >= when {
+		c.finish(c.deadlineErr(kind))
+		return
+	}
+	c.schedule()
+}
+
