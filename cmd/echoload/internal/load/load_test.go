@@ -36,6 +36,19 @@ func startServer(t *testing.T, network string, f echotest.Fault) *echotest.Serve
 	return s
 }
 
+// echoedAtLeast polls s.Echoed until it reaches n or 2 s pass, and returns
+// the last count.
+func echoedAtLeast(s *echotest.Server, n int64) int64 {
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		got := s.Echoed()
+		if got >= n || time.Now().After(deadline) {
+			return got
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func baseConfig(network, addr string) load.Config {
 	return load.Config{
 		Network: network, Address: addr, Conns: 4, Size: 64, Pipeline: 1,
@@ -80,7 +93,9 @@ func TestCounts(t *testing.T) {
 			if rep.Messages != cfg.Messages || rep.Bytes != cfg.Messages*int64(cfg.Size) {
 				t.Fatalf("report has %d messages, %d bytes; want %d, %d", rep.Messages, rep.Bytes, cfg.Messages, cfg.Messages*int64(cfg.Size))
 			}
-			if got := s.Echoed(); got != rep.Bytes {
+			// The server counts a write after it returns, which can be
+			// after the client has read it: wait, bounded, for the count.
+			if got := echoedAtLeast(s, rep.Bytes); got != rep.Bytes {
 				t.Fatalf("server echoed %d bytes, report says %d", got, rep.Bytes)
 			}
 			if n := rep.Latency; n.P50 <= 0 || n.P50 > n.P99 || n.P99 > n.Max {
@@ -114,8 +129,8 @@ func TestDuration(t *testing.T) {
 	if rep.Failed() || rep.Messages == 0 {
 		t.Fatalf("messages %d, errors %v", rep.Messages, rep.Errors)
 	}
-	if s.Echoed() <= rep.Bytes {
-		t.Fatalf("server echoed %d bytes, report %d: warmup bytes should be extra", s.Echoed(), rep.Bytes)
+	if got := echoedAtLeast(s, rep.Bytes+1); got <= rep.Bytes {
+		t.Fatalf("server echoed %d bytes, report %d: warmup bytes should be extra", got, rep.Bytes)
 	}
 	if rep.ElapsedSeconds < 0.25 || rep.ElapsedSeconds > 1 {
 		t.Fatalf("measured phase %gs, want about 0.3s", rep.ElapsedSeconds)
