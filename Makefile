@@ -8,7 +8,7 @@ BENCH      ?= .
 BENCHTIME  ?= 1s
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: help build test bench bench-ring-c lint fmt
+.PHONY: help build test bench bench-ring-c fuzz lint fmt
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
@@ -26,6 +26,10 @@ bench: ## run the benchmarks (BENCH=regexp BENCHTIME=1s PKGS=./ring/)
 bench-ring-c: ## ring/ NOP and POLL_ADD costs side by side with liburing in C (installs liburing-dev)
 	@dpkg -s liburing-dev >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq liburing-dev; }
 	bench/c/compare.sh
+
+FUZZTIME ?= 3m
+fuzz: ## explore cancel/'s schedules beyond the seed corpus (FUZZTIME=3m)
+	$(GO) test -run '^$$' -fuzz=FuzzSchedule -fuzztime=$(FUZZTIME) ./cancel/
 
 lint: ## gofmt check, go vet, staticcheck (pinned, fetched through go run)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
