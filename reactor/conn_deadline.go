@@ -86,4 +86,3 @@ func (c *Conn) fire(_ *loop, seq uint64, now int64) {
 	}
 	c.schedule()
 }
-
