@@ -71,6 +71,7 @@ type loop struct {
 	armed, ready, failed, canceled, closed, stale, rearmed atomic.Uint64
 	wakeups, turns, kernel, events, maxBatch, outstanding  atomic.Uint64
 	timerCount                                             atomic.Int64 // len(timers) at the last turn
+	backendArmed                                           atomic.Int64 // the poller's Armed, less the wake eventfd
 }
 
 // stopper is a listener or packet conn the loop must close when it stops.
@@ -165,7 +166,9 @@ func (l *loop) handle(n int) {
 		}
 		l.act(h, h.Wake(o))
 	}
-	l.kernel.Store(l.p.Stats().Syscalls + l.ownSyscalls)
+	ps := l.p.Stats()
+	l.kernel.Store(ps.Syscalls + l.ownSyscalls)
+	l.backendArmed.Store(int64(ps.Armed) - 1)
 }
 
 // exec runs one command from the inbox.

@@ -335,6 +335,7 @@ func (r *Reactor) Stats() Stats {
 		s.MaxBatch = max(s.MaxBatch, l.maxBatch.Load())
 		s.Outstanding += int64(l.outstanding.Load())
 		s.Timers += l.timerCount.Load()
+		s.BackendArmed += l.backendArmed.Load()
 	}
 	return s
 }

@@ -147,6 +147,7 @@ type Stats struct {
 	MaxBatch        uint64 // largest number of events one turn harvested
 	Outstanding     int64  // requests armed and not yet completed
 	Timers          int64  // deadlines on the loops' heaps (as of their last turn)
+	BackendArmed    int64  // polls the backends still hold armed, completed requests whose kernel completion is owed included (as of the last turn)
 }
 
 // Completed is the sum of all completions.
