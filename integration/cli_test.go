@@ -30,6 +30,7 @@ func TestCommandLine(t *testing.T) {
 			var stderr bytes.Buffer
 			cmd := exec.Command(echodPath, tt.args...)
 			cmd.Stderr = &stderr
+			cmd.Env = childEnv(nil)
 			cmd.WaitDelay = bound
 			err := cmd.Run()
 			code := 0

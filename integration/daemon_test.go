@@ -124,6 +124,10 @@ func startDenied(t *testing.T, errno unix.Errno, args ...string) *daemon {
 func launch(t *testing.T, cmd *exec.Cmd, args ...string) *daemon {
 	t.Helper()
 	cmd.Args = append(cmd.Args, append([]string{"--log-format", "json"}, args...)...)
+	cmd.Env = childEnv(cmd.Env)
+	// Should this test process die without its cleanups (a panic, go
+	// test's -timeout), the kernel kills echod rather than orphan it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	// An *os.File as Stderr: the child writes the pipe directly, so Wait
 	// does not wait for a copying goroutine and our reader sees every line.
 	r, w, err := os.Pipe()
@@ -173,6 +177,16 @@ func launch(t *testing.T, cmd *exec.Cmd, args ...string) *daemon {
 		}
 	})
 	return d
+}
+
+// childEnv is the environment for a process the tests start: env (or
+// ours), with the race detector's one-second sleep at exit turned off, since
+// echod is built with -race whenever the tests are.
+func childEnv(env []string) []string {
+	if env == nil {
+		env = os.Environ()
+	}
+	return append(env, "GORACE=atexit_sleep_ms=0")
 }
 
 func (d *daemon) hasExited() bool {
@@ -251,7 +265,15 @@ func (d *daemon) wait(limit time.Duration) int {
 	select {
 	case <-d.exited:
 	case <-time.After(limit):
-		d.t.Fatalf("echod still running %v after being told to stop", limit)
+		// SIGQUIT makes the Go runtime print every goroutine's stack to
+		// stderr, which the cleanup shows: the hang's own diagnosis.
+		_ = d.cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-d.exited:
+			<-d.readerDone
+		case <-time.After(5 * time.Second):
+		}
+		d.t.Fatalf("echod still running %v after being told to stop (goroutine dump in the log below)", limit)
 	}
 	<-d.readerDone
 	var ee *exec.ExitError

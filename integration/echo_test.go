@@ -1,5 +1,3 @@
-//go:build echod_reactor
-
 package integration_test
 
 import (

@@ -38,6 +38,11 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(3)
 	}
+	// Likewise for the Docker profile in contrib/ (profile_test.go).
+	if err := applyProfileFromEnv(); err != nil {
+		fmt.Fprintln(os.Stderr, "integration: seccomp profile:", err)
+		os.Exit(3)
+	}
 	os.Exit(runMain(m))
 }
 

@@ -39,6 +39,8 @@ type reactorCounters struct {
 	armed        uint64
 	completed    map[string]uint64 // outcome ("ready", "error", "canceled", "closed") → count
 	outstanding  int64             // gauge: armed and not yet completed
+	backendArmed int64             // gauge: polls the kernel side still holds
+	timers       int64             // gauge: deadlines on the loops' heaps
 	staleDropped uint64
 	rearmed      uint64
 	wakeups      uint64
@@ -73,7 +75,7 @@ type collector struct {
 	src statsSource
 
 	backendInfo, armed, completed, outstanding, stale, rearmed *prometheus.Desc
-	wakeups, turns, enters, reaped                             *prometheus.Desc
+	wakeups, turns, enters, reaped, backendArmed, timers       *prometheus.Desc
 	accepted, refused, active, paused, closed                  *prometheus.Desc
 	bytesIn, bytesOut, acceptErrors, backoffs                  *prometheus.Desc
 	pktIn, pktOut, pktBytesIn, pktBytesOut, pktErrors          *prometheus.Desc
@@ -96,6 +98,8 @@ func newCollector(src statsSource) *collector {
 		turns:        d("oneshot_loop_turns_total", "Event loop iterations (one wait each).", nil),
 		enters:       d("oneshot_kernel_enters_total", "Syscalls the event loops made to arm and wait (io_uring_enter, or epoll_ctl and epoll_wait).", nil),
 		reaped:       d("oneshot_events_reaped_total", "Events harvested from the backend.", nil),
+		backendArmed: d("oneshot_backend_armed", "Polls the backend (io_uring or epoll) still holds armed, late completions owed included.", nil),
+		timers:       d("oneshot_timers", "Deadlines on the event loops' timer heaps (idle timeouts among them).", nil),
 		accepted:     d("echod_connections_accepted_total", "Stream connections accepted and served.", l),
 		refused:      d("echod_connections_refused_total", "Stream connections closed at once because --max-conns were open.", l),
 		active:       d("echod_connections_active", "Stream connections open now.", l),
@@ -116,7 +120,7 @@ func newCollector(src statsSource) *collector {
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.backendInfo, c.armed, c.completed, c.outstanding, c.stale, c.rearmed,
-		c.wakeups, c.turns, c.enters, c.reaped,
+		c.wakeups, c.turns, c.enters, c.reaped, c.backendArmed, c.timers,
 		c.accepted, c.refused, c.active, c.paused, c.closed,
 		c.bytesIn, c.bytesOut, c.acceptErrors, c.backoffs,
 		c.pktIn, c.pktOut, c.pktBytesIn, c.pktBytesOut, c.pktErrors,
@@ -146,6 +150,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.turns, r.loopTurns)
 		counter(c.enters, r.kernelEnters)
 		counter(c.reaped, r.eventsReaped)
+		gauge(c.backendArmed, r.backendArmed)
+		gauge(c.timers, r.timers)
 	}
 	for _, s := range c.src.streams {
 		st := s.stats()

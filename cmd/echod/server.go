@@ -1,5 +1,3 @@
-//go:build echod_reactor
-
 package main
 
 import (
@@ -32,7 +30,7 @@ func startReactor(cfg config, log *zap.Logger) (server, error) {
 	r, err := reactor.New(reactor.Config{
 		Backend: reactor.Backend(cfg.backend),
 		Loops:   cfg.loops,
-		Logger:  log.Named("reactor"),
+		Logger:  reactorLogger(log, cfg.logLevel),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("--backend %s: %w", cfg.backend, err)
@@ -69,6 +67,17 @@ func startReactor(cfg config, log *zap.Logger) (server, error) {
 	return s, nil
 }
 
+// reactorLogger is the logger the reactor gets. Below debug, it is raised to
+// warn: the reactor announces its backend at info, and echod's one startup
+// line already carries that; at debug, everything the reactor says is kept.
+func reactorLogger(log *zap.Logger, level string) *zap.Logger {
+	l := log.Named("reactor")
+	if level == "debug" {
+		return l
+	}
+	return l.WithOptions(zap.IncreaseLevel(zap.WarnLevel))
+}
+
 func (s *reactorServer) addrs() []string { return s.bound }
 
 func (s *reactorServer) backend() (string, string) {
@@ -89,6 +98,8 @@ func (s *reactorServer) stats() statsSource {
 					"closed":   st.CompletedClosed,
 				},
 				outstanding:  st.Outstanding,
+				backendArmed: st.BackendArmed,
+				timers:       st.Timers,
 				staleDropped: st.StaleDropped,
 				rearmed:      st.Rearmed,
 				wakeups:      st.Wakeups,
