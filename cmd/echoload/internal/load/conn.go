@@ -48,7 +48,8 @@ type conn struct {
 	buf      []byte        // owned by the reading goroutine
 	rdl, wdl int64         // read/write deadlines set on nc, ns since base; owned by reader/writer
 	lag      lagStats      // owned by the writing goroutine (Rate only)
-	timer    *time.Timer   // owned by the writing goroutine (Rate only)
+	timer    *time.Timer   // owned by the writing goroutine (Rate)
+	tick     chan struct{} // from the pacer (Rate): a message may be due; constant
 }
 
 func newConn(e *engine, id int, nc net.Conn, quota int64) *conn {
@@ -122,25 +123,34 @@ func (c *conn) next(seq uint64, sentMeasured *int64) (s sent, ok bool) {
 }
 
 // sleepUntil waits until ns since base, reporting false if the connection
-// failed or the run is stopping first.
+// failed or the run is stopping first. It sleeps on a runtime timer, which
+// may wake up to ~1 ms late, and with a pacer also on its ticks, which come
+// on time; a tick may be left over from a message sent late, so the time
+// is checked again after each. The timer stays as a backstop: no wait
+// depends on the pacer alone.
 func (c *conn) sleepUntil(t int64) bool {
-	d := time.Duration(t - c.e.now())
-	if d <= 0 {
-		return true
+	for {
+		d := time.Duration(t - c.e.now())
+		if d <= 0 {
+			return true
+		}
+		if c.timer == nil {
+			c.timer = time.NewTimer(d)
+		} else {
+			c.timer.Reset(d)
+		}
+		select {
+		case <-c.tick: // nil without a pacer
+			c.timer.Stop()
+			continue
+		case <-c.timer.C:
+			return true
+		case <-c.dead:
+		case <-c.e.stop:
+		}
+		c.timer.Stop()
+		return false
 	}
-	if c.timer == nil {
-		c.timer = time.NewTimer(d)
-	} else {
-		c.timer.Reset(d)
-	}
-	select {
-	case <-c.timer.C:
-		return true
-	case <-c.dead:
-	case <-c.e.stop:
-	}
-	c.timer.Stop()
-	return false
 }
 
 // write sends message s, refreshing the write deadline when it is less

@@ -223,7 +223,12 @@ func TestOpenLoopShowsStall(t *testing.T) {
 		}
 		return rep
 	}
-	open := run(2000).Latency
+	openRep := run(2000)
+	// 1000 messages due over 0.5 s took 0.5 s plus the stall.
+	if !openRep.BelowRate || openRep.SendLag == nil {
+		t.Errorf("open loop: below rate %v, send lag %v: want the shortfall reported", openRep.BelowRate, openRep.SendLag)
+	}
+	open := openRep.Latency
 	stallUS := float64(stall.Microseconds())
 	if open.P999 < stallUS {
 		t.Errorf("open loop p99.9 %.0fµs < stall %.0fµs", open.P999, stallUS)

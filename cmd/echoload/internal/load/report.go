@@ -34,6 +34,10 @@ type Report struct {
 	// window or socket buffer behind a slow server. Latency includes it,
 	// as open-loop latency must.
 	SendLag *SendLag `json:"send_lag_us,omitempty"`
+	// BelowRate, with Rate, reports that fewer than 95% of the intended
+	// messages per second were echoed: the server or the client could not
+	// keep up, and the latencies measure the growing backlog.
+	BelowRate bool `json:"below_rate,omitempty"`
 
 	// Errors counts errors by kind; every kind is present.
 	Errors     map[Kind]int64 `json:"errors"`
@@ -103,6 +107,7 @@ func (r *Report) fill(e *engine, conns []*conn) {
 		r.MsgsPerSec = float64(r.Messages) / el.Seconds()
 		r.MBPerSec = float64(r.Bytes) / el.Seconds() / 1e6
 	}
+	r.BelowRate = e.rate && r.Messages > 0 && r.MsgsPerSec < 0.95*e.cfg.Rate
 	us := func(ns int64) float64 { return float64(ns) / 1e3 }
 	if r.hist.TotalCount() > 0 {
 		r.Latency = Latency{
@@ -191,6 +196,9 @@ func (r *Report) WriteSummary(w io.Writer) error {
 		l.P50, l.P90, l.P99, l.P999, l.Max, l.Mean)
 	if r.SendLag != nil {
 		fmt.Fprintf(&b, "  send lag us mean %.1f  max %.1f (included in latency)\n", r.SendLag.Mean, r.SendLag.Max)
+	}
+	if r.BelowRate {
+		fmt.Fprintf(&b, "  BELOW RATE  %.0f of %g msgs/s: the server or this client is saturated; latencies include the backlog\n", r.MsgsPerSec, c.Rate)
 	}
 	if r.CPU != nil {
 		fmt.Fprintf(&b, "  cpu us/msg  client %.2f", r.CPU.ClientUSPerMsg)

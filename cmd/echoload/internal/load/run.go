@@ -119,7 +119,17 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		return rep, fmt.Errorf("%w: %s", ErrNoConnections, e.firstErr)
 	}
 
+	var pc *pacer
+	if e.rate {
+		// Without a timerfd the writers fall back to runtime timers,
+		// which may wake up to ~1 ms late (Report.SendLag shows it).
+		pc, _ = newPacer(e, conns)
+	}
 	e.base = time.Now()
+	if pc != nil {
+		go pc.run()
+		defer pc.close()
+	}
 	// begin is taken when warmup ends, by a goroutine that gives up if the
 	// connections all finish first; finish is taken after it returned.
 	var begin, finish cpuSample
