@@ -162,6 +162,9 @@ func TestStaleEventAfterFdReuse(t *testing.T) {
 	for _, b := range backends {
 		t.Run(name(b), func(t *testing.T) {
 			r := newReactor(t, b, 1)
+			ka, kp := socketpair(t) // for loop turns that refresh Stats
+			defer unix.Close(ka)
+			defer unix.Close(kp)
 			for round := 0; round < 20; round++ {
 				a, p := socketpair(t)
 				old := make(chan reactor.Result, 2)
@@ -214,7 +217,7 @@ func TestStaleEventAfterFdReuse(t *testing.T) {
 				// with its old peer open and silent: the close went through
 				// the poller's Forget (liburing #932).
 				waitFor(t, 2*time.Second, "the backend to hold nothing armed", func() bool {
-					r.Arm(p2, reactor.Out, func(reactor.Result) {}) // a turn, to refresh Stats
+					r.Arm(kp, reactor.Out, func(reactor.Result) {}) // a turn, to refresh Stats
 					return r.Stats().BackendArmed == 0
 				})
 				unix.Close(p)

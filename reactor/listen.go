@@ -336,8 +336,13 @@ func (s *lsock) runTask(l *loop, task int32) {
 	switch task {
 	case lnTaskStart:
 		l.own(s)
-		if s.ln.closing.Load() || l.stopping {
+		if l.stopping {
 			s.close()
+			return
+		}
+		if s.ln.closing.Load() {
+			// Close or Shutdown came first; its task, queued behind this
+			// one, closes s (Shutdown's after accepting the backlog).
 			return
 		}
 		s.arm()
@@ -453,8 +458,8 @@ func (s *lsock) fire(_ *loop, seq uint64, _ int64) {
 func (s *lsock) admit(nfd int, sa unix.Sockaddr) {
 	ln := s.ln
 	if s.l.stopping || (ln.maxConns > 0 && ln.active.Load() >= int64(ln.maxConns)) {
+		ln.refused.Add(1) // before the close: the peer sees the close at once
 		unix.Close(nfd)
-		ln.refused.Add(1)
 		return
 	}
 	target := s.l

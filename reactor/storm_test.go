@@ -203,6 +203,7 @@ func TestStorm(t *testing.T) {
 			// Requests that cannot fire (Pri on an idle pair), so that
 			// Close surely meets some outstanding ones mid-storm.
 			ia, ip := socketpair(t)
+			var pending []*stormReq
 			for i := 0; i < 16; i++ {
 				sr := &stormReq{}
 				q, err := r.Arm(ia, reactor.Pri, func(res reactor.Result) {
@@ -215,9 +216,7 @@ func TestStorm(t *testing.T) {
 					t.Fatal(err)
 				}
 				sr.q = q
-				mu.Lock()
-				reqs = append(reqs, sr)
-				mu.Unlock()
+				pending = append(pending, sr) // out of the cancellers' reach
 			}
 			if err := r.Close(); err != nil {
 				t.Fatal(err)
@@ -227,6 +226,7 @@ func TestStorm(t *testing.T) {
 			if err := r.Close(); err != nil { // idempotent
 				t.Fatal(err)
 			}
+			reqs = append(reqs, pending...)
 			var outcomes = map[string]int{}
 			for i, sr := range reqs {
 				if n := sr.completions.Load(); n != 1 {
