@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -199,6 +200,45 @@ func TestUnixSocket(t *testing.T) {
 				t.Errorf("socket file %s after shutdown: %v, want it removed", path, err)
 			}
 		})
+	}
+}
+
+// TestUnixSocketLeftBehind: a socket file nobody listens on (an echod
+// killed by SIGKILL leaves one) is replaced; one that is in use is not,
+// and echod refuses to start on it.
+func TestUnixSocketLeftBehind(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	stale, live := filepath.Join(dir, "stale.sock"), filepath.Join(dir, "live.sock")
+	for _, path := range []string{stale, live} {
+		ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if path == live {
+			t.Cleanup(func() { ln.Close() })
+			continue
+		}
+		ln.SetUnlinkOnClose(false)
+		ln.Close()
+	}
+
+	d := startEchod(t, "--listen", "unix:"+stale)
+	d.waitLog("removed stale socket")
+	if err := echo(dial(t, d.addr()), []byte("replaced"), 8, 1); err != nil {
+		t.Fatal(err)
+	}
+	d.stop()
+
+	d = launch(t, exec.Command(echodPath), "--listen", "unix:"+live)
+	if code := d.wait(bound); code != 1 {
+		t.Fatalf("exit status %d on a socket in use, want 1", code)
+	}
+	if line := d.waitLog("cannot start"); !strings.Contains(fmt.Sprint(line["error"]), "address already in use") {
+		t.Errorf("error %v: want \"address already in use\"", line["error"])
+	}
+	if _, err := os.Lstat(live); err != nil {
+		t.Errorf("the live socket's file: %v; echod must leave it alone", err)
 	}
 }
 

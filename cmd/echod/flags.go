@@ -87,12 +87,13 @@ func parseListenAddr(s string) (listenAddr, error) {
 	if err != nil {
 		return listenAddr{}, fmt.Errorf("%q: want HOST:PORT, unix:PATH or udp:HOST:PORT", s)
 	}
-	if n, err := strconv.ParseUint(port, 10, 16); err != nil || port == "" {
+	n, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
 		return listenAddr{}, fmt.Errorf("%q: port %q is not a number from 0 to 65535", s, port)
-	} else {
-		port = strconv.FormatUint(n, 10)
 	}
-	return listenAddr{network: network, address: net.JoinHostPort(host, port)}, nil
+	// Canonical form (007 → 7), so that duplicates are caught and the
+	// address reads back the way the startup line prints it.
+	return listenAddr{network: network, address: net.JoinHostPort(host, strconv.FormatUint(n, 10))}, nil
 }
 
 // listenFlag collects repeated --listen values.

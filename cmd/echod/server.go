@@ -4,10 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"net"
 	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -51,6 +55,12 @@ func startReactor(cfg config, log *zap.Logger) (server, error) {
 			s.bound = append(s.bound, u.label)
 			continue
 		}
+		if a.network == "unix" {
+			if err := removeStaleSocket(a.address, log); err != nil {
+				s.close() //nolint:errcheck // the listen error is the one to report
+				return nil, fmt.Errorf("--listen %s: %w", a, err)
+			}
+		}
 		l, err := r.Listen(a.network, a.address, h, lc)
 		if err != nil {
 			s.close() //nolint:errcheck // the listen error is the one to report
@@ -65,6 +75,28 @@ func startReactor(cfg config, log *zap.Logger) (server, error) {
 		s.bound = append(s.bound, label)
 	}
 	return s, nil
+}
+
+// removeStaleSocket removes path if it is a Unix socket that nobody accepts
+// on: what an echod killed without its shutdown leaves behind. A socket in
+// use, or a file of another kind, stays, for Listen to refuse.
+func removeStaleSocket(path string, log *zap.Logger) error {
+	fi, err := os.Lstat(path)
+	if err != nil || fi.Mode().Type() != fs.ModeSocket {
+		return nil
+	}
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err == nil {
+		return c.Close() // live: Listen will say "address already in use"
+	}
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		return nil
+	}
+	if err := os.Remove(path); err != nil {
+		return fmt.Errorf("remove stale socket: %w", err)
+	}
+	log.Info("removed stale socket", zap.String("path", path))
+	return nil
 }
 
 // reactorLogger is the logger the reactor gets. Below debug, it is raised to
