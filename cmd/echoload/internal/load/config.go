@@ -20,7 +20,9 @@
 // and its latency runs from that time, not from the moment the write
 // happened. A server that stalls therefore delays every message scheduled
 // during the stall, and the stall shows in the tail instead of being hidden
-// by a client that politely waited (coordinated omission).
+// by a client that politely waited (coordinated omission). A timerfd pacer
+// wakes writers on time (see pacer); Report.SendLag says how late writes
+// still were, and Report.BelowRate flags a schedule that was not kept.
 //
 // # Checking
 //
