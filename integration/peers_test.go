@@ -1,10 +1,13 @@
 package integration_test
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -47,7 +50,48 @@ func TestResetMidStream(t *testing.T) {
 				t.Fatalf("echo after the resets: %v", err)
 			}
 			d.stop()
+			// Resets are the peer's business: at the default level they
+			// must not reach the log, which holds only the lifecycle.
+			for _, line := range d.log.all() {
+				var m map[string]any
+				if err := json.Unmarshal([]byte(line), &m); err != nil {
+					t.Errorf("log line is not JSON: %q", line)
+					continue
+				}
+				if msg := m["msg"]; msg != "listening" && msg != "shutting down" && msg != "stopped" {
+					t.Errorf("unexpected log line at the default level: %s", line)
+				}
+			}
 		})
+	}
+}
+
+// TestDebugLog: with --log-level debug, a connection's end is logged once,
+// with its error when it had one (a reset here).
+func TestDebugLog(t *testing.T) {
+	t.Parallel()
+	d := startEchod(t, "--listen", "127.0.0.1:0", "--log-level", "debug")
+	c := dial(t, d.addr()).(*net.TCPConn)
+	if err := echo(c, []byte("hello"), 5, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetLinger(0); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	line := d.waitLog("connection closed")
+	if line["level"] != "debug" || !strings.Contains(fmt.Sprint(line["error"]), "reset") {
+		t.Errorf("connection closed line %v: want it at debug with the reset", line)
+	}
+	d.stop()
+	n := 0
+	for _, l := range d.log.all() {
+		if strings.Contains(l, c.LocalAddr().String()) && strings.Contains(l, "reset") {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("the reset is logged %d times, want once", n)
 	}
 }
 

@@ -254,7 +254,8 @@ const usageTail = `
 Listen addresses:
   HOST:PORT         TCP (also tcp4:HOST:PORT, tcp6:HOST:PORT); port 0 picks a
                     free port, and the startup log line says which
-  unix:PATH         a Unix stream socket, removed again on shutdown
+  unix:PATH         a Unix stream socket, removed on shutdown; a stale one
+                    that nobody listens on is replaced at startup
   udp:HOST:PORT     UDP: each datagram is sent back to its sender
 
 Exit status: 0 after a clean shutdown, 1 when echod cannot start (address in

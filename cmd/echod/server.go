@@ -197,13 +197,11 @@ func (h echoHandler) OnOpen(c *reactor.Conn) {
 }
 
 // OnData hands b back to the connection, which copies it: the layer stops
-// reading once --max-pending bytes wait to be sent.
+// reading once --max-pending bytes wait to be sent. A failed Write means the
+// connection is closing, and OnClose reports why: logging it here too would
+// say it twice.
 func (h echoHandler) OnData(c *reactor.Conn, b []byte) {
-	if _, err := c.Write(b); err != nil && !errors.Is(err, reactor.ErrClosed) {
-		if ce := h.log.Check(zap.DebugLevel, "write"); ce != nil {
-			ce.Write(zap.Stringer("remote", c.RemoteAddr()), zap.Error(err))
-		}
-	}
+	_, _ = c.Write(b)
 }
 
 func (h echoHandler) OnClose(c *reactor.Conn, err error) {
