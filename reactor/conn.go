@@ -65,7 +65,7 @@ type Conn struct {
 	inCb       bool      // guarded by mu: the loop is inside a handler call for c
 	needOut    bool      // guarded by mu: output became pending during a handler call
 	taskQueued bool      // guarded by mu: a taskFlush sits in the loop's inbox
-	closeReq   int32     // guarded by mu: a close task asked during a handler call
+	closeReq   uint32    // guarded by mu: 1<<task for each close task asked during a handler call
 	wrShut     bool      // guarded by mu: CloseWrite asked; shut SHUT_WR once drained
 	closeAsked bool      // guarded by mu: Close or CloseNow called: Write refuses
 	werr       error     // guarded by mu: the write error that condemned c
@@ -78,6 +78,7 @@ type Conn struct {
 	// Owned by the loop goroutine.
 	rd, wr     reqHandle // in-flight requests; zero = none
 	readPaused bool      // stopped reading: pending output above MaxPending
+	wrDone     bool      // shutdown(SHUT_WR) was made
 	opened     bool      // OnOpen was called, so OnClose is owed
 	drainBy    int64     // nanotime by which a drain must end; 0 = none
 	timerSeq   uint64    // the live timer entry's seq
@@ -196,8 +197,8 @@ func (c *Conn) kickLocked(task int32) {
 	if c.inCb {
 		if task == taskFlush {
 			c.needOut = true
-		} else if task > c.closeReq {
-			c.closeReq = task
+		} else {
+			c.closeReq |= 1 << task
 		}
 		return
 	}
@@ -308,9 +309,14 @@ func (c *Conn) afterCall() {
 	needOut, req := c.needOut, c.closeReq
 	c.needOut, c.closeReq = false, 0
 	c.mu.Unlock()
-	if req != 0 {
-		c.doClose(req, nil)
-	} else if needOut {
+	switch { // the strongest close asked wins
+	case req&(1<<taskCloseNow) != 0:
+		c.doClose(taskCloseNow, nil)
+	case req&(1<<taskClose) != 0:
+		c.doClose(taskClose, nil)
+	case req&(1<<taskCloseWr) != 0:
+		c.doClose(taskCloseWr, nil)
+	case needOut:
 		c.flushAndArm()
 	}
 }
@@ -429,7 +435,8 @@ func (c *Conn) flushAndArm() {
 		c.armWrite()
 		return
 	}
-	if shut {
+	if shut && !c.wrDone {
+		c.wrDone = true
 		_ = unix.Shutdown(c.fd, unix.SHUT_WR) // the peer may be gone; reads will tell
 	}
 	if c.state == connDrain {

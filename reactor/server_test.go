@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -178,7 +179,7 @@ func TestIdleTimeout(t *testing.T) {
 		t.Run(name(b), func(t *testing.T) {
 			r := newReactor(t, b, 1)
 			h := &closeErrs{errs: make(chan error, 2)}
-			ln := listen(t, r, h, reactor.ListenConfig{IdleTimeout: 80 * time.Millisecond})
+			ln := listen(t, r, h, reactor.ListenConfig{IdleTimeout: 250 * time.Millisecond})
 			c, err := net.Dial("tcp", ln.Addr().String())
 			if err != nil {
 				t.Fatal(err)
@@ -187,7 +188,7 @@ func TestIdleTimeout(t *testing.T) {
 			start := time.Now()
 			// Activity keeps it open past the timeout...
 			for i := 0; i < 4; i++ {
-				time.Sleep(40 * time.Millisecond) // under the timeout, between messages
+				time.Sleep(100 * time.Millisecond) // under the timeout, between messages
 				c.Write([]byte("k"))
 				c.SetReadDeadline(time.Now().Add(2 * time.Second))
 				if _, err := c.Read(make([]byte, 1)); err != nil {
@@ -199,7 +200,7 @@ func TestIdleTimeout(t *testing.T) {
 			if !errors.Is(err, reactor.ErrIdleTimeout) {
 				t.Fatalf("OnClose err = %v, want ErrIdleTimeout", err)
 			}
-			if d := time.Since(start); d < 200*time.Millisecond {
+			if d := time.Since(start); d < 400*time.Millisecond {
 				t.Fatalf("closed after %v, before the activity ended", d)
 			}
 			c.SetReadDeadline(time.Now().Add(2 * time.Second))
@@ -397,5 +398,79 @@ func TestWriteFromAnotherGoroutineThenClose(t *testing.T) {
 				t.Fatalf("OnClose err = %v, want nil after a flushed Close", err)
 			}
 		})
+	}
+}
+
+// closer answers its first read with "ok", then makes the close calls its
+// name lists, in order, inside the same OnData.
+type closer struct {
+	calls  []string
+	closed chan error
+}
+
+func (h *closer) OnOpen(*reactor.Conn) {}
+func (h *closer) OnData(c *reactor.Conn, b []byte) {
+	c.Write([]byte("ok"))
+	for _, call := range h.calls {
+		switch call {
+		case "Close":
+			c.Close()
+		case "CloseNow":
+			c.CloseNow()
+		case "CloseWrite":
+			c.CloseWrite()
+		}
+	}
+}
+func (h *closer) OnClose(_ *reactor.Conn, err error) { h.closed <- err }
+
+// TestCloseCallsInOneHandlerCall: close requests made together during a
+// handler call are acted on after it returns, the strongest winning
+// (CloseNow over Close over CloseWrite) whatever their order.
+func TestCloseCallsInOneHandlerCall(t *testing.T) {
+	cases := []struct {
+		calls  []string
+		closes bool // the Conn must close (else only its write side shuts)
+		wantOK bool // "ok" reaches the peer (not discarded by CloseNow)
+	}{
+		{[]string{"CloseNow", "CloseWrite"}, true, false},
+		{[]string{"CloseWrite", "CloseNow"}, true, false},
+		{[]string{"Close", "CloseWrite"}, true, true},
+		{[]string{"CloseWrite", "Close"}, true, true},
+		{[]string{"CloseWrite"}, false, true},
+	}
+	for _, b := range backends {
+		for _, tc := range cases {
+			t.Run(name(b)+"/"+strings.Join(tc.calls, "+"), func(t *testing.T) {
+				r := newReactor(t, b, 1)
+				h := &closer{calls: tc.calls, closed: make(chan error, 1)}
+				ln := listen(t, r, h, reactor.ListenConfig{})
+				c, err := net.Dial("tcp", ln.Addr().String())
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				c.Write([]byte("x"))
+				c.SetReadDeadline(time.Now().Add(2 * time.Second))
+				got, _ := io.ReadAll(c) // EOF (or a reset) once the server shut its side
+				if tc.wantOK && string(got) != "ok" {
+					t.Fatalf("peer read %q, want \"ok\" then EOF", got)
+				}
+				wait := 2 * time.Second
+				if !tc.closes {
+					wait = 50 * time.Millisecond // a window in which a wrong close would show
+				}
+				select {
+				case err := <-h.closed:
+					if !tc.closes {
+						t.Fatalf("CloseWrite alone closed the Conn (%v)", err)
+					}
+				case <-time.After(wait):
+					if tc.closes {
+						t.Fatal("the Conn never closed: a close request was lost")
+					}
+				}
+			})
+		}
 	}
 }
