@@ -29,6 +29,7 @@ const pacerQuantum = int64(100 * time.Microsecond)
 type pacer struct {
 	e     *engine
 	f     *os.File        // the timerfd, non-blocking, read through the netpoller
+	fd    int             // f's descriptor, kept so run never calls f.Fd() while close runs. Constant.
 	ticks []chan struct{} // by connection id; nil where the dial failed. Constant.
 	done  chan struct{}   // closed when run returns
 }
@@ -39,7 +40,7 @@ func newPacer(e *engine, conns []*conn) (*pacer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("timerfd_create: %w", err)
 	}
-	p := &pacer{e: e, f: os.NewFile(uintptr(fd), "echoload-pacer"),
+	p := &pacer{e: e, f: os.NewFile(uintptr(fd), "echoload-pacer"), fd: fd,
 		ticks: make([]chan struct{}, e.cfg.Conns), done: make(chan struct{})}
 	for _, c := range conns {
 		c.tick = make(chan struct{}, 1)
@@ -66,11 +67,11 @@ func (p *pacer) run() {
 			// instead of paying three syscalls per message.
 			d = max(d, pacerQuantum)
 			spec := unix.ItimerSpec{Value: unix.NsecToTimespec(d)}
-			if err := unix.TimerfdSettime(int(p.f.Fd()), 0, &spec, nil); err != nil {
+			if err := unix.TimerfdSettime(p.fd, 0, &spec, nil); err != nil {
 				panic(fmt.Sprintf("echoload: timerfd_settime(%v): %v", time.Duration(d), err))
 			}
 			if _, err := p.f.Read(buf[:]); err != nil {
-				return // closed by close
+				return // the read deadline set by close
 			}
 			continue
 		}
@@ -84,8 +85,14 @@ func (p *pacer) run() {
 	}
 }
 
-// close stops run and waits for it.
+// close stops run, waits for it, then closes the timerfd. The descriptor
+// is closed only after run returned: closed earlier, its number could be
+// reused and run's timerfd_settime would reach another file.
 func (p *pacer) close() {
-	p.f.Close()
+	// A deadline in the past fails the blocked Read and every later one.
+	if err := p.f.SetReadDeadline(time.Unix(1, 0)); err != nil {
+		panic(fmt.Sprintf("echoload: the pacer's timerfd is not pollable: %v", err))
+	}
 	<-p.done
+	p.f.Close()
 }
