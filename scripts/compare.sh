@@ -20,9 +20,7 @@
 #   SYSCALLS=0         do not count the server's syscalls per message (by
 #                      default counted with `perf stat -e raw_syscalls:sys_enter`
 #                      over the measured phase where perf allows it)
-#   ECHOD_TAGS         build tags for echod (default echod_reactor: the tag
-#                      that links the reactor in while it is gated; a tag
-#                      no file uses is harmless)
+#   ECHOD_TAGS         extra build tags for echod (default none)
 #
 # With 2 or more CPUs the servers run on the first CPU this process may use
 # and echoload on the second (taskset), and every server gets one event
@@ -50,7 +48,7 @@ PIPELINE=${PIPELINE:-1}
 ROUNDS=${ROUNDS:-1}
 PIN=${PIN:-1}
 SYSCALLS=${SYSCALLS:-1}
-ECHOD_TAGS=${ECHOD_TAGS-echod_reactor}
+ECHOD_TAGS=${ECHOD_TAGS-}
 
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 out=$root/results/compare-$stamp
