@@ -8,7 +8,7 @@ BENCH      ?= .
 BENCHTIME  ?= 1s
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: help build test bench bench-ring-c fuzz lint fmt
+.PHONY: help build test bench bench-ring-c fuzz compare lint fmt
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
@@ -30,6 +30,11 @@ bench-ring-c: ## ring/ NOP and POLL_ADD costs side by side with liburing in C (i
 FUZZTIME ?= 3m
 fuzz: ## explore cancel/'s schedules beyond the seed corpus (FUZZTIME=3m)
 	$(GO) test -run '^$$' -fuzz=FuzzSchedule -fuzztime=$(FUZZTIME) ./cancel/
+
+# QUICK, ROUNDS, DURATION, WARMUP, SERVERS, CELLS, PIN, SYSCALLS pass
+# through to the script (make compare QUICK=1); see scripts/compare.sh.
+compare: ## echoload matrix: echod (uring, epoll) vs stdlib, gnet, netpoll, nbio; tables under results/
+	scripts/compare.sh
 
 lint: ## gofmt check, go vet, staticcheck (pinned, fetched through go run)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
