@@ -48,10 +48,7 @@
 // loop's sleeping flag), so commands posted while the loop runs, such as an
 // Arm made from inside a callback, cost no system call and ride the same
 // turn's batch. The connection layer, which always runs on its loop, arms
-// and cancels directly without the inbox. The wake-up is the loop's own
-// eventfd, armed one-shot through the poller under a tag no request can
-// have, and cleared only after it is drained (poller.Wake's coalescing could
-// lose a wake-up; see loop.wake).
+// and cancels directly without the inbox. The wake-up is poller.Wake.
 //
 // Timers are a binary heap per loop; the earliest deadline bounds Wait. A
 // request deadline (ArmDeadline) is one more canceller, removed from the

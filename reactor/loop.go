@@ -1,9 +1,7 @@
 package reactor
 
 import (
-	"fmt"
 	"runtime"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -46,15 +44,6 @@ type loop struct {
 
 	tid atomic.Int32 // the locked thread's id while the loop runs; 0 after
 
-	// The loop's own wake-up eventfd (see wake). poller.Poller has a Wake,
-	// but its coalescing flag can be left set with the eventfd drained (a
-	// Wake between its ack's clear and read), after which every Wake is
-	// swallowed; this eventfd is armed one-shot under wakeTag instead.
-	efd     int          // constant once started
-	woken   atomic.Bool  // a write to efd is on its way and not yet drained
-	wmu     sync.RWMutex // write-locked to close efd; read-locked to write it
-	wclosed bool         // guarded by wmu
-
 	// Owned by the loop goroutine.
 	spare    []cmd
 	evs      []poller.Event
@@ -63,9 +52,6 @@ type loop struct {
 	fdHead   []reqHandle // fd → first live request armed on it
 	stopping bool
 	owned    []stopper // listeners and packet conns served here
-	// ownSyscalls counts the loop's polling syscalls outside the poller
-	// (draining the wake eventfd), for Stats.KernelEnters.
-	ownSyscalls uint64
 
 	// Counters: atomic, written by the loop (wakeups by producers).
 	armed, ready, failed, canceled, closed, stale, rearmed atomic.Uint64
@@ -89,18 +75,7 @@ func (l *loop) run(backend poller.Backend, started chan<- openResult, done func(
 		started <- openResult{sel: sel, err: err}
 		return
 	}
-	efd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
-	if err == nil {
-		if err = p.Arm(wakeTag, efd, uint32(In)); err != nil {
-			unix.Close(efd)
-		}
-	}
-	if err != nil {
-		p.Close()
-		started <- openResult{sel: sel, err: fmt.Errorf("reactor: wake eventfd: %w", err)}
-		return
-	}
-	l.p, l.efd = p, efd
+	l.p = p
 	l.tid.Store(int32(unix.Gettid()))
 	defer l.tid.Store(0) // the thread may serve other goroutines after us
 	started <- openResult{sel: sel}
@@ -145,10 +120,6 @@ func (l *loop) handle(n int) {
 	}
 	for i := 0; i < n; i++ {
 		ev := l.evs[i]
-		if ev.Tag == wakeTag {
-			l.woke(ev)
-			continue
-		}
 		h, ok := l.table.Lookup(ev.Tag)
 		if !ok {
 			l.stale.Add(1)
@@ -167,8 +138,8 @@ func (l *loop) handle(n int) {
 		l.act(h, h.Wake(o))
 	}
 	ps := l.p.Stats()
-	l.kernel.Store(ps.Syscalls + l.ownSyscalls)
-	l.backendArmed.Store(int64(ps.Armed) - 1)
+	l.kernel.Store(ps.Syscalls)
+	l.backendArmed.Store(int64(ps.Armed))
 }
 
 // exec runs one command from the inbox.
@@ -350,51 +321,14 @@ func (l *loop) post(c cmd) bool {
 	return ok
 }
 
-// wakeTag is the poller tag of the loop's wake eventfd: valid for the
-// poller (nonzero, bit 63 clear) and never a cancel tag (slot index field
-// 0, which cancel never issues), so it cannot meet a request.
-const wakeTag uint64 = 1 << 24
-
 // wake makes the loop's blocking Wait return. Safe from any goroutine.
-// Writes coalesce through woken, which the loop clears only after draining
-// the eventfd (drain, then clear): a wake that finds woken set is covered
-// by a Wait that has not yet returned, or by a loop that is awake and will
-// look at its inbox and closing flag before it sleeps again.
+// poller.Wake coalesces: its flag is cleared only after the eventfd was
+// drained, so a wake that finds it set is covered by a Wait that has not
+// returned yet. (It was cleared first until poller commit 54f0ba5, which
+// lost wake-ups; TestWakeHammered catches that.)
 func (l *loop) wake() {
-	if !l.woken.CompareAndSwap(false, true) {
-		return
-	}
-	l.wmu.RLock()
-	defer l.wmu.RUnlock()
-	if l.wclosed {
-		return // stopped: the inbox is closed and nothing waits
-	}
-	one := [8]byte{1} // any nonzero count (x86 and arm64 are little-endian; 1<<56 elsewhere is nonzero too)
-	for {
-		_, err := unix.Write(l.efd, one[:])
-		if err != unix.EINTR {
-			break // EAGAIN: the counter is saturated, still readable
-		}
-	}
 	l.wakeups.Add(1)
-}
-
-// woke handles the wake eventfd's event: drain, clear, re-arm.
-func (l *loop) woke(ev poller.Event) {
-	if ev.Canceled {
-		return // Forget at stop
-	}
-	var buf [8]byte
-	for {
-		l.ownSyscalls++
-		if _, err := unix.Read(l.efd, buf[:]); err != unix.EINTR {
-			break
-		}
-	}
-	l.woken.Store(false)
-	if err := l.p.Arm(wakeTag, l.efd, uint32(In)); err != nil {
-		panic("reactor: re-arming the wake eventfd: " + err.Error())
-	}
+	_ = l.p.Wake() // ErrClosed only once the loop stopped, after its last inbox batch
 }
 
 func (l *loop) addTimer(e timerEntry) { l.timers.add(e) }
@@ -479,19 +413,14 @@ func (l *loop) stop() {
 		s.stopOnLoop()
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for l.p.Stats().Armed > 1 && time.Now().Before(deadline) { // 1: the wake eventfd
+	for l.p.Stats().Armed > 0 && time.Now().Before(deadline) {
 		n, err := l.p.Wait(l.evs, 50*time.Millisecond)
 		if err != nil {
 			break
 		}
 		l.handle(n)
 	}
-	l.wmu.Lock()
-	l.wclosed = true
-	l.p.Forget(l.efd)
-	unix.Close(l.efd)
-	l.wmu.Unlock()
-	l.kernel.Store(l.p.Stats().Syscalls + l.ownSyscalls)
+	l.kernel.Store(l.p.Stats().Syscalls)
 	if err := l.p.Close(); err != nil {
 		l.r.cfg.Logger.Sugar().Warnw("reactor: closing poller", "loop", l.id, "err", err)
 	}
