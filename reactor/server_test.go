@@ -306,12 +306,12 @@ func TestReadWriteTimeouts(t *testing.T) {
 			r := newReactor(t, b, 1)
 			h := &closeErrs{errs: make(chan error, 2)}
 			ln := listen(t, r, h, reactor.ListenConfig{ReadTimeout: 60 * time.Millisecond})
+			start := time.Now() // before the server can have accepted
 			c, err := net.Dial("tcp", ln.Addr().String())
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			start := time.Now()
 			if err := <-h.errs; !errors.Is(err, os.ErrDeadlineExceeded) {
 				t.Fatalf("read timeout: OnClose err = %v", err)
 			}
