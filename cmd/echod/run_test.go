@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
 )
@@ -327,4 +328,23 @@ func get(t *testing.T, url string) (string, int) {
 	}
 	c.CloseIdleConnections()
 	return string(b), resp.StatusCode
+}
+
+// TestMetricsLint runs Prometheus' own linter over what /metrics serves:
+// names, units, _total on counters, help strings.
+func TestMetricsLint(t *testing.T) {
+	f := &fakeServer{shutdownFn: func(context.Context) error { return nil }}
+	signals, log, line, status := started(t, f, "--metrics-addr", "127.0.0.1:0")
+	body, _ := get(t, "http://"+line["metrics_addr"].(string)+"/metrics")
+	problems, err := promlint.New(strings.NewReader(body)).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		if strings.HasPrefix(p.Metric, "echod_") || strings.HasPrefix(p.Metric, "oneshot_") {
+			t.Errorf("%s: %s", p.Metric, p.Text)
+		}
+	}
+	signals <- syscall.SIGTERM
+	waitStatus(t, status, log)
 }
