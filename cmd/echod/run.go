@@ -20,6 +20,8 @@ type server interface {
 	addrs() []string
 	// backend returns the backend in use and why it was chosen.
 	backend() (name, reason string)
+	// loops returns the number of event loops serving.
+	loops() int
 	// stats returns what /metrics reads at scrape time.
 	stats() statsSource
 	// shutdown stops accepting and lets every connection finish echoing
@@ -103,6 +105,7 @@ func runWith(args []string, stderr io.Writer, signals <-chan os.Signal, start st
 		zap.Strings("addr", srv.addrs()),
 		zap.String("backend", backend),
 		zap.String("backend_reason", reason),
+		zap.Int("loops", srv.loops()),
 	}
 	if metrics != nil {
 		fields = append(fields, zap.String("metrics_addr", metrics.addr.String()))

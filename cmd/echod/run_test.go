@@ -97,6 +97,7 @@ type fakeServer struct {
 
 func (f *fakeServer) addrs() []string           { return []string{"127.0.0.1:7", "udp:127.0.0.1:7"} }
 func (f *fakeServer) backend() (string, string) { return "epoll", "io_uring denied (EPERM)" }
+func (f *fakeServer) loops() int                { return 3 }
 func (f *fakeServer) close() error              { f.closes.Add(1); return nil }
 func (f *fakeServer) shutdown(ctx context.Context) error {
 	f.shutdowns.Add(1)
@@ -155,6 +156,9 @@ func TestStartupLine(t *testing.T) {
 	}
 	if line["backend"] != "epoll" || line["backend_reason"] != "io_uring denied (EPERM)" || line["level"] != "info" {
 		t.Errorf("startup line %v: want backend epoll with its reason at info", line)
+	}
+	if line["loops"] != float64(3) {
+		t.Errorf("loops = %v, want the server's 3", line["loops"])
 	}
 	if line["max_pending"] != float64(64<<10) {
 		t.Errorf("max_pending = %v, want %d", line["max_pending"], 64<<10)

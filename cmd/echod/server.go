@@ -112,6 +112,8 @@ func reactorLogger(log *zap.Logger, level string) *zap.Logger {
 
 func (s *reactorServer) addrs() []string { return s.bound }
 
+func (s *reactorServer) loops() int { return s.r.Loops() }
+
 func (s *reactorServer) backend() (string, string) {
 	return string(s.r.Backend()), s.r.BackendReason()
 }
