@@ -131,6 +131,7 @@ func TestManySmallWrites(t *testing.T) {
 // them, and checks that echod saw every one close.
 func TestManyConnections(t *testing.T) {
 	const conns = 2000
+	needFiles(t, conns)
 	for _, backend := range backends {
 		t.Run(backend, func(t *testing.T) {
 			d := startBackend(t, backend, "--listen", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--max-conns", "0")

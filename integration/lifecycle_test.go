@@ -32,6 +32,7 @@ func TestGracefulShutdown(t *testing.T) {
 		// buffers, not still in ours: SIOCOUTQ checks that below.
 		size = 64 << 10
 	)
+	needFiles(t, conns+backlog)
 	for _, backend := range backends {
 		t.Run(backend, func(t *testing.T) {
 			d := startBackend(t, backend, "--listen", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0",
