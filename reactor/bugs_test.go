@@ -19,7 +19,6 @@ import (
 
 // connLog is a Handler that records each Conn's life and checks it.
 type connLog struct {
-	mu       sync.Mutex
 	opened   chan *reactor.Conn
 	closes   atomic.Int64
 	opens    atomic.Int64

@@ -53,6 +53,9 @@ func runDialer(spec string) int {
 	}
 	fmt.Println("ok")
 	io.Copy(io.Discard, os.Stdin)
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
 	return 0
 }
 
