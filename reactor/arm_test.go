@@ -3,6 +3,7 @@ package reactor_test
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 	"sync/atomic"
 	"testing"
@@ -200,6 +201,92 @@ func TestArmDeadline(t *testing.T) {
 				s := r.Stats()
 				return s.Outstanding == 0 && s.Timers == 0
 			})
+		})
+	}
+}
+
+// TestArmErrors: invalid arguments are refused synchronously (no callback
+// ever runs); an fd that is not open is accepted and completes exactly once
+// with the kernel's EBADF (DESIGN §2.1: "an error (e.g. EBADF)").
+func TestArmErrors(t *testing.T) {
+	for _, b := range backends {
+		t.Run(name(b), func(t *testing.T) {
+			r := newReactor(t, b, 1)
+			a, p := socketpair(t)
+			defer unix.Close(a)
+			defer unix.Close(p)
+			never := func(res reactor.Result) { t.Errorf("callback of a refused Arm ran: %+v", res) }
+			for _, tc := range []struct {
+				name string
+				fd   int
+				ev   reactor.Events
+				cb   func(reactor.Result)
+			}{
+				{"negative fd", -1, reactor.In, never},
+				{"no events", a, 0, never},
+				{"unknown events", a, 1 << 20, never},
+				{"nil callback", a, reactor.In, nil},
+			} {
+				if q, err := r.Arm(tc.fd, tc.ev, tc.cb); err == nil || q != nil {
+					t.Errorf("%s: Arm = %v, %v; want an error", tc.name, q, err)
+				}
+			}
+			// The lowest free number is not open: EBADF, once.
+			bad := a
+			for {
+				if _, err := unix.FcntlInt(uintptr(bad), unix.F_GETFD, 0); err == unix.EBADF {
+					break
+				}
+				bad++
+			}
+			var calls atomic.Int32
+			got := make(chan reactor.Result, 2)
+			if _, err := r.Arm(bad, reactor.In, func(res reactor.Result) { calls.Add(1); got <- res }); err != nil {
+				t.Fatalf("Arm on a closed fd refused synchronously: %v", err)
+			}
+			if res := <-got; !errors.Is(res.Err, unix.EBADF) {
+				t.Fatalf("Arm on a closed fd: %+v, want EBADF", res)
+			}
+			waitFor(t, time.Second, "the loop to settle", func() bool { return r.Stats().Outstanding == 0 })
+			if calls.Load() != 1 {
+				t.Fatalf("EBADF delivered %d times", calls.Load())
+			}
+		})
+	}
+}
+
+// TestBlockingCallsFromACallback: Close, Listener.Close and Shutdown would
+// wait for the loop they run on; from a callback they return ErrOnLoop
+// instead of deadlocking, and CloseAsync works there.
+func TestBlockingCallsFromACallback(t *testing.T) {
+	for _, b := range backends {
+		t.Run(name(b), func(t *testing.T) {
+			r := newReactor(t, b, 1)
+			ln, err := r.Listen("tcp", "127.0.0.1:0", &echo{}, reactor.ListenConfig{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, p := socketpair(t)
+			defer unix.Close(a)
+			defer unix.Close(p)
+			errs := make(chan [3]error, 1)
+			if _, err := r.Arm(a, reactor.Out, func(reactor.Result) {
+				errs <- [3]error{r.Close(), ln.Close(), ln.Shutdown(context.Background())}
+				ln.CloseAsync()
+			}); err != nil {
+				t.Fatal(err)
+			}
+			for i, err := range <-errs {
+				if !errors.Is(err, reactor.ErrOnLoop) {
+					t.Fatalf("call %d from a callback = %v, want ErrOnLoop", i, err)
+				}
+			}
+			if err := ln.Close(); err != nil { // CloseAsync's close, waited for here
+				t.Fatal(err)
+			}
+			if _, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second); err == nil {
+				t.Fatal("still accepting after CloseAsync")
+			}
 		})
 	}
 }
