@@ -8,10 +8,15 @@ BENCH      ?= .
 BENCHTIME  ?= 1s
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: help build test bench bench-ring-c fuzz compare lint fmt
+.PHONY: help run build test bench bench-ring-c fuzz compare lint fmt
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
+
+# ARGS adds echod flags: make run ARGS='--backend epoll --log-level debug'
+run: ## build echod and serve on 127.0.0.1:7007 in the foreground (Ctrl-C stops it)
+	$(GO) build -o bin/echod ./cmd/echod
+	./bin/echod --listen 127.0.0.1:7007 $(ARGS)
 
 build: ## compile every package and command
 	$(GO) build $(PKGS)
