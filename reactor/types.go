@@ -135,9 +135,9 @@ var ErrOnLoop = errors.New("reactor: blocking call made from a loop callback")
 type Stats struct {
 	Armed           uint64 // requests accepted by Arm/Poll and internal users
 	CompletedReady  uint64 // completed with ready events
-	CompletedError  uint64 // completed with a kernel error or ErrFdClosed
-	CompletedCancel uint64 // completed with ErrCanceled or a deadline
-	CompletedClosed uint64 // completed with ErrClosed
+	CompletedError  uint64 // completed with a kernel error (or an arm the backend refused)
+	CompletedCancel uint64 // completed with ErrCanceled
+	CompletedClosed uint64 // completed with ErrClosed, ErrFdClosed or os.ErrDeadlineExceeded (the closer's outcome)
 	StaleDropped    uint64 // events whose tag no longer named a live request
 	Rearmed         uint64 // events for the other direction that re-armed
 	Wakeups         uint64 // times another goroutine woke a sleeping loop
