@@ -186,11 +186,19 @@ func (p *uringPoller) Disarm(tag uint64) bool {
 	if p.closed {
 		return false
 	}
-	st, ok := p.tags[tag]
-	if !ok || st.disarming {
+	if st, ok := p.tags[tag]; !ok || st.disarming {
 		return false
 	}
 	p.mustCancel(tag)
+	// Making room for the cancel may have reaped tag's own CQE (a full SQ
+	// flushed on a kernel that answers EBUSY while its CQ overflows): its
+	// Event is then decided and waits in p.out. Writing back the record read
+	// before would resurrect a tag no longer in flight, refusing its next
+	// Arm with ErrTagInUse forever. The cancel then finds nothing (-ENOENT).
+	st, ok := p.tags[tag]
+	if !ok {
+		return false
+	}
 	st.disarming = true
 	p.tags[tag] = st
 	p.stats.Disarms++
@@ -331,7 +339,13 @@ func (p *uringPoller) Wait(evs []Event, timeout time.Duration) (int, error) {
 		// and take what that posted.
 		if p.r.SQReady() > 0 || timeout == 0 {
 			if _, err := p.r.SubmitAndWait(0, 0); err != nil {
-				return p.delivered(n), p.enterErr(err)
+				if n > 0 {
+					// Events in hand go out now (see Poller.Wait); the
+					// SQEs stay queued and the next enter meets the
+					// error again.
+					return p.delivered(n), nil
+				}
+				return 0, p.enterErr(err)
 			}
 			p.noteSubmitted()
 			n += p.reap(evs[n:])
