@@ -200,10 +200,10 @@ func (p *epollPoller) Wait(evs []Event, timeout time.Duration) (int, error) {
 	k, err := unix.EpollWait(p.epfd, p.kev[:want], ms)
 	p.stats.Syscalls++
 	if err != nil {
-		if err == unix.EINTR {
-			return n, nil
+		if err == unix.EINTR || n > 0 {
+			return n, nil // see Poller.Wait: Events in hand are never lost to an error
 		}
-		return n, fmt.Errorf("poller: epoll_wait: %w", err)
+		return 0, fmt.Errorf("poller: epoll_wait: %w", err)
 	}
 	for i := range k {
 		p.harvest(&p.kev[i])

@@ -205,8 +205,11 @@ type Poller interface {
 	Forget(fd int)
 	// Wait fills evs with Events and returns how many. It blocks up to
 	// timeout (negative: without limit, zero: not at all) while none is
-	// available, and returns 0, nil on timeout and after a Wake. It panics
-	// if evs is empty.
+	// available, and returns 0, nil on timeout and after a Wake. An error
+	// comes with n == 0: Events already taken for evs are returned with a
+	// nil error and the failure is reported by a later Wait, so a caller
+	// that stops at an error loses no tag's Event. It panics if evs is
+	// empty.
 	Wait(evs []Event, timeout time.Duration) (int, error)
 	// Wake makes a blocking Wait (or the next one) return. Safe from any
 	// goroutine; wakes coalesce.

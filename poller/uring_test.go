@@ -91,3 +91,49 @@ func TestUringWrongThread(t *testing.T) {
 		t.Fatalf("%v, want canceled", ev)
 	}
 }
+
+// TestUringWrongThreadKeepsEvents: a Wait that has already taken an Event
+// when its submit fails (here: a single-issuer ring entered from another
+// thread) returns that Event with a nil error and reports the failure on the
+// next Wait. Returning both would lose the Event for a caller that stops at
+// the error, as the reactor's loop does: zero Events for an armed tag.
+func TestUringWrongThreadKeepsEvents(t *testing.T) {
+	h := newHarness(t, poller.Options{Backend: poller.Uring, Entries: 4})
+	a, b := h.pair()
+	h.write(b) // a is readable: its POLL_ADD completes as it is submitted
+	ready := h.tag()
+	h.arm(ready, a, poller.In)
+	// Four more arms: the fifth SQE finds the 4-entry SQ full and flushes
+	// it, so ready's CQE is posted now, on the owner's thread, unreaped.
+	for range 4 {
+		c, _ := h.pair()
+		h.arm(h.tag(), c, poller.In)
+	}
+
+	type result struct {
+		evs  []poller.Event
+		err  error
+		err2 error
+	}
+	resc := make(chan result)
+	go func() {
+		runtime.LockOSThread() // another thread: ours stays locked to us
+		defer runtime.UnlockOSThread()
+		buf := make([]poller.Event, 4)
+		n, err := h.p.Wait(buf, 0)
+		_, err2 := h.p.Wait(buf[n:], 0)
+		resc <- result{buf[:n], err, err2}
+	}()
+	res := <-resc
+	if res.err != nil || len(res.evs) != 1 || res.evs[0].Tag != ready {
+		t.Fatalf("Wait from another thread = %v, %v; want the ready tag's Event and no error", res.evs, res.err)
+	}
+	h.record(res.evs[0])
+	if res.err2 == nil {
+		t.Skip("the ring is not single-issuer on this kernel: no thread is wrong")
+	}
+	if !errors.Is(res.err2, poller.ErrWrongThread) {
+		t.Fatalf("second Wait from another thread = %v, want ErrWrongThread", res.err2)
+	}
+	h.quiet() // the owner's Wait submits what the stranger could not
+}
