@@ -20,6 +20,14 @@ var ErrClosed = errors.New("ring: closed")
 // is never overwritten.
 var ErrSQFull = errors.New("ring: submission queue full")
 
+// ErrUnsupportedFlags is returned by New for Config.Flags bits this package
+// does not support (only the SetupFlags constants are). Such a ring would be
+// laid out or driven differently from what the package reads and writes: a
+// NO_SQARRAY ring, for one, has no SQ index array, and filling it would
+// overwrite the shared head and tail words. It is a caller's mistake, not
+// io_uring being unavailable, so it does not match ErrUnavailable.
+var ErrUnsupportedFlags = errors.New("ring: setup flags not supported by this package")
+
 // ErrUnavailable is matched (errors.Is) by every *UnavailableError: io_uring
 // cannot be used here, and the error's Reason says why.
 var ErrUnavailable = errors.New("ring: io_uring unavailable")

@@ -45,6 +45,13 @@ const (
 	SetupCQSize SetupFlags = 1 << 3
 )
 
+// supportedFlags are the setup flags New accepts. The kernel's others
+// change what this package's model of the ring assumes: the SQE or CQE size
+// (SQE128, CQE32), the SQ index array and the mappings (NO_SQARRAY,
+// NO_MMAP), or who submits and how completions come (SQPOLL, IOPOLL).
+const supportedFlags = SetupCQSize | SetupClamp | SetupSubmitAll | SetupCoopTaskrun |
+	SetupTaskrunFlag | SetupSingleIssuer | SetupDeferTaskrun
+
 var setupFlagNames = []struct {
 	f    SetupFlags
 	name string

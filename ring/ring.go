@@ -95,7 +95,8 @@ type Ring struct {
 	enters atomic.Uint64
 }
 
-// New sets up a ring. A failing io_uring_setup (EPERM under a seccomp
+// New sets up a ring. Flags outside the SetupFlags constants are refused
+// with ErrUnsupportedFlags before any syscall. A failing io_uring_setup (EPERM under a seccomp
 // profile or kernel.io_uring_disabled, ENOSYS on a kernel without io_uring,
 // EINVAL for flags the kernel does not know) returns an *UnavailableError
 // that wraps the errno.
@@ -105,6 +106,9 @@ func New(cfg Config) (*Ring, error) {
 		entries = defaultEntries
 	}
 	flags := cfg.Flags
+	if bad := flags &^ supportedFlags; bad != 0 {
+		return nil, fmt.Errorf("%w: %v", ErrUnsupportedFlags, bad)
+	}
 	if cfg.CQEntries != 0 {
 		flags |= SetupCQSize
 	}

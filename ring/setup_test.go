@@ -82,6 +82,36 @@ func TestSetupInvalid(t *testing.T) {
 	}
 }
 
+// TestSetupUnsupportedFlags: flags the kernel knows but this package's ring
+// model does not follow are refused before io_uring_setup. NO_SQARRAY got
+// through once: New filled the missing SQ array over the shared head and
+// tail, and Reap returned CQEs no request had posted.
+func TestSetupUnsupportedFlags(t *testing.T) {
+	tests := []struct {
+		name  string
+		flags ring.SetupFlags
+	}{
+		{"IOPOLL", 1 << 0},
+		{"SQPOLL", 1 << 1},
+		{"SQE128", 1 << 10},
+		{"CQE32", 1 << 11},
+		{"NO_MMAP", 1 << 14},
+		{"NO_SQARRAY", 1 << 16},
+		{"NO_SQARRAY|SingleIssuer", 1<<16 | ring.SetupSingleIssuer},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := ring.New(ring.Config{Entries: 4, Flags: tc.flags})
+			if err == nil {
+				r.Close()
+			}
+			if !errors.Is(err, ring.ErrUnsupportedFlags) || errors.Is(err, ring.ErrUnavailable) {
+				t.Fatalf("New(flags %v) = %v, want ErrUnsupportedFlags (not ErrUnavailable)", tc.flags, err)
+			}
+		})
+	}
+}
+
 func TestSizes(t *testing.T) {
 	r := newRing(t, ring.Config{Entries: 5, CQEntries: 40})
 	if r.SQEntries() != 8 || r.CQEntries() != 64 {
