@@ -110,7 +110,12 @@ func DenyIOUring(errno unix.Errno) error {
 	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
 	// Without CAP_SYS_ADMIN the kernel demands no_new_privs; as root it is
 	// harmless and keeps the filter honest about what an unprivileged
-	// container gets.
+	// container gets. no_new_privs is a per-thread attribute, checked on the
+	// thread that calls seccomp(2) (TSYNC then copies it to the others), so
+	// both calls must run on one OS thread: unlocked, the goroutine may move
+	// between them and an unprivileged run fails with EACCES now and then.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("seccomp: prctl(PR_SET_NO_NEW_PRIVS): %w", err)
 	}
