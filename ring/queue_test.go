@@ -207,6 +207,35 @@ func TestTimedWaitReturnsOnCompletion(t *testing.T) {
 	}
 }
 
+// TestTimedWaitAlreadySatisfied: a timed wait for CQEs that are already
+// ready returns at once with both timeout mechanisms. The TIMEOUT-SQE
+// fallback used to queue its timer and sleep until one more CQE came, here
+// the timer itself at the deadline.
+func TestTimedWaitAlreadySatisfied(t *testing.T) {
+	const timeout = 20 * time.Second
+	for _, force := range []bool{false, true} {
+		r := newRing(t, ring.Config{Entries: 4})
+		if force {
+			ring.ForceTimeoutSQE(r)
+		}
+		prep(t, r, func(s *ring.SQE) { s.PrepNop(5) })
+		if _, err := r.Submit(); err != nil {
+			t.Fatalf("Submit: %v", err)
+		}
+		start := time.Now()
+		if _, err := r.SubmitAndWait(1, timeout); err != nil {
+			t.Fatalf("SubmitAndWait: %v", err)
+		}
+		if el := time.Since(start); el > timeout/2 {
+			t.Fatalf("force=%v: waited %v with the NOP's CQE already ready", force, el)
+		}
+		var buf [4]ring.CQE
+		if n := r.Reap(buf[:]); n != 1 || buf[0].UserData != 5 {
+			t.Fatalf("force=%v: reaped %+v, want the NOP alone", force, buf[:n])
+		}
+	}
+}
+
 func TestUseAfterClose(t *testing.T) {
 	r := newRing(t, ring.Config{Entries: 4})
 	stale, err := r.GetSQE()

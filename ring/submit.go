@@ -235,8 +235,11 @@ func (r *Ring) submitNoWait() (int, error) {
 func (r *Ring) waitWithTimeoutSQE(minComplete uint32, deadline time.Time) (int, error) {
 	submitted := 0
 	for {
+		// The timer below ends the wait only at one more CQE or at the
+		// deadline, so a wait already satisfied must not queue one: it
+		// would sleep out the timeout where EXT_ARG returns at once.
 		rem := time.Until(deadline)
-		if rem <= 0 {
+		if rem <= 0 || r.userCQReady() >= minComplete {
 			n, err := r.submitNoWait()
 			return submitted + n, err
 		}
