@@ -8,7 +8,8 @@ import (
 )
 
 // ErrExhausted is returned by Table.Acquire when every one of the table's
-// maximum number of slots (2^24-1) is live.
+// maximum number of slots is live: 65535 whole chunks of 256, that is
+// 2^24-256, the most whose index+1 fits a tag's 24-bit index field.
 var ErrExhausted = errors.New("cancel: request table exhausted")
 
 // Slots are allocated in chunks that never move, so a *Slot stays valid for
