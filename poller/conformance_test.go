@@ -2,6 +2,7 @@ package poller_test
 
 import (
 	"errors"
+	"strconv"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -307,6 +308,18 @@ func TestArmRefused(t *testing.T) {
 			{"negative fd", h.tag(), -1, poller.In, poller.ErrBadFd},
 			{"unknown bits", h.tag(), a, 1 << 30, poller.ErrBadEvents},
 			{"tag in use", dup, a, poller.Out, poller.ErrTagInUse},
+		}
+		if strconv.IntSize == 64 {
+			// Truncated to 32 bits it would name a, and epoll would
+			// report it under a's number: no Event for the tag, ever.
+			shift := 32 // a variable, so that 32-bit builds compile
+			cases = append(cases, struct {
+				name   string
+				tag    uint64
+				fd     int
+				events uint32
+				want   error
+			}{"fd past int32", h.tag(), a + 1<<shift, poller.In, poller.ErrBadFd})
 		}
 		for _, c := range cases {
 			if err := h.p.Arm(c.tag, c.fd, c.events); !errors.Is(err, c.want) {

@@ -95,6 +95,7 @@ package poller
 import (
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -237,8 +238,9 @@ var ErrBadTag = errors.New("poller: tag is zero or uses the internal bit")
 // refused but is a caller bug: both Events would carry the same tag.
 var ErrTagInUse = errors.New("poller: tag already armed")
 
-// ErrBadFd refuses a negative file descriptor.
-var ErrBadFd = errors.New("poller: negative file descriptor")
+// ErrBadFd refuses a file descriptor the kernel cannot name: negative, or
+// beyond the 32 bits of its int (truncated, it would name another fd).
+var ErrBadFd = errors.New("poller: file descriptor out of range")
 
 // ErrBadEvents refuses an interest with bits outside ArmMask.
 var ErrBadEvents = errors.New("poller: events outside ArmMask")
@@ -252,13 +254,16 @@ func checkArm(tag uint64, fd int, events uint32) error {
 	switch {
 	case !ValidTag(tag):
 		return fmt.Errorf("%w: %#x", ErrBadTag, tag)
-	case fd < 0:
+	case !validFd(fd):
 		return fmt.Errorf("%w: %d", ErrBadFd, fd)
 	case events&^ArmMask != 0:
 		return fmt.Errorf("%w: %#x", ErrBadEvents, events)
 	}
 	return nil
 }
+
+// validFd reports whether fd is a number the kernel's 32-bit int can hold.
+func validFd(fd int) bool { return fd >= 0 && fd <= math.MaxInt32 }
 
 // readyMask is what a poll armed for interest reports when the kernel says
 // mask: the interest plus the always-reported bits.

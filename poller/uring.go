@@ -206,8 +206,8 @@ func (p *uringPoller) Disarm(tag uint64) bool {
 }
 
 func (p *uringPoller) Forget(fd int) {
-	if p.closed {
-		return
+	if p.closed || !validFd(fd) {
+		return // nothing can be armed there; int32(fd) would name another fd
 	}
 	list, ok := p.byFd[int32(fd)]
 	if !ok {
