@@ -79,6 +79,7 @@ func (l *loop) run(backend poller.Backend, started chan<- openResult, done func(
 	l.tid.Store(int32(unix.Gettid()))
 	defer l.tid.Store(0) // the thread may serve other goroutines after us
 	started <- openResult{sel: sel}
+	busy := false // the last Wait returned events
 	for {
 		cmds := l.in.take(l.spare, false)
 		for i := range cmds {
@@ -97,18 +98,38 @@ func (l *loop) run(backend poller.Backend, started chan<- openResult, done func(
 		if next := l.timers.next(); next >= 0 {
 			timeout = max(time.Duration(next-nanotime()), 0)
 		}
+		if busy && timeout != 0 {
+			// The last turn had work, so more is likely already there:
+			// look without sleeping first. A blocking wait made straight
+			// away costs the Go scheduler a hand-off of this thread's P
+			// and a wakeup per turn under load (make compare: ~10% server
+			// CPU per message at 100-1,000 connections).
+			n := l.wait(0)
+			if busy = n > 0; busy {
+				l.handle(n)
+				continue
+			}
+			runtime.Gosched()
+		}
 		l.in.sleeping.Store(true)
 		if l.in.n.Load() > 0 || l.r.closing.Load() {
 			timeout = 0
 		}
-		n, err := l.p.Wait(l.evs, timeout)
+		n := l.wait(timeout)
 		l.in.sleeping.Store(false)
-		if err != nil {
-			// Wait only fails on a closed or broken backend: a bug here.
-			panic("reactor: loop " + itoa(l.id) + ": poller wait: " + err.Error())
-		}
+		busy = n > 0
 		l.handle(n)
 	}
+}
+
+// wait is the poller's Wait; it only fails on a closed or broken backend,
+// which is a bug here.
+func (l *loop) wait(timeout time.Duration) int {
+	n, err := l.p.Wait(l.evs, timeout)
+	if err != nil {
+		panic("reactor: loop " + itoa(l.id) + ": poller wait: " + err.Error())
+	}
+	return n
 }
 
 // handle processes the n events Wait returned.
