@@ -119,15 +119,19 @@ func (r *Ring) Submit() (int, error) {
 	if n == 0 && flags == 0 {
 		return 0, nil
 	}
+	got, errno := r.enterNow(n, flags)
+	if errno != 0 {
+		return 0, enterError(errno)
+	}
+	return got, nil
+}
+
+// enterNow is an io_uring_enter that does not wait, retried on EINTR.
+func (r *Ring) enterNow(toSubmit, flags uint32) (int, unix.Errno) {
 	for {
-		got, errno := r.enter(n, 0, flags, false, false)
-		switch errno {
-		case 0:
-			return got, nil
-		case unix.EINTR:
-			continue
-		default:
-			return 0, enterError(errno)
+		got, errno := r.enter(toSubmit, 0, flags, false, false)
+		if errno != unix.EINTR {
+			return got, errno
 		}
 	}
 }
@@ -208,22 +212,14 @@ func (r *Ring) submitNoWait() (int, error) {
 	if n == 0 && flags == 0 {
 		return 0, nil
 	}
-	for {
-		got, errno := r.enter(n, 0, flags, false, false)
-		switch errno {
-		case 0:
-			return got, nil
-		case unix.EINTR:
-			continue
-		case unix.EBUSY:
-			if r.CQReady() > 0 {
-				return 0, nil
-			}
-			return 0, enterError(errno)
-		default:
-			return 0, enterError(errno)
-		}
+	got, errno := r.enterNow(n, flags)
+	switch {
+	case errno == 0:
+		return got, nil
+	case errno == unix.EBUSY && r.CQReady() > 0:
+		return 0, nil
 	}
+	return 0, enterError(errno)
 }
 
 // waitWithTimeoutSQE is SubmitAndWait's timed wait for kernels without
@@ -328,10 +324,8 @@ func (r *Ring) Reap(cqes []CQE) int {
 		if n == len(cqes) || flushed || !r.cqNeedsFlush() {
 			return n
 		}
-		for {
-			if _, errno := r.enter(0, 0, enterGetEvents, false, false); errno != unix.EINTR {
-				break
-			}
-		}
+		// Best effort: what the enter fails to post stays flagged, and
+		// the next Reap or Submit asks again.
+		r.enterNow(0, enterGetEvents)
 	}
 }
