@@ -132,6 +132,8 @@ type Request struct {
 // Arm arms a one-shot poll for ev on fd. cb runs exactly once, on the loop
 // that owns fd, with the ready events, ErrCanceled, ErrClosed, ErrFdClosed or
 // the kernel's error; it must not block. It may run before Arm returns.
+// A panic in cb is not recovered: it ends the process, as a panic in any
+// goroutine does, because the loop cannot know what state cb left behind.
 // Arm returns an error, and cb never runs, when the arguments are invalid or
 // the reactor is closed.
 func (r *Reactor) Arm(fd int, ev Events, cb func(Result)) (*Request, error) {
