@@ -206,7 +206,10 @@ type Poller interface {
 	Forget(fd int)
 	// Wait fills evs with Events and returns how many. It blocks up to
 	// timeout (negative: without limit, zero: not at all) while none is
-	// available, and returns 0, nil on timeout and after a Wake. An error
+	// available, and returns 0, nil on timeout and after a Wake. It may
+	// also return 0, nil before the timeout without a Wake: epoll_wait
+	// interrupted by a signal, or an io_uring wait ended by the backend's
+	// own completions (a cancel's). Callers loop on their own clock. An error
 	// comes with n == 0: Events already taken for evs are returned with a
 	// nil error and the failure is reported by a later Wait, so a caller
 	// that stops at an error loses no tag's Event. It panics if evs is
