@@ -64,6 +64,7 @@
 // kernel.io_uring_disabled, or ENOSYS on a kernel without io_uring. Check
 // sets up a tiny ring and probes for the opcodes a caller needs.
 //
-// The package supports 64-bit and 32-bit Linux; SQE128/CQE32 rings, SQPOLL
-// and IOPOLL are out of scope.
+// The package supports 64-bit and 32-bit Linux; SQE128/CQE32 rings, SQPOLL,
+// IOPOLL, NO_SQARRAY and NO_MMAP are out of scope, and New refuses their
+// flags with ErrUnsupportedFlags.
 package ring
