@@ -2,6 +2,7 @@ package reactor
 
 import (
 	"runtime"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -127,7 +128,7 @@ func (l *loop) run(backend poller.Backend, started chan<- openResult, done func(
 func (l *loop) wait(timeout time.Duration) int {
 	n, err := l.p.Wait(l.evs, timeout)
 	if err != nil {
-		panic("reactor: loop " + itoa(l.id) + ": poller wait: " + err.Error())
+		panic("reactor: loop " + strconv.Itoa(l.id) + ": poller wait: " + err.Error())
 	}
 	return n
 }
@@ -175,7 +176,7 @@ func (l *loop) exec(c *cmd) {
 	case opTask:
 		c.obj.runTask(l, c.arg)
 	default:
-		panic("reactor: unknown command " + itoa(int(c.op)))
+		panic("reactor: unknown command " + strconv.Itoa(int(c.op)))
 	}
 }
 
@@ -456,26 +457,4 @@ func (l *loop) disown(s stopper) {
 			return
 		}
 	}
-}
-
-func itoa(i int) string {
-	if i == 0 {
-		return "0"
-	}
-	neg := i < 0
-	if neg {
-		i = -i
-	}
-	var b [20]byte
-	n := len(b)
-	for i > 0 {
-		n--
-		b[n] = byte('0' + i%10)
-		i /= 10
-	}
-	if neg {
-		n--
-		b[n] = '-'
-	}
-	return string(b[n:])
 }

@@ -2,6 +2,7 @@ package reactor
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"time"
 
@@ -47,23 +48,9 @@ func (e Events) String() string {
 			b.WriteByte('|')
 		}
 		b.WriteString("0x")
-		b.WriteString(strconvHex(uint32(e)))
+		b.WriteString(strconv.FormatUint(uint64(e), 16))
 	}
 	return b.String()
-}
-
-func strconvHex(v uint32) string {
-	const digits = "0123456789abcdef"
-	var buf [8]byte
-	i := len(buf)
-	for {
-		i--
-		buf[i] = digits[v&0xf]
-		v >>= 4
-		if v == 0 {
-			return string(buf[i:])
-		}
-	}
 }
 
 // Backend names the kernel interface that serves one-shot polls.
