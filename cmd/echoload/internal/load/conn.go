@@ -1,7 +1,6 @@
 package load
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -9,9 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 )
-
-// errMismatch is the cause recorded with KindMismatch.
-var errMismatch = errors.New("echoed bytes differ from those sent")
 
 // blockPad is how much longer than a message a connection's random block
 // is: a prime, so the offsets seq*offsetStep mod blockLen cycle through
