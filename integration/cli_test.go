@@ -8,8 +8,9 @@ import (
 	"testing"
 )
 
-// TestCommandLine runs the binary itself: bad flags exit 2 with one line,
-// --version and --help exit 0.
+// TestCommandLine runs the binary itself: bad flags exit 2 with one line on
+// stderr; --version and --help exit 0 and print on stdout, where a pager or
+// a script reads them, leaving stderr empty.
 func TestCommandLine(t *testing.T) {
 	tests := []struct {
 		args     []string
@@ -27,9 +28,9 @@ func TestCommandLine(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
 			t.Parallel()
-			var stderr bytes.Buffer
+			var stdout, stderr bytes.Buffer
 			cmd := exec.Command(echodPath, tt.args...)
-			cmd.Stderr = &stderr
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
 			cmd.Env = childEnv(nil)
 			cmd.WaitDelay = bound
 			err := cmd.Run()
@@ -40,12 +41,18 @@ func TestCommandLine(t *testing.T) {
 			} else if err != nil {
 				t.Fatal(err)
 			}
-			out := stderr.String()
+			out, quiet, stream := stderr.String(), stdout.String(), "stderr"
+			if tt.status == 0 {
+				out, quiet, stream = quiet, out, "stdout"
+			}
 			if code != tt.status || !strings.Contains(out, tt.contains) {
-				t.Fatalf("exit status %d, stderr %q; want %d and %q", code, out, tt.status, tt.contains)
+				t.Fatalf("exit status %d, %s %q; want %d and %q", code, stream, out, tt.status, tt.contains)
 			}
 			if tt.oneLine && strings.Count(out, "\n") != 1 {
-				t.Errorf("stderr %q: want exactly one line", out)
+				t.Errorf("%s %q: want exactly one line", stream, out)
+			}
+			if quiet != "" {
+				t.Errorf("output %q on the other stream: want everything on %s", quiet, stream)
 			}
 		})
 	}

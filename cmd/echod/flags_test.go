@@ -155,10 +155,13 @@ func TestBadFlags(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
-			var stderr bytes.Buffer
-			code := runWith(tt.args, &stderr, nil, mustNotStart(t))
+			var stdout, stderr bytes.Buffer
+			code := runWith(tt.args, &stdout, &stderr, nil, mustNotStart(t))
 			if code != exitUsage {
 				t.Errorf("exit status %d, want %d", code, exitUsage)
+			}
+			if stdout.Len() != 0 {
+				t.Errorf("a usage error wrote %q to stdout; it belongs on stderr", stdout.String())
 			}
 			out := stderr.String()
 			if strings.Count(out, "\n") != 1 || !strings.HasSuffix(out, "\n") || !strings.HasPrefix(out, "echod: ") {
@@ -183,14 +186,19 @@ func TestHelpAndVersion(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
-			var stderr bytes.Buffer
-			if code := runWith(tt.args, &stderr, nil, mustNotStart(t)); code != exitOK {
-				t.Fatalf("exit status %d, want 0; output:\n%s", code, stderr.String())
+			// Asked-for output goes to stdout, so that it pipes into a
+			// pager or a script; stderr stays empty.
+			var stdout, stderr bytes.Buffer
+			if code := runWith(tt.args, &stdout, &stderr, nil, mustNotStart(t)); code != exitOK {
+				t.Fatalf("exit status %d, want 0; stderr:\n%s", code, stderr.String())
 			}
 			for _, w := range tt.want {
-				if !strings.Contains(stderr.String(), w) {
-					t.Errorf("output does not contain %q:\n%s", w, stderr.String())
+				if !strings.Contains(stdout.String(), w) {
+					t.Errorf("stdout does not contain %q:\n%s", w, stdout.String())
 				}
+			}
+			if stderr.Len() != 0 {
+				t.Errorf("stderr %q: want nothing there", stderr.String())
 			}
 		})
 	}

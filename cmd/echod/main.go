@@ -23,5 +23,5 @@ func main() {
 	// both be seen even if run is busy when they arrive.
 	signals := make(chan os.Signal, 2)
 	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
-	os.Exit(run(os.Args[1:], os.Stderr, signals))
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, signals))
 }

@@ -43,12 +43,15 @@ const forceExitWait = 500 * time.Millisecond
 
 // run is echod without the process around it: it parses args, serves until
 // the first value on signals, shuts down gracefully, and returns the exit
-// status. main passes os.Args[1:], os.Stderr and SIGTERM/SIGINT.
-func run(args []string, stderr io.Writer, signals <-chan os.Signal) int {
-	return runWith(args, stderr, signals, startReactor)
+// status. main passes os.Args[1:], os.Stdout, os.Stderr and SIGTERM/SIGINT.
+// --help and --version, which a person asked for, go to stdout so that
+// `echod --help | less` and `echod --version | cut ...` work; everything
+// else (usage errors, logs) goes to stderr.
+func run(args []string, stdout, stderr io.Writer, signals <-chan os.Signal) int {
+	return runWith(args, stdout, stderr, signals, startReactor)
 }
 
-func runWith(args []string, stderr io.Writer, signals <-chan os.Signal, start startFunc) int {
+func runWith(args []string, stdout, stderr io.Writer, signals <-chan os.Signal, start startFunc) int {
 	cfg, err := parseFlags(args)
 	if err != nil {
 		msg, _ := strings.CutPrefix(err.Error(), errUsage.Error()+": ")
@@ -57,10 +60,10 @@ func runWith(args []string, stderr io.Writer, signals <-chan os.Signal, start st
 	}
 	switch {
 	case cfg.help:
-		printUsage(stderr)
+		printUsage(stdout)
 		return exitOK
 	case cfg.version:
-		fmt.Fprintln(stderr, versionString())
+		fmt.Fprintln(stdout, versionString())
 		return exitOK
 	}
 	if cfg.logFormat == "" {

@@ -132,7 +132,7 @@ func started(t *testing.T, f *fakeServer, args ...string) (signals chan os.Signa
 	st := make(chan int, 1)
 	start := func(config, *zap.Logger) (server, error) { return f, nil }
 	args = append([]string{"--log-format", "json"}, args...)
-	go func() { st <- runWith(args, log, signals, start) }()
+	go func() { st <- runWith(args, io.Discard, log, signals, start) }()
 	listening = log.wait(t, "listening")
 	return signals, log, listening, st
 }
@@ -240,7 +240,7 @@ func TestStartFailure(t *testing.T) {
 	start := func(config, *zap.Logger) (server, error) {
 		return nil, fmt.Errorf("--listen 127.0.0.1:7007: %w", syscall.EADDRINUSE)
 	}
-	code := runWith([]string{"--log-format", "json"}, log, nil, start)
+	code := runWith([]string{"--log-format", "json"}, io.Discard, log, nil, start)
 	if code != exitFailure {
 		t.Fatalf("exit status %d, want %d", code, exitFailure)
 	}
@@ -305,7 +305,7 @@ func TestMetricsAddrInUse(t *testing.T) {
 
 	log2 := newLogLines()
 	start := func(config, *zap.Logger) (server, error) { return f, nil }
-	if code := runWith([]string{"--log-format", "json", "--metrics-addr", taken}, log2, nil, start); code != exitFailure {
+	if code := runWith([]string{"--log-format", "json", "--metrics-addr", taken}, io.Discard, log2, nil, start); code != exitFailure {
 		t.Errorf("second echod on metrics address %s: exit status %d, want %d", taken, code, exitFailure)
 	}
 	if l := log2.wait(t, "cannot start"); !strings.Contains(fmt.Sprint(l["error"]), "address already in use") {
