@@ -3,9 +3,9 @@
 // histogram, and reports msgs/s, MB/s, p50/p90/p99/p99.9/max and errors by
 // kind; any error makes the exit status non-zero.
 //
-//	echoload --addr 127.0.0.1:7000 --conns 100 --size 64 --duration 10s
+//	echoload --conns 100 --size 64 --duration 10s   # echod's default 127.0.0.1:7007
 //	echoload --addr unix:/run/echod.sock --rate 20000 --json
-//	echoload --addr udp:127.0.0.1:7000 --messages 100000 --hgrm lat.hgrm
+//	echoload --addr udp:127.0.0.1:7007 --messages 100000 --hgrm lat.hgrm
 //
 // Exit status: 0 when every message came back intact, 1 when any error was
 // seen (mismatch, short read, reset, timeout, connect) or the run could not
@@ -18,6 +18,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"strconv"
@@ -43,6 +44,10 @@ const (
 	exitUsage = 2
 )
 
+// defaultAddr is echod's own default --listen, so that `make run` in one
+// terminal and a bare `echoload` in another talk to each other.
+const defaultAddr = "127.0.0.1:7007"
+
 // options are the command line beyond load.Config.
 type options struct {
 	cfg   load.Config
@@ -56,7 +61,7 @@ func parse(args []string) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("echoload", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	addr := fs.String("addr", "127.0.0.1:7000", "server: host:port (TCP), unix:/path, or udp:host:port")
+	addr := fs.String("addr", defaultAddr, "server: host:port (TCP), unix:/path, or udp:host:port")
 	fs.IntVar(&o.cfg.Conns, "conns", 1, "connections")
 	size := fs.String("size", "64", "bytes per message (suffixes k/KiB, m/MiB)")
 	fs.IntVar(&o.cfg.Pipeline, "pipeline", 1, "messages in flight per connection")
@@ -96,6 +101,9 @@ func parse(args []string) (options, error) {
 		return o, fmt.Errorf("--size: %w", err)
 	}
 	o.cfg.Network, o.cfg.Address = splitAddr(*addr)
+	if err := checkAddr(o.cfg.Network, o.cfg.Address); err != nil {
+		return o, fmt.Errorf("--addr %q: %w", *addr, err)
+	}
 	if err := o.cfg.Validate(); err != nil {
 		return o, err
 	}
@@ -114,6 +122,25 @@ func splitAddr(a string) (network, address string) {
 		return "tcp", p
 	}
 	return "tcp", a
+}
+
+// checkAddr refuses, before any load starts, an address that could only
+// fail at dial time: a TCP or UDP one without a port, or with port 0.
+func checkAddr(network, address string) error {
+	if network == "unix" {
+		if address == "" {
+			return errors.New("unix: needs a socket path")
+		}
+		return nil
+	}
+	_, port, err := net.SplitHostPort(address)
+	if err != nil {
+		return errors.New("want host:port, unix:/path or udp:host:port")
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		return fmt.Errorf("port %q: want a number from 1 to 65535", port)
+	}
+	return nil
 }
 
 // parseSize reads a byte count: 64, 16k, 16KiB, 1m, 1MiB.
@@ -207,7 +234,8 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `usage: echoload [flags]
 
 Load-tests an echo server and checks every byte that comes back.
-  --addr ADDR          host:port (TCP), unix:/path, udp:host:port (default 127.0.0.1:7000)
+  --addr ADDR          host:port (TCP), unix:/path, udp:host:port
+                       (default 127.0.0.1:7007, echod's default)
   --conns N            connections (default 1)
   --size N             bytes per message; 16k or 16KiB accepted (default 64)
   --pipeline N         messages in flight per connection (default 1)

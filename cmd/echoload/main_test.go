@@ -86,6 +86,10 @@ func TestBadFlags(t *testing.T) {
 		{"--rate", "-5"},
 		{"--addr", "udp:127.0.0.1:1", "--size", "70000"},
 		{"--addr", ""},
+		{"--addr", "localhost"},
+		{"--addr", "127.0.0.1:0"},
+		{"--addr", "udp:127.0.0.1:http"},
+		{"--addr", "unix:"},
 		{"stray"},
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
