@@ -290,3 +290,28 @@ func TestBlockingCallsFromACallback(t *testing.T) {
 		})
 	}
 }
+
+// TestArmRequestCancelFromItsCallback: a Request recycled through
+// ArmRequest may be canceled from its own callback, which can run before
+// ArmRequest returns. ArmRequest must not write the Request after handing
+// it to the loop; -race catches such a write against the callback's read.
+// Cancel there reports false: the request completed ready.
+func TestArmRequestCancelFromItsCallback(t *testing.T) {
+	for _, b := range backends {
+		t.Run(name(b), func(t *testing.T) {
+			r := newReactor(t, b, 1)
+			a, _ := pair(t)
+			var q reactor.Request
+			canceled := make(chan bool, 1)
+			for i := 0; i < 50; i++ {
+				// Out is ready at once: the callback races ArmRequest's return.
+				if err := r.ArmRequest(&q, a, reactor.Out, func(reactor.Result) { canceled <- q.Cancel() }); err != nil {
+					t.Fatal(err)
+				}
+				if <-canceled {
+					t.Fatalf("round %d: Cancel from the callback of a ready request returned true", i)
+				}
+			}
+		})
+	}
+}

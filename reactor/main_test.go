@@ -119,3 +119,15 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 }
 
 func name(b reactor.Backend) string { return strings.ToUpper(string(b[:1])) + string(b[1:]) }
+
+// pair is socketpair with both fds closed at cleanup (after the test's own
+// defers, before the reactor's Close registered earlier).
+func pair(t testing.TB) (int, int) {
+	t.Helper()
+	a, p := socketpair(t)
+	t.Cleanup(func() {
+		unix.Close(a)
+		unix.Close(p)
+	})
+	return a, p
+}

@@ -176,12 +176,10 @@ func (r *Reactor) arm(q *Request, fd int, ev Events, cb func(Result), deadline i
 	}
 	q.l = l
 	q.outcome.Store(0)
-	h, err := l.submit(fd, ev, cb, nil, q, deadline)
-	if err != nil {
-		return err
-	}
-	q.h = h
-	return nil
+	// submit sets q.h before the push publishes the request; nothing may
+	// write q after that: its callback, which may hold q, can already run.
+	_, err = l.submit(fd, ev, cb, nil, q, deadline)
+	return err
 }
 
 func (r *Reactor) check(fd int, ev Events) (*loop, error) {
