@@ -2,14 +2,13 @@ package integration_test
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -105,8 +104,9 @@ func TestGracefulShutdown(t *testing.T) {
 func TestShutdownTimeout(t *testing.T) {
 	t.Parallel()
 	const timeout = 500 * time.Millisecond
-	d := startEchod(t, "--listen", "127.0.0.1:0", "--max-pending", "16KiB", "--shutdown-timeout", timeout.String())
-	stuck := stuckPeer(t, d.addr())
+	d := startEchod(t, "--listen", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0",
+		"--max-pending", "16KiB", "--shutdown-timeout", timeout.String())
+	stuck, _ := stuckPeer(t, d, 256<<20)
 	start := time.Now()
 	d.signal(syscall.SIGTERM)
 	if code := d.wait(bound); code != 1 {
@@ -123,8 +123,9 @@ func TestShutdownTimeout(t *testing.T) {
 // second signal makes echod exit at once, with 128+signal.
 func TestSecondSignal(t *testing.T) {
 	t.Parallel()
-	d := startEchod(t, "--listen", "127.0.0.1:0", "--max-pending", "16KiB", "--shutdown-timeout", "1h")
-	stuck := stuckPeer(t, d.addr())
+	d := startEchod(t, "--listen", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0",
+		"--max-pending", "16KiB", "--shutdown-timeout", "1h")
+	stuck, _ := stuckPeer(t, d, 256<<20)
 	d.signal(syscall.SIGTERM)
 	d.waitLog("shutting down")
 	d.signal(syscall.SIGINT)
@@ -134,22 +135,45 @@ func TestSecondSignal(t *testing.T) {
 	stuck.Close()
 }
 
-// stuckPeer connects and sends until every buffer is full, never reading.
-func stuckPeer(t *testing.T, addr string) net.Conn {
+// stuckPeer connects to d and writes without ever reading, at most limit
+// bytes, until echod says on /metrics that it paused the connection: it
+// holds --max-pending bytes of echo that the peer's full receive buffer
+// will not take, so from then on echod cannot drain it. A write that merely
+// blocked for a while cannot tell that apart from a daemon the busy machine
+// has not scheduled yet (and echod could then drain everything); only echod
+// knows. A goroutine goes on writing until the connection closes; the
+// test's cleanup closes it and waits for that goroutine. sent counts the
+// bytes written. d needs --metrics-addr.
+func stuckPeer(t *testing.T, d *daemon, limit int64) (c net.Conn, sent *atomic.Int64) {
 	t.Helper()
-	c := dial(t, addr)
-	chunk := make([]byte, 1<<20)
-	for range 256 {
-		c.SetWriteDeadline(time.Now().Add(300 * time.Millisecond))
-		if _, err := c.Write(chunk); err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				return c
+	c, sent = dial(t, d.addr()), new(atomic.Int64)
+	took := make(chan struct{}) // closed if echod took all limit bytes
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		chunk := randomBytes(9, 1<<20)
+		for sent.Load() < limit {
+			n, err := c.Write(chunk)
+			sent.Add(int64(n))
+			if err != nil {
+				return // the test closed c, or echod did
 			}
-			t.Fatalf("stuck peer: %v", err)
 		}
-	}
-	t.Fatal("echod read 256 MiB from a peer that never reads")
-	return nil
+		close(took)
+	}()
+	t.Cleanup(func() {
+		c.Close()
+		<-done
+	})
+	waitUntil(t, "echod pauses a peer that never reads (echod_connections_paused = 1)", func() bool {
+		select {
+		case <-took:
+			t.Fatalf("echod took %d bytes from a peer that never reads: no backpressure", sent.Load())
+		default:
+		}
+		return d.stream(d.metrics(), "echod_connections_paused") == 1
+	})
+	return c, sent
 }
 
 // TestSeccompDeniesIOUring runs echod under a seccomp filter that fails

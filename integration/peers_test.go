@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"strings"
 	"sync"
 	"syscall"
@@ -113,30 +112,13 @@ func TestSlowReader(t *testing.T) {
 				"--max-pending", "256KiB", "--idle-timeout", "0")
 			rss0 := d.metrics()["process_resident_memory_bytes"]
 
-			slow := dial(t, d.addr())
-			chunk := randomBytes(9, 1<<20)
-			sent := 0
-			for sent < offered {
-				// A write that makes no progress for 500ms means every
-				// buffer between us and echod is full: echod stopped
-				// reading. Without backpressure this runs to `offered`.
-				slow.SetWriteDeadline(time.Now().Add(500 * time.Millisecond))
-				n, err := slow.Write(chunk)
-				sent += n
-				if errors.Is(err, os.ErrDeadlineExceeded) {
-					break
-				}
-				if err != nil {
-					t.Fatalf("slow peer write after %d bytes: %v", sent, err)
-				}
-			}
-			if sent >= offered {
-				t.Fatalf("echod took %d bytes from a peer that never reads: no backpressure", sent)
-			}
+			// Backpressure is echod pausing the connection; without it the
+			// peer's whole offer goes through and stuckPeer fails.
+			slow, sent := stuckPeer(t, d, offered)
 			m := d.metrics()
 			in, out := d.stream(m, "echod_received_bytes_total"), d.stream(m, "echod_sent_bytes_total")
 			held := in - out
-			t.Logf("slow peer sent %d bytes before stalling; echod read %v, echoed %v, holds %v", sent, in, out, held)
+			t.Logf("slow peer sent %d bytes before stalling; echod read %v, echoed %v, holds %v", sent.Load(), in, out, held)
 			if held > maxPending+readSlack {
 				t.Errorf("echod holds %v bytes for the slow peer, want at most --max-pending %d + %d", held, maxPending, readSlack)
 			}
