@@ -78,6 +78,7 @@ type Conn struct {
 	// Owned by the loop goroutine.
 	rd, wr     reqHandle // in-flight requests; zero = none
 	readPaused bool      // stopped reading: pending output above MaxPending
+	shutReq    bool      // Shutdown asked; waits for reading to resume if paused
 	wrDone     bool      // shutdown(SHUT_WR) was made
 	opened     bool      // OnOpen was called, so OnClose is owed
 	drainBy    int64     // nanotime by which a drain must end; 0 = none
@@ -358,6 +359,11 @@ func (c *Conn) readable(res Result) {
 		c.finish(res.Err)
 		return
 	}
+	if c.readPaused {
+		// Paused while this read was armed (Shutdown's readSome):
+		// reading resumes, and re-arms, once the output drains.
+		return
+	}
 	c.readSome(4)
 	if c.state == connOpen {
 		c.armRead()
@@ -447,6 +453,10 @@ func (c *Conn) flushAndArm() {
 		c.readPaused = false
 		c.ln.paused.Add(-1)
 		c.lastRead = nanotime() // the read deadline restarts with reading
+		if c.shutReq {
+			c.shutdownRead()
+			return
+		}
 		c.armRead()
 		c.schedule()
 	}
@@ -497,13 +507,25 @@ func (c *Conn) doClose(task int32, err error) {
 	case task == taskCloseWr:
 		c.flushAndArm()
 	case task == taskShutdown && c.state == connOpen:
-		// Deliver what already sits in the receive buffer first.
-		c.readSome(-1)
-		if c.state == connOpen {
-			c.beginDrain(nil)
-		}
+		c.shutReq = true
+		c.shutdownRead()
 	case c.state == connOpen:
 		c.beginDrain(err)
+	}
+}
+
+// shutdownRead serves Listener.Shutdown: it delivers what already sits in
+// the receive buffer, then drains. While backpressure pauses reading it
+// waits, and flushAndArm calls it again when reading resumes: draining at
+// once would drop bytes the kernel had already received (and the close
+// would reset the peer, unread data being left).
+func (c *Conn) shutdownRead() {
+	if c.readPaused {
+		return
+	}
+	c.readSome(-1)
+	if c.state == connOpen && !c.readPaused {
+		c.beginDrain(nil)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
 	"testing"
@@ -130,4 +131,15 @@ func pair(t testing.TB) (int, int) {
 		unix.Close(p)
 	})
 	return a, p
+}
+
+// dial connects to ln's address; the client is closed at cleanup.
+func dial(t testing.TB, ln *reactor.Listener) net.Conn {
+	t.Helper()
+	c, err := net.Dial(ln.Addr().Network(), ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }

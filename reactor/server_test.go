@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/oneshot-io/oneshot/reactor"
 )
 
@@ -472,5 +474,52 @@ func TestCloseCallsInOneHandlerCall(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// smallSndbuf is an echo whose Conns get the smallest send buffer, so that
+// output backs up (and backpressure pauses reading) after a few KiB.
+type smallSndbuf struct{ echo }
+
+func (*smallSndbuf) OnOpen(c *reactor.Conn) {
+	unix.SetsockoptInt(c.Fd(), unix.SOL_SOCKET, unix.SO_SNDBUF, 4<<10)
+}
+
+// TestShutdownWhilePausedEchoesWhatWasReceived: Shutdown reaching a Conn
+// whose reading is paused by backpressure must not begin the drain with
+// bytes still unread in its receive buffer: it waits for the peer to drain
+// the output, reads the rest, and echoes every byte. Over a Unix socket a
+// returned Write means the bytes sit in the server's receive queue.
+func TestShutdownWhilePausedEchoesWhatWasReceived(t *testing.T) {
+	for _, b := range backends {
+		t.Run(name(b), func(t *testing.T) {
+			r := newReactor(t, b, 1)
+			ln, err := r.Listen("unix", t.TempDir()+"/s.sock", &smallSndbuf{}, reactor.ListenConfig{MaxPending: 4 << 10})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := dial(t, ln)
+			// More than two of the server's 64 KiB reads: one before the
+			// pause, one more if Shutdown read past the pause, and a rest.
+			payload := make([]byte, 160<<10)
+			rand.Read(payload)
+			for off := 0; off < len(payload); off += 4 << 10 {
+				c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+				if _, err := c.Write(payload[off : off+4<<10]); err != nil {
+					t.Fatalf("write at %d: %v", off, err)
+				}
+			}
+			waitFor(t, 5*time.Second, "backpressure to pause reading", func() bool { return ln.Stats().Paused == 1 })
+			shut := make(chan error, 1)
+			go func() { shut <- ln.Shutdown(context.Background()) }()
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			got, err := io.ReadAll(c) // until the server closes
+			if err != nil || !bytes.Equal(got, payload) {
+				t.Fatalf("echoed %d of %d bytes (equal %v), then %v", len(got), len(payload), bytes.Equal(got, payload), err)
+			}
+			if err := <-shut; err != nil {
+				t.Fatalf("Shutdown: %v", err)
+			}
+		})
 	}
 }
