@@ -84,6 +84,7 @@ type Conn struct {
 	drainBy    int64     // nanotime by which a drain must end; 0 = none
 	timerSeq   uint64    // the live timer entry's seq
 	timerWhen  int64     // when the live entry fires; 0 = none
+	timerIdx   int32     // the live entry's index+1 in l.timers, kept by the heap; 0 = none
 	lastRead   int64     // nanotime of the last byte read
 	closeErr   error     // the reason the drain began (nil: clean)
 	onRead     func(Result)
@@ -563,6 +564,7 @@ func (c *Conn) finish(err error) {
 	// From here no goroutine uses c.fd: Write saw connClosed under mu.
 	c.l.closeFdOn(c.fd)
 	c.timerSeq++
+	c.unschedule()     // a closed Conn must not stay reachable from the heap
 	c.ln.connClosed(c) // counters first: OnClose may read them
 	if c.opened {
 		c.ln.h.OnClose(c, err)

@@ -61,16 +61,25 @@ func (c *Conn) deadlineErr(kind int) error {
 }
 
 // schedule makes sure c's timer fires by its earliest deadline. An entry
-// already due no later stays (it re-evaluates when it fires), so a Conn
-// holds a bounded number of heap entries however often it reschedules.
+// already due no later stays (it re-evaluates when it fires); a later one
+// is replaced, so a Conn holds at most one heap entry.
 func (c *Conn) schedule() {
 	when, _ := c.deadline()
 	if when == 0 || (c.timerWhen != 0 && c.timerWhen <= when) {
 		return
 	}
+	c.unschedule()
 	c.timerSeq++
 	c.timerWhen = when
-	c.l.addTimer(timerEntry{when: when, seq: c.timerSeq, obj: c})
+	c.l.addTimer(timerEntry{when: when, seq: c.timerSeq, obj: c, idx: &c.timerIdx})
+}
+
+// unschedule takes c's entry, if any, off the heap.
+func (c *Conn) unschedule() {
+	if c.timerIdx != 0 {
+		c.l.timers.remove(int(c.timerIdx - 1))
+	}
+	c.timerWhen = 0
 }
 
 // fire is c's timer expiring: close c if a deadline passed, else wait for

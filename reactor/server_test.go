@@ -523,3 +523,42 @@ func TestShutdownWhilePausedEchoesWhatWasReceived(t *testing.T) {
 		})
 	}
 }
+
+// TestClosedConnsLeaveNoTimers: a Conn's deadline entry leaves its loop's
+// heap when the Conn closes. Left to expire (30 s of CloseTimeout after a
+// peer EOF, an IdleTimeout later) the entries would hold every closed Conn
+// in memory that long: at a high connection rate, without bound.
+func TestClosedConnsLeaveNoTimers(t *testing.T) {
+	for _, b := range backends {
+		for _, tc := range []struct {
+			name string
+			cfg  reactor.ListenConfig
+		}{
+			{"defaults", reactor.ListenConfig{}},
+			{"timeouts", reactor.ListenConfig{IdleTimeout: time.Hour, ReadTimeout: time.Hour}},
+		} {
+			t.Run(name(b)+"/"+tc.name, func(t *testing.T) {
+				r := newReactor(t, b, 1)
+				h := &echo{closed: make(chan error, 1)}
+				ln := listen(t, r, h, tc.cfg)
+				for i := 0; i < 20; i++ {
+					c := dial(t, ln)
+					c.Write([]byte("x"))
+					c.SetReadDeadline(time.Now().Add(5 * time.Second))
+					if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+						t.Fatal(err)
+					}
+					c.Close() // peer EOF: the Conn drains (bounded by CloseTimeout) and closes
+					if err := <-h.closed; err != nil {
+						t.Fatalf("OnClose err = %v", err)
+					}
+				}
+				a, _ := pair(t)
+				waitFor(t, 5*time.Second, "the heap to hold nothing of the closed Conns", func() bool {
+					r.Arm(a, reactor.Out, func(reactor.Result) {}) // a turn, to refresh Stats
+					return r.Stats().Timers == 0
+				})
+			})
+		}
+	}
+}

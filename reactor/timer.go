@@ -1,8 +1,11 @@
 package reactor
 
 // timerObj is what a timer fires into. seq lets the owner recognise and
-// ignore an entry it has since superseded (such entries are deleted lazily:
-// a Conn or listener socket has at most a couple at a time).
+// ignore an entry it has since superseded. An owner that gives an idx keeps
+// one entry at a time and removes it when done (a Conn: a closed Conn's
+// entry would otherwise hold it in memory until due, up to an IdleTimeout
+// later); one that gives none leaves superseded entries to expire (a
+// listener socket's backoff: at most 500 ms).
 type timerObj interface {
 	fire(l *loop, seq uint64, now int64)
 }
@@ -13,6 +16,7 @@ type timerEntry struct {
 	seq  uint64    // obj's own generation for this entry
 	obj  timerObj  // nil: a request deadline for h
 	h    reqHandle // the request whose deadline this is (obj == nil)
+	idx  *int32    // obj's record of the entry's index+1, kept by the heap; may be nil
 }
 
 // timerHeap is a binary min-heap of deadlines, owned by the loop goroutine.
@@ -25,8 +29,11 @@ type timerHeap []timerEntry
 
 func (h timerHeap) set(i int, e timerEntry) {
 	h[i] = e
-	if e.obj == nil {
+	switch {
+	case e.obj == nil:
 		e.h.Data().timer = int32(i + 1)
+	case e.idx != nil:
+		*e.idx = int32(i + 1)
 	}
 }
 
@@ -83,8 +90,11 @@ func (h *timerHeap) remove(i int) timerEntry {
 		s.down(i)
 		s.up(i)
 	}
-	if e.obj == nil {
+	switch {
+	case e.obj == nil:
 		e.h.Data().timer = 0
+	case e.idx != nil:
+		*e.idx = 0
 	}
 	return e
 }
