@@ -26,6 +26,9 @@ type connLog struct {
 	echo     bool
 	maxPend  atomic.Int64
 	dataSeen atomic.Int64
+	// closeErrs, if set, receives each OnClose error (buffer it: OnClose
+	// runs on a loop and must not block).
+	closeErrs chan error
 }
 
 type connState struct {
@@ -74,6 +77,9 @@ func (h *connLog) OnClose(c *reactor.Conn, err error) {
 		h.fail("OnClose twice on %v", c)
 	}
 	h.closes.Add(1)
+	if h.closeErrs != nil {
+		h.closeErrs <- err
+	}
 }
 
 func (h *connLog) check(t *testing.T) {

@@ -51,6 +51,10 @@ const (
 	taskForceStop                  // Shutdown's context ended: close at once
 )
 
+// errForceStop is OnClose's error for a Conn that Listener.Shutdown closed
+// at once because its context ended before the Conn drained.
+var errForceStop = fmt.Errorf("reactor: Shutdown's context ended before the connection drained: %w", ErrClosed)
+
 // Conn is one accepted connection. Write, Close, CloseNow and CloseWrite
 // may be called from any goroutine; the rest of its life runs on one loop.
 type Conn struct {
@@ -503,8 +507,11 @@ func (c *Conn) flushLocked() (int, error) {
 func (c *Conn) doClose(task int32, err error) {
 	switch {
 	case c.state == connClosed:
-	case task == taskCloseNow || task == taskForceStop:
+	case task == taskCloseNow:
 		c.finish(err)
+	case task == taskForceStop:
+		// Pending output is discarded: not the clean close OnClose's nil means.
+		c.finish(errForceStop)
 	case task == taskCloseWr:
 		c.flushAndArm()
 	case task == taskShutdown && c.state == connOpen:

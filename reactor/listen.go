@@ -298,7 +298,8 @@ func (ln *Listener) stopAccepting(task int32) {
 // backlog: those peers' bytes were received too), then lets every Conn read
 // what already sits in its receive buffer, deliver it, flush its output and
 // close. It returns when all are closed, or ctx.Err() after force-closing
-// the rest when ctx ends first.
+// the rest when ctx ends first (their pending output is discarded and
+// their OnClose error wraps ErrClosed).
 func (ln *Listener) Shutdown(ctx context.Context) error {
 	if ln.r.onLoop() {
 		return ErrOnLoop

@@ -138,13 +138,9 @@ func TestShutdownContextEndsForceCloses(t *testing.T) {
 	for _, b := range backends {
 		t.Run(name(b), func(t *testing.T) {
 			r := newReactor(t, b, 1)
-			h := &connLog{echo: true}
+			h := &connLog{echo: true, closeErrs: make(chan error, 1)}
 			ln := listen(t, r, h, reactor.ListenConfig{})
-			c, err := net.Dial("tcp", ln.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
+			c := dial(t, ln)
 			c.(*net.TCPConn).SetReadBuffer(4 << 10)
 			go func() {
 				buf := make([]byte, 64<<10)
@@ -163,6 +159,10 @@ func TestShutdownContextEndsForceCloses(t *testing.T) {
 			}
 			if s := ln.Stats(); s.Active != 0 || h.closes.Load() != 1 {
 				t.Fatalf("after forced Shutdown: %+v, OnClose %d", s, h.closes.Load())
+			}
+			// Its output was discarded: OnClose must not report a clean close.
+			if err := <-h.closeErrs; !errors.Is(err, reactor.ErrClosed) {
+				t.Fatalf("OnClose err of a force-closed Conn = %v, want ErrClosed", err)
 			}
 		})
 	}
