@@ -153,31 +153,36 @@ duration_s=$(seconds "$DURATION")
 duration_ms=$(awk -v s="$duration_s" 'BEGIN { printf "%d", s * 1000 }')
 
 # --- servers -----------------------------------------------------------------
-# free_port prints a TCP port below the ephemeral range that nothing listens on.
-free_port() {
-	local lo hi p
-	read -r lo hi </proc/sys/net/ipv4/ip_local_port_range
-	hi=$((lo - 1)); lo=$((hi > 20000 ? 20000 : 1024))
-	for _ in $(seq 100); do
-		p=$((lo + RANDOM % (hi - lo)))
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			echo "$p"
-			return 0
-		fi
-	done
-	say "no free port found"
-	return 1
-}
-
-# server_cmd NAME PORT prints the command line that starts server NAME.
+# server_cmd NAME prints the command line that starts server NAME on a port
+# the kernel picks (port 0): no port is ever guessed, so nothing else on
+# the machine can hold it or be hit by mistake.
 server_cmd() {
-	local name=$1 port=$2
+	local name=$1
 	case $name in
-	echod-uring) echo "$bin/echod --listen 127.0.0.1:$port --backend uring --loops $loops" ;;
-	echod-epoll) echo "$bin/echod --listen 127.0.0.1:$port --backend epoll --loops $loops" ;;
-	stdlib | gnet | netpoll | nbio) echo "$bin/$name --addr 127.0.0.1:$port --loops $loops" ;;
+	echod-uring) echo "$bin/echod --listen 127.0.0.1:0 --backend uring --loops $loops" ;;
+	echod-epoll) echo "$bin/echod --listen 127.0.0.1:0 --backend epoll --loops $loops" ;;
+	stdlib | gnet | netpoll | nbio) echo "$bin/$name --addr 127.0.0.1:0 --loops $loops" ;;
 	*) say "unknown server $name"; return 1 ;;
 	esac
+}
+
+# bound_addr PID LOG prints the host:port the server logged as bound once its
+# startup line is there (deadline 15 s), or fails if it dies first. echod's
+# line is JSON ("addr":["127.0.0.1:PORT"]); the peers' reads "listening on
+# tcp:127.0.0.1:PORT".
+bound_addr() {
+	local pid=$1 log=$2 addr
+	for _ in $(seq 150); do
+		addr=$(sed -n -e 's/.*"msg":"listening".*"addr":\["\([^"]*\)".*/\1/p' \
+			-e 's/.*: listening on tcp:\([^ ]*\) .*/\1/p' "$log" | head -n 1)
+		if [[ -n $addr ]]; then
+			echo "$addr"
+			return 0
+		fi
+		running "$pid" || return 1
+		sleep 0.1
+	done
+	return 1
 }
 
 # wait_ready PID ADDR: poll with one echoed message until the server answers
@@ -199,28 +204,27 @@ wait_ready() {
 # server by server (round → cell → server), so a change in the machine's
 # background load lands on every server alike instead of on whichever
 # happened to run at that moment.
-declare -A srv_pid=() srv_port=()
+declare -A srv_pid=() srv_addr=()
 ready=()
 for srv in $SERVERS; do
 	if [[ $srv == echod-* && $have_echod == 0 ]]; then
 		say "$srv: skipped (no echod)"
 		continue
 	fi
-	port=$(free_port)
-	read -r -a cmd <<<"$(server_cmd "$srv" "$port")"
+	read -r -a cmd <<<"$(server_cmd "$srv")"
 	log=$out/logs/$srv.log
 	"${server_pin[@]}" "${cmd[@]}" >"$log" 2>&1 &
 	pid=$!
 	live[$pid]=1
-	if ! wait_ready "$pid" "127.0.0.1:$port"; then
+	if ! addr=$(bound_addr "$pid" "$log") || ! wait_ready "$pid" "$addr"; then
 		say "$srv: did not start or answer; skipped (log: $log)"
 		tail -n 3 "$log" >&2 || true
 		stop_pid "$pid"
 		continue
 	fi
-	say "$srv: pid $pid on 127.0.0.1:$port"
+	say "$srv: pid $pid on $addr"
 	srv_pid[$srv]=$pid
-	srv_port[$srv]=$port
+	srv_addr[$srv]=$addr
 	ready+=("$srv")
 done
 
@@ -232,7 +236,7 @@ for round in $(seq "$ROUNDS"); do
 		size=${cell#*x}
 		for srv in "${ready[@]}"; do
 			pid=${srv_pid[$srv]}
-			port=${srv_port[$srv]}
+			addr=${srv_addr[$srv]}
 			f=$out/cells/${srv}_${cell}_r$round
 			if ! running "$pid"; then
 				say "  $cell $srv: server exited; see $out/logs/$srv.log"
@@ -242,7 +246,7 @@ for round in $(seq "$ROUNDS"); do
 			perfpid=
 			# echoload runs in the background and is waited for, so that a
 			# signal to this script is handled at once, not after the cell.
-			"${client_pin[@]}" "$bin/echoload" --addr "127.0.0.1:$port" --conns "$conns" --size "$size" \
+			"${client_pin[@]}" "$bin/echoload" --addr "$addr" --conns "$conns" --size "$size" \
 				--pipeline "$PIPELINE" --duration "$DURATION" --warmup "$WARMUP" --server-pid "$pid" \
 				--json --quiet >"$f.json" 2>"$f.err" &
 			cpid=$!

@@ -5,6 +5,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"syscall"
 
 	"github.com/oneshot-io/oneshot/bench/peers/internal/peer"
 	"github.com/panjf2000/gnet/v2"
@@ -19,8 +23,36 @@ type echo struct {
 }
 
 func (e *echo) OnBoot(eng gnet.Engine) gnet.Action {
-	peer.Announce("gnet", e.o, e.o.Address)
+	bound, err := boundAddr(eng)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "gnet: %v\n", err)
+		return gnet.Shutdown
+	}
+	peer.Announce("gnet", e.o, bound)
 	return gnet.None
+}
+
+// boundAddr asks the kernel where gnet's listener is bound: gnet does not
+// say, and with port 0 only the kernel knows the port.
+func boundAddr(eng gnet.Engine) (string, error) {
+	fd, err := eng.Dup()
+	if err != nil {
+		return "", fmt.Errorf("dup listener: %w", err)
+	}
+	defer syscall.Close(fd)
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		return "", fmt.Errorf("getsockname: %w", err)
+	}
+	switch sa := sa.(type) {
+	case *syscall.SockaddrInet4:
+		return net.JoinHostPort(net.IP(sa.Addr[:]).String(), strconv.Itoa(sa.Port)), nil
+	case *syscall.SockaddrInet6:
+		return net.JoinHostPort(net.IP(sa.Addr[:]).String(), strconv.Itoa(sa.Port)), nil
+	case *syscall.SockaddrUnix:
+		return sa.Name, nil
+	}
+	return "", fmt.Errorf("listener bound to a %T", sa)
 }
 
 // OnTraffic echoes everything buffered: Next(-1) hands out the inbound

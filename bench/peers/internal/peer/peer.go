@@ -57,8 +57,9 @@ func Parse(name string, args []string) (Options, error) {
 	return o, nil
 }
 
-// Announce prints the startup line on stderr: scripts read it to learn
-// that the server is up (they also probe the port).
+// Announce prints the startup line on stderr with the address the kernel
+// bound, so that --addr 127.0.0.1:0 works: scripts read the port from it
+// (scripts/compare.sh does), then probe it with an echo.
 func Announce(name string, o Options, bound string) {
 	fmt.Fprintf(os.Stderr, "%s: listening on %s:%s loops=%d gomaxprocs=%d pid=%d\n",
 		name, o.Network, bound, o.Loops, runtime.GOMAXPROCS(0), os.Getpid())
