@@ -2,9 +2,11 @@ package integration_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -29,9 +31,15 @@ func TestCommandLine(t *testing.T) {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
 			t.Parallel()
 			var stdout, stderr bytes.Buffer
-			cmd := exec.Command(echodPath, tt.args...)
+			// A command line echod wrongly accepted would serve on the
+			// default 127.0.0.1:7007 until killed: the context kills it by
+			// PID after bound, and Pdeathsig if this test process dies.
+			ctx, cancel := context.WithTimeout(context.Background(), bound)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, echodPath, tt.args...)
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
 			cmd.Env = childEnv(nil)
+			cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 			cmd.WaitDelay = bound
 			err := cmd.Run()
 			code := 0

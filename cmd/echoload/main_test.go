@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,7 +10,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/oneshot-io/oneshot/cmd/echoload/internal/echotest"
 	"go.uber.org/goleak"
@@ -43,10 +46,25 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// runBound is the longest any echoload run here may take: every run is
+// bounded by its own --duration or --messages and --timeout, so one that
+// is still going then is hung, and is killed by its PID.
+const runBound = time.Minute
+
+// command is exec.Command for the echoload under test, killed by its PID
+// after runBound, or when this test process dies (Pdeathsig).
+func command(t *testing.T, args ...string) *exec.Cmd {
+	ctx, cancel := context.WithTimeout(context.Background(), runBound)
+	t.Cleanup(cancel)
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	return cmd
+}
+
 // echoload runs the binary and returns its exit status, stdout and stderr.
 func echoload(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
+	cmd := command(t, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()

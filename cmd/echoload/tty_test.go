@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 
@@ -61,7 +60,7 @@ func TestProgressOnTerminal(t *testing.T) {
 			}
 			defer master.Close()
 			args := append([]string{"--addr", s.Addr(), "--duration", "1500ms", "--warmup", "0s"}, tc.extra...)
-			cmd := exec.Command(bin, args...)
+			cmd := command(t, args...)
 			var stderr bytes.Buffer
 			cmd.Stdout, cmd.Stderr = slave, &stderr
 			if err := cmd.Start(); err != nil {
