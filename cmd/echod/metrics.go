@@ -70,108 +70,117 @@ type packetSource struct {
 
 // collector exposes a statsSource to Prometheus. It holds no counters of its
 // own: each scrape reads the live values, so the figures cannot drift from
-// what the reactor counted.
+// what the reactor counted. Each family is declared once, in one of the
+// tables below, with how a scrape reads it; Describe and Collect walk the
+// tables, so a family cannot be described and not collected, or the reverse.
 type collector struct {
-	src statsSource
+	src         statsSource // constant after newCollector
+	backendInfo *prometheus.Desc
+	completed   *prometheus.Desc // labelled by outcome: one series per map key
+	reactor     []family[reactorCounters]
+	streams     []family[streamCounters] // one series per stream listener
+	packets     []family[packetCounters] // one series per UDP socket
+}
 
-	backendInfo, armed, completed, outstanding, stale, rearmed *prometheus.Desc
-	wakeups, turns, enters, reaped, backendArmed, timers       *prometheus.Desc
-	accepted, refused, active, paused, closed                  *prometheus.Desc
-	bytesIn, bytesOut, acceptErrors, backoffs                  *prometheus.Desc
-	pktIn, pktOut, pktBytesIn, pktBytesOut, pktErrors          *prometheus.Desc
+// family is one metric family whose value a scrape reads from T, a
+// snapshot of counters.
+type family[T any] struct {
+	desc  *prometheus.Desc
+	kind  prometheus.ValueType
+	value func(T) float64
+}
+
+// counter and gauge declare a family; labels name the variable labels, in
+// the order Collect passes their values.
+func counter[T any](name, help string, value func(T) uint64, labels ...string) family[T] {
+	return family[T]{prometheus.NewDesc(name, help, labels, nil), prometheus.CounterValue,
+		func(c T) float64 { return float64(value(c)) }}
+}
+
+func gauge[T any](name, help string, value func(T) int64, labels ...string) family[T] {
+	return family[T]{prometheus.NewDesc(name, help, labels, nil), prometheus.GaugeValue,
+		func(c T) float64 { return float64(value(c)) }}
 }
 
 func newCollector(src statsSource) *collector {
-	l := []string{"listener"}
-	d := func(name, help string, labels []string) *prometheus.Desc {
-		return prometheus.NewDesc(name, help, labels, nil)
-	}
+	type (
+		r = reactorCounters
+		s = streamCounters
+		p = packetCounters
+	)
+	const l = "listener"
 	return &collector{
-		src:          src,
-		backendInfo:  d("echod_backend_info", "The readiness backend in use (uring or epoll); always 1.", []string{"backend"}),
-		armed:        d("oneshot_requests_armed_total", "One-shot poll requests the reactor accepted.", nil),
-		completed:    d("oneshot_requests_completed_total", "One-shot poll requests completed, by outcome.", []string{"outcome"}),
-		outstanding:  d("oneshot_requests_outstanding", "One-shot poll requests armed and not yet completed.", nil),
-		stale:        d("oneshot_stale_events_dropped_total", "Kernel completions or events for requests already finished, dropped by their generation tag.", nil),
-		rearmed:      d("oneshot_events_rearmed_total", "Events for the other direction of a shared fd, which re-armed instead of completing.", nil),
-		wakeups:      d("oneshot_loop_wakeups_total", "Times another goroutine woke a sleeping event loop.", nil),
-		turns:        d("oneshot_loop_turns_total", "Event loop iterations (one wait each).", nil),
-		enters:       d("oneshot_kernel_enters_total", "Syscalls the event loops made to arm and wait (io_uring_enter, or epoll_ctl and epoll_wait).", nil),
-		reaped:       d("oneshot_events_reaped_total", "Events harvested from the backend.", nil),
-		backendArmed: d("oneshot_backend_armed", "Polls the backend (io_uring or epoll) still holds armed, late completions owed included.", nil),
-		timers:       d("oneshot_timers", "Deadlines on the event loops' timer heaps (idle timeouts among them).", nil),
-		accepted:     d("echod_connections_accepted_total", "Stream connections accepted and served.", l),
-		refused:      d("echod_connections_refused_total", "Stream connections closed at once because --max-conns were open.", l),
-		active:       d("echod_connections_active", "Stream connections open now.", l),
-		paused:       d("echod_connections_paused", "Stream connections not read now because --max-pending bytes wait to be sent to them.", l),
-		closed:       d("echod_connections_closed_total", "Stream connections closed.", l),
-		bytesIn:      d("echod_received_bytes_total", "Bytes read from stream connections.", l),
-		bytesOut:     d("echod_sent_bytes_total", "Bytes written to stream connections.", l),
-		acceptErrors: d("echod_accept_errors_total", "accept4 failures other than EAGAIN and ECONNABORTED.", l),
-		backoffs:     d("echod_accept_backoffs_total", "Times accepting paused because descriptors or memory ran out.", l),
-		pktIn:        d("echod_udp_received_packets_total", "UDP datagrams received.", l),
-		pktOut:       d("echod_udp_sent_packets_total", "UDP datagrams echoed.", l),
-		pktBytesIn:   d("echod_udp_received_bytes_total", "UDP payload bytes received.", l),
-		pktBytesOut:  d("echod_udp_sent_bytes_total", "UDP payload bytes echoed.", l),
-		pktErrors:    d("echod_udp_send_errors_total", "UDP datagrams that could not be echoed.", l),
+		src:         src,
+		backendInfo: prometheus.NewDesc("echod_backend_info", "The readiness backend in use (uring or epoll); always 1.", []string{"backend"}, nil),
+		completed:   prometheus.NewDesc("oneshot_requests_completed_total", "One-shot poll requests completed, by outcome.", []string{"outcome"}, nil),
+		reactor: []family[r]{
+			counter("oneshot_requests_armed_total", "One-shot poll requests the reactor accepted.", func(c r) uint64 { return c.armed }),
+			gauge("oneshot_requests_outstanding", "One-shot poll requests armed and not yet completed.", func(c r) int64 { return c.outstanding }),
+			counter("oneshot_stale_events_dropped_total", "Kernel completions or events for requests already finished, dropped by their generation tag.", func(c r) uint64 { return c.staleDropped }),
+			counter("oneshot_events_rearmed_total", "Events for the other direction of a shared fd, which re-armed instead of completing.", func(c r) uint64 { return c.rearmed }),
+			counter("oneshot_loop_wakeups_total", "Times another goroutine woke a sleeping event loop.", func(c r) uint64 { return c.wakeups }),
+			counter("oneshot_loop_turns_total", "Event loop iterations (one wait each).", func(c r) uint64 { return c.loopTurns }),
+			counter("oneshot_kernel_enters_total", "Syscalls the event loops made to arm and wait (io_uring_enter, or epoll_ctl and epoll_wait).", func(c r) uint64 { return c.kernelEnters }),
+			counter("oneshot_events_reaped_total", "Events harvested from the backend.", func(c r) uint64 { return c.eventsReaped }),
+			gauge("oneshot_backend_armed", "Polls the backend (io_uring or epoll) still holds armed, late completions owed included.", func(c r) int64 { return c.backendArmed }),
+			gauge("oneshot_timers", "Deadlines on the event loops' timer heaps (idle timeouts among them).", func(c r) int64 { return c.timers }),
+		},
+		streams: []family[s]{
+			counter("echod_connections_accepted_total", "Stream connections accepted and served.", func(c s) uint64 { return c.accepted }, l),
+			counter("echod_connections_refused_total", "Stream connections closed at once because --max-conns were open.", func(c s) uint64 { return c.refused }, l),
+			gauge("echod_connections_active", "Stream connections open now.", func(c s) int64 { return c.active }, l),
+			gauge("echod_connections_paused", "Stream connections not read now because --max-pending bytes wait to be sent to them.", func(c s) int64 { return c.paused }, l),
+			counter("echod_connections_closed_total", "Stream connections closed.", func(c s) uint64 { return c.closed }, l),
+			counter("echod_received_bytes_total", "Bytes read from stream connections.", func(c s) uint64 { return c.bytesIn }, l),
+			counter("echod_sent_bytes_total", "Bytes written to stream connections.", func(c s) uint64 { return c.bytesOut }, l),
+			counter("echod_accept_errors_total", "accept4 failures other than EAGAIN and ECONNABORTED.", func(c s) uint64 { return c.acceptErrors }, l),
+			counter("echod_accept_backoffs_total", "Times accepting paused because descriptors or memory ran out.", func(c s) uint64 { return c.backoffs }, l),
+		},
+		packets: []family[p]{
+			counter("echod_udp_received_packets_total", "UDP datagrams received.", func(c p) uint64 { return c.packetsIn }, l),
+			counter("echod_udp_sent_packets_total", "UDP datagrams echoed.", func(c p) uint64 { return c.packetsOut }, l),
+			counter("echod_udp_received_bytes_total", "UDP payload bytes received.", func(c p) uint64 { return c.bytesIn }, l),
+			counter("echod_udp_sent_bytes_total", "UDP payload bytes echoed.", func(c p) uint64 { return c.bytesOut }, l),
+			counter("echod_udp_send_errors_total", "UDP datagrams that could not be echoed.", func(c p) uint64 { return c.sendErrors }, l),
+		},
 	}
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{
-		c.backendInfo, c.armed, c.completed, c.outstanding, c.stale, c.rearmed,
-		c.wakeups, c.turns, c.enters, c.reaped, c.backendArmed, c.timers,
-		c.accepted, c.refused, c.active, c.paused, c.closed,
-		c.bytesIn, c.bytesOut, c.acceptErrors, c.backoffs,
-		c.pktIn, c.pktOut, c.pktBytesIn, c.pktBytesOut, c.pktErrors,
-	} {
-		ch <- d
+	ch <- c.backendInfo
+	ch <- c.completed
+	describe(ch, c.reactor)
+	describe(ch, c.streams)
+	describe(ch, c.packets)
+}
+
+func describe[T any](ch chan<- *prometheus.Desc, fams []family[T]) {
+	for _, f := range fams {
+		ch <- f.desc
 	}
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
-	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
-	}
-	gauge := func(d *prometheus.Desc, v int64, labels ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), labels...)
-	}
-	gauge(c.backendInfo, 1, c.src.backend)
+	ch <- prometheus.MustNewConstMetric(c.backendInfo, prometheus.GaugeValue, 1, c.src.backend)
 	if c.src.reactor != nil {
 		r := c.src.reactor()
-		counter(c.armed, r.armed)
+		collect(ch, c.reactor, r)
 		for outcome, n := range r.completed {
-			counter(c.completed, n, outcome)
+			ch <- prometheus.MustNewConstMetric(c.completed, prometheus.CounterValue, float64(n), outcome)
 		}
-		gauge(c.outstanding, r.outstanding)
-		counter(c.stale, r.staleDropped)
-		counter(c.rearmed, r.rearmed)
-		counter(c.wakeups, r.wakeups)
-		counter(c.turns, r.loopTurns)
-		counter(c.enters, r.kernelEnters)
-		counter(c.reaped, r.eventsReaped)
-		gauge(c.backendArmed, r.backendArmed)
-		gauge(c.timers, r.timers)
 	}
 	for _, s := range c.src.streams {
-		st := s.stats()
-		counter(c.accepted, st.accepted, s.listener)
-		counter(c.refused, st.refused, s.listener)
-		gauge(c.active, st.active, s.listener)
-		gauge(c.paused, st.paused, s.listener)
-		counter(c.closed, st.closed, s.listener)
-		counter(c.bytesIn, st.bytesIn, s.listener)
-		counter(c.bytesOut, st.bytesOut, s.listener)
-		counter(c.acceptErrors, st.acceptErrors, s.listener)
-		counter(c.backoffs, st.backoffs, s.listener)
+		collect(ch, c.streams, s.stats(), s.listener)
 	}
 	for _, p := range c.src.packets {
-		st := p.stats()
-		counter(c.pktIn, st.packetsIn, p.listener)
-		counter(c.pktOut, st.packetsOut, p.listener)
-		counter(c.pktBytesIn, st.bytesIn, p.listener)
-		counter(c.pktBytesOut, st.bytesOut, p.listener)
-		counter(c.pktErrors, st.sendErrors, p.listener)
+		collect(ch, c.packets, p.stats(), p.listener)
+	}
+}
+
+// collect sends one series of each family, read from the snapshot v.
+func collect[T any](ch chan<- prometheus.Metric, fams []family[T], v T, labels ...string) {
+	for _, f := range fams {
+		ch <- prometheus.MustNewConstMetric(f.desc, f.kind, f.value(v), labels...)
 	}
 }
 
@@ -198,7 +207,7 @@ func startMetrics(addr string, src statsSource, log *zap.Logger) (*metricsServer
 	)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("metrics: %w", err)
+		return nil, fmt.Errorf("--metrics-addr %s: %w", addr, err)
 	}
 	m := &metricsServer{addr: ln.Addr(), done: make(chan error, 1)}
 	mux := http.NewServeMux()
