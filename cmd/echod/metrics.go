@@ -93,13 +93,15 @@ type family[T any] struct {
 // counter and gauge declare a family; labels name the variable labels, in
 // the order Collect passes their values.
 func counter[T any](name, help string, value func(T) uint64, labels ...string) family[T] {
-	return family[T]{prometheus.NewDesc(name, help, labels, nil), prometheus.CounterValue,
-		func(c T) float64 { return float64(value(c)) }}
+	return newFamily(prometheus.CounterValue, name, help, value, labels)
 }
 
 func gauge[T any](name, help string, value func(T) int64, labels ...string) family[T] {
-	return family[T]{prometheus.NewDesc(name, help, labels, nil), prometheus.GaugeValue,
-		func(c T) float64 { return float64(value(c)) }}
+	return newFamily(prometheus.GaugeValue, name, help, value, labels)
+}
+
+func newFamily[T any, N uint64 | int64](kind prometheus.ValueType, name, help string, value func(T) N, labels []string) family[T] {
+	return family[T]{prometheus.NewDesc(name, help, labels, nil), kind, func(c T) float64 { return float64(value(c)) }}
 }
 
 func newCollector(src statsSource) *collector {
