@@ -77,7 +77,10 @@ func parse(args []string) (options, error) {
 	fs.StringVar(&o.hgrm, "hgrm", "", "write the latency distribution (.hgrm percentile text, µs) to this file")
 	fs.BoolVar(&o.quiet, "quiet", false, "no live progress line")
 	if err := fs.Parse(args); err != nil {
-		return o, err // flag.ErrHelp for -h/--help
+		if errors.Is(err, flag.ErrHelp) { // -h/--help
+			return o, err
+		}
+		return o, errors.New(flagSpelling.Replace(err.Error()))
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
@@ -123,6 +126,18 @@ func splitAddr(a string) (network, address string) {
 	}
 	return "tcp", a
 }
+
+// flagSpelling rewrites the flag package's messages in the --flag spelling
+// --help uses: "flag provided but not defined: -bogus" becomes "unknown flag
+// --bogus", "invalid value "x" for flag -conns: parse error" becomes
+// "invalid value "x" for --conns".
+var flagSpelling = strings.NewReplacer(
+	"flag provided but not defined: -", "unknown flag --",
+	"flag needs an argument: -", "a value is missing after --",
+	" for flag -", " for --",
+	" for -", " for --",
+	": parse error", "",
+)
 
 // checkAddr refuses, before any load starts, an address that could only
 // fail at dial time: a TCP or UDP one without a port, or with port 0.

@@ -122,6 +122,27 @@ func TestBadFlags(t *testing.T) {
 	}
 }
 
+// TestBadFlagSpelling checks that errors name flags the way --help shows
+// them (--conns, not the flag package's -conns).
+func TestBadFlagSpelling(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--nope"}, "unknown flag --nope"},
+		{[]string{"--conns", "x"}, `invalid value "x" for --conns`},
+		{[]string{"--addr"}, "a value is missing after --addr"},
+		{[]string{"--json=maybe"}, `invalid boolean value "maybe" for --json`},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			code, _, stderr := echoload(t, tc.args...)
+			if code != 2 || !strings.Contains(stderr, tc.want) {
+				t.Fatalf("exit %d, stderr %q; want 2 and %q", code, stderr, tc.want)
+			}
+		})
+	}
+}
+
 func TestHelp(t *testing.T) {
 	code, stdout, _ := echoload(t, "--help")
 	if code != 0 || !strings.Contains(stdout, "--rate") {
