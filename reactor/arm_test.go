@@ -18,9 +18,7 @@ func TestArmReadyOnce(t *testing.T) {
 	for _, b := range backends {
 		t.Run(name(b), func(t *testing.T) {
 			r := newReactor(t, b, 1)
-			a, p := socketpair(t)
-			defer unix.Close(a)
-			defer unix.Close(p)
+			a, p := pair(t)
 			var calls atomic.Int32
 			got := make(chan reactor.Result, 2)
 			q, err := r.Arm(a, reactor.In, func(res reactor.Result) { calls.Add(1); got <- res })
@@ -54,9 +52,7 @@ func TestArmCancel(t *testing.T) {
 	for _, b := range backends {
 		t.Run(name(b), func(t *testing.T) {
 			r := newReactor(t, b, 1)
-			a, p := socketpair(t)
-			defer unix.Close(a)
-			defer unix.Close(p)
+			a, _ := pair(t)
 			got := make(chan reactor.Result, 2)
 			q, err := r.Arm(a, reactor.In, func(res reactor.Result) { got <- res })
 			if err != nil {
@@ -81,9 +77,7 @@ func TestPoll(t *testing.T) {
 	for _, b := range backends {
 		t.Run(name(b), func(t *testing.T) {
 			r := newReactor(t, b, 2)
-			a, p := socketpair(t)
-			defer unix.Close(a)
-			defer unix.Close(p)
+			a, p := pair(t)
 			ev, err := r.Poll(context.Background(), a, reactor.Out)
 			if err != nil || ev&reactor.Out == 0 {
 				t.Fatalf("Poll(Out) = %v, %v", ev, err)
@@ -111,9 +105,7 @@ func TestWakeNeverLost(t *testing.T) {
 	for _, b := range backends {
 		t.Run(name(b), func(t *testing.T) {
 			r := newReactor(t, b, 1)
-			a, p := socketpair(t)
-			defer unix.Close(a)
-			defer unix.Close(p)
+			a, _ := pair(t)
 			const producers = 3
 			for round := 0; round < 5; round++ {
 				stop := time.Now().Add(30 * time.Millisecond)
@@ -164,9 +156,7 @@ func TestArmDeadline(t *testing.T) {
 	for _, b := range backends {
 		t.Run(name(b), func(t *testing.T) {
 			r := newReactor(t, b, 1)
-			a, p := socketpair(t)
-			defer unix.Close(a)
-			defer unix.Close(p)
+			a, _ := pair(t)
 			got := make(chan reactor.Result, 1)
 			start := time.Now()
 			q, err := r.ArmDeadline(a, reactor.In, start.Add(30*time.Millisecond), func(res reactor.Result) { got <- res })
@@ -212,9 +202,7 @@ func TestArmErrors(t *testing.T) {
 	for _, b := range backends {
 		t.Run(name(b), func(t *testing.T) {
 			r := newReactor(t, b, 1)
-			a, p := socketpair(t)
-			defer unix.Close(a)
-			defer unix.Close(p)
+			a, _ := pair(t)
 			never := func(res reactor.Result) { t.Errorf("callback of a refused Arm ran: %+v", res) }
 			for _, tc := range []struct {
 				name string
@@ -266,9 +254,7 @@ func TestBlockingCallsFromACallback(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			a, p := socketpair(t)
-			defer unix.Close(a)
-			defer unix.Close(p)
+			a, _ := pair(t)
 			errs := make(chan [3]error, 1)
 			if _, err := r.Arm(a, reactor.Out, func(reactor.Result) {
 				errs <- [3]error{r.Close(), ln.Close(), ln.Shutdown(context.Background())}

@@ -36,9 +36,7 @@ func TestUringDenied(t *testing.T) {
 		if r.Backend() != reactor.BackendEpoll || !strings.Contains(r.BackendReason(), want) {
 			t.Fatalf("auto chose %s because %q; want epoll naming %s", r.Backend(), r.BackendReason(), want)
 		}
-		a, p := socketpair(t)
-		defer unix.Close(a)
-		defer unix.Close(p)
+		a, _ := pair(t)
 		got := make(chan reactor.Result, 1)
 		if _, err := r.Arm(a, reactor.Out, func(res reactor.Result) { got <- res }); err != nil {
 			t.Fatal(err)

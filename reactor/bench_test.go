@@ -102,9 +102,7 @@ func BenchmarkArmCycle(b *testing.B) {
 func BenchmarkRearmInCallback(b *testing.B) {
 	for _, kind := range []string{"epoll", "uring"} {
 		b.Run(kind, func(b *testing.B) {
-			a, p := socketpair(b)
-			defer unix.Close(p)
-			defer unix.Close(a)
+			a, p := pair(b)
 			r := benchReactor(b, kind)
 			done := make(chan struct{}, 1)
 			var q reactor.Request

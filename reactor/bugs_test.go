@@ -298,11 +298,7 @@ func TestSlowReaderBounded(t *testing.T) {
 			r := newReactor(t, b, 1)
 			h := &connLog{echo: true}
 			ln := listen(t, r, h, reactor.ListenConfig{MaxPending: maxPending})
-			c, err := net.Dial("tcp", ln.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
+			c := dial(t, ln)
 			c.(*net.TCPConn).SetReadBuffer(64 << 10)
 			sent := make(chan int, 1)
 			go func() {

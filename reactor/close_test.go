@@ -23,13 +23,7 @@ func TestCloseWithOutstanding(t *testing.T) {
 	for _, b := range backends {
 		t.Run(name(b), func(t *testing.T) {
 			before := openFds(t)
-			r, err := reactor.New(reactor.Config{Backend: b, Loops: 2})
-			if err != nil {
-				if errors.Is(err, reactor.ErrUnavailable) {
-					t.Skipf("io_uring unavailable here: %v", err)
-				}
-				t.Fatal(err)
-			}
+			r := newReactor(t, b, 2) // closed by the test too (idempotent)
 			fds := make([]int, 0, 2*pairs)
 			for i := 0; i < pairs; i++ {
 				a, p := socketpair(t)
@@ -162,9 +156,7 @@ func TestStaleEventAfterFdReuse(t *testing.T) {
 	for _, b := range backends {
 		t.Run(name(b), func(t *testing.T) {
 			r := newReactor(t, b, 1)
-			ka, kp := socketpair(t) // for loop turns that refresh Stats
-			defer unix.Close(ka)
-			defer unix.Close(kp)
+			_, kp := pair(t) // for loop turns that refresh Stats
 			for round := 0; round < 20; round++ {
 				a, p := socketpair(t)
 				old := make(chan reactor.Result, 2)
@@ -237,13 +229,7 @@ func TestCloseWithListenerAndConns(t *testing.T) {
 	for _, b := range backends {
 		t.Run(name(b), func(t *testing.T) {
 			before := openFds(t)
-			r, err := reactor.New(reactor.Config{Backend: b, Loops: 2})
-			if err != nil {
-				if errors.Is(err, reactor.ErrUnavailable) {
-					t.Skipf("io_uring unavailable here: %v", err)
-				}
-				t.Fatal(err)
-			}
+			r := newReactor(t, b, 2) // closed by the test too (idempotent)
 			h := &closeErrs{errs: make(chan error, 64)}
 			ln, err := r.Listen("tcp", "127.0.0.1:0", h, reactor.ListenConfig{})
 			if err != nil {

@@ -63,8 +63,9 @@ func runDialer(spec string) int {
 // backends is the table every behavioural test runs over.
 var backends = []reactor.Backend{reactor.BackendEpoll, reactor.BackendUring}
 
-// newReactor starts a reactor on b with loops loops, closed at cleanup; a
-// uring row skips, saying why, where io_uring is unavailable.
+// newReactor starts a reactor on b with loops loops, closed at cleanup
+// (Close is idempotent: a test may close it first); a uring row skips,
+// saying why, where io_uring is unavailable.
 func newReactor(t testing.TB, b reactor.Backend, loops int) *reactor.Reactor {
 	t.Helper()
 	r, err := reactor.New(reactor.Config{Backend: b, Loops: loops})

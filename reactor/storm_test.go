@@ -39,13 +39,7 @@ func TestStorm(t *testing.T) {
 	for _, b := range backends {
 		t.Run(name(b), func(t *testing.T) {
 			fdsBefore := openFds(t)
-			r, err := reactor.New(reactor.Config{Backend: b, Loops: 2})
-			if err != nil {
-				if errors.Is(err, reactor.ErrUnavailable) {
-					t.Skipf("io_uring unavailable here: %v", err)
-				}
-				t.Fatal(err)
-			}
+			r := newReactor(t, b, 2) // closed by the test too (idempotent)
 			const npairs = 32
 			type pair struct {
 				mu   sync.RWMutex // write-locked while the pair is replaced
