@@ -24,6 +24,15 @@ type stormReq struct {
 	cancelFalse atomic.Int32
 }
 
+// complete is sr's callback: it counts every completion (a second one is
+// the bug the storm looks for) and keeps the first one's error.
+func (sr *stormReq) complete(res reactor.Result) {
+	if sr.completions.Add(1) == 1 {
+		e := res.Err
+		sr.err.Store(&e)
+	}
+}
+
 // TestStorm races, on each backend: Arm and ArmDeadline from several
 // goroutines, readiness from a writer, Cancel from three goroutines on the
 // same requests, Polls whose contexts end, fds closed through the reactor
@@ -41,14 +50,14 @@ func TestStorm(t *testing.T) {
 			fdsBefore := openFds(t)
 			r := newReactor(t, b, 2) // closed by the test too (idempotent)
 			const npairs = 32
-			type pair struct {
+			type sockPair struct {
 				mu   sync.RWMutex // write-locked while the pair is replaced
 				a, p int
 			}
-			pairs := make([]*pair, npairs)
+			pairs := make([]*sockPair, npairs)
 			for i := range pairs {
 				a, p := socketpair(t)
-				pairs[i] = &pair{a: a, p: p}
+				pairs[i] = &sockPair{a: a, p: p}
 			}
 			var (
 				mu       sync.Mutex
@@ -59,140 +68,118 @@ func TestStorm(t *testing.T) {
 				pollBad  atomic.Value
 				accepted atomic.Int64
 			)
-			pick := func(rng *rand.Rand) *pair { return pairs[rng.IntN(npairs)] }
+			pick := func(rng *rand.Rand) *sockPair { return pairs[rng.IntN(npairs)] }
+			// actor runs step on its own goroutine, with its own seeded rng,
+			// until the storm stops or step returns false.
+			actor := func(seed, stream uint64, step func(rng *rand.Rand) bool) {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					rng := rand.New(rand.NewPCG(seed, stream))
+					for !stop.Load() && step(rng) {
+					}
+				}()
+			}
 			// Submitters.
 			for g := 0; g < 4; g++ {
-				wg.Add(1)
-				go func(seed uint64) {
-					defer wg.Done()
-					rng := rand.New(rand.NewPCG(seed, 1))
-					for !stop.Load() {
-						pr := pick(rng)
-						sr := &stormReq{}
-						ev := reactor.In
-						if rng.IntN(4) == 0 {
-							ev = reactor.Out
-						}
-						cb := func(res reactor.Result) {
-							if sr.completions.Add(1) == 1 {
-								e := res.Err
-								sr.err.Store(&e)
-							}
-							if res.Err == nil && res.Events&reactor.In != 0 {
-								var buf [64]byte
-								_ = buf
-							}
-						}
-						pr.mu.RLock()
-						var q *reactor.Request
-						var err error
-						if rng.IntN(3) == 0 {
-							q, err = r.ArmDeadline(pr.a, ev, time.Now().Add(time.Duration(rng.IntN(2000))*time.Microsecond), cb)
-						} else {
-							q, err = r.Arm(pr.a, ev, cb)
-						}
-						pr.mu.RUnlock()
-						if err != nil {
-							if !errors.Is(err, reactor.ErrClosed) {
-								t.Errorf("Arm: %v", err)
-							}
-							return
-						}
-						sr.q = q
-						accepted.Add(1)
-						mu.Lock()
-						reqs = append(reqs, sr)
-						mu.Unlock()
+				actor(uint64(g), 1, func(rng *rand.Rand) bool {
+					pr := pick(rng)
+					sr := &stormReq{}
+					ev := reactor.In
+					if rng.IntN(4) == 0 {
+						ev = reactor.Out
 					}
-				}(uint64(g))
+					cb := sr.complete
+					pr.mu.RLock()
+					var q *reactor.Request
+					var err error
+					if rng.IntN(3) == 0 {
+						q, err = r.ArmDeadline(pr.a, ev, time.Now().Add(time.Duration(rng.IntN(2000))*time.Microsecond), cb)
+					} else {
+						q, err = r.Arm(pr.a, ev, cb)
+					}
+					pr.mu.RUnlock()
+					if err != nil {
+						if !errors.Is(err, reactor.ErrClosed) {
+							t.Errorf("Arm: %v", err)
+						}
+						return false
+					}
+					sr.q = q
+					accepted.Add(1)
+					mu.Lock()
+					reqs = append(reqs, sr)
+					mu.Unlock()
+					return true
+				})
 			}
 			// Cancellers: three goroutines cancel the same random requests.
 			for g := 0; g < 3; g++ {
-				wg.Add(1)
-				go func(seed uint64) {
-					defer wg.Done()
-					rng := rand.New(rand.NewPCG(seed, 2))
-					for !stop.Load() {
-						mu.Lock()
-						n := len(reqs)
-						var sr *stormReq
-						if n > 0 {
-							sr = reqs[n-1-rng.IntN(min(n, 64))]
-						}
-						mu.Unlock()
-						if sr == nil {
-							continue
-						}
-						if sr.q.Cancel() {
-							sr.cancelTrue.Add(1)
-						} else {
-							sr.cancelFalse.Add(1)
-						}
+				actor(uint64(g), 2, func(rng *rand.Rand) bool {
+					mu.Lock()
+					n := len(reqs)
+					var sr *stormReq
+					if n > 0 {
+						sr = reqs[n-1-rng.IntN(min(n, 64))]
 					}
-				}(uint64(g))
+					mu.Unlock()
+					switch {
+					case sr == nil:
+					case sr.q.Cancel():
+						sr.cancelTrue.Add(1)
+					default:
+						sr.cancelFalse.Add(1)
+					}
+					return true
+				})
 			}
 			// Writer: readiness, and draining so In goes on and off.
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				rng := rand.New(rand.NewPCG(9, 9))
-				var buf [256]byte
-				for !stop.Load() {
-					pr := pick(rng)
-					pr.mu.RLock()
-					unix.Write(pr.p, buf[:1])
-					if rng.IntN(2) == 0 {
-						unix.Read(pr.a, buf[:])
-					}
-					pr.mu.RUnlock()
+			var wbuf [256]byte
+			actor(9, 9, func(rng *rand.Rand) bool {
+				pr := pick(rng)
+				pr.mu.RLock()
+				unix.Write(pr.p, wbuf[:1])
+				if rng.IntN(2) == 0 {
+					unix.Read(pr.a, wbuf[:])
 				}
-			}()
+				pr.mu.RUnlock()
+				return true
+			})
 			// Pollers whose contexts end at random.
 			for g := 0; g < 2; g++ {
-				wg.Add(1)
-				go func(seed uint64) {
-					defer wg.Done()
-					rng := rand.New(rand.NewPCG(seed, 3))
-					for !stop.Load() {
-						pr := pick(rng)
-						ctx, cancel := context.WithTimeout(context.Background(), time.Duration(rng.IntN(1500))*time.Microsecond)
-						pr.mu.RLock()
-						ev, err := r.Poll(ctx, pr.a, reactor.In)
-						pr.mu.RUnlock()
-						cancel()
-						polls.Add(1)
-						switch {
-						case err == nil && ev != 0:
-						case errors.Is(err, context.DeadlineExceeded), errors.Is(err, reactor.ErrClosed),
-							errors.Is(err, reactor.ErrFdClosed):
-						default:
-							pollBad.Store(err)
-						}
-						if errors.Is(err, reactor.ErrClosed) {
-							return
-						}
+				actor(uint64(g+10), 3, func(rng *rand.Rand) bool {
+					pr := pick(rng)
+					ctx, cancel := context.WithTimeout(context.Background(), time.Duration(rng.IntN(1500))*time.Microsecond)
+					pr.mu.RLock()
+					ev, err := r.Poll(ctx, pr.a, reactor.In)
+					pr.mu.RUnlock()
+					cancel()
+					polls.Add(1)
+					switch {
+					case err == nil && ev != 0:
+					case errors.Is(err, context.DeadlineExceeded), errors.Is(err, reactor.ErrClosed),
+						errors.Is(err, reactor.ErrFdClosed):
+					default:
+						pollBad.Store(err)
 					}
-				}(uint64(g + 10))
+					return !errors.Is(err, reactor.ErrClosed)
+				})
 			}
 			// Recycler: close an fd through the reactor with requests on it,
 			// and get its number back from the next socketpair.
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				rng := rand.New(rand.NewPCG(7, 7))
-				for !stop.Load() {
-					pr := pick(rng)
-					pr.mu.Lock()
-					if err := r.CloseFd(pr.a); err != nil {
-						pr.mu.Unlock()
-						return // closed reactor: the pair's fd stays ours
-					}
-					unix.Close(pr.p)
-					pr.a, pr.p = socketpair(t)
+			actor(7, 7, func(rng *rand.Rand) bool {
+				pr := pick(rng)
+				pr.mu.Lock()
+				if err := r.CloseFd(pr.a); err != nil {
 					pr.mu.Unlock()
-					time.Sleep(200 * time.Microsecond) // pacing, not synchronisation
+					return false // closed reactor: the pair's fd stays ours
 				}
-			}()
+				unix.Close(pr.p)
+				pr.a, pr.p = socketpair(t)
+				pr.mu.Unlock()
+				time.Sleep(200 * time.Microsecond) // pacing, not synchronisation
+				return true
+			})
 			time.Sleep(dur) // the storm's length
 			// Requests that cannot fire (Pri on an idle pair), so that
 			// Close surely meets some outstanding ones mid-storm.
@@ -200,12 +187,7 @@ func TestStorm(t *testing.T) {
 			var pending []*stormReq
 			for i := 0; i < 16; i++ {
 				sr := &stormReq{}
-				q, err := r.Arm(ia, reactor.Pri, func(res reactor.Result) {
-					if sr.completions.Add(1) == 1 {
-						e := res.Err
-						sr.err.Store(&e)
-					}
-				})
+				q, err := r.Arm(ia, reactor.Pri, sr.complete)
 				if err != nil {
 					t.Fatal(err)
 				}
