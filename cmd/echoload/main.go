@@ -226,8 +226,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool)
 		fmt.Fprintf(stderr, "echoload: %v\n", err)
 		return exitFail
 	}
-	if rep.Failed() {
+	switch {
+	case rep.ErrorTotal > 0:
 		fmt.Fprintf(stderr, "echoload: %d errors; first: %s\n", rep.ErrorTotal, rep.FirstError)
+		return exitFail
+	case rep.Interrupted:
+		// Not a clean run either: a script must not take its figures for
+		// the full measurement it asked for.
+		fmt.Fprintln(stderr, "echoload: interrupted before the end; the figures cover only the part that ran")
 		return exitFail
 	}
 	return exitOK

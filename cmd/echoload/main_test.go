@@ -218,3 +218,42 @@ func TestSummary(t *testing.T) {
 		t.Errorf("progress line drawn on a pipe:\n%q", stdout)
 	}
 }
+
+// TestInterruptedRun checks that SIGINT in the middle of a run prints the
+// figures so far, says on stderr that the run was cut short (not "0
+// errors"), and exits 1 so that a script does not take it for a full run.
+func TestInterruptedRun(t *testing.T) {
+	s, err := echotest.Listen("tcp", "", echotest.Fault{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	cmd := command(t, "--addr", s.Addr(), "--duration", "1m", "--warmup", "0s")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Echoes mean echoload is past its signal set-up and measuring.
+	deadline := time.Now().Add(runBound / 2)
+	for s.Echoed() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("echoload sent nothing")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("wait: %v; want exit status 1", err)
+	}
+	if !strings.Contains(stdout.String(), "interrupted before the end") || !strings.Contains(stdout.String(), "errors      none") {
+		t.Errorf("summary %q: want the figures so far, no errors, marked interrupted", stdout.String())
+	}
+	if got := stderr.String(); !strings.HasPrefix(got, "echoload: interrupted before the end") || strings.Count(got, "\n") != 1 {
+		t.Errorf("stderr %q: want one line saying the run was interrupted", got)
+	}
+}
