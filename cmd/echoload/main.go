@@ -8,8 +8,8 @@
 //	echoload --addr udp:127.0.0.1:7007 --messages 100000 --hgrm lat.hgrm
 //
 // Exit status: 0 when every message came back intact, 1 when any error was
-// seen (mismatch, short read, reset, timeout, connect) or the run could not
-// happen, 2 for a bad command line.
+// seen (mismatch, short read, reset, timeout, connect), the run could not
+// happen or it was interrupted, 2 for a bad command line.
 package main
 
 import (
@@ -267,10 +267,12 @@ Load-tests an echo server and checks every byte that comes back.
   --connect-rate R     new connections per second (default unlimited)
   --timeout D          longest wait for a dial, write or echo (default 5s)
   --server-pid PID     report the server's CPU µs per message from /proc
+  --seed N             vary the payload bytes between runs (default 0: fixed)
   --json               one JSON object with every figure and the config
   --hgrm FILE          write the latency percentile distribution (.hgrm, µs)
   --quiet              no live progress line (it is shown only on a terminal)
-Exit status: 0 all intact, 1 errors seen, 2 bad command line.
+Exit status: 0 all intact, 1 errors seen or the run was interrupted,
+2 bad command line.
 `)
 }
 

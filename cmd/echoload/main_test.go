@@ -145,8 +145,15 @@ func TestBadFlagSpelling(t *testing.T) {
 
 func TestHelp(t *testing.T) {
 	code, stdout, _ := echoload(t, "--help")
-	if code != 0 || !strings.Contains(stdout, "--rate") {
+	if code != 0 {
 		t.Fatalf("exit %d, usage %q", code, stdout)
+	}
+	// Every flag parse accepts, so that none is accepted but undocumented.
+	for _, f := range []string{"--addr", "--conns", "--size", "--pipeline", "--duration", "--messages",
+		"--rate", "--warmup", "--connect-rate", "--timeout", "--server-pid", "--seed", "--json", "--hgrm", "--quiet"} {
+		if !strings.Contains(stdout, "  "+f+" ") {
+			t.Errorf("--help does not list %s", f)
+		}
 	}
 }
 
