@@ -185,7 +185,10 @@ func TestHalfClose(t *testing.T) {
 // --idle-timeout passes and not before, while one that keeps talking for
 // three times as long stays open.
 func TestIdleTimeout(t *testing.T) {
-	const idle = 300 * time.Millisecond
+	// The chatty connection talks every idle/10, so only a pause of 9/10
+	// idle (540ms) in this process or in echod could close it: generous
+	// even for -race on two busy cores.
+	const idle = 600 * time.Millisecond
 	for _, backend := range backends {
 		t.Run(backend, func(t *testing.T) {
 			t.Parallel()
@@ -197,12 +200,12 @@ func TestIdleTimeout(t *testing.T) {
 
 			var wg sync.WaitGroup
 			wg.Go(func() {
-				for i := range 9 { // 9 × 100ms = 3 × idle
+				for i := range 30 { // 30 × idle/10 = 3 × idle
 					if err := echo(chatty, []byte{byte(i)}, 1, uint64(i)); err != nil {
 						t.Errorf("chatty connection closed after %v: %v", time.Since(start), err)
 						return
 					}
-					time.Sleep(idle / 3) // the traffic pattern under test, not a synchronisation
+					time.Sleep(idle / 10) // the traffic pattern under test, not a synchronisation
 				}
 			})
 
