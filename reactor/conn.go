@@ -529,6 +529,13 @@ func (c *Conn) doClose(task int32, err error) {
 // would reset the peer, unread data being left).
 func (c *Conn) shutdownRead() {
 	if c.readPaused {
+		// CloseTimeout bounds the wait as it bounds the drain after it
+		// (beginDrain keeps this bound), or a peer that never reads
+		// would hold Shutdown forever.
+		if c.drainBy == 0 {
+			c.drainBy = nanotime() + int64(c.ln.closeTimeout)
+			c.schedule()
+		}
 		return
 	}
 	c.readSome(-1)
@@ -546,7 +553,9 @@ func (c *Conn) beginDrain(err error) {
 	if !c.rd.IsZero() {
 		c.l.cancelOn(c.rd)
 	}
-	c.drainBy = nanotime() + int64(c.ln.closeTimeout)
+	if c.drainBy == 0 { // Shutdown may have started the bound while paused
+		c.drainBy = nanotime() + int64(c.ln.closeTimeout)
+	}
 	c.schedule()
 	c.flushAndArm()
 }

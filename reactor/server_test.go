@@ -548,3 +548,48 @@ func TestClosedConnsLeaveNoTimers(t *testing.T) {
 		}
 	}
 }
+
+// TestShutdownWhilePausedIsBounded: a Conn paused by backpressure whose
+// peer never reads holds Shutdown (with no context deadline) no longer than
+// CloseTimeout, then closes with an error that says so.
+func TestShutdownWhilePausedIsBounded(t *testing.T) {
+	const closeTimeout = 100 * time.Millisecond
+	for _, b := range backends {
+		t.Run(name(b), func(t *testing.T) {
+			r := newReactor(t, b, 1)
+			h := &connLog{echo: true, closeErrs: make(chan error, 1)}
+			ln := listen(t, r, h, reactor.ListenConfig{MaxPending: 4 << 10, CloseTimeout: closeTimeout})
+			c := dial(t, ln)
+			c.(*net.TCPConn).SetReadBuffer(4 << 10)
+			go func() { // never reads: the echo backs up
+				buf := make([]byte, 64<<10)
+				c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+				for {
+					if _, err := c.Write(buf); err != nil {
+						return
+					}
+				}
+			}()
+			waitFor(t, 5*time.Second, "backpressure to pause reading", func() bool { return ln.Stats().Paused == 1 })
+			start := time.Now()
+			shut := make(chan error, 1)
+			go func() { shut <- ln.Shutdown(context.Background()) }()
+			select {
+			case err := <-shut:
+				if err != nil {
+					t.Fatalf("Shutdown: %v", err)
+				}
+			case <-time.After(5 * time.Second):
+				c.Close() // unblock Shutdown so that the test can end
+				<-shut
+				t.Fatalf("Shutdown still waiting after 5s on a paused Conn with CloseTimeout %v", closeTimeout)
+			}
+			if d := time.Since(start); d < closeTimeout {
+				t.Fatalf("Shutdown returned after %v, before CloseTimeout", d)
+			}
+			if err := <-h.closeErrs; !errors.Is(err, reactor.ErrClosed) {
+				t.Fatalf("OnClose err = %v, want the CloseTimeout error (wrapping ErrClosed)", err)
+			}
+		})
+	}
+}
