@@ -343,6 +343,13 @@ func parseFlags(args []string) (config, error) {
 	if cfg.shutdownTimeout == 0 {
 		return cfg, fmt.Errorf("%w: --shutdown-timeout must be more than 0", errUsage)
 	}
+	// Unlike --max-conns 0 and --idle-timeout 0, 0 cannot mean "no limit":
+	// output that grows without bound on a peer that never reads is the
+	// out-of-memory bug this flag exists to prevent. (The reactor would
+	// quietly read 0 as its 1 MiB default, while the startup line said 0.)
+	if cfg.maxPending == 0 {
+		return cfg, fmt.Errorf("%w: --max-pending must be more than 0: echod always bounds what a connection may hold", errUsage)
+	}
 	if cfg.metricsAddr != "" {
 		if _, _, err := net.SplitHostPort(cfg.metricsAddr); err != nil {
 			return cfg, fmt.Errorf("%w: --metrics-addr %q: want HOST:PORT", errUsage, cfg.metricsAddr)

@@ -146,6 +146,7 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"--idle-timeout", "5"}, `--idle-timeout "5": want a duration`},
 		{[]string{"--idle-timeout", "-1s"}, `--idle-timeout "-1s"`},
 		{[]string{"--max-pending", "1x"}, `--max-pending "1x": want a byte count`},
+		{[]string{"--max-pending", "0"}, "--max-pending must be more than 0"},
 		{[]string{"--log-level", "verbose"}, `want debug, info, warn or error`},
 		{[]string{"--log-format", "xml"}, `--log-format "xml": want json or console`},
 		{[]string{"--metrics-addr", "9100"}, `--metrics-addr "9100": want HOST:PORT`},
