@@ -37,9 +37,13 @@
 // Each loop is a goroutine locked to its OS thread (runtime.LockOSThread)
 // that opens its poller on that thread — io_uring's SINGLE_ISSUER and
 // DEFER_TASKRUN tie a ring to the thread that set it up — and is the only
-// goroutine that touches its poller and its slots' payloads. An fd belongs to
-// loop fd % Loops for its whole life, so a reused fd number lands on the loop
-// that knew its previous owner.
+// goroutine that touches its poller and its slots' payloads. An fd armed
+// through Arm and Poll belongs to loop fd % Loops for its whole life, so a
+// reused fd number lands on the loop that knew its previous owner. A Conn
+// lives on the loop its listener handed it to, whatever its number; that is
+// safe because every close (CloseFd's and a Conn's) makes the owning
+// poller forget the fd before close(2), so no registration of an old life
+// survives on any loop when the number comes back.
 //
 // Other goroutines reach a loop through its inbox: a mutex-guarded slice the
 // loop swaps out whole each turn (a multi-producer single-consumer queue

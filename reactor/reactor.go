@@ -283,7 +283,8 @@ func (r *Reactor) Poll(ctx context.Context, fd int, ev Events) (Events, error) {
 
 // CloseFd closes fd on its loop after completing the requests armed on it
 // (with ErrFdClosed, unless they already had a result). It returns before
-// the loop acts; the caller must not use fd afterwards.
+// the loop acts; the caller must not use fd afterwards. An error means fd
+// was not closed (after Close, ErrClosed): the caller still owns it.
 func (r *Reactor) CloseFd(fd int) error {
 	if fd < 0 {
 		return fmt.Errorf("reactor: negative fd %d", fd)
