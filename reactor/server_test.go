@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -81,18 +82,21 @@ func TestShutdownEchoesWhatWasReceived(t *testing.T) {
 				t.Fatal(err)
 			}
 			const n = 50
-			// Small enough that a returned Write means the bytes sit in the
-			// server's receive buffer: "received" is what Shutdown serves.
+			// Small enough to fit the server's receive buffer: once the
+			// client's kernel holds none of it unacknowledged (SIOCOUTQ 0),
+			// it was received, and received is what Shutdown serves.
 			payload := make([]byte, 16<<10)
 			rand.Read(payload)
 			var wg sync.WaitGroup
 			errs := make(chan error, n)
 			sent := make(chan struct{}, n)
+			clients := make([]net.Conn, 0, n)
 			for i := 0; i < n; i++ {
 				c, err := net.Dial("tcp", ln.Addr().String())
 				if err != nil {
 					t.Fatal(err)
 				}
+				clients = append(clients, c)
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
@@ -110,8 +114,16 @@ func TestShutdownEchoesWhatWasReceived(t *testing.T) {
 				}()
 			}
 			for i := 0; i < n; i++ {
-				<-sent // every byte is in the server's socket or already read
+				<-sent
 			}
+			waitFor(t, 5*time.Second, "the server's kernel to acknowledge every payload", func() bool {
+				for _, c := range clients {
+					if unacked(t, c) != 0 {
+						return false
+					}
+				}
+				return true // every byte is in the server's receive buffer or already read
+			})
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			if err := ln.Shutdown(ctx); err != nil {
@@ -592,4 +604,25 @@ func TestShutdownWhilePausedIsBounded(t *testing.T) {
 			}
 		})
 	}
+}
+
+// unacked returns the bytes c's kernel still holds unacknowledged by the
+// peer (SIOCOUTQ): 0 means the peer's kernel received all c sent, even
+// where loopback delivery was deferred past the write (ksoftirqd on a
+// loaded machine).
+func unacked(t testing.TB, c net.Conn) int {
+	rc, err := c.(syscall.Conn).SyscallConn()
+	if err != nil {
+		t.Error(err)
+		return 0
+	}
+	n := 0
+	rc.Control(func(fd uintptr) {
+		n, err = unix.IoctlGetInt(int(fd), unix.SIOCOUTQ)
+	})
+	if err != nil {
+		t.Errorf("SIOCOUTQ: %v", err)
+		return 0
+	}
+	return n
 }
