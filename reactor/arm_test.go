@@ -243,8 +243,8 @@ func TestArmErrors(t *testing.T) {
 	}
 }
 
-// TestBlockingCallsFromACallback: Close, Listener.Close and Shutdown would
-// wait for the loop they run on; from a callback they return ErrOnLoop
+// TestBlockingCallsFromACallback: Close, Poll, Listener.Close and Shutdown
+// would wait for the loop they run on; from a callback they return ErrOnLoop
 // instead of deadlocking, and CloseAsync works there.
 func TestBlockingCallsFromACallback(t *testing.T) {
 	for _, b := range backends {
@@ -255,9 +255,10 @@ func TestBlockingCallsFromACallback(t *testing.T) {
 				t.Fatal(err)
 			}
 			a, _ := pair(t)
-			errs := make(chan [3]error, 1)
+			errs := make(chan [4]error, 1)
 			if _, err := r.Arm(a, reactor.Out, func(reactor.Result) {
-				errs <- [3]error{r.Close(), ln.Close(), ln.Shutdown(context.Background())}
+				_, perr := r.Poll(context.Background(), a, reactor.In) // a's own loop: would never return
+				errs <- [4]error{r.Close(), ln.Close(), ln.Shutdown(context.Background()), perr}
 				ln.CloseAsync()
 			}); err != nil {
 				t.Fatal(err)

@@ -248,10 +248,15 @@ type waiter struct{ ch chan Result }
 // Poll waits for ev on fd and returns the ready events. When ctx ends first
 // the request is canceled and Poll returns ctx.Err(); when the request
 // completed first its result is returned: exactly one of the two, never a
-// lost wakeup. After Close it returns ErrClosed.
+// lost wakeup. After Close it returns ErrClosed. Called from a loop
+// callback it returns ErrOnLoop: it would block the loop, and forever when
+// fd belongs to that loop.
 func (r *Reactor) Poll(ctx context.Context, fd int, ev Events) (Events, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
+	}
+	if r.onLoop() {
+		return 0, ErrOnLoop
 	}
 	l, err := r.check(fd, ev)
 	if err != nil {

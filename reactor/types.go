@@ -113,7 +113,7 @@ var ErrUnavailable = errors.New("reactor: backend unavailable")
 // bytes in either direction for ListenConfig.IdleTimeout.
 var ErrIdleTimeout = errors.New("reactor: idle timeout")
 
-// ErrOnLoop is returned by the blocking calls (Reactor.Close,
+// ErrOnLoop is returned by the blocking calls (Reactor.Close, Reactor.Poll,
 // Listener.Shutdown, Listener.Close) when they are made from a callback
 // running on one of the reactor's loops, which they would wait for forever.
 var ErrOnLoop = errors.New("reactor: blocking call made from a loop callback")
