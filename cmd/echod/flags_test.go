@@ -224,3 +224,21 @@ func mustNotStart(t *testing.T) startFunc {
 		return nil, errors.New("refused")
 	}
 }
+
+// TestCloseTimeoutAboveShutdownTimeout: the reactor's bound on a flush that
+// makes no progress must not end a graceful shutdown before
+// --shutdown-timeout does, or a stuck peer's echo is dropped while echod
+// exits 0. (With the reactor's 30s default, --shutdown-timeout 60s did so.)
+func TestCloseTimeoutAboveShutdownTimeout(t *testing.T) {
+	for _, d := range []time.Duration{time.Millisecond, 10 * time.Second, 30 * time.Second, time.Minute, time.Hour} {
+		cfg := defaultConfig()
+		cfg.shutdownTimeout = d
+		lc := listenConfig(cfg)
+		if lc.CloseTimeout <= d {
+			t.Errorf("--shutdown-timeout %v: reactor CloseTimeout %v, want more", d, lc.CloseTimeout)
+		}
+		if lc.MaxConns != cfg.maxConns || lc.MaxPending != cfg.maxPending || lc.IdleTimeout != cfg.idleTimeout {
+			t.Errorf("listen config %+v does not carry the flags %+v", lc, cfg)
+		}
+	}
+}

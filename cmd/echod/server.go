@@ -41,7 +41,7 @@ func startReactor(cfg config, log *zap.Logger) (server, error) {
 	}
 	s := &reactorServer{r: r, log: log}
 	h := echoHandler{log: log}
-	lc := reactor.ListenConfig{MaxConns: cfg.maxConns, MaxPending: cfg.maxPending, IdleTimeout: cfg.idleTimeout}
+	lc := listenConfig(cfg)
 	for _, a := range cfg.listen {
 		if a.isPacket() {
 			u := &udpEcho{log: log}
@@ -75,6 +75,26 @@ func startReactor(cfg config, log *zap.Logger) (server, error) {
 		s.bound = append(s.bound, label)
 	}
 	return s, nil
+}
+
+// minCloseTimeout is the least time a stream flush that makes no progress
+// (after a peer's EOF, or during shutdown) is given before the connection
+// is closed anyway: the reactor's own default.
+const minCloseTimeout = 30 * time.Second
+
+// listenConfig is the reactor's configuration for every stream listener.
+// Its CloseTimeout stays above --shutdown-timeout: during a graceful
+// shutdown --shutdown-timeout must be what ends a drain that cannot finish,
+// since only its expiry is reported (exit status 1). A flush bound that
+// expired first would close a stuck peer, discarding its echo, and echod
+// would exit 0 as if nothing had been dropped.
+func listenConfig(cfg config) reactor.ListenConfig {
+	return reactor.ListenConfig{
+		MaxConns:     cfg.maxConns,
+		MaxPending:   cfg.maxPending,
+		IdleTimeout:  cfg.idleTimeout,
+		CloseTimeout: max(minCloseTimeout, 2*cfg.shutdownTimeout),
+	}
 }
 
 // removeStaleSocket removes path if it is a Unix socket that nobody accepts
