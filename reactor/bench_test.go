@@ -23,7 +23,12 @@ var benchBackends = []string{"epoll", "uring", "netpoller"}
 
 func benchReactor(b *testing.B, kind string) *reactor.Reactor {
 	b.Helper()
-	r, err := reactor.New(reactor.Config{Backend: reactor.Backend(kind), Loops: 1})
+	return benchReactorLoops(b, kind, 1)
+}
+
+func benchReactorLoops(b *testing.B, kind string, loops int) *reactor.Reactor {
+	b.Helper()
+	r, err := reactor.New(reactor.Config{Backend: reactor.Backend(kind), Loops: loops})
 	if err != nil {
 		if errors.Is(err, reactor.ErrUnavailable) {
 			b.Skipf("io_uring unavailable here: %v", err)
@@ -216,39 +221,7 @@ func BenchmarkArmBatch(b *testing.B) {
 func BenchmarkEcho(b *testing.B) {
 	for _, kind := range benchBackends {
 		b.Run(kind, func(b *testing.B) {
-			var addr string
-			var r *reactor.Reactor
-			if kind == "netpoller" {
-				gl, err := net.Listen("tcp", "127.0.0.1:0")
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer gl.Close()
-				go func() {
-					c, err := gl.Accept()
-					if err != nil {
-						return
-					}
-					defer c.Close()
-					buf := make([]byte, 64<<10)
-					for {
-						n, err := c.Read(buf)
-						if err != nil {
-							return
-						}
-						c.Write(buf[:n])
-					}
-				}()
-				addr = gl.Addr().String()
-			} else {
-				r = benchReactor(b, kind)
-				ln, err := r.Listen("tcp", "127.0.0.1:0", &echo{}, reactor.ListenConfig{})
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer ln.Close()
-				addr = ln.Addr().String()
-			}
+			addr, r := echoServer(b, kind, 1)
 			c, err := net.Dial("tcp", addr)
 			if err != nil {
 				b.Fatal(err)
@@ -286,51 +259,7 @@ func BenchmarkEcho(b *testing.B) {
 func BenchmarkEchoParallel(b *testing.B) {
 	for _, kind := range benchBackends {
 		b.Run(kind, func(b *testing.B) {
-			var addr string
-			var r *reactor.Reactor
-			if kind == "netpoller" {
-				gl, err := net.Listen("tcp", "127.0.0.1:0")
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer gl.Close()
-				go func() {
-					for {
-						c, err := gl.Accept()
-						if err != nil {
-							return
-						}
-						go func() {
-							defer c.Close()
-							buf := make([]byte, 64<<10)
-							for {
-								n, err := c.Read(buf)
-								if err != nil {
-									return
-								}
-								c.Write(buf[:n])
-							}
-						}()
-					}
-				}()
-				addr = gl.Addr().String()
-			} else {
-				var err error
-				r, err = reactor.New(reactor.Config{Backend: reactor.Backend(kind), Loops: 2})
-				if err != nil {
-					if errors.Is(err, reactor.ErrUnavailable) {
-						b.Skipf("io_uring unavailable here: %v", err)
-					}
-					b.Fatal(err)
-				}
-				defer r.Close()
-				ln, err := r.Listen("tcp", "127.0.0.1:0", &echo{}, reactor.ListenConfig{})
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer ln.Close()
-				addr = ln.Addr().String()
-			}
+			addr, r := echoServer(b, kind, 2)
 			var before reactor.Stats
 			if r != nil {
 				before = r.Stats()
@@ -521,6 +450,48 @@ func BenchmarkIdleArmMemory(b *testing.B) {
 			}
 		})
 	}
+}
+
+// echoServer starts the echo server of the Echo benchmarks and returns its
+// address: for "netpoller" a goroutine per net.Conn, else the connection
+// layer on a reactor of kind with loops loops (returned, for its Stats).
+// Both close at cleanup.
+func echoServer(b *testing.B, kind string, loops int) (string, *reactor.Reactor) {
+	b.Helper()
+	if kind == "netpoller" {
+		gl, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { gl.Close() })
+		go func() {
+			for {
+				c, err := gl.Accept()
+				if err != nil {
+					return
+				}
+				go func() {
+					defer c.Close()
+					buf := make([]byte, 64<<10)
+					for {
+						n, err := c.Read(buf)
+						if err != nil {
+							return
+						}
+						c.Write(buf[:n])
+					}
+				}()
+			}
+		}()
+		return gl.Addr().String(), nil
+	}
+	r := benchReactorLoops(b, kind, loops)
+	ln, err := r.Listen("tcp", "127.0.0.1:0", &echo{}, reactor.ListenConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ln.Close() })
+	return ln.Addr().String(), r
 }
 
 // netpollerCycle is the netpoller row of the cycle benchmarks: a goroutine
