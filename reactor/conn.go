@@ -1,6 +1,7 @@
 package reactor
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -580,12 +581,21 @@ func (c *Conn) finish(err error) {
 	// From here no goroutine uses c.fd: Write saw connClosed under mu.
 	c.l.closeFdOn(c.fd)
 	c.timerSeq++
-	c.unschedule()     // a closed Conn must not stay reachable from the heap
+	c.unschedule() // a closed Conn must not stay reachable from the heap
+	if err != nil && c.ln.stopping.Load() && cutByDeadline(err) {
+		c.ln.cutInDrain.Add(1) // Shutdown must not report a clean drain
+	}
 	c.ln.connClosed(c) // counters first: OnClose may read them
 	if c.opened {
 		c.ln.h.OnClose(c, err)
 	}
 	c.ln.connDone()
+}
+
+// cutByDeadline reports whether err is one of the deadline errors
+// deadlineErr makes, rather than the peer's doing (a reset, EOF).
+func cutByDeadline(err error) bool {
+	return errors.Is(err, ErrIdleTimeout) || errors.Is(err, errDeadline) || errors.Is(err, ErrClosed)
 }
 
 // String identifies c in logs.

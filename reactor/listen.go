@@ -92,6 +92,7 @@ type Listener struct {
 	accepted, refused, closed, bytesIn, bytesOut atomic.Uint64
 	acceptCalls, acceptErrs, backoffs            atomic.Uint64
 	active, paused, live                         atomic.Int64 // live: Conns whose OnClose has not returned
+	cutInDrain                                   atomic.Int64 // Conns a deadline closed after stopping was set
 }
 
 // lsock is one listening socket of a Listener, owned by the loop that
@@ -299,7 +300,9 @@ func (ln *Listener) stopAccepting(task int32) {
 // what already sits in its receive buffer, deliver it, flush its output and
 // close. It returns when all are closed, or ctx.Err() after force-closing
 // the rest when ctx ends first (their pending output is discarded and
-// their OnClose error wraps ErrClosed).
+// their OnClose error wraps ErrClosed). If a deadline closed some Conns
+// during the drain (say an IdleTimeout shorter than ctx's), it reports that
+// with an error wrapping ErrDrainIncomplete: their output was discarded.
 func (ln *Listener) Shutdown(ctx context.Context) error {
 	if ln.r.onLoop() {
 		return ErrOnLoop
@@ -321,6 +324,9 @@ func (ln *Listener) Shutdown(ctx context.Context) error {
 	ln.mu.Unlock()
 	select {
 	case <-drained:
+		if n := ln.cutInDrain.Load(); n > 0 {
+			return fmt.Errorf("%w: %d Conn(s), output discarded", ErrDrainIncomplete, n)
+		}
 		return nil
 	case <-ctx.Done():
 	}

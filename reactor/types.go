@@ -109,6 +109,11 @@ var ErrFdClosed = errors.New("reactor: fd closed through the reactor")
 // denying io_uring with EPERM).
 var ErrUnavailable = errors.New("reactor: backend unavailable")
 
+// ErrDrainIncomplete is returned by Listener.Shutdown when, before its
+// context ended, a deadline (idle, read, write or the flush bound) closed
+// some Conns while they drained, discarding their pending output.
+var ErrDrainIncomplete = errors.New("reactor: connections closed by a deadline while draining")
+
 // ErrIdleTimeout is wrapped by the error OnClose receives when a Conn saw no
 // bytes in either direction for ListenConfig.IdleTimeout.
 var ErrIdleTimeout = errors.New("reactor: idle timeout")
