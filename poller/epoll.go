@@ -374,3 +374,5 @@ func (p *epollPoller) Close() error {
 	}
 	return err
 }
+
+func (p *epollPoller) Fd() int { return p.epfd }

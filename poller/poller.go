@@ -225,6 +225,15 @@ type Poller interface {
 	Stats() Stats
 	// Backend reports Uring or Epoll.
 	Backend() Backend
+	// Fd returns a descriptor that polls readable (POLLIN, edge or level)
+	// when a non-blocking Wait may have Events to return: the epoll fd, or
+	// the ring fd, which the kernel marks readable when it posts
+	// completions. An owner that waits in another poller (Go's runtime
+	// netpoller) instead of blocking in Wait parks on it. It stays the
+	// poller's: never close it. A ring set up DEFER_TASKRUN posts
+	// completions only when its owner enters the kernel, so park on it
+	// only with another setup (UringCoop, UringPlain).
+	Fd() int
 }
 
 // ErrCanceled is Event.Err for a tag whose poll was canceled.

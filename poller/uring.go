@@ -511,3 +511,5 @@ func (p *uringPoller) drainKernel() error {
 	}
 	return nil
 }
+
+func (p *uringPoller) Fd() int { return p.r.Fd() }

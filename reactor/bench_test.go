@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,9 +18,11 @@ import (
 	"github.com/oneshot-io/oneshot/reactor"
 )
 
-// benchBackends are the rows of every side-by-side benchmark; "netpoller"
-// is Go's own runtime poller doing the same wait.
-var benchBackends = []string{"epoll", "uring", "netpoller"}
+// benchBackends are the rows of every side-by-side benchmark: the loops
+// parked in Go's netpoller (the default), the loops locked to their threads
+// (Config.LockThreads), and "netpoller", Go's own runtime poller doing the
+// same wait.
+var benchBackends = []string{"epoll", "uring", "epoll-locked", "uring-locked", "netpoller"}
 
 func benchReactor(b *testing.B, kind string) *reactor.Reactor {
 	b.Helper()
@@ -28,7 +31,8 @@ func benchReactor(b *testing.B, kind string) *reactor.Reactor {
 
 func benchReactorLoops(b *testing.B, kind string, loops int) *reactor.Reactor {
 	b.Helper()
-	r, err := reactor.New(reactor.Config{Backend: reactor.Backend(kind), Loops: loops})
+	backend, locked := strings.CutSuffix(kind, "-locked")
+	r, err := reactor.New(reactor.Config{Backend: reactor.Backend(backend), Loops: loops, LockThreads: locked})
 	if err != nil {
 		if errors.Is(err, reactor.ErrUnavailable) {
 			b.Skipf("io_uring unavailable here: %v", err)
@@ -39,11 +43,33 @@ func benchReactorLoops(b *testing.B, kind string, loops int) *reactor.Reactor {
 	return r
 }
 
-// report adds the per-op kernel enters and wakeups of r's loops.
-func report(b *testing.B, r *reactor.Reactor, before reactor.Stats) {
+// marker is where a benchmark's measured phase began.
+type marker struct {
+	st   reactor.Stats
+	vcsw int64
+}
+
+func mark(r *reactor.Reactor) marker { return marker{r.Stats(), voluntarySwitches()} }
+
+// voluntarySwitches counts the times this process's threads blocked in the
+// kernel: each is an OS thread put to sleep and woken again, the hand-off a
+// loop inside Go's scheduler avoids. Unlike ns/op it barely moves when
+// other programs load the machine.
+func voluntarySwitches() int64 {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Nvcsw
+}
+
+// report adds the per-op kernel enters and wakeups of r's loops, and the
+// process's voluntary context switches.
+func report(b *testing.B, r *reactor.Reactor, before marker) {
 	s := r.Stats()
-	b.ReportMetric(float64(s.KernelEnters-before.KernelEnters)/float64(b.N), "enters/op")
-	b.ReportMetric(float64(s.Wakeups-before.Wakeups)/float64(b.N), "wakeups/op")
+	b.ReportMetric(float64(s.KernelEnters-before.st.KernelEnters)/float64(b.N), "enters/op")
+	b.ReportMetric(float64(s.Wakeups-before.st.Wakeups)/float64(b.N), "wakeups/op")
+	b.ReportMetric(float64(voluntarySwitches()-before.vcsw)/float64(b.N), "vcsw/op")
 }
 
 // BenchmarkArmCycle: one readiness round trip per op on a socketpair — arm
@@ -68,7 +94,7 @@ func BenchmarkArmCycle(b *testing.B) {
 			}
 			var q reactor.Request
 			b.ReportAllocs()
-			before := r.Stats()
+			before := mark(r)
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				if err := r.ArmRequest(&q, a, reactor.In, cb); err != nil {
@@ -109,7 +135,7 @@ func BenchmarkRearmInCallback(b *testing.B) {
 			}
 			one := []byte{1}
 			b.ReportAllocs()
-			before := r.Stats()
+			before := mark(r)
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				unix.Write(p, one)
@@ -150,7 +176,7 @@ func BenchmarkPollCycle(b *testing.B) {
 				}
 			}()
 			b.ReportAllocs()
-			before := r.Stats()
+			before := mark(r)
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				unix.Write(p, one)
@@ -195,7 +221,7 @@ func BenchmarkArmBatch(b *testing.B) {
 			qs := make([]reactor.Request, n)
 			one := []byte{1}
 			b.ReportAllocs()
-			before := r.Stats()
+			before := mark(r)
 			b.ResetTimer()
 			for i := 0; i < b.N; i += n {
 				for j := range as {
@@ -230,9 +256,9 @@ func BenchmarkEcho(b *testing.B) {
 			msg := make([]byte, 64)
 			got := make([]byte, 64)
 			b.ReportAllocs()
-			var before reactor.Stats
+			var before marker
 			if r != nil {
-				before = r.Stats()
+				before = mark(r)
 			}
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
@@ -260,9 +286,9 @@ func BenchmarkEchoParallel(b *testing.B) {
 	for _, kind := range benchBackends {
 		b.Run(kind, func(b *testing.B) {
 			addr, r := echoServer(b, kind, 2)
-			var before reactor.Stats
+			var before marker
 			if r != nil {
-				before = r.Stats()
+				before = mark(r)
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -514,11 +540,14 @@ func netpollerCycle(b *testing.B) {
 	}()
 	one := []byte{1}
 	b.ReportAllocs()
+	vcsw := voluntarySwitches()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		unix.Write(p, one)
 		<-done
 	}
+	b.StopTimer()
+	b.ReportMetric(float64(voluntarySwitches()-vcsw)/float64(b.N), "vcsw/op")
 }
 
 // fileConn wraps fd in a net.Conn served by Go's netpoller (it takes fd).

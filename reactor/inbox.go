@@ -39,7 +39,7 @@ type task interface {
 //
 // The wakeup protocol is a Dekker pair on sequentially consistent atomics:
 //
-//	producer: append, n.Add(1)       then  load sleeping → poller.Wake if set
+//	producer: append, n.Add(1)       then  CAS sleeping true→false → wake if won
 //	loop:     sleeping.Store(true)   then  load n → wait without blocking if > 0
 //
 // Either the producer sees sleeping (and wakes the loop) or the loop sees the
@@ -66,7 +66,9 @@ func (q *inbox) push(c cmd) (wake, ok bool) {
 	q.cmds = append(q.cmds, c)
 	q.n.Add(1)
 	q.mu.Unlock()
-	return q.sleeping.Load(), true
+	// Only the producer that flips sleeping wakes: the loop is woken once
+	// per sleep however many push meanwhile.
+	return q.sleeping.CompareAndSwap(true, false), true
 }
 
 // take swaps the queued commands out, leaving spare (emptied) as the next

@@ -43,7 +43,11 @@ type loop struct {
 	table *cancel.Table[reqData] // constant; transitions per cancel's rules
 	in    inbox
 
-	tid atomic.Int32 // the locked thread's id while the loop runs; 0 after
+	// tid: atomic; the id of the OS thread the loop is pinned to: for a
+	// locked loop from start to stop, for a parked one while it runs user
+	// code (enterUser); 0 otherwise. r.onLoop compares it.
+	tid atomic.Int32
+	pk  *parker // constant once started; nil for a locked loop
 
 	// Owned by the loop goroutine.
 	spare    []cmd
@@ -53,6 +57,7 @@ type loop struct {
 	fdHead   []reqHandle // fd → first live request armed on it
 	stopping bool
 	owned    []stopper // listeners and packet conns served here
+	parkedN  int       // events the parker's check found
 
 	// Counters: atomic, written by the loop (wakeups by producers).
 	armed, ready, failed, canceled, closed, stale, rearmed atomic.Uint64
@@ -64,35 +69,102 @@ type loop struct {
 // stopper is a listener or packet conn the loop must close when it stops.
 type stopper interface{ stopOnLoop() }
 
-// run is the loop goroutine. It opens the poller on its locked thread
-// (io_uring's SINGLE_ISSUER and DEFER_TASKRUN tie the ring to one thread)
-// and reports the result on started before serving.
+// run is the loop goroutine. It opens the poller and reports the result on
+// started before serving. A locked loop (Config.LockThreads) stays on one
+// OS thread from start to stop, which io_uring's SINGLE_ISSUER and
+// DEFER_TASKRUN require, and blocks that thread in the poller's Wait. A
+// parked loop is an ordinary goroutine that waits in Go's netpoller on the
+// poller's descriptor (park.go).
 func (l *loop) run(backend poller.Backend, started chan<- openResult, done func()) {
 	defer done()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	p, sel, err := poller.Open(poller.Options{Backend: backend, Entries: uint32(l.r.cfg.Entries)})
+	locked := l.r.cfg.LockThreads
+	opts := poller.Options{Backend: backend, Entries: uint32(l.r.cfg.Entries)}
+	if locked {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+	} else {
+		// Any thread may enter the ring in turn: no SINGLE_ISSUER.
+		opts.Setup = l.r.cfg.uringSetup
+	}
+	p, sel, err := poller.Open(opts)
 	if err != nil {
 		started <- openResult{sel: sel, err: err}
 		return
 	}
 	l.p = p
-	l.tid.Store(int32(unix.Gettid()))
-	defer l.tid.Store(0) // the thread may serve other goroutines after us
+	if locked {
+		l.tid.Store(int32(unix.Gettid()))
+		defer l.tid.Store(0) // the thread may serve other goroutines after us
+	} else {
+		pk, err := newParker(p.Fd(), l.checkParked)
+		if err != nil {
+			p.Close()
+			started <- openResult{sel: sel, err: err}
+			return
+		}
+		l.pk = pk
+		defer pk.close()
+	}
 	started <- openResult{sel: sel}
+	if locked {
+		l.runLocked()
+	} else {
+		l.runParked()
+	}
+}
+
+// turn runs the inbox's commands and the due timers; it reports whether
+// the loop must stop.
+func (l *loop) turn() bool {
+	cmds := l.in.take(l.spare, false)
+	for i := range cmds {
+		l.exec(&cmds[i])
+		cmds[i] = cmd{}
+	}
+	l.spare = cmds[:0]
+	l.runTimers(nanotime())
+	l.timerCount.Store(int64(len(l.timers)))
+	if l.r.closing.Load() {
+		l.stop()
+		return true
+	}
+	return false
+}
+
+// runParked serves until the reactor closes, parking in the netpoller
+// between turns (see parker for the wake-up protocol).
+func (l *loop) runParked() {
+	for {
+		if l.turn() {
+			return
+		}
+		l.leaveUser()
+		l.pk.prepare(l.timers.next()) // before sleeping is published
+		l.in.sleeping.Store(true)
+		if l.in.n.Load() > 0 || l.r.closing.Load() {
+			l.in.sleeping.Store(false)
+			l.parkedN = l.wait(0)
+		} else {
+			l.parkedN = 0
+			l.pk.wait()
+			l.in.sleeping.Store(false)
+		}
+		l.handle(l.parkedN)
+	}
+}
+
+// checkParked is the parker's look for work: the poller's non-blocking Wait.
+func (l *loop) checkParked() bool {
+	l.parkedN = l.wait(0)
+	return l.parkedN > 0
+}
+
+// runLocked serves until the reactor closes, blocking its thread in the
+// poller's Wait between turns.
+func (l *loop) runLocked() {
 	busy := false // the last Wait returned events
 	for {
-		cmds := l.in.take(l.spare, false)
-		for i := range cmds {
-			l.exec(&cmds[i])
-			cmds[i] = cmd{}
-		}
-		l.spare = cmds[:0]
-		now := nanotime()
-		l.runTimers(now)
-		l.timerCount.Store(int64(len(l.timers)))
-		if l.r.closing.Load() {
-			l.stop()
+		if l.turn() {
 			return
 		}
 		timeout := time.Duration(-1)
@@ -174,6 +246,7 @@ func (l *loop) exec(c *cmd) {
 	case opCloseFd:
 		l.closeFdOn(int(c.fd))
 	case opTask:
+		l.enterUser() // the connection layer calls Handler methods
 		c.obj.runTask(l, c.arg)
 	default:
 		panic("reactor: unknown command " + strconv.Itoa(int(c.op)))
@@ -258,6 +331,7 @@ func (l *loop) deliver(h reqHandle) {
 	}
 	switch {
 	case cb != nil:
+		l.enterUser()
 		cb(res)
 	case w != nil:
 		w.ch <- res
@@ -350,6 +424,10 @@ func (l *loop) post(c cmd) bool {
 // lost wake-ups; TestWakeHammered catches that.)
 func (l *loop) wake() {
 	l.wakeups.Add(1)
+	if l.pk != nil {
+		l.pk.unpark()
+		return
+	}
 	_ = l.p.Wake() // ErrClosed only once the loop stopped, after its last inbox batch
 }
 
@@ -363,6 +441,7 @@ func (l *loop) runTimers(now int64) {
 			return
 		}
 		if e.obj != nil {
+			l.enterUser() // a Conn's deadline calls OnClose
 			e.obj.fire(l, e.seq, now)
 			continue
 		}
@@ -415,6 +494,7 @@ func (l *loop) unlink(h reqHandle) {
 // closes, the loop waits for the kernel to post every completion it owes
 // (bounded), and the poller is released.
 func (l *loop) stop() {
+	l.enterUser() // OnClose and callbacks run from here
 	l.stopping = true
 	cmds := l.in.take(l.spare, true) // later pushes fail: nothing new arrives
 	var live []reqHandle

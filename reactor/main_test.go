@@ -60,23 +60,35 @@ func runDialer(spec string) int {
 	return 0
 }
 
-// backends is the table every behavioural test runs over.
-var backends = []reactor.Backend{reactor.BackendEpoll, reactor.BackendUring}
+// backend is one row of the table every behavioural test runs over: a
+// kernel interface, and whether the loops are locked to their OS threads
+// (Config.LockThreads) or parked in Go's netpoller (the default).
+type backend struct {
+	kind   reactor.Backend
+	locked bool
+}
+
+var backends = []backend{
+	{reactor.BackendEpoll, false},
+	{reactor.BackendUring, false},
+	{reactor.BackendEpoll, true},
+	{reactor.BackendUring, true},
+}
 
 // newReactor starts a reactor on b with loops loops, closed at cleanup
 // (Close is idempotent: a test may close it first); a uring row skips,
 // saying why, where io_uring is unavailable.
-func newReactor(t testing.TB, b reactor.Backend, loops int) *reactor.Reactor {
+func newReactor(t testing.TB, b backend, loops int) *reactor.Reactor {
 	t.Helper()
-	r, err := reactor.New(reactor.Config{Backend: b, Loops: loops})
+	r, err := reactor.New(reactor.Config{Backend: b.kind, Loops: loops, LockThreads: b.locked})
 	if err != nil {
-		if b == reactor.BackendUring && errors.Is(err, reactor.ErrUnavailable) {
+		if b.kind == reactor.BackendUring && errors.Is(err, reactor.ErrUnavailable) {
 			t.Skipf("io_uring unavailable here: %v", err)
 		}
-		t.Fatalf("New(%s): %v", b, err)
+		t.Fatalf("New(%s): %v", name(b), err)
 	}
-	if r.Backend() != b {
-		t.Fatalf("Backend() = %s, want %s", r.Backend(), b)
+	if r.Backend() != b.kind {
+		t.Fatalf("Backend() = %s, want %s", r.Backend(), b.kind)
 	}
 	t.Cleanup(func() {
 		if err := r.Close(); err != nil {
@@ -120,7 +132,13 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-func name(b reactor.Backend) string { return strings.ToUpper(string(b[:1])) + string(b[1:]) }
+func name(b backend) string {
+	n := strings.ToUpper(string(b.kind[:1])) + string(b.kind[1:])
+	if b.locked {
+		n += "Locked"
+	}
+	return n
+}
 
 // pair is socketpair with both fds closed at cleanup (after the test's own
 // defers, before the reactor's Close registered earlier).

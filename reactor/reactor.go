@@ -110,11 +110,21 @@ func (r *Reactor) Loops() int { return len(r.loops) }
 // loop as its previous owner.
 func (r *Reactor) loopFor(fd int) *loop { return r.loops[fd%len(r.loops)] }
 
-// onLoop reports whether the caller runs on one of r's loop threads.
+// onLoop reports whether the caller is a loop running user code. A loop
+// records its thread's id while it may run user code (always for a locked
+// loop, during a turn's callbacks for a parked one); the thread id is only
+// asked for when some loop has one recorded.
 func (r *Reactor) onLoop() bool {
-	tid := int32(unix.Gettid())
+	tid := int32(0)
 	for _, l := range r.loops {
-		if l.tid.Load() == tid {
+		lt := l.tid.Load()
+		if lt == 0 {
+			continue
+		}
+		if tid == 0 {
+			tid = int32(unix.Gettid())
+		}
+		if lt == tid {
 			return true
 		}
 	}

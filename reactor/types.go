@@ -8,6 +8,8 @@ import (
 
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
+
+	"github.com/oneshot-io/oneshot/poller"
 )
 
 // Events is a set of readiness conditions, with poll(2)'s bit values so that
@@ -68,9 +70,14 @@ const (
 type Config struct {
 	// Backend selects the kernel interface; "" means BackendAuto.
 	Backend Backend
-	// Loops is the number of event loops, each a goroutine locked to its
-	// own OS thread owning one poller. 0 means runtime.GOMAXPROCS(0).
+	// Loops is the number of event loops, each a goroutine owning one
+	// poller. 0 means runtime.GOMAXPROCS(0).
 	Loops int
+	// LockThreads runs each loop on an OS thread of its own that blocks in
+	// the kernel between turns, with io_uring set up SINGLE_ISSUER |
+	// DEFER_TASKRUN, instead of as an ordinary goroutine that parks in Go's
+	// netpoller (the default). The package doc compares the two.
+	LockThreads bool
 	// Logger receives the backend choice and connection-level errors at
 	// debug level. nil means no logging.
 	Logger *zap.Logger
@@ -79,6 +86,10 @@ type Config struct {
 	// EventBatch is how many events one loop turn harvests at most
 	// (0 = 256).
 	EventBatch int
+
+	// uringSetup: the io_uring setup of a parked loop's ring, which any
+	// thread may enter in turn.
+	uringSetup poller.UringSetup
 }
 
 // Result is the one completion of a request.
@@ -163,6 +174,7 @@ func (c Config) withDefaults(gomaxprocs int) Config {
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
 	}
+	c.uringSetup = poller.UringCoop
 	return c
 }
 

@@ -2,6 +2,7 @@ package reactor
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -15,44 +16,50 @@ import (
 // every wake is swallowed and the request below never completes; with
 // wake routed to poller.Wake this test fails within its hammering window.
 func TestWakeHammered(t *testing.T) {
-	for _, b := range []Backend{BackendEpoll, BackendUring} {
-		t.Run(string(b), func(t *testing.T) {
-			r, err := New(Config{Backend: b, Loops: 1})
-			if err != nil {
-				if errors.Is(err, ErrUnavailable) {
-					t.Skipf("io_uring unavailable here: %v", err)
-				}
-				t.Fatal(err)
-			}
-			lost := false // a loop that cannot be woken cannot be closed either
-			defer func() {
-				if !lost {
-					r.Close()
-				}
-			}()
-			l := r.loops[0]
-			fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer unix.Close(fds[0])
-			defer unix.Close(fds[1])
-			for round := 0; round < 3; round++ {
-				stop := time.Now().Add(150 * time.Millisecond)
-				for time.Now().Before(stop) {
-					l.wake()
-				}
-				got := make(chan Result, 1)
-				if _, err := r.Arm(fds[0], Out, func(res Result) { got <- res }); err != nil {
-					t.Fatal(err)
-				}
-				select {
-				case <-got:
-				case <-time.After(2 * time.Second):
-					lost = true
-					t.Fatalf("round %d: a request on a woken loop never completed: wake-ups are being swallowed", round)
-				}
-			}
-		})
+	for _, locked := range []bool{false, true} {
+		for _, b := range []Backend{BackendEpoll, BackendUring} {
+			t.Run(fmt.Sprintf("%s/locked=%v", b, locked), func(t *testing.T) {
+				testWakeHammered(t, b, locked)
+			})
+		}
+	}
+}
+
+func testWakeHammered(t *testing.T, b Backend, locked bool) {
+	r, err := New(Config{Backend: b, Loops: 1, LockThreads: locked})
+	if err != nil {
+		if errors.Is(err, ErrUnavailable) {
+			t.Skipf("io_uring unavailable here: %v", err)
+		}
+		t.Fatal(err)
+	}
+	lost := false // a loop that cannot be woken cannot be closed either
+	defer func() {
+		if !lost {
+			r.Close()
+		}
+	}()
+	l := r.loops[0]
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fds[0])
+	defer unix.Close(fds[1])
+	for round := 0; round < 3; round++ {
+		stop := time.Now().Add(150 * time.Millisecond)
+		for time.Now().Before(stop) {
+			l.wake()
+		}
+		got := make(chan Result, 1)
+		if _, err := r.Arm(fds[0], Out, func(res Result) { got <- res }); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-got:
+		case <-time.After(2 * time.Second):
+			lost = true
+			t.Fatalf("round %d: a request on a woken loop never completed: wake-ups are being swallowed", round)
+		}
 	}
 }
