@@ -25,6 +25,7 @@ type connLog struct {
 	bad      atomic.Value // first violation
 	echo     bool
 	maxPend  atomic.Int64
+	maxBuf   atomic.Int64 // the largest output buffer seen after an echo
 	dataSeen atomic.Int64
 	// closeErrs, if set, receives each OnClose error (buffer it: OnClose
 	// runs on a loop and must not block).
@@ -67,6 +68,9 @@ func (h *connLog) OnData(c *reactor.Conn, b []byte) {
 		c.Write(b)
 		if p := int64(c.Pending()); p > h.maxPend.Load() {
 			h.maxPend.Store(p)
+		}
+		if m := int64(reactor.OutBufferCap(c)); m > h.maxBuf.Load() {
+			h.maxBuf.Store(m)
 		}
 	}
 }
@@ -329,6 +333,66 @@ func TestSlowReaderBounded(t *testing.T) {
 			}
 			h.check(t)
 			t.Logf("max pending %d bytes (MaxPending %d)", h.maxPend.Load(), maxPending)
+		})
+	}
+}
+
+// TestSlowReaderMemoryBounded: a peer that reads, but more slowly than it
+// sends, never lets the output drain completely. The buffer holding that
+// output used to keep the bytes already sent in its front until it
+// drained, doubling as it went: 3.9 MB for a 1 MiB MaxPending (echod,
+// measured by a hostile-client run). The memory holding pending output
+// must stay within a quarter of MaxPending plus one read buffer.
+func TestSlowReaderMemoryBounded(t *testing.T) {
+	const maxPending = 256 << 10
+	const total = 16 << 20
+	const bound = (maxPending + 64<<10) * 5 / 4
+	for _, b := range backends {
+		t.Run(name(b), func(t *testing.T) {
+			r := newReactor(t, b, 1)
+			h := &connLog{echo: true}
+			ln := listen(t, r, h, reactor.ListenConfig{MaxPending: maxPending})
+			c := dial(t, ln)
+			c.(*net.TCPConn).SetReadBuffer(64 << 10)
+			c.SetDeadline(time.Now().Add(20 * time.Second))
+			sent := make(chan error, 1)
+			go func() {
+				buf := bytes.Repeat([]byte{'s'}, 64<<10)
+				for n := 0; n < total; n += len(buf) {
+					if _, err := c.Write(buf); err != nil {
+						sent <- err
+						return
+					}
+				}
+				sent <- nil
+			}()
+			// Read a little at a time, pausing now and then, so that the
+			// output backs up but never drains (the pauses shape the load;
+			// nothing waits on them for correctness).
+			buf := make([]byte, 4<<10)
+			got := 0
+			for got < total {
+				n, err := io.ReadFull(c, buf[:min(len(buf), total-got)])
+				got += n
+				if err != nil {
+					t.Fatalf("echoed %d of %d bytes: %v", got, total, err)
+				}
+				if got%(256<<10) == 0 {
+					time.Sleep(time.Millisecond)
+				}
+			}
+			if err := <-sent; err != nil {
+				t.Fatal(err)
+			}
+			h.check(t)
+			if m := h.maxBuf.Load(); m > bound {
+				t.Fatalf("output buffer reached %d bytes for at most %d pending (MaxPending %d): bound %d",
+					m, h.maxPend.Load(), maxPending, bound)
+			}
+			waitFor(t, 5*time.Second, "the drained Conn to give its buffer back", func() bool {
+				return ln.Stats().OutBuffer == 0
+			})
+			t.Logf("largest output buffer %d bytes, largest pending %d", h.maxBuf.Load(), h.maxPend.Load())
 		})
 	}
 }

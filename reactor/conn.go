@@ -186,17 +186,42 @@ func (c *Conn) Write(b []byte) (int, error) {
 			return n, nil
 		}
 	}
-	if c.off > 0 && c.off == len(c.out) {
-		c.out, c.off = c.out[:0], 0
-	}
 	if len(c.out) == c.off {
 		c.outSince = nanotime() // output becomes pending
 	}
-	c.out = append(c.out, b[n:]...)
+	c.appendOutLocked(b[n:])
 	c.kickLocked(taskFlush)
 	c.mu.Unlock()
 	return len(b), nil
 }
+
+// appendOutLocked queues p behind the pending output. The memory holding
+// the output stays within a quarter of what is pending (plus what a fresh
+// buffer starts with): the bytes already sent are slid out of the front
+// instead of being carried along, and a buffer is regrown to fit, not
+// doubled. Before, a reader slow enough never to drain the buffer
+// completely made it grow to about four times MaxPending.
+func (c *Conn) appendOutLocked(p []byte) {
+	pending := len(c.out) - c.off
+	need := pending + len(p)
+	if len(c.out)+len(p) > cap(c.out) {
+		if c.off > 0 && need <= cap(c.out) && need >= cap(c.out)/2 {
+			copy(c.out, c.out[c.off:])
+			c.out = c.out[:pending]
+		} else {
+			old := cap(c.out)
+			nb := make([]byte, pending, max(need+need/4, minOutBuf))
+			copy(nb, c.out[c.off:])
+			c.out = nb
+			c.ln.outBuf.Add(int64(cap(nb) - old))
+		}
+		c.off = 0
+	}
+	c.out = append(c.out, p...)
+}
+
+// minOutBuf is the smallest output buffer allocated.
+const minOutBuf = 4 << 10
 
 // kickLocked makes sure the loop acts on task for c: during a handler call
 // the loop looks after the call returns; otherwise the task is queued.
@@ -492,14 +517,17 @@ func (c *Conn) flushLocked() (int, error) {
 		c.outSince = now
 		c.ln.bytesOut.Add(uint64(moved))
 	}
+	if pending := len(c.out) - c.off; pending > 0 && pending < cap(c.out)/4 && cap(c.out) > 64<<10 {
+		// A burst drained to a little: keep a buffer to match.
+		nb := make([]byte, pending, pending+pending/4)
+		copy(nb, c.out[c.off:])
+		c.ln.outBuf.Add(int64(cap(nb) - cap(c.out)))
+		c.out, c.off = nb, 0
+	}
 	if c.off == len(c.out) {
-		// Give a large buffer back so an idle Conn stays small.
-		if cap(c.out) > 64<<10 {
-			c.out = nil
-		} else {
-			c.out = c.out[:0]
-		}
-		c.off = 0
+		// Give the buffer back so an idle Conn holds none.
+		c.ln.outBuf.Add(-int64(cap(c.out)))
+		c.out, c.off = nil, 0
 	}
 	return len(c.out) - c.off, nil
 }
@@ -572,6 +600,7 @@ func (c *Conn) finish(err error) {
 	if err == nil && c.werr != nil {
 		err = c.werr
 	}
+	c.ln.outBuf.Add(-int64(cap(c.out)))
 	c.out, c.off = nil, 0
 	c.mu.Unlock()
 	if c.readPaused {

@@ -52,6 +52,7 @@ type ListenerStats struct {
 	BytesIn      uint64
 	BytesOut     uint64
 	Paused       int64  // Conns not being read because of backpressure
+	OutBuffer    int64  // bytes of memory holding the Conns' pending output
 	AcceptCalls  uint64 // accept4 calls, EAGAIN and errors included
 	AcceptErrors uint64 // accept4 failures other than EAGAIN/ECONNABORTED
 	Backoffs     uint64 // times accepting paused on EMFILE/ENFILE/ENOBUFS/ENOMEM
@@ -92,6 +93,7 @@ type Listener struct {
 	accepted, refused, closed, bytesIn, bytesOut atomic.Uint64
 	acceptCalls, acceptErrs, backoffs            atomic.Uint64
 	active, paused, live                         atomic.Int64 // live: Conns whose OnClose has not returned
+	outBuf                                       atomic.Int64 // capacity of the Conns' output buffers
 	cutInDrain                                   atomic.Int64 // Conns a deadline closed after stopping was set
 }
 
@@ -264,7 +266,7 @@ func (ln *Listener) Stats() ListenerStats {
 	return ListenerStats{
 		Accepted: ln.accepted.Load(), Refused: ln.refused.Load(), Active: ln.active.Load(),
 		Closed: ln.closed.Load(), BytesIn: ln.bytesIn.Load(), BytesOut: ln.bytesOut.Load(),
-		Paused: ln.paused.Load(), AcceptCalls: ln.acceptCalls.Load(),
+		Paused: ln.paused.Load(), OutBuffer: ln.outBuf.Load(), AcceptCalls: ln.acceptCalls.Load(),
 		AcceptErrors: ln.acceptErrs.Load(), Backoffs: ln.backoffs.Load(),
 	}
 }
