@@ -29,7 +29,7 @@ func (c *Conn) deadline() (int64, int) {
 		if ln.idle > 0 {
 			consider(c.lastActive.Load()+int64(ln.idle), dlIdle)
 		}
-		if ln.readTimeout > 0 && !c.readPaused {
+		if ln.readTimeout > 0 && !c.readPaused && !c.readEOF {
 			consider(c.lastRead+int64(ln.readTimeout), dlRead)
 		}
 	}

@@ -2,6 +2,7 @@ package reactor_test
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net"
 	"testing"
@@ -69,6 +70,86 @@ func TestEcho(t *testing.T) {
 				}
 				if s := ln.Stats(); s.Accepted != 3 || s.Closed != 3 || s.Active != 0 {
 					t.Fatalf("stats %+v", s)
+				}
+			})
+		}
+	}
+}
+
+// upperLines answers each line with its upper case. A line's bytes may
+// arrive over several OnData calls, so it keeps the unterminated tail; as an
+// EOFHandler it hears the peer's EOF and answers that tail too.
+type upperLines struct {
+	eof    bool // implement OnEOF (the type below) or not
+	closed chan error
+}
+
+type lineState struct{ tail []byte }
+
+func (h *upperLines) OnOpen(c *reactor.Conn) { c.SetContext(&lineState{}) }
+
+func (h *upperLines) OnData(c *reactor.Conn, b []byte) {
+	st := c.Context().(*lineState)
+	st.tail = append(st.tail, b...) // b is the loop's buffer: copy it
+	if i := bytes.LastIndexByte(st.tail, '\n'); i >= 0 {
+		c.Write(bytes.ToUpper(st.tail[:i+1]))
+		st.tail = append(st.tail[:0], st.tail[i+1:]...)
+	}
+}
+
+func (h *upperLines) OnClose(_ *reactor.Conn, err error) { h.closed <- err }
+
+type upperLinesEOF struct{ upperLines }
+
+func (h *upperLinesEOF) OnEOF(c *reactor.Conn) {
+	st := c.Context().(*lineState)
+	c.Write(bytes.ToUpper(st.tail))
+	c.Close()
+}
+
+// TestEOFHandlerAnswersLastLine: a line-based server on the Handler API
+// used to lose a last line sent without a newline, because the layer
+// closed on the peer's EOF and the handler never heard of it. An
+// EOFHandler answers it; a plain Handler keeps closing at EOF (the tail is
+// dropped, as before).
+func TestEOFHandlerAnswersLastLine(t *testing.T) {
+	for _, b := range backends {
+		for _, withEOF := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/OnEOF=%v", name(b), withEOF), func(t *testing.T) {
+				r := newReactor(t, b, 1)
+				base := upperLines{closed: make(chan error, 1)}
+				var h reactor.Handler = &base
+				if withEOF {
+					h = &upperLinesEOF{base}
+				}
+				ln := listen(t, r, h, reactor.ListenConfig{})
+				c := dial(t, ln)
+				c.SetDeadline(time.Now().Add(5 * time.Second))
+				if _, err := io.WriteString(c, "first line\nsecond "); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := io.WriteString(c, "line\nno newline"); err != nil {
+					t.Fatal(err)
+				}
+				c.(*net.TCPConn).CloseWrite()
+				got, err := io.ReadAll(c)
+				if err != nil {
+					t.Fatalf("read %q: %v", got, err)
+				}
+				want := "FIRST LINE\nSECOND LINE\n"
+				if withEOF {
+					want += "NO NEWLINE"
+				}
+				if string(got) != want {
+					t.Fatalf("got %q, want %q", got, want)
+				}
+				select {
+				case err := <-base.closed:
+					if err != nil {
+						t.Fatalf("OnClose err = %v, want nil", err)
+					}
+				case <-time.After(5 * time.Second):
+					t.Fatal("OnClose never came")
 				}
 			})
 		}
