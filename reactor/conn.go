@@ -1,7 +1,6 @@
 package reactor
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -112,7 +111,12 @@ type Conn struct {
 	rd, wr     reqHandle // in-flight requests; zero = none
 	readPaused bool      // stopped reading: pending output above MaxPending
 	readEOF    bool      // the peer's EOF was handed to an EOFHandler: reading is over
+	peerEOF    bool      // a read returned end of file: the peer sends nothing more
+	lingering  bool      // drained: write side shut, discarding input until EOF (conn_close.go)
+	lingerBy   int64     // nanotime at which lingering ends; 0 = not lingering
+	lingerNext int64     // nanotime of a lingering Conn's next look; 0 = none
 	shutReq    bool      // Shutdown asked; waits for reading to resume if paused
+	shutLeft   int       // bytes Shutdown found received and still to deliver
 	wrDone     bool      // shutdown(SHUT_WR) was made
 	opened     bool      // OnOpen was called, so OnClose is owed
 	drainBy    int64     // nanotime by which a drain must end; 0 = none
@@ -412,6 +416,14 @@ func (c *Conn) armWrite() {
 // readable is c's read request completing.
 func (c *Conn) readable(res Result) {
 	c.rd = reqHandle{}
+	if c.lingering && c.state == connDrain {
+		if res.Err != nil {
+			c.finish(res.Err)
+			return
+		}
+		c.discard()
+		return
+	}
 	if c.state != connOpen {
 		return
 	}
@@ -432,13 +444,20 @@ func (c *Conn) readable(res Result) {
 
 // readSome reads up to rounds buffers, delivering each; it stops at
 // EAGAIN, EOF, an error, or when the output backlog passes MaxPending.
-// rounds < 0 reads until EAGAIN (Shutdown).
+// rounds < 0 reads what Shutdown found received (c.shutLeft) and no more:
+// reading until EAGAIN never ended while a fast peer kept sending.
 func (c *Conn) readSome(rounds int) {
 	if c.readEOF {
 		return
 	}
 	buf := c.l.rbuf
 	for i := 0; rounds < 0 || i < rounds; i++ {
+		if rounds < 0 {
+			if c.shutLeft <= 0 {
+				return
+			}
+			buf = buf[:min(len(buf), c.shutLeft)]
+		}
 		n, err := unix.Read(c.fd, buf)
 		switch {
 		case err == unix.EINTR:
@@ -449,6 +468,7 @@ func (c *Conn) readSome(rounds int) {
 			c.finish(fmt.Errorf("reactor: read: %w", err))
 			return
 		case n == 0:
+			c.peerEOF = true
 			if eh, ok := c.ln.h.(EOFHandler); ok {
 				// The handler decides when to close.
 				c.readEOF = true
@@ -459,6 +479,7 @@ func (c *Conn) readSome(rounds int) {
 			c.doClose(taskClose, nil)
 			return
 		}
+		c.shutLeft -= n
 		c.lastRead = nanotime()
 		c.lastActive.Store(c.lastRead)
 		c.ln.bytesIn.Add(uint64(n))
@@ -515,7 +536,7 @@ func (c *Conn) flushAndArm() {
 		_ = unix.Shutdown(c.fd, unix.SHUT_WR) // the peer may be gone; reads will tell
 	}
 	if c.state == connDrain {
-		c.finish(c.closeErr)
+		c.linger()
 		return
 	}
 	if c.readPaused && pending <= c.ln.maxPending/2 {
@@ -568,101 +589,6 @@ func (c *Conn) flushLocked() (int, error) {
 		c.out, c.off = nil, 0
 	}
 	return len(c.out) - c.off, nil
-}
-
-// doClose acts on a close task.
-func (c *Conn) doClose(task int32, err error) {
-	switch {
-	case c.state == connClosed:
-	case task == taskCloseNow:
-		c.finish(err)
-	case task == taskForceStop:
-		// Pending output is discarded: not the clean close OnClose's nil means.
-		c.finish(errForceStop)
-	case task == taskCloseWr:
-		c.flushAndArm()
-	case task == taskShutdown && c.state == connOpen:
-		c.shutReq = true
-		c.shutdownRead()
-	case c.state == connOpen:
-		c.beginDrain(err)
-	}
-}
-
-// shutdownRead serves Listener.Shutdown: it delivers what already sits in
-// the receive buffer, then drains. While backpressure pauses reading it
-// waits, and flushAndArm calls it again when reading resumes: draining at
-// once would drop bytes the kernel had already received (and the close
-// would reset the peer, unread data being left).
-func (c *Conn) shutdownRead() {
-	if c.readPaused {
-		// CloseTimeout bounds the wait as it bounds the drain after it
-		// (beginDrain keeps this bound), or a peer that never reads
-		// would hold Shutdown forever.
-		if c.drainBy == 0 {
-			c.drainBy = nanotime() + int64(c.ln.closeTimeout)
-			c.schedule()
-		}
-		return
-	}
-	c.readSome(-1)
-	if c.state == connOpen && !c.readPaused {
-		c.beginDrain(nil)
-	}
-}
-
-// beginDrain stops reading and closes once pending output is flushed.
-func (c *Conn) beginDrain(err error) {
-	c.mu.Lock()
-	c.state = connDrain
-	c.mu.Unlock()
-	c.closeErr = err
-	if !c.rd.IsZero() {
-		c.l.cancelOn(c.rd)
-	}
-	if c.drainBy == 0 { // Shutdown may have started the bound while paused
-		c.drainBy = nanotime() + int64(c.ln.closeTimeout)
-	}
-	c.schedule()
-	c.flushAndArm()
-}
-
-// finish closes c now: its requests complete first (through closeFdOn),
-// then the fd is closed, then OnClose runs, exactly once.
-func (c *Conn) finish(err error) {
-	if c.state == connClosed {
-		return
-	}
-	c.mu.Lock()
-	c.state = connClosed
-	if err == nil && c.werr != nil {
-		err = c.werr
-	}
-	c.ln.outBuf.Add(-int64(cap(c.out)))
-	c.out, c.off = nil, 0
-	c.mu.Unlock()
-	if c.readPaused {
-		c.readPaused = false
-		c.ln.paused.Add(-1)
-	}
-	// From here no goroutine uses c.fd: Write saw connClosed under mu.
-	c.l.closeFdOn(c.fd)
-	c.timerSeq++
-	c.unschedule() // a closed Conn must not stay reachable from the heap
-	if err != nil && c.ln.stopping.Load() && cutByDeadline(err) {
-		c.ln.cutInDrain.Add(1) // Shutdown must not report a clean drain
-	}
-	c.ln.connClosed(c) // counters first: OnClose may read them
-	if c.opened {
-		c.ln.h.OnClose(c, err)
-	}
-	c.ln.connDone()
-}
-
-// cutByDeadline reports whether err is one of the deadline errors
-// deadlineErr makes, rather than the peer's doing (a reset, EOF).
-func cutByDeadline(err error) bool {
-	return errors.Is(err, ErrIdleTimeout) || errors.Is(err, errDeadline) || errors.Is(err, ErrClosed)
 }
 
 // String identifies c in logs.

@@ -13,6 +13,7 @@ const (
 	dlRead
 	dlWrite
 	dlDrain
+	dlLinger
 )
 
 // deadline returns the earliest of c's deadlines (idle, read, write, drain
@@ -41,8 +42,11 @@ func (c *Conn) deadline() (int64, int) {
 			consider(since+int64(ln.writeTimeout), dlWrite)
 		}
 	}
-	if c.drainBy != 0 {
+	if c.drainBy != 0 && !c.lingering {
 		consider(c.drainBy, dlDrain)
+	}
+	if c.lingerNext != 0 {
+		consider(c.lingerNext, dlLinger)
 	}
 	return when, kind
 }
@@ -90,6 +94,11 @@ func (c *Conn) fire(_ *loop, seq uint64, now int64) {
 	}
 	c.timerWhen = 0
 	if when, kind := c.deadline(); kind != dlNone && now >= when {
+		if kind == dlLinger {
+			c.lingerNext = 0
+			c.lingerTimer(now)
+			return
+		}
 		c.finish(c.deadlineErr(kind))
 		return
 	}

@@ -34,6 +34,13 @@ type ListenConfig struct {
 	// CloseTimeout bounds the flush of Close, Shutdown and peer EOF; a
 	// flush still unfinished then ends in a forced close. 0 means 30s.
 	CloseTimeout time.Duration
+	// LingerTimeout bounds how long a closing Conn (Close, Shutdown, or
+	// the layer's own close after a flush), its output flushed and its
+	// write side shut, keeps reading and discarding what a peer that has
+	// not closed yet still sends, so that the close does not reset the
+	// connection with our last output undelivered. 0 means 2s; negative
+	// closes as soon as the output is flushed.
+	LingerTimeout time.Duration
 	// Backlog is listen(2)'s backlog; 0 means the kernel's somaxconn.
 	Backlog int
 	// ReusePort opens one SO_REUSEPORT socket per loop, each accepting
@@ -53,6 +60,7 @@ type ListenerStats struct {
 	BytesOut     uint64
 	Paused       int64  // Conns not being read because of backpressure
 	OutBuffer    int64  // bytes of memory holding the Conns' pending output
+	Discarded    uint64 // bytes read from closing Conns and dropped (LingerTimeout)
 	AcceptCalls  uint64 // accept4 calls, EAGAIN and errors included
 	AcceptErrors uint64 // accept4 failures other than EAGAIN/ECONNABORTED
 	Backoffs     uint64 // times accepting paused on EMFILE/ENFILE/ENOBUFS/ENOMEM
@@ -78,7 +86,8 @@ type Listener struct {
 	readTimeout  time.Duration
 	writeTimeout time.Duration
 	closeTimeout time.Duration
-	socks        []*lsock // constant after Listen
+	linger       time.Duration // < 0: none
+	socks        []*lsock      // constant after Listen
 
 	closing   atomic.Bool  // Close or Shutdown called: stop accepting
 	stopping  atomic.Bool  // Shutdown or the reactor's Close: drain what is open
@@ -92,9 +101,10 @@ type Listener struct {
 
 	accepted, refused, closed, bytesIn, bytesOut atomic.Uint64
 	acceptCalls, acceptErrs, backoffs            atomic.Uint64
-	active, paused, live                         atomic.Int64 // live: Conns whose OnClose has not returned
-	outBuf                                       atomic.Int64 // capacity of the Conns' output buffers
-	cutInDrain                                   atomic.Int64 // Conns a deadline closed after stopping was set
+	bytesDiscarded                               atomic.Uint64 // read from lingering Conns and dropped
+	active, paused, live                         atomic.Int64  // live: Conns whose OnClose has not returned
+	outBuf                                       atomic.Int64  // capacity of the Conns' output buffers
+	cutInDrain                                   atomic.Int64  // Conns a deadline closed after stopping was set
 }
 
 // lsock is one listening socket of a Listener, owned by the loop that
@@ -136,6 +146,12 @@ func (r *Reactor) Listen(network, address string, h Handler, cfg ListenConfig) (
 	}
 	if ln.closeTimeout <= 0 {
 		ln.closeTimeout = 30 * time.Second
+	}
+	switch ln.linger = cfg.LingerTimeout; {
+	case ln.linger == 0:
+		ln.linger = defaultLinger
+	case ln.linger < 0:
+		ln.linger = -1
 	}
 	n := 1
 	if cfg.ReusePort {
@@ -266,7 +282,7 @@ func (ln *Listener) Stats() ListenerStats {
 	return ListenerStats{
 		Accepted: ln.accepted.Load(), Refused: ln.refused.Load(), Active: ln.active.Load(),
 		Closed: ln.closed.Load(), BytesIn: ln.bytesIn.Load(), BytesOut: ln.bytesOut.Load(),
-		Paused: ln.paused.Load(), OutBuffer: ln.outBuf.Load(), AcceptCalls: ln.acceptCalls.Load(),
+		Paused: ln.paused.Load(), OutBuffer: ln.outBuf.Load(), Discarded: ln.bytesDiscarded.Load(), AcceptCalls: ln.acceptCalls.Load(),
 		AcceptErrors: ln.acceptErrs.Load(), Backoffs: ln.backoffs.Load(),
 	}
 }

@@ -1,0 +1,229 @@
+package reactor
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// A Conn closes in one of three ways. CloseNow, an error or a deadline
+// closes at once (finish). Close, the peer's EOF and Shutdown drain first:
+// reading stops, pending output is flushed (bounded by CloseTimeout), and
+// then a TCP Conn lingers: its write side is shut (the peer reads our FIN
+// after the last byte), and what the peer still sends is read and
+// discarded until its EOF, or until nothing unread is left and the peer
+// has acknowledged all our output, bounded by LingerTimeout. Closing a
+// socket whose receive queue holds unread bytes makes the kernel send a
+// reset and throw away whatever of our output the peer had not yet
+// acknowledged, so closing as soon as the output reached the kernel lost
+// up to megabytes of echo from peers that were still sending (measured at
+// echod's SIGTERM). A Conn whose peer already sent EOF, or a Unix socket
+// (whose peer keeps what we queued), closes straight after the flush.
+//
+//	lingering step                 condition               next
+//	-----------------------------  ----------------------  ---------------------
+//	shut SHUT_WR, read and drop    read returns 0 (EOF)    close, clean
+//	                               read fails              close with the error
+//	                               EAGAIN, SIOCOUTQ == 0   close, clean (no reset
+//	                                                       can cost us output)
+//	                               EAGAIN, output in       wait for input, look
+//	                               flight                  again every lingerPoll
+//	LingerTimeout passes           SIOCOUTQ == 0           close, clean
+//	                               output unacknowledged   close, errLingerCut
+//	                                                       (a cut drain)
+
+// lingerPoll is how often a lingering Conn whose output is still in flight
+// looks whether the peer acknowledged it; the kernel offers no readiness
+// event for an emptied send queue.
+const lingerPoll = 5 * time.Millisecond
+
+// defaultLinger bounds a lingering close when ListenConfig.LingerTimeout is 0.
+const defaultLinger = 2 * time.Second
+
+// errLingerCut is OnClose's error for a Conn whose peer neither read the
+// last of its output nor closed within LingerTimeout: the close reset the
+// connection with output undelivered.
+var errLingerCut = fmt.Errorf("reactor: the peer kept sending and left output unread past the linger bound: %w", ErrClosed)
+
+// doClose acts on a close task.
+func (c *Conn) doClose(task int32, err error) {
+	switch {
+	case c.state == connClosed:
+	case task == taskCloseNow:
+		c.finish(err)
+	case task == taskForceStop:
+		// Pending output is discarded: not the clean close OnClose's nil means.
+		c.finish(errForceStop)
+	case task == taskCloseWr:
+		c.flushAndArm()
+	case task == taskShutdown && c.state == connOpen:
+		c.shutReq = true
+		// What was received before Shutdown is served; what arrives
+		// after is not (the linger discards it).
+		c.shutLeft = 1<<31 - 1 // the kernel would not say: read to EAGAIN
+		if n, err := unix.IoctlGetInt(c.fd, unix.SIOCINQ); err == nil {
+			c.shutLeft = n
+		}
+		c.shutdownRead()
+	case c.state == connOpen:
+		c.beginDrain(err)
+	}
+}
+
+// shutdownRead serves Listener.Shutdown: it delivers what already sits in
+// the receive buffer, then drains. While backpressure pauses reading it
+// waits, and flushAndArm calls it again when reading resumes: draining at
+// once would drop bytes the kernel had already received (and the close
+// would reset the peer, unread data being left).
+func (c *Conn) shutdownRead() {
+	if c.readPaused {
+		// CloseTimeout bounds the wait as it bounds the drain after it
+		// (beginDrain keeps this bound), or a peer that never reads
+		// would hold Shutdown forever.
+		if c.drainBy == 0 {
+			c.drainBy = nanotime() + int64(c.ln.closeTimeout)
+			c.schedule()
+		}
+		return
+	}
+	c.readSome(-1)
+	if c.state == connOpen && !c.readPaused {
+		c.beginDrain(nil)
+	}
+}
+
+// beginDrain stops reading and closes once pending output is flushed.
+func (c *Conn) beginDrain(err error) {
+	c.mu.Lock()
+	c.state = connDrain
+	c.mu.Unlock()
+	c.closeErr = err
+	if !c.rd.IsZero() {
+		c.l.cancelOn(c.rd)
+	}
+	if c.drainBy == 0 { // Shutdown may have started the bound while paused
+		c.drainBy = nanotime() + int64(c.ln.closeTimeout)
+	}
+	c.schedule()
+	c.flushAndArm()
+}
+
+// finish closes c now: its requests complete first (through closeFdOn),
+// then the fd is closed, then OnClose runs, exactly once.
+func (c *Conn) finish(err error) {
+	if c.state == connClosed {
+		return
+	}
+	c.mu.Lock()
+	c.state = connClosed
+	if err == nil && c.werr != nil {
+		err = c.werr
+	}
+	c.ln.outBuf.Add(-int64(cap(c.out)))
+	c.out, c.off = nil, 0
+	c.mu.Unlock()
+	if c.readPaused {
+		c.readPaused = false
+		c.ln.paused.Add(-1)
+	}
+	// From here no goroutine uses c.fd: Write saw connClosed under mu.
+	c.l.closeFdOn(c.fd)
+	c.timerSeq++
+	c.unschedule() // a closed Conn must not stay reachable from the heap
+	if err != nil && c.ln.stopping.Load() && cutByDeadline(err) {
+		c.ln.cutInDrain.Add(1) // Shutdown must not report a clean drain
+	}
+	c.ln.connClosed(c) // counters first: OnClose may read them
+	if c.opened {
+		c.ln.h.OnClose(c, err)
+	}
+	c.ln.connDone()
+}
+
+// cutByDeadline reports whether err is one of the deadline errors
+// deadlineErr makes, rather than the peer's doing (a reset, EOF).
+func cutByDeadline(err error) bool {
+	return errors.Is(err, ErrIdleTimeout) || errors.Is(err, errDeadline) || errors.Is(err, ErrClosed)
+}
+
+// linger is the last step of a drain, once the output reached the kernel
+// (see the top of this file).
+func (c *Conn) linger() {
+	if c.peerEOF || c.ln.linger < 0 || c.ln.unix {
+		c.finish(c.closeErr)
+		return
+	}
+	if !c.lingering {
+		c.lingering = true
+		if !c.wrDone {
+			c.wrDone = true
+			_ = unix.Shutdown(c.fd, unix.SHUT_WR) // a peer gone already shows in the read
+		}
+		c.lingerBy = nanotime() + int64(c.ln.linger)
+	}
+	c.discard()
+}
+
+// discard reads and drops what the peer sends while c lingers, and closes
+// c once nothing of its output can be lost any more (see the table above).
+func (c *Conn) discard() {
+	buf := c.l.rbuf
+	for {
+		n, err := unix.Read(c.fd, buf)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN:
+			if c.unacked() == 0 {
+				c.finish(c.closeErr)
+				return
+			}
+			if c.rd.IsZero() {
+				tag, err := c.l.armOn(c.fd, In|RdHup, c.onRead)
+				if err != nil {
+					c.finish(fmt.Errorf("reactor: arm read: %w", err))
+					return
+				}
+				c.rd = tag
+			}
+			c.lingerNext = min(nanotime()+int64(lingerPoll), c.lingerBy)
+			c.schedule()
+			return
+		case err != nil:
+			c.finish(fmt.Errorf("reactor: read while closing: %w", err))
+			return
+		case n == 0:
+			c.peerEOF = true
+			c.finish(c.closeErr)
+			return
+		}
+		c.ln.bytesDiscarded.Add(uint64(n))
+	}
+}
+
+// unacked returns the bytes of c's output the peer has not acknowledged
+// (SIOCOUTQ), or 1 if the kernel will not say.
+func (c *Conn) unacked() int {
+	n, err := unix.IoctlGetInt(c.fd, unix.SIOCOUTQ)
+	if err != nil {
+		return 1
+	}
+	return n
+}
+
+// lingerTimer is c's timer firing while it lingers: past the bound it
+// closes (cleanly if the peer has acknowledged all of c's output, as a cut
+// drain otherwise), before it looks again.
+func (c *Conn) lingerTimer(now int64) {
+	if now < c.lingerBy {
+		c.discard()
+		return
+	}
+	if c.unacked() == 0 {
+		c.finish(c.closeErr)
+		return
+	}
+	c.finish(errLingerCut)
+}
