@@ -324,6 +324,7 @@ func TestSlowReaderBounded(t *testing.T) {
 			if again := ln.Stats().BytesIn; again != in {
 				t.Fatalf("paused Conn kept reading: %d → %d bytes in", in, again)
 			}
+			c.SetReadDeadline(time.Now().Add(10 * time.Second)) // a Conn that never resumes reading fails here
 			got, err := io.Copy(io.Discard, io.LimitReader(c, total))
 			if err != nil || got != total || <-sent != total {
 				t.Fatalf("echoed %d of %d bytes: %v", got, total, err)

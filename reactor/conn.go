@@ -51,24 +51,9 @@ type EOFHandler interface {
 	OnEOF(c *Conn)
 }
 
-// connState is a Conn's life. Transitions are made by the loop under c.mu;
-// the loop may read it without the lock (it is the only writer).
-//
-//	state       reads  writes  next
-//	connOpen    yes    yes     connDrain (Close, peer EOF, Shutdown, CloseTimeout)
-//	                           connClosed (CloseNow, error, idle timeout)
-//	connDrain   no     flush   connClosed (output empty, flush bound, error)
-//	connClosed  no     no      — (fd closed, OnClose called once)
-type connState uint8
-
-const (
-	connOpen connState = iota
-	connDrain
-	connClosed
-)
-
 // Conn tasks, handed to the loop by goroutines that are not running one of
-// the Conn's handler calls (c.inCb false).
+// the Conn's handler calls (c.inCb false); during a handler call the same
+// requests go into c.req as 1<<task.
 const (
 	taskOpen      int32 = iota + 1 // a listener on another loop accepted c
 	taskFlush                      // output became pending: arm Out
@@ -88,19 +73,27 @@ var errForceStop = fmt.Errorf("reactor: Shutdown's context ended before the conn
 type Conn struct {
 	l  *loop     // constant: the loop that owns fd
 	ln *Listener // constant
-	fd int       // constant; unusable once state is connClosed (checked under mu)
+	fd int       // constant; unusable once the phase is closed (checked under mu)
 
 	mu         sync.Mutex
-	out        []byte    // guarded by mu: pending output is out[off:]
-	off        int       // guarded by mu
-	state      connState // guarded by mu (the loop reads it freely)
-	inCb       bool      // guarded by mu: the loop is inside a handler call for c
-	needOut    bool      // guarded by mu: output became pending during a handler call
-	taskQueued bool      // guarded by mu: a taskFlush sits in the loop's inbox
-	closeReq   uint32    // guarded by mu: 1<<task for each close task asked during a handler call
-	wrShut     bool      // guarded by mu: CloseWrite asked; shut SHUT_WR once drained
-	closeAsked bool      // guarded by mu: Close or CloseNow called: Write refuses
-	werr       error     // guarded by mu: the write error that condemned c
+	out        []byte // guarded by mu: pending output is out[off:]
+	off        int    // guarded by mu
+	taskQueued bool   // guarded by mu: a taskFlush sits in the loop's inbox
+	wrShut     bool   // guarded by mu: CloseWrite asked; shut SHUT_WR once drained
+	closeAsked bool   // guarded by mu: Close or CloseNow called: Write refuses
+	werr       error  // guarded by mu: the write error that condemned c
+
+	// ph: atomic; the connPhase (conn_state.go). Written by the loop only.
+	ph atomic.Uint32
+	// inCb: atomic; the loop is inside a handler call for c. Written by
+	// the loop, read by requesters (kickLocked).
+	inCb atomic.Bool
+	// req: atomic; 1<<task for what was asked during a handler call,
+	// taken by the loop when the call returns (afterCall). See kickLocked.
+	req atomic.Uint32
+	// pending: atomic; len(out)-off, stored under mu, read by the loop
+	// without it (the backpressure check after each OnData).
+	pending atomic.Int64
 
 	lastActive atomic.Int64 // nanotime of the last byte moved either way
 	// outSince: nanotime of the last output progress, or of output
@@ -109,10 +102,7 @@ type Conn struct {
 
 	// Owned by the loop goroutine.
 	rd, wr     reqHandle // in-flight requests; zero = none
-	readPaused bool      // stopped reading: pending output above MaxPending
-	readEOF    bool      // the peer's EOF was handed to an EOFHandler: reading is over
 	peerEOF    bool      // a read returned end of file: the peer sends nothing more
-	lingering  bool      // drained: write side shut, discarding input until EOF (conn_close.go)
 	lingerBy   int64     // nanotime at which lingering ends; 0 = not lingering
 	lingerNext int64     // nanotime of a lingering Conn's next look; 0 = none
 	shutReq    bool      // Shutdown asked; waits for reading to resume if paused
@@ -156,7 +146,7 @@ func (c *Conn) RemoteAddr() net.Addr { return sockaddrToAddr(c.remote, c.ln.unix
 func (c *Conn) LocalAddr() net.Addr {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.state == connClosed {
+	if c.phase() == phClosed {
 		return nil
 	}
 	sa, err := unix.Getsockname(c.fd)
@@ -167,11 +157,7 @@ func (c *Conn) LocalAddr() net.Addr {
 }
 
 // Pending returns the bytes written to c and not yet accepted by the kernel.
-func (c *Conn) Pending() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.out) - c.off
-}
+func (c *Conn) Pending() int { return int(c.pending.Load()) }
 
 // Write copies b for sending and never blocks. When nothing is pending it
 // writes to the socket at once, on the caller's goroutine; what the socket
@@ -179,7 +165,7 @@ func (c *Conn) Pending() int {
 // closing or closed, or the error that condemned the connection.
 func (c *Conn) Write(b []byte) (int, error) {
 	c.mu.Lock()
-	if c.state != connOpen || c.wrShut || c.closeAsked {
+	if !c.phase().writable() || c.wrShut || c.closeAsked {
 		c.mu.Unlock()
 		return 0, ErrClosed
 	}
@@ -190,8 +176,8 @@ func (c *Conn) Write(b []byte) (int, error) {
 	}
 	n := 0
 	if len(c.out) == c.off {
-		// Direct path: the fd cannot be closed under us (closing sets
-		// connClosed under mu first), so this never reaches another
+		// Direct path: the fd cannot be closed under us (closing moves
+		// the phase under mu first), so this never reaches another
 		// connection that got the same fd number (gnet #621).
 		for n < len(b) {
 			m, err := unix.Write(c.fd, b[n:])
@@ -223,6 +209,7 @@ func (c *Conn) Write(b []byte) (int, error) {
 		c.outSince = nanotime() // output becomes pending
 	}
 	c.appendOutLocked(b[n:])
+	c.pending.Store(int64(len(c.out) - c.off))
 	c.kickLocked(taskFlush)
 	c.mu.Unlock()
 	return len(b), nil
@@ -257,14 +244,14 @@ func (c *Conn) appendOutLocked(p []byte) {
 const minOutBuf = 4 << 10
 
 // kickLocked makes sure the loop acts on task for c: during a handler call
-// the loop looks after the call returns; otherwise the task is queued.
+// the loop takes c.req when the call returns; otherwise the task is queued.
+// The request goes into c.req before inCb is read, and the loop clears
+// inCb before it takes c.req, so a request made while the call is
+// returning is either taken by the loop or queued as a task, never lost
+// (at worst both: every task is safe to repeat).
 func (c *Conn) kickLocked(task int32) {
-	if c.inCb {
-		if task == taskFlush {
-			c.needOut = true
-		} else {
-			c.closeReq |= 1 << task
-		}
+	c.req.Or(1 << task)
+	if c.inCb.Load() {
 		return
 	}
 	if task == taskFlush {
@@ -289,7 +276,7 @@ func (c *Conn) CloseNow() error { return c.requestClose(taskCloseNow) }
 func (c *Conn) CloseWrite() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.state != connOpen {
+	if !c.phase().writable() {
 		return ErrClosed
 	}
 	if !c.wrShut {
@@ -302,7 +289,7 @@ func (c *Conn) CloseWrite() error {
 func (c *Conn) requestClose(task int32) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.state == connClosed {
+	if c.phase() == phClosed {
 		return nil
 	}
 	c.closeAsked = true // from now on Write refuses, whatever the loop is doing
@@ -338,7 +325,7 @@ func (c *Conn) open() {
 	c.lastRead = nanotime()
 	c.lastActive.Store(c.lastRead)
 	c.call(func() { c.ln.h.OnOpen(c) })
-	if c.state != connOpen {
+	if c.phase() != phOpen {
 		return
 	}
 	c.armRead()
@@ -352,28 +339,28 @@ func (c *Conn) open() {
 
 // call runs a handler method with inCb set, then acts on what it asked.
 func (c *Conn) call(f func()) {
-	c.mu.Lock()
-	c.inCb = true
-	c.mu.Unlock()
+	c.inCb.Store(true)
 	f()
 	c.afterCall()
 }
 
-// callData is call(OnData) without the closure (the hot path).
+// callData is call(OnData) without the closure (the hot path): it takes no
+// lock of its own, so a read chunk costs at most the one the handler's
+// Write takes.
 func (c *Conn) callData(b []byte) {
-	c.mu.Lock()
-	c.inCb = true
-	c.mu.Unlock()
+	c.inCb.Store(true)
 	c.ln.h.OnData(c, b)
 	c.afterCall()
 }
 
+// afterCall acts on what the handler asked during its call: inCb is
+// cleared first, then c.req taken (kickLocked says why in this order).
 func (c *Conn) afterCall() {
-	c.mu.Lock()
-	c.inCb = false
-	needOut, req := c.needOut, c.closeReq
-	c.needOut, c.closeReq = false, 0
-	c.mu.Unlock()
+	c.inCb.Store(false)
+	if c.req.Load() == 0 {
+		return
+	}
+	req := c.req.Swap(0)
 	switch { // the strongest close asked wins
 	case req&(1<<taskCloseNow) != 0:
 		c.doClose(taskCloseNow, nil)
@@ -381,13 +368,13 @@ func (c *Conn) afterCall() {
 		c.doClose(taskClose, nil)
 	case req&(1<<taskCloseWr) != 0:
 		c.doClose(taskCloseWr, nil)
-	case needOut:
+	case req&(1<<taskFlush) != 0:
 		c.flushAndArm()
 	}
 }
 
 func (c *Conn) armRead() {
-	if !c.rd.IsZero() || c.state != connOpen || c.readPaused || c.readEOF {
+	if !c.rd.IsZero() || c.phase() != phOpen {
 		return
 	}
 	tag, err := c.l.armOn(c.fd, In|RdHup, c.onRead)
@@ -399,7 +386,7 @@ func (c *Conn) armRead() {
 }
 
 func (c *Conn) armWrite() {
-	if !c.wr.IsZero() || c.state == connClosed {
+	if !c.wr.IsZero() || c.phase() == phClosed {
 		return
 	}
 	tag, err := c.l.armOn(c.fd, Out, c.onWrite)
@@ -416,30 +403,32 @@ func (c *Conn) armWrite() {
 // readable is c's read request completing.
 func (c *Conn) readable(res Result) {
 	c.rd = reqHandle{}
-	if c.lingering && c.state == connDrain {
+	switch c.phase() {
+	case phLingering:
 		if res.Err != nil {
 			c.finish(res.Err)
 			return
 		}
 		c.discard()
 		return
-	}
-	if c.state != connOpen {
+	case phOpen:
+	case phPaused:
+		// Paused while this read was armed (Shutdown's readSome):
+		// reading resumes, and re-arms, once the output drains; an
+		// error still ends the Conn now.
+		if res.Err != nil {
+			c.finish(res.Err)
+		}
+		return
+	default:
 		return
 	}
 	if res.Err != nil {
 		c.finish(res.Err)
 		return
 	}
-	if c.readPaused {
-		// Paused while this read was armed (Shutdown's readSome):
-		// reading resumes, and re-arms, once the output drains.
-		return
-	}
 	c.readSome(4)
-	if c.state == connOpen {
-		c.armRead()
-	}
+	c.armRead() // only while still open
 }
 
 // readSome reads up to rounds buffers, delivering each; it stops at
@@ -447,11 +436,11 @@ func (c *Conn) readable(res Result) {
 // rounds < 0 reads what Shutdown found received (c.shutLeft) and no more:
 // reading until EAGAIN never ended while a fast peer kept sending.
 func (c *Conn) readSome(rounds int) {
-	if c.readEOF {
-		return
-	}
 	buf := c.l.rbuf
 	for i := 0; rounds < 0 || i < rounds; i++ {
+		if c.phase() != phOpen {
+			return
+		}
 		if rounds < 0 {
 			if c.shutLeft <= 0 {
 				return
@@ -471,7 +460,7 @@ func (c *Conn) readSome(rounds int) {
 			c.peerEOF = true
 			if eh, ok := c.ln.h.(EOFHandler); ok {
 				// The handler decides when to close.
-				c.readEOF = true
+				c.setPhase(phPeerEOF)
 				c.call(func() { eh.OnEOF(c) })
 				return
 			}
@@ -484,14 +473,13 @@ func (c *Conn) readSome(rounds int) {
 		c.lastActive.Store(c.lastRead)
 		c.ln.bytesIn.Add(uint64(n))
 		c.callData(buf[:n])
-		if c.state != connOpen {
+		if c.phase() != phOpen {
 			return
 		}
 		if c.Pending() > c.ln.maxPending {
 			// Backpressure (gnet #764, nbio #255/#479): stop reading
 			// until the peer drains our output.
-			c.readPaused = true
-			c.ln.paused.Add(1)
+			c.setPhase(phPaused)
 			return
 		}
 		if n < len(buf) && rounds >= 0 {
@@ -503,7 +491,7 @@ func (c *Conn) readSome(rounds int) {
 // writable is c's write request completing.
 func (c *Conn) writable(res Result) {
 	c.wr = reqHandle{}
-	if c.state == connClosed {
+	if c.phase() == phClosed {
 		return
 	}
 	if res.Err != nil {
@@ -514,9 +502,10 @@ func (c *Conn) writable(res Result) {
 }
 
 // flushAndArm writes pending output, arms Out for what is left, resumes
-// reading below the backpressure mark, and ends a drain once empty.
+// reading once the output drained, and ends a drain once empty.
 func (c *Conn) flushAndArm() {
-	if c.state == connClosed {
+	switch c.phase() {
+	case phClosed, phLingering:
 		return
 	}
 	c.mu.Lock()
@@ -535,13 +524,11 @@ func (c *Conn) flushAndArm() {
 		c.wrDone = true
 		_ = unix.Shutdown(c.fd, unix.SHUT_WR) // the peer may be gone; reads will tell
 	}
-	if c.state == connDrain {
+	switch c.phase() {
+	case phDraining:
 		c.linger()
-		return
-	}
-	if c.readPaused && pending <= c.ln.maxPending/2 {
-		c.readPaused = false
-		c.ln.paused.Add(-1)
+	case phPaused:
+		c.setPhase(phOpen)
 		c.lastRead = nanotime() // the read deadline restarts with reading
 		if c.shutReq {
 			c.shutdownRead()
@@ -565,7 +552,7 @@ func (c *Conn) flushLocked() (int, error) {
 		}
 		if err != nil {
 			c.werr = fmt.Errorf("reactor: write: %w", err)
-			return 0, c.werr
+			return 0, c.werr // finish drops the output
 		}
 		c.off += m
 		moved += m
@@ -588,6 +575,7 @@ func (c *Conn) flushLocked() (int, error) {
 		c.ln.outBuf.Add(-int64(cap(c.out)))
 		c.out, c.off = nil, 0
 	}
+	c.pending.Store(int64(len(c.out) - c.off))
 	return len(c.out) - c.off, nil
 }
 

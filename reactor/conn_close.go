@@ -50,7 +50,7 @@ var errLingerCut = fmt.Errorf("reactor: the peer kept sending and left output un
 // doClose acts on a close task.
 func (c *Conn) doClose(task int32, err error) {
 	switch {
-	case c.state == connClosed:
+	case c.phase() == phClosed:
 	case task == taskCloseNow:
 		c.finish(err)
 	case task == taskForceStop:
@@ -58,7 +58,7 @@ func (c *Conn) doClose(task int32, err error) {
 		c.finish(errForceStop)
 	case task == taskCloseWr:
 		c.flushAndArm()
-	case task == taskShutdown && c.state == connOpen:
+	case task == taskShutdown && c.phase().writable():
 		c.shutReq = true
 		// What was received before Shutdown is served; what arrives
 		// after is not (the linger discards it).
@@ -67,7 +67,7 @@ func (c *Conn) doClose(task int32, err error) {
 			c.shutLeft = n
 		}
 		c.shutdownRead()
-	case c.state == connOpen:
+	case c.phase().writable():
 		c.beginDrain(err)
 	}
 }
@@ -78,7 +78,7 @@ func (c *Conn) doClose(task int32, err error) {
 // once would drop bytes the kernel had already received (and the close
 // would reset the peer, unread data being left).
 func (c *Conn) shutdownRead() {
-	if c.readPaused {
+	if c.phase() == phPaused {
 		// CloseTimeout bounds the wait as it bounds the drain after it
 		// (beginDrain keeps this bound), or a peer that never reads
 		// would hold Shutdown forever.
@@ -89,16 +89,14 @@ func (c *Conn) shutdownRead() {
 		return
 	}
 	c.readSome(-1)
-	if c.state == connOpen && !c.readPaused {
+	if p := c.phase(); p == phOpen || p == phPeerEOF {
 		c.beginDrain(nil)
 	}
 }
 
 // beginDrain stops reading and closes once pending output is flushed.
 func (c *Conn) beginDrain(err error) {
-	c.mu.Lock()
-	c.state = connDrain
-	c.mu.Unlock()
+	c.setPhase(phDraining)
 	c.closeErr = err
 	if !c.rd.IsZero() {
 		c.l.cancelOn(c.rd)
@@ -113,22 +111,19 @@ func (c *Conn) beginDrain(err error) {
 // finish closes c now: its requests complete first (through closeFdOn),
 // then the fd is closed, then OnClose runs, exactly once.
 func (c *Conn) finish(err error) {
-	if c.state == connClosed {
+	if c.phase() == phClosed {
 		return
 	}
 	c.mu.Lock()
-	c.state = connClosed
+	c.setPhaseLocked(phClosed)
 	if err == nil && c.werr != nil {
 		err = c.werr
 	}
 	c.ln.outBuf.Add(-int64(cap(c.out)))
 	c.out, c.off = nil, 0
+	c.pending.Store(0)
 	c.mu.Unlock()
-	if c.readPaused {
-		c.readPaused = false
-		c.ln.paused.Add(-1)
-	}
-	// From here no goroutine uses c.fd: Write saw connClosed under mu.
+	// From here no goroutine uses c.fd: Write saw phClosed under mu.
 	c.l.closeFdOn(c.fd)
 	c.timerSeq++
 	c.unschedule() // a closed Conn must not stay reachable from the heap
@@ -155,8 +150,8 @@ func (c *Conn) linger() {
 		c.finish(c.closeErr)
 		return
 	}
-	if !c.lingering {
-		c.lingering = true
+	if c.phase() != phLingering {
+		c.setPhase(phLingering)
 		if !c.wrDone {
 			c.wrDone = true
 			_ = unix.Shutdown(c.fd, unix.SHUT_WR) // a peer gone already shows in the read

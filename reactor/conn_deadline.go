@@ -26,15 +26,16 @@ func (c *Conn) deadline() (int64, int) {
 		}
 	}
 	ln := c.ln
-	if c.state == connOpen {
+	p := c.phase()
+	if p.writable() {
 		if ln.idle > 0 {
 			consider(c.lastActive.Load()+int64(ln.idle), dlIdle)
 		}
-		if ln.readTimeout > 0 && !c.readPaused && !c.readEOF {
+		if ln.readTimeout > 0 && p == phOpen {
 			consider(c.lastRead+int64(ln.readTimeout), dlRead)
 		}
 	}
-	if ln.writeTimeout > 0 {
+	if ln.writeTimeout > 0 && c.pending.Load() > 0 {
 		c.mu.Lock()
 		pending, since := len(c.out)-c.off, c.outSince
 		c.mu.Unlock()
@@ -42,7 +43,7 @@ func (c *Conn) deadline() (int64, int) {
 			consider(since+int64(ln.writeTimeout), dlWrite)
 		}
 	}
-	if c.drainBy != 0 && !c.lingering {
+	if c.drainBy != 0 && p != phLingering {
 		consider(c.drainBy, dlDrain)
 	}
 	if c.lingerNext != 0 {
@@ -89,7 +90,7 @@ func (c *Conn) unschedule() {
 // fire is c's timer expiring: close c if a deadline passed, else wait for
 // the next one.
 func (c *Conn) fire(_ *loop, seq uint64, now int64) {
-	if seq != c.timerSeq || c.state == connClosed {
+	if seq != c.timerSeq || c.phase() == phClosed {
 		return
 	}
 	c.timerWhen = 0

@@ -34,16 +34,27 @@
 //
 // # Loops and threads
 //
-// Each loop is a goroutine locked to its OS thread (runtime.LockOSThread)
-// that opens its poller on that thread — io_uring's SINGLE_ISSUER and
-// DEFER_TASKRUN tie a ring to the thread that set it up — and is the only
-// goroutine that touches its poller and its slots' payloads. An fd armed
-// through Arm and Poll belongs to loop fd % Loops for its whole life, so a
-// reused fd number lands on the loop that knew its previous owner. A Conn
-// lives on the loop its listener handed it to, whatever its number; that is
-// safe because every close (CloseFd's and a Conn's) makes the owning
-// poller forget the fd before close(2), so no registration of an old life
-// survives on any loop when the number comes back.
+// By default each loop is an ordinary goroutine that, between turns, parks
+// in Go's runtime netpoller on its poller's descriptor (the epoll fd, or the
+// ring fd of an io_uring set up COOP_TASKRUN, which any thread may enter).
+// A completion readies the loop goroutine on whichever P noticed it, and
+// what the loop readies in turn (a Poll waiter, a goroutine its callback
+// signalled) runs on that same P: no OS thread is woken to hand work over.
+// Other goroutines wake a parked loop by moving its netpoller read deadline
+// into the past, which costs no system call; its timers are that deadline.
+// With Config.LockThreads each loop is instead a goroutine locked to an OS
+// thread of its own that blocks in epoll_wait or io_uring_enter, with the
+// ring set up SINGLE_ISSUER|DEFER_TASKRUN. BenchmarkPollCycle and
+// BenchmarkArmCycle (one readiness round trip per op) count the voluntary
+// context switches per op of each mode: about 0.2-0.5 parked, as for Go's
+// own netpoller, and 2.2 locked, every wake crossing threads twice; see
+// the README for the measured times. An fd armed through Arm and Poll
+// belongs to loop fd % Loops for its whole life, so a reused fd number
+// lands on the loop that knew its previous owner. A Conn lives on the loop
+// its listener handed it to, whatever its number; that is safe because
+// every close (CloseFd's and a Conn's) makes the owning poller forget the
+// fd before close(2), so no registration of an old life survives on any
+// loop when the number comes back.
 //
 // Other goroutines reach a loop through its inbox: a mutex-guarded slice the
 // loop swaps out whole each turn (a multi-producer single-consumer queue
@@ -63,17 +74,23 @@
 // # Connection layer
 //
 // Listen serves a stream socket (TCP, TCP over IPv6, Unix) with a Handler
-// (OnOpen, OnData, OnClose); ListenPacket serves UDP with a PacketHandler.
-// Reads use the loop's one 64 KiB buffer, lent to OnData, and Conn output is
-// a buffer allocated only while output is pending, so an idle Conn holds no
+// (OnOpen, OnData, OnClose, and OnEOF for an EOFHandler); ListenPacket
+// serves UDP with a PacketHandler. Reads use the loop's one 64 KiB buffer,
+// lent to OnData, and Conn output is a buffer allocated only while output
+// is pending (and within a quarter of it), so an idle Conn holds no
 // buffer. Conn.Write writes to the socket at once when nothing is pending
 // (any goroutine; under the Conn's mutex, which close also takes before it
 // frees the fd, so a write can never reach the fd number's next owner);
 // what the socket refuses waits for Out readiness. Above MaxPending unsent
-// bytes the Conn stops reading until its peer drains half of it. Peer EOF
-// flushes then closes; CloseWrite flushes then shuts the write side; Close
-// flushes (bounded by CloseTimeout) then closes; CloseNow discards.
-// OnClose runs exactly once per opened Conn, after its fd was closed.
+// bytes the Conn stops reading until its peer drains it. Peer EOF flushes
+// then closes (or, for an EOFHandler, is reported and the handler closes);
+// CloseWrite flushes then shuts the write side; Close flushes (bounded by
+// CloseTimeout), then lingers until the peer's EOF (bounded by
+// LingerTimeout) so that the close never resets a peer still sending with
+// our output undelivered; CloseNow discards. OnClose runs exactly once per
+// opened Conn, after its fd was closed. A Conn's life is a table of named
+// phases and moves (conn_state.go), enforced where the moves are made; a
+// read chunk costs the layer no lock (only the handler's Write takes one).
 //
 // # Listener strategy: accept on one loop, hand off round robin
 //

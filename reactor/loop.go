@@ -122,6 +122,9 @@ func (l *loop) turn() bool {
 		cmds[i] = cmd{}
 	}
 	l.spare = cmds[:0]
+	if len(cmds) > 0 {
+		l.noteBackend() // the arms made, before the loop may sleep
+	}
 	l.runTimers(nanotime())
 	l.timerCount.Store(int64(len(l.timers)))
 	if l.r.closing.Load() {
@@ -231,6 +234,11 @@ func (l *loop) handle(n int) {
 		}
 		l.act(h, h.Wake(o))
 	}
+	l.noteBackend()
+}
+
+// noteBackend publishes the poller's counters for Stats.
+func (l *loop) noteBackend() {
 	ps := l.p.Stats()
 	l.kernel.Store(ps.Syscalls)
 	l.backendArmed.Store(int64(ps.Armed))

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -183,9 +184,11 @@ func TestShutdownContextEndsForceCloses(t *testing.T) {
 // closeErrs records OnClose errors.
 type closeErrs struct {
 	echo
-	errs chan error
+	errs  chan error
+	opens atomic.Int64
 }
 
+func (h *closeErrs) OnOpen(*reactor.Conn)               { h.opens.Add(1) }
 func (h *closeErrs) OnClose(_ *reactor.Conn, err error) { h.errs <- err }
 
 // TestIdleTimeout: messages closer together than IdleTimeout keep a Conn
