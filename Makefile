@@ -11,7 +11,7 @@ BENCH      ?= .
 BENCHTIME  ?= 1s
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: help run build test bench bench-ring-c fuzz compare lint fmt
+.PHONY: help run build test bench bench-cycle bench-ring-c fuzz compare lint fmt
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
@@ -30,6 +30,9 @@ test: ## go vet, then every test under -race (fuzz seed corpora included)
 
 bench: ## run the benchmarks (BENCH=regexp BENCHTIME=1s PKGS=./ring/)
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) $(PKGS)
+
+bench-cycle: ## one waiter's wake cycle (Poll, Arm) per backend and loop mode vs Go's netpoller, medians and ratios (COUNT=5)
+	scripts/cycle.sh
 
 bench-ring-c: ## ring/ NOP and POLL_ADD costs side by side with liburing in C (installs liburing-dev)
 	@dpkg -s liburing-dev >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq liburing-dev; }
