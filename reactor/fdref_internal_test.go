@@ -10,11 +10,15 @@ import (
 
 func TestFdRefIncrefDecref(t *testing.T) {
 	var f fdRef
-	if !f.incref() || !f.incref() {
-		t.Fatal("incref on an open fd refused")
+	for i := 0; i < 2; i++ {
+		if !f.incref() {
+			t.Fatalf("incref %d on an open fd refused", i)
+		}
 	}
-	if f.decref() || f.decref() {
-		t.Fatal("decref of an open fd said close it")
+	for i := 0; i < 2; i++ {
+		if f.decref() {
+			t.Fatalf("decref %d of an open fd said close it", i)
+		}
 	}
 	if f.state.Load() != 0 {
 		t.Fatalf("state %#x after balanced increfs, want 0", f.state.Load())
