@@ -52,8 +52,10 @@ func (c *NetConn) Write(b []byte) (int, error) {
 // Close closes the connection. Reads and Writes parked on it return at
 // once with errors wrapping net.ErrClosed; the fd is closed (through
 // Reactor.CloseFd) when the last of them has returned, so none of them can
-// reach a later owner of the fd's number. A second Close returns an error
-// wrapping net.ErrClosed.
+// reach a later owner of the fd's number, and Close returns then (at once
+// when called from a loop callback). Calling it from inside a SyscallConn
+// callback, which holds the fd, would wait for itself. A second Close
+// returns an error wrapping net.ErrClosed.
 func (c *NetConn) Close() error { return c.fd.opErr("close", c.fd.Close()) }
 
 // CloseWrite shuts down the writing side: the peer reads io.EOF once it

@@ -6,10 +6,12 @@ import (
 	"io"
 	"net"
 	"os"
+	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/net/nettest"
+	"golang.org/x/sys/unix"
 
 	"github.com/oneshot-io/oneshot/reactor"
 )
@@ -265,6 +267,106 @@ func TestNetConnReactorClose(t *testing.T) {
 			// The reactor's own fds are gone too; ours must be.
 			if n := openFds(t); n >= fds {
 				t.Fatalf("open fds %d after closing, %d before: the conn's fd leaked", n, fds)
+			}
+		})
+	}
+}
+
+// TestNetConnCloseWaitsForInFlightSyscall: a syscall running on the fd
+// (here a SyscallConn Write callback, held inside on purpose) keeps the
+// fd's number open across Close, so it cannot reach a new socket that
+// reuses the number; Close returns, and the fd is closed, only after it.
+func TestNetConnCloseWaitsForInFlightSyscall(t *testing.T) {
+	for _, b := range backends {
+		t.Run(name(b), func(t *testing.T) {
+			r := newReactor(t, b, 2)
+			c, peer, err := netPair(r, netListen(t, r, "tcp"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer peer.Close()
+			rc, err := c.(syscall.Conn).SyscallConn()
+			if err != nil {
+				t.Fatal(err)
+			}
+			entered, release := make(chan int), make(chan struct{})
+			inFlight := make(chan error, 1)
+			go func() {
+				inFlight <- rc.Write(func(fd uintptr) bool {
+					entered <- int(fd)
+					<-release
+					return true
+				})
+			}()
+			fd := <-entered
+			var before unix.Stat_t
+			if err := unix.Fstat(fd, &before); err != nil {
+				t.Fatal(err)
+			}
+			closed := make(chan error, 1)
+			go func() { closed <- c.Close() }()
+			waitFor(t, 10*time.Second, "Close marked the conn closed", func() bool {
+				_, err := c.Read(nil)
+				return errors.Is(err, net.ErrClosed)
+			})
+			// Closed to callers, but the number is still this socket's:
+			// new descriptors cannot take it.
+			for i := 0; i < 4; i++ {
+				a, p := pair(t)
+				if a == fd || p == fd {
+					t.Fatalf("a new socket got fd %d while a syscall on the closed conn still ran", fd)
+				}
+			}
+			var during unix.Stat_t
+			if err := unix.Fstat(fd, &during); err != nil || during.Ino != before.Ino {
+				t.Fatalf("fd %d under an in-flight syscall: %v (inode %d, was %d)", fd, err, during.Ino, before.Ino)
+			}
+			select {
+			case err := <-closed:
+				t.Fatalf("Close returned (%v) while a syscall still held the fd", err)
+			default:
+			}
+			close(release)
+			if err := <-inFlight; err != nil {
+				t.Fatalf("the in-flight Write: %v", err)
+			}
+			if err := <-closed; err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+			waitFor(t, 10*time.Second, "the fd closed after the last syscall", func() bool {
+				var st unix.Stat_t
+				return unix.Fstat(fd, &st) != nil || st.Ino != before.Ino
+			})
+		})
+	}
+}
+
+// TestNetListenerCloseFreesPort: when Close returns, with an Accept parked,
+// the port is free to bind again at once, as with net's listeners.
+func TestNetListenerCloseFreesPort(t *testing.T) {
+	for _, b := range backends {
+		t.Run(name(b), func(t *testing.T) {
+			r := newReactor(t, b, 2)
+			ln, err := r.NetListen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() {
+				_, err := ln.Accept()
+				done <- err
+			}()
+			waitFor(t, 10*time.Second, "Accept parked", func() bool { return r.Stats().Outstanding == 1 })
+			if err := ln.Close(); err != nil {
+				t.Fatal(err)
+			}
+			again, err := net.Listen("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatalf("binding the port right after Close: %v", err)
+			}
+			again.Close()
+			if err := <-done; !errors.Is(err, net.ErrClosed) {
+				t.Fatalf("Accept: %v", err)
 			}
 		})
 	}

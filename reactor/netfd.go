@@ -210,13 +210,14 @@ type netFD struct {
 	unlink string
 
 	ref    fdRef
-	rmu    sync.Mutex // serializes readers (and accepters): one Poll for In at a time
-	wmu    sync.Mutex // serializes writers: whole writes do not interleave
+	done   chan struct{} // closed by destroy: Close waits for it
+	rmu    sync.Mutex    // serializes readers (and accepters): one Poll for In at a time
+	wmu    sync.Mutex    // serializes writers: whole writes do not interleave
 	rd, wr pollWait
 }
 
 func newNetFD(r *Reactor, fd int, network string, laddr, raddr net.Addr) *netFD {
-	return &netFD{r: r, sysfd: fd, net: network, laddr: laddr, raddr: raddr}
+	return &netFD{r: r, sysfd: fd, net: network, laddr: laddr, raddr: raddr, done: make(chan struct{})}
 }
 
 // prepare is the check every operation makes before its syscall: closed
@@ -284,6 +285,7 @@ func (fd *netFD) destroy() {
 	if fd.unlink != "" {
 		_ = os.Remove(fd.unlink) // best effort, as net's UnixListener
 	}
+	close(fd.done)
 }
 
 // decref drops a reference and closes the fd if it was the last of a
@@ -296,7 +298,10 @@ func (fd *netFD) decref() {
 
 // Close marks the fd closed, interrupts parked operations (they return
 // errors wrapping net.ErrClosed) and closes it once the last of them
-// returned.
+// returned. Like internal/poll's FD.Close it waits for that, so that when
+// it returns a listener no longer listens and a Unix socket's path is
+// gone; called on a loop it cannot wait (a parked Poll being canceled
+// needs that loop) and returns at once.
 func (fd *netFD) Close() error {
 	if !fd.ref.increfAndClose() {
 		return net.ErrClosed
@@ -304,6 +309,9 @@ func (fd *netFD) Close() error {
 	fd.rd.interrupt()
 	fd.wr.interrupt()
 	fd.decref()
+	if !fd.r.onLoop() {
+		<-fd.done
+	}
 	return nil
 }
 

@@ -86,7 +86,8 @@ func (ln *NetListener) AcceptNet() (*NetConn, error) {
 }
 
 // Close stops listening. A parked Accept returns an error wrapping
-// net.ErrClosed.
+// net.ErrClosed. When Close returns the socket no longer listens (the
+// port can be bound again) and a Unix socket's path is removed.
 func (ln *NetListener) Close() error { return ln.fd.opErr("close", ln.fd.Close()) }
 
 // Addr returns the bound address (with the port the kernel chose for :0).
