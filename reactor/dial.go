@@ -53,10 +53,9 @@ func (r *Reactor) dial(ctx context.Context, network, address string) (*NetConn, 
 	}
 	var first error
 	for _, ip := range ips {
-		family, sa := unix.AF_INET, unix.Sockaddr(&unix.SockaddrInet4{Port: port, Addr: ip.As4()})
-		if !ip.Is4() {
-			family = unix.AF_INET6
-			sa = &unix.SockaddrInet6{Port: port, Addr: ip.As16(), ZoneId: zoneID(ip.Zone())}
+		family, sa := unix.AF_INET6, unix.Sockaddr(&unix.SockaddrInet6{Port: port, Addr: ip.As16(), ZoneId: zoneID(ip.Zone())})
+		if ip.Is4() {
+			family, sa = unix.AF_INET, &unix.SockaddrInet4{Port: port, Addr: ip.As4()}
 		}
 		fd, err := r.connect(ctx, family, sa)
 		if err == nil {

@@ -63,7 +63,7 @@ func netPair(r *reactor.Reactor, ln net.Listener) (client, server net.Conn, err 
 	return client, a.c, nil
 }
 
-var netNetworks = []string{"tcp", "unix"}
+var netNetworks = []string{"tcp", "tcp6", "unix"}
 
 // TestNettestConn runs x/net's conformance suite for net.Conn (I/O,
 // concurrent reads and writes, deadlines past, present and future, Close
