@@ -15,8 +15,10 @@ import (
 	"github.com/oneshot-io/oneshot/reactor"
 )
 
-// TestDialContextResolves: a host name goes through net's resolver, and
-// the conn's addresses are the connected ones.
+// TestDialContextResolves: a host name goes through net's resolver (on
+// "tcp" its addresses are tried in turn: where localhost gives ::1 first,
+// nothing listens there), the conn's addresses are the connected ones, and
+// CloseWrite half-closes.
 func TestDialContextResolves(t *testing.T) {
 	for _, b := range backends {
 		t.Run(name(b), func(t *testing.T) {
@@ -30,7 +32,7 @@ func TestDialContextResolves(t *testing.T) {
 			}()
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			c, err := r.DialContext(ctx, "tcp4", net.JoinHostPort("localhost", itoa(port)))
+			c, err := r.DialContext(ctx, "tcp", net.JoinHostPort("localhost", itoa(port)))
 			if err != nil {
 				t.Fatal(err)
 			}
