@@ -21,14 +21,16 @@ import (
 // dial fails with ctx.Err() in its chain. TCP connections get TCP_NODELAY
 // and a keepalive of DefaultKeepAlive, as with net.Dial.
 func (r *Reactor) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
-	c, err := r.dial(ctx, network, address)
+	c, err := r.DialWith(ctx, network, address, NetConfig{})
 	if err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
-func (r *Reactor) dial(ctx context.Context, network, address string) (*NetConn, error) {
+// DialWith is DialContext with the socket options of cfg (its Backlog is
+// unused).
+func (r *Reactor) DialWith(ctx context.Context, network, address string, cfg NetConfig) (*NetConn, error) {
 	opErr := func(addr net.Addr, err error) error {
 		return &net.OpError{Op: "dial", Net: network, Addr: addr, Err: err}
 	}
@@ -42,7 +44,7 @@ func (r *Reactor) dial(ctx context.Context, network, address string) (*NetConn, 
 		if err != nil {
 			return nil, opErr(ua, err)
 		}
-		return r.connected(fd, network, true), nil
+		return r.connected(fd, network, true, cfg), nil
 	case "tcp", "tcp4", "tcp6":
 	default:
 		return nil, opErr(nil, net.UnknownNetworkError(network))
@@ -59,7 +61,7 @@ func (r *Reactor) dial(ctx context.Context, network, address string) (*NetConn, 
 		}
 		fd, err := r.connect(ctx, family, sa)
 		if err == nil {
-			return r.connected(fd, network, false), nil
+			return r.connected(fd, network, false, cfg), nil
 		}
 		if first == nil {
 			first = opErr(net.TCPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port))), err)
@@ -182,9 +184,9 @@ func closePolled(r *Reactor, fd int) {
 }
 
 // connected wraps a connected fd as a NetConn with the socket defaults.
-func (r *Reactor) connected(fd int, network string, isUnix bool) *NetConn {
+func (r *Reactor) connected(fd int, network string, isUnix bool, cfg NetConfig) *NetConn {
 	if !isUnix {
-		_ = sockDefaultsOf(ToggleDefault, 0).apply(fd) // best effort, as net
+		_ = cfg.sock().apply(fd) // best effort, as net
 	}
 	var laddr, raddr net.Addr
 	if sa, err := unix.Getsockname(fd); err == nil {

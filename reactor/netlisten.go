@@ -20,6 +20,22 @@ type NetListener struct {
 
 var _ net.Listener = (*NetListener)(nil)
 
+// NetConfig sets the socket options of NetConns: NetListenWith applies it
+// to the connections it accepts, DialWith to the one it dials. The zero
+// value is Go's net defaults, which NetListen and DialContext use.
+type NetConfig struct {
+	// NoDelay sets TCP_NODELAY: ToggleDefault and ToggleOn turn it on,
+	// ToggleOff leaves Nagle's algorithm on.
+	NoDelay Toggle
+	// KeepAlive is the TCP keepalive idle time and probe interval: 0
+	// means DefaultKeepAlive, negative turns keepalive off.
+	KeepAlive time.Duration
+	// Backlog is listen(2)'s backlog; 0 means the kernel's somaxconn.
+	Backlog int
+}
+
+func (c NetConfig) sock() sockDefaults { return sockDefaultsOf(c.NoDelay, c.KeepAlive) }
+
 // NetListen listens on network ("tcp", "tcp4", "tcp6" or "unix") at address,
 // resolved as net.Listen resolves it, and returns a net.Listener whose
 // connections are *NetConns served by r: net/http, crypto/tls and other
@@ -28,19 +44,29 @@ var _ net.Listener = (*NetListener)(nil)
 // DefaultKeepAlive, as with net.Listen. A Unix socket's path is removed
 // when the listener closes.
 func (r *Reactor) NetListen(network, address string) (net.Listener, error) {
+	ln, err := r.NetListenWith(network, address, NetConfig{})
+	if err != nil {
+		return nil, err
+	}
+	return ln, nil
+}
+
+// NetListenWith is NetListen with the socket options of cfg.
+func (r *Reactor) NetListenWith(network, address string, cfg NetConfig) (*NetListener, error) {
 	if r.closed.Load() {
-		return nil, ErrClosed
+		return nil, &net.OpError{Op: "listen", Net: network, Err: errReactorClosed}
 	}
 	switch network {
 	case "tcp", "tcp4", "tcp6", "unix":
 	default:
 		return nil, &net.OpError{Op: "listen", Net: network, Err: net.UnknownNetworkError(network)}
 	}
-	sysfd, addr, err := listenFd(network, address, ListenConfig{})
+	sysfd, addr, err := listenFd(network, address, ListenConfig{Backlog: cfg.Backlog})
 	if err != nil {
 		return nil, err // net's *OpError already
 	}
 	ln := newNetListener(r, sysfd, network, addr)
+	ln.sock = cfg.sock()
 	if ua, ok := addr.(*net.UnixAddr); ok && ua.Name != "" && ua.Name[0] != '@' {
 		ln.fd.unlink = ua.Name
 	}
@@ -50,11 +76,7 @@ func (r *Reactor) NetListen(network, address string) (net.Listener, error) {
 func newNetListener(r *Reactor, sysfd int, network string, addr net.Addr) *NetListener {
 	fd := newNetFD(r, sysfd, network, addr, nil)
 	fd.listener = true
-	return &NetListener{
-		fd:   fd,
-		sock: sockDefaultsOf(ToggleDefault, 0),
-		unix: network == "unix",
-	}
+	return &NetListener{fd: fd, sock: NetConfig{}.sock(), unix: network == "unix"}
 }
 
 // Accept waits on the reactor for the next connection and returns it as a
@@ -124,7 +146,7 @@ func (r *Reactor) FileConn(f *os.File) (net.Conn, error) {
 		raddr = sockaddrToAddr(sa, network == "unix")
 	}
 	if network != "unix" {
-		_ = sockDefaultsOf(ToggleDefault, 0).apply(sysfd) // best effort, as net
+		_ = NetConfig{}.sock().apply(sysfd) // best effort, as net
 	}
 	return newNetConn(newNetFD(r, sysfd, network, laddr, raddr)), nil
 }

@@ -1,6 +1,7 @@
 package reactor_test
 
 import (
+	"context"
 	"io"
 	"net"
 	"slices"
@@ -213,6 +214,45 @@ func TestNetConnSockDefaults(t *testing.T) {
 			}
 			if got := rawSockOpts(t, nc); got.keepAlive != 0 {
 				t.Errorf("after SetKeepAlive(false): %+v", got)
+			}
+		})
+	}
+}
+
+// TestNetConfig: NetListenWith's and DialWith's options reach the sockets
+// they accept and dial.
+func TestNetConfig(t *testing.T) {
+	for _, b := range backends {
+		t.Run(name(b), func(t *testing.T) {
+			r := newReactor(t, b, 2)
+			ln, err := r.NetListenWith("tcp", "127.0.0.1:0",
+				reactor.NetConfig{NoDelay: reactor.ToggleOff, KeepAlive: 30 * time.Second, Backlog: 8})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			accepted := make(chan net.Conn, 1)
+			go func() {
+				c, _ := ln.Accept()
+				accepted <- c
+			}()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			dialed, err := r.DialWith(ctx, "tcp", ln.Addr().String(), reactor.NetConfig{KeepAlive: -1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer dialed.Close()
+			a := <-accepted
+			if a == nil {
+				t.Fatal("Accept failed")
+			}
+			defer a.Close()
+			if got, want := rawSockOpts(t, a), (sockOpts{0, 1, 30, 30}); got != want {
+				t.Errorf("accepted: %+v, want %+v", got, want)
+			}
+			if got := rawSockOpts(t, dialed); got.noDelay != 1 || got.keepAlive != 0 {
+				t.Errorf("dialed with KeepAlive -1: %+v, want NODELAY on, keepalive off", got)
 			}
 		})
 	}
