@@ -237,8 +237,8 @@ func TestNetListenerClose(t *testing.T) {
 }
 
 // TestNetConnReactorClose: a Read parked when the reactor closes returns an
-// error wrapping both net.ErrClosed and reactor.ErrClosed, and the conn
-// still closes without leaking its fd.
+// error wrapping both net.ErrClosed and reactor.ErrClosed, the conn still
+// closes without leaking its fd, and new listeners and dials are refused.
 func TestNetConnReactorClose(t *testing.T) {
 	for _, b := range backends {
 		t.Run(name(b), func(t *testing.T) {
@@ -263,6 +263,12 @@ func TestNetConnReactorClose(t *testing.T) {
 			}
 			if err := c.Close(); err != nil {
 				t.Fatal(err)
+			}
+			if _, err := r.NetListen("tcp", "127.0.0.1:0"); !errors.Is(err, reactor.ErrClosed) {
+				t.Errorf("NetListen after Close: %v, want ErrClosed", err)
+			}
+			if _, err := r.DialContext(context.Background(), "tcp", ln.Addr().String()); !errors.Is(err, reactor.ErrClosed) {
+				t.Errorf("DialContext after Close: %v, want ErrClosed", err)
 			}
 			// The reactor's own fds are gone too; ours must be.
 			if n := openFds(t); n >= fds {
