@@ -32,11 +32,10 @@ func (twoWrites) OnData(c *reactor.Conn, b []byte) {
 }
 func (twoWrites) OnClose(*reactor.Conn, error) {}
 
-// twoWriteRoundTrips serves twoWrites with cfg and returns the median of
-// 20 request/reply round trips from a std client (which has NODELAY on).
-func twoWriteRoundTrips(t *testing.T, b reactor.Backend, cfg reactor.ListenConfig) time.Duration {
+// twoWriteRoundTrips serves twoWrites on r with cfg and returns the median
+// of 20 request/reply round trips from a std client (which has NODELAY on).
+func twoWriteRoundTrips(t *testing.T, r *reactor.Reactor, cfg reactor.ListenConfig) time.Duration {
 	t.Helper()
-	r := newReactor(t, b, 2)
 	ln, err := r.Listen("tcp", "127.0.0.1:0", twoWrites{}, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +56,7 @@ func twoWriteRoundTrips(t *testing.T, b reactor.Backend, cfg reactor.ListenConfi
 		rtts = append(rtts, time.Since(start))
 	}
 	slices.Sort(rtts)
-	t.Logf("%s NoDelay=%v: round trips min %v median %v max %v", b, cfg.NoDelay, rtts[0], rtts[len(rtts)/2], rtts[len(rtts)-1])
+	t.Logf("%s NoDelay=%v: round trips min %v median %v max %v", r.Backend(), cfg.NoDelay, rtts[0], rtts[len(rtts)/2], rtts[len(rtts)-1])
 	return rtts[len(rtts)/2]
 }
 
@@ -71,7 +70,7 @@ const nagleStall = 20 * time.Millisecond
 func TestTwoWriteReplyNoNagleStall(t *testing.T) {
 	for _, b := range backends {
 		t.Run(name(b), func(t *testing.T) {
-			if m := twoWriteRoundTrips(t, b, reactor.ListenConfig{}); m >= nagleStall {
+			if m := twoWriteRoundTrips(t, newReactor(t, b, 2), reactor.ListenConfig{}); m >= nagleStall {
 				t.Fatalf("median round trip %v with the default NoDelay: Nagle stall", m)
 			}
 		})
@@ -84,7 +83,7 @@ func TestTwoWriteReplyNoNagleStall(t *testing.T) {
 func TestTwoWriteReplyStallsWithNagle(t *testing.T) {
 	for _, b := range backends {
 		t.Run(name(b), func(t *testing.T) {
-			if m := twoWriteRoundTrips(t, b, reactor.ListenConfig{NoDelay: reactor.ToggleOff}); m < nagleStall {
+			if m := twoWriteRoundTrips(t, newReactor(t, b, 2), reactor.ListenConfig{NoDelay: reactor.ToggleOff}); m < nagleStall {
 				t.Fatalf("median round trip %v with NoDelay off: no stall, so the measurement proves nothing", m)
 			}
 		})
