@@ -1,0 +1,199 @@
+package reactor
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// DialContext connects to address on network ("tcp", "tcp4", "tcp6" or
+// "unix") and returns a *NetConn served by r. Its signature is
+// net.Dialer.DialContext's, so it plugs into http.Transport.DialContext
+// and other dial hooks. A TCP address is resolved with net.DefaultResolver
+// (an empty host is the local system); the addresses are tried in the
+// resolver's order, one at a time, until one connects. The connect is
+// nonblocking and waits on the reactor with Poll; when ctx ends first the
+// dial fails with ctx.Err() in its chain. TCP connections get TCP_NODELAY
+// and a keepalive of DefaultKeepAlive, as with net.Dial.
+func (r *Reactor) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	c, err := r.DialWith(ctx, network, address, NetConfig{})
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// DialWith is DialContext with the socket options of cfg (its Backlog is
+// unused).
+func (r *Reactor) DialWith(ctx context.Context, network, address string, cfg NetConfig) (*NetConn, error) {
+	opErr := func(addr net.Addr, err error) error {
+		return &net.OpError{Op: "dial", Net: network, Addr: addr, Err: err}
+	}
+	if r.closed.Load() {
+		return nil, opErr(nil, errReactorClosed)
+	}
+	switch network {
+	case "unix":
+		ua := &net.UnixAddr{Name: address, Net: "unix"}
+		fd, err := r.connect(ctx, unix.AF_UNIX, &unix.SockaddrUnix{Name: address})
+		if err != nil {
+			return nil, opErr(ua, err)
+		}
+		return r.connected(fd, network, true, cfg), nil
+	case "tcp", "tcp4", "tcp6":
+	default:
+		return nil, opErr(nil, net.UnknownNetworkError(network))
+	}
+	ips, port, err := resolveTCP(ctx, network, address)
+	if err != nil {
+		return nil, opErr(nil, err)
+	}
+	var first error
+	for _, ip := range ips {
+		family, sa := unix.AF_INET6, unix.Sockaddr(&unix.SockaddrInet6{Port: port, Addr: ip.As16(), ZoneId: zoneID(ip.Zone())})
+		if ip.Is4() {
+			family, sa = unix.AF_INET, &unix.SockaddrInet4{Port: port, Addr: ip.As4()}
+		}
+		fd, err := r.connect(ctx, family, sa)
+		if err == nil {
+			return r.connected(fd, network, false, cfg), nil
+		}
+		if first == nil {
+			first = opErr(net.TCPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port))), err)
+		}
+		if ctx.Err() != nil || errors.Is(err, ErrClosed) {
+			break
+		}
+	}
+	return nil, first
+}
+
+// resolveTCP resolves a "host:port" for network with net.DefaultResolver.
+func resolveTCP(ctx context.Context, network, address string) ([]netip.Addr, int, error) {
+	host, service, err := net.SplitHostPort(address)
+	if err != nil {
+		return nil, 0, err
+	}
+	port, err := net.DefaultResolver.LookupPort(ctx, network, service)
+	if err != nil {
+		return nil, 0, err
+	}
+	var ips []netip.Addr
+	if host == "" {
+		// The local system, as net.Dial: connecting to the unspecified
+		// address reaches it.
+		ips = []netip.Addr{netip.IPv4Unspecified()}
+		if network == "tcp6" {
+			ips[0] = netip.IPv6Unspecified()
+		}
+		return ips, port, nil
+	}
+	ipnet := "ip"
+	switch network {
+	case "tcp4":
+		ipnet = "ip4"
+	case "tcp6":
+		ipnet = "ip6"
+	}
+	found, err := net.DefaultResolver.LookupNetIP(ctx, ipnet, host)
+	if err != nil {
+		return nil, 0, err
+	}
+	for _, ip := range found {
+		if ip.Is4In6() {
+			ip = ip.Unmap()
+		}
+		if (network == "tcp4" && !ip.Is4()) || (network == "tcp6" && ip.Is4()) {
+			continue
+		}
+		ips = append(ips, ip)
+	}
+	if len(ips) == 0 {
+		return nil, 0, &net.AddrError{Err: "no suitable address found", Addr: host}
+	}
+	return ips, port, nil
+}
+
+func zoneID(zone string) uint32 {
+	if zone == "" {
+		return 0
+	}
+	if ifi, err := net.InterfaceByName(zone); err == nil {
+		return uint32(ifi.Index)
+	}
+	n, _ := strconv.ParseUint(zone, 10, 32)
+	return uint32(n)
+}
+
+// connect opens a nonblocking stream socket and connects it to sa, waiting
+// for Out on the reactor while the handshake runs. It returns the
+// connected fd, or the connect error after closing the fd.
+func (r *Reactor) connect(ctx context.Context, family int, sa unix.Sockaddr) (int, error) {
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, os.NewSyscallError("socket", err)
+	}
+	switch err := unix.Connect(fd, sa); err {
+	case nil:
+		return fd, nil
+	case unix.EINPROGRESS, unix.EALREADY, unix.EINTR:
+	default:
+		unix.Close(fd) // never polled: nothing of it is on the reactor
+		return -1, os.NewSyscallError("connect", err)
+	}
+	for {
+		if _, err := r.Poll(ctx, fd, Out); err != nil {
+			closePolled(r, fd)
+			if errors.Is(err, ErrClosed) {
+				return -1, errReactorClosed
+			}
+			return -1, err
+		}
+		soerr, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+		if err != nil {
+			closePolled(r, fd)
+			return -1, os.NewSyscallError("getsockopt", err)
+		}
+		switch e := unix.Errno(soerr); e {
+		case unix.EINPROGRESS, unix.EALREADY, unix.EINTR:
+			continue
+		case 0, unix.EISCONN:
+			// Out can come before the handshake finished (net's issues
+			// 14548 and 19289): connected only if there is a peer.
+			if _, err := unix.Getpeername(fd); err == nil {
+				return fd, nil
+			}
+		default:
+			closePolled(r, fd)
+			return -1, os.NewSyscallError("connect", e)
+		}
+	}
+}
+
+// closePolled closes an fd that was polled through r, so that the loop
+// first completes whatever the kernel still holds for it.
+func closePolled(r *Reactor, fd int) {
+	if r.CloseFd(fd) != nil {
+		unix.Close(fd) // the reactor closed: nothing of fd is left there
+	}
+}
+
+// connected wraps a connected fd as a NetConn with the socket defaults.
+func (r *Reactor) connected(fd int, network string, isUnix bool, cfg NetConfig) *NetConn {
+	if !isUnix {
+		_ = cfg.sock().apply(fd) // best effort, as net
+	}
+	var laddr, raddr net.Addr
+	if sa, err := unix.Getsockname(fd); err == nil {
+		laddr = sockaddrToAddr(sa, isUnix)
+	}
+	if sa, err := unix.Getpeername(fd); err == nil {
+		raddr = sockaddrToAddr(sa, isUnix)
+	}
+	return newNetConn(newNetFD(r, fd, network, laddr, raddr))
+}

@@ -1,0 +1,155 @@
+package reactor
+
+import (
+	"net"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// NetConn is a stream connection (TCP or Unix) implementing net.Conn on a
+// Reactor: Read and Write are nonblocking syscalls that, when the socket
+// would block, park the calling goroutine on the reactor with Poll (not on
+// Go's runtime netpoller). Deadlines and Close end a parked call at once.
+// Its methods are safe from any goroutine: Reads are serialized among
+// themselves, Writes too (a Write is never interleaved with another), and
+// a Read and a Write run concurrently.
+//
+// NetListener.Accept, Reactor.DialContext and Reactor.FileConn return
+// NetConns. TCP ones start with TCP_NODELAY on and keepalive at
+// DefaultKeepAlive, as Go's net does.
+type NetConn struct {
+	fd *netFD
+}
+
+var (
+	_ net.Conn                        = (*NetConn)(nil)
+	_ syscall.Conn                    = (*NetConn)(nil)
+	_ interface{ CloseWrite() error } = (*NetConn)(nil)
+)
+
+func newNetConn(fd *netFD) *NetConn { return &NetConn{fd: fd} }
+
+// Read reads up to len(b) bytes, waiting on the reactor until some are
+// there, the read deadline passes (an error wrapping
+// os.ErrDeadlineExceeded, whose Timeout reports true) or the NetConn is
+// closed (an error wrapping net.ErrClosed). The peer's end of stream is
+// io.EOF.
+func (c *NetConn) Read(b []byte) (int, error) {
+	n, err := c.fd.Read(b)
+	return n, c.fd.opErr("read", err)
+}
+
+// Write writes all of b, waiting on the reactor while the socket's buffer
+// is full. When it returns less than len(b), the error says why: the
+// write deadline passed, the NetConn was closed, or the peer reset.
+func (c *NetConn) Write(b []byte) (int, error) {
+	n, err := c.fd.Write(b)
+	return n, c.fd.opErr("write", err)
+}
+
+// Close closes the connection. Reads and Writes parked on it return at
+// once with errors wrapping net.ErrClosed; the fd is closed (through
+// Reactor.CloseFd) when the last of them has returned, so none of them can
+// reach a later owner of the fd's number, and Close returns then (at once
+// when called from a loop callback). Calling it from inside a SyscallConn
+// callback, which holds the fd, would wait for itself. A second Close
+// returns an error wrapping net.ErrClosed.
+func (c *NetConn) Close() error { return c.fd.opErr("close", c.fd.Close()) }
+
+// CloseWrite shuts down the writing side: the peer reads io.EOF once it
+// read what was written before.
+func (c *NetConn) CloseWrite() error { return c.fd.opErr("close", c.fd.shutdown(unix.SHUT_WR)) }
+
+// CloseRead shuts down the reading side.
+func (c *NetConn) CloseRead() error { return c.fd.opErr("close", c.fd.shutdown(unix.SHUT_RD)) }
+
+// LocalAddr returns the local address.
+func (c *NetConn) LocalAddr() net.Addr { return c.fd.laddr }
+
+// RemoteAddr returns the peer's address.
+func (c *NetConn) RemoteAddr() net.Addr { return c.fd.raddr }
+
+// SetDeadline sets the read and write deadlines, as net.Conn documents: a
+// time in the past times out the Read and Write parked now and every later
+// one until a new deadline is set; the zero time clears it.
+func (c *NetConn) SetDeadline(t time.Time) error {
+	return c.fd.opErr("set", c.fd.setDeadline(t, true, true))
+}
+
+// SetReadDeadline sets the deadline of Reads, parked ones included.
+func (c *NetConn) SetReadDeadline(t time.Time) error {
+	return c.fd.opErr("set", c.fd.setDeadline(t, true, false))
+}
+
+// SetWriteDeadline sets the deadline of Writes, parked ones included; a
+// Write that times out may have written part of its buffer.
+func (c *NetConn) SetWriteDeadline(t time.Time) error {
+	return c.fd.opErr("set", c.fd.setDeadline(t, false, true))
+}
+
+// SetNoDelay turns TCP_NODELAY on (the default: each Write is sent at
+// once) or off (Nagle's algorithm coalesces small writes). TCP only.
+func (c *NetConn) SetNoDelay(on bool) error {
+	return c.fd.opErr("set", c.fd.control(func(fd int) error { return setNoDelay(fd, on) }))
+}
+
+// SetKeepAlive turns TCP keepalive probes on or off. TCP only.
+func (c *NetConn) SetKeepAlive(on bool) error {
+	return c.fd.opErr("set", c.fd.control(func(fd int) error { return setKeepAlive(fd, on) }))
+}
+
+// SetKeepAlivePeriod sets the idle time before the first keepalive probe
+// and the interval between probes (whole seconds). TCP only.
+func (c *NetConn) SetKeepAlivePeriod(d time.Duration) error {
+	return c.fd.opErr("set", c.fd.control(func(fd int) error { return setKeepAlivePeriod(fd, d) }))
+}
+
+// SyscallConn returns a raw connection for socket options and custom I/O;
+// its Read and Write park on the reactor like NetConn's.
+func (c *NetConn) SyscallConn() (syscall.RawConn, error) { return rawConn{c.fd}, nil }
+
+// rawConn is NetConn's syscall.RawConn.
+type rawConn struct{ fd *netFD }
+
+// Control runs f with the fd, held open for f's duration.
+func (rc rawConn) Control(f func(fd uintptr)) error {
+	return rc.fd.opErr("raw-control", rc.fd.control(func(fd int) error { f(uintptr(fd)); return nil }))
+}
+
+// Read calls f until it returns true, waiting for In between calls.
+func (rc rawConn) Read(f func(fd uintptr) bool) error {
+	return rc.fd.opErr("raw-read", rc.fd.rawIO(&rc.fd.rd, In, f))
+}
+
+// Write calls f until it returns true, waiting for Out between calls.
+func (rc rawConn) Write(f func(fd uintptr) bool) error {
+	return rc.fd.opErr("raw-write", rc.fd.rawIO(&rc.fd.wr, Out, f))
+}
+
+// rawIO is RawConn's Read and Write: f under a reference and the
+// direction's lock, parking on the reactor while f says it is not done.
+func (fd *netFD) rawIO(w *pollWait, ev Events, f func(fd uintptr) bool) error {
+	if !fd.ref.incref() {
+		return net.ErrClosed
+	}
+	defer fd.decref()
+	mu := &fd.rmu
+	if w == &fd.wr {
+		mu = &fd.wmu
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for {
+		if err := fd.prepare(w); err != nil {
+			return err
+		}
+		if f(uintptr(fd.sysfd)) {
+			return nil
+		}
+		if err := fd.wait(w, ev); err != nil {
+			return err
+		}
+	}
+}

@@ -1,0 +1,111 @@
+package reactor
+
+import (
+	"os"
+	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Toggle is a socket switch whose zero value means "the default", so that
+// a zero ListenConfig gets Go's net defaults.
+type Toggle uint8
+
+// The Toggle values.
+const (
+	ToggleDefault Toggle = iota // the option's documented default
+	ToggleOn
+	ToggleOff
+)
+
+// String names t: "default", "on" or "off".
+func (t Toggle) String() string {
+	switch t {
+	case ToggleDefault:
+		return "default"
+	case ToggleOn:
+		return "on"
+	case ToggleOff:
+		return "off"
+	}
+	return "Toggle(" + strconv.Itoa(int(t)) + ")"
+}
+
+// Socket defaults, as Go's net sets them on TCP connections it accepts
+// and dials (net.ListenConfig.KeepAlive, net.KeepAliveConfig).
+const (
+	// DefaultKeepAlive is the keepalive idle time and probe interval of
+	// TCP connections when none is configured.
+	DefaultKeepAlive = 15 * time.Second
+	// keepAliveCount is the number of unanswered probes before the kernel
+	// drops the connection (net's defaultTCPKeepAliveCount).
+	keepAliveCount = 9
+)
+
+// sockDefaults is what a listener or dialer applies to each new TCP
+// connection.
+type sockDefaults struct {
+	noDelay   bool
+	keepAlive time.Duration // <= 0: keepalive off
+}
+
+// sockDefaultsOf resolves the configured options: noDelay ToggleDefault is
+// on; keepAlive 0 is DefaultKeepAlive and negative is off.
+func sockDefaultsOf(noDelay Toggle, keepAlive time.Duration) sockDefaults {
+	s := sockDefaults{noDelay: noDelay != ToggleOff, keepAlive: keepAlive}
+	if keepAlive == 0 {
+		s.keepAlive = DefaultKeepAlive
+	}
+	return s
+}
+
+// apply sets the options on a TCP socket. Errors are not fatal to the
+// connection (net ignores them too): the first is returned for tests.
+func (s sockDefaults) apply(fd int) error {
+	err := setNoDelay(fd, s.noDelay)
+	var kerr error
+	if s.keepAlive > 0 {
+		kerr = setKeepAlivePeriod(fd, s.keepAlive)
+		if kerr == nil {
+			kerr = setKeepAlive(fd, true)
+		}
+	} else {
+		kerr = setKeepAlive(fd, false)
+	}
+	if err == nil {
+		err = kerr
+	}
+	return err
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func setNoDelay(fd int, on bool) error {
+	return os.NewSyscallError("setsockopt", unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, boolInt(on)))
+}
+
+func setKeepAlive(fd int, on bool) error {
+	return os.NewSyscallError("setsockopt", unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, boolInt(on)))
+}
+
+// setKeepAlivePeriod sets the idle time before the first probe and the
+// interval between probes to d (rounded up to whole seconds, at least
+// one), and net's probe count.
+func setKeepAlivePeriod(fd int, d time.Duration) error {
+	secs := int((d + time.Second - 1) / time.Second)
+	secs = max(secs, 1)
+	for _, o := range []struct{ opt, v int }{
+		{unix.TCP_KEEPIDLE, secs}, {unix.TCP_KEEPINTVL, secs}, {unix.TCP_KEEPCNT, keepAliveCount},
+	} {
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, o.opt, o.v); err != nil {
+			return os.NewSyscallError("setsockopt", err)
+		}
+	}
+	return nil
+}
