@@ -36,6 +36,7 @@ type config struct {
 	maxConns        int    // 0 = unlimited
 	idleTimeout     time.Duration
 	maxPending      int // bytes
+	udpRate         int // datagrams echoed per second to one source host; 0 = no limit
 	logLevel        string
 	logFormat       string // "json", "console", or "" for console on a terminal, else json
 	metricsAddr     string // "" = no metrics server
@@ -256,7 +257,10 @@ Listen addresses:
                     free port, and the startup log line says which
   unix:PATH         a Unix stream socket, removed on shutdown; a stale one
                     that nobody listens on is replaced at startup
-  udp:HOST:PORT     UDP: each datagram is sent back to its sender
+  udp:HOST:PORT     UDP: each datagram is sent back to its sender, except
+                    one from echod's own sockets, from a port below 1024
+                    (or 0), or beyond --udp-rate: those would feed echo
+                    loops or reflect floods at a spoofed source
 
 Exit status: 0 after a clean shutdown, 1 when echod cannot start (address in
 use, io_uring unavailable with --backend uring) or shutdown had to drop
@@ -288,6 +292,10 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.Var(sizeFlag{&cfg.maxPending}, "max-pending",
 		"`bytes` of unsent echo a connection may hold before echod stops\n"+
 			"reading from it: a peer that sends but never reads costs no more")
+	fs.Var(nonNegInt{&cfg.udpRate}, "udp-rate",
+		"`n` UDP datagrams a second at most echoed to one source host (an\n"+
+			"IPv4 address or an IPv6 /64), in bursts of up to n; the rest are\n"+
+			"dropped and counted (0 = no limit)")
 	fs.Var(choiceFlag{&cfg.logLevel, []string{"debug", "info", "warn", "error"}}, "log-level",
 		"least severe `level` logged: debug, info, warn or error\n"+
 			"(connection errors are logged at debug)")
@@ -311,6 +319,7 @@ func defaultConfig() config {
 		maxConns:        10000,
 		idleTimeout:     5 * time.Minute,
 		maxPending:      1 << 20,
+		udpRate:         1000,
 		logLevel:        "info",
 		shutdownTimeout: 10 * time.Second,
 	}

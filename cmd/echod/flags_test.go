@@ -108,7 +108,7 @@ func TestParseFlagsValues(t *testing.T) {
 		"--listen", "127.0.0.1:0", "-listen=unix:/tmp/e.sock", "--listen", "udp:[::1]:0", "--listen", "127.0.0.1:0",
 		"--backend", "epoll", "--loops", "3", "--max-conns", "0", "--idle-timeout", "1m30s",
 		"--max-pending", "64KiB", "--log-level", "debug", "--log-format", "console",
-		"--metrics-addr", "127.0.0.1:0", "--shutdown-timeout", "250ms",
+		"--metrics-addr", "127.0.0.1:0", "--shutdown-timeout", "250ms", "--udp-rate", "25",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -118,7 +118,7 @@ func TestParseFlagsValues(t *testing.T) {
 			{"tcp", "127.0.0.1:0"}, {"unix", "/tmp/e.sock"}, {"udp", "[::1]:0"}, {"tcp", "127.0.0.1:0"},
 		},
 		backend: "epoll", loops: 3, maxConns: 0, idleTimeout: 90 * time.Second,
-		maxPending: 64 << 10, logLevel: "debug", logFormat: "console",
+		maxPending: 64 << 10, udpRate: 25, logLevel: "debug", logFormat: "console",
 		metricsAddr: "127.0.0.1:0", shutdownTimeout: 250 * time.Millisecond,
 	}
 	if !reflect.DeepEqual(cfg, want) {
@@ -147,6 +147,7 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"--idle-timeout", "-1s"}, `--idle-timeout "-1s"`},
 		{[]string{"--max-pending", "1x"}, `--max-pending "1x": want a byte count`},
 		{[]string{"--max-pending", "0"}, "--max-pending must be more than 0"},
+		{[]string{"--udp-rate", "-1"}, `--udp-rate "-1": want a whole number`},
 		{[]string{"--log-level", "verbose"}, `want debug, info, warn or error`},
 		{[]string{"--log-format", "xml"}, `--log-format "xml": want json or console`},
 		{[]string{"--metrics-addr", "9100"}, `--metrics-addr "9100": want HOST:PORT`},

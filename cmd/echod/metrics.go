@@ -30,6 +30,7 @@ type packetCounters struct {
 	packetsIn, packetsOut uint64
 	bytesIn, bytesOut     uint64
 	sendErrors            uint64
+	dropped               [numDropReasons]uint64 // by dropReason
 }
 
 // reactorCounters is the reactor's Stats at one instant, in the shape the
@@ -77,6 +78,7 @@ type collector struct {
 	src         statsSource // constant after newCollector
 	backendInfo *prometheus.Desc
 	completed   *prometheus.Desc // labelled by outcome: one series per map key
+	udpDropped  *prometheus.Desc // labelled by listener and reason: every reason, always
 	reactor     []family[reactorCounters]
 	streams     []family[streamCounters] // one series per stream listener
 	packets     []family[packetCounters] // one series per UDP socket
@@ -115,6 +117,9 @@ func newCollector(src statsSource) *collector {
 		src:         src,
 		backendInfo: prometheus.NewDesc("echod_backend_info", "The readiness backend in use (uring or epoll); always 1.", []string{"backend"}, nil),
 		completed:   prometheus.NewDesc("oneshot_requests_completed_total", "One-shot poll requests completed, by outcome.", []string{"outcome"}, nil),
+		udpDropped: prometheus.NewDesc("echod_udp_dropped_packets_total",
+			"UDP datagrams received and not echoed, by reason: own_address (from one of echod's own sockets: a loop), port_zero, service_port (source port below 1024), bad_address (unspecified, multicast or broadcast source), rate_limited (beyond --udp-rate for the source).",
+			[]string{l, "reason"}, nil),
 		reactor: []family[r]{
 			counter("oneshot_requests_armed_total", "One-shot poll requests the reactor accepted.", func(c r) uint64 { return c.armed }),
 			gauge("oneshot_requests_outstanding", "One-shot poll requests armed and not yet completed.", func(c r) int64 { return c.outstanding }),
@@ -151,6 +156,7 @@ func newCollector(src statsSource) *collector {
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.backendInfo
 	ch <- c.completed
+	ch <- c.udpDropped
 	describe(ch, c.reactor)
 	describe(ch, c.streams)
 	describe(ch, c.packets)
@@ -175,7 +181,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		collect(ch, c.streams, s.stats(), s.listener)
 	}
 	for _, p := range c.src.packets {
-		collect(ch, c.packets, p.stats(), p.listener)
+		v := p.stats()
+		collect(ch, c.packets, v, p.listener)
+		for r, n := range v.dropped {
+			ch <- prometheus.MustNewConstMetric(c.udpDropped, prometheus.CounterValue, float64(n), p.listener, dropReasonNames[r])
+		}
 	}
 }
 

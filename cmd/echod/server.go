@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
-	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -42,14 +41,26 @@ func startReactor(cfg config, log *zap.Logger) (server, error) {
 	s := &reactorServer{r: r, log: log}
 	h := echoHandler{log: log}
 	lc := listenConfig(cfg)
+	// Every UDP socket refuses datagrams from all of them; each one's
+	// address joins the set as soon as it is bound, before the next bind.
+	own := new(atomic.Pointer[ownAddrs])
+	own.Store(newOwnAddrs(localAddrs()))
 	for _, a := range cfg.listen {
 		if a.isPacket() {
-			u := &udpEcho{log: log}
+			u := &udpEcho{log: log, own: own}
+			if cfg.udpRate > 0 {
+				u.rate = newRateTable(cfg.udpRate, time.Now())
+			}
 			u.pc, err = r.ListenPacket(a.network, a.address, u)
 			if err != nil {
 				s.close() //nolint:errcheck // the listen error is the one to report
 				return nil, fmt.Errorf("--listen %s: %w", a, err)
 			}
+			ua, ok := u.pc.Addr().(*net.UDPAddr)
+			if !ok {
+				panic(fmt.Sprintf("echod: UDP socket bound to a %T", u.pc.Addr()))
+			}
+			own.Store(own.Load().with(ua.AddrPort()))
 			s.packets = append(s.packets, u)
 			u.label = formatAddr(a.network, u.pc.Addr().String())
 			s.bound = append(s.bound, u.label)
@@ -229,37 +240,5 @@ func (h echoHandler) OnData(c *reactor.Conn, b []byte) {
 func (h echoHandler) OnClose(c *reactor.Conn, err error) {
 	if ce := h.log.Check(zap.DebugLevel, "connection closed"); ce != nil {
 		ce.Write(zap.Stringer("remote", c.RemoteAddr()), zap.Error(err))
-	}
-}
-
-// udpEcho echoes the datagrams of one UDP socket and counts them.
-type udpEcho struct {
-	log   *zap.Logger         // constant
-	pc    *reactor.PacketConn // constant after startReactor
-	label string              // constant after startReactor
-
-	packetsIn, packetsOut, bytesIn, bytesOut, sendErrors atomic.Uint64
-}
-
-func (u *udpEcho) OnPacket(p *reactor.PacketConn, b []byte, from netip.AddrPort) {
-	u.packetsIn.Add(1)
-	u.bytesIn.Add(uint64(len(b)))
-	n, err := p.WriteTo(b, from)
-	if err != nil {
-		u.sendErrors.Add(1)
-		if ce := u.log.Check(zap.DebugLevel, "udp echo"); ce != nil {
-			ce.Write(zap.Stringer("remote", from), zap.Error(err))
-		}
-		return
-	}
-	u.packetsOut.Add(1)
-	u.bytesOut.Add(uint64(n))
-}
-
-func (u *udpEcho) counters() packetCounters {
-	return packetCounters{
-		packetsIn: u.packetsIn.Load(), packetsOut: u.packetsOut.Load(),
-		bytesIn: u.bytesIn.Load(), bytesOut: u.bytesOut.Load(),
-		sendErrors: u.sendErrors.Load(),
 	}
 }
