@@ -34,6 +34,7 @@ type daemon struct {
 	exited     chan struct{} // closed once cmd.Wait returned
 	waitErr    error         // cmd.Wait's result; read after exited is closed
 	readerDone chan struct{} // closed once stderr hit EOF
+	logPipe    *os.File      // the read end of echod's stderr
 
 	// From the startup line.
 	addrs       []string
@@ -148,6 +149,7 @@ func launch(t *testing.T, cmd *exec.Cmd, args ...string) *daemon {
 		log:        &logLines{changed: make(chan struct{}, 1)},
 		exited:     make(chan struct{}),
 		readerDone: make(chan struct{}),
+		logPipe:    r,
 	}
 	if err := cmd.Start(); err != nil {
 		r.Close()
@@ -254,6 +256,17 @@ func (d *daemon) waitLog(msg string) map[string]any {
 			d.t.Fatalf("no %q log line within %v", msg, bound)
 		}
 	}
+}
+
+// closeLog closes the only read end of echod's stderr, as a log reader
+// that went away (a pager quit, a log shipper died) would: from then on
+// echod's log writes fail with EPIPE. The lines so far stay in d.log.
+func (d *daemon) closeLog() {
+	d.t.Helper()
+	if err := d.logPipe.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
+		d.t.Fatalf("close echod's log pipe: %v", err)
+	}
+	<-d.readerDone
 }
 
 // addr is the first bound address.

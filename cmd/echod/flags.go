@@ -246,7 +246,8 @@ const usageHead = `Usage: echod [flags]
 
 echod is an RFC 862 echo server: it sends back every byte it receives, over
 TCP, Unix stream sockets and UDP. It runs in the foreground, logs to stderr
-and stops gracefully on SIGTERM or SIGINT (a second signal stops it at once).
+and stops gracefully on SIGTERM, SIGINT or SIGHUP (a second signal stops it
+at once).
 
 Flags:
 `
@@ -304,8 +305,8 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.StringVar(&cfg.metricsAddr, "metrics-addr", cfg.metricsAddr,
 		"serve Prometheus /metrics and /healthz over HTTP on this `address`\n(empty = off)")
 	fs.Var(durationFlag{&cfg.shutdownTimeout}, "shutdown-timeout",
-		"on SIGTERM or SIGINT, the `duration` connections get to finish\n"+
-			"echoing before they are closed")
+		"on SIGTERM, SIGINT or SIGHUP, the `duration` connections get to\n"+
+			"finish echoing before they are closed")
 	fs.BoolVar(&cfg.version, "version", false, "print the version and exit")
 	fs.BoolVar(&cfg.help, "help", false, "print this help and exit")
 	fs.BoolVar(&cfg.help, "h", false, "print this help and exit")

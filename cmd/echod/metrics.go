@@ -53,10 +53,11 @@ type reactorCounters struct {
 // statsSource is what the collector reads at scrape time. Every func is
 // called on the scraping goroutine and must be safe for that.
 type statsSource struct {
-	backend string
-	reactor func() reactorCounters
-	streams []streamSource
-	packets []packetSource
+	backend    string
+	logDropped func() uint64 // log lines that could not be written; nil when unknown
+	reactor    func() reactorCounters
+	streams    []streamSource
+	packets    []packetSource
 }
 
 type streamSource struct {
@@ -79,6 +80,7 @@ type collector struct {
 	backendInfo *prometheus.Desc
 	completed   *prometheus.Desc // labelled by outcome: one series per map key
 	udpDropped  *prometheus.Desc // labelled by listener and reason: every reason, always
+	logDropped  *prometheus.Desc
 	reactor     []family[reactorCounters]
 	streams     []family[streamCounters] // one series per stream listener
 	packets     []family[packetCounters] // one series per UDP socket
@@ -117,6 +119,7 @@ func newCollector(src statsSource) *collector {
 		src:         src,
 		backendInfo: prometheus.NewDesc("echod_backend_info", "The readiness backend in use (uring or epoll); always 1.", []string{"backend"}, nil),
 		completed:   prometheus.NewDesc("oneshot_requests_completed_total", "One-shot poll requests completed, by outcome.", []string{"outcome"}, nil),
+		logDropped:  prometheus.NewDesc("echod_log_lines_dropped_total", "Log lines that could not be written (stderr a pipe whose reader is gone, a full disk) and were dropped.", nil, nil),
 		udpDropped: prometheus.NewDesc("echod_udp_dropped_packets_total",
 			"UDP datagrams received and not echoed, by reason: own_address (from one of echod's own sockets: a loop), port_zero, service_port (source port below 1024), bad_address (unspecified, multicast or broadcast source), rate_limited (beyond --udp-rate for the source).",
 			[]string{l, "reason"}, nil),
@@ -157,6 +160,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.backendInfo
 	ch <- c.completed
 	ch <- c.udpDropped
+	ch <- c.logDropped
 	describe(ch, c.reactor)
 	describe(ch, c.streams)
 	describe(ch, c.packets)
@@ -170,6 +174,9 @@ func describe[T any](ch chan<- *prometheus.Desc, fams []family[T]) {
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.backendInfo, prometheus.GaugeValue, 1, c.src.backend)
+	if c.src.logDropped != nil {
+		ch <- prometheus.MustNewConstMetric(c.logDropped, prometheus.CounterValue, float64(c.src.logDropped()))
+	}
 	if c.src.reactor != nil {
 		r := c.src.reactor()
 		collect(ch, c.reactor, r)
