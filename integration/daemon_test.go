@@ -106,7 +106,14 @@ func startEchod(t *testing.T, args ...string) *daemon {
 // unavailable it skips the test with echod's own reason.
 func startBackend(t *testing.T, backend string, args ...string) *daemon {
 	t.Helper()
-	d := launch(t, exec.Command(echodPath), append([]string{"--backend", backend}, args...)...)
+	return startBackendCmd(t, exec.Command(echodPath), backend, args...)
+}
+
+// startBackendCmd is startBackend for a command prepared by the caller
+// (a working directory, limits).
+func startBackendCmd(t *testing.T, cmd *exec.Cmd, backend string, args ...string) *daemon {
+	t.Helper()
+	d := launch(t, cmd, append([]string{"--backend", backend}, args...)...)
 	if err := d.waitListening(); err != nil {
 		if backend == "uring" && d.hasExited() {
 			if line, ok := d.log.find("cannot start"); ok && strings.Contains(fmt.Sprint(line["error"]), "unavailable") {

@@ -256,8 +256,10 @@ const usageTail = `
 Listen addresses:
   HOST:PORT         TCP (also tcp4:HOST:PORT, tcp6:HOST:PORT); port 0 picks a
                     free port, and the startup log line says which
-  unix:PATH         a Unix stream socket, removed on shutdown; a stale one
-                    that nobody listens on is replaced at startup
+  unix:PATH         a Unix stream socket, removed on shutdown if it is still
+                    the one echod created; a stale one that nobody listens
+                    on is replaced at startup
+  unix:@NAME        a Linux abstract socket: no file
   udp:HOST:PORT     UDP: each datagram is sent back to its sender, except
                     one from echod's own sockets, from a port below 1024
                     (or 0), or beyond --udp-rate: those would feed echo

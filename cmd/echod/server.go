@@ -4,12 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net"
-	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -25,7 +22,7 @@ type reactorServer struct {
 	packets []*udpEcho          // constant after startReactor
 	bound   []string            // bound addresses in --listen syntax, flag order
 	labels  []string            // per stream: its bound address, the metric label
-	sockets []string            // Unix socket paths to remove on close
+	sockets []socketFile        // Unix socket files echod created, to remove on close
 }
 
 // startReactor is the startFunc that serves on the oneshot reactor.
@@ -66,7 +63,7 @@ func startReactor(cfg config, log *zap.Logger) (server, error) {
 			s.bound = append(s.bound, u.label)
 			continue
 		}
-		if a.network == "unix" {
+		if a.network == "unix" && !isAbstract(a.address) {
 			if err := removeStaleSocket(a.address, log); err != nil {
 				s.close() //nolint:errcheck // the listen error is the one to report
 				return nil, fmt.Errorf("--listen %s: %w", a, err)
@@ -78,8 +75,13 @@ func startReactor(cfg config, log *zap.Logger) (server, error) {
 			return nil, fmt.Errorf("--listen %s: %w", a, err)
 		}
 		s.streams = append(s.streams, l)
-		if a.network == "unix" {
-			s.sockets = append(s.sockets, a.address)
+		if a.network == "unix" && !isAbstract(a.address) {
+			f, err := boundSocketFile(a.address)
+			if err != nil {
+				s.close() //nolint:errcheck // the listen error is the one to report
+				return nil, fmt.Errorf("--listen %s: %w", a, err)
+			}
+			s.sockets = append(s.sockets, f)
 		}
 		label := formatAddr(a.network, l.Addr().String())
 		s.labels = append(s.labels, label)
@@ -106,28 +108,6 @@ func listenConfig(cfg config) reactor.ListenConfig {
 		IdleTimeout:  cfg.idleTimeout,
 		CloseTimeout: max(minCloseTimeout, 2*cfg.shutdownTimeout),
 	}
-}
-
-// removeStaleSocket removes path if it is a Unix socket that nobody accepts
-// on: what an echod killed without its shutdown leaves behind. A socket in
-// use, or a file of another kind, stays, for Listen to refuse.
-func removeStaleSocket(path string, log *zap.Logger) error {
-	fi, err := os.Lstat(path)
-	if err != nil || fi.Mode().Type() != fs.ModeSocket {
-		return nil
-	}
-	c, err := net.DialTimeout("unix", path, time.Second)
-	if err == nil {
-		return c.Close() // live: Listen will say "address already in use"
-	}
-	if !errors.Is(err, syscall.ECONNREFUSED) {
-		return nil
-	}
-	if err := os.Remove(path); err != nil {
-		return fmt.Errorf("remove stale socket: %w", err)
-	}
-	log.Info("removed stale socket", zap.String("path", path))
-	return nil
 }
 
 // reactorLogger is the logger the reactor gets. Below debug, it is raised to
@@ -211,10 +191,8 @@ func (s *reactorServer) shutdown(ctx context.Context) error {
 
 func (s *reactorServer) close() error {
 	errs := []error{s.r.Close()}
-	for _, p := range s.sockets {
-		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, err)
-		}
+	for _, f := range s.sockets {
+		errs = append(errs, f.remove(s.log))
 	}
 	return errors.Join(errs...)
 }
