@@ -224,10 +224,15 @@ func startMetrics(addr string, src statsSource, log *zap.Logger) (*metricsServer
 		collectors.NewGoCollector(),
 		newCollector(src),
 	)
-	ln, err := net.Listen("tcp", addr)
+	tl, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("--metrics-addr %s: %w", addr, err)
 	}
+	ln := newCapListener(tl, metricsMaxConns)
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "echod_metrics_connections_refused_total",
+		Help: "Connections to this metrics server closed at once because descriptors ran short: the last ones are kept for the echo listeners.",
+	}, func() float64 { return float64(ln.refused.Load()) }))
 	m := &metricsServer{addr: ln.Addr(), done: make(chan error, 1)}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
@@ -236,9 +241,16 @@ func startMetrics(addr string, src statsSource, log *zap.Logger) (*metricsServer
 		EnableOpenMetrics: true,
 	}))
 	mux.HandleFunc("GET /healthz", m.healthz)
+	// The timeouts keep a slow or idle client from holding one of the
+	// few connections (capListener) for long; a scrape writes well within
+	// WriteTimeout.
 	m.srv = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       30 * time.Second,
+		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          zap.NewStdLog(log.Named("metrics")),
 	}
 	go func() { m.done <- m.srv.Serve(ln) }()
