@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -82,20 +83,56 @@ func parseListenAddr(s string) (listenAddr, error) {
 		if rest == "" {
 			return listenAddr{}, fmt.Errorf("%q: unix: needs a socket path, e.g. unix:/run/echod.sock", s)
 		}
+		// Said here, or bind says only "invalid argument".
+		limit, what := maxUnixPath, "a Unix socket path"
+		if isAbstract(rest) {
+			limit, what = maxUnixPath+1, "an abstract socket name (the @ included)"
+		}
+		if len(rest) > limit {
+			return listenAddr{}, fmt.Errorf("%q: %s is %d bytes; Linux allows at most %d", s, what, len(rest), limit)
+		}
 		return listenAddr{network: network, address: rest}, nil
 	}
-	host, port, err := net.SplitHostPort(rest)
+	host, port, err := splitHostPort(rest)
 	if err != nil {
-		return listenAddr{}, fmt.Errorf("%q: want HOST:PORT, unix:PATH or udp:HOST:PORT", s)
+		return listenAddr{}, fmt.Errorf("%q: %w", s, err)
+	}
+	return listenAddr{network: network, address: net.JoinHostPort(host, port)}, nil
+}
+
+// maxUnixPath is the longest Unix socket path bind takes: sun_path holds
+// 108 bytes, a path's terminating NUL among them. An abstract name has no
+// NUL, so its @ (a NUL to the kernel) and 107 more bytes fit.
+const maxUnixPath = 107
+
+// errNotHostPort is splitHostPort's error for an address without a port.
+var errNotHostPort = errors.New("want HOST:PORT, unix:PATH or udp:HOST:PORT")
+
+// splitHostPort splits HOST:PORT and returns the port in canonical form
+// (007 → 7), so that duplicates are caught and an address reads back the
+// way the startup line prints it. A port must be a number from 0 to 65535:
+// service names are refused, as is anything that would fail only at bind
+// time with exit status 1 instead of a usage error.
+func splitHostPort(s string) (host, port string, err error) {
+	host, port, err = net.SplitHostPort(s)
+	if err != nil {
+		return "", "", errNotHostPort
 	}
 	n, err := strconv.ParseUint(port, 10, 16)
 	if err != nil {
-		return listenAddr{}, fmt.Errorf("%q: port %q is not a number from 0 to 65535", s, port)
+		return "", "", fmt.Errorf("port %q is not a number from 0 to 65535", port)
 	}
-	// Canonical form (007 → 7), so that duplicates are caught and the
-	// address reads back the way the startup line prints it.
-	return listenAddr{network: network, address: net.JoinHostPort(host, strconv.FormatUint(n, 10))}, nil
+	return host, strconv.FormatUint(n, 10), nil
 }
+
+// loopsPerCPU bounds --loops: more loops than this per CPU only cost
+// memory (a read buffer and a ring or epoll set each, allocated up front),
+// and --loops 1000000 ran echod out of memory.
+const loopsPerCPU = 16
+
+// maxLoops is the largest --loops: loopsPerCPU for each CPU echod may run
+// on.
+func maxLoops() int { return loopsPerCPU * runtime.NumCPU() }
 
 // listenFlag collects repeated --listen values.
 type listenFlag struct{ addrs *[]listenAddr }
@@ -285,7 +322,8 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 		"readiness `backend`: auto (io_uring where the kernel and seccomp allow\n"+
 			"it, else epoll), uring (fail if io_uring is unavailable) or epoll")
 	fs.Var(nonNegInt{&cfg.loops}, "loops",
-		"`n` event loops, each on its own OS thread; 0 means one per CPU")
+		"`n` event loops, each on its own OS thread; 0 means one per CPU\n"+
+			"(at most "+strconv.Itoa(loopsPerCPU)+" per CPU)")
 	fs.Var(nonNegInt{&cfg.maxConns}, "max-conns",
 		"`n` open stream connections at most; beyond it new ones are closed\n"+
 			"at once and counted as refused (0 = no limit)")
@@ -363,9 +401,15 @@ func parseFlags(args []string) (config, error) {
 		return cfg, fmt.Errorf("%w: --max-pending must be more than 0: echod always bounds what a connection may hold", errUsage)
 	}
 	if cfg.metricsAddr != "" {
-		if _, _, err := net.SplitHostPort(cfg.metricsAddr); err != nil {
-			return cfg, fmt.Errorf("%w: --metrics-addr %q: want HOST:PORT", errUsage, cfg.metricsAddr)
+		if _, _, err := splitHostPort(cfg.metricsAddr); err != nil {
+			if errors.Is(err, errNotHostPort) {
+				err = errors.New("want HOST:PORT")
+			}
+			return cfg, fmt.Errorf("%w: --metrics-addr %q: %w", errUsage, cfg.metricsAddr, err)
 		}
+	}
+	if most := maxLoops(); cfg.loops > most {
+		return cfg, fmt.Errorf("%w: --loops %d: at most %d (%d per CPU, %d CPUs here)", errUsage, cfg.loops, most, loopsPerCPU, runtime.NumCPU())
 	}
 	seen := make(map[string]bool, len(cfg.listen))
 	for _, a := range cfg.listen {

@@ -4,7 +4,10 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"reflect"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -126,6 +129,24 @@ func TestParseFlagsValues(t *testing.T) {
 	}
 }
 
+// TestFlagLimits: the largest values the limits allow are accepted.
+func TestFlagLimits(t *testing.T) {
+	for _, args := range [][]string{
+		{"--loops", strconv.Itoa(maxLoops())},
+		{"--listen", "unix:/" + strings.Repeat("d", 106)}, // 107 bytes
+		{"--listen", "unix:@" + strings.Repeat("a", 107)}, // 108 bytes, the @ included
+		{"--metrics-addr", "127.0.0.1:65535"},
+		{"--metrics-addr", "[::1]:0"},
+	} {
+		if _, err := parseFlags(args); err != nil {
+			t.Errorf("parseFlags(%q): %v", args, err)
+		}
+	}
+	if maxLoops() < runtime.NumCPU() {
+		t.Errorf("maxLoops() = %d, fewer than the %d CPUs", maxLoops(), runtime.NumCPU())
+	}
+}
+
 // TestBadFlags checks that every wrong command line exits 2 with exactly one
 // line that names the flag and says what is wanted, before anything starts.
 func TestBadFlags(t *testing.T) {
@@ -151,6 +172,13 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"--log-level", "verbose"}, `want debug, info, warn or error`},
 		{[]string{"--log-format", "xml"}, `--log-format "xml": want json or console`},
 		{[]string{"--metrics-addr", "9100"}, `--metrics-addr "9100": want HOST:PORT`},
+		{[]string{"--metrics-addr", "127.0.0.1:99999"}, `--metrics-addr "127.0.0.1:99999": port "99999" is not a number from 0 to 65535`},
+		{[]string{"--metrics-addr", "127.0.0.1:-1"}, `port "-1" is not a number from 0 to 65535`},
+		{[]string{"--metrics-addr", "localhost:http"}, `port "http" is not a number from 0 to 65535`},
+		{[]string{"--loops", "1000000"}, fmt.Sprintf("--loops 1000000: at most %d", maxLoops())},
+		{[]string{"--loops", strconv.Itoa(maxLoops() + 1)}, fmt.Sprintf("at most %d", maxLoops())},
+		{[]string{"--listen", "unix:/" + strings.Repeat("d", 107)}, "108 bytes; Linux allows at most 107"},
+		{[]string{"--listen", "unix:@" + strings.Repeat("a", 108)}, "109 bytes; Linux allows at most 108"},
 		{[]string{"--shutdown-timeout", "0"}, "--shutdown-timeout must be more than 0"},
 		{[]string{"--version=maybe"}, "--version takes no value"},
 		{[]string{"127.0.0.1:7007"}, `unexpected argument "127.0.0.1:7007"`},
