@@ -63,8 +63,8 @@ type udpEcho struct {
 	log   *zap.Logger               // constant
 	own   *atomic.Pointer[ownAddrs] // shared by every udpEcho of the server; grows as sockets bind
 	rate  *rateTable                // nil = no limit; owned by the socket's loop goroutine
-	pc    *reactor.PacketConn       // constant after startReactor
-	label string                    // constant after startReactor
+	pc    *reactor.PacketConn       // constant after startReactor; OnPacket, which may run before, must not read it
+	label string                    // constant after startReactor; likewise
 
 	packetsIn, packetsOut, bytesIn, bytesOut, sendErrors atomic.Uint64
 	dropped                                              [numDropReasons]atomic.Uint64
@@ -78,7 +78,7 @@ func (u *udpEcho) OnPacket(p *reactor.PacketConn, b []byte, from netip.AddrPort)
 	if reason, drop := u.screen(from); drop {
 		u.dropped[reason].Add(1)
 		if ce := u.log.Check(zap.DebugLevel, "udp datagram dropped"); ce != nil {
-			ce.Write(zap.Stringer("remote", from), zap.Stringer("reason", reason), zap.String("listener", u.label))
+			ce.Write(zap.Stringer("remote", from), zap.Stringer("reason", reason), zap.Stringer("local", p.Addr()))
 		}
 		return
 	}
