@@ -130,11 +130,13 @@ func TestUDPDropsHostileSources(t *testing.T) {
 			spoofUDP(t, netip.AddrPortFrom(lo, tt.port), to, []byte("hello"))
 			key := labelled("echod_udp_dropped_packets_total", d.addr(), "reason", tt.reason)
 			sent := labelled("echod_udp_sent_packets_total", d.addr())
+			failed := labelled("echod_udp_send_errors_total", d.addr()) // port 0: sendto refuses it
 			var after map[string]float64
-			// Its fate is known once it is counted as echoed or dropped.
+			// Its fate is known once it is counted as echoed, dropped or
+			// failed.
 			waitUntil(t, "echod echoes or drops the datagram", func() bool {
 				after = d.metrics()
-				return after[key] > before[key] || after[sent] > before[sent]
+				return after[key] > before[key] || after[sent] > before[sent] || after[failed] > before[failed]
 			})
 			if _, ok := after[key]; !ok {
 				t.Fatalf("/metrics has no %s", key)

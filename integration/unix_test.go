@@ -55,8 +55,8 @@ func TestSocketFileReplaced(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.stop()
-	d.waitLog("socket file replaced since echod created it: left in place")
 	if b, err := os.ReadFile(path); err != nil || string(b) != other {
-		t.Errorf("%s after echod stopped: %q, %v; want the new file untouched", path, b, err)
+		t.Fatalf("%s after echod stopped: %q, %v; want the new file untouched", path, b, err)
 	}
+	d.waitLog("socket file replaced since echod created it: left in place")
 }
