@@ -75,6 +75,53 @@ func TestUDPSpoofedLoop(t *testing.T) {
 	}
 }
 
+// TestUDPSpoofedLoopWildcard: a socket bound to 0.0.0.0 receives on every
+// address of the host, so a datagram from any of them with the socket's
+// port (here: the host's own non-loopback address) is echod talking to
+// itself too.
+func TestUDPSpoofedLoopWildcard(t *testing.T) {
+	host := hostIPv4(t)
+	for _, backend := range backends {
+		t.Run(backend, func(t *testing.T) {
+			d := startBackend(t, backend, "--listen", "udp:0.0.0.0:0", "--metrics-addr", "127.0.0.1:0")
+			port := udpAddrPort(t, d.addr()).Port()
+			before := d.metrics()
+			spoofUDP(t, netip.AddrPortFrom(host, port), netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port), []byte("loop?"))
+			in := labelled("echod_udp_received_packets_total", d.addr())
+			waitUntil(t, "echod receives the spoofed datagram", func() bool { return d.metrics()[in] > before[in] })
+			cpu := cpuOver(t, d.cmd.Process.Pid, time.Second)
+			t.Logf("echod CPU in the second after one datagram from %v: %v", netip.AddrPortFrom(host, port), cpu)
+			if cpu > 100*time.Millisecond {
+				t.Errorf("echod used %v of CPU in the second after one datagram from its own address: an echo loop", cpu)
+			}
+			dropped := labelled("echod_udp_dropped_packets_total", d.addr(), "reason", "own_address")
+			if got := d.metrics()[dropped] - before[dropped]; got != 1 {
+				t.Errorf("%s moved by %v, want 1", dropped, got)
+			}
+			d.stop()
+		})
+	}
+}
+
+// hostIPv4 returns an IPv4 address of this host other than loopback, or
+// skips the test.
+func hostIPv4(t *testing.T) netip.Addr {
+	t.Helper()
+	ifas, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Skipf("interface addresses: %v", err)
+	}
+	for _, ifa := range ifas {
+		if n, ok := ifa.(*net.IPNet); ok {
+			if a, ok := netip.AddrFromSlice(n.IP); ok && a.Unmap().Is4() && !a.IsLoopback() {
+				return a.Unmap()
+			}
+		}
+	}
+	t.Skip("no IPv4 address other than loopback")
+	return netip.Addr{}
+}
+
 // TestUDPPingPongBounded: one datagram spoofed from one echod to another
 // starts a ping-pong that neither can tell from a client (the other is
 // another process, maybe another host); --udp-rate bounds it on both.

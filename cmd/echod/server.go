@@ -41,7 +41,19 @@ func startReactor(cfg config, log *zap.Logger) (server, error) {
 	// Every UDP socket refuses datagrams from all of them; each one's
 	// address joins the set as soon as it is bound, before the next bind.
 	own := new(atomic.Pointer[ownAddrs])
-	own.Store(newOwnAddrs(localAddrs()))
+	own.Store(newOwnAddrs(nil))
+	for _, a := range cfg.listen {
+		if !a.isPacket() || !wildcardHost(a.address) {
+			continue
+		}
+		// Only a socket bound to every address needs the host's list.
+		local, err := localAddrs()
+		if err != nil {
+			log.Warn("cannot list the host's addresses: UDP sockets bound to every address refuse datagrams from their own port on loopback only; --udp-rate bounds a loop through any other", zap.Error(err))
+		}
+		own.Store(newOwnAddrs(local))
+		break
+	}
 	for _, a := range cfg.listen {
 		if a.isPacket() {
 			u := &udpEcho{log: log, own: own}

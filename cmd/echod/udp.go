@@ -172,13 +172,14 @@ func (o *ownAddrs) has(a netip.AddrPort) bool {
 	return o.anyPorts[a.Port()] && (a.Addr().IsLoopback() || o.local[a.Addr()])
 }
 
-// localAddrs returns the host's interface addresses. An error leaves
-// loopback, which ownAddrs always counts as local: a wildcard socket then
-// still refuses its own loopback address, and the rate bounds the rest.
-func localAddrs() []netip.Addr {
+// localAddrs returns the host's interface addresses (through netlink).
+// On error the caller still has loopback, which ownAddrs always counts as
+// local: a wildcard socket then refuses its own loopback address, and
+// --udp-rate bounds a loop through any other.
+func localAddrs() ([]netip.Addr, error) {
 	ifas, err := net.InterfaceAddrs()
 	if err != nil {
-		return nil
+		return nil, err
 	}
 	var out []netip.Addr
 	for _, ifa := range ifas {
@@ -188,7 +189,7 @@ func localAddrs() []netip.Addr {
 			}
 		}
 	}
-	return out
+	return out, nil
 }
 
 // rateBuckets is the size of a rateTable: 4096 buckets of 8 bytes, 32 KiB
@@ -243,4 +244,18 @@ func (r *rateTable) allow(a netip.Addr, now time.Time) bool {
 	}
 	*b = tat + r.interval
 	return true
+}
+
+// wildcardHost reports whether a HOST:PORT address binds every address
+// of the host: an empty host, 0.0.0.0 or ::.
+func wildcardHost(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return false
+	}
+	if host == "" {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Unmap().IsUnspecified()
 }

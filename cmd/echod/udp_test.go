@@ -56,6 +56,17 @@ func TestScreen(t *testing.T) {
 	}
 }
 
+func TestWildcardHost(t *testing.T) {
+	for in, want := range map[string]bool{
+		"0.0.0.0:7": true, "[::]:7": true, ":7": true, "[::ffff:0.0.0.0]:7": true,
+		"127.0.0.1:7": false, "[::1]:7": false, "localhost:7": false, "nonsense": false,
+	} {
+		if got := wildcardHost(in); got != want {
+			t.Errorf("wildcardHost(%q) = %v, want %v", in, got, want)
+		}
+	}
+}
+
 // TestRateTable: a source gets a burst of rate replies, then one per
 // 1/rate; other hosts keep their own budget; an IPv6 /64 is one host.
 func TestRateTable(t *testing.T) {
