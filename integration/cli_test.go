@@ -24,6 +24,8 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"--listen", "nowhere"}, 2, `--listen "nowhere"`, true},
 		{[]string{"--frobnicate"}, 2, "unknown flag --frobnicate", true},
 		{[]string{"--max-pending", "lots"}, 2, `--max-pending "lots"`, true},
+		{[]string{"--metrics-addr", "127.0.0.1:99999"}, 2, `--metrics-addr "127.0.0.1:99999": port "99999"`, true},
+		{[]string{"--loops", "1000000"}, 2, "--loops 1000000: at most", true},
 		{[]string{"--version"}, 0, "echod ", true},
 		{[]string{"--help"}, 0, "Usage: echod [flags]", false},
 	}

@@ -34,6 +34,7 @@ type daemon struct {
 	exited     chan struct{} // closed once cmd.Wait returned
 	waitErr    error         // cmd.Wait's result; read after exited is closed
 	readerDone chan struct{} // closed once stderr hit EOF
+	logPipe    *os.File      // the read end of echod's stderr
 
 	// From the startup line.
 	addrs       []string
@@ -105,7 +106,14 @@ func startEchod(t *testing.T, args ...string) *daemon {
 // unavailable it skips the test with echod's own reason.
 func startBackend(t *testing.T, backend string, args ...string) *daemon {
 	t.Helper()
-	d := launch(t, exec.Command(echodPath), append([]string{"--backend", backend}, args...)...)
+	return startBackendCmd(t, exec.Command(echodPath), backend, args...)
+}
+
+// startBackendCmd is startBackend for a command prepared by the caller
+// (a working directory, limits).
+func startBackendCmd(t *testing.T, cmd *exec.Cmd, backend string, args ...string) *daemon {
+	t.Helper()
+	d := launch(t, cmd, append([]string{"--backend", backend}, args...)...)
 	if err := d.waitListening(); err != nil {
 		if backend == "uring" && d.hasExited() {
 			if line, ok := d.log.find("cannot start"); ok && strings.Contains(fmt.Sprint(line["error"]), "unavailable") {
@@ -148,6 +156,7 @@ func launch(t *testing.T, cmd *exec.Cmd, args ...string) *daemon {
 		log:        &logLines{changed: make(chan struct{}, 1)},
 		exited:     make(chan struct{}),
 		readerDone: make(chan struct{}),
+		logPipe:    r,
 	}
 	if err := cmd.Start(); err != nil {
 		r.Close()
@@ -254,6 +263,17 @@ func (d *daemon) waitLog(msg string) map[string]any {
 			d.t.Fatalf("no %q log line within %v", msg, bound)
 		}
 	}
+}
+
+// closeLog closes the only read end of echod's stderr, as a log reader
+// that went away (a pager quit, a log shipper died) would: from then on
+// echod's log writes fail with EPIPE. The lines so far stay in d.log.
+func (d *daemon) closeLog() {
+	d.t.Helper()
+	if err := d.logPipe.Close(); err != nil && !errors.Is(err, os.ErrClosed) {
+		d.t.Fatalf("close echod's log pipe: %v", err)
+	}
+	<-d.readerDone
 }
 
 // addr is the first bound address.

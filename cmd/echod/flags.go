@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -36,6 +37,7 @@ type config struct {
 	maxConns        int    // 0 = unlimited
 	idleTimeout     time.Duration
 	maxPending      int // bytes
+	udpRate         int // datagrams echoed per second to one source host; 0 = no limit
 	logLevel        string
 	logFormat       string // "json", "console", or "" for console on a terminal, else json
 	metricsAddr     string // "" = no metrics server
@@ -81,20 +83,56 @@ func parseListenAddr(s string) (listenAddr, error) {
 		if rest == "" {
 			return listenAddr{}, fmt.Errorf("%q: unix: needs a socket path, e.g. unix:/run/echod.sock", s)
 		}
+		// Said here, or bind says only "invalid argument".
+		limit, what := maxUnixPath, "a Unix socket path"
+		if isAbstract(rest) {
+			limit, what = maxUnixPath+1, "an abstract socket name (the @ included)"
+		}
+		if len(rest) > limit {
+			return listenAddr{}, fmt.Errorf("%q: %s is %d bytes; Linux allows at most %d", s, what, len(rest), limit)
+		}
 		return listenAddr{network: network, address: rest}, nil
 	}
-	host, port, err := net.SplitHostPort(rest)
+	host, port, err := splitHostPort(rest)
 	if err != nil {
-		return listenAddr{}, fmt.Errorf("%q: want HOST:PORT, unix:PATH or udp:HOST:PORT", s)
+		return listenAddr{}, fmt.Errorf("%q: %w", s, err)
+	}
+	return listenAddr{network: network, address: net.JoinHostPort(host, port)}, nil
+}
+
+// maxUnixPath is the longest Unix socket path bind takes: sun_path holds
+// 108 bytes, a path's terminating NUL among them. An abstract name has no
+// NUL, so its @ (a NUL to the kernel) and 107 more bytes fit.
+const maxUnixPath = 107
+
+// errNotHostPort is splitHostPort's error for an address without a port.
+var errNotHostPort = errors.New("want HOST:PORT, unix:PATH or udp:HOST:PORT")
+
+// splitHostPort splits HOST:PORT and returns the port in canonical form
+// (007 → 7), so that duplicates are caught and an address reads back the
+// way the startup line prints it. A port must be a number from 0 to 65535:
+// service names are refused, as is anything that would fail only at bind
+// time with exit status 1 instead of a usage error.
+func splitHostPort(s string) (host, port string, err error) {
+	host, port, err = net.SplitHostPort(s)
+	if err != nil {
+		return "", "", errNotHostPort
 	}
 	n, err := strconv.ParseUint(port, 10, 16)
 	if err != nil {
-		return listenAddr{}, fmt.Errorf("%q: port %q is not a number from 0 to 65535", s, port)
+		return "", "", fmt.Errorf("port %q is not a number from 0 to 65535", port)
 	}
-	// Canonical form (007 → 7), so that duplicates are caught and the
-	// address reads back the way the startup line prints it.
-	return listenAddr{network: network, address: net.JoinHostPort(host, strconv.FormatUint(n, 10))}, nil
+	return host, strconv.FormatUint(n, 10), nil
 }
+
+// loopsPerCPU bounds --loops: more loops than this per CPU only cost
+// memory (a read buffer and a ring or epoll set each, allocated up front),
+// and --loops 1000000 ran echod out of memory.
+const loopsPerCPU = 16
+
+// maxLoops is the largest --loops: loopsPerCPU for each CPU echod may run
+// on.
+func maxLoops() int { return loopsPerCPU * runtime.NumCPU() }
 
 // listenFlag collects repeated --listen values.
 type listenFlag struct{ addrs *[]listenAddr }
@@ -245,7 +283,8 @@ const usageHead = `Usage: echod [flags]
 
 echod is an RFC 862 echo server: it sends back every byte it receives, over
 TCP, Unix stream sockets and UDP. It runs in the foreground, logs to stderr
-and stops gracefully on SIGTERM or SIGINT (a second signal stops it at once).
+and stops gracefully on SIGTERM, SIGINT or SIGHUP (a second signal stops it
+at once).
 
 Flags:
 `
@@ -254,9 +293,14 @@ const usageTail = `
 Listen addresses:
   HOST:PORT         TCP (also tcp4:HOST:PORT, tcp6:HOST:PORT); port 0 picks a
                     free port, and the startup log line says which
-  unix:PATH         a Unix stream socket, removed on shutdown; a stale one
-                    that nobody listens on is replaced at startup
-  udp:HOST:PORT     UDP: each datagram is sent back to its sender
+  unix:PATH         a Unix stream socket, removed on shutdown if it is still
+                    the one echod created; a stale one that nobody listens
+                    on is replaced at startup
+  unix:@NAME        a Linux abstract socket: no file
+  udp:HOST:PORT     UDP: each datagram is sent back to its sender, except
+                    one from echod's own sockets, from a port below 1024
+                    (or 0), or beyond --udp-rate: those would feed echo
+                    loops or reflect floods at a spoofed source
 
 Exit status: 0 after a clean shutdown, 1 when echod cannot start (address in
 use, io_uring unavailable with --backend uring) or shutdown had to drop
@@ -278,7 +322,8 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 		"readiness `backend`: auto (io_uring where the kernel and seccomp allow\n"+
 			"it, else epoll), uring (fail if io_uring is unavailable) or epoll")
 	fs.Var(nonNegInt{&cfg.loops}, "loops",
-		"`n` event loops, each on its own OS thread; 0 means one per CPU")
+		"`n` event loops, each on its own OS thread; 0 means one per CPU\n"+
+			"(at most "+strconv.Itoa(loopsPerCPU)+" per CPU)")
 	fs.Var(nonNegInt{&cfg.maxConns}, "max-conns",
 		"`n` open stream connections at most; beyond it new ones are closed\n"+
 			"at once and counted as refused (0 = no limit)")
@@ -288,6 +333,10 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.Var(sizeFlag{&cfg.maxPending}, "max-pending",
 		"`bytes` of unsent echo a connection may hold before echod stops\n"+
 			"reading from it: a peer that sends but never reads costs no more")
+	fs.Var(nonNegInt{&cfg.udpRate}, "udp-rate",
+		"`n` UDP datagrams a second at most echoed to one source host (an\n"+
+			"IPv4 address or an IPv6 /64), in bursts of up to n; the rest are\n"+
+			"dropped and counted (0 = no limit)")
 	fs.Var(choiceFlag{&cfg.logLevel, []string{"debug", "info", "warn", "error"}}, "log-level",
 		"least severe `level` logged: debug, info, warn or error\n"+
 			"(connection errors are logged at debug)")
@@ -296,8 +345,8 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.StringVar(&cfg.metricsAddr, "metrics-addr", cfg.metricsAddr,
 		"serve Prometheus /metrics and /healthz over HTTP on this `address`\n(empty = off)")
 	fs.Var(durationFlag{&cfg.shutdownTimeout}, "shutdown-timeout",
-		"on SIGTERM or SIGINT, the `duration` connections get to finish\n"+
-			"echoing before they are closed")
+		"on SIGTERM, SIGINT or SIGHUP, the `duration` connections get to\n"+
+			"finish echoing before they are closed")
 	fs.BoolVar(&cfg.version, "version", false, "print the version and exit")
 	fs.BoolVar(&cfg.help, "help", false, "print this help and exit")
 	fs.BoolVar(&cfg.help, "h", false, "print this help and exit")
@@ -311,6 +360,7 @@ func defaultConfig() config {
 		maxConns:        10000,
 		idleTimeout:     5 * time.Minute,
 		maxPending:      1 << 20,
+		udpRate:         1000,
 		logLevel:        "info",
 		shutdownTimeout: 10 * time.Second,
 	}
@@ -351,9 +401,15 @@ func parseFlags(args []string) (config, error) {
 		return cfg, fmt.Errorf("%w: --max-pending must be more than 0: echod always bounds what a connection may hold", errUsage)
 	}
 	if cfg.metricsAddr != "" {
-		if _, _, err := net.SplitHostPort(cfg.metricsAddr); err != nil {
-			return cfg, fmt.Errorf("%w: --metrics-addr %q: want HOST:PORT", errUsage, cfg.metricsAddr)
+		if _, _, err := splitHostPort(cfg.metricsAddr); err != nil {
+			if errors.Is(err, errNotHostPort) {
+				err = errors.New("want HOST:PORT")
+			}
+			return cfg, fmt.Errorf("%w: --metrics-addr %q: %w", errUsage, cfg.metricsAddr, err)
 		}
+	}
+	if most := maxLoops(); cfg.loops > most {
+		return cfg, fmt.Errorf("%w: --loops %d: at most %d (%d per CPU, %d CPUs here)", errUsage, cfg.loops, most, loopsPerCPU, runtime.NumCPU())
 	}
 	seen := make(map[string]bool, len(cfg.listen))
 	for _, a := range cfg.listen {

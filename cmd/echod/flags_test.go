@@ -4,7 +4,10 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"reflect"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -108,7 +111,7 @@ func TestParseFlagsValues(t *testing.T) {
 		"--listen", "127.0.0.1:0", "-listen=unix:/tmp/e.sock", "--listen", "udp:[::1]:0", "--listen", "127.0.0.1:0",
 		"--backend", "epoll", "--loops", "3", "--max-conns", "0", "--idle-timeout", "1m30s",
 		"--max-pending", "64KiB", "--log-level", "debug", "--log-format", "console",
-		"--metrics-addr", "127.0.0.1:0", "--shutdown-timeout", "250ms",
+		"--metrics-addr", "127.0.0.1:0", "--shutdown-timeout", "250ms", "--udp-rate", "25",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -118,11 +121,29 @@ func TestParseFlagsValues(t *testing.T) {
 			{"tcp", "127.0.0.1:0"}, {"unix", "/tmp/e.sock"}, {"udp", "[::1]:0"}, {"tcp", "127.0.0.1:0"},
 		},
 		backend: "epoll", loops: 3, maxConns: 0, idleTimeout: 90 * time.Second,
-		maxPending: 64 << 10, logLevel: "debug", logFormat: "console",
+		maxPending: 64 << 10, udpRate: 25, logLevel: "debug", logFormat: "console",
 		metricsAddr: "127.0.0.1:0", shutdownTimeout: 250 * time.Millisecond,
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Fatalf("got  %+v\nwant %+v", cfg, want)
+	}
+}
+
+// TestFlagLimits: the largest values the limits allow are accepted.
+func TestFlagLimits(t *testing.T) {
+	for _, args := range [][]string{
+		{"--loops", strconv.Itoa(maxLoops())},
+		{"--listen", "unix:/" + strings.Repeat("d", 106)}, // 107 bytes
+		{"--listen", "unix:@" + strings.Repeat("a", 107)}, // 108 bytes, the @ included
+		{"--metrics-addr", "127.0.0.1:65535"},
+		{"--metrics-addr", "[::1]:0"},
+	} {
+		if _, err := parseFlags(args); err != nil {
+			t.Errorf("parseFlags(%q): %v", args, err)
+		}
+	}
+	if maxLoops() < runtime.NumCPU() {
+		t.Errorf("maxLoops() = %d, fewer than the %d CPUs", maxLoops(), runtime.NumCPU())
 	}
 }
 
@@ -147,9 +168,17 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"--idle-timeout", "-1s"}, `--idle-timeout "-1s"`},
 		{[]string{"--max-pending", "1x"}, `--max-pending "1x": want a byte count`},
 		{[]string{"--max-pending", "0"}, "--max-pending must be more than 0"},
+		{[]string{"--udp-rate", "-1"}, `--udp-rate "-1": want a whole number`},
 		{[]string{"--log-level", "verbose"}, `want debug, info, warn or error`},
 		{[]string{"--log-format", "xml"}, `--log-format "xml": want json or console`},
 		{[]string{"--metrics-addr", "9100"}, `--metrics-addr "9100": want HOST:PORT`},
+		{[]string{"--metrics-addr", "127.0.0.1:99999"}, `--metrics-addr "127.0.0.1:99999": port "99999" is not a number from 0 to 65535`},
+		{[]string{"--metrics-addr", "127.0.0.1:-1"}, `port "-1" is not a number from 0 to 65535`},
+		{[]string{"--metrics-addr", "localhost:http"}, `port "http" is not a number from 0 to 65535`},
+		{[]string{"--loops", "1000000"}, fmt.Sprintf("--loops 1000000: at most %d", maxLoops())},
+		{[]string{"--loops", strconv.Itoa(maxLoops() + 1)}, fmt.Sprintf("at most %d", maxLoops())},
+		{[]string{"--listen", "unix:/" + strings.Repeat("d", 107)}, "108 bytes; Linux allows at most 107"},
+		{[]string{"--listen", "unix:@" + strings.Repeat("a", 108)}, "109 bytes; Linux allows at most 108"},
 		{[]string{"--shutdown-timeout", "0"}, "--shutdown-timeout must be more than 0"},
 		{[]string{"--version=maybe"}, "--version takes no value"},
 		{[]string{"127.0.0.1:7007"}, `unexpected argument "127.0.0.1:7007"`},

@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"sync/atomic"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -39,6 +40,23 @@ func newLogger(w io.Writer, format, level string) (*zap.Logger, error) {
 	// needs a WriteSyncer, which AddSync adapts w into.
 	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), lvl)
 	return zap.New(core, zap.ErrorOutput(zapcore.Lock(zapcore.AddSync(w)))), nil
+}
+
+// logSink is where echod's log lines go: stderr, wrapped. A line it cannot
+// write (a pipe whose reader is gone: EPIPE; a full disk) is dropped and
+// counted, and logging goes on: a daemon does not stop serving, or fail its
+// callers, because its log reader went away. Write never fails, so zap does
+// not try to report the failure on the same broken stream.
+type logSink struct {
+	w       io.Writer     // constant
+	dropped atomic.Uint64 // lines (writes) that failed
+}
+
+func (s *logSink) Write(p []byte) (int, error) {
+	if _, err := s.w.Write(p); err != nil {
+		s.dropped.Add(1)
+	}
+	return len(p), nil
 }
 
 // versionString is what --version prints: the module version when built by

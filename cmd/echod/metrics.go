@@ -30,6 +30,7 @@ type packetCounters struct {
 	packetsIn, packetsOut uint64
 	bytesIn, bytesOut     uint64
 	sendErrors            uint64
+	dropped               [numDropReasons]uint64 // by dropReason
 }
 
 // reactorCounters is the reactor's Stats at one instant, in the shape the
@@ -52,10 +53,11 @@ type reactorCounters struct {
 // statsSource is what the collector reads at scrape time. Every func is
 // called on the scraping goroutine and must be safe for that.
 type statsSource struct {
-	backend string
-	reactor func() reactorCounters
-	streams []streamSource
-	packets []packetSource
+	backend    string
+	logDropped func() uint64 // log lines that could not be written; nil when unknown
+	reactor    func() reactorCounters
+	streams    []streamSource
+	packets    []packetSource
 }
 
 type streamSource struct {
@@ -77,6 +79,8 @@ type collector struct {
 	src         statsSource // constant after newCollector
 	backendInfo *prometheus.Desc
 	completed   *prometheus.Desc // labelled by outcome: one series per map key
+	udpDropped  *prometheus.Desc // labelled by listener and reason: every reason, always
+	logDropped  *prometheus.Desc
 	reactor     []family[reactorCounters]
 	streams     []family[streamCounters] // one series per stream listener
 	packets     []family[packetCounters] // one series per UDP socket
@@ -115,6 +119,10 @@ func newCollector(src statsSource) *collector {
 		src:         src,
 		backendInfo: prometheus.NewDesc("echod_backend_info", "The readiness backend in use (uring or epoll); always 1.", []string{"backend"}, nil),
 		completed:   prometheus.NewDesc("oneshot_requests_completed_total", "One-shot poll requests completed, by outcome.", []string{"outcome"}, nil),
+		logDropped:  prometheus.NewDesc("echod_log_lines_dropped_total", "Log lines that could not be written (stderr a pipe whose reader is gone, a full disk) and were dropped.", nil, nil),
+		udpDropped: prometheus.NewDesc("echod_udp_dropped_packets_total",
+			"UDP datagrams received and not echoed, by reason: own_address (from one of echod's own sockets: a loop), port_zero, service_port (source port below 1024), bad_address (unspecified, multicast or broadcast source), rate_limited (beyond --udp-rate for the source).",
+			[]string{l, "reason"}, nil),
 		reactor: []family[r]{
 			counter("oneshot_requests_armed_total", "One-shot poll requests the reactor accepted.", func(c r) uint64 { return c.armed }),
 			gauge("oneshot_requests_outstanding", "One-shot poll requests armed and not yet completed.", func(c r) int64 { return c.outstanding }),
@@ -151,6 +159,8 @@ func newCollector(src statsSource) *collector {
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.backendInfo
 	ch <- c.completed
+	ch <- c.udpDropped
+	ch <- c.logDropped
 	describe(ch, c.reactor)
 	describe(ch, c.streams)
 	describe(ch, c.packets)
@@ -164,6 +174,9 @@ func describe[T any](ch chan<- *prometheus.Desc, fams []family[T]) {
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.backendInfo, prometheus.GaugeValue, 1, c.src.backend)
+	if c.src.logDropped != nil {
+		ch <- prometheus.MustNewConstMetric(c.logDropped, prometheus.CounterValue, float64(c.src.logDropped()))
+	}
 	if c.src.reactor != nil {
 		r := c.src.reactor()
 		collect(ch, c.reactor, r)
@@ -175,7 +188,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		collect(ch, c.streams, s.stats(), s.listener)
 	}
 	for _, p := range c.src.packets {
-		collect(ch, c.packets, p.stats(), p.listener)
+		v := p.stats()
+		collect(ch, c.packets, v, p.listener)
+		for r, n := range v.dropped {
+			ch <- prometheus.MustNewConstMetric(c.udpDropped, prometheus.CounterValue, float64(n), p.listener, dropReasonNames[r])
+		}
 	}
 }
 
@@ -207,10 +224,15 @@ func startMetrics(addr string, src statsSource, log *zap.Logger) (*metricsServer
 		collectors.NewGoCollector(),
 		newCollector(src),
 	)
-	ln, err := net.Listen("tcp", addr)
+	tl, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("--metrics-addr %s: %w", addr, err)
 	}
+	ln := newCapListener(tl, metricsMaxConns)
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "echod_metrics_connections_refused_total",
+		Help: "Connections to this metrics server closed at once because descriptors ran short: the last ones are kept for the echo listeners.",
+	}, func() float64 { return float64(ln.refused.Load()) }))
 	m := &metricsServer{addr: ln.Addr(), done: make(chan error, 1)}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
@@ -219,9 +241,16 @@ func startMetrics(addr string, src statsSource, log *zap.Logger) (*metricsServer
 		EnableOpenMetrics: true,
 	}))
 	mux.HandleFunc("GET /healthz", m.healthz)
+	// The timeouts keep a slow or idle client from holding one of the
+	// few connections (capListener) for long; a scrape writes well within
+	// WriteTimeout.
 	m.srv = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       30 * time.Second,
+		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          zap.NewStdLog(log.Named("metrics")),
 	}
 	go func() { m.done <- m.srv.Serve(ln) }()

@@ -72,7 +72,8 @@ func runWith(args []string, stdout, stderr io.Writer, signals <-chan os.Signal, 
 			cfg.logFormat = "console"
 		}
 	}
-	log, err := newLogger(stderr, cfg.logFormat, cfg.logLevel)
+	sink := &logSink{w: stderr}
+	log, err := newLogger(sink, cfg.logFormat, cfg.logLevel)
 	if err != nil {
 		fmt.Fprintf(stderr, "echod: %v\n", err)
 		return exitUsage
@@ -91,7 +92,9 @@ func runWith(args []string, stdout, stderr io.Writer, signals <-chan os.Signal, 
 	}
 	var metrics *metricsServer
 	if cfg.metricsAddr != "" {
-		if metrics, err = startMetrics(cfg.metricsAddr, srv.stats(), log); err != nil {
+		src := srv.stats()
+		src.logDropped = sink.dropped.Load
+		if metrics, err = startMetrics(cfg.metricsAddr, src, log); err != nil {
 			closeServer()
 			log.Error("cannot start", zap.Error(err))
 			return exitFailure
@@ -116,6 +119,7 @@ func runWith(args []string, stdout, stderr io.Writer, signals <-chan os.Signal, 
 	fields = append(fields,
 		zap.Int("max_conns", cfg.maxConns),
 		zap.Int("max_pending", cfg.maxPending),
+		zap.Int("udp_rate", cfg.udpRate),
 		zap.Duration("idle_timeout", cfg.idleTimeout),
 		zap.Int("pid", os.Getpid()),
 		zap.String("version", versionString()),

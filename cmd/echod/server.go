@@ -4,13 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net"
-	"net/netip"
-	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -26,7 +22,7 @@ type reactorServer struct {
 	packets []*udpEcho          // constant after startReactor
 	bound   []string            // bound addresses in --listen syntax, flag order
 	labels  []string            // per stream: its bound address, the metric label
-	sockets []string            // Unix socket paths to remove on close
+	sockets []socketFile        // Unix socket files echod created, to remove on close
 }
 
 // startReactor is the startFunc that serves on the oneshot reactor.
@@ -42,20 +38,44 @@ func startReactor(cfg config, log *zap.Logger) (server, error) {
 	s := &reactorServer{r: r, log: log}
 	h := echoHandler{log: log}
 	lc := listenConfig(cfg)
+	// Every UDP socket refuses datagrams from all of them; each one's
+	// address joins the set as soon as it is bound, before the next bind.
+	own := new(atomic.Pointer[ownAddrs])
+	own.Store(newOwnAddrs(nil))
+	for _, a := range cfg.listen {
+		if !a.isPacket() || !wildcardHost(a.address) {
+			continue
+		}
+		// Only a socket bound to every address needs the host's list.
+		local, err := localAddrs()
+		if err != nil {
+			log.Warn("cannot list the host's addresses: UDP sockets bound to every address refuse datagrams from their own port on loopback only; --udp-rate bounds a loop through any other", zap.Error(err))
+		}
+		own.Store(newOwnAddrs(local))
+		break
+	}
 	for _, a := range cfg.listen {
 		if a.isPacket() {
-			u := &udpEcho{log: log}
+			u := &udpEcho{log: log, own: own}
+			if cfg.udpRate > 0 {
+				u.rate = newRateTable(cfg.udpRate, time.Now())
+			}
 			u.pc, err = r.ListenPacket(a.network, a.address, u)
 			if err != nil {
 				s.close() //nolint:errcheck // the listen error is the one to report
 				return nil, fmt.Errorf("--listen %s: %w", a, err)
 			}
+			ua, ok := u.pc.Addr().(*net.UDPAddr)
+			if !ok {
+				panic(fmt.Sprintf("echod: UDP socket bound to a %T", u.pc.Addr()))
+			}
+			own.Store(own.Load().with(ua.AddrPort()))
 			s.packets = append(s.packets, u)
 			u.label = formatAddr(a.network, u.pc.Addr().String())
 			s.bound = append(s.bound, u.label)
 			continue
 		}
-		if a.network == "unix" {
+		if a.network == "unix" && !isAbstract(a.address) {
 			if err := removeStaleSocket(a.address, log); err != nil {
 				s.close() //nolint:errcheck // the listen error is the one to report
 				return nil, fmt.Errorf("--listen %s: %w", a, err)
@@ -67,8 +87,13 @@ func startReactor(cfg config, log *zap.Logger) (server, error) {
 			return nil, fmt.Errorf("--listen %s: %w", a, err)
 		}
 		s.streams = append(s.streams, l)
-		if a.network == "unix" {
-			s.sockets = append(s.sockets, a.address)
+		if a.network == "unix" && !isAbstract(a.address) {
+			f, err := boundSocketFile(a.address)
+			if err != nil {
+				s.close() //nolint:errcheck // the listen error is the one to report
+				return nil, fmt.Errorf("--listen %s: %w", a, err)
+			}
+			s.sockets = append(s.sockets, f)
 		}
 		label := formatAddr(a.network, l.Addr().String())
 		s.labels = append(s.labels, label)
@@ -95,28 +120,6 @@ func listenConfig(cfg config) reactor.ListenConfig {
 		IdleTimeout:  cfg.idleTimeout,
 		CloseTimeout: max(minCloseTimeout, 2*cfg.shutdownTimeout),
 	}
-}
-
-// removeStaleSocket removes path if it is a Unix socket that nobody accepts
-// on: what an echod killed without its shutdown leaves behind. A socket in
-// use, or a file of another kind, stays, for Listen to refuse.
-func removeStaleSocket(path string, log *zap.Logger) error {
-	fi, err := os.Lstat(path)
-	if err != nil || fi.Mode().Type() != fs.ModeSocket {
-		return nil
-	}
-	c, err := net.DialTimeout("unix", path, time.Second)
-	if err == nil {
-		return c.Close() // live: Listen will say "address already in use"
-	}
-	if !errors.Is(err, syscall.ECONNREFUSED) {
-		return nil
-	}
-	if err := os.Remove(path); err != nil {
-		return fmt.Errorf("remove stale socket: %w", err)
-	}
-	log.Info("removed stale socket", zap.String("path", path))
-	return nil
 }
 
 // reactorLogger is the logger the reactor gets. Below debug, it is raised to
@@ -200,10 +203,8 @@ func (s *reactorServer) shutdown(ctx context.Context) error {
 
 func (s *reactorServer) close() error {
 	errs := []error{s.r.Close()}
-	for _, p := range s.sockets {
-		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, err)
-		}
+	for _, f := range s.sockets {
+		errs = append(errs, f.remove(s.log))
 	}
 	return errors.Join(errs...)
 }
@@ -229,37 +230,5 @@ func (h echoHandler) OnData(c *reactor.Conn, b []byte) {
 func (h echoHandler) OnClose(c *reactor.Conn, err error) {
 	if ce := h.log.Check(zap.DebugLevel, "connection closed"); ce != nil {
 		ce.Write(zap.Stringer("remote", c.RemoteAddr()), zap.Error(err))
-	}
-}
-
-// udpEcho echoes the datagrams of one UDP socket and counts them.
-type udpEcho struct {
-	log   *zap.Logger         // constant
-	pc    *reactor.PacketConn // constant after startReactor
-	label string              // constant after startReactor
-
-	packetsIn, packetsOut, bytesIn, bytesOut, sendErrors atomic.Uint64
-}
-
-func (u *udpEcho) OnPacket(p *reactor.PacketConn, b []byte, from netip.AddrPort) {
-	u.packetsIn.Add(1)
-	u.bytesIn.Add(uint64(len(b)))
-	n, err := p.WriteTo(b, from)
-	if err != nil {
-		u.sendErrors.Add(1)
-		if ce := u.log.Check(zap.DebugLevel, "udp echo"); ce != nil {
-			ce.Write(zap.Stringer("remote", from), zap.Error(err))
-		}
-		return
-	}
-	u.packetsOut.Add(1)
-	u.bytesOut.Add(uint64(n))
-}
-
-func (u *udpEcho) counters() packetCounters {
-	return packetCounters{
-		packetsIn: u.packetsIn.Load(), packetsOut: u.packetsOut.Load(),
-		bytesIn: u.bytesIn.Load(), bytesOut: u.bytesOut.Load(),
-		sendErrors: u.sendErrors.Load(),
 	}
 }
