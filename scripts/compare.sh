@@ -6,7 +6,9 @@
 #
 #   scripts/compare.sh              # the default matrix, 5 s per cell (~2.5 min)
 #   QUICK=1 scripts/compare.sh      # a smoke run, ~1 s per cell (~35 s)
+#   scripts/compare.sh --help       # this text; nothing is built or run
 #
+# Settings are environment variables; the script takes no other arguments.
 # Environment:
 #   DURATION, WARMUP   per cell (default 5s, 1s; QUICK=1: 1s, 200ms)
 #   SERVERS            which servers, in table order (default: all)
@@ -31,6 +33,22 @@
 #
 # Every process this script starts is stopped by its PID on exit.
 set -euo pipefail
+
+# usage prints the header above, without its comment marks.
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
+for arg in "$@"; do
+	case $arg in
+	-h | -help | --help | help)
+		usage
+		exit 0
+		;;
+	*)
+		printf 'compare.sh: unknown argument %q: settings are environment variables (QUICK=1 ROUNDS=3 ...); see --help\n' "$arg" >&2
+		exit 2
+		;;
+	esac
+done
+
 cd "$(dirname "$0")/.."
 root=$PWD
 
