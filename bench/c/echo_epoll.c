@@ -194,10 +194,10 @@ static long now_ms(void) {
 int main(int argc, char **argv) {
 	struct echo_opts o = echo_parse(NAME, argc, argv);
 	int sfd = echo_signalfd(NAME, 1);
-	int lfd = echo_listen(NAME, o, 1);
 	ep = epoll_create1(EPOLL_CLOEXEC);
 	if (ep < 0)
 		die(NAME, "epoll_create1", errno);
+	int lfd = echo_listen(NAME, o, 1); // last: its startup line says we are up
 	// The listener and the signal fd are told apart from connections by
 	// fd number: both are open for the whole run, so no connection has
 	// their numbers.
