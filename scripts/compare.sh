@@ -139,9 +139,10 @@ fi
 # server (with the compiler's last lines) and never fails the run.
 declare -A c_built=()
 wants() { [[ " $SERVERS " == *" $1 "* ]]; }
-# have_liburing installs liburing-dev with apt-get where it is missing.
+# have_liburing reports whether liburing's header is there, installing
+# liburing-dev with apt-get where it is missing.
 have_liburing() {
-	dpkg -s liburing-dev >/dev/null 2>&1 && return 0
+	printf '#include <liburing.h>\n' | "${CC:-cc}" -E -x c - >/dev/null 2>&1 && return 0
 	command -v apt-get >/dev/null || return 1
 	say "installing liburing-dev for c-uring (apt-get)"
 	{ apt-get update -qq && apt-get install -y -qq liburing-dev; } >"$out/logs/apt-get.log" 2>&1
