@@ -44,7 +44,7 @@ fuzz: ## explore cancel/'s schedules beyond the seed corpus (FUZZTIME=3m)
 
 # QUICK, ROUNDS, DURATION, WARMUP, SERVERS, CELLS, PIN, SYSCALLS pass
 # through to the script (make compare QUICK=1); see scripts/compare.sh.
-compare: ## echoload matrix: echod (uring, epoll) vs stdlib, gnet, netpoll, nbio; tables under results/
+compare: ## echoload matrix: echod (uring, epoll) vs C (io_uring, epoll; bench/c), stdlib, gnet, netpoll, nbio; tables under results/
 	scripts/compare.sh
 
 lint: ## gofmt check, go vet, staticcheck (pinned, fetched through go run)

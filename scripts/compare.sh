@@ -1,20 +1,27 @@
 #!/usr/bin/env bash
-# compare.sh — the same echoload matrix against echod (io_uring and epoll)
-# and the peer echo servers in bench/peers (stdlib, gnet, netpoll, nbio), in
-# one run, on loopback. Prints a table with each server's ratio to echod on
-# io_uring and writes it as Markdown and JSON under results/compare-<UTC time>/.
+# compare.sh — the same echoload matrix against echod (io_uring and epoll),
+# the C reference servers in bench/c (c-uring: recv/send/accept through an
+# io_uring; c-epoll: read/write after epoll readiness) and the peer echo
+# servers in bench/peers (stdlib, gnet, netpoll, nbio), in one run, on
+# loopback. Prints a table with each server's ratio to echod on io_uring
+# (and each server's CPU per message over c-uring's) and writes it as
+# Markdown and JSON under results/compare-<UTC time>/.
 #
-#   scripts/compare.sh              # the default matrix, 5 s per cell (~2.5 min)
-#   QUICK=1 scripts/compare.sh      # a smoke run, ~1 s per cell (~35 s)
+#   scripts/compare.sh              # the default matrix, 5 s per cell (~3.5 min)
+#   QUICK=1 scripts/compare.sh      # a smoke run, ~1 s per cell (~50 s)
+#   scripts/compare.sh --help       # this text; nothing is built or run
 #
+# Settings are environment variables; the script takes no other arguments.
 # Environment:
 #   DURATION, WARMUP   per cell (default 5s, 1s; QUICK=1: 1s, 200ms)
-#   SERVERS            which servers, in table order (default: all)
+#   SERVERS            which servers, in table order (default: all, i.e.
+#                      "echod-uring echod-epoll c-uring c-epoll stdlib gnet
+#                      netpoll nbio")
 #   CELLS              CONNSxSIZE list (default "1x64 100x64 1000x64 50x16384")
 #   PIPELINE           messages in flight per connection (default 1)
 #   ROUNDS             run the whole matrix this many times, servers taking
 #                      turns each round, and report each figure's median
-#                      (default 1; ROUNDS=3 DURATION=3s, ~5 min, steadies a
+#                      (default 1; ROUNDS=3 DURATION=3s, ~7 min, steadies a
 #                      busy machine)
 #   PIN=0              do not pin server and client to separate CPUs
 #   SYSCALLS=0         do not count the server's syscalls per message (by
@@ -22,15 +29,37 @@
 #                      over the measured phase where perf allows it)
 #   ECHOD_TAGS         extra build tags for echod (default none)
 #
+# The C servers are built with bench/c/Makefile (a C compiler; c-uring also
+# needs liburing-dev, which the script installs with apt-get where it is
+# missing, as `make bench-ring-c` does). A C server that does not build is
+# skipped with a message; the run goes on without it.
+#
 # With 2 or more CPUs the servers run on the first CPU this process may use
 # and echoload on the second (taskset), and every server gets one event
-# loop (a Go program's GOMAXPROCS follows its CPU mask). All servers start
-# at once and the cells take turns server by server. On 2 cores the client saturates its CPU first from ~100
+# loop (a Go program's GOMAXPROCS follows its CPU mask; the C servers have
+# one thread). All servers start at once and the cells take turns server by
+# server. On 2 cores the client saturates its CPU first from ~100
 # connections up, so compare server CPU µs per message there (echoload reads
 # the server's utime+stime from /proc at the measured phase's ends).
 #
 # Every process this script starts is stopped by its PID on exit.
 set -euo pipefail
+
+# usage prints the header above, without its comment marks.
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
+for arg in "$@"; do
+	case $arg in
+	-h | -help | --help | help)
+		usage
+		exit 0
+		;;
+	*)
+		printf 'compare.sh: unknown argument %q: settings are environment variables (QUICK=1 ROUNDS=3 ...); see --help\n' "$arg" >&2
+		exit 2
+		;;
+	esac
+done
+
 cd "$(dirname "$0")/.."
 root=$PWD
 
@@ -42,7 +71,7 @@ else
 	DURATION=${DURATION:-5s}
 	WARMUP=${WARMUP:-1s}
 fi
-SERVERS=${SERVERS:-"echod-uring echod-epoll stdlib gnet netpoll nbio"}
+SERVERS=${SERVERS:-"echod-uring echod-epoll c-uring c-epoll stdlib gnet netpoll nbio"}
 CELLS=${CELLS:-"1x64 100x64 1000x64 50x16384"}
 PIPELINE=${PIPELINE:-1}
 ROUNDS=${ROUNDS:-1}
@@ -106,6 +135,36 @@ else
 fi
 (cd bench/peers && go build -o "$bin/" ./stdlib ./gnet ./netpoll ./nbio ./comparetable)
 
+# The C reference servers, each only if asked for. A failed build skips that
+# server (with the compiler's last lines) and never fails the run.
+declare -A c_built=()
+wants() { [[ " $SERVERS " == *" $1 "* ]]; }
+# have_liburing reports whether liburing's header is there, installing
+# liburing-dev with apt-get where it is missing.
+have_liburing() {
+	printf '#include <liburing.h>\n' | "${CC:-cc}" -E -x c - >/dev/null 2>&1 && return 0
+	command -v apt-get >/dev/null || return 1
+	say "installing liburing-dev for c-uring (apt-get)"
+	{ apt-get update -qq && apt-get install -y -qq liburing-dev; } >"$out/logs/apt-get.log" 2>&1
+}
+build_c() {
+	local srv=$1 prog=$2
+	if ! make -s -C bench/c OUT="$bin" "$bin/$prog" >"$out/logs/build-$srv.log" 2>&1; then
+		say "WARNING: $srv does not build; skipped (bench/c/$prog.c; log: $out/logs/build-$srv.log):"
+		tail -n 3 "$out/logs/build-$srv.log" >&2 || true
+		return 1
+	fi
+	c_built[$srv]=1
+}
+if wants c-uring; then
+	if have_liburing; then
+		build_c c-uring echo_uring || true
+	else
+		say "WARNING: liburing-dev is missing and could not be installed (log: $out/logs/apt-get.log); c-uring is skipped"
+	fi
+fi
+if wants c-epoll; then build_c c-epoll echo_epoll || true; fi
+
 # --- pinning -----------------------------------------------------------------
 ncpu=$(nproc --all) # the machine's, for the report
 # allowed_cpus prints the CPU ids this process may run on (a cgroup or an
@@ -162,14 +221,16 @@ server_cmd() {
 	echod-uring) echo "$bin/echod --listen 127.0.0.1:0 --backend uring --loops $loops" ;;
 	echod-epoll) echo "$bin/echod --listen 127.0.0.1:0 --backend epoll --loops $loops" ;;
 	stdlib | gnet | netpoll | nbio) echo "$bin/$name --addr 127.0.0.1:0 --loops $loops" ;;
+	c-uring) echo "$bin/echo_uring --addr 127.0.0.1:0 --loops $loops" ;;
+	c-epoll) echo "$bin/echo_epoll --addr 127.0.0.1:0 --loops $loops" ;;
 	*) say "unknown server $name"; return 1 ;;
 	esac
 }
 
 # bound_addr PID LOG prints the host:port the server logged as bound once its
 # startup line is there (deadline 15 s), or fails if it dies first. echod's
-# line is JSON ("addr":["127.0.0.1:PORT"]); the peers' reads "listening on
-# tcp:127.0.0.1:PORT".
+# line is JSON ("addr":["127.0.0.1:PORT"]); the peers' and the C servers'
+# reads "NAME: listening on tcp:127.0.0.1:PORT ...".
 bound_addr() {
 	local pid=$1 log=$2 addr
 	for _ in $(seq 150); do
@@ -209,6 +270,10 @@ ready=()
 for srv in $SERVERS; do
 	if [[ $srv == echod-* && $have_echod == 0 ]]; then
 		say "$srv: skipped (no echod)"
+		continue
+	fi
+	if [[ $srv == c-* && -z ${c_built[$srv]-} ]]; then
+		say "$srv: skipped (not built)"
 		continue
 	fi
 	read -r -a cmd <<<"$(server_cmd "$srv")"
@@ -284,7 +349,7 @@ elapsed=$(($(date -u +%s) - started))
 	echo "source: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$([[ -n $(git status --porcelain --untracked-files=no 2>/dev/null) ]] && echo ' with uncommitted changes')"
 	echo "pinning: $pinning"
 	echo "each cell: echoload --pipeline $PIPELINE --warmup $WARMUP --duration $DURATION, closed loop, every byte checked; $ROUNDS round(s), median shown"
-	echo "command: QUICK=$QUICK ROUNDS=$ROUNDS scripts/compare.sh (matrix took ${elapsed}s)"
+	echo "command: QUICK=$QUICK ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP scripts/compare.sh (matrix took ${elapsed}s)"
 	[[ $have_echod == 1 ]] || echo "echod: not built (no ./cmd/echod); ratios are missing"
 } >"$out/meta.txt"
 
@@ -293,6 +358,10 @@ have() { compgen -G "$out/cells/${1}_*.json" >/dev/null; }
 have "$base" || base=echod-epoll
 have "$base" || base=stdlib
 echo
-"$bin/comparetable" --dir "$out" --servers "$SERVERS" --cells "$CELLS" --base "$base" --meta "$out/meta.txt"
+# c-uring, the C io_uring server, is the limit on this machine: every
+# server's CPU per message is also shown over its, where it ran.
+ref=()
+have c-uring && ref=(--ref c-uring)
+"$bin/comparetable" --dir "$out" --servers "$SERVERS" --cells "$CELLS" --base "$base" "${ref[@]}" --meta "$out/meta.txt"
 echo
 say "results: $out/compare.md, $out/compare.json, per-cell reports in $out/cells/"

@@ -1,11 +1,13 @@
 // Command comparetable turns the echoload --json reports of one
 // scripts/compare.sh run into a table: one row per server and cell, with
-// msgs/s, MB/s, p99 and server CPU per message, each beside its ratio to the
-// base server (echod on io_uring) measured in the same cell of the same
-// run. It prints the table and writes it as Markdown and JSON.
+// msgs/s, MB/s, p99, p99.9 and server CPU per message, each beside its ratio
+// to the base server (echod on io_uring) measured in the same cell of the
+// same run, and server CPU per message also over a reference server's
+// (--ref, the C io_uring server: the limit on the machine that ran it).
+// It prints the table and writes it as Markdown and JSON.
 //
-//	comparetable --dir results/compare-X --servers "echod-uring stdlib" \
-//	    --cells "1x64 100x64" --base echod-uring --meta meta.txt
+//	comparetable --dir results/compare-X --servers "echod-uring c-uring stdlib" \
+//	    --cells "1x64 100x64" --base echod-uring --ref c-uring --meta meta.txt
 //
 // Reports are read from DIR/cells/SERVER_CELL_rROUND.json; each figure is
 // the median over the rounds without error, and a missing or failed report
@@ -33,8 +35,9 @@ type report struct {
 	MsgsPerSec float64 `json:"msgs_per_sec"`
 	MBPerSec   float64 `json:"mb_per_sec"`
 	Latency    struct {
-		P50 float64 `json:"p50"`
-		P99 float64 `json:"p99"`
+		P50  float64 `json:"p50"`
+		P99  float64 `json:"p99"`
+		P999 float64 `json:"p99_9"`
 	} `json:"latency_us"`
 	ErrorTotal int64  `json:"error_total"`
 	FirstError string `json:"first_error"`
@@ -56,6 +59,7 @@ type Row struct {
 	MBPerSec       float64  `json:"mb_per_sec"`
 	P50US          float64  `json:"p50_us"`
 	P99US          float64  `json:"p99_us"`
+	P999US         float64  `json:"p99_9_us"`
 	ServerUSPerMsg *float64 `json:"server_cpu_us_per_msg"`
 	ClientUSPerMsg float64  `json:"client_cpu_us_per_msg"`
 	// SyscallsPerMsg and SwitchesPerMsg are the server's, where measured.
@@ -65,6 +69,9 @@ type Row struct {
 	MsgsRatio *float64 `json:"msgs_per_sec_ratio"`
 	P99Ratio  *float64 `json:"p99_ratio"`
 	CPURatio  *float64 `json:"server_cpu_ratio"`
+	// CPURefRatio is server CPU per message over the --ref server's in the
+	// same cell; nil where either is missing or no --ref was given.
+	CPURefRatio *float64 `json:"server_cpu_ref_ratio,omitempty"`
 }
 
 func main() {
@@ -80,6 +87,7 @@ func run(args []string, stdout io.Writer) error {
 	servers := fs.String("servers", "", "servers, space separated, in table order")
 	cells := fs.String("cells", "", "cells (CONNSxSIZE), space separated")
 	base := fs.String("base", "echod-uring", "the server every ratio is relative to")
+	ref := fs.String("ref", "", "a reference server: each server's CPU per message over its (optional)")
 	meta := fs.String("meta", "", "file of 'key: value' lines printed above the table")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -90,6 +98,10 @@ func run(args []string, stdout io.Writer) error {
 	var rows []Row
 	for _, cell := range strings.Fields(*cells) {
 		baseRow, _ := load(*dir, *base, cell)
+		var refRow Row
+		if *ref != "" {
+			refRow, _ = load(*dir, *ref, cell)
+		}
 		for _, srv := range strings.Fields(*servers) {
 			r, err := load(*dir, srv, cell)
 			if err != nil {
@@ -101,6 +113,9 @@ func run(args []string, stdout io.Writer) error {
 				if r.ServerUSPerMsg != nil && baseRow.ServerUSPerMsg != nil {
 					r.CPURatio = ratio(*r.ServerUSPerMsg, *baseRow.ServerUSPerMsg)
 				}
+			}
+			if r.OK && refRow.OK && r.ServerUSPerMsg != nil && refRow.ServerUSPerMsg != nil {
+				r.CPURefRatio = ratio(*r.ServerUSPerMsg, *refRow.ServerUSPerMsg)
 			}
 			rows = append(rows, r)
 		}
@@ -118,7 +133,7 @@ func run(args []string, stdout io.Writer) error {
 			}
 		}
 	}
-	md := markdown(rows, metaLines, *base)
+	md := markdown(rows, metaLines, *base, *ref)
 	if _, err := io.WriteString(stdout, md); err != nil {
 		return err
 	}
@@ -128,8 +143,9 @@ func run(args []string, stdout io.Writer) error {
 	js, err := json.MarshalIndent(struct {
 		Meta []string `json:"meta"`
 		Base string   `json:"base"`
+		Ref  string   `json:"ref,omitempty"`
 		Rows []Row    `json:"rows"`
-	}{metaLines, *base, rows}, "", "  ")
+	}{metaLines, *base, *ref, rows}, "", "  ")
 	if err != nil {
 		return err
 	}
@@ -145,7 +161,7 @@ func load(dir, server, cell string) (Row, error) {
 	if len(files) == 0 {
 		return r, errors.New("no report (server skipped or failed to start)")
 	}
-	var msgs, mb, p50, p99, client, srvCPU, sw, sys []float64
+	var msgs, mb, p50, p99, p999, client, srvCPU, sw, sys []float64
 	var notes []string
 	for _, f := range files {
 		round := strings.TrimSuffix(f[strings.LastIndex(f, "_r")+2:], ".json")
@@ -164,6 +180,7 @@ func load(dir, server, cell string) (Row, error) {
 		}
 		msgs, mb = append(msgs, rep.MsgsPerSec), append(mb, rep.MBPerSec)
 		p50, p99 = append(p50, rep.Latency.P50), append(p99, rep.Latency.P99)
+		p999 = append(p999, rep.Latency.P999)
 		if c := rep.CPU; c != nil {
 			client = append(client, c.ClientUSPerMsg)
 			if c.ServerUSPerMsg != nil {
@@ -187,7 +204,7 @@ func load(dir, server, cell string) (Row, error) {
 	}
 	r.OK = true
 	r.MsgsPerSec, r.MBPerSec = *median(msgs), *median(mb)
-	r.P50US, r.P99US = *median(p50), *median(p99)
+	r.P50US, r.P99US, r.P999US = *median(p50), *median(p99), *median(p999)
 	if m := median(client); m != nil {
 		r.ClientUSPerMsg = *m
 	}
@@ -217,15 +234,21 @@ func ratio(a, b float64) *float64 {
 	return &v
 }
 
-func markdown(rows []Row, meta []string, base string) string {
+func markdown(rows []Row, meta []string, base, ref string) string {
 	var b strings.Builder
 	for _, l := range meta {
 		fmt.Fprintf(&b, "- %s\n", l)
 	}
 	fmt.Fprintf(&b, "- ratios (×) are each server's figure over %s's in the same cell of this run; "+
-		"for msgs/s higher is better, for p99 and CPU µs/msg lower is better\n\n", base)
-	b.WriteString("| cell (conns × bytes) | server | msgs/s | × | MB/s | p99 µs | × | server CPU µs/msg | × | server syscalls/msg | server ctx switches/msg | client CPU µs/msg | note |\n")
-	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
+		"for msgs/s higher is better, for p99 and CPU µs/msg lower is better\n", base)
+	refCol, refSep := "", ""
+	if ref != "" {
+		fmt.Fprintf(&b, "- CPU × %s is server CPU µs/msg over %s's in the same cell (%s is the limit on this machine)\n", ref, ref, ref)
+		refCol, refSep = fmt.Sprintf(" CPU × %s |", ref), "--:|"
+	}
+	b.WriteString("\n| cell (conns × bytes) | server | msgs/s | × | MB/s | p99 µs | × | p99.9 µs | server CPU µs/msg | × |" + refCol +
+		" server syscalls/msg | server ctx switches/msg | client CPU µs/msg | note |\n")
+	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|" + refSep + "--:|--:|--:|---|\n")
 	x := func(p *float64) string {
 		if p == nil {
 			return "–"
@@ -233,13 +256,18 @@ func markdown(rows []Row, meta []string, base string) string {
 		return fmt.Sprintf("%.2f", *p)
 	}
 	for _, r := range rows {
+		refVal := ""
+		if ref != "" {
+			refVal = " " + x(r.CPURefRatio) + " |"
+		}
 		if !r.OK {
-			fmt.Fprintf(&b, "| %s | %s | – | – | – | – | – | – | – | – | – | – | %s |\n", cellName(r.Cell), r.Server, r.Note)
+			dashes := strings.Repeat(" – |", 11+strings.Count(refSep, "|"))
+			fmt.Fprintf(&b, "| %s | %s |%s %s |\n", cellName(r.Cell), r.Server, dashes, r.Note)
 			continue
 		}
-		fmt.Fprintf(&b, "| %s | %s | %.0f | %s | %.1f | %.0f | %s | %s | %s | %s | %s | %.2f | %s |\n",
-			cellName(r.Cell), r.Server, r.MsgsPerSec, x(r.MsgsRatio), r.MBPerSec, r.P99US, x(r.P99Ratio),
-			x(r.ServerUSPerMsg), x(r.CPURatio), x(r.SyscallsPerMsg), x(r.SwitchesPerMsg), r.ClientUSPerMsg, r.Note)
+		fmt.Fprintf(&b, "| %s | %s | %.0f | %s | %.1f | %.0f | %s | %.0f | %s | %s |%s %s | %s | %.2f | %s |\n",
+			cellName(r.Cell), r.Server, r.MsgsPerSec, x(r.MsgsRatio), r.MBPerSec, r.P99US, x(r.P99Ratio), r.P999US,
+			x(r.ServerUSPerMsg), x(r.CPURatio), refVal, x(r.SyscallsPerMsg), x(r.SwitchesPerMsg), r.ClientUSPerMsg, r.Note)
 	}
 	return b.String()
 }
