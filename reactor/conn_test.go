@@ -80,7 +80,6 @@ func TestEcho(t *testing.T) {
 // arrive over several OnData calls, so it keeps the unterminated tail; as an
 // EOFHandler it hears the peer's EOF and answers that tail too.
 type upperLines struct {
-	eof    bool // implement OnEOF (the type below) or not
 	closed chan error
 }
 
