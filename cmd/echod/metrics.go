@@ -14,6 +14,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
+
+	"github.com/oneshot-io/oneshot/reactor"
+	"github.com/oneshot-io/oneshot/reactor/reactorprom"
 )
 
 // streamCounters is one stream listener's counters at one instant. The
@@ -33,29 +36,12 @@ type packetCounters struct {
 	dropped               [numDropReasons]uint64 // by dropReason
 }
 
-// reactorCounters is the reactor's Stats at one instant, in the shape the
-// metrics want: requests armed, completed by outcome, stale kernel events
-// dropped, and the syscalls that entered the kernel.
-type reactorCounters struct {
-	armed        uint64
-	completed    map[string]uint64 // outcome ("ready", "error", "canceled", "closed") → count
-	outstanding  int64             // gauge: armed and not yet completed
-	backendArmed int64             // gauge: polls the kernel side still holds
-	timers       int64             // gauge: deadlines on the loops' heaps
-	staleDropped uint64
-	rearmed      uint64
-	wakeups      uint64
-	loopTurns    uint64
-	kernelEnters uint64
-	eventsReaped uint64
-}
-
 // statsSource is what the collector reads at scrape time. Every func is
 // called on the scraping goroutine and must be safe for that.
 type statsSource struct {
 	backend    string
-	logDropped func() uint64 // log lines that could not be written; nil when unknown
-	reactor    func() reactorCounters
+	logDropped func() uint64        // log lines that could not be written; nil when unknown
+	reactor    func() reactor.Stats // read by reactorprom's collector; nil: none
 	streams    []streamSource
 	packets    []packetSource
 }
@@ -70,7 +56,8 @@ type packetSource struct {
 	stats    func() packetCounters
 }
 
-// collector exposes a statsSource to Prometheus. It holds no counters of its
+// collector exposes a statsSource's echod_* families to Prometheus (the
+// reactor's oneshot_* families are reactorprom's). It holds no counters of its
 // own: each scrape reads the live values, so the figures cannot drift from
 // what the reactor counted. Each family is declared once, in one of the
 // tables below, with how a scrape reads it; Describe and Collect walk the
@@ -78,10 +65,8 @@ type packetSource struct {
 type collector struct {
 	src         statsSource // constant after newCollector
 	backendInfo *prometheus.Desc
-	completed   *prometheus.Desc // labelled by outcome: one series per map key
 	udpDropped  *prometheus.Desc // labelled by listener and reason: every reason, always
 	logDropped  *prometheus.Desc
-	reactor     []family[reactorCounters]
 	streams     []family[streamCounters] // one series per stream listener
 	packets     []family[packetCounters] // one series per UDP socket
 }
@@ -110,7 +95,6 @@ func newFamily[T any, N uint64 | int64](kind prometheus.ValueType, name, help st
 
 func newCollector(src statsSource) *collector {
 	type (
-		r = reactorCounters
 		s = streamCounters
 		p = packetCounters
 	)
@@ -118,23 +102,10 @@ func newCollector(src statsSource) *collector {
 	return &collector{
 		src:         src,
 		backendInfo: prometheus.NewDesc("echod_backend_info", "The readiness backend in use (uring or epoll); always 1.", []string{"backend"}, nil),
-		completed:   prometheus.NewDesc("oneshot_requests_completed_total", "One-shot poll requests completed, by outcome.", []string{"outcome"}, nil),
 		logDropped:  prometheus.NewDesc("echod_log_lines_dropped_total", "Log lines that could not be written (stderr a pipe whose reader is gone, a full disk) and were dropped.", nil, nil),
 		udpDropped: prometheus.NewDesc("echod_udp_dropped_packets_total",
 			"UDP datagrams received and not echoed, by reason: own_address (from one of echod's own sockets: a loop), port_zero, service_port (source port below 1024), bad_address (unspecified, multicast or broadcast source), rate_limited (beyond --udp-rate for the source).",
 			[]string{l, "reason"}, nil),
-		reactor: []family[r]{
-			counter("oneshot_requests_armed_total", "One-shot poll requests the reactor accepted.", func(c r) uint64 { return c.armed }),
-			gauge("oneshot_requests_outstanding", "One-shot poll requests armed and not yet completed.", func(c r) int64 { return c.outstanding }),
-			counter("oneshot_stale_events_dropped_total", "Kernel completions or events for requests already finished, dropped by their generation tag.", func(c r) uint64 { return c.staleDropped }),
-			counter("oneshot_events_rearmed_total", "Events for the other direction of a shared fd, which re-armed instead of completing.", func(c r) uint64 { return c.rearmed }),
-			counter("oneshot_loop_wakeups_total", "Times another goroutine woke a sleeping event loop.", func(c r) uint64 { return c.wakeups }),
-			counter("oneshot_loop_turns_total", "Event loop iterations (one wait each).", func(c r) uint64 { return c.loopTurns }),
-			counter("oneshot_kernel_enters_total", "Syscalls the event loops made to arm and wait (io_uring_enter, or epoll_ctl and epoll_wait).", func(c r) uint64 { return c.kernelEnters }),
-			counter("oneshot_events_reaped_total", "Events harvested from the backend.", func(c r) uint64 { return c.eventsReaped }),
-			gauge("oneshot_backend_armed", "Polls the backend (io_uring or epoll) still holds armed, late completions owed included.", func(c r) int64 { return c.backendArmed }),
-			gauge("oneshot_timers", "Deadlines on the event loops' timer heaps (idle timeouts among them).", func(c r) int64 { return c.timers }),
-		},
 		streams: []family[s]{
 			counter("echod_connections_accepted_total", "Stream connections accepted and served.", func(c s) uint64 { return c.accepted }, l),
 			counter("echod_connections_refused_total", "Stream connections closed at once because --max-conns were open.", func(c s) uint64 { return c.refused }, l),
@@ -158,10 +129,8 @@ func newCollector(src statsSource) *collector {
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.backendInfo
-	ch <- c.completed
 	ch <- c.udpDropped
 	ch <- c.logDropped
-	describe(ch, c.reactor)
 	describe(ch, c.streams)
 	describe(ch, c.packets)
 }
@@ -176,13 +145,6 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.backendInfo, prometheus.GaugeValue, 1, c.src.backend)
 	if c.src.logDropped != nil {
 		ch <- prometheus.MustNewConstMetric(c.logDropped, prometheus.CounterValue, float64(c.src.logDropped()))
-	}
-	if c.src.reactor != nil {
-		r := c.src.reactor()
-		collect(ch, c.reactor, r)
-		for outcome, n := range r.completed {
-			ch <- prometheus.MustNewConstMetric(c.completed, prometheus.CounterValue, float64(n), outcome)
-		}
 	}
 	for _, s := range c.src.streams {
 		collect(ch, c.streams, s.stats(), s.listener)
@@ -224,6 +186,11 @@ func startMetrics(addr string, src statsSource, log *zap.Logger) (*metricsServer
 		collectors.NewGoCollector(),
 		newCollector(src),
 	)
+	if src.reactor != nil {
+		// The oneshot_* families come from the library's collector, the
+		// one a service embedding the reactor registers too.
+		reg.MustRegister(reactorprom.NewFromStats(src.reactor))
+	}
 	tl, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("--metrics-addr %s: %w", addr, err)

@@ -18,6 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
+
+	"github.com/oneshot-io/oneshot/reactor"
 )
 
 func TestMain(m *testing.M) {
@@ -107,11 +109,11 @@ func (f *fakeServer) shutdown(ctx context.Context) error {
 func (f *fakeServer) stats() statsSource {
 	return statsSource{
 		backend: "epoll",
-		reactor: func() reactorCounters {
-			return reactorCounters{
-				armed:        7,
-				completed:    map[string]uint64{"ready": 5, "canceled": 1, "closed": 1, "error": 0},
-				staleDropped: 2, wakeups: 3, kernelEnters: 11,
+		reactor: func() reactor.Stats {
+			return reactor.Stats{
+				Armed:          7,
+				CompletedReady: 5, CompletedCancel: 1, CompletedClosed: 1,
+				StaleDropped: 2, Wakeups: 3, KernelEnters: 11,
 			}
 		},
 		streams: []streamSource{{listener: "127.0.0.1:7", stats: func() streamCounters {

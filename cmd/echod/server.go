@@ -145,27 +145,7 @@ func (s *reactorServer) backend() (string, string) {
 func (s *reactorServer) stats() statsSource {
 	src := statsSource{
 		backend: string(s.r.Backend()),
-		reactor: func() reactorCounters {
-			st := s.r.Stats()
-			return reactorCounters{
-				armed: st.Armed,
-				completed: map[string]uint64{
-					"ready":    st.CompletedReady,
-					"error":    st.CompletedError,
-					"canceled": st.CompletedCancel,
-					"closed":   st.CompletedClosed,
-				},
-				outstanding:  st.Outstanding,
-				backendArmed: st.BackendArmed,
-				timers:       st.Timers,
-				staleDropped: st.StaleDropped,
-				rearmed:      st.Rearmed,
-				wakeups:      st.Wakeups,
-				loopTurns:    st.LoopTurns,
-				kernelEnters: st.KernelEnters,
-				eventsReaped: st.EventsReaped,
-			}
-		},
+		reactor: s.r.Stats,
 	}
 	for i, l := range s.streams {
 		src.streams = append(src.streams, streamSource{
