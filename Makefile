@@ -47,10 +47,12 @@ fuzz: ## explore cancel/'s schedules beyond the seed corpus (FUZZTIME=3m)
 compare: ## echoload matrix: echod (uring, epoll) vs C (io_uring, epoll; bench/c), stdlib, gnet, netpoll, nbio; tables under results/
 	scripts/compare.sh
 
-lint: ## gofmt check, go vet, staticcheck (pinned, fetched through go run)
+lint: ## gofmt check, go vet, staticcheck (pinned, fetched through go run), darwin and windows builds
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) $(PKGS)
+	GOOS=darwin $(GO) build $(PKGS)
+	GOOS=windows $(GO) build $(PKGS)
 
 fmt: ## rewrite every Go file with gofmt
 	gofmt -w $$(git ls-files '*.go')

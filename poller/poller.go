@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package poller is oneshot's one-shot readiness backend: it arms a single
 // poll for a tag on a file descriptor and reports exactly one Event for that
 // tag. Two backends implement it: io_uring (IORING_OP_POLL_ADD through the

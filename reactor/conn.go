@@ -1,3 +1,5 @@
+//go:build linux
+
 package reactor
 
 import (
@@ -8,48 +10,6 @@ import (
 
 	"golang.org/x/sys/unix"
 )
-
-// Handler receives a Listener's connection events. Its methods run on the
-// Conn's loop goroutine, one at a time per Conn, and must not block.
-//
-// The order per Conn is OnOpen, then OnData for the bytes in the order
-// they arrived (then OnEOF, for an EOFHandler), then OnClose, exactly once.
-// A Close, CloseNow or CloseWrite made inside a handler call takes effect
-// when the call returns, and no OnData follows a Close made there; one made
-// from another goroutine takes effect when the loop next acts on it, so an
-// OnData already under way, or one for bytes read in the same turn, can
-// still run after that Close returned.
-//
-// SetContext and Context are safe from any goroutine without a lock of the
-// handler's own. A Write error means the Conn is closing (ErrClosed) or
-// condemned by a write error that its OnClose will also report: stop
-// writing to it; there is nothing to retry.
-type Handler interface {
-	// OnOpen is called once, first, when the Conn was accepted.
-	OnOpen(c *Conn)
-	// OnData is called with bytes read from the Conn. b is the loop's read
-	// buffer, valid only during the call and overwritten by the next
-	// read: copy what you keep (Write copies what it queues).
-	OnData(c *Conn, b []byte)
-	// OnClose is called exactly once per opened Conn, last, after its fd
-	// was closed. err is nil for a clean close (peer EOF after flushing,
-	// Close, Shutdown) and says why otherwise.
-	OnClose(c *Conn, err error)
-}
-
-// EOFHandler is a Handler that hears the peer's end of input. Without it
-// the layer answers a peer's EOF by flushing pending output and closing
-// (right for an echo). With it the Conn stays open for writing: OnEOF is
-// called once, after OnData for every byte the peer sent, and the handler
-// may still Write (a reply to a last line that had no terminator, say)
-// and then Close, CloseWrite or CloseNow. Reading has stopped. Until the
-// handler closes, the Conn lives on under IdleTimeout and WriteTimeout
-// (ReadTimeout no longer applies), Shutdown and the reactor's Close.
-type EOFHandler interface {
-	Handler
-	// OnEOF is called once when a read returned end of file.
-	OnEOF(c *Conn)
-}
 
 // Conn tasks, handed to the loop by goroutines that are not running one of
 // the Conn's handler calls (c.inCb false); during a handler call the same

@@ -114,6 +114,16 @@
 // Accepting backs off on EMFILE, ENFILE, ENOBUFS and ENOMEM (5 ms doubling
 // to 500 ms) instead of re-arming a socket that stays readable (libuv #690).
 //
+// # Platforms
+//
+// The reactor runs on Linux (epoll, or io_uring where the kernel and any
+// seccomp profile allow it). The package builds on every GOOS, so that a
+// service importing it builds on its developers' laptops, but elsewhere New
+// returns an error wrapping ErrUnavailable that says the reactor is
+// Linux-only. Nothing falls back silently: a service that must also run
+// there uses net.Listen and net.Dialer itself when New fails, which
+// NetListen and DialContext mirror by signature.
+//
 // # Blocking calls and callbacks
 //
 // Callbacks and Handler methods run on a loop and must not block. Close,

@@ -1,3 +1,5 @@
+//go:build linux
+
 package reactor
 
 import (
@@ -11,70 +13,6 @@ import (
 
 	"golang.org/x/sys/unix"
 )
-
-// ListenConfig tunes a Listener. The zero value is usable.
-type ListenConfig struct {
-	// MaxConns bounds the open Conns; 0 is unlimited. Beyond it a new
-	// connection is accepted and closed at once, counted as Refused.
-	MaxConns int
-	// MaxPending is the unsent output, in bytes, above which the layer
-	// stops reading a Conn until its peer drains it; 0 means 1 MiB.
-	MaxPending int
-	// IdleTimeout closes a Conn that moved no byte either way for this
-	// long (OnClose's error wraps ErrIdleTimeout); 0 is none.
-	IdleTimeout time.Duration
-	// ReadTimeout closes a Conn from which no byte was read for this long
-	// while the layer was reading it (OnClose's error wraps
-	// os.ErrDeadlineExceeded); 0 is none.
-	ReadTimeout time.Duration
-	// WriteTimeout closes a Conn whose pending output made no progress
-	// for this long: a peer that stopped reading (OnClose's error wraps
-	// os.ErrDeadlineExceeded); 0 is none.
-	WriteTimeout time.Duration
-	// CloseTimeout bounds the flush of Close, Shutdown and peer EOF; a
-	// flush still unfinished then ends in a forced close. 0 means 30s.
-	CloseTimeout time.Duration
-	// LingerTimeout bounds how long a closing Conn (Close, Shutdown, or
-	// the layer's own close after a flush), its output flushed and its
-	// write side shut, keeps reading and discarding what a peer that has
-	// not closed yet still sends, so that the close does not reset the
-	// connection with our last output undelivered. 0 means 2s; negative
-	// closes as soon as the output is flushed.
-	LingerTimeout time.Duration
-	// Backlog is listen(2)'s backlog; 0 means the kernel's somaxconn.
-	Backlog int
-	// ReusePort opens one SO_REUSEPORT socket per loop, each accepting
-	// on its own loop and serving its Conns there, instead of one socket
-	// accepted on one loop that hands Conns to the loops in turn (the
-	// default; the package doc says why). TCP only.
-	ReusePort bool
-	// NoDelay sets TCP_NODELAY on accepted TCP connections. The zero
-	// value, ToggleDefault, turns it on, as Go's net does, so that a reply
-	// written in pieces (a header, then a body) goes out at once instead
-	// of waiting ~40 ms for the peer's delayed ACK; ToggleOff leaves
-	// Nagle's algorithm on.
-	NoDelay Toggle
-	// KeepAlive is the TCP keepalive idle time and probe interval of
-	// accepted connections: 0 means DefaultKeepAlive (15s, as Go's net),
-	// negative turns keepalive off.
-	KeepAlive time.Duration
-}
-
-// ListenerStats is a snapshot of a Listener's counters.
-type ListenerStats struct {
-	Accepted     uint64 // connections accepted and opened
-	Refused      uint64 // accepted and closed at once (MaxConns)
-	Active       int64  // open Conns
-	Closed       uint64 // Conns whose OnClose ran (or that closed unopened)
-	BytesIn      uint64
-	BytesOut     uint64
-	Paused       int64  // Conns not being read because of backpressure
-	OutBuffer    int64  // bytes of memory holding the Conns' pending output
-	Discarded    uint64 // bytes read from closing Conns and dropped (LingerTimeout)
-	AcceptCalls  uint64 // accept4 calls, EAGAIN and errors included
-	AcceptErrors uint64 // accept4 failures other than EAGAIN/ECONNABORTED
-	Backoffs     uint64 // times accepting paused on EMFILE/ENFILE/ENOBUFS/ENOMEM
-}
 
 // Accept-backoff bounds on fd exhaustion (libuv #690: never spin).
 const (

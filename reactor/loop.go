@@ -1,3 +1,5 @@
+//go:build linux
+
 package reactor
 
 import (
@@ -84,7 +86,7 @@ func (l *loop) run(backend poller.Backend, started chan<- openResult, done func(
 		defer runtime.UnlockOSThread()
 	} else {
 		// Any thread may enter the ring in turn: no SINGLE_ISSUER.
-		opts.Setup = l.r.cfg.uringSetup
+		opts.Setup = poller.UringCoop
 	}
 	p, sel, err := poller.Open(opts)
 	if err != nil {

@@ -1,3 +1,5 @@
+//go:build linux
+
 package reactor
 
 import (
@@ -19,20 +21,6 @@ type NetListener struct {
 }
 
 var _ net.Listener = (*NetListener)(nil)
-
-// NetConfig sets the socket options of NetConns: NetListenWith applies it
-// to the connections it accepts, DialWith to the one it dials. The zero
-// value is Go's net defaults, which NetListen and DialContext use.
-type NetConfig struct {
-	// NoDelay sets TCP_NODELAY: ToggleDefault and ToggleOn turn it on,
-	// ToggleOff leaves Nagle's algorithm on.
-	NoDelay Toggle
-	// KeepAlive is the TCP keepalive idle time and probe interval: 0
-	// means DefaultKeepAlive, negative turns keepalive off.
-	KeepAlive time.Duration
-	// Backlog is listen(2)'s backlog; 0 means the kernel's somaxconn.
-	Backlog int
-}
 
 func (c NetConfig) sock() sockDefaults { return sockDefaultsOf(c.NoDelay, c.KeepAlive) }
 

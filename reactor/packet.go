@@ -1,3 +1,5 @@
+//go:build linux
+
 package reactor
 
 import (
@@ -10,13 +12,6 @@ import (
 
 	"golang.org/x/sys/unix"
 )
-
-// PacketHandler receives a PacketConn's datagrams on its loop goroutine.
-type PacketHandler interface {
-	// OnPacket is called for each datagram; b is valid only during the
-	// call. It must not block.
-	OnPacket(p *PacketConn, b []byte, from netip.AddrPort)
-}
 
 // PacketConn is a UDP socket served by one loop. WriteTo and Close may be
 // called from any goroutine.

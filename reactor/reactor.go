@@ -1,3 +1,5 @@
+//go:build linux
+
 package reactor
 
 import (
@@ -17,6 +19,10 @@ import (
 
 // errDeadline is the result of a request whose deadline passed first.
 var errDeadline = os.ErrDeadlineExceeded
+
+// The Events constants (types.go) are poll(2)'s bits; this fails to build
+// if one of them differs from the kernel's.
+var _ = [1]struct{}{}[In^unix.POLLIN|Pri^unix.POLLPRI|Out^unix.POLLOUT|Err^unix.POLLERR|Hup^unix.POLLHUP|RdHup^unix.POLLRDHUP]
 
 // armMask holds every bit Arm accepts.
 const armMask = In | Pri | Out | Err | Hup | RdHup

@@ -1,46 +1,12 @@
+//go:build linux
+
 package reactor
 
 import (
 	"os"
-	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
-)
-
-// Toggle is a socket switch whose zero value means "the default", so that
-// a zero ListenConfig gets Go's net defaults.
-type Toggle uint8
-
-// The Toggle values.
-const (
-	ToggleDefault Toggle = iota // the option's documented default
-	ToggleOn
-	ToggleOff
-)
-
-// String names t: "default", "on" or "off".
-func (t Toggle) String() string {
-	switch t {
-	case ToggleDefault:
-		return "default"
-	case ToggleOn:
-		return "on"
-	case ToggleOff:
-		return "off"
-	}
-	return "Toggle(" + strconv.Itoa(int(t)) + ")"
-}
-
-// Socket defaults, as Go's net sets them on TCP connections it accepts
-// and dials (net.ListenConfig.KeepAlive, net.KeepAliveConfig).
-const (
-	// DefaultKeepAlive is the keepalive idle time and probe interval of
-	// TCP connections when none is configured.
-	DefaultKeepAlive = 15 * time.Second
-	// keepAliveCount is the number of unanswered probes before the kernel
-	// drops the connection (net's defaultTCPKeepAliveCount).
-	keepAliveCount = 9
 )
 
 // sockDefaults is what a listener or dialer applies to each new TCP

@@ -1,3 +1,5 @@
+//go:build linux
+
 package reactor
 
 // timerObj is what a timer fires into. seq lets the owner recognise and

@@ -7,9 +7,6 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"golang.org/x/sys/unix"
-
-	"github.com/oneshot-io/oneshot/poller"
 )
 
 // Events is a set of readiness conditions, with poll(2)'s bit values so that
@@ -17,14 +14,17 @@ import (
 type Events uint32
 
 // The readiness conditions a request can wait for or report. Err and Hup are
-// always reported when they happen, whether asked for or not.
+// always reported when they happen, whether asked for or not. The values
+// are Linux's POLL* bits, spelled out so that this file builds on every
+// GOOS; reactor.go checks them against golang.org/x/sys/unix at compile
+// time.
 const (
-	In    Events = unix.POLLIN
-	Pri   Events = unix.POLLPRI
-	Out   Events = unix.POLLOUT
-	Err   Events = unix.POLLERR
-	Hup   Events = unix.POLLHUP
-	RdHup Events = unix.POLLRDHUP
+	In    Events = 0x1
+	Pri   Events = 0x2
+	Out   Events = 0x4
+	Err   Events = 0x8
+	Hup   Events = 0x10
+	RdHup Events = 0x2000
 )
 
 // String writes the set as names joined by '|', e.g. "In|Out".
@@ -86,10 +86,6 @@ type Config struct {
 	// EventBatch is how many events one loop turn harvests at most
 	// (0 = 256).
 	EventBatch int
-
-	// uringSetup: the io_uring setup of a parked loop's ring, which any
-	// thread may enter in turn.
-	uringSetup poller.UringSetup
 }
 
 // Result is the one completion of a request.
@@ -174,7 +170,6 @@ func (c Config) withDefaults(gomaxprocs int) Config {
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
 	}
-	c.uringSetup = poller.UringCoop
 	return c
 }
 

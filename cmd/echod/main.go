@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command echod is an RFC 862 echo server over TCP, Unix stream sockets and
 // UDP, built on the oneshot reactor: io_uring one-shot polls where the
 // kernel and seccomp allow them, epoll otherwise.

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command echoload is a load generator for echo servers (TCP, Unix stream
 // sockets, UDP). It checks every echoed byte, measures latency into an HDR
 // histogram, and reports msgs/s, MB/s, p50/p90/p99/p99.9/max and errors by

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package seccomp denies io_uring to the current process the way container
 // runtimes do, so that tests can prove the epoll fallback and its diagnosis
 // against the real kernel instead of a mock.

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package load is echoload's engine: it opens connections to an echo server,
 // sends messages whose every byte it checks when they come back, and
 // measures latency into an HDR histogram.
