@@ -11,7 +11,7 @@ BENCH      ?= .
 BENCHTIME  ?= 1s
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: help run build test bench bench-cycle bench-ring-c fuzz compare lint fmt
+.PHONY: help run build test bench bench-cycle idle-rss bench-ring-c fuzz compare lint fmt
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
@@ -33,6 +33,9 @@ bench: ## run the benchmarks (BENCH=regexp BENCHTIME=1s PKGS=./ring/)
 
 bench-cycle: ## one waiter's wake cycle (Poll, Arm) per backend and loop mode vs Go's netpoller, medians and ratios (COUNT=5)
 	scripts/cycle.sh
+
+idle-rss: ## server RSS per idle connection at N=10000: echod (uring, epoll) vs gnet, medians of 3
+	scripts/idle-rss.sh
 
 bench-ring-c: ## ring/ NOP and POLL_ADD costs side by side with liburing in C (installs liburing-dev)
 	@dpkg -s liburing-dev >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq liburing-dev; }
