@@ -337,25 +337,20 @@ func (c *Conn) armRead() {
 	if !c.rd.IsZero() || c.phase() != phOpen {
 		return
 	}
-	tag, err := c.l.armOn(c.fd, In|RdHup, c.onRead)
-	if err != nil {
+	if err := c.l.armOn(c.fd, In|RdHup, c.onRead, &c.rd); err != nil {
 		c.finish(fmt.Errorf("reactor: arm read: %w", err))
-		return
 	}
-	c.rd = tag
 }
 
 func (c *Conn) armWrite() {
 	if !c.wr.IsZero() || c.phase() == phClosed {
 		return
 	}
-	tag, err := c.l.armOn(c.fd, Out, c.onWrite)
-	if err != nil {
+	if err := c.l.armOn(c.fd, Out, c.onWrite, &c.wr); err != nil {
 		c.finish(fmt.Errorf("reactor: arm write: %w", err))
 		return
 	}
-	c.wr = tag
-	if c.ln.writeTimeout > 0 {
+	if c.ln.writeTimeout > 0 && !c.wr.IsZero() {
 		c.schedule()
 	}
 }

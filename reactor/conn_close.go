@@ -178,12 +178,13 @@ func (c *Conn) discard() {
 				return
 			}
 			if c.rd.IsZero() {
-				tag, err := c.l.armOn(c.fd, In|RdHup, c.onRead)
-				if err != nil {
+				if err := c.l.armOn(c.fd, In|RdHup, c.onRead, &c.rd); err != nil {
 					c.finish(fmt.Errorf("reactor: arm read: %w", err))
 					return
 				}
-				c.rd = tag
+				if c.phase() == phClosed {
+					return // the arm was refused, and its callback closed c
+				}
 			}
 			c.lingerNext = min(nanotime()+int64(lingerPoll), c.lingerBy)
 			c.schedule()

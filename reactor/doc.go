@@ -28,6 +28,13 @@
 //	loop, delivery      outcome read, slot released if the    Delivered → MustRelease
 //	                    kernel owes nothing, callback run
 //
+// On the loop one executor (act) carries out every Action a transition
+// returns, whoever reported what happened: the inbox's arm, the kernel's
+// completion, a cancel, a deadline, CloseFd, the reactor's Close, and the
+// connection layer's own requests (whose refused arms complete through
+// their callbacks like any other). Off the loop, a Cancel that must
+// withdraw an armed request posts it to the loop.
+//
 // Kernel tags are cancel's 64-bit (slot, generation) tags, so an event the
 // kernel posts after its request completed, or after the fd's number was
 // reused, finds a different generation and is dropped (Stats.StaleDropped).

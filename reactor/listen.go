@@ -335,13 +335,11 @@ func (s *lsock) arm() {
 	if s.closed || !s.acceptTag.IsZero() {
 		return
 	}
-	tag, err := s.l.armOn(s.fd, In, s.onAccept)
-	if err != nil {
+	// A refused arm completes through acceptable, which closes s.
+	if err := s.l.armOn(s.fd, In, s.onAccept, &s.acceptTag); err != nil {
 		s.ln.r.cfg.Logger.Sugar().Debugw("reactor: arm listener", "addr", s.ln.addr, "err", err)
 		s.close()
-		return
 	}
-	s.acceptTag = tag
 }
 
 func (s *lsock) close() {

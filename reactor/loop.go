@@ -3,6 +3,7 @@
 package reactor
 
 import (
+	"fmt"
 	"runtime"
 	"strconv"
 	"sync/atomic"
@@ -263,11 +264,17 @@ func (l *loop) exec(c *cmd) {
 	}
 }
 
-// act carries out the obligations a cancel transition handed the loop.
+// act is the one executor: every transition a request takes on the loop,
+// whoever reports it, hands its Action here, and nothing else tests
+// Action bits on the loop. Asking the loop to cancel, when the loop itself
+// asks, is withdrawing now.
 func (l *loop) act(h reqHandle, a cancel.Action) {
 	if a.Has(cancel.Stale) {
 		l.stale.Add(1)
 		return
+	}
+	if a.Has(cancel.MustAskLoopToCancel) {
+		a |= h.Withdraw()
 	}
 	if a.Has(cancel.MustCancelInKernel) {
 		l.p.Disarm(h.Tag())
@@ -348,39 +355,34 @@ func (l *loop) deliver(h reqHandle) {
 	}
 }
 
-// armOn is the connection layer's direct path: on the loop, no inbox. An
-// error means no request was made and cb will never run.
-func (l *loop) armOn(fd int, ev Events, cb func(Result)) (reqHandle, error) {
+// armOn is the connection layer's direct path: a request made on the loop,
+// with no inbox. *into holds its handle before the backend sees it; if the
+// backend refuses the arm, cb runs with the error (through act, as for any
+// request) before armOn returns, and clears what it owns. An error means
+// no request was made (the loop is stopping, or the table is exhausted)
+// and cb will never run.
+func (l *loop) armOn(fd int, ev Events, cb func(Result), into *reqHandle) error {
 	if l.stopping {
-		return reqHandle{}, ErrClosed
+		return ErrClosed
 	}
 	h, err := l.table.Acquire()
 	if err != nil {
-		return reqHandle{}, err
+		return fmt.Errorf("reactor: %w", err)
 	}
 	d := h.Data()
 	d.fd, d.ev, d.cb = int32(fd), ev, cb
-	if a := h.Arm(); a != cancel.MustArm {
-		panic("reactor: fresh request not armable: " + a.String())
-	}
-	if err := l.p.Arm(h.Tag(), fd, uint32(ev)); err != nil {
-		if h.Steal(cancel.Failed).Has(cancel.MustDeliver) && h.Delivered().Has(cancel.MustRelease) {
-			l.table.Release(h)
-		}
-		return reqHandle{}, err
-	}
 	l.armed.Add(1)
 	l.outstanding.Add(1)
-	l.link(h)
-	return h, nil
+	*into = h
+	l.act(h, h.Arm())
+	return nil
 }
 
 // cancelOn cancels h from the loop; a completion still to come is
 // delivered now, as ErrCanceled.
 func (l *loop) cancelOn(h reqHandle) {
-	if _, a := h.Cancel(); a.Has(cancel.MustAskLoopToCancel) {
-		l.act(h, h.Withdraw())
-	}
+	_, a := h.Cancel()
+	l.act(h, a)
 }
 
 // closeFdOn completes every live request on fd (a Closed outcome read as
@@ -402,13 +404,10 @@ func (l *loop) closeFdOn(fd int) {
 		if h.State().Outcome() == cancel.Undecided {
 			h.Data().reason = ErrFdClosed
 		}
-		if a := h.Close(); a.Has(cancel.MustAskLoopToCancel) {
-			// Forget below cancels every tag on fd in the kernel.
-			l.act(h, h.Withdraw()&^cancel.MustCancelInKernel)
-		} else if st := h.State(); st.Phase() == cancel.OnQueue {
-			// A Cancel won meanwhile and its withdraw is still queued.
-			l.act(h, h.Withdraw()&^cancel.MustCancelInKernel)
-		}
+		l.act(h, h.Close())
+		// A Cancel that won before and whose withdraw still waits in the
+		// inbox is withdrawn now: fd goes away before the inbox is read.
+		l.act(h, h.Withdraw())
 	}
 	l.p.Forget(fd)
 	_ = unix.Close(fd) // EINTR/EIO on close still release the descriptor
@@ -463,9 +462,7 @@ func (l *loop) runTimers(now int64) {
 			continue
 		}
 		h.Data().reason = errDeadline
-		if a := h.Close(); a.Has(cancel.MustAskLoopToCancel) {
-			l.act(h, h.Withdraw())
-		}
+		l.act(h, h.Close())
 	}
 }
 
@@ -513,7 +510,7 @@ func (l *loop) stop() {
 		return true
 	})
 	for _, h := range live {
-		h.Close()
+		l.act(h, h.Close())
 		// Withdraw also finishes one whose Cancel won but whose withdraw
 		// was refused by the closed inbox.
 		l.act(h, h.Withdraw())

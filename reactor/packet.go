@@ -148,12 +148,10 @@ func (p *PacketConn) finish() {
 }
 
 func (p *PacketConn) arm() {
-	tag, err := p.l.armOn(p.fd, In, p.onRead)
-	if err != nil {
+	// A refused arm completes through readable, which finishes p.
+	if err := p.l.armOn(p.fd, In, p.onRead, &p.rd); err != nil {
 		p.finish()
-		return
 	}
-	p.rd = tag
 }
 
 func (p *PacketConn) readable(res Result) {

@@ -246,16 +246,24 @@ func (q *Request) Cancel() bool {
 	if q == nil || q.h.IsZero() {
 		return false
 	}
-	won, a := q.h.Cancel()
-	if a.Has(cancel.MustAskLoopToCancel) {
-		// If the inbox is closed the stopping loop withdraws it itself.
-		q.l.post(cmd{op: opCancel, h: q.h})
-	}
+	won, a := q.l.cancelOff(q.h)
 	if a == cancel.Stale {
 		// The slot moved on: q was delivered; the loop stored its outcome.
 		return cancel.Outcome(q.outcome.Load()) == cancel.Canceled
 	}
 	return won
+}
+
+// cancelOff is Cancel made by a goroutine that is not the loop: an armed
+// request's withdrawal is the loop's to make (act, on opCancel), so it is
+// posted there; if the inbox is closed, the stopping loop withdraws it
+// itself. The loop's own cancels go straight to act (cancelOn).
+func (l *loop) cancelOff(h reqHandle) (bool, cancel.Action) {
+	won, a := h.Cancel()
+	if a.Has(cancel.MustAskLoopToCancel) {
+		l.post(cmd{op: opCancel, h: h})
+	}
+	return won, a
 }
 
 // waiter is a Poll's completion channel, pooled.
@@ -288,10 +296,7 @@ func (r *Reactor) Poll(ctx context.Context, fd int, ev Events) (Events, error) {
 	select {
 	case res = <-w.ch:
 	case <-ctx.Done():
-		won, a := h.Cancel()
-		if a.Has(cancel.MustAskLoopToCancel) {
-			l.post(cmd{op: opCancel, h: h})
-		}
+		won, _ := l.cancelOff(h)
 		res = <-w.ch // the one completion, whoever decided it
 		if won {
 			r.waiters.Put(w)
