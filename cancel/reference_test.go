@@ -402,6 +402,14 @@ func referenceRound(t *testing.T, rows []row, hit map[string]bool) {
 			case a != want.act || after != want.next:
 				rt.Fatalf("%v on %v = %v, %v; the table says %v, %v", ev, before, a, after, want.act, want.next)
 			}
+			// Cancellable is the reactor's test of whether a canceller or
+			// the closer would still decide the outcome.
+			if cur && !want.panics && (ev.table == "Cancel" || ev.table == "Close") {
+				decided := before.Outcome() == cancel.Undecided && after.Outcome() != cancel.Undecided
+				if decided != before.Cancellable() {
+					rt.Fatalf("%v on %v left %v; Cancellable() said %v", ev, before, after, before.Cancellable())
+				}
+			}
 			if ev.table == "Cancel" && !want.panics {
 				if exp := after.Outcome() == cancel.Canceled && h.Current(); canceled != exp {
 					rt.Fatalf("Cancel on %v reported %v, want %v", before, canceled, exp)
