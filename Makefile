@@ -54,7 +54,7 @@ fuzz: ## explore cancel/'s schedules beyond the seed corpus (FUZZTIME=3m)
 # thresholds make it fail when efficacy falls to 90% or mutator coverage to
 # 70% (README, Testing: 31 mutants sit in constant declarations, which no
 # coverage profile can mark, so coverage cannot pass ~76%).
-mutation: ## mutation-test cancel/ with gremlins (installs it if missing; ~10 min on 2 cores)
+mutation: ## mutation-test cancel/ with gremlins (installs it if missing; 5-10 min on 2 cores)
 	@test -x $(GREMLINS) || { echo "installing gremlins $(GREMLINS_VERSION)"; GOFLAGS= $(GO) install github.com/go-gremlins/gremlins/cmd/gremlins@$(GREMLINS_VERSION); }
 	GOFLAGS="$(GOFLAGS) -count=1" $(GREMLINS) unleash --workers 2 --timeout-coefficient 8 \
 		--threshold-efficacy 90 --threshold-mcover 70 ./cancel
