@@ -2,8 +2,15 @@
 #
 # echod in a small image: a static binary on distroless, run as non-root.
 #
-#   docker build -t echod .
-#   docker run --rm -p 7007:7007 echod
+#   docker build -t echod --build-arg VERSION=$(git describe --tags --always --dirty) .
+#   docker run --rm -p 7007:7007 echod                     # serves 0.0.0.0:7007
+#   docker run --rm -p 8000:8000 echod --listen :8000      # serves :8000 only
+#
+# The default --listen is the CMD, so any arguments given to `docker run`
+# replace it rather than add a second listener. The build context has no
+# .git (.dockerignore), so Go cannot record a VCS revision: VERSION is
+# stamped in with the linker instead, and `echod --version` and the startup
+# line report it ("(devel)" when the build arg is not given).
 #
 # Docker's default seccomp profile denies io_uring (moby #47532), so in a
 # default container echod serves on epoll and its startup line says why.
@@ -13,14 +20,17 @@
 #     --security-opt seccomp=contrib/seccomp-io_uring.json echod
 
 FROM golang:1.26 AS build
+ARG VERSION=
 WORKDIR /src
 # Modules first: this layer is reused until go.mod or go.sum change.
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 # CGO off: a static binary that needs no libc in the final image.
-# -trimpath: no build-machine paths in it; -s -w: no symbol tables.
-RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/echod ./cmd/echod
+# -trimpath: no build-machine paths in it; -s -w: no symbol tables; -X:
+# the version (integration/dockerfile_test.go runs this very line outside
+# Docker and checks the stamp).
+RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -X github.com/oneshot-io/oneshot/internal/version.Stamped=${VERSION}" -o /out/echod ./cmd/echod
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/echod /usr/local/bin/echod
@@ -28,6 +38,10 @@ COPY --from=build /out/echod /usr/local/bin/echod
 # runAsNonRoot can check it.
 USER 65532:65532
 EXPOSE 7007
-# Inside a container the published port must reach echod, so it listens on
-# every interface; the log goes to stderr as JSON for `docker logs`.
-ENTRYPOINT ["/usr/local/bin/echod", "--listen", "0.0.0.0:7007", "--log-format", "json"]
+# The log goes to stderr as JSON for `docker logs`. Inside a container the
+# published port must reach echod, so by default it listens on every
+# interface; that default is the CMD, which arguments to `docker run`
+# replace (--listen accumulates, so in the ENTRYPOINT it could not be
+# overridden, only added to).
+ENTRYPOINT ["/usr/local/bin/echod", "--log-format", "json"]
+CMD ["--listen", "0.0.0.0:7007"]

@@ -10,8 +10,12 @@ TESTFLAGS  ?=
 BENCH      ?= .
 BENCHTIME  ?= 1s
 STATICCHECK_VERSION ?= v0.8.2
+# gremlins, for make mutation: installed into $(GOBIN) (or GOPATH/bin) by
+# go install through the module proxy when missing.
+GREMLINS_VERSION ?= v0.6.0
+GREMLINS   ?= $(or $(shell $(GO) env GOBIN),$(shell $(GO) env GOPATH)/bin)/gremlins
 
-.PHONY: help run build test bench bench-cycle idle-rss bench-ring-c fuzz compare lint fmt
+.PHONY: help run build vet test bench bench-cycle idle-rss bench-ring-c fuzz mutation compare lint fmt
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
@@ -24,8 +28,12 @@ run: ## build echod and serve on 127.0.0.1:7007 in the foreground (Ctrl-C stops 
 build: ## compile every package and command
 	$(GO) build $(PKGS)
 
-test: ## go vet, then every test under -race (fuzz seed corpora included)
+# vet is a prerequisite of both test and lint, so `make lint test` (what
+# .ci/run does) runs it once.
+vet: ## go vet
 	$(GO) vet $(PKGS)
+
+test: vet ## go vet, then every test under -race (fuzz seed corpora included)
 	$(GO) test -race -timeout $(TEST_TIMEOUT) $(TESTFLAGS) $(PKGS)
 
 bench: ## run the benchmarks (BENCH=regexp BENCHTIME=1s PKGS=./ring/)
@@ -45,17 +53,29 @@ FUZZTIME ?= 3m
 fuzz: ## explore cancel/'s schedules beyond the seed corpus (FUZZTIME=3m)
 	$(GO) test -run '^$$' -fuzz=FuzzSchedule -fuzztime=$(FUZZTIME) ./cancel/
 
+# Each mutant costs a build and a full run of cancel/'s tests. -count=1
+# keeps gremlins' first, unmutated run out of the test cache, so the
+# timeout (that run's time times the coefficient) is a real run's, generous
+# enough that a busy machine reports slow runs, not false TIMED OUTs. The
+# thresholds make it fail when efficacy falls to 90% or mutator coverage to
+# 70% (README, Testing: 31 mutants sit in constant declarations, which no
+# coverage profile can mark, so coverage cannot pass ~76%).
+mutation: ## mutation-test cancel/ with gremlins (installs it if missing; 5-10 min on 2 cores)
+	@test -x $(GREMLINS) || { echo "installing gremlins $(GREMLINS_VERSION)"; GOFLAGS= $(GO) install github.com/go-gremlins/gremlins/cmd/gremlins@$(GREMLINS_VERSION); }
+	GOFLAGS="$(GOFLAGS) -count=1" $(GREMLINS) unleash --workers 2 --timeout-coefficient 8 \
+		--threshold-efficacy 90 --threshold-mcover 70 ./cancel
+
 # QUICK, ROUNDS, DURATION, WARMUP, SERVERS, CELLS, PIN, SYSCALLS pass
 # through to the script (make compare QUICK=1); see scripts/compare.sh.
 compare: ## echoload matrix: echod (uring, epoll) vs C (io_uring, epoll; bench/c), stdlib, gnet, netpoll, nbio; tables under results/
 	scripts/compare.sh
 
-lint: ## gofmt check, go vet, staticcheck (pinned, fetched through go run), darwin and windows builds
+lint: vet ## gofmt check, go vet, staticcheck (pinned, fetched through go run), darwin and windows builds
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
-	$(GO) vet $(PKGS)
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) $(PKGS)
 	GOOS=darwin $(GO) build $(PKGS)
 	GOOS=windows $(GO) build $(PKGS)
+	@echo "lint: ok (gofmt, go vet, staticcheck $(STATICCHECK_VERSION), darwin and windows builds: nothing to report)"
 
 fmt: ## rewrite every Go file with gofmt
 	gofmt -w $$(git ls-files '*.go')

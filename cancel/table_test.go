@@ -171,3 +171,97 @@ func TestFreeListABA(t *testing.T) {
 		t.Fatalf("slot %d handed out while held: the stale pop installed it as the head", y.Index())
 	}
 }
+
+// TestNewTableCapacity: NewTable(n) has room for n requests before it first
+// grows, in whole chunks of 256 and not one chunk more; n live requests
+// then fit without growth and the next one grows the table by one chunk.
+func TestNewTableCapacity(t *testing.T) {
+	const chunk = 256
+	for _, n := range []int{0, 1, chunk - 1, chunk, chunk + 1, 2 * chunk, 1 << 16} {
+		want := (n + chunk - 1) / chunk * chunk
+		tb := cancel.NewTable[payload](n)
+		if tb.Cap() != want {
+			t.Fatalf("NewTable(%d).Cap() = %d, want %d", n, tb.Cap(), want)
+		}
+		if n > 2*chunk {
+			continue // the bound above is the point; filling it is the small ones' job
+		}
+		for range want {
+			if _, err := tb.Acquire(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if tb.Cap() != want {
+			t.Fatalf("NewTable(%d) grew to %d before its %d slots were live", n, tb.Cap(), want)
+		}
+		if _, err := tb.Acquire(); err != nil {
+			t.Fatal(err)
+		}
+		if tb.Cap() != want+chunk {
+			t.Fatalf("NewTable(%d): Cap() = %d after one more Acquire, want %d", n, tb.Cap(), want+chunk)
+		}
+	}
+}
+
+// TestFreeListABABalanced is the ABA of TestFreeListABA with as many pushes
+// as pops in between: a pop reads head X with next Y and stops; meanwhile X
+// and Y are taken, Z is released and X comes back on top of Z. The head
+// names X again and, were the version not moved the same way by every push
+// and pop (a push undoing a pop's bump), it would be the very word the
+// stopped pop read. Its CAS must still fail: it returns X, and Y, which is
+// held, is never handed out.
+func TestFreeListABABalanced(t *testing.T) {
+	var calls atomic.Int32
+	paused, resume := make(chan struct{}), make(chan struct{})
+	tb := cancel.NewTableWithPopHook[payload](1, func() {
+		if calls.Add(1) == 1 { // the first pop of a non-empty list: the goroutine's
+			close(paused)
+			<-resume
+		}
+	})
+	release := func(h handle) {
+		h.Close()
+		h.Arm()
+		h.Delivered()
+		tb.Release(h)
+	}
+	x, _ := tb.Acquire()
+	y, _ := tb.Acquire()
+	z, _ := tb.Acquire() // held until the stopped pop has read X
+	release(y)
+	release(x) // free list: X, Y
+	got := make(chan handle)
+	go func() {
+		h, _ := tb.Acquire() // stops after reading head X, next Y
+		got <- h
+	}()
+	select {
+	case <-paused:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the Acquire never reached its pop")
+	}
+	x2, _ := tb.Acquire() // X
+	y2, _ := tb.Acquire() // Y, now held
+	if x2.Index() != x.Index() || y2.Index() != y.Index() {
+		t.Fatalf("setup: got slots %d, %d; want %d, %d", x2.Index(), y2.Index(), x.Index(), y.Index())
+	}
+	release(z)
+	release(x2) // free list: X, Z; two pops and two pushes since the read
+	close(resume)
+	var a handle
+	select {
+	case a = <-got:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the stopped Acquire never returned")
+	}
+	if a.Index() != x.Index() {
+		t.Fatalf("the stopped Acquire got slot %d, want %d", a.Index(), x.Index())
+	}
+	var b handle
+	if msg := panicMessage(func() { b, _ = tb.Acquire() }); msg != "" {
+		t.Fatalf("the next Acquire found a held slot on the free list (the stale pop installed Y as the head): %s", msg)
+	}
+	if b.Index() != z.Index() {
+		t.Fatalf("the next Acquire got slot %d, want %d (Z, the only free one); Y is %d", b.Index(), z.Index(), y.Index())
+	}
+}

@@ -321,3 +321,67 @@ func TestActionString(t *testing.T) {
 		t.Error("Has")
 	}
 }
+
+// TestCancellable: State.Cancellable, which the reactor consults before it
+// bothers a loop with a cancel, says true exactly in the states where a
+// Cancel then decides the outcome, in every named state. (Cancel itself
+// also returns true on a request a canceller already decided.)
+func TestCancellable(t *testing.T) {
+	for name, setup := range setups {
+		t.Run(name, func(t *testing.T) {
+			tb := cancel.NewTable[payload](1)
+			h, err := tb.Acquire()
+			if err != nil {
+				t.Fatal(err)
+			}
+			setup(t, h)
+			st := h.State()
+			canceled, _ := h.Cancel()
+			decided := st.Outcome() == cancel.Undecided && h.State().Outcome() == cancel.Canceled
+			if decided != st.Cancellable() || decided && !canceled {
+				t.Errorf("%v: Cancellable() = %v, but Cancel() = %v left %v", st, st.Cancellable(), canceled, h.State())
+			}
+		})
+	}
+}
+
+// TestNamesOutOfRange: a phase or outcome outside its enumeration (a
+// corrupt word in a panic message) prints as a number, never panics.
+func TestNamesOutOfRange(t *testing.T) {
+	for _, c := range []struct{ got, want string }{
+		{cancel.Done.String(), "Done"},
+		{cancel.Phase(cancel.Done + 1).String(), "Phase(6)"},
+		{cancel.Phase(255).String(), "Phase(255)"},
+		{cancel.Closed.String(), "Closed"},
+		{cancel.Outcome(cancel.Closed + 1).String(), "Outcome(5)"},
+		{cancel.Outcome(255).String(), "Outcome(255)"},
+	} {
+		if c.got != c.want {
+			t.Errorf("String() = %q, want %q", c.got, c.want)
+		}
+	}
+}
+
+// TestIsZero: the zero Handle, which the reactor uses as the end of its
+// per-fd lists, is the only one that reports IsZero; a handle keeps
+// reporting false after its slot is released and reused (it is stale, not
+// zero).
+func TestIsZero(t *testing.T) {
+	var zero handle
+	if !zero.IsZero() {
+		t.Fatal("the zero Handle is not IsZero")
+	}
+	tb := cancel.NewTable[payload](1)
+	h, err := tb.Acquire()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.IsZero() {
+		t.Fatal("an acquired handle is IsZero")
+	}
+	setups["Done/r"](t, h)
+	tb.Release(h)
+	if h.IsZero() {
+		t.Fatal("a released handle is IsZero")
+	}
+}

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime"
-	"runtime/debug"
 	"sync/atomic"
 
 	"go.uber.org/zap"
@@ -59,37 +57,6 @@ func (s *logSink) Write(p []byte) (int, error) {
 		s.dropped.Add(1)
 	}
 	return len(p), nil
-}
-
-// versionString is what --version prints: the module version when built by
-// `go install ...@vX`, "(devel)" for a build from a checkout, plus the VCS
-// revision when the build recorded one.
-func versionString() string {
-	v, rev, dirty := "(unknown)", "", false
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		v = bi.Main.Version
-		for _, s := range bi.Settings {
-			switch s.Key {
-			case "vcs.revision":
-				rev = s.Value
-			case "vcs.modified":
-				dirty = s.Value == "true"
-			}
-		}
-	}
-	if v == "" {
-		v = "(devel)"
-	}
-	if rev != "" {
-		if len(rev) > 12 {
-			rev = rev[:12]
-		}
-		if dirty {
-			rev += "-dirty"
-		}
-		v += " " + rev
-	}
-	return fmt.Sprintf("echod %s %s %s/%s", v, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }
 
 // isTerminal reports whether w is a terminal, where people read the console

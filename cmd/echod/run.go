@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/oneshot-io/oneshot/internal/version"
 )
 
 // server is what run needs from the serving side: server.go implements it
@@ -65,7 +67,7 @@ func runWith(args []string, stdout, stderr io.Writer, signals <-chan os.Signal, 
 		printUsage(stdout)
 		return exitOK
 	case cfg.version:
-		fmt.Fprintln(stdout, versionString())
+		fmt.Fprintln(stdout, version.String("echod"))
 		return exitOK
 	}
 	if cfg.logFormat == "" {
@@ -124,7 +126,7 @@ func runWith(args []string, stdout, stderr io.Writer, signals <-chan os.Signal, 
 		zap.Int("udp_rate", cfg.udpRate),
 		zap.Duration("idle_timeout", cfg.idleTimeout),
 		zap.Int("pid", os.Getpid()),
-		zap.String("version", versionString()),
+		zap.String("version", version.String("echod")),
 	)
 	log.Info("listening", fields...)
 

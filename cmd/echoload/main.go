@@ -11,7 +11,9 @@
 //
 // Exit status: 0 when every message came back intact, 1 when any error was
 // seen (mismatch, short read, reset, timeout, connect), the run could not
-// happen or it was interrupted, 2 for a bad command line.
+// happen or it was interrupted, 2 for a bad command line (an --hgrm file
+// that cannot be created and a --server-pid with no process included: both
+// are refused before any load starts).
 package main
 
 import (
@@ -28,8 +30,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/oneshot-io/oneshot/cmd/echoload/internal/load"
 	"golang.org/x/sys/unix"
+
+	"github.com/oneshot-io/oneshot/cmd/echoload/internal/load"
+	"github.com/oneshot-io/oneshot/internal/version"
 )
 
 func main() {
@@ -52,10 +56,11 @@ const defaultAddr = "127.0.0.1:7007"
 
 // options are the command line beyond load.Config.
 type options struct {
-	cfg   load.Config
-	json  bool
-	hgrm  string
-	quiet bool
+	cfg     load.Config
+	json    bool
+	hgrm    string
+	quiet   bool
+	version bool
 }
 
 // parse turns args into options; the error is one line for the user.
@@ -78,6 +83,7 @@ func parse(args []string) (options, error) {
 	fs.BoolVar(&o.json, "json", false, "print one JSON object with every figure and the config instead of the summary")
 	fs.StringVar(&o.hgrm, "hgrm", "", "write the latency distribution (.hgrm percentile text, µs) to this file")
 	fs.BoolVar(&o.quiet, "quiet", false, "no live progress line")
+	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) { // -h/--help
 			return o, err
@@ -87,8 +93,30 @@ func parse(args []string) (options, error) {
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+	if o.version {
+		return o, nil
+	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	// The bounds Config.Validate checks, said here in the flags' own names.
+	for _, c := range []struct {
+		flag string
+		bad  bool
+		val  any
+		want string
+	}{
+		{"conns", o.cfg.Conns < 1, o.cfg.Conns, ">= 1"},
+		{"pipeline", o.cfg.Pipeline < 1, o.cfg.Pipeline, ">= 1"},
+		{"rate", o.cfg.Rate < 0, o.cfg.Rate, ">= 0"},
+		{"warmup", o.cfg.Warmup < 0, o.cfg.Warmup, ">= 0"},
+		{"connect-rate", o.cfg.ConnectRate < 0, o.cfg.ConnectRate, ">= 0"},
+		{"timeout", o.cfg.Timeout <= 0, o.cfg.Timeout, "> 0"},
+		{"server-pid", set["server-pid"] && o.cfg.ServerPID < 1, o.cfg.ServerPID, "a process ID >= 1"},
+	} {
+		if c.bad {
+			return o, fmt.Errorf("--%s %v: want %s", c.flag, c.val, c.want)
+		}
+	}
 	if set["duration"] && set["messages"] {
 		return o, errors.New("give --duration or --messages, not both")
 	}
@@ -111,6 +139,13 @@ func parse(args []string) (options, error) {
 	}
 	if err := o.cfg.Validate(); err != nil {
 		return o, err
+	}
+	// A server PID read only at the end of the warmup would be found
+	// missing after the connections are up; refuse it now instead.
+	if o.cfg.ServerPID > 0 {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d/stat", o.cfg.ServerPID)); err != nil {
+			return o, fmt.Errorf("--server-pid %d: no such process (%w)", o.cfg.ServerPID, err)
+		}
 	}
 	return o, nil
 }
@@ -191,6 +226,25 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool)
 		fmt.Fprintf(stderr, "echoload: %v (see --help)\n", err)
 		return exitUsage
 	}
+	if o.version {
+		fmt.Fprintln(stdout, version.String("echoload"))
+		return exitOK
+	}
+	// The --hgrm file is created before the run, so that a path that cannot
+	// be written fails now and not after the whole measurement.
+	var hgrm *os.File
+	if o.hgrm != "" {
+		if hgrm, err = os.Create(o.hgrm); err != nil {
+			fmt.Fprintf(stderr, "echoload: --hgrm: %v\n", err)
+			return exitUsage
+		}
+		defer func() {
+			if hgrm != nil { // not written: leave no empty file behind
+				hgrm.Close()
+				os.Remove(o.hgrm)
+			}
+		}()
+	}
 	if tty && !o.quiet && !o.json {
 		o.cfg.Progress = func(p load.Progress) {
 			phase := "run"
@@ -218,8 +272,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool)
 		fmt.Fprintf(stderr, "echoload: %v\n", werr)
 		return exitFail
 	}
-	if o.hgrm != "" {
-		if herr := writeHGRM(o.hgrm, &rep); herr != nil {
+	if hgrm != nil {
+		f := hgrm
+		hgrm = nil // written, or the error below says why not
+		if herr := writeHGRM(f, &rep); herr != nil {
 			fmt.Fprintf(stderr, "echoload: %v\n", herr)
 			return exitFail
 		}
@@ -241,14 +297,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, tty bool)
 	return exitOK
 }
 
-func writeHGRM(path string, rep *load.Report) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
+// writeHGRM writes rep's latency distribution to f and closes it.
+func writeHGRM(f *os.File, rep *load.Report) error {
 	if err := rep.WriteHGRM(f); err != nil {
 		f.Close()
-		return fmt.Errorf("writing %s: %w", path, err)
+		return fmt.Errorf("writing %s: %w", f.Name(), err)
 	}
 	return f.Close()
 }
@@ -264,7 +317,11 @@ Load-tests an echo server and checks every byte that comes back.
   --pipeline N         messages in flight per connection (default 1)
   --duration D         measured phase length (default 10s)
   --messages N         or: stop after N measured messages in total
-  --rate R             total msgs/s, open loop; latency from intended send time
+  --rate R             total msgs/s, open loop; latency from intended send time.
+                       Every message scheduled in --duration is sent, so when
+                       the server falls behind the run outlasts --duration
+                       (by up to the backlog, each echo waited on up to
+                       --timeout)
   --warmup D           checked, uncounted load first (default 1s)
   --connect-rate R     new connections per second (default unlimited)
   --timeout D          longest wait for a dial, write or echo (default 5s)
@@ -273,8 +330,10 @@ Load-tests an echo server and checks every byte that comes back.
   --json               one JSON object with every figure and the config
   --hgrm FILE          write the latency percentile distribution (.hgrm, µs)
   --quiet              no live progress line (it is shown only on a terminal)
+  --version            print the version and exit
 Exit status: 0 all intact, 1 errors seen or the run was interrupted,
-2 bad command line.
+2 bad command line (checked before any load: an --hgrm file that cannot be
+created, a --server-pid with no process).
 `)
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -108,6 +109,8 @@ func TestBadFlags(t *testing.T) {
 		{"--addr", "127.0.0.1:0"},
 		{"--addr", "udp:127.0.0.1:http"},
 		{"--addr", "unix:"},
+		{"--server-pid", "0"},
+		{"--timeout", "0s"},
 		{"stray"},
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
@@ -133,6 +136,10 @@ func TestBadFlagSpelling(t *testing.T) {
 		{[]string{"--conns", "x"}, `invalid value "x" for --conns`},
 		{[]string{"--addr"}, "a value is missing after --addr"},
 		{[]string{"--json=maybe"}, `invalid boolean value "maybe" for --json`},
+		{[]string{"--conns", "0"}, "--conns 0: want >= 1"},
+		{[]string{"--pipeline", "-1"}, "--pipeline -1: want >= 1"},
+		{[]string{"--connect-rate", "-2"}, "--connect-rate -2: want >= 0"},
+		{[]string{"--server-pid", "-3"}, "--server-pid -3: want a process ID >= 1"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			code, _, stderr := echoload(t, tc.args...)
@@ -150,10 +157,70 @@ func TestHelp(t *testing.T) {
 	}
 	// Every flag parse accepts, so that none is accepted but undocumented.
 	for _, f := range []string{"--addr", "--conns", "--size", "--pipeline", "--duration", "--messages",
-		"--rate", "--warmup", "--connect-rate", "--timeout", "--server-pid", "--seed", "--json", "--hgrm", "--quiet"} {
+		"--rate", "--warmup", "--connect-rate", "--timeout", "--server-pid", "--seed", "--json", "--hgrm", "--quiet",
+		"--version"} {
 		if !strings.Contains(stdout, "  "+f+" ") {
 			t.Errorf("--help does not list %s", f)
 		}
+	}
+	// An open-loop run sends every message scheduled in its duration,
+	// however late: a user must not be surprised that it runs longer.
+	if !strings.Contains(stdout, "outlasts --duration") {
+		t.Errorf("--help does not say that an open-loop run may outlast --duration:\n%s", stdout)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	code, stdout, stderr := echoload(t, "--version")
+	if code != 0 || !strings.HasPrefix(stdout, "echoload ") || !strings.Contains(stdout, " linux/") ||
+		strings.Count(stdout, "\n") != 1 || stderr != "" {
+		t.Fatalf("exit %d, stdout %q, stderr %q; want 0 and one line \"echoload VERSION GO linux/ARCH\"", code, stdout, stderr)
+	}
+}
+
+// TestRefusedBeforeTheRun checks that an --hgrm file that cannot be created
+// and a --server-pid that names no process are refused with exit 2 before
+// echoload dials: the listener has no connection waiting when it exits. A
+// minute-long run is asked for, so that a check made only after the run
+// would show as a timeout, not a pass.
+func TestRefusedBeforeTheRun(t *testing.T) {
+	b, err := os.ReadFile("/proc/sys/kernel/pid_max")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// PIDs are below pid_max, so pid_max itself names no process.
+	noPID := strings.TrimSpace(string(b))
+	missing := filepath.Join(t.TempDir(), "no-such-dir", "lat.hgrm")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--hgrm", missing}, "echoload: --hgrm: open " + missing + ": no such file or directory\n"},
+		{[]string{"--hgrm", t.TempDir()}, "echoload: --hgrm: open "},
+		{[]string{"--server-pid", noPID}, "echoload: --server-pid " + noPID + ": no such process"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			args := append([]string{"--addr", ln.Addr().String(), "--duration", "1m", "--warmup", "0s"}, tc.args...)
+			code, stdout, stderr := echoload(t, args...)
+			if code != 2 || !strings.HasPrefix(stderr, tc.want) || strings.Count(stderr, "\n") != 1 || stdout != "" {
+				t.Fatalf("exit %d, stdout %q, stderr %q; want 2 and one line starting %q", code, stdout, stderr, tc.want)
+			}
+			// A connection echoload made, even one it closed, would wait
+			// in the accept queue.
+			ln.(*net.TCPListener).SetDeadline(time.Now())
+			if c, err := ln.Accept(); err == nil {
+				c.Close()
+				t.Fatal("echoload connected before refusing its flags")
+			}
+		})
+	}
+	if _, err := os.Stat(filepath.Dir(missing)); !os.IsNotExist(err) {
+		t.Errorf("the missing directory was created: %v", err)
 	}
 }
 

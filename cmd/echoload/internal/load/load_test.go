@@ -363,3 +363,33 @@ func TestHGRM(t *testing.T) {
 		}
 	}
 }
+
+// TestSummaryUnits checks that the summary prints a latency below 10 ms in
+// µs and one from 10 ms up in ms, each with its unit, while the JSON keeps
+// microseconds.
+func TestSummaryUnits(t *testing.T) {
+	rep := load.Report{
+		Config:  load.Config{Network: "tcp", Address: "127.0.0.1:7", Conns: 1, Size: 64, Pipeline: 1, Duration: time.Second},
+		Latency: load.Latency{P50: 812.44, P90: 9999.9, P99: 10_000, P999: 123_456.7, Max: 2_149_580.8, Mean: 9.96},
+		SendLag: &load.SendLag{Mean: 15.25, Max: 31_000},
+	}
+	var b bytes.Buffer
+	if err := rep.WriteSummary(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"p50 812.4us  p90 9999.9us  p99 10.0ms  p99.9 123.5ms  max 2149.6ms  (mean 10.0us)",
+		"send lag    mean 15.2us  max 31.0ms",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("summary lacks %q:\n%s", want, b.String())
+		}
+	}
+	b.Reset()
+	if err := rep.WriteJSON(&b); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), `"max": 2149580.8`) {
+		t.Errorf("JSON max latency not in µs:\n%s", b.String())
+	}
+}

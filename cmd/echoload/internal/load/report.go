@@ -176,7 +176,19 @@ func (r *Report) WriteHGRM(w io.Writer) error {
 	return err
 }
 
-// WriteSummary writes the human-readable summary.
+// dur formats a latency of us microseconds for people: in µs with one
+// decimal below 10 ms ("812.4us"), in ms from there ("2149.6ms", not
+// "2149580.8us"), so that a figure keeps at most five digits before its
+// point and its unit says which it is.
+func dur(us float64) string {
+	if us < 10_000 {
+		return fmt.Sprintf("%.1fus", us)
+	}
+	return fmt.Sprintf("%.1fms", us/1e3)
+}
+
+// WriteSummary writes the human-readable summary. Latencies carry their
+// unit (see dur); the JSON and .hgrm outputs stay in microseconds.
 func (r *Report) WriteSummary(w io.Writer) error {
 	c := r.Config
 	mode := "closed loop"
@@ -194,10 +206,10 @@ func (r *Report) WriteSummary(w io.Writer) error {
 	fmt.Fprintf(&b, "  echoed      %d msgs in %.3fs: %.0f msgs/s, %.2f MB/s\n",
 		r.Messages, r.ElapsedSeconds, r.MsgsPerSec, r.MBPerSec)
 	l := r.Latency
-	fmt.Fprintf(&b, "  latency us  p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f  (mean %.1f)\n",
-		l.P50, l.P90, l.P99, l.P999, l.Max, l.Mean)
+	fmt.Fprintf(&b, "  latency     p50 %s  p90 %s  p99 %s  p99.9 %s  max %s  (mean %s)\n",
+		dur(l.P50), dur(l.P90), dur(l.P99), dur(l.P999), dur(l.Max), dur(l.Mean))
 	if r.SendLag != nil {
-		fmt.Fprintf(&b, "  send lag us mean %.1f  max %.1f (included in latency)\n", r.SendLag.Mean, r.SendLag.Max)
+		fmt.Fprintf(&b, "  send lag    mean %s  max %s (included in latency)\n", dur(r.SendLag.Mean), dur(r.SendLag.Max))
 	}
 	if r.BelowRate {
 		fmt.Fprintf(&b, "  BELOW RATE  %.0f of %g msgs/s: the server or this client is saturated; latencies include the backlog\n", r.MsgsPerSec, c.Rate)
