@@ -175,12 +175,15 @@ func (c *Conn) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-// appendOutLocked queues p behind the pending output. The memory holding
-// the output stays within a quarter of what is pending (plus what a fresh
-// buffer starts with): the bytes already sent are slid out of the front
-// instead of being carried along, and a buffer is regrown to fit, not
-// doubled. Before, a reader slow enough never to drain the buffer
-// completely made it grow to about four times MaxPending.
+// appendOutLocked queues p behind the pending output. The bytes already
+// sent are slid out of the front instead of being carried along; a buffer
+// that must grow doubles, so that the ones it leaves behind for the garbage
+// collector add up to no more than it, but never past the most a reading
+// Conn can hold (MaxPending plus one read) while the output fits there,
+// and by a quarter of what is pending beyond that (Writes from other
+// goroutines are not bounded by MaxPending). Before, a reader slow enough
+// never to drain the buffer completely made it grow to about four times
+// MaxPending.
 func (c *Conn) appendOutLocked(p []byte) {
 	pending := len(c.out) - c.off
 	need := pending + len(p)
@@ -190,7 +193,13 @@ func (c *Conn) appendOutLocked(p []byte) {
 			c.out = c.out[:pending]
 		} else {
 			old := cap(c.out)
-			nb := make([]byte, pending, max(need+need/4, minOutBuf))
+			size := max(2*old, need, minOutBuf)
+			if limit := c.ln.maxPending + readBufSize; need <= limit {
+				size = min(size, limit)
+			} else {
+				size = need + need/4
+			}
+			nb := make([]byte, pending, size)
 			copy(nb, c.out[c.off:])
 			c.out = nb
 			c.ln.outBuf.Add(int64(cap(nb) - old))

@@ -24,6 +24,9 @@ var errDeadline = os.ErrDeadlineExceeded
 // if one of them differs from the kernel's.
 var _ = [1]struct{}{}[In^unix.POLLIN|Pri^unix.POLLPRI|Out^unix.POLLOUT|Err^unix.POLLERR|Hup^unix.POLLHUP|RdHup^unix.POLLRDHUP]
 
+// readBufSize is the loop's read buffer, lent to OnData: one read's most.
+const readBufSize = 64 << 10
+
 // armMask holds every bit Arm accepts.
 const armMask = In | Pri | Out | Err | Hup | RdHup
 
@@ -69,7 +72,7 @@ func New(cfg Config) (*Reactor, error) {
 	r.waiters.New = func() any { return &waiter{ch: make(chan Result, 1)} }
 	for i := 0; i < cfg.Loops; i++ {
 		l := &loop{r: r, id: i, table: cancel.NewTable[reqData](256),
-			evs: make([]poller.Event, cfg.EventBatch), rbuf: make([]byte, 64<<10)}
+			evs: make([]poller.Event, cfg.EventBatch), rbuf: make([]byte, readBufSize)}
 		r.loops = append(r.loops, l)
 	}
 	// The first loop resolves auto; the others open what it got, so every

@@ -26,6 +26,7 @@ import (
 type streamCounters struct {
 	accepted, refused, closed uint64
 	active, paused            int64 // gauges: open now, not read now (backpressure)
+	outBuffer                 int64 // gauge: memory holding pending echo
 	bytesIn, bytesOut         uint64
 	acceptErrors, backoffs    uint64
 }
@@ -43,6 +44,7 @@ type packetCounters struct {
 type statsSource struct {
 	backend    string
 	logDropped func() uint64        // log lines that could not be written; nil when unknown
+	releases   func() uint64        // times memory was handed back after a burst; nil when unknown
 	reactor    func() reactor.Stats // read by reactorprom's collector; nil: none
 	streams    []streamSource
 	packets    []packetSource
@@ -113,6 +115,7 @@ func newCollector(src statsSource) *collector {
 			counter("echod_connections_refused_total", "Stream connections closed at once because --max-conns were open.", func(c s) uint64 { return c.refused }, l),
 			gauge("echod_connections_active", "Stream connections open now.", func(c s) int64 { return c.active }, l),
 			gauge("echod_connections_paused", "Stream connections not read now because --max-pending bytes wait to be sent to them.", func(c s) int64 { return c.paused }, l),
+			gauge("echod_output_buffer_bytes", "Memory holding the stream connections' pending echo (at most 1.25x of it; none while idle).", func(c s) int64 { return c.outBuffer }, l),
 			counter("echod_connections_closed_total", "Stream connections closed.", func(c s) uint64 { return c.closed }, l),
 			counter("echod_received_bytes_total", "Bytes read from stream connections.", func(c s) uint64 { return c.bytesIn }, l),
 			counter("echod_sent_bytes_total", "Bytes written to stream connections.", func(c s) uint64 { return c.bytesOut }, l),
@@ -188,6 +191,12 @@ func startMetrics(addr string, src statsSource, log *zap.Logger) (*metricsServer
 		collectors.NewGoCollector(),
 		newCollector(src),
 	)
+	if src.releases != nil {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "echod_memory_releases_total",
+			Help: "Times echod collected garbage and handed memory back to the kernel because a burst of pending echo had drained.",
+		}, func() float64 { return float64(src.releases()) }))
+	}
 	if src.reactor != nil {
 		// The oneshot_* families come from the library's collector, the
 		// one a service embedding the reactor registers too.

@@ -25,6 +25,7 @@ type reactorServer struct {
 	bound   []string            // bound addresses in --listen syntax, flag order
 	labels  []string            // per stream: its bound address, the metric label
 	sockets []socketFile        // Unix socket files echod created, to remove on close
+	release *releaser           // started once every listener serves; stopped by close
 }
 
 // startReactor is the startFunc that serves on the oneshot reactor.
@@ -102,6 +103,11 @@ func startReactor(cfg config, log *zap.Logger) (server, error) {
 		s.labels = append(s.labels, label)
 		s.bound = append(s.bound, label)
 	}
+	stats := make([]func() reactor.ListenerStats, len(s.streams))
+	for i, l := range s.streams {
+		stats[i] = l.Stats
+	}
+	s.release = startReleaser(stats)
 	return s, nil
 }
 
@@ -149,6 +155,9 @@ func (s *reactorServer) stats() statsSource {
 		backend: string(s.r.Backend()),
 		reactor: s.r.Stats,
 	}
+	if s.release != nil {
+		src.releases = s.release.count.Load
+	}
 	for i, l := range s.streams {
 		src.streams = append(src.streams, streamSource{
 			listener: s.labels[i],
@@ -156,7 +165,7 @@ func (s *reactorServer) stats() statsSource {
 				st := l.Stats()
 				return streamCounters{
 					accepted: st.Accepted, refused: st.Refused, closed: st.Closed,
-					active: st.Active, paused: st.Paused,
+					active: st.Active, paused: st.Paused, outBuffer: st.OutBuffer,
 					bytesIn: st.BytesIn, bytesOut: st.BytesOut,
 					acceptErrors: st.AcceptErrors, backoffs: st.Backoffs,
 				}
@@ -185,6 +194,9 @@ func (s *reactorServer) shutdown(ctx context.Context) error {
 }
 
 func (s *reactorServer) close() error {
+	if s.release != nil {
+		s.release.close()
+	}
 	errs := []error{s.r.Close()}
 	for _, f := range s.sockets {
 		errs = append(errs, f.remove(s.log))
