@@ -343,11 +343,11 @@ func TestSlowReaderBounded(t *testing.T) {
 // output used to keep the bytes already sent in its front until it
 // drained, doubling as it went: 3.9 MB for a 1 MiB MaxPending (echod,
 // measured by a hostile-client run). The memory holding pending output
-// must stay within a quarter of MaxPending plus one read buffer.
+// must stay within MaxPending plus one read buffer plus two 16 KiB chunks.
 func TestSlowReaderMemoryBounded(t *testing.T) {
 	const maxPending = 256 << 10
 	const total = 16 << 20
-	const bound = (maxPending + 64<<10) * 5 / 4
+	const bound = maxPending + 64<<10 + 32<<10
 	for _, b := range backends {
 		t.Run(name(b), func(t *testing.T) {
 			r := newReactor(t, b, 1)

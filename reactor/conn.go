@@ -36,8 +36,7 @@ type Conn struct {
 	fd int       // constant; unusable once the phase is closed (checked under mu)
 
 	mu         sync.Mutex
-	out        []byte // guarded by mu: pending output is out[off:]
-	off        int    // guarded by mu
+	out        outBuf // guarded by mu: pending output
 	taskQueued bool   // guarded by mu: a taskFlush sits in the loop's inbox
 	wrShut     bool   // guarded by mu: CloseWrite asked; shut SHUT_WR once drained
 	closeAsked bool   // guarded by mu: Close or CloseNow called: Write refuses
@@ -135,7 +134,7 @@ func (c *Conn) Write(b []byte) (int, error) {
 		return 0, err
 	}
 	n := 0
-	if len(c.out) == c.off {
+	if c.out.n == 0 {
 		// Direct path: the fd cannot be closed under us (closing moves
 		// the phase under mu first), so this never reaches another
 		// connection that got the same fd number (gnet #621).
@@ -165,52 +164,17 @@ func (c *Conn) Write(b []byte) (int, error) {
 			return n, nil
 		}
 	}
-	if len(c.out) == c.off {
+	if c.out.n == 0 {
 		c.outSince = nanotime() // output becomes pending
 	}
-	c.appendOutLocked(b[n:])
-	c.pending.Store(int64(len(c.out) - c.off))
+	held := c.out.held()
+	c.out.append(b[n:], &c.ln.chunks)
+	c.ln.outBuf.Add(int64(c.out.held() - held))
+	c.pending.Store(int64(c.out.n))
 	c.kickLocked(taskFlush)
 	c.mu.Unlock()
 	return len(b), nil
 }
-
-// appendOutLocked queues p behind the pending output. The bytes already
-// sent are slid out of the front instead of being carried along; a buffer
-// that must grow doubles, so that the ones it leaves behind for the garbage
-// collector add up to no more than it, but never past the most a reading
-// Conn can hold (MaxPending plus one read) while the output fits there,
-// and by a quarter of what is pending beyond that (Writes from other
-// goroutines are not bounded by MaxPending). Before, a reader slow enough
-// never to drain the buffer completely made it grow to about four times
-// MaxPending.
-func (c *Conn) appendOutLocked(p []byte) {
-	pending := len(c.out) - c.off
-	need := pending + len(p)
-	if len(c.out)+len(p) > cap(c.out) {
-		if c.off > 0 && need <= cap(c.out) && need >= cap(c.out)/2 {
-			copy(c.out, c.out[c.off:])
-			c.out = c.out[:pending]
-		} else {
-			old := cap(c.out)
-			size := max(2*old, need, minOutBuf)
-			if limit := c.ln.maxPending + readBufSize; need <= limit {
-				size = min(size, limit)
-			} else {
-				size = need + need/4
-			}
-			nb := make([]byte, pending, size)
-			copy(nb, c.out[c.off:])
-			c.out = nb
-			c.ln.outBuf.Add(int64(cap(nb) - old))
-		}
-		c.off = 0
-	}
-	c.out = append(c.out, p...)
-}
-
-// minOutBuf is the smallest output buffer allocated.
-const minOutBuf = 4 << 10
 
 // kickLocked makes sure the loop acts on task for c: during a handler call
 // the loop takes c.req when the call returns; otherwise the task is queued.
@@ -503,22 +467,23 @@ func (c *Conn) flushAndArm() {
 	}
 }
 
-// flushLocked writes out[off:] until EAGAIN; it reports what is left.
+// flushLocked writes the pending output until EAGAIN; it reports what is
+// left.
 func (c *Conn) flushLocked() (int, error) {
-	moved := 0
-	for c.off < len(c.out) {
-		m, err := unix.Write(c.fd, c.out[c.off:])
+	moved, held := 0, c.out.held()
+	defer func() { c.ln.outBuf.Add(int64(c.out.held() - held)) }()
+	for c.out.n > 0 {
+		m, err := c.out.writeTo(c.fd, &c.ln.chunks)
 		if err == unix.EINTR {
 			continue
 		}
-		if err == unix.EAGAIN {
+		if err == unix.EAGAIN || (err == nil && m == 0) {
 			break
 		}
 		if err != nil {
 			c.werr = fmt.Errorf("reactor: write: %w", err)
 			return 0, c.werr // finish drops the output
 		}
-		c.off += m
 		moved += m
 	}
 	if moved > 0 {
@@ -527,20 +492,8 @@ func (c *Conn) flushLocked() (int, error) {
 		c.outSince = now
 		c.ln.bytesOut.Add(uint64(moved))
 	}
-	if pending := len(c.out) - c.off; pending > 0 && pending < cap(c.out)/4 && cap(c.out) > 64<<10 {
-		// A burst drained to a little: keep a buffer to match.
-		nb := make([]byte, pending, pending+pending/4)
-		copy(nb, c.out[c.off:])
-		c.ln.outBuf.Add(int64(cap(nb) - cap(c.out)))
-		c.out, c.off = nb, 0
-	}
-	if c.off == len(c.out) {
-		// Give the buffer back so an idle Conn holds none.
-		c.ln.outBuf.Add(-int64(cap(c.out)))
-		c.out, c.off = nil, 0
-	}
-	c.pending.Store(int64(len(c.out) - c.off))
-	return len(c.out) - c.off, nil
+	c.pending.Store(int64(c.out.n))
+	return c.out.n, nil
 }
 
 // String identifies c in logs.

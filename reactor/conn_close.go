@@ -121,8 +121,8 @@ func (c *Conn) finish(err error) {
 	if err == nil && c.werr != nil {
 		err = c.werr
 	}
-	c.ln.outBuf.Add(-int64(cap(c.out)))
-	c.out, c.off = nil, 0
+	c.ln.outBuf.Add(-int64(c.out.held()))
+	c.out.reset(&c.ln.chunks)
 	c.pending.Store(0)
 	c.mu.Unlock()
 	// From here no goroutine uses c.fd: Write saw phClosed under mu.

@@ -39,7 +39,7 @@ func (c *Conn) deadline() (int64, int) {
 	}
 	if ln.writeTimeout > 0 && c.pending.Load() > 0 {
 		c.mu.Lock()
-		pending, since := len(c.out)-c.off, c.outSince
+		pending, since := c.out.n, c.outSince
 		c.mu.Unlock()
 		if pending > 0 {
 			consider(since+int64(ln.writeTimeout), dlWrite)

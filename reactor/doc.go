@@ -84,7 +84,8 @@
 // (OnOpen, OnData, OnClose, and OnEOF for an EOFHandler); ListenPacket
 // serves UDP with a PacketHandler. Reads use the loop's one 64 KiB buffer,
 // lent to OnData, and Conn output is a buffer allocated only while output
-// is pending (and within a quarter of it), so an idle Conn holds no
+// is pending (in 16 KiB chunks from a pool: what is pending plus at most
+// two partly used chunks, never moved once queued), so an idle Conn holds no
 // buffer. Conn.Write writes to the socket at once when nothing is pending
 // (any goroutine; under the Conn's mutex, which close also takes before it
 // frees the fd, so a write can never reach the fd number's next owner);

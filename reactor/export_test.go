@@ -5,5 +5,5 @@ package reactor
 func OutBufferCap(c *Conn) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return cap(c.out)
+	return c.out.held()
 }

@@ -37,6 +37,7 @@ type Listener struct {
 	linger       time.Duration // < 0: none
 	sock         sockDefaults  // applied to accepted TCP sockets; constant
 	socks        []*lsock      // constant after Listen
+	chunks       outPool       // the Conns' output chunks
 
 	closing   atomic.Bool  // Close or Shutdown called: stop accepting
 	stopping  atomic.Bool  // Shutdown or the reactor's Close: drain what is open

@@ -58,6 +58,9 @@ func (r *releaser) run() {
 		}
 		r.peak = max(r.peak, held)
 		if r.peak-held >= releaseMin {
+			// Twice: the reactor recycles output chunks through a
+			// sync.Pool, which keeps what it holds across one collection.
+			debug.FreeOSMemory()
 			debug.FreeOSMemory()
 			r.count.Add(1)
 			r.peak = held

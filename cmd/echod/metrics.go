@@ -115,7 +115,7 @@ func newCollector(src statsSource) *collector {
 			counter("echod_connections_refused_total", "Stream connections closed at once because --max-conns were open.", func(c s) uint64 { return c.refused }, l),
 			gauge("echod_connections_active", "Stream connections open now.", func(c s) int64 { return c.active }, l),
 			gauge("echod_connections_paused", "Stream connections not read now because --max-pending bytes wait to be sent to them.", func(c s) int64 { return c.paused }, l),
-			gauge("echod_output_buffer_bytes", "Memory holding the stream connections' pending echo (at most 1.25x of it; none while idle).", func(c s) int64 { return c.outBuffer }, l),
+			gauge("echod_output_buffer_bytes", "Memory holding the stream connections' pending echo (what is pending plus at most two 16 KiB chunks per connection; none while idle).", func(c s) int64 { return c.outBuffer }, l),
 			counter("echod_connections_closed_total", "Stream connections closed.", func(c s) uint64 { return c.closed }, l),
 			counter("echod_received_bytes_total", "Bytes read from stream connections.", func(c s) uint64 { return c.bytesIn }, l),
 			counter("echod_sent_bytes_total", "Bytes written to stream connections.", func(c s) uint64 { return c.bytesOut }, l),

@@ -1,0 +1,129 @@
+//go:build linux
+
+package reactor
+
+import (
+	"sync"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// outBuf is a Conn's pending output: a queue of fixed-size chunks taken from
+// its Listener's pool. It holds at most one partly filled chunk beyond what
+// is pending, never moves a byte once queued, and leaves nothing behind for
+// the garbage collector as it grows. A contiguous buffer, regrown while a
+// peer read slowly, left behind up to its own size at each growth: 64
+// never-reading peers at --max-pending 1MiB cost 1.3-1.7 MB of heap each
+// for 1.07 MB of pending echo. Guarded by its Conn's mu.
+type outBuf struct {
+	chunks []*outChunk // pending: chunks[0][head:], whole middle chunks, the last up to tail
+	head   int         // read offset in chunks[0]
+	tail   int         // fill of the last chunk
+	n      int         // pending bytes
+}
+
+// outChunkSize trades the chunks a large backlog needs (one iovec each, up
+// to outIovecs a writev) against the slack of the last one.
+const (
+	outChunkSize = 16 << 10
+	outIovecs    = 16
+)
+
+type outChunk [outChunkSize]byte
+
+// outPool recycles a Listener's chunks; a pool per Listener, not per
+// process, so that nothing in the package is global.
+type outPool struct{ p sync.Pool }
+
+func (op *outPool) get() *outChunk {
+	if c, ok := op.p.Get().(*outChunk); ok {
+		return c
+	}
+	return new(outChunk)
+}
+
+func (op *outPool) put(c *outChunk) { op.p.Put(c) }
+
+// held returns the bytes of chunks b holds.
+func (b *outBuf) held() int { return len(b.chunks) * outChunkSize }
+
+// append queues p.
+func (b *outBuf) append(p []byte, pool *outPool) {
+	for len(p) > 0 {
+		if len(b.chunks) == 0 || b.tail == outChunkSize {
+			b.chunks = append(b.chunks, pool.get())
+			b.tail = 0
+		}
+		k := copy(b.chunks[len(b.chunks)-1][b.tail:], p)
+		b.tail += k
+		b.n += k
+		p = p[k:]
+	}
+}
+
+// writeTo writes what is pending to fd with one writev of up to outIovecs
+// chunks, drops what the kernel took, and returns how much that was.
+func (b *outBuf) writeTo(fd int, pool *outPool) (int, error) {
+	var iov [outIovecs]unix.Iovec
+	cnt := 0
+	for i, c := range b.chunks {
+		if cnt == outIovecs {
+			break
+		}
+		lo, hi := 0, outChunkSize
+		if i == 0 {
+			lo = b.head
+		}
+		if i == len(b.chunks)-1 {
+			hi = b.tail
+		}
+		if hi > lo {
+			iov[cnt].Base = &c[lo]
+			iov[cnt].SetLen(hi - lo)
+			cnt++
+		}
+	}
+	if cnt == 0 {
+		return 0, nil
+	}
+	r, _, errno := unix.Syscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(cnt))
+	if errno != 0 {
+		return 0, errno
+	}
+	b.consume(int(r), pool)
+	return int(r), nil
+}
+
+// consume drops the first k pending bytes, returning emptied chunks.
+func (b *outBuf) consume(k int, pool *outPool) {
+	b.n -= k
+	for k > 0 {
+		end := outChunkSize
+		if len(b.chunks) == 1 {
+			end = b.tail
+		}
+		avail := end - b.head
+		if k < avail {
+			b.head += k
+			return
+		}
+		k -= avail
+		pool.put(b.chunks[0])
+		b.chunks[0] = nil
+		b.chunks = b.chunks[1:]
+		b.head = 0
+	}
+	if b.n == 0 {
+		b.reset(pool)
+	}
+}
+
+// reset drops everything pending and gives the chunks back, so that an idle
+// Conn holds none (nor the slice that listed them).
+func (b *outBuf) reset(pool *outPool) {
+	for _, c := range b.chunks {
+		pool.put(c)
+	}
+	*b = outBuf{}
+}
