@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -85,8 +86,62 @@ func (r *Reactor) Listen(network, address string, h Handler, cfg ListenConfig) (
 	default:
 		return nil, fmt.Errorf("reactor: listen: network %q not supported (tcp, tcp4, tcp6, unix)", network)
 	}
+	n := 1
+	if cfg.ReusePort {
+		n = len(r.loops)
+	}
+	var fds []int
+	var first net.Addr
+	for i := 0; i < n; i++ {
+		fd, addr, err := listenFd(network, address, cfg)
+		if err != nil {
+			for _, fd := range fds {
+				unix.Close(fd)
+			}
+			return nil, fmt.Errorf("reactor: listen: %w", err)
+		}
+		fds = append(fds, fd)
+		if i == 0 {
+			first = addr
+			address = addr.String() // the others join the port the first got
+		}
+	}
+	return r.serve(fds, first, network == "unix", h, cfg)
+}
+
+// ListenFile serves the listening stream socket f (TCP or Unix) with h, as
+// Listen serves one it opened: for a socket the process inherited, such as
+// one systemd passes under socket activation (fd 3 onwards, LISTEN_FDS).
+// The Listener works on a duplicate of f's descriptor: closing it does not
+// close f, but the socket they share stops listening. ReusePort does not
+// apply.
+func (r *Reactor) ListenFile(f *os.File, h Handler, cfg ListenConfig) (*Listener, error) {
+	if r.closed.Load() {
+		return nil, ErrClosed
+	}
+	name := "<nil>"
+	if f != nil {
+		name = f.Name()
+	}
+	fd, network, addr, err := adoptFd(f, true)
+	if err != nil {
+		return nil, fmt.Errorf("reactor: listen on %s: %w", name, err)
+	}
+	cfg.ReusePort = false
+	if cfg.Backlog > 0 {
+		if err := unix.Listen(fd, cfg.Backlog); err != nil {
+			unix.Close(fd)
+			return nil, fmt.Errorf("reactor: listen on %s: %w", name, err)
+		}
+	}
+	return r.serve([]int{fd}, addr, network == "unix", h, cfg)
+}
+
+// serve makes a Listener of the listening sockets fds (owned from here on)
+// and starts accepting on them.
+func (r *Reactor) serve(fds []int, addr net.Addr, unixSock bool, h Handler, cfg ListenConfig) (*Listener, error) {
 	ln := &Listener{
-		r: r, h: h, unix: network == "unix", reusePort: cfg.ReusePort,
+		r: r, h: h, addr: addr, unix: unixSock, reusePort: cfg.ReusePort,
 		maxConns: cfg.MaxConns, maxPending: cfg.MaxPending, idle: cfg.IdleTimeout,
 		readTimeout: cfg.ReadTimeout, writeTimeout: cfg.WriteTimeout,
 		closeTimeout: cfg.CloseTimeout, closedCh: make(chan struct{}),
@@ -103,28 +158,6 @@ func (r *Reactor) Listen(network, address string, h Handler, cfg ListenConfig) (
 		ln.linger = defaultLinger
 	case ln.linger < 0:
 		ln.linger = -1
-	}
-	n := 1
-	if cfg.ReusePort {
-		n = len(r.loops)
-	}
-	var fds []int
-	fail := func(err error) (*Listener, error) {
-		for _, fd := range fds {
-			unix.Close(fd)
-		}
-		return nil, fmt.Errorf("reactor: listen: %w", err)
-	}
-	for i := 0; i < n; i++ {
-		fd, addr, err := listenFd(network, address, cfg)
-		if err != nil {
-			return fail(err)
-		}
-		fds = append(fds, fd)
-		if i == 0 {
-			ln.addr = addr
-			address = addr.String() // the others join the port the first got
-		}
 	}
 	for i, fd := range fds {
 		l := r.loopFor(fd)

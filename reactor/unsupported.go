@@ -49,6 +49,9 @@ func (r *Reactor) Poll(ctx context.Context, fd int, ev Events) (Events, error) {
 func (r *Reactor) Listen(network, address string, h Handler, cfg ListenConfig) (*Listener, error) {
 	return nil, errLinuxOnly
 }
+func (r *Reactor) ListenFile(f *os.File, h Handler, cfg ListenConfig) (*Listener, error) {
+	return nil, errLinuxOnly
+}
 func (r *Reactor) ListenPacket(network, address string, h PacketHandler) (*PacketConn, error) {
 	return nil, errLinuxOnly
 }

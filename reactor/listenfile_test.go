@@ -1,0 +1,83 @@
+package reactor_test
+
+import (
+	"io"
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/oneshot-io/oneshot/reactor"
+)
+
+// TestListenFile serves a listening socket the process already holds (as
+// systemd passes one under socket activation) with the callback API: the
+// echo works, f stays the caller's, and a file that is not a listening
+// stream socket is refused with an error, nothing served.
+func TestListenFile(t *testing.T) {
+	for _, b := range backends {
+		t.Run(name(b), func(t *testing.T) {
+			r := newReactor(t, b, 1)
+			gl, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			f, err := gl.(*net.TCPListener).File()
+			gl.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			ln, err := r.ListenFile(f, &echo{}, reactor.ListenConfig{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			if ln.Addr().String() != gl.Addr().String() {
+				t.Fatalf("Addr() = %v, want the inherited socket's %v", ln.Addr(), gl.Addr())
+			}
+			c := dial(t, ln)
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			if _, err := c.Write([]byte("inherited")); err != nil {
+				t.Fatal(err)
+			}
+			got := make([]byte, 9)
+			if _, err := io.ReadFull(c, got); err != nil || string(got) != "inherited" {
+				t.Fatalf("echo %q, %v", got, err)
+			}
+			if err := ln.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.Stat(); err != nil {
+				t.Fatalf("the caller's file was closed with the Listener: %v", err)
+			}
+
+			other, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer other.Close()
+			conn, err := net.Dial("tcp", other.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			cf, err := conn.(*net.TCPConn).File() // connected, not listening
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cf.Close()
+			tf, err := os.CreateTemp(t.TempDir(), "x") // not a socket
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tf.Close()
+			for _, bad := range []*os.File{cf, tf, nil} {
+				if l, err := r.ListenFile(bad, &echo{}, reactor.ListenConfig{}); err == nil {
+					l.Close()
+					t.Fatalf("ListenFile(%v) served a file that is not a listening socket", bad)
+				}
+			}
+		})
+	}
+}
