@@ -52,8 +52,8 @@ type config struct {
 // listenAddr is one --listen value, split into the network a socket call
 // wants and the address. String gives it back in --listen syntax.
 type listenAddr struct {
-	network string // tcp, tcp4, tcp6, unix, udp, udp4, udp6
-	address string // host:port, or a filesystem path for unix
+	network string // tcp, tcp4, tcp6, unix, udp, udp4, udp6, or fd (inherited)
+	address string // host:port, a filesystem path for unix, a descriptor number for fd
 }
 
 func (a listenAddr) String() string { return formatAddr(a.network, a.address) }
@@ -73,14 +73,21 @@ func (a listenAddr) isPacket() bool { return strings.HasPrefix(a.network, "udp")
 
 // parseListenAddr parses a --listen value: HOST:PORT (TCP), or one of the
 // prefixes tcp:, tcp4:, tcp6:, udp:, udp4:, udp6: before HOST:PORT, or
-// unix:PATH.
+// unix:PATH, or fd:N (a listening socket echod inherited on descriptor N).
 func parseListenAddr(s string) (listenAddr, error) {
 	network, rest := "tcp", s
 	if i := strings.IndexByte(s, ':'); i > 0 {
 		switch p := s[:i]; p {
-		case "tcp", "tcp4", "tcp6", "udp", "udp4", "udp6", "unix":
+		case "tcp", "tcp4", "tcp6", "udp", "udp4", "udp6", "unix", "fd":
 			network, rest = p, s[i+1:]
 		}
+	}
+	if network == "fd" {
+		n, err := strconv.Atoi(rest)
+		if err != nil || n < 3 {
+			return listenAddr{}, fmt.Errorf("%q: fd: needs an inherited descriptor number from 3 up (systemd passes its sockets from 3), e.g. fd:3", s)
+		}
+		return listenAddr{network: network, address: strconv.Itoa(n)}, nil
 	}
 	if network == "unix" {
 		if rest == "" {
@@ -300,6 +307,9 @@ Listen addresses:
                     the one echod created; a stale one that nobody listens
                     on is replaced at startup
   unix:@NAME        a Linux abstract socket: no file
+  fd:N              a listening TCP or Unix socket echod inherited on
+                    descriptor N (systemd socket activation passes fd 3:
+                    contrib/echod-activated.socket)
   udp:HOST:PORT     UDP: each datagram is sent back to its sender, except
                     one from echod's own sockets, from a port below 1024
                     (or 0), or beyond --udp-rate: those would feed echo

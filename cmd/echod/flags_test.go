@@ -161,6 +161,8 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"--listen", "7007"}, `--listen "7007": want HOST:PORT`},
 		{[]string{"--listen", "localhost:99999"}, "not a number from 0 to 65535"},
 		{[]string{"--listen", "unix:"}, "needs a socket path"},
+		{[]string{"--listen", "fd:2"}, "from 3 up"},
+		{[]string{"--listen", "fd:x"}, "inherited descriptor number"},
 		{[]string{"--listen", "127.0.0.1:7007", "--listen", "127.0.0.1:7007"}, "given twice"},
 		{[]string{"--loops", "-2"}, `--loops "-2": want a whole number`},
 		{[]string{"--max-conns", "many"}, `--max-conns "many"`},

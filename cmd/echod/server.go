@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -85,7 +87,12 @@ func startReactor(cfg config, log *zap.Logger) (server, error) {
 				return nil, fmt.Errorf("--listen %s: %w", a, err)
 			}
 		}
-		l, err := r.Listen(a.network, a.address, h, lc)
+		var l *reactor.Listener
+		if a.network == "fd" {
+			l, err = listenInherited(r, a.address, h, lc)
+		} else {
+			l, err = r.Listen(a.network, a.address, h, lc)
+		}
 		if err != nil {
 			s.close() //nolint:errcheck // the listen error is the one to report
 			return nil, fmt.Errorf("--listen %s: %w", a, err)
@@ -99,7 +106,11 @@ func startReactor(cfg config, log *zap.Logger) (server, error) {
 			}
 			s.sockets = append(s.sockets, f)
 		}
-		label := formatAddr(a.network, l.Addr().String())
+		network := a.network
+		if network == "fd" {
+			network = l.Addr().Network() // what the inherited socket is: tcp or unix
+		}
+		label := formatAddr(network, l.Addr().String())
 		s.labels = append(s.labels, label)
 		s.bound = append(s.bound, label)
 	}
@@ -226,4 +237,17 @@ func (h echoHandler) OnClose(c *reactor.Conn, err error) {
 	if ce := h.log.Check(zap.DebugLevel, "connection closed"); ce != nil {
 		ce.Write(zap.Stringer("remote", c.RemoteAddr()), zap.Error(err))
 	}
+}
+
+// listenInherited serves the listening socket echod inherited on
+// descriptor fd (--listen fd:N), as systemd passes one under socket
+// activation. The reactor works on a duplicate, so echod's copy is closed.
+func listenInherited(r *reactor.Reactor, fd string, h reactor.Handler, lc reactor.ListenConfig) (*reactor.Listener, error) {
+	n, _ := strconv.Atoi(fd) // checked by parseListenAddr
+	f := os.NewFile(uintptr(n), "fd:"+fd)
+	if f == nil {
+		return nil, fmt.Errorf("descriptor %s is not open", fd)
+	}
+	defer f.Close()
+	return r.ListenFile(f, h, lc)
 }
