@@ -33,27 +33,37 @@ func (r *Reactor) DialContext(ctx context.Context, network, address string) (net
 // DialWith is DialContext with the socket options of cfg (its Backlog is
 // unused).
 func (r *Reactor) DialWith(ctx context.Context, network, address string, cfg NetConfig) (*NetConn, error) {
+	fd, isUnix, err := r.dialFd(ctx, network, address)
+	if err != nil {
+		return nil, err
+	}
+	return r.connected(fd, network, isUnix, cfg), nil
+}
+
+// dialFd connects a nonblocking socket to address, trying each address the
+// name resolves to in turn, waiting with Poll; errors are *net.OpErrors.
+func (r *Reactor) dialFd(ctx context.Context, network, address string) (int, bool, error) {
 	opErr := func(addr net.Addr, err error) error {
 		return &net.OpError{Op: "dial", Net: network, Addr: addr, Err: err}
 	}
 	if r.closed.Load() {
-		return nil, opErr(nil, errReactorClosed)
+		return -1, false, opErr(nil, errReactorClosed)
 	}
 	switch network {
 	case "unix":
 		ua := &net.UnixAddr{Name: address, Net: "unix"}
 		fd, err := r.connect(ctx, unix.AF_UNIX, &unix.SockaddrUnix{Name: address})
 		if err != nil {
-			return nil, opErr(ua, err)
+			return -1, false, opErr(ua, err)
 		}
-		return r.connected(fd, network, true, cfg), nil
+		return fd, true, nil
 	case "tcp", "tcp4", "tcp6":
 	default:
-		return nil, opErr(nil, net.UnknownNetworkError(network))
+		return -1, false, opErr(nil, net.UnknownNetworkError(network))
 	}
 	ips, port, err := resolveTCP(ctx, network, address)
 	if err != nil {
-		return nil, opErr(nil, err)
+		return -1, false, opErr(nil, err)
 	}
 	var first error
 	for _, ip := range ips {
@@ -63,7 +73,7 @@ func (r *Reactor) DialWith(ctx context.Context, network, address string, cfg Net
 		}
 		fd, err := r.connect(ctx, family, sa)
 		if err == nil {
-			return r.connected(fd, network, false, cfg), nil
+			return fd, false, nil
 		}
 		if first == nil {
 			first = opErr(net.TCPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port))), err)
@@ -72,7 +82,37 @@ func (r *Reactor) DialWith(ctx context.Context, network, address string, cfg Net
 			break
 		}
 	}
-	return nil, first
+	return -1, false, first
+}
+
+// Dial connects to address ("tcp", "tcp4", "tcp6" or "unix") and serves the
+// connection with h on one of r's loops, as a Listener serves one it
+// accepted: for a callback server that also opens connections, such as a
+// proxy's upstream side. cfg applies as for Listen (MaxPending, the
+// timeouts, LingerTimeout, NoDelay, KeepAlive; MaxConns, Backlog and
+// ReusePort do not). OnOpen runs on the Conn's loop, possibly before Dial
+// returns; the Conn may be written to at once. An error means no
+// connection: h is never called.
+func (r *Reactor) Dial(ctx context.Context, network, address string, h Handler, cfg ListenConfig) (*Conn, error) {
+	fd, isUnix, err := r.dialFd(ctx, network, address)
+	if err != nil {
+		return nil, err
+	}
+	ln := r.newListener(nil, isUnix, h, cfg)
+	ln.openSocks.Store(0)
+	close(ln.closedCh)
+	if !isUnix {
+		_ = ln.sock.apply(fd) // best effort, as net
+	}
+	var peer unix.Sockaddr
+	if sa, err := unix.Getpeername(fd); err == nil {
+		peer = sa
+	}
+	c := ln.adopt(r.loopFor(fd), fd, peer, false)
+	if c == nil {
+		return nil, &net.OpError{Op: "dial", Net: network, Err: ErrClosed}
+	}
+	return c, nil
 }
 
 // resolveTCP resolves a "host:port" for network with net.DefaultResolver.

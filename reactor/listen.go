@@ -140,25 +140,7 @@ func (r *Reactor) ListenFile(f *os.File, h Handler, cfg ListenConfig) (*Listener
 // serve makes a Listener of the listening sockets fds (owned from here on)
 // and starts accepting on them.
 func (r *Reactor) serve(fds []int, addr net.Addr, unixSock bool, h Handler, cfg ListenConfig) (*Listener, error) {
-	ln := &Listener{
-		r: r, h: h, addr: addr, unix: unixSock, reusePort: cfg.ReusePort,
-		maxConns: cfg.MaxConns, maxPending: cfg.MaxPending, idle: cfg.IdleTimeout,
-		readTimeout: cfg.ReadTimeout, writeTimeout: cfg.WriteTimeout,
-		closeTimeout: cfg.CloseTimeout, closedCh: make(chan struct{}),
-		sock: sockDefaultsOf(cfg.NoDelay, cfg.KeepAlive),
-	}
-	if ln.maxPending <= 0 {
-		ln.maxPending = 1 << 20
-	}
-	if ln.closeTimeout <= 0 {
-		ln.closeTimeout = 30 * time.Second
-	}
-	switch ln.linger = cfg.LingerTimeout; {
-	case ln.linger == 0:
-		ln.linger = defaultLinger
-	case ln.linger < 0:
-		ln.linger = -1
-	}
+	ln := r.newListener(addr, unixSock, h, cfg)
 	for i, fd := range fds {
 		l := r.loopFor(fd)
 		if cfg.ReusePort {
@@ -483,6 +465,14 @@ func (s *lsock) admit(nfd int, sa unix.Sockaddr) {
 		loops := ln.r.loops
 		target = loops[int(ln.next.Add(1)-1)%len(loops)]
 	}
+	ln.adopt(target, nfd, sa, target == s.l)
+}
+
+// adopt makes a Conn of the connected socket nfd, served by target, and
+// opens it: now if the caller runs on target (onTarget), else through
+// target's inbox. It returns nil when target had stopped (the reactor
+// closing): nfd is closed then.
+func (ln *Listener) adopt(target *loop, nfd int, sa unix.Sockaddr, onTarget bool) *Conn {
 	c := &Conn{l: target, ln: ln, fd: nfd, remote: sa}
 	c.onRead, c.onWrite = c.readable, c.writable
 	ln.mu.Lock()
@@ -495,16 +485,18 @@ func (s *lsock) admit(nfd int, sa unix.Sockaddr) {
 	ln.active.Add(1)
 	ln.live.Add(1)
 	ln.accepted.Add(1)
-	if target == s.l {
+	if onTarget {
 		c.open()
-		return
+		return c
 	}
 	if !target.postTask(c, taskOpen) {
 		// The target loop stopped (reactor closing).
 		unix.Close(nfd)
 		ln.connClosed(c)
 		ln.connDone()
+		return nil
 	}
+	return c
 }
 
 // connClosed unlinks a closed Conn and counts it.
@@ -536,4 +528,30 @@ func (ln *Listener) connDone() {
 			close(ln.drained)
 		}
 	}
+}
+
+// newListener makes a Listener's shared state: the Handler, the settings
+// of its Conns and their counters. Listen's sockets are added by serve; a
+// Listener made for Dial has none.
+func (r *Reactor) newListener(addr net.Addr, unixSock bool, h Handler, cfg ListenConfig) *Listener {
+	ln := &Listener{
+		r: r, h: h, addr: addr, unix: unixSock, reusePort: cfg.ReusePort,
+		maxConns: cfg.MaxConns, maxPending: cfg.MaxPending, idle: cfg.IdleTimeout,
+		readTimeout: cfg.ReadTimeout, writeTimeout: cfg.WriteTimeout,
+		closeTimeout: cfg.CloseTimeout, closedCh: make(chan struct{}),
+		sock: sockDefaultsOf(cfg.NoDelay, cfg.KeepAlive),
+	}
+	if ln.maxPending <= 0 {
+		ln.maxPending = 1 << 20
+	}
+	if ln.closeTimeout <= 0 {
+		ln.closeTimeout = 30 * time.Second
+	}
+	switch ln.linger = cfg.LingerTimeout; {
+	case ln.linger == 0:
+		ln.linger = defaultLinger
+	case ln.linger < 0:
+		ln.linger = -1
+	}
+	return ln
 }

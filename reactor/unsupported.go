@@ -52,6 +52,9 @@ func (r *Reactor) Listen(network, address string, h Handler, cfg ListenConfig) (
 func (r *Reactor) ListenFile(f *os.File, h Handler, cfg ListenConfig) (*Listener, error) {
 	return nil, errLinuxOnly
 }
+func (r *Reactor) Dial(ctx context.Context, network, address string, h Handler, cfg ListenConfig) (*Conn, error) {
+	return nil, errLinuxOnly
+}
 func (r *Reactor) ListenPacket(network, address string, h PacketHandler) (*PacketConn, error) {
 	return nil, errLinuxOnly
 }
