@@ -28,7 +28,7 @@ run: ## build echod and serve on 127.0.0.1:7007 in the foreground (Ctrl-C stops 
 build: ## compile every package and command
 	$(GO) build $(PKGS)
 
-# vet is a prerequisite of both test and lint, so `make lint test` (what
+# vet is a prerequisite of both test and lint, so `make test lint` (what
 # .ci/run does) runs it once.
 vet: ## go vet
 	$(GO) vet $(PKGS)
