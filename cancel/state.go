@@ -142,45 +142,37 @@ func (a Action) String() string {
 // it is never zero and bit 63, which the poller keeps for its own internal
 // completions, is always clear. The generation moves on when a slot is
 // released, so a handle or tag from an earlier life never matches again.
+//
+// The fields are written as literal masks, not derived from widths, so the
+// layout reads off this block; TestStateWordLayout checks that the fields
+// are contiguous and disjoint, that they hold every Phase and Outcome, and
+// that the generation stops short of bit 63.
 const (
-	phaseBits  = 3
 	phaseShift = 0
-	phaseMask  = (1<<phaseBits - 1) << phaseShift
+	phaseMask  = 0x07 // bits 0-2
 
-	outcomeBits  = 3
-	outcomeShift = phaseShift + phaseBits
-	outcomeMask  = (1<<outcomeBits - 1) << outcomeShift
+	outcomeShift = 3
+	outcomeMask  = 0x38 // bits 3-5
 
 	// owesBit: the kernel still owes a completion for this life's tag.
-	owesBit = 1 << (outcomeShift + outcomeBits)
+	owesBit = 0x40 // bit 6
 	// stolenBit: the request was completed without any kernel completion
 	// (cancelled before arming, arm refused, ready at submit). Diagnostic:
 	// it implies !owes from the moment it is set.
-	stolenBit = owesBit << 1
+	stolenBit = 0x80 // bit 7
+
+	lowMask = 0xff // phaseMask | outcomeMask | owesBit | stolenBit
 
 	indexBits = 24
-	indexMask = 1<<indexBits - 1 // in a tag: slot index + 1; 0 is never a tag
+	indexMask = 0x00ff_ffff // in a tag: slot index + 1; 0 is never a tag
 
-	genShift = indexBits
-	genBits  = 63 - genShift
-	genMask  = (1<<genBits - 1) << genShift
-	genOne   = 1 << genShift
+	genShift = 24
+	genBits  = 39
+	genMask  = 0x7fff_ffff_ff00_0000 // bits 24-62
+	genOne   = 0x0000_0000_0100_0000 // the generation's lowest bit
 
 	// maxSlots: index+1 must fit the tag's index field.
 	maxSlots = indexMask
-
-	lowMask = phaseMask | outcomeMask | owesBit | stolenBit
-)
-
-// Compile-time checks: each constant below underflows uint, failing the
-// build, if the fields overlap, reach bit 63 or cannot hold their values.
-const (
-	_ uint = -(phaseMask & outcomeMask)
-	_ uint = -(lowMask & genMask)
-	_ uint = genOne - 1 - lowMask
-	_ uint = -(genMask >> 63)
-	_ uint = 1<<phaseBits - numPhases
-	_ uint = 1<<outcomeBits - numOutcomes
 )
 
 // pack builds a state word; it panics on an out-of-range field because such

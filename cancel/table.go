@@ -16,9 +16,9 @@ var ErrExhausted = errors.New("cancel: request table exhausted")
 // the table's whole life and a handle can never dangle.
 const (
 	chunkShift = 8
-	chunkSize  = 1 << chunkShift
-	chunkMask  = chunkSize - 1
-	maxChunks  = maxSlots / chunkSize // whole chunks whose index+1 fits a tag
+	chunkSize  = 256    // 1 << chunkShift
+	chunkMask  = 0xff   // chunkSize - 1
+	maxChunks  = 0xffff // maxSlots / chunkSize: whole chunks whose index+1 fits a tag
 )
 
 // Slot holds one request at a time. Its state word is the only thing other
