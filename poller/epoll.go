@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -199,7 +200,7 @@ func (p *epollPoller) Wait(evs []Event, timeout time.Duration) (int, error) {
 	if want > len(p.kev) {
 		p.kev = make([]unix.EpollEvent, want)
 	}
-	k, err := unix.EpollWait(p.epfd, p.kev[:want], ms)
+	k, err := p.epollWait(want, ms)
 	p.stats.Syscalls++
 	if err != nil {
 		if err == unix.EINTR || n > 0 {
@@ -378,3 +379,20 @@ func (p *epollPoller) Close() error {
 }
 
 func (p *epollPoller) Fd() int { return p.epfd }
+
+// epollWait harvests up to want events into p.kev. A look without sleeping
+// (ms == 0) takes the raw system-call entry: it cannot block, and the
+// blocking entry would wake the Go runtime's sysmon when every P was idle,
+// which a loop that parks in the netpoller between messages pays per
+// message (see reactor's rawio.go).
+func (p *epollPoller) epollWait(want, ms int) (int, error) {
+	if ms != 0 {
+		return unix.EpollWait(p.epfd, p.kev[:want], ms)
+	}
+	n, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(p.epfd),
+		uintptr(unsafe.Pointer(&p.kev[0])), uintptr(want), 0, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
+}

@@ -139,7 +139,7 @@ func (c *Conn) Write(b []byte) (int, error) {
 		// the phase under mu first), so this never reaches another
 		// connection that got the same fd number (gnet #621).
 		for n < len(b) {
-			m, err := unix.Write(c.fd, b[n:])
+			m, err := rawWrite(c.fd, b[n:])
 			if err == unix.EINTR {
 				continue
 			}
@@ -375,7 +375,7 @@ func (c *Conn) readSome(rounds int) {
 			}
 			buf = buf[:min(len(buf), c.shutLeft)]
 		}
-		n, err := unix.Read(c.fd, buf)
+		n, err := rawRead(c.fd, buf)
 		switch {
 		case err == unix.EINTR:
 			continue

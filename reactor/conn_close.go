@@ -168,7 +168,7 @@ func (c *Conn) linger() {
 func (c *Conn) discard() {
 	buf := c.l.rbuf
 	for {
-		n, err := unix.Read(c.fd, buf)
+		n, err := rawRead(c.fd, buf)
 		switch {
 		case err == unix.EINTR:
 			continue

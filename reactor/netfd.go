@@ -339,7 +339,7 @@ func (fd *netFD) Read(p []byte) (int, error) {
 		if len(p) == 0 {
 			return 0, nil
 		}
-		n, err := unix.Read(fd.sysfd, p)
+		n, err := rawRead(fd.sysfd, p)
 		switch {
 		case err == nil && n == 0:
 			return 0, io.EOF
@@ -374,7 +374,7 @@ func (fd *netFD) Write(p []byte) (int, error) {
 		if nn == len(p) {
 			return nn, nil
 		}
-		n, err := unix.Write(fd.sysfd, p[nn:min(len(p), nn+maxRW)])
+		n, err := rawWrite(fd.sysfd, p[nn:min(len(p), nn+maxRW)])
 		if n > 0 {
 			nn += n
 		}

@@ -4,7 +4,6 @@ package reactor
 
 import (
 	"sync"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -87,7 +86,7 @@ func (b *outBuf) writeTo(fd int, pool *outPool) (int, error) {
 	if cnt == 0 {
 		return 0, nil
 	}
-	r, _, errno := unix.Syscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(cnt))
+	r, errno := rawWritev(fd, iov[:cnt])
 	if errno != 0 {
 		return 0, errno
 	}
