@@ -472,3 +472,37 @@ func TestForgetBeforeSubmit(t *testing.T) {
 		}
 	})
 }
+
+// TestQueued: Queued says whether an Arm or Disarm still waits for a Wait to
+// reach the kernel. An owner parked on Fd trusts it to decide whether it
+// may sleep, so it must hold after an io_uring Arm or Disarm and clear once
+// a Wait submitted them; epoll's requests take effect at once.
+func TestQueued(t *testing.T) {
+	forEach(t, func(t *testing.T, h *harness) {
+		uring := h.p.Backend() == poller.Uring
+		h.poll(0) // the io_uring backend queues its own wake-up poll first
+		if h.p.Queued() {
+			t.Fatal("Queued after a Wait, with nothing armed since")
+		}
+		a, _ := h.pair()
+		tag := h.tag()
+		h.arm(tag, a, poller.In)
+		if got := h.p.Queued(); got != uring {
+			t.Fatalf("Queued after Arm = %v, want %v", got, uring)
+		}
+		h.poll(0)
+		if h.p.Queued() {
+			t.Fatal("Queued after the Wait that submitted the Arm")
+		}
+		if !h.p.Disarm(tag) {
+			t.Fatal("Disarm of an armed tag reported false")
+		}
+		if got := h.p.Queued(); got != uring {
+			t.Fatalf("Queued after Disarm = %v, want %v", got, uring)
+		}
+		h.await(tag)
+		if h.p.Queued() {
+			t.Fatal("Queued after the Disarm's Event came out of Wait")
+		}
+	})
+}

@@ -236,6 +236,11 @@ type Poller interface {
 	// completions only when its owner enters the kernel, so park on it
 	// only with another setup (UringCoop, UringPlain).
 	Fd() int
+	// Queued reports whether Arm, Disarm or Forget left work that only the
+	// next Wait hands to the kernel: SQEs on io_uring, never on epoll. An
+	// owner parked on Fd calls Wait(0) before it sleeps while this holds,
+	// or the kernel never hears of those requests.
+	Queued() bool
 }
 
 // ErrCanceled is Event.Err for a tag whose poll was canceled.

@@ -338,8 +338,12 @@ func (p *uringPoller) Wait(evs []Event, timeout time.Duration) (int, error) {
 	}
 	if n > 0 || timeout == 0 {
 		// Busy turn: hand over what this turn queued, without waiting,
-		// and take what that posted.
-		if p.r.SQReady() > 0 || timeout == 0 {
+		// and take what that posted. A look (timeout 0) that found
+		// Events in the CQ and has nothing to hand over returns them
+		// without entering the kernel: an owner parked on Fd looks once
+		// per wake-up, and the completions that woke it are already
+		// posted (Reap enters for those still pending as task work).
+		if p.r.SQReady() > 0 || (timeout == 0 && n == 0) {
 			if _, err := p.r.SubmitAndWait(0, 0); err != nil {
 				if n > 0 {
 					// Events in hand go out now (see Poller.Wait); the
@@ -515,3 +519,6 @@ func (p *uringPoller) drainKernel() error {
 }
 
 func (p *uringPoller) Fd() int { return p.r.Fd() }
+
+// Queued reports SQEs prepared and not yet submitted.
+func (p *uringPoller) Queued() bool { return !p.closed && p.r.SQReady() > 0 }

@@ -302,3 +302,41 @@ func TestArmRequestCancelFromItsCallback(t *testing.T) {
 		})
 	}
 }
+
+// TestArmFromCallbackReachesTheKernel: a request made from a callback is
+// queued during the loop's turn (an SQE on io_uring); the loop must hand it
+// to the kernel before it sleeps. Nothing else wakes the loop here, so a
+// loop that sleeps with the request still queued never runs its callback.
+// (A parked loop that served turns inside one netpoller read did, until it
+// asked the poller whether work was queued.)
+func TestArmFromCallbackReachesTheKernel(t *testing.T) {
+	for _, b := range backends {
+		t.Run(name(b), func(t *testing.T) {
+			r := newReactor(t, b, 1)
+			a, p := pair(t)
+			c, _ := pair(t) // writable at once
+			second := make(chan reactor.Result, 1)
+			armErr := make(chan error, 1)
+			if _, err := r.Arm(a, reactor.In, func(reactor.Result) {
+				_, err := r.Arm(c, reactor.Out, func(res reactor.Result) { second <- res })
+				armErr <- err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := unix.Write(p, []byte("x")); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-armErr; err != nil {
+				t.Fatalf("Arm from the callback: %v", err)
+			}
+			select {
+			case res := <-second:
+				if res.Err != nil || res.Events&reactor.Out == 0 {
+					t.Fatalf("second request = %+v, want Out", res)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("the request made from a callback never completed: the loop slept with it queued")
+			}
+		})
+	}
+}

@@ -60,7 +60,6 @@ type loop struct {
 	fdHead   []reqHandle // fd → first live request armed on it
 	stopping bool
 	owned    []stopper // listeners and packet conns served here
-	parkedN  int       // events the parker's check found
 
 	// Counters: atomic, written by the loop (wakeups by producers).
 	armed, ready, failed, canceled, closed, stale, rearmed atomic.Uint64
@@ -99,7 +98,7 @@ func (l *loop) run(backend poller.Backend, started chan<- openResult, done func(
 		l.tid.Store(int32(unix.Gettid()))
 		defer l.tid.Store(0) // the thread may serve other goroutines after us
 	} else {
-		pk, err := newParker(p.Fd(), l.checkParked)
+		pk, err := newParker(p.Fd())
 		if err != nil {
 			p.Close()
 			started <- openResult{sel: sel, err: err}
@@ -137,32 +136,56 @@ func (l *loop) turn() bool {
 	return false
 }
 
-// runParked serves until the reactor closes, parking in the netpoller
-// between turns (see parker for the wake-up protocol).
+// runParked serves until the reactor closes. One netpoller read on the
+// parker's descriptor serves turn after turn (parkedTurn): the runtime
+// resets the descriptor's readiness only when such a read begins, so only
+// then must a turn look before it sleeps, and every later wake-up on the
+// descriptor costs one non-blocking Wait. The read ends when the deadline
+// passes (a timer, or another goroutine waking the loop: see parker).
 func (l *loop) runParked() {
+	turn := l.parkedTurn
 	for {
+		if !l.pk.serve(turn) {
+			return
+		}
+		// A deadline woke the loop: run the inbox and the due timers,
+		// then set the next deadline before the descriptor is read again
+		// (a deadline still past would end that read at once). Nobody
+		// moves the deadline meanwhile: sleeping is false.
+		l.in.sleeping.Store(false)
 		if l.turn() {
 			return
+		}
+		l.pk.prepare(l.timers.next())
+	}
+}
+
+// parkedTurn is one turn of a parked loop, run by the netpoller read when
+// it begins and after each wake-up on the poller's descriptor: it takes
+// what the poller has, runs the inbox and the timers, and reports false
+// to sleep until the descriptor polls readable or the deadline passes, or
+// true once the loop stopped.
+func (l *loop) parkedTurn() bool {
+	l.in.sleeping.Store(false)
+	for {
+		n := l.wait(0)
+		l.handle(n)
+		if l.turn() {
+			return true
+		}
+		if n == len(l.evs) || l.p.Queued() {
+			// The poller may hold more than one buffer, or this turn
+			// queued requests (io_uring SQEs) that only a Wait submits.
+			continue
 		}
 		l.leaveUser()
 		l.pk.prepare(l.timers.next()) // before sleeping is published
 		l.in.sleeping.Store(true)
-		if l.in.n.Load() > 0 || l.r.closing.Load() {
-			l.in.sleeping.Store(false)
-			l.parkedN = l.wait(0)
-		} else {
-			l.parkedN = 0
-			l.pk.wait()
-			l.in.sleeping.Store(false)
+		if l.in.n.Load() == 0 && !l.r.closing.Load() {
+			return false
 		}
-		l.handle(l.parkedN)
+		l.in.sleeping.Store(false)
 	}
-}
-
-// checkParked is the parker's look for work: the poller's non-blocking Wait.
-func (l *loop) checkParked() bool {
-	l.parkedN = l.wait(0)
-	return l.parkedN > 0
 }
 
 // runLocked serves until the reactor closes, blocking its thread in the

@@ -22,40 +22,50 @@ import (
 // goes to the same P's run queue: no OS thread is woken to hand the work
 // over, which is what a loop locked to its thread pays twice per wake.
 //
-// Other goroutines wake a parked loop by moving its read deadline into the
-// past (SetReadDeadline), which readies it without a system call; the
-// loop's timers are the same deadline set to their earliest expiry.
+// The loop's turns run inside the netpoller read (syscall.RawConn.Read):
+// the runtime calls the turn when the read begins and again each time the
+// descriptor polls readable, and the turn reports whether to stop. The
+// read clears the descriptor's readiness only when it begins, so a
+// readiness that comes while a turn runs is kept, and the turn that
+// follows sleeps through nothing: a wake-up costs one non-blocking Wait,
+// where a read per turn costs two (the look every fresh read must make,
+// then the one after the wake-up).
+//
+// Other goroutines wake a parked loop by moving the read's deadline into
+// the past (SetReadDeadline), which readies it without a system call and
+// ends the read; the loop's timers are the same deadline set to their
+// earliest expiry.
 //
 //	who         step                                   why this order
 //	----------  -------------------------------------  --------------------------
 //	loop        set the deadline (next timer or none)  before sleeping is
 //	            sleeping.Store(true)                   published, so a waker's
-//	            if inbox empty: park                   past deadline is never
-//	            (netpoller: check, then wait)          overwritten by this turn's
+//	            if inbox empty: sleep                  past deadline is never
+//	            (netpoller: wait in the read)          overwritten by this turn's
 //	waker       push; if sleeping.CAS(true, false):    the deadline stays past
 //	            deadline := the past                   until the loop resets it:
-//	loop        woken or deadline error: reset the     a park after it returns at
-//	            deadline next turn                     once, never sleeps through
+//	loop        deadline error: yield, turn, reset     a sleep after it ends the
+//	            the deadline, read again               read at once, never sleeps
+//	                                                   through
 //
 // A past deadline that lands after the loop reset it only costs one
 // spurious turn.
 type parker struct {
-	f     *os.File        // a dup of the poller's fd, registered with the netpoller
-	rc    syscall.RawConn // f's
-	check func(uintptr) bool
+	f  *os.File        // a dup of the poller's fd, registered with the netpoller
+	rc syscall.RawConn // f's
 	// Owned by the loop goroutine.
+	turn  func() bool // serve's argument
+	call  func(uintptr) bool
 	cur   int64 // the deadline set last (nanotime); -1 = none
-	stale bool  // the last park ended on the deadline: set it again
+	stale bool  // the last read ended on the deadline: set it again
 }
 
 // errNotPollable reports a poller descriptor the runtime netpoller refused
 // (the backend cannot run parked).
 var errNotPollable = errors.New("reactor: the poller's descriptor cannot be parked on in the Go netpoller")
 
-// newParker registers a dup of fd with the runtime netpoller. check is
-// called, on the parking goroutine, to look for work without blocking: it
-// reports whether there was some.
-func newParker(fd int, check func() bool) (*parker, error) {
+// newParker registers a dup of fd with the runtime netpoller.
+func newParker(fd int) (*parker, error) {
 	nfd, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("reactor: dup poller fd: %w", err)
@@ -76,7 +86,9 @@ func newParker(fd int, check func() bool) (*parker, error) {
 		f.Close()
 		return nil, fmt.Errorf("%w: %w", errNotPollable, err)
 	}
-	return &parker{f: f, rc: rc, cur: -1, check: func(uintptr) bool { return check() }}, nil
+	pk := &parker{f: f, rc: rc, cur: -1}
+	pk.call = func(uintptr) bool { return pk.turn() }
+	return pk, nil
 }
 
 // prepare sets the deadline the next wait ends at: a nanotime, or -1 for
@@ -87,13 +99,15 @@ func (pk *parker) prepare(deadline int64) {
 	}
 }
 
-// wait calls check, and while it finds nothing, waits in the netpoller
-// until the poller's fd polls readable, the deadline passes or unpark is
-// called.
-func (pk *parker) wait() {
-	err := pk.rc.Read(pk.check)
+// serve runs turn in the netpoller read (see parker) until turn reports
+// true, and then returns false; or until the deadline passes, and then
+// yields and returns true.
+func (pk *parker) serve(turn func() bool) bool {
+	pk.turn = turn
+	err := pk.rc.Read(pk.call)
 	switch {
 	case err == nil:
+		return false
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		pk.stale = true
 		// Woken by another goroutine (or a timer): the runtime put the
@@ -105,6 +119,7 @@ func (pk *parker) wait() {
 		// Going to the back of the queue once per such wake keeps the
 		// loop fair.
 		runtime.Gosched()
+		return true
 	default:
 		panic("reactor: parked loop: " + err.Error())
 	}
