@@ -380,8 +380,9 @@ func (p *epollPoller) Close() error {
 
 func (p *epollPoller) Fd() int { return p.epfd }
 
-// Queued is always false: epoll_ctl takes effect when made.
-func (p *epollPoller) Queued() bool { return false }
+// Queued reports Events decided by Disarm or Forget and not yet returned:
+// epoll_ctl itself takes effect when made.
+func (p *epollPoller) Queued() bool { return p.outHead < len(p.out) }
 
 // epollWait harvests up to want events into p.kev. A look without sleeping
 // (ms == 0) takes the raw system-call entry: it cannot block, and the

@@ -236,10 +236,12 @@ type Poller interface {
 	// completions only when its owner enters the kernel, so park on it
 	// only with another setup (UringCoop, UringPlain).
 	Fd() int
-	// Queued reports whether Arm, Disarm or Forget left work that only the
-	// next Wait hands to the kernel: SQEs on io_uring, never on epoll. An
-	// owner parked on Fd calls Wait(0) before it sleeps while this holds,
-	// or the kernel never hears of those requests.
+	// Queued reports whether the next Wait has work that Fd cannot
+	// announce: requests that only a Wait hands to the kernel (io_uring
+	// SQEs from Arm, Disarm, Forget) or Events already decided without the
+	// kernel (a Disarm or Forget that epoll carried out at once). An owner
+	// parked on Fd calls Wait(0) before it sleeps while this holds, or
+	// those requests and Events wait for an unrelated wake-up.
 	Queued() bool
 }
 

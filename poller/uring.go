@@ -520,5 +520,6 @@ func (p *uringPoller) drainKernel() error {
 
 func (p *uringPoller) Fd() int { return p.r.Fd() }
 
-// Queued reports SQEs prepared and not yet submitted.
-func (p *uringPoller) Queued() bool { return !p.closed && p.r.SQReady() > 0 }
+// Queued reports SQEs prepared and not yet submitted, or Events reaped
+// early (to make room in the SQ) and not yet returned.
+func (p *uringPoller) Queued() bool { return !p.closed && (p.r.SQReady() > 0 || len(p.out) > 0) }

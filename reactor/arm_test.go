@@ -340,3 +340,45 @@ func TestArmFromCallbackReachesTheKernel(t *testing.T) {
 		})
 	}
 }
+
+// TestCancelFromCallbackCompletes: a Cancel made from a callback on the loop
+// decides its request at once, but its slot stays owed to the backend until
+// the poller's Canceled event comes back. On epoll that event is decided
+// without the kernel, so nothing announces it on the poller's descriptor:
+// the loop must take it before it sleeps, or the backend's count (and the
+// slot) stays held until an unrelated wake-up.
+func TestCancelFromCallbackCompletes(t *testing.T) {
+	for _, b := range backends {
+		t.Run(name(b), func(t *testing.T) {
+			r := newReactor(t, b, 1)
+			a, p := pair(t)
+			c, _ := pair(t) // never readable
+			canceled := make(chan reactor.Result, 1)
+			q, err := r.Arm(c, reactor.In, func(res reactor.Result) { canceled <- res })
+			if err != nil {
+				t.Fatal(err)
+			}
+			won := make(chan bool, 1)
+			if _, err := r.Arm(a, reactor.In, func(reactor.Result) { won <- q.Cancel() }); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := unix.Write(p, []byte("x")); err != nil {
+				t.Fatal(err)
+			}
+			if !<-won {
+				t.Fatal("Cancel from the callback of an armed, idle request returned false")
+			}
+			select {
+			case res := <-canceled:
+				if !errors.Is(res.Err, reactor.ErrCanceled) {
+					t.Fatalf("canceled request = %+v, want ErrCanceled", res)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("a request canceled from a callback never completed: the loop slept with its outcome decided")
+			}
+			waitFor(t, 5*time.Second, "the backend to give back the canceled poll", func() bool {
+				return r.Stats().BackendArmed == 0
+			})
+		})
+	}
+}
