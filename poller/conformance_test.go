@@ -308,6 +308,10 @@ func TestArmRefused(t *testing.T) {
 			{"negative fd", h.tag(), -1, poller.In, poller.ErrBadFd},
 			{"unknown bits", h.tag(), a, 1 << 30, poller.ErrBadEvents},
 			{"tag in use", dup, a, poller.Out, poller.ErrTagInUse},
+			// Another generation of dup's index, on another fd: the
+			// poller records tags by index, one at a time.
+			{"index in use", dup + 1<<poller.TagIndexBits, a + 1, poller.In, poller.ErrTagInUse},
+			{"zero index", 1 << poller.TagIndexBits, a, poller.In, poller.ErrBadTag},
 		}
 		if strconv.IntSize == 64 {
 			// Truncated to 32 bits it would name a, and epoll would

@@ -4,7 +4,6 @@ package poller
 
 import (
 	"fmt"
-	"slices"
 	"time"
 	"unsafe"
 
@@ -51,19 +50,13 @@ const (
 	regActive
 )
 
-// armedTag is one tag armed on an fd.
-type armedTag struct {
-	tag    uint64
-	events uint32
-}
-
-// epollFd is the poller's record of one fd. Owned by the owner goroutine.
-type epollFd struct {
-	fd    int
+// epollReg is the poller's record of one fd's registration, in a table
+// indexed by fd; the tags armed on the fd are on its ledger list. Owned by
+// the owner goroutine.
+type epollReg struct {
 	gen   uint32 // generation of the current registration; valid unless regNone
+	mask  uint32 // interest the registration is enabled for in regActive
 	state regState
-	mask  uint32     // interest the registration is enabled for in regActive
-	tags  []armedTag // armed tags, in arming order; capacity kept on reuse
 }
 
 type epollPoller struct {
@@ -72,9 +65,8 @@ type epollPoller struct {
 	kev  []unix.EpollEvent
 
 	// Owned by the owner goroutine.
-	fds     map[int]*epollFd
-	tags    map[uint64]*epollFd
-	free    []*epollFd // recycled records, so steady state does not allocate
+	g       ledger
+	regs    []epollReg // by fd
 	nextGen uint32
 	out     []Event // decided Events not yet returned, oldest first from outHead
 	outHead int
@@ -109,8 +101,6 @@ func NewEpoll() (Poller, error) {
 		epfd:    epfd,
 		w:       w,
 		kev:     make([]unix.EpollEvent, 128),
-		fds:     make(map[int]*epollFd),
-		tags:    make(map[uint64]*epollFd),
 		nextGen: 1,
 	}, nil
 }
@@ -128,18 +118,15 @@ func (p *epollPoller) Arm(tag uint64, fd int, events uint32) error {
 	if err := checkArm(tag, fd, events); err != nil {
 		return err
 	}
-	if _, ok := p.tags[tag]; ok {
-		return fmt.Errorf("%w: %#x", ErrTagInUse, tag)
+	if _, err := p.g.add(tag, fd, events); err != nil {
+		return err
 	}
-	e := p.fds[fd]
-	if e == nil {
-		e = p.record(fd)
+	if fd >= len(p.regs) {
+		p.regs = grow(p.regs, fd+1)
 	}
-	e.tags = append(e.tags, armedTag{tag: tag, events: events})
-	p.tags[tag] = e
 	p.stats.Arms++
 	p.stats.Armed++
-	p.sync(e, tag)
+	p.sync(fd, tag)
 	return nil
 }
 
@@ -147,38 +134,36 @@ func (p *epollPoller) Disarm(tag uint64) bool {
 	if p.closed {
 		return false
 	}
-	e := p.tags[tag]
-	if e == nil {
+	rec := p.g.get(tag)
+	if rec == nil {
 		return false
 	}
-	p.take(e, tag)
+	fd := int(rec.fd)
+	p.g.remove(rec)
 	p.stats.Disarms++
 	p.emit(Event{Tag: tag, Canceled: true})
-	p.sync(e, 0)
+	p.sync(fd, 0)
 	return true
 }
 
 func (p *epollPoller) Forget(fd int) {
-	if p.closed {
+	if p.closed || !validFd(fd) || fd >= len(p.regs) {
 		return
 	}
-	e := p.fds[fd]
-	if e == nil {
-		return
-	}
-	for _, t := range e.tags {
-		delete(p.tags, t.tag)
+	for i := p.g.first(fd); i != 0; {
+		rec := p.g.at(i)
+		i = rec.next
+		tag := rec.tag
+		p.g.remove(rec)
 		p.stats.Disarms++
-		p.emit(Event{Tag: t.tag, Canceled: true})
+		p.emit(Event{Tag: tag, Canceled: true})
 	}
-	e.tags = e.tags[:0]
-	if e.state != regNone {
+	if p.regs[fd].state != regNone {
 		// EBADF/ENOENT here mean the file is already gone, and its
 		// registration with it: the goal is reached either way.
-		p.ctl(unix.EPOLL_CTL_DEL, e)
+		p.ctl(unix.EPOLL_CTL_DEL, fd)
 	}
-	delete(p.fds, fd)
-	p.free = append(p.free, e)
+	p.regs[fd] = epollReg{}
 }
 
 func (p *epollPoller) Wait(evs []Event, timeout time.Duration) (int, error) {
@@ -223,126 +208,97 @@ func (p *epollPoller) harvest(kev *unix.EpollEvent) {
 		p.stats.Syscalls += p.w.ack()
 		return
 	}
-	e := p.fds[int(kev.Fd)]
-	if e == nil || e.gen != gen || e.state != regActive {
+	fd := int(kev.Fd)
+	if fd < 0 || fd >= len(p.regs) || p.regs[fd].gen != gen || p.regs[fd].state != regActive {
 		p.stats.Stale++
 		return
 	}
-	e.state = regIdle // EPOLLONESHOT disabled the whole fd
-	keep := e.tags[:0]
-	for _, t := range e.tags {
-		if m := readyMask(t.events, kev.Events); m != 0 {
-			delete(p.tags, t.tag)
-			p.emit(Event{Tag: t.tag, Events: m})
-			continue
+	p.regs[fd].state = regIdle // EPOLLONESHOT disabled the whole fd
+	for i := p.g.first(fd); i != 0; {
+		rec := p.g.at(i)
+		i = rec.next
+		if m := readyMask(rec.events, kev.Events); m != 0 {
+			tag := rec.tag
+			p.g.remove(rec)
+			p.emit(Event{Tag: tag, Events: m})
 		}
-		keep = append(keep, t)
 	}
-	clear(e.tags[len(keep):])
-	e.tags = keep
-	p.sync(e, 0) // the side that did not fire is re-armed, never lost
+	p.sync(fd, 0) // the side that did not fire is re-armed, never lost
 }
 
-// sync makes e's registration match its armed tags (see the table above).
+// sync makes fd's registration match its armed tags (see the table above).
 // fresh is the tag Arm just added, or 0.
-func (p *epollPoller) sync(e *epollFd, fresh uint64) {
+func (p *epollPoller) sync(fd int, fresh uint64) {
 	var want uint32
-	for _, t := range e.tags {
-		want |= t.events
+	for i := p.g.first(fd); i != 0; i = p.g.at(i).next {
+		want |= p.g.at(i).events
 	}
-	if len(e.tags) == 0 {
-		if e.state == regActive {
-			p.ctl(unix.EPOLL_CTL_DEL, e)
-			e.state = regNone
+	reg := &p.regs[fd]
+	if p.g.first(fd) == 0 {
+		if reg.state == regActive {
+			p.ctl(unix.EPOLL_CTL_DEL, fd)
+			reg.state = regNone
 		}
 		return
 	}
-	if e.state == regActive && e.mask == want && fresh == 0 {
+	if reg.state == regActive && reg.mask == want && fresh == 0 {
 		// Arm never takes this shortcut: its epoll_ctl is also how a
 		// number that now names another file is noticed (ENOENT below),
 		// so a fresh tag never joins a dead file's registration.
 		return
 	}
 	op := unix.EPOLL_CTL_MOD
-	if e.state == regNone {
+	if reg.state == regNone {
 		op = unix.EPOLL_CTL_ADD
-		e.gen = p.nextGen
+		reg.gen = p.nextGen
 		if p.nextGen++; p.nextGen == 0 {
 			p.nextGen = 1
 		}
 	}
-	e.mask = want
-	err := p.ctl(op, e)
+	reg.mask = want
+	err := p.ctl(op, fd)
 	switch {
 	case err == nil:
-		e.state = regActive
+		reg.state = regActive
 		return
 	case op == unix.EPOLL_CTL_MOD && err == unix.ENOENT:
 		// The registration vanished with its file (closed behind our
 		// back). Tags armed on it fail; a fresh tag is armed on whatever
 		// the number names now.
-		e.state = regNone
-		p.failAll(e, fresh, err)
-		if len(e.tags) > 0 {
-			p.sync(e, fresh)
+		reg.state = regNone
+		p.failAll(fd, fresh, err)
+		if p.g.first(fd) != 0 {
+			p.sync(fd, fresh)
 		}
 		return
 	case op == unix.EPOLL_CTL_MOD:
-		p.ctl(unix.EPOLL_CTL_DEL, e) // leave no half-known registration behind
+		p.ctl(unix.EPOLL_CTL_DEL, fd) // leave no half-known registration behind
 	}
-	e.state = regNone
-	p.failAll(e, 0, err)
+	reg.state = regNone
+	p.failAll(fd, 0, err)
 }
 
-// failAll ends every tag on e except keep with a Failed Event.
-func (p *epollPoller) failAll(e *epollFd, keep uint64, err error) {
+// failAll ends every tag on fd except keep with a Failed Event.
+func (p *epollPoller) failAll(fd int, keep uint64, err error) {
 	errno, ok := err.(unix.Errno)
 	if !ok {
 		panic(fmt.Sprintf("poller: epoll_ctl returned a non-errno error %T", err))
 	}
-	rest := e.tags[:0]
-	for _, t := range e.tags {
-		if t.tag == keep {
-			rest = append(rest, t)
-			continue
+	for i := p.g.first(fd); i != 0; {
+		rec := p.g.at(i)
+		i = rec.next
+		if tag := rec.tag; tag != keep {
+			p.g.remove(rec)
+			p.emit(Event{Tag: tag, Errno: errno})
 		}
-		delete(p.tags, t.tag)
-		p.emit(Event{Tag: t.tag, Errno: errno})
 	}
-	clear(e.tags[len(rest):])
-	e.tags = rest
 }
 
-func (p *epollPoller) ctl(op int, e *epollFd) error {
-	p.ctlEv = unix.EpollEvent{Events: e.mask | unix.EPOLLONESHOT, Fd: int32(e.fd), Pad: int32(e.gen)}
+func (p *epollPoller) ctl(op int, fd int) error {
+	reg := &p.regs[fd]
+	p.ctlEv = unix.EpollEvent{Events: reg.mask | unix.EPOLLONESHOT, Fd: int32(fd), Pad: int32(reg.gen)}
 	p.stats.Syscalls++
-	return unix.EpollCtl(p.epfd, op, e.fd, &p.ctlEv)
-}
-
-// take removes tag from e; the caller emits its Event.
-func (p *epollPoller) take(e *epollFd, tag uint64) {
-	delete(p.tags, tag)
-	for i, t := range e.tags {
-		if t.tag == tag {
-			e.tags = slices.Delete(e.tags, i, i+1) // zeroes the vacated slot
-			return
-		}
-	}
-	panic(fmt.Sprintf("poller: tag %#x indexed on fd %d but not armed there", tag, e.fd))
-}
-
-func (p *epollPoller) record(fd int) *epollFd {
-	var e *epollFd
-	if k := len(p.free); k > 0 {
-		e = p.free[k-1]
-		p.free[k-1] = nil
-		p.free = p.free[:k-1]
-	} else {
-		e = &epollFd{}
-	}
-	*e = epollFd{fd: fd, tags: e.tags[:0]}
-	p.fds[fd] = e
-	return e
+	return unix.EpollCtl(p.epfd, op, fd, &p.ctlEv)
 }
 
 // emit queues a decided Event; drain hands queued Events to Wait's caller.
@@ -367,7 +323,7 @@ func (p *epollPoller) Close() error {
 	p.closed = true
 	p.stats.Dropped += uint64(p.stats.Armed)
 	p.stats.Armed = 0
-	p.fds, p.tags, p.out, p.free = nil, nil, nil, nil
+	p.g, p.regs, p.out = ledger{}, nil, nil
 	var err error
 	if cerr := unix.Close(p.epfd); cerr != nil {
 		err = fmt.Errorf("poller: close epoll fd: %w", cerr)

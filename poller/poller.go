@@ -8,11 +8,16 @@
 //
 // # The contract (both backends)
 //
-// A tag is the caller's name for one armed poll: nonzero, bit 63 clear
-// (ValidTag). The poller uses bit 63 for its own kernel requests (cancels,
-// the wake-up poll) so those can never be mistaken for a caller's. Tags are
-// opaque to the poller; the caller puts a generation in them so that a tag is
-// never armed again while the kernel may still post for its previous use.
+// A tag is the caller's name for one armed poll: bit 63 clear and a nonzero
+// index in its low TagIndexBits (ValidTag). The poller uses bit 63 for its
+// own kernel requests (cancels, the wake-up poll) so those can never be
+// mistaken for a caller's. The index is where the poller records the tag
+// (a table, not a map: arming and completing cost no hashing and no search),
+// so two tags armed at once must have different indexes, and indexes should
+// be dense, as cancel's slot numbers are: the table grows to the largest
+// one. The other bits are opaque to the poller; the caller puts a
+// generation in them so that a tag is never armed again while the kernel
+// may still post for its previous use.
 //
 //	call                 | the tag's one Event is ...
 //	---------------------+-----------------------------------------------------
@@ -123,8 +128,9 @@ const (
 // InternalBit is the tag bit reserved for the poller's own kernel requests.
 const InternalBit uint64 = 1 << 63
 
-// ValidTag reports whether tag may be armed: nonzero with InternalBit clear.
-func ValidTag(tag uint64) bool { return tag != 0 && tag&InternalBit == 0 }
+// ValidTag reports whether tag may be armed: InternalBit clear and a nonzero
+// index (TagIndexBits).
+func ValidTag(tag uint64) bool { return tag&TagIndexMask != 0 && tag&InternalBit == 0 }
 
 // Backend names a poller implementation.
 type Backend string
@@ -251,12 +257,14 @@ var ErrCanceled = errors.New("poller: poll canceled")
 // ErrClosed is returned by every method called after Close.
 var ErrClosed = errors.New("poller: closed")
 
-// ErrBadTag refuses a tag that is zero or has InternalBit set.
-var ErrBadTag = errors.New("poller: tag is zero or uses the internal bit")
+// ErrBadTag refuses a tag whose index (TagIndexBits) is zero or that has
+// InternalBit set.
+var ErrBadTag = errors.New("poller: tag has a zero index or uses the internal bit")
 
-// ErrTagInUse refuses a tag that is still armed (its Event not yet decided).
-// Arming a tag again before its decided Event came out of Wait is not
-// refused but is a caller bug: both Events would carry the same tag.
+// ErrTagInUse refuses a tag whose index another armed tag holds, or that is
+// itself still armed (its Event not yet decided). Arming a tag again before
+// its decided Event came out of Wait is not refused but is a caller bug:
+// both Events would carry the same tag.
 var ErrTagInUse = errors.New("poller: tag already armed")
 
 // ErrBadFd refuses a file descriptor the kernel cannot name: negative, or

@@ -62,20 +62,13 @@ var setupLadders = [...][]ring.SetupFlags{
 	UringPlain: {0},
 }
 
-type uringTag struct {
-	seq       uint64 // the Arm's sequence number: submitted once seq <= p.submitted
-	fd        int32
-	events    uint32 // the interest armed
-	disarming bool
-}
-
 type uringPoller struct {
 	r *ring.Ring // constant after newUring
 	w *waker     // constant after newUring
 
 	// Owned by the owner goroutine (and its OS thread, single-issuer).
-	tags      map[uint64]uringTag
-	byFd      map[int32][]uint64 // tags armed per fd, for Forget; kept empty until Forget
+	g         ledger   // the tags in flight; a record's seq: submitted once seq <= p.submitted
+	forget    []uint64 // Forget's scratch list
 	cqes      []ring.CQE
 	out       []Event // decided Events not yet returned (reaped to make room)
 	owed      int     // CQEs the kernel has yet to post for our SQEs
@@ -128,8 +121,6 @@ func newUring(opts Options) (Poller, string, error) {
 	p := &uringPoller{
 		r:    r,
 		w:    w,
-		tags: make(map[uint64]uringTag),
-		byFd: make(map[int32][]uint64),
 		cqes: make([]ring.CQE, 2*r.CQEntries()),
 	}
 	return p, (r.Flags() &^ ring.SetupCQSize).String(), nil
@@ -167,18 +158,21 @@ func (p *uringPoller) Arm(tag uint64, fd int, events uint32) error {
 	if err := checkArm(tag, fd, events); err != nil {
 		return err
 	}
-	if _, ok := p.tags[tag]; ok {
-		return fmt.Errorf("%w: %#x", ErrTagInUse, tag)
+	if err := p.g.free(tag); err != nil {
+		return err
 	}
-	s, err := p.sqe()
+	s, err := p.sqe() // may reap, which only frees indexes
 	if err != nil {
 		return err
 	}
 	s.PrepPollAdd(int32(fd), events, tag)
 	p.owed++
 	p.armSeq++
-	p.tags[tag] = uringTag{seq: p.armSeq, fd: int32(fd), events: events}
-	p.byFd[int32(fd)] = append(p.byFd[int32(fd)], tag)
+	rec, err := p.g.add(tag, fd, events)
+	if err != nil {
+		panic(err.Error()) // free said the index was free, and reaping frees only
+	}
+	rec.seq = p.armSeq
 	p.stats.Arms++
 	p.stats.Armed++
 	return nil
@@ -188,21 +182,20 @@ func (p *uringPoller) Disarm(tag uint64) bool {
 	if p.closed {
 		return false
 	}
-	if st, ok := p.tags[tag]; !ok || st.disarming {
+	if rec := p.g.get(tag); rec == nil || rec.disarming {
 		return false
 	}
 	p.mustCancel(tag)
 	// Making room for the cancel may have reaped tag's own CQE (a full SQ
 	// flushed on a kernel that answers EBUSY while its CQ overflows): its
-	// Event is then decided and waits in p.out. Writing back the record read
-	// before would resurrect a tag no longer in flight, refusing its next
-	// Arm with ErrTagInUse forever. The cancel then finds nothing (-ENOENT).
-	st, ok := p.tags[tag]
-	if !ok {
+	// Event is then decided and waits in p.out, and its record is gone, so
+	// it is looked up again rather than marked through the pointer taken
+	// before. The cancel then finds nothing (-ENOENT).
+	rec := p.g.get(tag)
+	if rec == nil {
 		return false
 	}
-	st.disarming = true
-	p.tags[tag] = st
+	rec.disarming = true
 	p.stats.Disarms++
 	return true
 }
@@ -211,19 +204,23 @@ func (p *uringPoller) Forget(fd int) {
 	if p.closed || !validFd(fd) {
 		return // nothing can be armed there; int32(fd) would name another fd
 	}
-	list, ok := p.byFd[int32(fd)]
-	if !ok {
-		return
-	}
 	// The removals go by tag, not by fd: the caller closes fd before they
 	// reach the kernel, and an fd number resolved then would name nothing,
-	// or the next file to get that number.
+	// or the next file to get that number. The tags are listed first:
+	// queueing a cancel may reap, which unlinks records from the list.
+	// Tags of fd's earlier life still in flight are on the list too; their
+	// Disarm does nothing (already disarming).
+	list := p.forget[:0]
 	unsubmitted := false
+	for i := p.g.first(fd); i != 0; i = p.g.at(i).next {
+		rec := p.g.at(i)
+		list = append(list, rec.tag)
+		unsubmitted = unsubmitted || rec.seq > p.submitted
+	}
 	for _, tag := range list {
-		unsubmitted = unsubmitted || p.tags[tag].seq > p.submitted
 		p.Disarm(tag)
 	}
-	delete(p.byFd, int32(fd))
+	p.forget = list[:0]
 	if unsubmitted {
 		// A POLL_ADD still in the SQ resolves its fd number when the
 		// kernel takes it. Hand it over now, while the number still names
@@ -416,15 +413,15 @@ func (p *uringPoller) complete(c *ring.CQE) (Event, bool) {
 		panic(fmt.Sprintf("poller: CQE with unknown internal user_data %#x", c.UserData))
 	}
 	tag := c.UserData
-	st, ok := p.tags[tag]
-	if !ok {
+	rec := p.g.get(tag)
+	if rec == nil {
 		// Tags are unique among polls in flight (ErrTagInUse) and each
 		// poll posts one CQE: a second would be the double this package
 		// exists to prevent.
 		panic(fmt.Sprintf("poller: POLL_ADD CQE %+v for a tag not in flight", *c))
 	}
-	delete(p.tags, tag)
-	p.unindex(st.fd, tag)
+	st := *rec
+	p.g.remove(rec)
 	ev := Event{Tag: tag}
 	switch {
 	case c.Res > 0:
@@ -441,21 +438,6 @@ func (p *uringPoller) complete(c *ring.CQE) (Event, bool) {
 		panic(fmt.Sprintf("poller: POLL_ADD for tag %#x completed with an empty mask", tag))
 	}
 	return ev, true
-}
-
-// unindex drops tag from fd's list. After Forget, or when fd's number was
-// reused meanwhile, the list may not hold it: nothing to do then.
-func (p *uringPoller) unindex(fd int32, tag uint64) {
-	list := p.byFd[fd]
-	for i, t := range list {
-		if t == tag {
-			list[i] = list[len(list)-1]
-			// An emptied list stays, capacity and all, so that the
-			// next Arm on fd does not allocate; Forget deletes it.
-			p.byFd[fd] = list[:len(list)-1]
-			return
-		}
-	}
 }
 
 // closeDrain bounds how long Close waits for the kernel's last completions.
@@ -476,7 +458,7 @@ func (p *uringPoller) Close() error {
 	if werr := p.w.close(); werr != nil && err == nil {
 		err = werr
 	}
-	p.tags, p.byFd = nil, nil
+	p.g = ledger{}
 	return err
 }
 
@@ -484,11 +466,16 @@ func (p *uringPoller) Close() error {
 // kernel has posted every CQE it owes, so no file stays referenced by the
 // ring once Close returns.
 func (p *uringPoller) drainKernel() error {
-	for tag, st := range p.tags {
-		if !st.disarming {
-			if err := p.cancel(tag); err != nil {
-				return err
-			}
+	// Listed first: queueing a cancel may reap, which frees records.
+	var live []uint64
+	for i := range p.g.tags {
+		if rec := &p.g.tags[i]; rec.tag != 0 && !rec.disarming {
+			live = append(live, rec.tag)
+		}
+	}
+	for _, tag := range live {
+		if err := p.cancel(tag); err != nil {
+			return err
 		}
 	}
 	if p.wakeArmed {

@@ -31,22 +31,19 @@ var errForceStop = fmt.Errorf("reactor: Shutdown's context ended before the conn
 // Conn is one accepted connection. Write, Close, CloseNow and CloseWrite
 // may be called from any goroutine; the rest of its life runs on one loop.
 type Conn struct {
+	// The fields are ordered so that the small ones share words: an idle
+	// Conn is 288 bytes, a size class of its own (the package doc lists
+	// what else an idle Conn holds).
 	l  *loop     // constant: the loop that owns fd
 	ln *Listener // constant
 	fd int       // constant; unusable once the phase is closed (checked under mu)
 
-	mu         sync.Mutex
-	out        outBuf // guarded by mu: pending output
-	taskQueued bool   // guarded by mu: a taskFlush sits in the loop's inbox
-	wrShut     bool   // guarded by mu: CloseWrite asked; shut SHUT_WR once drained
-	closeAsked bool   // guarded by mu: Close or CloseNow called: Write refuses
-	werr       error  // guarded by mu: the write error that condemned c
+	mu   sync.Mutex
+	out  outBuf // guarded by mu: pending output
+	werr error  // guarded by mu: the write error that condemned c
 
 	// ph: atomic; the connPhase (conn_state.go). Written by the loop only.
 	ph atomic.Uint32
-	// inCb: atomic; the loop is inside a handler call for c. Written by
-	// the loop, read by requesters (kickLocked).
-	inCb atomic.Bool
 	// req: atomic; 1<<task for what was asked during a handler call,
 	// taken by the loop when the call returns (afterCall). See kickLocked.
 	req atomic.Uint32
@@ -59,24 +56,28 @@ type Conn struct {
 	// becoming pending; what WriteTimeout measures. Guarded by mu.
 	outSince int64
 
-	// Owned by the loop goroutine.
+	// inCb: atomic; the loop is inside a handler call for c. Written by
+	// the loop, read by requesters (kickLocked).
+	inCb       atomic.Bool
+	taskQueued bool // guarded by mu: a taskFlush sits in the loop's inbox
+	wrShut     bool // guarded by mu: CloseWrite asked; shut SHUT_WR once drained
+	closeAsked bool // guarded by mu: Close or CloseNow called: Write refuses
+	// Owned by the loop goroutine, as is everything below.
+	peerEOF bool // a read returned end of file: the peer sends nothing more
+	shutReq bool // Shutdown asked; waits for reading to resume if paused
+	wrDone  bool // shutdown(SHUT_WR) was made
+	opened  bool // OnOpen was called, so OnClose is owed
+
+	timerIdx   int32     // the live entry's index+1 in l.timers, kept by the heap; 0 = none
+	shutLeft   int32     // bytes Shutdown found received and still to deliver
 	rd, wr     reqHandle // in-flight requests; zero = none
-	peerEOF    bool      // a read returned end of file: the peer sends nothing more
 	lingerBy   int64     // nanotime at which lingering ends; 0 = not lingering
 	lingerNext int64     // nanotime of a lingering Conn's next look; 0 = none
-	shutReq    bool      // Shutdown asked; waits for reading to resume if paused
-	shutLeft   int       // bytes Shutdown found received and still to deliver
-	wrDone     bool      // shutdown(SHUT_WR) was made
-	opened     bool      // OnOpen was called, so OnClose is owed
 	drainBy    int64     // nanotime by which a drain must end; 0 = none
 	timerSeq   uint64    // the live timer entry's seq
-	timerWhen  int64     // when the live entry fires; 0 = none
-	timerIdx   int32     // the live entry's index+1 in l.timers, kept by the heap; 0 = none
 	lastRead   int64     // nanotime of the last byte read
 	closeErr   error     // the reason the drain began (nil: clean)
-	onRead     func(Result)
-	onWrite    func(Result)
-	prev, next *Conn // guarded by ln.mu: the listener's list of live Conns
+	prev, next *Conn     // guarded by ln.mu: the listener's list of live Conns
 
 	remote unix.Sockaddr // constant
 	ctx    atomic.Value  // user data
@@ -310,7 +311,7 @@ func (c *Conn) armRead() {
 	if !c.rd.IsZero() || c.phase() != phOpen {
 		return
 	}
-	if err := c.l.armOn(c.fd, In|RdHup, c.onRead, &c.rd); err != nil {
+	if err := c.l.armConn(c, In|RdHup, &c.rd); err != nil {
 		c.finish(fmt.Errorf("reactor: arm read: %w", err))
 	}
 }
@@ -319,7 +320,7 @@ func (c *Conn) armWrite() {
 	if !c.wr.IsZero() || c.phase() == phClosed {
 		return
 	}
-	if err := c.l.armOn(c.fd, Out, c.onWrite, &c.wr); err != nil {
+	if err := c.l.armConn(c, Out, &c.wr); err != nil {
 		c.finish(fmt.Errorf("reactor: arm write: %w", err))
 		return
 	}
@@ -373,7 +374,7 @@ func (c *Conn) readSome(rounds int) {
 			if c.shutLeft <= 0 {
 				return
 			}
-			buf = buf[:min(len(buf), c.shutLeft)]
+			buf = buf[:min(len(buf), int(c.shutLeft))]
 		}
 		n, err := rawRead(c.fd, buf)
 		switch {
@@ -396,7 +397,7 @@ func (c *Conn) readSome(rounds int) {
 			c.doClose(taskClose, nil)
 			return
 		}
-		c.shutLeft -= n
+		c.shutLeft -= int32(n)
 		c.lastRead = nanotime()
 		c.lastActive.Store(c.lastRead)
 		c.ln.bytesIn.Add(uint64(n))

@@ -66,7 +66,7 @@ func (c *Conn) doClose(task int32, err error) {
 		// after is not (the linger discards it).
 		c.shutLeft = 1<<31 - 1 // the kernel would not say: read to EAGAIN
 		if n, err := unix.IoctlGetInt(c.fd, unix.SIOCINQ); err == nil {
-			c.shutLeft = n
+			c.shutLeft = int32(min(n, 1<<31-1))
 		}
 		c.shutdownRead()
 	case c.phase().writable():
@@ -178,7 +178,7 @@ func (c *Conn) discard() {
 				return
 			}
 			if c.rd.IsZero() {
-				if err := c.l.armOn(c.fd, In|RdHup, c.onRead, &c.rd); err != nil {
+				if err := c.l.armConn(c, In|RdHup, &c.rd); err != nil {
 					c.finish(fmt.Errorf("reactor: arm read: %w", err))
 					return
 				}

@@ -72,12 +72,11 @@ func (c *Conn) deadlineErr(kind int) error {
 // is replaced, so a Conn holds at most one heap entry.
 func (c *Conn) schedule() {
 	when, _ := c.deadline()
-	if when == 0 || (c.timerWhen != 0 && c.timerWhen <= when) {
+	if at := c.timerAt(); when == 0 || (at != 0 && at <= when) {
 		return
 	}
 	c.unschedule()
 	c.timerSeq++
-	c.timerWhen = when
 	c.l.addTimer(timerEntry{when: when, seq: c.timerSeq, obj: c, idx: &c.timerIdx})
 }
 
@@ -86,7 +85,15 @@ func (c *Conn) unschedule() {
 	if c.timerIdx != 0 {
 		c.l.timers.remove(int(c.timerIdx - 1))
 	}
-	c.timerWhen = 0
+}
+
+// timerAt is when c's heap entry fires; 0 = none. The heap keeps the
+// entry's place in c.timerIdx, so c need not keep a copy of its time.
+func (c *Conn) timerAt() int64 {
+	if c.timerIdx == 0 {
+		return 0
+	}
+	return c.l.timers[c.timerIdx-1].when
 }
 
 // fire is c's timer expiring: close c if a deadline passed, else wait for
@@ -95,7 +102,6 @@ func (c *Conn) fire(_ *loop, seq uint64, now int64) {
 	if seq != c.timerSeq || c.phase() == phClosed {
 		return
 	}
-	c.timerWhen = 0
 	if when, kind := c.deadline(); kind != dlNone && now >= when {
 		if kind == dlLinger {
 			c.lingerNext = 0

@@ -474,7 +474,6 @@ func (s *lsock) admit(nfd int, sa unix.Sockaddr) {
 // closing): nfd is closed then.
 func (ln *Listener) adopt(target *loop, nfd int, sa unix.Sockaddr, onTarget bool) *Conn {
 	c := &Conn{l: target, ln: ln, fd: nfd, remote: sa}
-	c.onRead, c.onWrite = c.readable, c.writable
 	ln.mu.Lock()
 	c.next = ln.head
 	if ln.head != nil {

@@ -23,18 +23,25 @@ type reqHandle = cancel.Handle[reqData]
 type reqData struct {
 	fd       int32
 	ev       Events
-	cb       func(Result) // Arm and the connection layer
+	cb       func(Result) // Arm, packet conns
+	conn     *Conn        // a Conn's read (ev In) or write (ev Out) request
 	w        *waiter      // Poll
 	q        *Request     // Arm: told the outcome before the slot is released
 	deadline int64        // nanotime; 0 = none
 	timer    int32        // index+1 of the deadline in l.timers; 0 = none
 	ready    Events       // the mask of the event that decided Ready
-	errno    unix.Errno   // the event that decided Failed
-	armErr   error        // the backend refused the arm (decided Failed)
-	reason   error        // what a Closed outcome means; nil = ErrClosed
+	errno    int32        // the event that decided Failed (a unix.Errno)
 	listed   bool         // on l.fdHead's list
-	prev     reqHandle    // the fd's live requests, doubly linked
-	next     reqHandle
+	// err is what a Failed or Closed outcome means when it is not the
+	// errno or ErrClosed: the backend's refusal of the arm (set just
+	// before the loop steals the request as Failed) or a closer's reason
+	// (set, while the outcome is undecided, just before the closer decides
+	// Closed). One field serves both: each is set only on the loop and
+	// only by the party about to decide the outcome it explains, and any
+	// other outcome (Canceled by a racing Cancel) ignores it.
+	err  error
+	prev reqHandle // the fd's live requests, doubly linked
+	next reqHandle
 }
 
 // loop is one event loop: a goroutine locked to its OS thread that owns a
@@ -254,7 +261,7 @@ func (l *loop) handle(n int) {
 		case ev.Canceled:
 			o = cancel.Undecided // only ever seen for a request we withdrew
 		case ev.Errno != 0:
-			o, d.errno = cancel.Failed, ev.Errno
+			o, d.errno = cancel.Failed, int32(ev.Errno)
 		default:
 			d.ready = Events(ev.Events)
 		}
@@ -309,7 +316,7 @@ func (l *loop) act(h reqHandle, a cancel.Action) {
 	if a.Has(cancel.MustArm) {
 		d := h.Data()
 		if err := l.p.Arm(h.Tag(), int(d.fd), uint32(d.ev)); err != nil {
-			d.armErr = err
+			d.err = err
 			a |= h.Steal(cancel.Failed)
 		} else if !d.listed {
 			l.link(h)
@@ -338,9 +345,9 @@ func (l *loop) deliver(h reqHandle) {
 		res.Events = d.ready
 		l.ready.Add(1)
 	case cancel.Failed:
-		res.Err = d.errno
-		if d.armErr != nil {
-			res.Err = d.armErr
+		res.Err = unix.Errno(d.errno)
+		if d.err != nil {
+			res.Err = d.err
 		}
 		l.failed.Add(1)
 	case cancel.Canceled:
@@ -348,8 +355,8 @@ func (l *loop) deliver(h reqHandle) {
 		l.canceled.Add(1)
 	case cancel.Closed:
 		res.Err = ErrClosed
-		if d.reason != nil {
-			res.Err = d.reason
+		if d.err != nil {
+			res.Err = d.err
 		}
 		l.closed.Add(1)
 	default:
@@ -361,7 +368,7 @@ func (l *loop) deliver(h reqHandle) {
 	if d.timer != 0 {
 		l.timers.remove(int(d.timer - 1))
 	}
-	cb, w, q := d.cb, d.w, d.q
+	cb, conn, ev, w, q := d.cb, d.conn, d.ev, d.w, d.q
 	if q != nil {
 		q.outcome.Store(uint32(o)) // before Delivered: Release makes Cancel see Stale
 	}
@@ -373,6 +380,13 @@ func (l *loop) deliver(h reqHandle) {
 	case cb != nil:
 		l.enterUser()
 		cb(res)
+	case conn != nil:
+		l.enterUser()
+		if ev&Out != 0 {
+			conn.writable(res)
+		} else {
+			conn.readable(res)
+		}
 	case w != nil:
 		w.ch <- res
 	}
@@ -385,6 +399,17 @@ func (l *loop) deliver(h reqHandle) {
 // no request was made (the loop is stopping, or the table is exhausted)
 // and cb will never run.
 func (l *loop) armOn(fd int, ev Events, cb func(Result), into *reqHandle) error {
+	return l.armFor(fd, ev, cb, nil, into)
+}
+
+// armConn is armOn for c's read (ev without Out) or write (ev Out)
+// request: its completion calls c.readable or c.writable directly, so an
+// idle Conn holds no callback closures (two allocations each).
+func (l *loop) armConn(c *Conn, ev Events, into *reqHandle) error {
+	return l.armFor(c.fd, ev, nil, c, into)
+}
+
+func (l *loop) armFor(fd int, ev Events, cb func(Result), conn *Conn, into *reqHandle) error {
 	if l.stopping {
 		return ErrClosed
 	}
@@ -393,7 +418,7 @@ func (l *loop) armOn(fd int, ev Events, cb func(Result), into *reqHandle) error 
 		return fmt.Errorf("reactor: %w", err)
 	}
 	d := h.Data()
-	d.fd, d.ev, d.cb = int32(fd), ev, cb
+	d.fd, d.ev, d.cb, d.conn = int32(fd), ev, cb, conn
 	l.armed.Add(1)
 	l.outstanding.Add(1)
 	*into = h
@@ -425,7 +450,7 @@ func (l *loop) closeFdOn(fd int) {
 			continue // a callback run by an earlier one finished it
 		}
 		if h.State().Outcome() == cancel.Undecided {
-			h.Data().reason = ErrFdClosed
+			h.Data().err = ErrFdClosed
 		}
 		l.act(h, h.Close())
 		// A Cancel that won before and whose withdraw still waits in the
@@ -484,7 +509,7 @@ func (l *loop) runTimers(now int64) {
 		if !h.State().Cancellable() {
 			continue
 		}
-		h.Data().reason = errDeadline
+		h.Data().err = errDeadline
 		l.act(h, h.Close())
 	}
 }

@@ -1,0 +1,130 @@
+//go:build linux
+
+package poller
+
+import "fmt"
+
+// ledger is the record both backends keep of the tags armed and not yet
+// returned by Wait: a table indexed by the tag's index bits (TagIndexBits),
+// and per fd a list of its tags threaded through that table in arming
+// order, headed in a table indexed by fd. Arming, completing and disarming
+// a tag are index arithmetic: no map, no search. The tables grow to the
+// largest index and fd seen, which the caller keeps dense (the reactor's
+// tags are cancel-slot numbers, its fds the process's descriptors).
+//
+// Invariants, kept by add and remove only:
+//   - tags[i].tag != 0 iff a tag with index i is armed, and then
+//     tags[i].tag&TagIndexMask == i;
+//   - an armed tag is on exactly one fd's list, the fd it was armed on,
+//     and heads[fd] is 0 iff that list is empty.
+type ledger struct {
+	tags  []tagRec // by tag index; tags[0] is never used
+	heads []fdTags // by fd
+	n     int      // tags armed
+}
+
+// tagRec is one armed tag. prev and next are tag indexes, 0 ending the list.
+type tagRec struct {
+	tag        uint64 // 0: the index is free
+	seq        uint64 // io_uring: the Arm's sequence number
+	fd         int32
+	events     uint32
+	prev, next uint32
+	disarming  bool // io_uring: its ASYNC_CANCEL is queued or done
+}
+
+// fdTags heads one fd's list.
+type fdTags struct{ head, tail uint32 }
+
+// TagIndexBits is how many low bits of a tag are its index: the ledger slot
+// it is recorded in. Two tags armed at once must differ there.
+const TagIndexBits = 24
+
+// TagIndexMask selects a tag's index.
+const TagIndexMask uint64 = 1<<TagIndexBits - 1
+
+// get returns tag's record, or nil when tag is not armed (its index free or
+// holding another generation).
+func (g *ledger) get(tag uint64) *tagRec {
+	i := tag & TagIndexMask
+	if i >= uint64(len(g.tags)) || g.tags[i].tag != tag {
+		return nil
+	}
+	return &g.tags[i]
+}
+
+// free reports ErrTagInUse when tag's index holds an armed tag.
+func (g *ledger) free(tag uint64) error {
+	i := tag & TagIndexMask
+	if i < uint64(len(g.tags)) && g.tags[i].tag != 0 {
+		return fmt.Errorf("%w: %#x (index %d held by %#x)", ErrTagInUse, tag, i, g.tags[i].tag)
+	}
+	return nil
+}
+
+// add records tag as armed on fd; ErrTagInUse when its index is taken. The
+// returned pointer is valid until the next add.
+func (g *ledger) add(tag uint64, fd int, events uint32) (*tagRec, error) {
+	i := uint32(tag & TagIndexMask)
+	if int(i) >= len(g.tags) {
+		g.tags = grow(g.tags, int(i)+1)
+	}
+	r := &g.tags[i]
+	if r.tag != 0 {
+		return nil, fmt.Errorf("%w: %#x (index %d held by %#x)", ErrTagInUse, tag, i, r.tag)
+	}
+	if fd >= len(g.heads) {
+		g.heads = grow(g.heads, fd+1)
+	}
+	h := &g.heads[fd]
+	*r = tagRec{tag: tag, fd: int32(fd), events: events, prev: h.tail}
+	if h.tail != 0 {
+		g.tags[h.tail].next = i
+	} else {
+		h.head = i
+	}
+	h.tail = i
+	g.n++
+	return r, nil
+}
+
+// remove forgets r, which must be armed, and unlinks it from its fd's list.
+func (g *ledger) remove(r *tagRec) {
+	i := uint32(r.tag & TagIndexMask)
+	h := &g.heads[r.fd]
+	if r.prev != 0 {
+		g.tags[r.prev].next = r.next
+	} else {
+		h.head = r.next
+	}
+	if r.next != 0 {
+		g.tags[r.next].prev = r.prev
+	} else {
+		h.tail = r.prev
+	}
+	if &g.tags[i] != r {
+		panic(fmt.Sprintf("poller: ledger record for %#x is not at its index", r.tag))
+	}
+	*r = tagRec{}
+	g.n--
+}
+
+// first returns the index of fd's first armed tag, 0 if none.
+func (g *ledger) first(fd int) uint32 {
+	if fd >= len(g.heads) {
+		return 0
+	}
+	return g.heads[fd].head
+}
+
+// at returns the record at a list index from first or a record's next.
+func (g *ledger) at(i uint32) *tagRec { return &g.tags[i] }
+
+// grow returns s extended to at least n elements, doubling so that a table
+// filled in order is copied O(log n) times.
+func grow[T any](s []T, n int) []T {
+	c := max(2*len(s), n, 64)
+	g := make([]T, c)
+	copy(g, s)
+	return g
+}
