@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
-	"strings"
 	"testing"
 	"time"
 
@@ -18,11 +17,10 @@ import (
 	"github.com/oneshot-io/oneshot/reactor"
 )
 
-// benchBackends are the rows of every side-by-side benchmark: the loops
-// parked in Go's netpoller (the default), the loops locked to their threads
-// (Config.LockThreads), and "netpoller", Go's own runtime poller doing the
-// same wait.
-var benchBackends = []string{"epoll", "uring", "epoll-locked", "uring-locked", "netpoller"}
+// benchBackends are the rows of every side-by-side benchmark: the reactor
+// on each backend, and "netpoller", Go's own runtime poller doing the same
+// wait.
+var benchBackends = []string{"epoll", "uring", "netpoller"}
 
 func benchReactor(b *testing.B, kind string) *reactor.Reactor {
 	b.Helper()
@@ -31,8 +29,7 @@ func benchReactor(b *testing.B, kind string) *reactor.Reactor {
 
 func benchReactorLoops(b *testing.B, kind string, loops int) *reactor.Reactor {
 	b.Helper()
-	backend, locked := strings.CutSuffix(kind, "-locked")
-	r, err := reactor.New(reactor.Config{Backend: reactor.Backend(backend), Loops: loops, LockThreads: locked})
+	r, err := reactor.New(reactor.Config{Backend: reactor.Backend(kind), Loops: loops})
 	if err != nil {
 		if errors.Is(err, reactor.ErrUnavailable) {
 			b.Skipf("io_uring unavailable here: %v", err)

@@ -41,28 +41,35 @@
 //
 // # Loops and threads
 //
-// By default each loop is an ordinary goroutine that, between turns, parks
-// in Go's runtime netpoller on its poller's descriptor (the epoll fd, or the
-// ring fd of an io_uring set up COOP_TASKRUN, which any thread may enter).
-// A completion readies the loop goroutine on whichever P noticed it, and
-// what the loop readies in turn (a Poll waiter, a goroutine its callback
+// Each loop is an ordinary goroutine that, between turns, parks in Go's
+// runtime netpoller on its poller's descriptor (the epoll fd, or the ring fd
+// of an io_uring set up COOP_TASKRUN, which any thread may enter). A
+// completion readies the loop goroutine on whichever P noticed it, and what
+// the loop readies in turn (a Poll waiter, a goroutine its callback
 // signalled) runs on that same P: no OS thread is woken to hand work over.
-// Other goroutines wake a parked loop by moving its netpoller read deadline
-// into the past, which costs no system call; its timers are that deadline.
-// With Config.LockThreads each loop is instead a goroutine locked to an OS
-// thread of its own that blocks in epoll_wait or io_uring_enter, with the
-// ring set up SINGLE_ISSUER|DEFER_TASKRUN. BenchmarkPollCycle and
-// BenchmarkArmCycle (one readiness round trip per op) count the voluntary
-// context switches per op of each mode: about 0.2-0.5 parked, as for Go's
-// own netpoller, and 2.2 locked, every wake crossing threads twice; see
-// the README for the measured times. What LockThreads is for: a callback
-// server with one loop on one CPU. make compare (3 rounds, 2026-11-29)
-// measured echod's server CPU per message +40-47% parked at 1 connection
-// × 64 B and +10% at 50 × 16 KiB, the same within 3% at 100 and 1,000
-// connections, where the parked loop's p99.9 was 28 ms against 66 ms
-// locked (the Go scheduler's park and wake path costs more than a
-// blocking io_uring_enter when one goroutine does all the work). An fd armed through Arm and Poll
-// belongs to loop fd % Loops for its whole life, so a reused fd number
+// The loop's turns run inside one netpoller read, so a wake-up costs one
+// non-blocking look at the poller. Other goroutines wake a parked loop by
+// moving that read's deadline into the past, which costs no system call;
+// its timers are that deadline; a loop woken that way yields once before
+// its turn, so that it and the waiters it readies cannot pass the P to each
+// other for a whole time slice while other goroutines wait. The loop's
+// non-blocking reads, writes and looks take the raw system-call entry: the
+// scheduler's entry wakes sysmon whenever the program was idle, which a
+// loop that parks after every message would pay per message.
+//
+// Loops locked to OS threads of their own (blocking in epoll_wait or
+// io_uring_enter, the ring SINGLE_ISSUER|DEFER_TASKRUN) were the first
+// design and, until 2026-11-29, Config.LockThreads. make compare (3 rounds,
+// one loop pinned to one CPU, server CPU µs per message, parked against
+// locked, io_uring) measured 36.3 against 42.2 at 1 connection × 64 B,
+// 11.9 against 12.2 at 100 × 64 B, 16.0 against 18.6 at 1,000 × 64 B, and
+// 15.2 against 15.1 at 50 × 16 KiB; the wake cycle (BenchmarkPollCycle,
+// BenchmarkArmCycle) took 1.2-1.3× Go's netpoller parked and 3.5-5.4×
+// locked, whose every wake crosses threads twice. No load needed the
+// locked loop, so it went.
+//
+// An fd armed through Arm and Poll belongs to loop fd % Loops for its
+// whole life, so a reused fd number
 // lands on the loop that knew its previous owner. A Conn lives on the loop
 // its listener handed it to, whatever its number; that is safe because
 // every close (CloseFd's and a Conn's) makes the owning poller forget the
@@ -105,6 +112,35 @@
 // opened Conn, after its fd was closed. A Conn's life is a table of named
 // phases and moves (conn_state.go), enforced where the moves are made; a
 // read chunk costs the layer no lock (only the handler's Write takes one).
+//
+// # What an idle Conn costs
+//
+// An idle connection is one Conn, one read request and the ledgers that
+// find them; no buffer (reads go to the loop's buffer, output chunks
+// return to the listener's pool when sent), no goroutine, no closure, no
+// map entry. unsafe.Sizeof of each part, on linux/amd64 (TestIdleConnParts
+// fails when one grows):
+//
+//	part                                 bytes  where
+//	-----------------------------------  -----  ------------------------------
+//	Conn                                   288  its own object (size class 288)
+//	the read request's cancel slot         128  cancel.Slot[reqData], in
+//	                                            chunks of 256 slots
+//	the loop's fd → requests entry          16  a reqHandle in l.fdHead
+//	the poller's tag record                 40  poller ledger, by tag index
+//	the poller's fd record                8-20  io_uring: its tag list; epoll:
+//	                                            that and the registration
+//	the peer's address                   32-64  unix.Sockaddr from accept4
+//	a timer entry (with a timeout)          56  timerEntry in l.timers
+//
+// The tables grow by doubling, so each costs up to twice its row when
+// measured; together about 560 bytes of live heap per idle Conn at 4,000
+// connections (heap profile). make idle-rss measures the process: RSS
+// growth over 10,000 idle connections, 914 bytes per connection on io_uring
+// and 979 on epoll, gnet 543 (medians of 3, 2026-11-29), the rest being
+// the Go heap's headroom and free pages not yet returned. The 256 bytes of
+// issue 11 would need the Conn and its request in one object of about 200
+// bytes: not done.
 //
 // # Listener strategy: accept on one loop, hand off round robin
 //

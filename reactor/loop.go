@@ -4,7 +4,6 @@ package reactor
 
 import (
 	"fmt"
-	"runtime"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -44,8 +43,9 @@ type reqData struct {
 	next reqHandle
 }
 
-// loop is one event loop: a goroutine locked to its OS thread that owns a
-// poller, a slot table and the fds assigned to it.
+// loop is one event loop: a goroutine, parked in Go's netpoller between
+// turns (park.go), that owns a poller, a slot table and the fds assigned
+// to it.
 type loop struct {
 	r     *Reactor               // constant
 	id    int                    // constant
@@ -53,11 +53,10 @@ type loop struct {
 	table *cancel.Table[reqData] // constant; transitions per cancel's rules
 	in    inbox
 
-	// tid: atomic; the id of the OS thread the loop is pinned to: for a
-	// locked loop from start to stop, for a parked one while it runs user
-	// code (enterUser); 0 otherwise. r.onLoop compares it.
+	// tid: atomic; the id of the OS thread the loop is pinned to while it
+	// runs user code (enterUser); 0 otherwise. r.onLoop compares it.
 	tid atomic.Int32
-	pk  *parker // constant once started; nil for a locked loop
+	pk  *parker // constant once started
 
 	// Owned by the loop goroutine.
 	spare    []cmd
@@ -79,47 +78,32 @@ type loop struct {
 type stopper interface{ stopOnLoop() }
 
 // run is the loop goroutine. It opens the poller and reports the result on
-// started before serving. A locked loop (Config.LockThreads) stays on one
-// OS thread from start to stop, which io_uring's SINGLE_ISSUER and
-// DEFER_TASKRUN require, and blocks that thread in the poller's Wait. A
-// parked loop is an ordinary goroutine that waits in Go's netpoller on the
-// poller's descriptor (park.go).
+// started before serving. The loop is an ordinary goroutine that waits in
+// Go's netpoller on the poller's descriptor (park.go), so any thread may
+// enter the ring in its turn: the ring is set up COOP_TASKRUN, not
+// SINGLE_ISSUER. (Until 2026-11-29 Config.LockThreads could lock each loop
+// to a thread of its own blocking in the kernel, SINGLE_ISSUER and
+// DEFER_TASKRUN; make compare found no load where that was cheaper, and the
+// package doc keeps the figures.)
 func (l *loop) run(backend poller.Backend, started chan<- openResult, done func()) {
 	defer done()
-	locked := l.r.cfg.LockThreads
-	opts := poller.Options{Backend: backend, Entries: uint32(l.r.cfg.Entries)}
-	if locked {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-	} else {
-		// Any thread may enter the ring in turn: no SINGLE_ISSUER.
-		opts.Setup = poller.UringCoop
-	}
+	opts := poller.Options{Backend: backend, Entries: uint32(l.r.cfg.Entries), Setup: poller.UringCoop}
 	p, sel, err := poller.Open(opts)
 	if err != nil {
 		started <- openResult{sel: sel, err: err}
 		return
 	}
 	l.p = p
-	if locked {
-		l.tid.Store(int32(unix.Gettid()))
-		defer l.tid.Store(0) // the thread may serve other goroutines after us
-	} else {
-		pk, err := newParker(p.Fd())
-		if err != nil {
-			p.Close()
-			started <- openResult{sel: sel, err: err}
-			return
-		}
-		l.pk = pk
-		defer pk.close()
+	pk, err := newParker(p.Fd())
+	if err != nil {
+		p.Close()
+		started <- openResult{sel: sel, err: err}
+		return
 	}
+	l.pk = pk
+	defer pk.close()
 	started <- openResult{sel: sel}
-	if locked {
-		l.runLocked()
-	} else {
-		l.runParked()
-	}
+	l.runParked()
 }
 
 // turn runs the inbox's commands and the due timers; it reports whether
@@ -192,42 +176,6 @@ func (l *loop) parkedTurn() bool {
 			return false
 		}
 		l.in.sleeping.Store(false)
-	}
-}
-
-// runLocked serves until the reactor closes, blocking its thread in the
-// poller's Wait between turns.
-func (l *loop) runLocked() {
-	busy := false // the last Wait returned events
-	for {
-		if l.turn() {
-			return
-		}
-		timeout := time.Duration(-1)
-		if next := l.timers.next(); next >= 0 {
-			timeout = max(time.Duration(next-nanotime()), 0)
-		}
-		if busy && timeout != 0 {
-			// The last turn had work, so more is likely already there:
-			// look without sleeping first. A blocking wait made straight
-			// away costs the Go scheduler a hand-off of this thread's P
-			// and a wakeup per turn under load (make compare: ~10% server
-			// CPU per message at 100-1,000 connections).
-			n := l.wait(0)
-			if busy = n > 0; busy {
-				l.handle(n)
-				continue
-			}
-			runtime.Gosched()
-		}
-		l.in.sleeping.Store(true)
-		if l.in.n.Load() > 0 || l.r.closing.Load() {
-			timeout = 0
-		}
-		n := l.wait(timeout)
-		l.in.sleeping.Store(false)
-		busy = n > 0
-		l.handle(n)
 	}
 }
 
@@ -474,18 +422,11 @@ func (l *loop) post(c cmd) bool {
 	return ok
 }
 
-// wake makes the loop's blocking Wait return. Safe from any goroutine.
-// poller.Wake coalesces: its flag is cleared only after the eventfd was
-// drained, so a wake that finds it set is covered by a Wait that has not
-// returned yet. (It was cleared first until poller commit 54f0ba5, which
-// lost wake-ups; TestWakeHammered catches that.)
+// wake makes the loop's park end (see parker). Safe from any goroutine;
+// TestWakeHammered checks that no wake-up is lost.
 func (l *loop) wake() {
 	l.wakeups.Add(1)
-	if l.pk != nil {
-		l.pk.unpark()
-		return
-	}
-	_ = l.p.Wake() // ErrClosed only once the loop stopped, after its last inbox batch
+	l.pk.unpark()
 }
 
 func (l *loop) addTimer(e timerEntry) { l.timers.add(e) }

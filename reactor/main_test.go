@@ -61,18 +61,14 @@ func runDialer(spec string) int {
 }
 
 // backend is one row of the table every behavioural test runs over: a
-// kernel interface, and whether the loops are locked to their OS threads
-// (Config.LockThreads) or parked in Go's netpoller (the default).
+// kernel interface.
 type backend struct {
-	kind   reactor.Backend
-	locked bool
+	kind reactor.Backend
 }
 
 var backends = []backend{
-	{reactor.BackendEpoll, false},
-	{reactor.BackendUring, false},
-	{reactor.BackendEpoll, true},
-	{reactor.BackendUring, true},
+	{reactor.BackendEpoll},
+	{reactor.BackendUring},
 }
 
 // newReactor starts a reactor on b with loops loops, closed at cleanup
@@ -80,7 +76,7 @@ var backends = []backend{
 // saying why, where io_uring is unavailable.
 func newReactor(t testing.TB, b backend, loops int) *reactor.Reactor {
 	t.Helper()
-	r, err := reactor.New(reactor.Config{Backend: b.kind, Loops: loops, LockThreads: b.locked})
+	r, err := reactor.New(reactor.Config{Backend: b.kind, Loops: loops})
 	if err != nil {
 		if b.kind == reactor.BackendUring && errors.Is(err, reactor.ErrUnavailable) {
 			t.Skipf("io_uring unavailable here: %v", err)
@@ -133,11 +129,7 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 }
 
 func name(b backend) string {
-	n := strings.ToUpper(string(b.kind[:1])) + string(b.kind[1:])
-	if b.locked {
-		n += "Locked"
-	}
-	return n
+	return strings.ToUpper(string(b.kind[:1])) + string(b.kind[1:])
 }
 
 // pair is socketpair with both fds closed at cleanup (after the test's own

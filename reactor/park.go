@@ -152,12 +152,11 @@ func (pk *parker) close() {
 }
 
 // enterUser is called before the loop runs user code (a callback, a
-// Handler method): a parked loop pins itself to its current thread and
-// records the thread's id, so that r.onLoop can tell a blocking call made
-// from that code. leaveUser undoes it before the loop parks again. A loop
-// locked for its whole life keeps its id from start to stop.
+// Handler method): the loop pins itself to its current thread and records
+// the thread's id, so that r.onLoop can tell a blocking call made from that
+// code. leaveUser undoes it before the loop parks again.
 func (l *loop) enterUser() {
-	if l.pk == nil || l.tid.Load() != 0 {
+	if l.tid.Load() != 0 {
 		return
 	}
 	runtime.LockOSThread()
@@ -165,7 +164,7 @@ func (l *loop) enterUser() {
 }
 
 func (l *loop) leaveUser() {
-	if l.pk == nil || l.tid.Load() == 0 {
+	if l.tid.Load() == 0 {
 		return
 	}
 	l.tid.Store(0)

@@ -120,9 +120,8 @@ func (r *Reactor) Loops() int { return len(r.loops) }
 func (r *Reactor) loopFor(fd int) *loop { return r.loops[fd%len(r.loops)] }
 
 // onLoop reports whether the caller is a loop running user code. A loop
-// records its thread's id while it may run user code (always for a locked
-// loop, during a turn's callbacks for a parked one); the thread id is only
-// asked for when some loop has one recorded.
+// records its thread's id while it runs user code (a turn's callbacks); the
+// caller's thread id is only asked for when some loop has one recorded.
 func (r *Reactor) onLoop() bool {
 	tid := int32(0)
 	for _, l := range r.loops {

@@ -73,11 +73,6 @@ type Config struct {
 	// Loops is the number of event loops, each a goroutine owning one
 	// poller. 0 means runtime.GOMAXPROCS(0).
 	Loops int
-	// LockThreads runs each loop on an OS thread of its own that blocks in
-	// the kernel between turns, with io_uring set up SINGLE_ISSUER |
-	// DEFER_TASKRUN, instead of as an ordinary goroutine that parks in Go's
-	// netpoller (the default). The package doc compares the two.
-	LockThreads bool
 	// Logger receives the backend choice and connection-level errors at
 	// debug level. nil means no logging.
 	Logger *zap.Logger

@@ -16,8 +16,7 @@
 #   DURATION, WARMUP   per cell (default 5s, 1s; QUICK=1: 1s, 200ms)
 #   SERVERS            which servers, in table order (default: all, i.e.
 #                      "echod-uring echod-epoll c-uring c-epoll stdlib gnet
-#                      netpoll nbio"; echod-uring-locked and
-#                      echod-epoll-locked run echod --lock-threads)
+#                      netpoll nbio")
 #   CELLS              CONNSxSIZE list (default "1x64 100x64 1000x64 50x16384")
 #   PIPELINE           messages in flight per connection (default 1)
 #   ROUNDS             run the whole matrix this many times, servers taking
@@ -221,8 +220,6 @@ server_cmd() {
 	case $name in
 	echod-uring) echo "$bin/echod --listen 127.0.0.1:0 --backend uring --loops $loops" ;;
 	echod-epoll) echo "$bin/echod --listen 127.0.0.1:0 --backend epoll --loops $loops" ;;
-	echod-uring-locked) echo "$bin/echod --listen 127.0.0.1:0 --backend uring --loops $loops --lock-threads" ;;
-	echod-epoll-locked) echo "$bin/echod --listen 127.0.0.1:0 --backend epoll --loops $loops --lock-threads" ;;
 	stdlib | gnet | netpoll | nbio) echo "$bin/$name --addr 127.0.0.1:0 --loops $loops" ;;
 	c-uring) echo "$bin/echo_uring --addr 127.0.0.1:0 --loops $loops" ;;
 	c-epoll) echo "$bin/echo_epoll --addr 127.0.0.1:0 --loops $loops" ;;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # cycle.sh — one waiter's wake cycle through the reactor against Go's own
 # netpoller, in one run: BenchmarkPollCycle and BenchmarkArmCycle, every
-# row (epoll and uring, parked and locked loops, netpoller), COUNT rounds
+# row (epoll, uring, netpoller), COUNT rounds
 # taking turns, and each row's median ns/op and its ratio to the
 # netpoller's median. vcsw/op (voluntary context switches: OS threads put
 # to sleep) barely moves when the machine is busy, so it is printed too.

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # idle-rss.sh — what one idle connection costs a server: each server's RSS
 # (VmRSS from /proc) once N connections are open and idle, minus its RSS
-# before, over N. echod on io_uring and epoll (parked loops, and locked
-# with LOCKED=1) against gnet from bench/peers, one after another, ROUNDS
+# before, over N. echod on io_uring and epoll against gnet from
+# bench/peers, one after another, ROUNDS
 # rounds, medians. Every process it starts is stopped by its PID.
 #
 #   scripts/idle-rss.sh                 # N=10000, ROUNDS=3
@@ -64,8 +64,6 @@ for round in $(seq "$ROUNDS"); do
 		case $s in
 		echod-uring) v=$(measure "$s" "$bin/echod" --listen 127.0.0.1:0 --backend uring --loops 1 --max-conns 0) ;;
 		echod-epoll) v=$(measure "$s" "$bin/echod" --listen 127.0.0.1:0 --backend epoll --loops 1) ;;
-		echod-uring-locked) v=$(measure "$s" "$bin/echod" --listen 127.0.0.1:0 --backend uring --loops 1 --lock-threads) ;;
-		echod-epoll-locked) v=$(measure "$s" "$bin/echod" --listen 127.0.0.1:0 --backend epoll --loops 1 --lock-threads) ;;
 		gnet) v=$(measure "$s" "$bin/gnet" --addr 127.0.0.1:0 --loops 1) ;;
 		*) echo "idle-rss: unknown server $s" >&2; exit 2 ;;
 		esac

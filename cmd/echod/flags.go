@@ -36,7 +36,6 @@ type config struct {
 	listen          []listenAddr
 	backend         string // "auto", "uring" or "epoll"
 	loops           int    // 0 = one per CPU (GOMAXPROCS)
-	lockThreads     bool   // loops on locked OS threads (reactor.Config.LockThreads)
 	maxConns        int    // 0 = unlimited
 	idleTimeout     time.Duration
 	maxPending      int // bytes
@@ -336,10 +335,6 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 			"it, else epoll), uring (fail if io_uring is unavailable) or epoll")
 	fs.Var(nonNegInt{&cfg.loops}, "loops",
 		"`n` event loops; 0 means one per CPU (at most "+strconv.Itoa(loopsPerCPU)+" per CPU)")
-	fs.BoolVar(&cfg.lockThreads, "lock-threads", false,
-		"run each loop on an OS thread of its own that blocks in the kernel\n"+
-			"(io_uring SINGLE_ISSUER|DEFER_TASKRUN) instead of parking it in\n"+
-			"Go's netpoller; for measuring the two")
 	fs.Var(nonNegInt{&cfg.maxConns}, "max-conns",
 		"`n` open stream connections at most; beyond it new ones are closed\n"+
 			"at once and counted as refused (0 = no limit)")

@@ -211,7 +211,7 @@ func TestHelpAndVersion(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{[]string{"--help"}, []string{"Usage: echod [flags]", "--listen address", "--backend backend", "--max-pending bytes", "(default 1MiB)", "--lock-threads", "Exit status"}},
+		{[]string{"--help"}, []string{"Usage: echod [flags]", "--listen address", "--backend backend", "--max-pending bytes", "(default 1MiB)", "Exit status"}},
 		{[]string{"-h"}, []string{"Usage: echod [flags]"}},
 		{[]string{"--version"}, []string{"echod ", "linux/"}},
 		{[]string{"--listen", "127.0.0.1:0", "--version"}, []string{"echod "}},

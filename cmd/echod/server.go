@@ -33,10 +33,9 @@ type reactorServer struct {
 // startReactor is the startFunc that serves on the oneshot reactor.
 func startReactor(cfg config, log *zap.Logger) (server, error) {
 	r, err := reactor.New(reactor.Config{
-		Backend:     reactor.Backend(cfg.backend),
-		Loops:       cfg.loops,
-		LockThreads: cfg.lockThreads,
-		Logger:      reactorLogger(log, cfg.logLevel),
+		Backend: reactor.Backend(cfg.backend),
+		Loops:   cfg.loops,
+		Logger:  reactorLogger(log, cfg.logLevel),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("--backend %s: %w", cfg.backend, err)
