@@ -54,7 +54,7 @@ type inbox struct {
 	closed bool  // guarded by mu: the loop took its last batch
 
 	n        atomic.Int32 // len(cmds), readable without mu
-	sleeping atomic.Bool  // the loop is (about to be) blocked in Wait
+	sleeping atomic.Bool  // the loop is (about to be) parked (see parker)
 }
 
 // push appends c and reports whether the loop sleeps and must be woken; ok

@@ -18,25 +18,18 @@ import (
 // a quarter of echod's server CPU at 1 connection × 64 B (perf, 2026-11-29).
 
 // rawRead is unix.Read for a non-blocking fd.
-func rawRead(fd int, p []byte) (int, error) {
-	var base unsafe.Pointer
-	if len(p) > 0 {
-		base = unsafe.Pointer(&p[0])
-	}
-	n, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(base), uintptr(len(p)))
-	if e != 0 {
-		return -1, e
-	}
-	return int(n), nil
-}
+func rawRead(fd int, p []byte) (int, error) { return rawIO(unix.SYS_READ, fd, p) }
 
 // rawWrite is unix.Write for a non-blocking fd.
-func rawWrite(fd int, p []byte) (int, error) {
+func rawWrite(fd int, p []byte) (int, error) { return rawIO(unix.SYS_WRITE, fd, p) }
+
+// rawIO is read(2) or write(2) (trap) of p on fd, errors as unix.Errno.
+func rawIO(trap uintptr, fd int, p []byte) (int, error) {
 	var base unsafe.Pointer
 	if len(p) > 0 {
 		base = unsafe.Pointer(&p[0])
 	}
-	n, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(base), uintptr(len(p)))
+	n, _, e := unix.RawSyscall(trap, uintptr(fd), uintptr(base), uintptr(len(p)))
 	if e != 0 {
 		return -1, e
 	}

@@ -136,7 +136,7 @@ type Stats struct {
 	Rearmed         uint64 // events for the other direction that re-armed
 	Wakeups         uint64 // times another goroutine woke a sleeping loop
 	LoopTurns       uint64 // loop iterations (one wait each)
-	KernelEnters    uint64 // the loops' polling syscalls: the poller's (epoll_ctl, epoll_wait, io_uring_enter, its wake eventfd's drains); not the producers' wake writes (Wakeups) nor the connection layer's reads and writes
+	KernelEnters    uint64 // the loops' polling syscalls: the poller's (epoll_ctl, epoll_wait, io_uring_enter); not the producers' wake-ups (Wakeups, which cost no system call) nor the connection layer's reads and writes
 	EventsReaped    uint64 // events harvested from the backend
 	MaxBatch        uint64 // largest number of events one turn harvested
 	Outstanding     int64  // requests armed and not yet completed
