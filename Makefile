@@ -39,7 +39,7 @@ test: vet ## go vet, then every test under -race (fuzz seed corpora included)
 bench: ## run the benchmarks (BENCH=regexp BENCHTIME=1s PKGS=./ring/)
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) $(PKGS)
 
-bench-cycle: ## one waiter's wake cycle (Poll, Arm) per backend and loop mode vs Go's netpoller, medians and ratios (COUNT=5)
+bench-cycle: ## one waiter's wake cycle (Poll, Arm) per backend vs Go's netpoller, medians and ratios (COUNT=5)
 	scripts/cycle.sh
 
 idle-rss: ## server RSS per idle connection at N=10000: echod (uring, epoll) vs gnet, medians of 3
