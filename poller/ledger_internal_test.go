@@ -1,0 +1,104 @@
+//go:build linux
+
+package poller
+
+import (
+	"errors"
+	"slices"
+	"testing"
+
+	"pgregory.net/rapid"
+)
+
+// TestLedgerModel drives the ledger with random arms and removals over a few
+// indexes, generations and fds, and after every step compares it with a
+// plain model (a slice per fd, in arming order): get finds exactly the armed
+// tags, an index held by one generation refuses another (ErrTagInUse), each
+// fd's list holds its tags in arming order and nothing else, and the count
+// matches. The backends rely on these to find a completion's tag and an
+// fd's tags without a map or a search.
+func TestLedgerModel(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		var g ledger
+		byFd := map[int][]uint64{} // the model: tags armed per fd, in order
+		armed := map[uint64]int{}  // tag -> fd
+		gen := map[uint64]uint64{} // index -> next generation to use
+		rt.Repeat(map[string]func(*rapid.T){
+			"add": func(rt *rapid.T) {
+				idx := rapid.Uint64Range(1, 6).Draw(rt, "index")
+				fd := rapid.IntRange(0, 3).Draw(rt, "fd")
+				tag := gen[idx]<<TagIndexBits | idx
+				_, held := armedIndex(armed, idx)
+				rec, err := g.add(tag, fd, In)
+				switch {
+				case held && !errors.Is(err, ErrTagInUse):
+					rt.Fatalf("add(%#x) on a held index: err %v, want ErrTagInUse", tag, err)
+				case held:
+					return
+				case err != nil:
+					rt.Fatalf("add(%#x, fd %d): %v", tag, fd, err)
+				case rec.tag != tag || int(rec.fd) != fd:
+					rt.Fatalf("add(%#x, fd %d) recorded %#x on fd %d", tag, fd, rec.tag, rec.fd)
+				}
+				gen[idx]++
+				armed[tag] = fd
+				byFd[fd] = append(byFd[fd], tag)
+			},
+			"remove": func(rt *rapid.T) {
+				if len(armed) == 0 {
+					rt.Skip("nothing armed")
+				}
+				tags := make([]uint64, 0, len(armed))
+				for tag := range armed {
+					tags = append(tags, tag)
+				}
+				slices.Sort(tags)
+				tag := rapid.SampledFrom(tags).Draw(rt, "tag")
+				rec := g.get(tag)
+				if rec == nil {
+					rt.Fatalf("get(%#x) = nil for an armed tag", tag)
+				}
+				g.remove(rec)
+				fd := armed[tag]
+				delete(armed, tag)
+				byFd[fd] = slices.DeleteFunc(byFd[fd], func(x uint64) bool { return x == tag })
+			},
+			"": func(rt *rapid.T) {
+				if g.n != len(armed) {
+					rt.Fatalf("ledger counts %d armed, the model %d", g.n, len(armed))
+				}
+				for fd := 0; fd <= 3; fd++ {
+					var got []uint64
+					for i := g.first(fd); i != 0; i = g.at(i).next {
+						if len(got) > len(armed) {
+							rt.Fatalf("fd %d's list loops", fd)
+						}
+						got = append(got, g.at(i).tag)
+					}
+					if !slices.Equal(got, byFd[fd]) {
+						rt.Fatalf("fd %d's list %#x, want %#x (arming order)", fd, got, byFd[fd])
+					}
+				}
+				for idx := uint64(1); idx <= 6; idx++ {
+					for gn := uint64(0); gn <= gen[idx]; gn++ {
+						tag := gn<<TagIndexBits | idx
+						_, on := armed[tag]
+						if rec := g.get(tag); (rec != nil) != on {
+							rt.Fatalf("get(%#x) = %v, want armed %v", tag, rec, on)
+						}
+					}
+				}
+			},
+		})
+	})
+}
+
+// armedIndex reports the armed tag holding index idx, if any.
+func armedIndex(armed map[uint64]int, idx uint64) (uint64, bool) {
+	for tag := range armed {
+		if tag&TagIndexMask == idx {
+			return tag, true
+		}
+	}
+	return 0, false
+}
