@@ -97,6 +97,13 @@
 // 20 of those. On epoll each Arm changes the interest set with one epoll_ctl
 // at once; a Disarm does too unless another tag on the fd keeps the same
 // interest.
+//
+// An owner that sleeps somewhere else than in Wait (parked on Fd in Go's
+// netpoller, as the reactor's loops are) asks Queued before it sleeps: Fd
+// announces what the kernel posts, not SQEs still queued nor Events a
+// Disarm or Forget decided on the spot, and a Wait(0) hands those over. A
+// Wait(0) that finds completions already posted and has nothing to submit
+// returns them without entering the kernel.
 package poller
 
 import (
