@@ -175,6 +175,11 @@ const (
 	maxSlots = indexMask
 )
 
+// TagIndexBits is how many low bits of a tag hold its slot's index + 1
+// (never 0). A backend that records tags by index (the poller's ledger)
+// must have at least this many.
+const TagIndexBits = indexBits
+
 // pack builds a state word; it panics on an out-of-range field because such
 // a word would corrupt its neighbours.
 func pack(gen uint64, p Phase, o Outcome, owes, stolen bool) uint64 {

@@ -91,6 +91,9 @@ func (g *ledger) add(tag uint64, fd int, events uint32) (*tagRec, error) {
 // remove forgets r, which must be armed, and unlinks it from its fd's list.
 func (g *ledger) remove(r *tagRec) {
 	i := uint32(r.tag & TagIndexMask)
+	if &g.tags[i] != r {
+		panic(fmt.Sprintf("poller: ledger record for %#x is not at its index", r.tag))
+	}
 	h := &g.heads[r.fd]
 	if r.prev != 0 {
 		g.tags[r.prev].next = r.next
@@ -101,9 +104,6 @@ func (g *ledger) remove(r *tagRec) {
 		g.tags[r.next].prev = r.prev
 	} else {
 		h.tail = r.prev
-	}
-	if &g.tags[i] != r {
-		panic(fmt.Sprintf("poller: ledger record for %#x is not at its index", r.tag))
 	}
 	*r = tagRec{}
 	g.n--

@@ -16,6 +16,10 @@ import (
 // reqHandle names one life of a request slot (cancel's Handle).
 type reqHandle = cancel.Handle[reqData]
 
+// The poller records a tag by its index bits; cancel's tags must not need
+// more (this underflows, failing the build, if they do).
+const _ uint = poller.TagIndexBits - cancel.TagIndexBits
+
 // reqData is a request's payload in its cancel slot. It is written by the
 // submitter until the handle is pushed to the loop's inbox (the push
 // publishes it), then owned by the loop goroutine until the slot is released.
@@ -166,7 +170,9 @@ func (l *loop) parkedTurn() bool {
 		}
 		if n == len(l.evs) || l.p.Queued() {
 			// The poller may hold more than one buffer, or this turn
-			// queued requests (io_uring SQEs) that only a Wait submits.
+			// left what the poller's fd will not announce: requests only
+			// a Wait submits (io_uring SQEs), Events a Disarm or Forget
+			// decided on the spot (epoll).
 			continue
 		}
 		l.leaveUser()

@@ -45,25 +45,15 @@ const (
 
 // incref takes a reference; it reports false, taking none, once the fd is
 // marked closed.
-func (f *fdRef) incref() bool {
-	for {
-		old := f.state.Load()
-		if old&refClosed != 0 {
-			return false
-		}
-		if old&refMask == refMask {
-			panic("reactor: too many concurrent operations on one net.Conn")
-		}
-		if f.state.CompareAndSwap(old, old+refOne) {
-			return true
-		}
-	}
-}
+func (f *fdRef) incref() bool { return f.take(0) }
 
 // increfAndClose marks the fd closed and takes a reference, so that the
 // caller can wake the waiters before its decref may close the fd. It
 // reports false, taking nothing, when the fd was already marked closed.
-func (f *fdRef) increfAndClose() bool {
+func (f *fdRef) increfAndClose() bool { return f.take(refClosed) }
+
+// take adds a reference and the mark bits, unless the fd is marked closed.
+func (f *fdRef) take(mark uint64) bool {
 	for {
 		old := f.state.Load()
 		if old&refClosed != 0 {
@@ -72,7 +62,7 @@ func (f *fdRef) increfAndClose() bool {
 		if old&refMask == refMask {
 			panic("reactor: too many concurrent operations on one net.Conn")
 		}
-		if f.state.CompareAndSwap(old, (old|refClosed)+refOne) {
+		if f.state.CompareAndSwap(old, (old|mark)+refOne) {
 			return true
 		}
 	}
