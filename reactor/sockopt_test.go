@@ -187,12 +187,7 @@ func TestNetConnSockDefaults(t *testing.T) {
 	for _, b := range backends {
 		t.Run(name(b), func(t *testing.T) {
 			r := newReactor(t, b, 2)
-			dialed, accepted, err := netPair(r, netListen(t, r, "tcp"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer dialed.Close()
-			defer accepted.Close()
+			dialed, accepted := tcpPair(t, r)
 			for what, c := range map[string]net.Conn{"dialed": dialed, "accepted": accepted} {
 				if got := rawSockOpts(t, c); got != goDefaults {
 					t.Errorf("%s: options %+v, want %+v", what, got, goDefaults)
