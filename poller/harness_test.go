@@ -168,6 +168,12 @@ func (h *harness) record(ev poller.Event) {
 // await Waits until tag's Event has come, and returns it.
 func (h *harness) await(tag uint64) poller.Event {
 	h.t.Helper()
+	return h.awaitBy(tag, func(d time.Duration) { h.poll(d) })
+}
+
+// awaitBy is await with poll making each Wait (the model adds its checks).
+func (h *harness) awaitBy(tag uint64, poll func(time.Duration)) poller.Event {
+	h.t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		if ev, ok := h.seen[tag]; ok {
@@ -177,7 +183,7 @@ func (h *harness) await(tag uint64) poller.Event {
 		if left <= 0 {
 			h.t.Fatalf("no Event for tag %#x within 5s", tag)
 		}
-		h.poll(left)
+		poll(left)
 	}
 }
 

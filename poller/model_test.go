@@ -221,20 +221,7 @@ func (m *model) everyOutcome() {
 }
 
 // await polls, with the model's checks, until tag's Event has come.
-func (m *model) await(tag uint64) poller.Event {
-	h := m.h
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if ev, ok := h.seen[tag]; ok {
-			return ev
-		}
-		left := time.Until(deadline)
-		if left <= 0 {
-			h.t.Fatalf("no Event for tag %#x within 5s", tag)
-		}
-		m.poll(left)
-	}
-}
+func (m *model) await(tag uint64) poller.Event { return m.h.awaitBy(tag, m.poll) }
 
 // poll is one Wait with the model's checks on every Event.
 func (m *model) poll(timeout time.Duration) {
