@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -95,26 +94,7 @@ func TestCServers(t *testing.T) {
 				t.Run(tc.name, func(t *testing.T) {
 					c := dial(t, srv.addr).(*net.TCPConn)
 					c.SetDeadline(time.Now().Add(bound))
-					p := randomBytes(7, tc.size)
-					werr := make(chan error, 1)
-					go func() {
-						_, err := c.Write(p)
-						if err == nil {
-							err = c.CloseWrite()
-						}
-						werr <- err
-					}()
-					time.Sleep(tc.pause)
-					got, err := io.ReadAll(c) // to EOF: the server closes after the echo
-					if err != nil {
-						t.Fatalf("read: %v", err)
-					}
-					if err := <-werr; err != nil {
-						t.Fatalf("write: %v", err)
-					}
-					if !bytes.Equal(got, p) {
-						t.Fatalf("echo of %d bytes: got %d bytes, not the same", len(p), len(got))
-					}
+					halfCloseEcho(t, c, randomBytes(7, tc.size), tc.pause)
 				})
 			}
 			t.Run("resets with echo pending", func(t *testing.T) {

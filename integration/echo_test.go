@@ -26,6 +26,33 @@ func randomBytes(seed uint64, n int) []byte {
 	return b
 }
 
+// halfCloseEcho sends p on c and shuts c's write side, starts reading
+// after pause (a slow reader makes the server meet a full socket), reads to
+// the EOF the server answers the half-close with, and fails t unless every
+// byte came back, in order.
+func halfCloseEcho(t *testing.T, c *net.TCPConn, p []byte, pause time.Duration) {
+	t.Helper()
+	werr := make(chan error, 1)
+	go func() {
+		_, err := c.Write(p)
+		if err == nil {
+			err = c.CloseWrite()
+		}
+		werr <- err
+	}()
+	time.Sleep(pause)
+	got, err := io.ReadAll(c) // nil error means EOF: the server closed
+	if werr := <-werr; werr != nil {
+		t.Fatalf("%d bytes: write/CloseWrite: %v", len(p), werr)
+	}
+	if err != nil {
+		t.Fatalf("%d bytes: read after half-close: %v (after %d bytes)", len(p), err, len(got))
+	}
+	if !bytes.Equal(got, p) {
+		t.Fatalf("%d bytes: got %d bytes back before EOF, not the same", len(p), len(got))
+	}
+}
+
 // dial connects to a bound address in --listen syntax and closes the
 // connection when the test ends.
 func dial(t *testing.T, addr string) net.Conn {

@@ -156,25 +156,7 @@ func TestHalfClose(t *testing.T) {
 			for _, size := range []int{0, 1, 3 << 20} {
 				c := dial(t, d.addr()).(*net.TCPConn)
 				c.SetDeadline(time.Now().Add(bound))
-				p := randomBytes(uint64(size), size)
-				werr := make(chan error, 1)
-				go func() {
-					_, err := c.Write(p)
-					if err == nil {
-						err = c.CloseWrite()
-					}
-					werr <- err
-				}()
-				got, err := io.ReadAll(c) // nil error means EOF: echod closed
-				if werr := <-werr; werr != nil {
-					t.Fatalf("%d bytes: write/CloseWrite: %v", size, werr)
-				}
-				if err != nil {
-					t.Fatalf("%d bytes: read after half-close: %v (after %d bytes)", size, err, len(got))
-				}
-				if string(got) != string(p) {
-					t.Fatalf("%d bytes: got %d bytes back before EOF, not the same", size, len(got))
-				}
+				halfCloseEcho(t, c, randomBytes(uint64(size), size), 0)
 			}
 			d.stop()
 		})
