@@ -30,7 +30,9 @@ const (
 
 // io_uring_register(2) opcodes.
 const (
-	registerProbe = 8
+	registerProbe      = 8
+	registerPbufRing   = 22
+	unregisterPbufRing = 23
 )
 
 // probeOpSupported marks an opcode the kernel supports (IO_URING_OP_SUPPORTED).
@@ -123,6 +125,24 @@ type probeBuf struct {
 	ops [probeMaxOps]probeOp
 }
 
+// bufReg is struct io_uring_buf_reg, IORING_REGISTER_PBUF_RING's argument.
+type bufReg struct {
+	ringAddr    uint64
+	ringEntries uint32
+	bgid        uint16
+	flags       uint16
+	resv        [3]uint64
+}
+
+// bufEntry is struct io_uring_buf, one slot of a buffer ring. The ring's
+// tail is the resv field of slot 0 (struct io_uring_buf_ring's union).
+type bufEntry struct {
+	addr uint64
+	len  uint32
+	bid  uint16
+	resv uint16
+}
+
 // Compile-time layout checks: each expression is a negative constant, and so
 // a build error, when a struct's size differs from the kernel's.
 const (
@@ -138,4 +158,8 @@ const (
 	_ = 16 - uint(unsafe.Sizeof(probeHeader{}))
 	_ = uint(unsafe.Sizeof(probeOp{})) - 8
 	_ = 8 - uint(unsafe.Sizeof(probeOp{}))
+	_ = uint(unsafe.Sizeof(bufReg{})) - 40
+	_ = 40 - uint(unsafe.Sizeof(bufReg{}))
+	_ = uint(unsafe.Sizeof(bufEntry{})) - 16
+	_ = 16 - uint(unsafe.Sizeof(bufEntry{}))
 )

@@ -133,6 +133,7 @@ const (
 	OpWrite         Opcode = 23 // IORING_OP_WRITE (5.6)
 	OpSend          Opcode = 26 // IORING_OP_SEND (5.6)
 	OpRecv          Opcode = 27 // IORING_OP_RECV (5.6)
+	OpSendZC        Opcode = 47 // IORING_OP_SEND_ZC (6.0, with multishot RECV)
 )
 
 var opcodeNames = map[Opcode]string{
@@ -140,7 +141,7 @@ var opcodeNames = map[Opcode]string{
 	OpTimeout: "TIMEOUT", OpTimeoutRemove: "TIMEOUT_REMOVE", OpAccept: "ACCEPT",
 	OpAsyncCancel: "ASYNC_CANCEL", OpLinkTimeout: "LINK_TIMEOUT",
 	OpClose: "CLOSE", OpRead: "READ", OpWrite: "WRITE", OpSend: "SEND",
-	OpRecv: "RECV",
+	OpRecv: "RECV", OpSendZC: "SEND_ZC",
 }
 
 // String returns the kernel's name without the IORING_OP_ prefix, e.g.
@@ -193,10 +194,19 @@ const (
 	SQEAsync SQEFlags = 1 << 4
 	// SQECQESkipSuccess: post no CQE unless the request fails (5.17).
 	SQECQESkipSuccess SQEFlags = 1 << 6
+
+	// sqeBufferSelect (IOSQE_BUFFER_SELECT): the kernel picks the buffer
+	// from a group. PrepRecvSelect sets it and SetFlags keeps it.
+	sqeBufferSelect SQEFlags = 1 << 5
 )
 
 // CQE flags (IORING_CQE_F_*).
 const (
 	// CQEFMore: more CQEs will follow for this request (multishot).
 	CQEFMore uint32 = 1 << 1
+	// CQEFBuffer: the request took a provided buffer, whose id is in the
+	// flags' upper 16 bits (CQE.Buffer).
+	CQEFBuffer uint32 = 1 << 0
+	// cqeBufferShift is where the buffer id starts in the flags.
+	cqeBufferShift = 16
 )

@@ -80,14 +80,44 @@ func (s *SQE) PrepTimeoutRemove(targetUserData, userData uint64) {
 }
 
 // SetFlags sets per-request flags (IOSQE_*); call it after the Prep method,
-// which clears them.
-func (s *SQE) SetFlags(f SQEFlags) { s.raw.flags = uint8(f) }
+// which clears them (all but the buffer selection PrepRecvSelect asked for).
+func (s *SQE) SetFlags(f SQEFlags) {
+	s.raw.flags = uint8(f) | s.raw.flags&uint8(sqeBufferSelect)
+}
 
 // UserData returns the user_data the SQE was prepared with.
 func (s *SQE) UserData() uint64 { return s.raw.userData }
 
 // Opcode returns the operation the SQE was prepared for.
 func (s *SQE) Opcode() Opcode { return Opcode(s.raw.opcode) }
+
+// recvMultishot is IORING_RECV_MULTISHOT, a RECV's ioprio flag (6.0).
+const recvMultishot = 1 << 1
+
+// PrepRecvSelect prepares a RECV on fd whose buffer the kernel takes from
+// the BufRing of group when data arrives, so a receive that waits holds no
+// buffer. Its CQE carries the buffer's id (CQE.Buffer) and Res bytes; Res
+// 0 is the peer's EOF, -ENOBUFS says the group had no buffer left. With
+// multishot (Linux 6.0; SupportsRecvMultishot) the request stays armed and
+// posts a CQE per receive, each but the last with CQEFMore; it ends at EOF,
+// an error, ENOBUFS or its cancel.
+func (s *SQE) PrepRecvSelect(fd int32, group uint16, multishot bool, userData uint64) {
+	s.raw = sqe{opcode: uint8(OpRecv), fd: fd, flags: uint8(sqeBufferSelect),
+		bufIndex: group, userData: userData}
+	if multishot {
+		s.raw.ioprio = recvMultishot
+	}
+}
+
+// PrepSend prepares a SEND of b on fd with send(2)'s flags. The kernel reads
+// b after Submit returns: the caller keeps b's memory alive and unchanged
+// until the CQE (Res: bytes sent, possibly fewer than len(b)).
+func (s *SQE) PrepSend(fd int32, b []byte, msgFlags uint32, userData uint64) {
+	s.raw = sqe{opcode: uint8(OpSend), fd: fd, len: uint32(len(b)), opFlags: msgFlags, userData: userData}
+	if len(b) > 0 {
+		s.raw.addr = uint64(uintptr(unsafe.Pointer(&b[0])))
+	}
+}
 
 // CQE is a completion queue entry, laid out as the kernel's struct
 // io_uring_cqe.
@@ -99,6 +129,15 @@ type CQE struct {
 	// Flags are IORING_CQE_F_* bits.
 	Flags uint32
 }
+
+// Buffer returns the id of the provided buffer the request filled, if it
+// took one (CQEFBuffer).
+func (c CQE) Buffer() (id uint16, ok bool) {
+	return uint16(c.Flags >> cqeBufferShift), c.Flags&CQEFBuffer != 0
+}
+
+// More reports whether the request posts more CQEs (CQEFMore, multishot).
+func (c CQE) More() bool { return c.Flags&CQEFMore != 0 }
 
 // Err returns Res as an error: nil when Res >= 0, else the unix.Errno.
 func (c CQE) Err() error {

@@ -1,0 +1,193 @@
+//go:build linux
+
+package ring
+
+import (
+	"errors"
+	"fmt"
+	"math/bits"
+	"sync/atomic"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// BufRing is a group of equal-sized buffers that the kernel takes from when
+// a request prepared with PrepRecvSelect receives data
+// (IORING_REGISTER_PBUF_RING, Linux 5.19). A receive that waits holds no
+// buffer, so a thousand idle connections cost no receive memory; the one
+// that gets data takes a buffer, names it in its CQE, and the owner gives
+// it back with Put once the bytes were used.
+//
+// Ownership, which is what makes a buffer safe to reuse: a buffer is the
+// kernel's from Put (or registration) until a CQE names it, and the
+// owner's from that CQE until the next Put of its id. Putting an id the
+// owner does not hold would let the kernel write into bytes still being
+// read, or list one buffer twice; BufRing keeps a bit per id and panics on
+// such a Put rather than corrupt data.
+//
+// The ring and the buffers live in anonymous mappings outside Go's heap: the
+// kernel keeps their addresses, which the garbage collector must never
+// move or reclaim, and untouched buffers cost no resident memory.
+//
+// A BufRing belongs to the Ring's owner goroutine, as the Ring does.
+type BufRing struct {
+	r      *Ring // constant
+	group  uint16
+	mask   uint16
+	size   int
+	mem    []byte     // the shared ring: len(slots) entries
+	slots  []bufEntry // aliases mem
+	bufs   []byte     // count*size bytes
+	tail   uint16     // next slot to fill; published with every Put
+	word   *uint32    // the shared word holding the tail (tailWord)
+	held   []uint64   // bit id set while the owner holds buffer id
+	nHeld  int
+	closed bool
+}
+
+// ErrBufRingUnsupported is wrapped by RegisterBufRing's error on a kernel
+// without buffer rings (before 5.19: EINVAL).
+var ErrBufRingUnsupported = errors.New("ring: provided-buffer rings unsupported (need Linux 5.19)")
+
+// RegisterBufRing registers count buffers of size bytes each as group.
+// count must be a power of two from 1 to 32768; size positive and at most
+// 1 GiB (a CQE's Res is an int32).
+func (r *Ring) RegisterBufRing(group uint16, count, size int) (*BufRing, error) {
+	if r.closed {
+		return nil, ErrClosed
+	}
+	if count < 1 || count > 1<<15 || bits.OnesCount(uint(count)) != 1 {
+		return nil, fmt.Errorf("ring: buffer ring of %d buffers: want a power of two up to 32768", count)
+	}
+	if size < 1 || size > 1<<30 {
+		return nil, fmt.Errorf("ring: buffer size %d: want 1 byte to 1 GiB", size)
+	}
+	ringBytes := count * int(unsafe.Sizeof(bufEntry{}))
+	mem, err := unix.Mmap(-1, 0, ringBytes, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANONYMOUS|unix.MAP_PRIVATE)
+	if err != nil {
+		return nil, fmt.Errorf("ring: mmap of a %d-byte buffer ring: %w", ringBytes, err)
+	}
+	bufs, err := unix.Mmap(-1, 0, count*size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANONYMOUS|unix.MAP_PRIVATE)
+	if err != nil {
+		munmap(mem)
+		return nil, fmt.Errorf("ring: mmap of %d buffers of %d bytes: %w", count, size, err)
+	}
+	b := &BufRing{
+		r: r, group: group, mask: uint16(count - 1), size: size, mem: mem, bufs: bufs,
+		slots: unsafe.Slice((*bufEntry)(unsafe.Pointer(&mem[0])), count),
+		word:  (*uint32)(unsafe.Pointer(&mem[12])),
+		held:  make([]uint64, (count+63)/64),
+	}
+	reg := bufReg{ringAddr: uint64(uintptr(unsafe.Pointer(&mem[0]))), ringEntries: uint32(count), bgid: group}
+	_, _, errno := unix.Syscall6(unix.SYS_IO_URING_REGISTER, uintptr(r.fd), registerPbufRing,
+		uintptr(unsafe.Pointer(&reg)), 1, 0, 0)
+	if errno != 0 {
+		munmap(mem)
+		munmap(bufs)
+		if errno == unix.EINVAL {
+			return nil, fmt.Errorf("%w: %w", ErrBufRingUnsupported, errno)
+		}
+		return nil, fmt.Errorf("ring: io_uring_register(PBUF_RING, group %d): %w", group, errno)
+	}
+	for id := range count {
+		b.fill(uint16(id))
+	}
+	b.publish()
+	return b, nil
+}
+
+// Group returns the group id requests name to take from b.
+func (b *BufRing) Group() uint16 { return b.group }
+
+// Size returns the bytes per buffer.
+func (b *BufRing) Size() int { return b.size }
+
+// Count returns how many buffers b has.
+func (b *BufRing) Count() int { return int(b.mask) + 1 }
+
+// Held returns how many buffers the owner holds: named by a CQE (Take) and
+// not yet Put back.
+func (b *BufRing) Held() int { return b.nHeld }
+
+// Take records that a CQE handed the owner buffer id and returns its first
+// n bytes (the CQE's Res). It panics if the owner already holds id: the
+// kernel names a buffer once per Put, so a second Take is a CQE read twice.
+func (b *BufRing) Take(id uint16, n int) []byte {
+	if b.closed {
+		panic("ring: Take on a closed BufRing")
+	}
+	if int(id) > int(b.mask) || n < 0 || n > b.size {
+		panic(fmt.Sprintf("ring: Take(%d, %d) outside a ring of %d buffers of %d bytes", id, n, b.Count(), b.size))
+	}
+	w, bit := id/64, uint64(1)<<(id%64)
+	if b.held[w]&bit != 0 {
+		panic(fmt.Sprintf("ring: buffer %d of group %d taken twice", id, b.group))
+	}
+	b.held[w] |= bit
+	b.nHeld++
+	off := int(id) * b.size
+	return b.bufs[off : off+n : off+b.size]
+}
+
+// Put gives buffer id back to the kernel. It panics if the owner does not
+// hold id (never taken, or put already): see BufRing.
+func (b *BufRing) Put(id uint16) {
+	if b.closed {
+		return // the kernel has no ring to take it into any more
+	}
+	w, bit := id/64, uint64(1)<<(id%64)
+	if int(id) > int(b.mask) || b.held[w]&bit == 0 {
+		panic(fmt.Sprintf("ring: Put of buffer %d of group %d, which the owner does not hold", id, b.group))
+	}
+	b.held[w] &^= bit
+	b.nHeld--
+	b.fill(id)
+	b.publish()
+}
+
+// fill writes buffer id into the next free slot, not yet visible.
+func (b *BufRing) fill(id uint16) {
+	s := &b.slots[b.tail&b.mask]
+	s.addr = uint64(uintptr(unsafe.Pointer(&b.bufs[int(id)*b.size])))
+	s.len = uint32(b.size)
+	s.bid = id
+	b.tail++
+}
+
+// publish makes the filled slots visible: the kernel reads the tail with
+// smp_load_acquire, so the release store orders the slot writes before
+// it. The tail shares its word with slot 0's bid, which only we write.
+func (b *BufRing) publish() {
+	atomic.StoreUint32(b.word, tailWord(b.slots[0].bid, b.tail))
+}
+
+// Close unregisters b and unmaps its memory. The owner first makes sure no
+// request that selects from b is still in the kernel (the kernel may be
+// writing into a buffer until its CQE is posted). It is idempotent; a ring
+// closed before b leaves only the unmapping to do.
+func (b *BufRing) Close() error {
+	if b.closed {
+		return nil
+	}
+	b.closed = true
+	var err error
+	if !b.r.closed {
+		reg := bufReg{bgid: b.group}
+		_, _, errno := unix.Syscall6(unix.SYS_IO_URING_REGISTER, uintptr(b.r.fd), unregisterPbufRing,
+			uintptr(unsafe.Pointer(&reg)), 1, 0, 0)
+		if errno != 0 {
+			err = fmt.Errorf("ring: io_uring_register(UNREGISTER_PBUF_RING, group %d): %w", b.group, errno)
+		}
+	}
+	munmap(b.mem)
+	munmap(b.bufs)
+	b.mem, b.bufs, b.slots, b.word = nil, nil, nil, nil
+	return err
+}
+
+// SupportsRecvMultishot reports whether a kernel with probe p takes
+// multishot RECV (PrepRecvSelect's multishot). The flag is not an opcode
+// and has no probe bit of its own; it came in Linux 6.0 with SEND_ZC, whose
+// probe bit stands in for it.
+func SupportsRecvMultishot(p *Probe) bool { return p.Supports(OpRecv) && p.Supports(OpSendZC) }
