@@ -31,6 +31,7 @@ type tagRec struct {
 	events     uint32
 	prev, next uint32
 	disarming  bool // io_uring: its ASYNC_CANCEL is queued or done
+	recv       bool // io_uring: a multishot RECV (Receiver), not a poll
 }
 
 // fdTags heads one fd's list.

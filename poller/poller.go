@@ -164,6 +164,15 @@ type Event struct {
 	// Errno is the kernel's refusal: EBADF for an fd closed before or
 	// while it was armed, EPERM from epoll for a file it cannot poll, ...
 	Errno unix.Errno
+	// N is the bytes a Receiver's tag received (Ready; 0 at EOF).
+	N int32
+	// Buf names the buffer holding them when HasBuf: the caller holds it
+	// until Receiver.Release.
+	Buf    uint16
+	HasBuf bool
+	// More: the tag stays armed; another Event for it will follow. Only
+	// a Receiver's tags set it.
+	More bool
 }
 
 // Err returns nil for a ready Event, ErrCanceled for a canceled one, and the
@@ -185,6 +194,9 @@ func (e Event) String() string {
 		return fmt.Sprintf("{tag %#x canceled}", e.Tag)
 	case e.Errno != 0:
 		return fmt.Sprintf("{tag %#x failed: %v}", e.Tag, e.Errno)
+	}
+	if e.HasBuf || e.More {
+		return fmt.Sprintf("{tag %#x ready %#x, %d bytes in buffer %d, more %v}", e.Tag, e.Events, e.N, e.Buf, e.More)
 	}
 	return fmt.Sprintf("{tag %#x ready %#x}", e.Tag, e.Events)
 }

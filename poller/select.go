@@ -34,6 +34,10 @@ type Options struct {
 	Entries uint32
 	// Setup chooses the io_uring setup flags (default UringSingleIssuer).
 	Setup UringSetup
+	// Recv asks the io_uring backend for a receive path (Receiver).
+	// Where the kernel lacks one, the poller runs without it and
+	// Recving says why; the zero value asks for none.
+	Recv RecvOptions
 }
 
 // Selection tells which backend Open chose and why.

@@ -77,6 +77,8 @@ type uringPoller struct {
 	wakeArmed bool    // the udWake POLL_ADD is queued or in the kernel
 	stats     Stats   // Syscalls here counts eventfd reads; Stats adds Enters
 	closed    bool
+	bufs      *ring.BufRing // the receive path's buffers (Receiver); nil without one
+	recvWhy   string        // why bufs is nil
 }
 
 // NewUring opens the io_uring backend. Call it on the OS thread that will
@@ -109,7 +111,8 @@ func newUring(opts Options) (Poller, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	if err := probe(r); err != nil {
+	pr, err := probe(r)
+	if err != nil {
 		r.Close()
 		return nil, "", err
 	}
@@ -123,22 +126,27 @@ func newUring(opts Options) (Poller, string, error) {
 		w:    w,
 		cqes: make([]ring.CQE, 2*r.CQEntries()),
 	}
+	if err := p.setupRecv(opts.Recv, pr); err != nil {
+		w.close()
+		r.Close()
+		return nil, "", err
+	}
 	return p, (r.Flags() &^ ring.SetupCQSize).String(), nil
 }
 
 // probe checks that the kernel has the opcodes the backend prepares.
-func probe(r *ring.Ring) error {
+func probe(r *ring.Ring) (*ring.Probe, error) {
 	pr, err := r.Probe()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, op := range []ring.Opcode{ring.OpPollAdd, ring.OpAsyncCancel} {
 		if !pr.Supports(op) {
-			return &ring.UnavailableError{Op: "opcode", Errno: unix.EOPNOTSUPP,
+			return nil, &ring.UnavailableError{Op: "opcode", Errno: unix.EOPNOTSUPP,
 				Reason: "the kernel lacks IORING_OP_" + op.String() + "; use the epoll backend"}
 		}
 	}
-	return nil
+	return pr, nil
 }
 
 func (p *uringPoller) Backend() Backend { return Uring }
@@ -346,26 +354,32 @@ func (p *uringPoller) Wait(evs []Event, timeout time.Duration) (int, error) {
 					// Events in hand go out now (see Poller.Wait); the
 					// SQEs stay queued and the next enter meets the
 					// error again.
-					return p.delivered(n), nil
+					return p.delivered(evs, n), nil
 				}
 				return 0, p.enterErr(err)
 			}
 			p.noteSubmitted()
 			n += p.reap(evs[n:])
 		}
-		return p.delivered(n), nil
+		return p.delivered(evs, n), nil
 	}
 	// Idle turn: submit everything and wait, in one io_uring_enter.
 	if _, err := p.r.SubmitAndWait(1, timeout); err != nil {
 		return 0, p.enterErr(err)
 	}
 	p.noteSubmitted()
-	return p.delivered(p.reap(evs)), nil
+	return p.delivered(evs, p.reap(evs)), nil
 }
 
-func (p *uringPoller) delivered(n int) int {
+// delivered counts the n Events Wait returns in evs: each ends its tag,
+// but a receive's Event that says More.
+func (p *uringPoller) delivered(evs []Event, n int) int {
 	p.stats.Events += uint64(n)
-	p.stats.Armed -= n
+	for i := range n {
+		if !evs[i].More {
+			p.stats.Armed--
+		}
+	}
 	return n
 }
 
@@ -394,7 +408,9 @@ func (p *uringPoller) reap(evs []Event) int {
 
 // complete settles one CQE and returns the Event it decides, if any.
 func (p *uringPoller) complete(c *ring.CQE) (Event, bool) {
-	p.owed--
+	if !c.More() {
+		p.owed-- // a multishot request owes until its last CQE
+	}
 	if p.owed < 0 {
 		panic(fmt.Sprintf("poller: CQE %+v that no SQE of ours owed", *c))
 	}
@@ -419,6 +435,9 @@ func (p *uringPoller) complete(c *ring.CQE) (Event, bool) {
 		// poll posts one CQE: a second would be the double this package
 		// exists to prevent.
 		panic(fmt.Sprintf("poller: POLL_ADD CQE %+v for a tag not in flight", *c))
+	}
+	if rec.recv {
+		return p.completeRecv(c, rec), true
 	}
 	st := *rec
 	p.g.remove(rec)
@@ -452,6 +471,12 @@ func (p *uringPoller) Close() error {
 	p.stats.Armed = 0
 	p.out = nil
 	err := p.drainKernel()
+	if p.bufs != nil {
+		// After the drain: no receive can still be writing into them.
+		if berr := p.bufs.Close(); berr != nil && err == nil {
+			err = fmt.Errorf("poller: %w", berr)
+		}
+	}
 	if cerr := p.r.Close(); cerr != nil && err == nil {
 		err = fmt.Errorf("poller: close ring: %w", cerr)
 	}

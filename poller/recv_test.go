@@ -1,0 +1,318 @@
+//go:build linux
+
+package poller_test
+
+import (
+	"bytes"
+	"errors"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/oneshot-io/oneshot/poller"
+	"github.com/oneshot-io/oneshot/ring"
+)
+
+// recvConfigs are the io_uring setups the receive path runs on; epoll has
+// none (TestRecvingEpoll).
+var recvConfigs = configs[:3]
+
+// recvHarness drives a Receiver and proves its contract: after Recv, each
+// tag gets Events with More and then exactly one without, nothing after
+// it; every lent buffer is released exactly once (by the harness, after
+// copying the bytes); and the bytes come in order.
+type recvHarness struct {
+	*harness
+	rc    poller.Receiver
+	got   map[uint64]*bytes.Buffer // bytes each tag received
+	ended map[uint64]poller.Event  // each tag's last Event
+}
+
+func newRecvHarness(t *testing.T, opts poller.Options) *recvHarness {
+	opts.Recv = poller.RecvOptions{Buffers: 8, Size: 256}
+	h := newHarness(t, opts)
+	rc, why := poller.Recving(h.p)
+	if rc == nil {
+		t.Skipf("no receive path: %s", why)
+	}
+	return &recvHarness{harness: h, rc: rc, got: map[uint64]*bytes.Buffer{}, ended: map[uint64]poller.Event{}}
+}
+
+func (h *recvHarness) recv(tag uint64, fd int) {
+	h.t.Helper()
+	if err := h.rc.Recv(tag, fd); err != nil {
+		h.t.Fatalf("Recv(%#x, %d): %v", tag, fd, err)
+	}
+	h.armed[tag] = true
+	h.got[tag] = new(bytes.Buffer)
+	delete(h.ended, tag)
+	delete(h.seen, tag)
+}
+
+// poll runs one Wait, checks and records each Event, and releases every
+// buffer lent.
+func (h *recvHarness) poll(timeout time.Duration) int {
+	h.t.Helper()
+	n, err := h.p.Wait(h.buf, timeout)
+	if err != nil {
+		h.t.Fatalf("Wait: %v", err)
+	}
+	for i := range h.buf[:n] {
+		ev := &h.buf[i]
+		if ev.HasBuf {
+			h.got[ev.Tag].Write(h.rc.Bytes(ev))
+			h.rc.Release(ev)
+		} else if ev.N != 0 {
+			h.t.Errorf("Event %v counts bytes but lent no buffer", *ev)
+		}
+		if ev.More {
+			if !h.armed[ev.Tag] {
+				h.t.Errorf("Event %v for a tag not armed", *ev)
+			}
+			continue
+		}
+		h.record(*ev) // the tag's one end: a second fails the test
+		h.ended[ev.Tag] = *ev
+	}
+	return n
+}
+
+func (h *recvHarness) await(tag uint64) poller.Event {
+	h.t.Helper()
+	return h.awaitBy(tag, func(d time.Duration) { h.poll(d) })
+}
+
+// TestRecvDeliversInOrder: a multishot receive delivers each write in
+// order, holds no buffer while it waits, and ends once, at EOF.
+func TestRecvDeliversInOrder(t *testing.T) {
+	for _, c := range recvConfigs {
+		t.Run(c.name, func(t *testing.T) {
+			h := newRecvHarness(t, c.opts)
+			a, b := h.pair()
+			tag := h.tag()
+			h.recv(tag, a)
+			h.quiet()
+			var want bytes.Buffer
+			for i := range 40 { // more writes than buffers: each goes back
+				msg := []byte(strings.Repeat(string(rune('a'+i%26)), 1+i*13%300))
+				want.Write(msg)
+				if _, err := unix.Write(b, msg); err != nil {
+					t.Fatal(err)
+				}
+				for h.got[tag].Len() < want.Len() {
+					h.poll(time.Second)
+				}
+			}
+			if h.rc.Held() != 0 {
+				t.Fatalf("Held() = %d after every buffer was released", h.rc.Held())
+			}
+			h.close(b)
+			ev := h.await(tag)
+			if ev.Err() != nil || ev.N != 0 || ev.HasBuf {
+				t.Fatalf("end at EOF: %v, want Ready with 0 bytes", ev)
+			}
+			if !bytes.Equal(h.got[tag].Bytes(), want.Bytes()) {
+				t.Fatalf("received %d bytes, not the %d written in order", h.got[tag].Len(), want.Len())
+			}
+		})
+	}
+}
+
+// TestRecvDisarmLosesNoBytes races Disarm against data arriving: whatever
+// the kernel took from the socket before the cancel comes out as bytes
+// before the tag's one end, and whatever it did not is still in the
+// socket. The two together are exactly what was written.
+func TestRecvDisarmLosesNoBytes(t *testing.T) {
+	for _, c := range recvConfigs {
+		t.Run(c.name, func(t *testing.T) {
+			h := newRecvHarness(t, c.opts)
+			rng := rand.New(rand.NewPCG(1, 2))
+			canceled, raced := 0, 0 // ended Canceled; of those, with bytes first
+			for round := range 200 {
+				a, b := h.pair()
+				tag := h.tag()
+				h.recv(tag, a)
+				if rng.IntN(2) == 0 {
+					h.poll(0) // sometimes the receive is in the kernel first
+				}
+				var want bytes.Buffer
+				for range rng.IntN(4) {
+					msg := bytes.Repeat([]byte{byte(round)}, 1+rng.IntN(400))
+					want.Write(msg)
+					if _, err := unix.Write(b, msg); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if rng.IntN(2) == 0 {
+					h.poll(0)
+				}
+				h.p.Disarm(tag)
+				ev := h.await(tag)
+				if ev.Canceled {
+					canceled++
+					if h.got[tag].Len() > 0 {
+						raced++
+					}
+				}
+				rest := make([]byte, 4096)
+				n, _ := unix.Read(a, rest)
+				if got := append(h.got[tag].Bytes(), rest[:max(n, 0)]...); !bytes.Equal(got, want.Bytes()) {
+					t.Fatalf("round %d (end %v): received %d + left %d bytes, wrote %d", round, ev, h.got[tag].Len(), max(n, 0), want.Len())
+				}
+				h.close(a)
+				h.close(b)
+			}
+			if h.rc.Held() != 0 {
+				t.Fatalf("Held() = %d at the end", h.rc.Held())
+			}
+			t.Logf("200 rounds: %d ended Canceled, %d of them after delivering bytes", canceled, raced)
+		})
+	}
+}
+
+// TestRecvNoBuffers: with every buffer held by the caller the receive ends
+// with ENOBUFS, the data waiting in the socket; armed again after a
+// Release it gets them.
+func TestRecvNoBuffers(t *testing.T) {
+	for _, c := range recvConfigs {
+		t.Run(c.name, func(t *testing.T) {
+			h := newRecvHarness(t, c.opts)
+			a, b := h.pair()
+			tag := h.tag()
+			h.recv(tag, a)
+			var held []poller.Event
+			for len(held) < 8 {
+				h.write(b)
+				deadline := time.Now().Add(5 * time.Second)
+				for len(held) < 8 && time.Now().Before(deadline) {
+					n, err := h.p.Wait(h.buf, time.Second)
+					if err != nil {
+						t.Fatal(err)
+					}
+					for _, ev := range h.buf[:n] {
+						if !ev.HasBuf || !ev.More {
+							t.Fatalf("Event %v while buffers remain", ev)
+						}
+						held = append(held, ev)
+					}
+					if n > 0 {
+						break
+					}
+				}
+			}
+			if h.rc.Held() != 8 {
+				t.Fatalf("Held() = %d, want 8", h.rc.Held())
+			}
+			h.write(b)
+			ev := h.await(tag)
+			if !errors.Is(ev.Err(), unix.ENOBUFS) || ev.HasBuf {
+				t.Fatalf("end with every buffer held: %v, want ENOBUFS", ev)
+			}
+			for i := range held {
+				h.rc.Release(&held[i])
+			}
+			tag2 := h.tag()
+			h.recv(tag2, a)
+			for h.got[tag2].Len() < 1 {
+				h.poll(time.Second)
+			}
+			h.p.Disarm(tag2)
+			h.await(tag2)
+		})
+	}
+}
+
+// TestRecvForgetAndClose: Forget ends a waiting receive before its fd is
+// closed (the ring holds the file otherwise), and Close ends what is left.
+func TestRecvForgetAndClose(t *testing.T) {
+	for _, c := range recvConfigs {
+		t.Run(c.name, func(t *testing.T) {
+			h := newRecvHarness(t, c.opts)
+			a, b := h.pair()
+			tag := h.tag()
+			h.recv(tag, a)
+			h.poll(0)
+			h.p.Forget(a)
+			h.close(a)
+			if ev := h.await(tag); !ev.Canceled {
+				t.Fatalf("end after Forget: %v, want Canceled", ev)
+			}
+			h.expectEOF(b)
+			// One left armed for Close: the harness's finish disarms it.
+			c2, _ := h.pair()
+			h.recv(h.tag(), c2)
+		})
+	}
+}
+
+// TestRecvReleaseTwicePanics: a buffer goes back once.
+func TestRecvReleaseTwicePanics(t *testing.T) {
+	h := newRecvHarness(t, recvConfigs[0].opts)
+	a, b := h.pair()
+	tag := h.tag()
+	h.recv(tag, a)
+	h.write(b)
+	var ev poller.Event
+	for !ev.HasBuf {
+		n, err := h.p.Wait(h.buf, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			ev = h.buf[0]
+		}
+	}
+	cp := ev
+	h.rc.Release(&ev)
+	defer func() {
+		if r := recover(); r == nil {
+			t.Fatal("second Release of one buffer did not panic")
+		}
+		h.p.Disarm(tag)
+		h.harness.await(tag)
+	}()
+	h.rc.Release(&cp)
+}
+
+// TestRecvingEpoll: epoll has no receive path, and says so.
+func TestRecvingEpoll(t *testing.T) {
+	p := openPoller(t, poller.Options{Backend: poller.Epoll, Recv: poller.RecvOptions{Buffers: 8, Size: 64}})
+	if rc, why := poller.Recving(p); rc != nil || !strings.Contains(why, "epoll") {
+		t.Fatalf("Recving(epoll) = %v, %q", rc, why)
+	}
+	u := openPoller(t, poller.Options{Backend: poller.Uring, Setup: poller.UringCoop})
+	if rc, why := poller.Recving(u); rc != nil || why == "" {
+		t.Fatalf("Recving(uring without Options.Recv) = %v, %q", rc, why)
+	}
+}
+
+// TestRecvSupport is the probe's decision, kernel by kernel.
+func TestRecvSupport(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ops  []ring.Opcode
+		ok   bool
+		why  string
+	}{
+		{"6.0+", []ring.Opcode{ring.OpRecv, ring.OpSendZC}, true, ""},
+		{"5.6 to 5.19", []ring.Opcode{ring.OpRecv}, false, "multishot RECV (Linux 6.0)"},
+		{"before 5.6", nil, false, "IORING_OP_RECV"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ok, why := poller.RecvSupport(func(op ring.Opcode) bool {
+				for _, o := range tc.ops {
+					if o == op {
+						return true
+					}
+				}
+				return false
+			})
+			if ok != tc.ok || !strings.Contains(why, tc.why) {
+				t.Fatalf("recvSupport = %v, %q; want %v, %q", ok, why, tc.ok, tc.why)
+			}
+		})
+	}
+}

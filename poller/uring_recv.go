@@ -1,0 +1,189 @@
+//go:build linux
+
+package poller
+
+import (
+	"errors"
+	"fmt"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/oneshot-io/oneshot/ring"
+)
+
+// Receiver is the io_uring backend's receive path: the kernel reads the
+// socket itself, into a buffer the poller lent it, when data arrives. A
+// connection then needs no readiness poll and no read(2) per message, and
+// a receive that waits holds no buffer. Ask for it with Options.Recv;
+// Recving says whether the poller has it and why not.
+//
+// A Recv tag's Events, unlike a poll's, may be many:
+//
+//	Event                       | meaning
+//	----------------------------+---------------------------------------------
+//	More, Ready, N > 0, HasBuf  | bytes received; the tag stays armed
+//	Ready, N > 0, HasBuf        | bytes received, and the tag ended (the kernel
+//	                            | stops a multishot receive at its discretion)
+//	Ready, N == 0               | the peer's EOF; the tag ended
+//	Failed (Errno)              | the tag ended: a socket error, or ENOBUFS
+//	                            | when the owner held every buffer
+//	Canceled                    | Disarm or Forget ended it
+//
+// Exactly one Event without More ends every Recv that Recv accepted, so a
+// tag's end is still reported exactly once, and the tag may be armed again
+// after it. Every Event with HasBuf lends its buffer to the caller, who
+// reads it with Bytes and gives it back with Release exactly once (a
+// second Release, or one for an Event that lent nothing, panics: it would
+// let the kernel write into bytes being read). Disarm does not lose bytes:
+// a receive that completed before the cancel reached the kernel still
+// comes out with its buffer, before the tag's end.
+type Receiver interface {
+	// Recv arms a multishot receive on fd under tag (the rules of Arm).
+	Recv(tag uint64, fd int) error
+	// Bytes returns the N bytes ev's buffer holds, valid until Release.
+	Bytes(ev *Event) []byte
+	// Release gives ev's buffer back to the kernel.
+	Release(ev *Event)
+	// Held returns how many buffers the caller holds: lent by an Event
+	// and not yet released.
+	Held() int
+}
+
+// Recving returns p's receive path, or nil and why there is none.
+func Recving(p Poller) (Receiver, string) {
+	u, ok := p.(*uringPoller)
+	if !ok {
+		return nil, "the " + string(p.Backend()) + " backend has no receive path"
+	}
+	if u.bufs == nil {
+		return nil, u.recvWhy
+	}
+	return u, ""
+}
+
+// ErrNoRecv refuses Recv on a poller without a receive path (Recving).
+var ErrNoRecv = errors.New("poller: no receive path (see Recving)")
+
+// RecvOptions ask the io_uring backend for a receive path: Buffers
+// buffers (a power of two up to 32768) of Size bytes each.
+type RecvOptions struct {
+	Buffers int
+	Size    int
+}
+
+// recvGroup is the buffer group id of a poller's receive buffers: each
+// ring has its own groups, and a poller registers one.
+const recvGroup = 1
+
+// recvSupport decides from the kernel's probe whether the receive path can
+// run, and says why not. It is the probe's hook for tests: a kernel
+// without an opcode is a probe that says so.
+func recvSupport(supports func(ring.Opcode) bool) (bool, string) {
+	switch {
+	case !supports(ring.OpRecv):
+		return false, "the kernel lacks IORING_OP_RECV (Linux 5.6)"
+	case !supports(ring.OpSendZC):
+		// Multishot RECV came in Linux 6.0 with SEND_ZC, whose probe
+		// bit stands for it (ring.SupportsRecvMultishot).
+		return false, "the kernel lacks multishot RECV (Linux 6.0)"
+	}
+	return true, ""
+}
+
+// setupRecv gives p a receive path if opts asks for one and the kernel has
+// it; otherwise it records why not. Only a refusal of the arguments is an
+// error: a kernel without it leaves p on readiness polls.
+func (p *uringPoller) setupRecv(opts RecvOptions, pr *ring.Probe) error {
+	if opts.Buffers == 0 {
+		p.recvWhy = "no receive buffers asked for"
+		return nil
+	}
+	if ok, why := recvSupport(pr.Supports); !ok {
+		p.recvWhy = why
+		return nil
+	}
+	b, err := p.r.RegisterBufRing(recvGroup, opts.Buffers, opts.Size)
+	if errors.Is(err, ring.ErrBufRingUnsupported) {
+		p.recvWhy = err.Error()
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("poller: receive buffers: %w", err)
+	}
+	p.bufs = b
+	return nil
+}
+
+func (p *uringPoller) Recv(tag uint64, fd int) error {
+	if p.closed {
+		return ErrClosed
+	}
+	if p.bufs == nil {
+		return ErrNoRecv
+	}
+	if err := checkArm(tag, fd, 0); err != nil {
+		return err
+	}
+	if err := p.g.free(tag); err != nil {
+		return err
+	}
+	s, err := p.sqe()
+	if err != nil {
+		return err
+	}
+	s.PrepRecvSelect(int32(fd), recvGroup, true, tag)
+	p.owed++
+	p.armSeq++
+	rec, err := p.g.add(tag, fd, 0)
+	if err != nil {
+		panic(err.Error())
+	}
+	rec.seq, rec.recv = p.armSeq, true
+	p.stats.Arms++
+	p.stats.Armed++
+	return nil
+}
+
+func (p *uringPoller) Bytes(ev *Event) []byte {
+	if !ev.HasBuf {
+		return nil
+	}
+	return p.bufs.Bytes(ev.Buf, int(ev.N))
+}
+
+func (p *uringPoller) Release(ev *Event) {
+	if !ev.HasBuf {
+		panic(fmt.Sprintf("poller: Release of %v, which lent no buffer", *ev))
+	}
+	p.bufs.Put(ev.Buf)
+	ev.HasBuf = false // a copy released again still panics, in Put
+}
+
+func (p *uringPoller) Held() int {
+	if p.bufs == nil {
+		return 0
+	}
+	return p.bufs.Held()
+}
+
+// completeRecv turns a receive's CQE into its Event. rec stays armed while
+// the CQE says more will follow.
+func (p *uringPoller) completeRecv(c *ring.CQE, rec *tagRec) Event {
+	ev := Event{Tag: rec.tag, More: c.More()}
+	if id, ok := c.Buffer(); ok {
+		p.bufs.Take(id, int(max(c.Res, 0)))
+		ev.Buf, ev.HasBuf = id, true
+	}
+	switch {
+	case c.Res >= 0:
+		ev.Events, ev.N = In, c.Res
+	case c.Res == -int32(unix.ECANCELED):
+		ev.Canceled = true
+	default:
+		ev.Errno = unix.Errno(-c.Res)
+	}
+	if !ev.More {
+		p.g.remove(rec)
+	}
+	return ev
+}
