@@ -130,6 +130,15 @@ func (b *BufRing) Take(id uint16, n int) []byte {
 	return b.bufs[off : off+n : off+b.size]
 }
 
+// Bytes returns the first n bytes of buffer id, which the owner holds.
+func (b *BufRing) Bytes(id uint16, n int) []byte {
+	if int(id) > int(b.mask) || b.held[id/64]&(1<<(id%64)) == 0 || n < 0 || n > b.size {
+		panic(fmt.Sprintf("ring: Bytes(%d, %d) of a buffer the owner does not hold", id, n))
+	}
+	off := int(id) * b.size
+	return b.bufs[off : off+n : off+b.size]
+}
+
 // Put gives buffer id back to the kernel. It panics if the owner does not
 // hold id (never taken, or put already): see BufRing.
 func (b *BufRing) Put(id uint16) {
