@@ -57,6 +57,34 @@ type epollReg struct {
 	gen   uint32 // generation of the current registration; valid unless regNone
 	mask  uint32 // interest the registration is enabled for in regActive
 	state regState
+	// n counts, per interestBits, the tags armed on the fd that ask for
+	// it: the interest is their union, kept without walking the fd's
+	// list (many waiters on one fd made every Arm a walk of all of them).
+	n [len(interestBits)]uint32
+}
+
+// interestBits are what a registration's mask is made of; Err and Hup are
+// reported unasked.
+var interestBits = [...]uint32{In, Pri, Out, RdHup}
+
+// want returns the union of the interest of the fd's tags.
+func (r *epollReg) want() uint32 {
+	var m uint32
+	for i, b := range interestBits {
+		if r.n[i] != 0 {
+			m |= b
+		}
+	}
+	return m
+}
+
+// count adds d (1 or -1) to the counts of the bits of events.
+func (r *epollReg) count(events uint32, d uint32) {
+	for i, b := range interestBits {
+		if events&b != 0 {
+			r.n[i] += d
+		}
+	}
 }
 
 type epollPoller struct {
@@ -124,6 +152,7 @@ func (p *epollPoller) Arm(tag uint64, fd int, events uint32) error {
 	if fd >= len(p.regs) {
 		p.regs = grow(p.regs, fd+1)
 	}
+	p.regs[fd].count(events, 1)
 	p.stats.Arms++
 	p.stats.Armed++
 	p.sync(fd, tag)
@@ -139,7 +168,7 @@ func (p *epollPoller) Disarm(tag uint64) bool {
 		return false
 	}
 	fd := int(rec.fd)
-	p.g.remove(rec)
+	p.remove(rec)
 	p.stats.Disarms++
 	p.emit(Event{Tag: tag, Canceled: true})
 	p.sync(fd, 0)
@@ -154,7 +183,7 @@ func (p *epollPoller) Forget(fd int) {
 		rec := p.g.at(i)
 		i = rec.next
 		tag := rec.tag
-		p.g.remove(rec)
+		p.remove(rec)
 		p.stats.Disarms++
 		p.emit(Event{Tag: tag, Canceled: true})
 	}
@@ -219,21 +248,24 @@ func (p *epollPoller) harvest(kev *unix.EpollEvent) {
 		i = rec.next
 		if m := readyMask(rec.events, kev.Events); m != 0 {
 			tag := rec.tag
-			p.g.remove(rec)
+			p.remove(rec)
 			p.emit(Event{Tag: tag, Events: m})
 		}
 	}
 	p.sync(fd, 0) // the side that did not fire is re-armed, never lost
 }
 
+// remove takes rec off the ledger and out of its fd's interest counts.
+func (p *epollPoller) remove(rec *tagRec) {
+	p.regs[rec.fd].count(rec.events, ^uint32(0))
+	p.g.remove(rec)
+}
+
 // sync makes fd's registration match its armed tags (see the table above).
 // fresh is the tag Arm just added, or 0.
 func (p *epollPoller) sync(fd int, fresh uint64) {
-	var want uint32
-	for i := p.g.first(fd); i != 0; i = p.g.at(i).next {
-		want |= p.g.at(i).events
-	}
 	reg := &p.regs[fd]
+	want := reg.want()
 	if p.g.first(fd) == 0 {
 		if reg.state == regActive {
 			p.ctl(unix.EPOLL_CTL_DEL, fd)
@@ -288,7 +320,7 @@ func (p *epollPoller) failAll(fd int, keep uint64, err error) {
 		rec := p.g.at(i)
 		i = rec.next
 		if tag := rec.tag; tag != keep {
-			p.g.remove(rec)
+			p.remove(rec)
 			p.emit(Event{Tag: tag, Errno: errno})
 		}
 	}

@@ -4,9 +4,11 @@ package poller
 
 import (
 	"errors"
+	"maps"
 	"slices"
 	"testing"
 
+	"golang.org/x/sys/unix"
 	"pgregory.net/rapid"
 )
 
@@ -101,4 +103,65 @@ func armedIndex(armed map[uint64]int, idx uint64) (uint64, bool) {
 		}
 	}
 	return 0, false
+}
+
+// TestEpollInterestFollowsTags arms and disarms tags with random interests
+// on one fd and checks after every step that epoll's registration asks for
+// exactly the union of what the armed tags ask for: more would wake the
+// loop for readiness nobody waits on, less would lose a waiter's.
+func TestEpollInterestFollowsTags(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		pp, err := NewEpoll()
+		if err != nil {
+			rt.Fatal(err)
+		}
+		p := pp.(*epollPoller)
+		defer p.Close()
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			rt.Fatal(err)
+		}
+		defer unix.Close(fds[0])
+		defer unix.Close(fds[1])
+		fd := fds[0]
+		armed := map[uint64]uint32{} // the model: tag -> interest
+		next := uint64(1)
+		rt.Repeat(map[string]func(*rapid.T){
+			"arm": func(rt *rapid.T) {
+				ev := rapid.SampledFrom([]uint32{In, Out, In | Out, Pri, In | RdHup, Out | Err}).Draw(rt, "events")
+				if err := p.Arm(next, fd, ev); err != nil {
+					rt.Fatalf("Arm: %v", err)
+				}
+				armed[next] = ev
+				next++
+			},
+			"disarm": func(rt *rapid.T) {
+				if len(armed) == 0 {
+					rt.Skip("nothing armed")
+				}
+				tags := slices.Sorted(maps.Keys(armed))
+				tag := rapid.SampledFrom(tags).Draw(rt, "tag")
+				if !p.Disarm(tag) {
+					rt.Fatalf("Disarm(%d) = false for an armed tag", tag)
+				}
+				delete(armed, tag)
+			},
+			"": func(rt *rapid.T) {
+				var want uint32
+				for _, ev := range armed {
+					want |= ev &^ (Err | Hup)
+				}
+				var reg epollReg
+				if fd < len(p.regs) {
+					reg = p.regs[fd]
+				}
+				if got := reg.want(); got != want {
+					rt.Fatalf("registration wants %#x, the armed tags %#x", got, want)
+				}
+				if len(armed) > 0 && (reg.state != regActive || reg.mask != want) {
+					rt.Fatalf("registration %+v, want active for %#x", reg, want)
+				}
+			},
+		})
+	})
 }
