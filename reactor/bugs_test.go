@@ -109,7 +109,7 @@ func listen(t *testing.T, r *reactor.Reactor, h reactor.Handler, cfg reactor.Lis
 // A while A is closed and B is accepted on (often) the same number; B's
 // client must receive nothing, and A's writes must end in ErrClosed.
 func TestWriteAfterCloseNeverReachesNextOwner(t *testing.T) {
-	for _, b := range backends {
+	for _, b := range connBackends {
 		t.Run(name(b), func(t *testing.T) {
 			r := newReactor(t, b, 2)
 			h := &connLog{opened: make(chan *reactor.Conn, 2)}
@@ -191,7 +191,7 @@ func dialRaw(t *testing.T, port int) int {
 // connection's byte, never follow OnClose, and OnClose runs exactly once
 // per Conn (the race detector watches the rest).
 func TestCloseRacingReads(t *testing.T) {
-	for _, b := range backends {
+	for _, b := range connBackends {
 		t.Run(name(b), func(t *testing.T) {
 			r := newReactor(t, b, 2)
 			const n = 64
@@ -260,7 +260,7 @@ func TestOnCloseForEveryResetPeer(t *testing.T) {
 	if testing.Short() {
 		n = 500
 	}
-	for _, b := range backends {
+	for _, b := range connBackends {
 		t.Run(name(b), func(t *testing.T) {
 			r := newReactor(t, b, 2)
 			h := &connLog{}
@@ -297,7 +297,7 @@ func TestOnCloseForEveryResetPeer(t *testing.T) {
 func TestSlowReaderBounded(t *testing.T) {
 	const maxPending = 256 << 10
 	const total = 16 << 20
-	for _, b := range backends {
+	for _, b := range connBackends {
 		t.Run(name(b), func(t *testing.T) {
 			r := newReactor(t, b, 1)
 			h := &connLog{echo: true}
@@ -348,7 +348,7 @@ func TestSlowReaderMemoryBounded(t *testing.T) {
 	const maxPending = 256 << 10
 	const total = 16 << 20
 	const bound = maxPending + 64<<10 + 32<<10
-	for _, b := range backends {
+	for _, b := range connBackends {
 		t.Run(name(b), func(t *testing.T) {
 			r := newReactor(t, b, 1)
 			h := &connLog{echo: true}
@@ -405,7 +405,7 @@ func TestSlowReaderMemoryBounded(t *testing.T) {
 // listener must make a handful of attempts, not thousands, and accept them
 // all once the limit is restored.
 func TestAcceptBacksOffOnEMFILE(t *testing.T) {
-	for _, b := range backends {
+	for _, b := range connBackends {
 		t.Run(name(b), func(t *testing.T) {
 			r := newReactor(t, b, 1)
 			h := &connLog{}

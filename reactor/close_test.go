@@ -20,7 +20,7 @@ import (
 // (goroutine leaks are checked by goleak in TestMain) — DESIGN §2.5.
 func TestCloseWithOutstanding(t *testing.T) {
 	const pairs = 5000
-	for _, b := range backends {
+	for _, b := range connBackends {
 		t.Run(name(b), func(t *testing.T) {
 			before := openFds(t)
 			r := newReactor(t, b, 2) // closed by the test too (idempotent)
@@ -107,7 +107,7 @@ func TestCloseWithOutstanding(t *testing.T) {
 // its requests before the descriptor is closed (DESIGN §2.6): inside their
 // callbacks the fd is still open.
 func TestCloseFdCompletesFirst(t *testing.T) {
-	for _, b := range backends {
+	for _, b := range connBackends {
 		t.Run(name(b), func(t *testing.T) {
 			r := newReactor(t, b, 1)
 			a, p := socketpair(t)
@@ -164,7 +164,7 @@ func TestCloseFdCompletesFirst(t *testing.T) {
 // on io_uring the old poll (which holds its own file reference, liburing
 // #932) may post a late completion; it must be dropped.
 func TestStaleEventAfterFdReuse(t *testing.T) {
-	for _, b := range backends {
+	for _, b := range connBackends {
 		t.Run(name(b), func(t *testing.T) {
 			r := newReactor(t, b, 1)
 			_, kp := pair(t) // for loop turns that refresh Stats
@@ -237,7 +237,7 @@ func TestStaleEventAfterFdReuse(t *testing.T) {
 // open connections returns, calls OnClose once per Conn with ErrClosed, and
 // leaves no fd behind.
 func TestCloseWithListenerAndConns(t *testing.T) {
-	for _, b := range backends {
+	for _, b := range connBackends {
 		t.Run(name(b), func(t *testing.T) {
 			before := openFds(t)
 			r := newReactor(t, b, 2) // closed by the test too (idempotent)

@@ -67,6 +67,9 @@ type Conn struct {
 	shutReq bool // Shutdown asked; waits for reading to resume if paused
 	wrDone  bool // shutdown(SHUT_WR) was made
 	opened  bool // OnOpen was called, so OnClose is owed
+	// pollOnce: the next read goes after a readiness poll, not through
+	// the ring (which had lent every buffer: ENOBUFS).
+	pollOnce bool
 
 	timerIdx   int32     // the live entry's index+1 in l.timers, kept by the heap; 0 = none
 	shutLeft   int32     // bytes Shutdown found received and still to deliver
@@ -307,11 +310,18 @@ func (c *Conn) afterCall() {
 	}
 }
 
+// armRead arms c's read, while open and none is in flight: a receive
+// through the ring where the loop has one (conn_recv.go), else a readiness
+// poll.
 func (c *Conn) armRead() {
 	if !c.rd.IsZero() || c.phase() != phOpen {
 		return
 	}
-	if err := c.l.armConn(c, In|RdHup, &c.rd); err != nil {
+	ev := In | RdHup
+	if c.l.rcv != nil && !c.pollOnce {
+		ev = evRecv | In
+	}
+	if err := c.l.armConn(c, ev, &c.rd); err != nil {
 		c.finish(fmt.Errorf("reactor: arm read: %w", err))
 	}
 }
@@ -357,6 +367,7 @@ func (c *Conn) readable(res Result) {
 		return
 	}
 	c.readSome(4)
+	c.pollOnce = false
 	c.armRead() // only while still open
 }
 
@@ -386,18 +397,12 @@ func (c *Conn) readSome(rounds int) {
 			c.finish(fmt.Errorf("reactor: read: %w", err))
 			return
 		case n == 0:
-			c.peerEOF = true
-			if eh, ok := c.ln.h.(EOFHandler); ok {
-				// The handler decides when to close.
-				c.setPhase(phPeerEOF)
-				c.call(func() { eh.OnEOF(c) })
-				return
-			}
-			// Peer EOF: echo what is pending, then close cleanly.
-			c.doClose(taskClose, nil)
+			c.sawEOF()
 			return
 		}
-		c.shutLeft -= int32(n)
+		if rounds < 0 {
+			c.shutLeft -= int32(n)
+		}
 		c.lastRead = nanotime()
 		c.lastActive.Store(c.lastRead)
 		c.ln.bytesIn.Add(uint64(n))
@@ -459,6 +464,9 @@ func (c *Conn) flushAndArm() {
 	case phPaused:
 		c.setPhase(phOpen)
 		c.lastRead = nanotime() // the read deadline restarts with reading
+		if !c.takeHeld() {
+			return
+		}
 		if c.shutReq {
 			c.shutdownRead()
 			return

@@ -64,9 +64,13 @@ func (c *Conn) doClose(task int32, err error) {
 		c.shutReq = true
 		// What was received before Shutdown is served; what arrives
 		// after is not (the linger discards it).
-		c.shutLeft = 1<<31 - 1 // the kernel would not say: read to EAGAIN
-		if n, err := unix.IoctlGetInt(c.fd, unix.SIOCINQ); err == nil {
-			c.shutLeft = int32(min(n, 1<<31-1))
+		c.shutLeft = c.inq()
+		if c.l.rcv != nil {
+			// Through the ring, bytes received before now may be out of
+			// the socket already, in buffers not yet handed over or held
+			// while paused: the socket is measured once the receive has
+			// ended and those were delivered (shutdownRead).
+			c.shutLeft = shutUnmeasured
 		}
 		c.shutdownRead()
 	case c.phase().writable():
@@ -89,6 +93,15 @@ func (c *Conn) shutdownRead() {
 			c.schedule()
 		}
 		return
+	}
+	if !c.rd.IsZero() && c.rd.Data().ev&evRecv != 0 {
+		// Bytes the receive already took are delivered first: its end
+		// calls this again, and then the socket is read directly.
+		c.stopRecv()
+		return
+	}
+	if c.shutLeft == shutUnmeasured {
+		c.shutLeft = c.inq()
 	}
 	c.readSome(-1)
 	if p := c.phase(); p == phOpen || p == phPeerEOF {
@@ -125,6 +138,9 @@ func (c *Conn) finish(err error) {
 	c.out.reset(&c.ln.chunks)
 	c.pending.Store(0)
 	c.mu.Unlock()
+	if len(c.l.held) != 0 {
+		delete(c.l.held, c) // bytes held while paused go with the Conn
+	}
 	// From here no goroutine uses c.fd: Write saw phClosed under mu.
 	c.l.closeFdOn(c.fd)
 	c.timerSeq++
@@ -199,6 +215,19 @@ func (c *Conn) discard() {
 		}
 		c.ln.bytesDiscarded.Add(uint64(n))
 	}
+}
+
+// shutUnmeasured is shutLeft before shutdownRead measured the socket.
+const shutUnmeasured int32 = -1 << 31
+
+// inq returns the bytes waiting in c's receive queue (SIOCINQ), or, if the
+// kernel will not say, as many as an int32 holds: read to EAGAIN.
+func (c *Conn) inq() int32 {
+	n, err := unix.IoctlGetInt(c.fd, unix.SIOCINQ)
+	if err != nil {
+		return 1<<31 - 1
+	}
+	return int32(min(n, 1<<31-1))
 }
 
 // unacked returns the bytes of c's output the peer has not acknowledged

@@ -91,7 +91,7 @@ func (h *modelHandler) OnClose(c *reactor.Conn, err error) {
 // Conn accepted, all of it unless CloseNow or a reset cut it short, and a
 // clean OnClose unless one did.
 func TestConnModel(t *testing.T) {
-	for _, b := range backends {
+	for _, b := range connBackends {
 		t.Run(name(b), func(t *testing.T) {
 			r := newReactor(t, b, 1)
 			conns := make(chan *modelConn, 1)

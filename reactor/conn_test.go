@@ -23,7 +23,7 @@ func (e *echo) OnClose(_ *reactor.Conn, err error) {
 }
 
 func TestEcho(t *testing.T) {
-	for _, b := range backends {
+	for _, b := range connBackends {
 		for _, network := range []string{"tcp", "tcp6", "unix", "tcp+reuseport"} {
 			t.Run(name(b)+"/"+network, func(t *testing.T) {
 				cfg := reactor.ListenConfig{}
@@ -112,7 +112,7 @@ func (h *upperLinesEOF) OnEOF(c *reactor.Conn) {
 // EOFHandler answers it; a plain Handler keeps closing at EOF (the tail is
 // dropped, as before).
 func TestEOFHandlerAnswersLastLine(t *testing.T) {
-	for _, b := range backends {
+	for _, b := range connBackends {
 		for _, withEOF := range []bool{true, false} {
 			t.Run(fmt.Sprintf("%s/OnEOF=%v", name(b), withEOF), func(t *testing.T) {
 				r := newReactor(t, b, 1)

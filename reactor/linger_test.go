@@ -30,7 +30,7 @@ func pattern(id, i int) byte { return byte(i*7 + id*13 + i>>10) }
 // clients reset in about half its runs.)
 func TestShutdownLosesNoEchoUnderLoad(t *testing.T) {
 	const clients = 8
-	for _, b := range backends {
+	for _, b := range connBackends {
 		for _, linger := range []time.Duration{0} {
 			t.Run(fmt.Sprintf("%s/LingerTimeout=%v", name(b), linger), func(t *testing.T) {
 				r := newReactor(t, b, 1)

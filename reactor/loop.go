@@ -20,6 +20,14 @@ type reqHandle = cancel.Handle[reqData]
 // more (this underflows, failing the build, if they do).
 const _ uint = poller.TagIndexBits - cancel.TagIndexBits
 
+// Request kinds and results of the connection layer, in Events bits the
+// kernel never reports: a Conn's receive (reqData.ev) and its end at the
+// peer's EOF (reqData.ready).
+const (
+	evRecv Events = 1 << 30
+	evEOF  Events = 1 << 29
+)
+
 // reqData is a request's payload in its cancel slot. It is written by the
 // submitter until the handle is pushed to the loop's inbox (the push
 // publishes it), then owned by the loop goroutine until the slot is released.
@@ -54,6 +62,7 @@ type loop struct {
 	r     *Reactor               // constant
 	id    int                    // constant
 	p     poller.Poller          // constant once started; owned by the loop but Wake
+	rcv   poller.Receiver        // constant once started: p's receive path, or nil
 	table *cancel.Table[reqData] // constant; transitions per cancel's rules
 	in    inbox
 
@@ -66,14 +75,16 @@ type loop struct {
 	spare    []cmd
 	evs      []poller.Event
 	timers   timerHeap
-	rbuf     []byte      // read buffer lent to OnData/OnPacket
-	fdHead   []reqHandle // fd → first live request armed on it
+	rbuf     []byte               // read buffer lent to OnData/OnPacket
+	fdHead   []reqHandle          // fd → first live request armed on it
+	held     map[*Conn]*heldInput // paused Conns' received bytes (conn_recv.go)
 	stopping bool
 	owned    []stopper // listeners and packet conns served here
 
 	// Counters: atomic, written by the loop (wakeups by producers).
 	armed, ready, failed, canceled, closed, stale, rearmed atomic.Uint64
 	wakeups, turns, kernel, events, maxBatch, outstanding  atomic.Uint64
+	received, nobufs                                       atomic.Uint64
 	timerCount                                             atomic.Int64 // len(timers) at the last turn
 	backendArmed                                           atomic.Int64 // the poller's Armed, less the wake eventfd
 }
@@ -91,13 +102,25 @@ type stopper interface{ stopOnLoop() }
 // package doc keeps the figures.)
 func (l *loop) run(backend poller.Backend, started chan<- openResult, done func()) {
 	defer done()
-	opts := poller.Options{Backend: backend, Entries: uint32(l.r.cfg.Entries), Setup: poller.UringCoop}
+	cfg := &l.r.cfg
+	opts := poller.Options{Backend: backend, Entries: uint32(cfg.Entries), Setup: poller.UringCoop}
+	if cfg.Reads == ReadsAuto {
+		opts.Recv = poller.RecvOptions{Buffers: cfg.RecvBuffers, Size: cfg.RecvBufferSize}
+	}
 	p, sel, err := poller.Open(opts)
 	if err != nil {
 		started <- openResult{sel: sel, err: err}
 		return
 	}
 	l.p = p
+	reads := fmt.Sprintf("ring (multishot RECV, %d buffers of %d bytes per loop)", cfg.RecvBuffers, cfg.RecvBufferSize)
+	var why string
+	if l.rcv, why = poller.Recving(p); l.rcv == nil {
+		if cfg.Reads == ReadsPoll {
+			why = "Config.Reads is poll"
+		}
+		reads = "poll (" + why + ")"
+	}
 	pk, err := newParker(p.Fd())
 	if err != nil {
 		p.Close()
@@ -106,7 +129,7 @@ func (l *loop) run(backend poller.Backend, started chan<- openResult, done func(
 	}
 	l.pk = pk
 	defer pk.close()
-	started <- openResult{sel: sel}
+	started <- openResult{sel: sel, reads: reads}
 	l.runParked()
 }
 
@@ -203,19 +226,34 @@ func (l *loop) handle(n int) {
 		l.maxBatch.Store(uint64(n))
 	}
 	for i := 0; i < n; i++ {
-		ev := l.evs[i]
+		ev := &l.evs[i]
 		h, ok := l.table.Lookup(ev.Tag)
+		if ev.HasBuf {
+			// Bytes a Conn's receive brought: its Conn takes them (or
+			// drops them, if it no longer reads) whatever the request's
+			// outcome, and the buffer goes back here, once.
+			if ok {
+				h.Data().conn.received(l.rcv.Bytes(ev))
+			}
+			l.received.Add(1)
+			l.rcv.Release(ev)
+		}
 		if !ok {
 			l.stale.Add(1)
 			continue
+		}
+		if ev.More {
+			continue // the receive goes on
 		}
 		d := h.Data()
 		o := cancel.Ready
 		switch {
 		case ev.Canceled:
-			o = cancel.Undecided // only ever seen for a request we withdrew
+			o = cancel.Undecided // only ever seen for a request we canceled
 		case ev.Errno != 0:
 			o, d.errno = cancel.Failed, int32(ev.Errno)
+		case d.ev&evRecv != 0 && !ev.HasBuf:
+			d.ready = evEOF // a receive ends with 0 bytes at the peer's EOF
 		default:
 			d.ready = Events(ev.Events)
 		}
@@ -258,7 +296,15 @@ func (l *loop) act(h reqHandle, a cancel.Action) {
 		return
 	}
 	if a.Has(cancel.MustAskLoopToCancel) {
-		a |= h.Withdraw()
+		if h.Data().ev&evRecv != 0 {
+			// A receive is not withdrawn but disarmed in the kernel,
+			// and delivered when the kernel reports its end: bytes it
+			// took before the cancel reached the kernel still come, and
+			// come first, so a Conn never has two receives in flight.
+			l.p.Disarm(h.Tag())
+		} else {
+			a |= h.Withdraw()
+		}
 	}
 	if a.Has(cancel.MustCancelInKernel) {
 		l.p.Disarm(h.Tag())
@@ -269,7 +315,13 @@ func (l *loop) act(h reqHandle, a cancel.Action) {
 	}
 	if a.Has(cancel.MustArm) {
 		d := h.Data()
-		if err := l.p.Arm(h.Tag(), int(d.fd), uint32(d.ev)); err != nil {
+		var err error
+		if d.ev&evRecv != 0 {
+			err = l.rcv.Recv(h.Tag(), int(d.fd))
+		} else {
+			err = l.p.Arm(h.Tag(), int(d.fd), uint32(d.ev))
+		}
+		if err != nil {
 			d.err = err
 			a |= h.Steal(cancel.Failed)
 		} else if !d.listed {
@@ -336,9 +388,12 @@ func (l *loop) deliver(h reqHandle) {
 		cb(res)
 	case conn != nil:
 		l.enterUser()
-		if ev&Out != 0 {
+		switch {
+		case ev&evRecv != 0:
+			conn.recvEnded(res)
+		case ev&Out != 0:
 			conn.writable(res)
-		} else {
+		default:
 			conn.readable(res)
 		}
 	case w != nil:

@@ -61,22 +61,29 @@ func runDialer(spec string) int {
 }
 
 // backend is one row of the table every behavioural test runs over: a
-// kernel interface.
+// kernel interface, and how Conns read on it.
 type backend struct {
-	kind reactor.Backend
+	kind  reactor.Backend
+	reads reactor.Reads
 }
 
 var backends = []backend{
-	{reactor.BackendEpoll},
-	{reactor.BackendUring},
+	{kind: reactor.BackendEpoll},
+	{kind: reactor.BackendUring}, // Conns read through the ring where the kernel can
 }
+
+// connBackends adds, for the connection layer's tests, io_uring with Conns
+// reading after readiness polls: the path of a kernel without multishot
+// RECV.
+var connBackends = append(backends[:len(backends):len(backends)],
+	backend{kind: reactor.BackendUring, reads: reactor.ReadsPoll})
 
 // newReactor starts a reactor on b with loops loops, closed at cleanup
 // (Close is idempotent: a test may close it first); a uring row skips,
 // saying why, where io_uring is unavailable.
 func newReactor(t testing.TB, b backend, loops int) *reactor.Reactor {
 	t.Helper()
-	r, err := reactor.New(reactor.Config{Backend: b.kind, Loops: loops})
+	r, err := reactor.New(reactor.Config{Backend: b.kind, Loops: loops, Reads: b.reads})
 	if err != nil {
 		if b.kind == reactor.BackendUring && errors.Is(err, reactor.ErrUnavailable) {
 			t.Skipf("io_uring unavailable here: %v", err)
@@ -129,7 +136,11 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 }
 
 func name(b backend) string {
-	return strings.ToUpper(string(b.kind[:1])) + string(b.kind[1:])
+	n := strings.ToUpper(string(b.kind[:1])) + string(b.kind[1:])
+	if b.reads == reactor.ReadsPoll {
+		n += "Poll"
+	}
+	return n
 }
 
 // pair is socketpair with both fds closed at cleanup (after the test's own

@@ -37,6 +37,7 @@ type Reactor struct {
 	loops   []*loop // constant after New
 	backend Backend // constant after New
 	reason  string  // constant after New
+	reads   string  // constant after New: ReadPath
 
 	closing atomic.Bool // Close began: loops stop at their next turn
 	closed  atomic.Bool // Close began: new requests are refused
@@ -47,8 +48,9 @@ type Reactor struct {
 }
 
 type openResult struct {
-	sel poller.Selection
-	err error
+	sel   poller.Selection
+	reads string // the read path (Reactor.ReadPath)
+	err   error
 }
 
 // New starts cfg.Loops event loops on the backend cfg asks for. Asking for
@@ -58,6 +60,11 @@ type openResult struct {
 func New(cfg Config) (*Reactor, error) {
 	cfg = cfg.withDefaults(runtime.GOMAXPROCS(0))
 	var want poller.Backend
+	switch cfg.Reads {
+	case ReadsAuto, ReadsPoll:
+	default:
+		return nil, fmt.Errorf("reactor: unknown read path %q (want %q or %q)", cfg.Reads, ReadsAuto, ReadsPoll)
+	}
 	switch cfg.Backend {
 	case BackendAuto:
 		want = poller.Auto
@@ -72,7 +79,8 @@ func New(cfg Config) (*Reactor, error) {
 	r.waiters.New = func() any { return &waiter{ch: make(chan Result, 1)} }
 	for i := 0; i < cfg.Loops; i++ {
 		l := &loop{r: r, id: i, table: cancel.NewTable[reqData](256),
-			evs: make([]poller.Event, cfg.EventBatch), rbuf: make([]byte, readBufSize)}
+			evs: make([]poller.Event, cfg.EventBatch), rbuf: make([]byte, readBufSize),
+			held: map[*Conn]*heldInput{}}
 		r.loops = append(r.loops, l)
 	}
 	// The first loop resolves auto; the others open what it got, so every
@@ -95,14 +103,18 @@ func New(cfg Config) (*Reactor, error) {
 			return nil, fmt.Errorf("reactor: starting loop %d: %w", i, res.err)
 		}
 		if i == 0 {
-			r.backend, r.reason = Backend(res.sel.Backend), res.sel.Reason
+			r.backend, r.reason, r.reads = Backend(res.sel.Backend), res.sel.Reason, res.reads
 			want = res.sel.Backend
 			cfg.Logger.Info("reactor started", zapString("backend", string(r.backend)),
-				zapString("reason", r.reason), zapInt("loops", cfg.Loops))
+				zapString("reason", r.reason), zapString("reads", r.reads), zapInt("loops", cfg.Loops))
 		}
 	}
 	return r, nil
 }
+
+// ReadPath says how Conns read: "ring (...)" through io_uring's multishot
+// RECV, or "poll (why)" after a readiness poll with read(2).
+func (r *Reactor) ReadPath() string { return r.reads }
 
 // Backend reports the backend in use: BackendUring or BackendEpoll.
 func (r *Reactor) Backend() Backend { return r.backend }
@@ -365,6 +377,8 @@ func (r *Reactor) Stats() Stats {
 		s.Outstanding += int64(l.outstanding.Load())
 		s.Timers += l.timerCount.Load()
 		s.BackendArmed += l.backendArmed.Load()
+		s.Received += l.received.Load()
+		s.RecvNoBuffers += l.nobufs.Load()
 	}
 	return s
 }

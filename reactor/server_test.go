@@ -28,7 +28,7 @@ type udpEcho struct{}
 func (udpEcho) OnPacket(p *reactor.PacketConn, b []byte, from netip.AddrPort) { p.WriteTo(b, from) }
 
 func TestPacketEcho(t *testing.T) {
-	for _, b := range backends {
+	for _, b := range connBackends {
 		for _, nw := range []struct{ network, addr string }{{"udp", "127.0.0.1:0"}, {"udp6", "[::1]:0"}, {"udp", ":0"}} {
 			t.Run(name(b)+"/"+nw.network+nw.addr, func(t *testing.T) {
 				r := newReactor(t, b, 2)
@@ -74,7 +74,7 @@ func itoa(i int) string { return strconv.Itoa(i) }
 // and half-read it back; Shutdown must deliver and echo every byte the
 // server already received before closing, then return.
 func TestShutdownEchoesWhatWasReceived(t *testing.T) {
-	for _, b := range backends {
+	for _, b := range connBackends {
 		t.Run(name(b), func(t *testing.T) {
 			r := newReactor(t, b, 2)
 			h := &echo{}
@@ -148,7 +148,7 @@ func TestShutdownEchoesWhatWasReceived(t *testing.T) {
 // TestShutdownContextEndsForceCloses: a Conn whose peer never reads cannot
 // flush; Shutdown must force-close it when ctx ends and return ctx.Err().
 func TestShutdownContextEndsForceCloses(t *testing.T) {
-	for _, b := range backends {
+	for _, b := range connBackends {
 		t.Run(name(b), func(t *testing.T) {
 			r := newReactor(t, b, 1)
 			h := &connLog{echo: true, closeErrs: make(chan error, 1)}
@@ -198,7 +198,7 @@ func (h *closeErrs) OnClose(_ *reactor.Conn, err error) { h.errs <- err }
 // it skips instead of failing.
 func TestIdleTimeout(t *testing.T) {
 	const idle = 300 * time.Millisecond
-	for _, b := range backends {
+	for _, b := range connBackends {
 		t.Run(name(b), func(t *testing.T) {
 			r := newReactor(t, b, 1)
 			h := &closeErrs{errs: make(chan error, 2)}
@@ -235,7 +235,7 @@ func TestIdleTimeout(t *testing.T) {
 }
 
 func TestMaxConnsRefuses(t *testing.T) {
-	for _, b := range backends {
+	for _, b := range connBackends {
 		t.Run(name(b), func(t *testing.T) {
 			r := newReactor(t, b, 2)
 			h := &connLog{}
@@ -294,7 +294,7 @@ func (h *halfCloser) OnData(c *reactor.Conn, b []byte) {
 }
 
 func TestCloseWrite(t *testing.T) {
-	for _, b := range backends {
+	for _, b := range connBackends {
 		t.Run(name(b), func(t *testing.T) {
 			r := newReactor(t, b, 1)
 			h := &halfCloser{got: make(chan string, 4)}
@@ -320,7 +320,7 @@ func TestCloseWrite(t *testing.T) {
 // WriteTimeout closes one whose peer stopped reading (its output stalled);
 // both say so with an error wrapping os.ErrDeadlineExceeded.
 func TestReadWriteTimeouts(t *testing.T) {
-	for _, b := range backends {
+	for _, b := range connBackends {
 		t.Run(name(b), func(t *testing.T) {
 			r := newReactor(t, b, 1)
 			h := &closeErrs{errs: make(chan error, 2)}
@@ -374,7 +374,7 @@ func (p *pusher) OnClose(_ *reactor.Conn, err error) { p.closed <- err }
 // not the loop queue what the socket refuses and hand the flush to the
 // loop; Close then flushes all of it, in order, before closing cleanly.
 func TestWriteFromAnotherGoroutineThenClose(t *testing.T) {
-	for _, b := range backends {
+	for _, b := range connBackends {
 		t.Run(name(b), func(t *testing.T) {
 			r := newReactor(t, b, 2)
 			h := &pusher{opened: make(chan *reactor.Conn, 1), closed: make(chan error, 1)}
@@ -446,7 +446,7 @@ func TestCloseCallsInOneHandlerCall(t *testing.T) {
 		{[]string{"CloseWrite", "Close"}, true, true},
 		{[]string{"CloseWrite"}, false, true},
 	}
-	for _, b := range backends {
+	for _, b := range connBackends {
 		for _, tc := range cases {
 			t.Run(name(b)+"/"+strings.Join(tc.calls, "+"), func(t *testing.T) {
 				r := newReactor(t, b, 1)
@@ -492,7 +492,7 @@ func (*smallSndbuf) OnOpen(c *reactor.Conn) {
 // the output, reads the rest, and echoes every byte. Over a Unix socket a
 // returned Write means the bytes sit in the server's receive queue.
 func TestShutdownWhilePausedEchoesWhatWasReceived(t *testing.T) {
-	for _, b := range backends {
+	for _, b := range connBackends {
 		t.Run(name(b), func(t *testing.T) {
 			r := newReactor(t, b, 1)
 			ln, err := r.Listen("unix", t.TempDir()+"/s.sock", &smallSndbuf{}, reactor.ListenConfig{MaxPending: 4 << 10})
@@ -530,7 +530,7 @@ func TestShutdownWhilePausedEchoesWhatWasReceived(t *testing.T) {
 // peer EOF, an IdleTimeout later) the entries would hold every closed Conn
 // in memory that long: at a high connection rate, without bound.
 func TestClosedConnsLeaveNoTimers(t *testing.T) {
-	for _, b := range backends {
+	for _, b := range connBackends {
 		for _, tc := range []struct {
 			name string
 			cfg  reactor.ListenConfig
@@ -570,7 +570,7 @@ func TestClosedConnsLeaveNoTimers(t *testing.T) {
 // reports the discarded output (ErrDrainIncomplete) instead of a clean drain.
 func TestShutdownWhilePausedIsBounded(t *testing.T) {
 	const closeTimeout = 100 * time.Millisecond
-	for _, b := range backends {
+	for _, b := range connBackends {
 		t.Run(name(b), func(t *testing.T) {
 			r := newReactor(t, b, 1)
 			h := &connLog{echo: true, closeErrs: make(chan error, 1)}

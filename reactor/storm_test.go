@@ -45,7 +45,7 @@ func TestStorm(t *testing.T) {
 	if testing.Short() {
 		dur = 200 * time.Millisecond
 	}
-	for _, b := range backends {
+	for _, b := range connBackends {
 		t.Run(name(b), func(t *testing.T) {
 			fdsBefore := openFds(t)
 			r := newReactor(t, b, 2) // closed by the test too (idempotent)

@@ -34,6 +34,7 @@ type reactorServer struct {
 func startReactor(cfg config, log *zap.Logger) (server, error) {
 	r, err := reactor.New(reactor.Config{
 		Backend: reactor.Backend(cfg.backend),
+		Reads:   readsConfig(cfg.reads),
 		Loops:   cfg.loops,
 		Logger:  reactorLogger(log, cfg.logLevel),
 	})
@@ -158,6 +159,16 @@ func (s *reactorServer) loops() int { return s.r.Loops() }
 
 func (s *reactorServer) backend() (string, string) {
 	return string(s.r.Backend()), s.r.BackendReason()
+}
+
+func (s *reactorServer) reads() string { return s.r.ReadPath() }
+
+// readsConfig maps --reads to reactor.Config.Reads.
+func readsConfig(reads string) reactor.Reads {
+	if reads == "poll" {
+		return reactor.ReadsPoll
+	}
+	return reactor.ReadsAuto
 }
 
 func (s *reactorServer) stats() statsSource {

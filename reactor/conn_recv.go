@@ -1,0 +1,180 @@
+//go:build linux
+
+package reactor
+
+import (
+	"errors"
+	"fmt"
+
+	"golang.org/x/sys/unix"
+)
+
+// A Conn on a loop with a receive path (io_uring, Config.Reads) reads
+// through one multishot RECV: the kernel reads the socket when data
+// arrives, into a buffer the loop lent it, and the loop hands the bytes to
+// c.received, then takes the buffer back. Its request, c.rd, lives until
+// the kernel ends it, which it does at the peer's EOF, on an error, when
+// every buffer was lent (ENOBUFS), at its own discretion, or when the Conn
+// stops it; and a Conn never has two reads in flight, so bytes keep their
+// order.
+//
+//	the receive ...          | in phase   | the Conn
+//	-------------------------+------------+----------------------------------
+//	brings bytes             | open       | delivers them (OnData); past
+//	                         |            | MaxPending: paused, receive stopped
+//	                         | paused     | holds a copy (bytes the kernel had
+//	                         |            | taken before the stop reached it),
+//	                         |            | delivered first when reading resumes
+//	                         | later ones | drops them, counted as discarded
+//	ends at EOF              | open       | the peer's EOF, as a read of 0
+//	                         | paused     | held: seen after the held bytes
+//	ends (kernel, or stopped)| open       | arms the next receive (Shutdown:
+//	                         |            | reads what it found received)
+//	ends with ENOBUFS        | open       | reads once after a readiness poll
+//	ends with an error       | any        | closes with it
+//
+// Stopping is a cancel that waits for the kernel (loop.act): the bytes it
+// raced come first, the end last.
+
+// heldInput is what a paused Conn's receive brought after the pause.
+type heldInput struct {
+	b   []byte
+	eof bool // the receive then ended at the peer's EOF
+}
+
+// received takes bytes c's receive brought (the loop; b is the loop's
+// buffer until this returns).
+func (c *Conn) received(b []byte) {
+	switch c.phase() {
+	case phOpen:
+		c.l.enterUser()
+		c.take(b)
+	case phPaused:
+		h := c.l.held[c]
+		if h == nil {
+			h = &heldInput{}
+			c.l.held[c] = h
+		}
+		h.b = append(h.b, b...)
+	default:
+		// Reading stopped (draining, lingering, closed): the linger drops
+		// what the peer still sends, and so does this.
+		c.ln.bytesDiscarded.Add(uint64(len(b)))
+	}
+}
+
+// take delivers a chunk read for c, as readSome does, and pauses reading
+// when the output backlog passes MaxPending.
+func (c *Conn) take(b []byte) {
+	c.lastRead = nanotime()
+	c.lastActive.Store(c.lastRead)
+	c.ln.bytesIn.Add(uint64(len(b)))
+	c.callData(b)
+	if c.phase() == phOpen && c.Pending() > c.ln.maxPending {
+		c.setPhase(phPaused)
+		c.stopRecv()
+	}
+}
+
+// stopRecv stops c's receive, if one is in flight; its end comes later
+// (recvEnded). A readiness poll is left armed: paused, its firing is
+// ignored.
+func (c *Conn) stopRecv() {
+	if !c.rd.IsZero() && c.rd.Data().ev&evRecv != 0 {
+		c.l.cancelOn(c.rd)
+	}
+}
+
+// recvEnded is c's receive ending (see the table above).
+func (c *Conn) recvEnded(res Result) {
+	c.rd = reqHandle{}
+	switch {
+	case res.Err == nil && res.Events&evEOF != 0:
+		c.recvEOF()
+	case res.Err == nil, errors.Is(res.Err, ErrCanceled):
+		c.readOn()
+	case errors.Is(res.Err, unix.ENOBUFS):
+		// Every buffer was lent out, to the Conns of this turn; the
+		// bytes wait in the socket, read after a poll this once.
+		c.pollOnce = true
+		c.l.nobufs.Add(1)
+		c.readOn()
+	default:
+		var errno unix.Errno
+		if errors.As(res.Err, &errno) {
+			res.Err = fmt.Errorf("reactor: read: %w", errno)
+		}
+		c.finish(res.Err)
+	}
+}
+
+func (c *Conn) recvEOF() {
+	switch c.phase() {
+	case phOpen:
+		c.sawEOF()
+	case phPaused:
+		h := c.l.held[c]
+		if h == nil {
+			h = &heldInput{}
+			c.l.held[c] = h
+		}
+		h.eof = true
+	case phLingering:
+		c.peerEOF = true
+		c.finish(c.closeErr)
+	default:
+		c.peerEOF = true // a drain then closes without lingering
+	}
+}
+
+// readOn goes on reading once a receive ended without EOF or error.
+func (c *Conn) readOn() {
+	switch c.phase() {
+	case phOpen:
+		if c.shutReq {
+			c.shutdownRead()
+			return
+		}
+		c.armRead()
+	case phLingering:
+		c.discard()
+	}
+	// Paused: resuming arms the next read. Draining: linger reads.
+}
+
+// takeHeld delivers what the receive brought while c was paused, a read
+// buffer at a time as readSome would, then the EOF that followed it, if
+// any. Bytes left when the backlog pauses c again stay held. It reports
+// whether c is still open.
+func (c *Conn) takeHeld() bool {
+	h := c.l.held[c]
+	if h == nil {
+		return true
+	}
+	for len(h.b) > 0 && c.phase() == phOpen {
+		k := min(len(h.b), len(c.l.rbuf))
+		c.take(h.b[:k])
+		h.b = h.b[k:]
+	}
+	if len(h.b) > 0 {
+		return false // paused again (or closed): the rest waits
+	}
+	delete(c.l.held, c)
+	if h.eof && c.phase() == phOpen {
+		c.sawEOF()
+	}
+	return c.phase() == phOpen
+}
+
+// sawEOF is the peer's end of file, read while c is open.
+func (c *Conn) sawEOF() {
+	c.peerEOF = true
+	if eh, ok := c.ln.h.(EOFHandler); ok {
+		// The handler decides when to close.
+		c.setPhase(phPeerEOF)
+		c.call(func() { eh.OnEOF(c) })
+		return
+	}
+	// Peer EOF: echo what is pending, then close cleanly.
+	c.doClose(taskClose, nil)
+}

@@ -1,0 +1,122 @@
+package reactor_test
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/oneshot-io/oneshot/reactor"
+	"github.com/oneshot-io/oneshot/ring"
+)
+
+// kernelRecvs reports whether this kernel has what Conns need to read
+// through the ring (multishot RECV, Linux 6.0), and why not.
+func kernelRecvs(t *testing.T) (bool, string) {
+	t.Helper()
+	r, err := ring.New(ring.Config{Entries: 2})
+	if err != nil {
+		return false, err.Error()
+	}
+	defer r.Close()
+	p, err := r.Probe()
+	if err != nil {
+		return false, err.Error()
+	}
+	if !ring.SupportsRecvMultishot(p) {
+		return false, "no multishot RECV"
+	}
+	return true, ""
+}
+
+// TestReadPath: the read path is the ring on io_uring where the kernel has
+// multishot RECV, a readiness poll otherwise and on epoll, and says why.
+func TestReadPath(t *testing.T) {
+	for _, tc := range []struct {
+		b    backend
+		want string // prefix
+		why  string
+	}{
+		{backend{kind: reactor.BackendEpoll}, "poll (", "epoll backend has no receive path"},
+		{backend{kind: reactor.BackendUring}, "ring (", "256 buffers of 16384 bytes"},
+		{backend{kind: reactor.BackendUring, reads: reactor.ReadsPoll}, "poll (", "Config.Reads is poll"},
+	} {
+		t.Run(name(tc.b), func(t *testing.T) {
+			r := newReactor(t, tc.b, 1)
+			got := r.ReadPath()
+			if tc.want == "ring (" {
+				if ok, why := kernelRecvs(t); !ok {
+					if !strings.HasPrefix(got, "poll (") {
+						t.Fatalf("ReadPath() = %q on a kernel without it (%s)", got, why)
+					}
+					t.Skipf("kernel without a receive path: %s", why)
+				}
+			}
+			if !strings.HasPrefix(got, tc.want) || !strings.Contains(got, tc.why) {
+				t.Fatalf("ReadPath() = %q, want %q... naming %q", got, tc.want, tc.why)
+			}
+		})
+	}
+	if _, err := reactor.New(reactor.Config{Reads: "sometimes"}); err == nil || !strings.Contains(err.Error(), "sometimes") {
+		t.Fatalf("New with an unknown read path: %v", err)
+	}
+}
+
+// TestRecvBuffersExhausted starves the ring of receive buffers (one, of
+// 256 bytes, for 16 Conns echoing at once): receives end with ENOBUFS,
+// their Conns read after a poll and go back to the ring, and every byte
+// still echoes in order.
+func TestRecvBuffersExhausted(t *testing.T) {
+	if ok, why := kernelRecvs(t); !ok {
+		t.Skipf("kernel without a receive path: %s", why)
+	}
+	r, err := reactor.New(reactor.Config{Backend: reactor.BackendUring, Loops: 1, RecvBuffers: 1, RecvBufferSize: 256})
+	if errors.Is(err, reactor.ErrUnavailable) {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	ln, err := r.Listen("tcp", "127.0.0.1:0", &echo{}, reactor.ListenConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer c.Close()
+			msg := make([]byte, 64<<10)
+			rand.Read(msg)
+			go c.Write(msg)
+			got := make([]byte, len(msg))
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			if _, err := io.ReadFull(c, got); err != nil {
+				t.Error(err)
+				return
+			}
+			if !bytes.Equal(got, msg) {
+				t.Error("echo differs from what was sent")
+			}
+		}()
+	}
+	wg.Wait()
+	st := r.Stats()
+	if st.Received == 0 || st.RecvNoBuffers == 0 {
+		t.Fatalf("Stats: %d chunks received through the ring, %d receives out of buffers; want both > 0", st.Received, st.RecvNoBuffers)
+	}
+	t.Logf("%d chunks through the ring, %d receives ended for want of a buffer", st.Received, st.RecvNoBuffers)
+}
