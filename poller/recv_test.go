@@ -41,10 +41,10 @@ func newRecvHarness(t *testing.T, opts poller.Options) *recvHarness {
 	return &recvHarness{harness: h, rc: rc, got: map[uint64]*bytes.Buffer{}, ended: map[uint64]poller.Event{}}
 }
 
-func (h *recvHarness) recv(tag uint64, fd int) {
+func (h *recvHarness) recv(tag uint64, fd int, multishot bool) {
 	h.t.Helper()
-	if err := h.rc.Recv(tag, fd); err != nil {
-		h.t.Fatalf("Recv(%#x, %d): %v", tag, fd, err)
+	if err := h.rc.Recv(tag, fd, multishot); err != nil {
+		h.t.Fatalf("Recv(%#x, %d, %v): %v", tag, fd, multishot, err)
 	}
 	h.armed[tag] = true
 	h.got[tag] = new(bytes.Buffer)
@@ -93,7 +93,7 @@ func TestRecvDeliversInOrder(t *testing.T) {
 			h := newRecvHarness(t, c.opts)
 			a, b := h.pair()
 			tag := h.tag()
-			h.recv(tag, a)
+			h.recv(tag, a, true)
 			h.quiet()
 			var want bytes.Buffer
 			for i := range 40 { // more writes than buffers: each goes back
@@ -134,7 +134,7 @@ func TestRecvDisarmLosesNoBytes(t *testing.T) {
 			for round := range 200 {
 				a, b := h.pair()
 				tag := h.tag()
-				h.recv(tag, a)
+				h.recv(tag, a, true)
 				if rng.IntN(2) == 0 {
 					h.poll(0) // sometimes the receive is in the kernel first
 				}
@@ -182,7 +182,7 @@ func TestRecvNoBuffers(t *testing.T) {
 			h := newRecvHarness(t, c.opts)
 			a, b := h.pair()
 			tag := h.tag()
-			h.recv(tag, a)
+			h.recv(tag, a, true)
 			var held []poller.Event
 			for len(held) < 8 {
 				h.write(b)
@@ -215,7 +215,7 @@ func TestRecvNoBuffers(t *testing.T) {
 				h.rc.Release(&held[i])
 			}
 			tag2 := h.tag()
-			h.recv(tag2, a)
+			h.recv(tag2, a, true)
 			for h.got[tag2].Len() < 1 {
 				h.poll(time.Second)
 			}
@@ -233,7 +233,7 @@ func TestRecvForgetAndClose(t *testing.T) {
 			h := newRecvHarness(t, c.opts)
 			a, b := h.pair()
 			tag := h.tag()
-			h.recv(tag, a)
+			h.recv(tag, a, true)
 			h.poll(0)
 			h.p.Forget(a)
 			h.close(a)
@@ -243,7 +243,7 @@ func TestRecvForgetAndClose(t *testing.T) {
 			h.expectEOF(b)
 			// One left armed for Close: the harness's finish disarms it.
 			c2, _ := h.pair()
-			h.recv(h.tag(), c2)
+			h.recv(h.tag(), c2, true)
 		})
 	}
 }
@@ -253,7 +253,7 @@ func TestRecvReleaseTwicePanics(t *testing.T) {
 	h := newRecvHarness(t, recvConfigs[0].opts)
 	a, b := h.pair()
 	tag := h.tag()
-	h.recv(tag, a)
+	h.recv(tag, a, true)
 	h.write(b)
 	var ev poller.Event
 	for !ev.HasBuf {
@@ -312,6 +312,44 @@ func TestRecvSupport(t *testing.T) {
 			})
 			if ok != tc.ok || !strings.Contains(why, tc.why) {
 				t.Fatalf("recvSupport = %v, %q; want %v, %q", ok, why, tc.ok, tc.why)
+			}
+		})
+	}
+}
+
+// TestRecvOnce: a receive armed without multishot ends with its first
+// buffer, leaving the rest in the socket; armed again and again it reads
+// everything, in order, and ends at EOF.
+func TestRecvOnce(t *testing.T) {
+	for _, c := range recvConfigs {
+		t.Run(c.name, func(t *testing.T) {
+			h := newRecvHarness(t, c.opts)
+			a, b := h.pair()
+			want := bytes.Repeat([]byte("0123456789"), 200) // 2000 bytes: 8 buffers of 256
+			if _, err := unix.Write(b, want); err != nil {
+				t.Fatal(err)
+			}
+			h.close(b)
+			var got bytes.Buffer
+			ends := 0
+			for {
+				tag := h.tag()
+				h.recv(tag, a, false)
+				ev := h.await(tag)
+				ends++
+				got.Write(h.got[tag].Bytes())
+				if ev.Err() != nil {
+					t.Fatalf("end %d: %v", ends, ev)
+				}
+				if ev.N == 0 {
+					break
+				}
+				if ev.More || h.got[tag].Len() != int(ev.N) || ev.N > 256 {
+					t.Fatalf("one-shot receive's end %v: want one buffer, no More", ev)
+				}
+			}
+			if !bytes.Equal(got.Bytes(), want) || ends < 8 {
+				t.Fatalf("%d receives read %d bytes (in order: %v); want 2000 in at least 8", ends, got.Len(), bytes.Equal(got.Bytes(), want))
 			}
 		})
 	}

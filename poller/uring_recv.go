@@ -38,8 +38,10 @@ import (
 // a receive that completed before the cancel reached the kernel still
 // comes out with its buffer, before the tag's end.
 type Receiver interface {
-	// Recv arms a multishot receive on fd under tag (the rules of Arm).
-	Recv(tag uint64, fd int) error
+	// Recv arms a receive on fd under tag (the rules of Arm): multishot,
+	// or ending after one buffer, which bounds what it takes from the
+	// socket before the caller can stop it.
+	Recv(tag uint64, fd int, multishot bool) error
 	// Bytes returns the N bytes ev's buffer holds, valid until Release.
 	Bytes(ev *Event) []byte
 	// Release gives ev's buffer back to the kernel.
@@ -114,7 +116,7 @@ func (p *uringPoller) setupRecv(opts RecvOptions, pr *ring.Probe) error {
 	return nil
 }
 
-func (p *uringPoller) Recv(tag uint64, fd int) error {
+func (p *uringPoller) Recv(tag uint64, fd int, multishot bool) error {
 	if p.closed {
 		return ErrClosed
 	}
@@ -131,7 +133,7 @@ func (p *uringPoller) Recv(tag uint64, fd int) error {
 	if err != nil {
 		return err
 	}
-	s.PrepRecvSelect(int32(fd), recvGroup, true, tag)
+	s.PrepRecvSelect(int32(fd), recvGroup, multishot, tag)
 	p.owed++
 	p.armSeq++
 	rec, err := p.g.add(tag, fd, 0)

@@ -320,6 +320,9 @@ func (c *Conn) armRead() {
 	ev := In | RdHup
 	if c.l.rcv != nil && !c.pollOnce {
 		ev = evRecv | In
+		if c.Pending() > 0 {
+			ev |= evRecvOnce // see take
+		}
 	}
 	if err := c.l.armConn(c, ev, &c.rd); err != nil {
 		c.finish(fmt.Errorf("reactor: arm read: %w", err))

@@ -70,8 +70,20 @@ func (c *Conn) take(b []byte) {
 	c.lastActive.Store(c.lastRead)
 	c.ln.bytesIn.Add(uint64(len(b)))
 	c.callData(b)
-	if c.phase() == phOpen && c.Pending() > c.ln.maxPending {
+	if c.phase() != phOpen || c.Pending() == 0 {
+		return
+	}
+	if c.Pending() > c.ln.maxPending {
 		c.setPhase(phPaused)
+		c.stopRecv()
+		return
+	}
+	if !c.rd.IsZero() && c.rd.Data().ev&evRecvOnce == 0 {
+		// The output backs up: from now on receive a buffer at a time
+		// (armRead), so that a pause finds at most one buffer in flight
+		// to hold. A multishot receive went on taking the socket's
+		// bytes until its stop reached the kernel: a peer that never
+		// reads had megabytes held per Conn.
 		c.stopRecv()
 	}
 }

@@ -24,8 +24,9 @@ const _ uint = poller.TagIndexBits - cancel.TagIndexBits
 // kernel never reports: a Conn's receive (reqData.ev) and its end at the
 // peer's EOF (reqData.ready).
 const (
-	evRecv Events = 1 << 30
-	evEOF  Events = 1 << 29
+	evRecv     Events = 1 << 30
+	evRecvOnce Events = 1 << 28 // with evRecv: a receive that ends after one buffer
+	evEOF      Events = 1 << 29
 )
 
 // reqData is a request's payload in its cancel slot. It is written by the
@@ -228,7 +229,8 @@ func (l *loop) handle(n int) {
 	for i := 0; i < n; i++ {
 		ev := &l.evs[i]
 		h, ok := l.table.Lookup(ev.Tag)
-		if ev.HasBuf {
+		bytes := ev.HasBuf // Release clears it
+		if bytes {
 			// Bytes a Conn's receive brought: its Conn takes them (or
 			// drops them, if it no longer reads) whatever the request's
 			// outcome, and the buffer goes back here, once.
@@ -252,7 +254,7 @@ func (l *loop) handle(n int) {
 			o = cancel.Undecided // only ever seen for a request we canceled
 		case ev.Errno != 0:
 			o, d.errno = cancel.Failed, int32(ev.Errno)
-		case d.ev&evRecv != 0 && !ev.HasBuf:
+		case d.ev&evRecv != 0 && !bytes:
 			d.ready = evEOF // a receive ends with 0 bytes at the peer's EOF
 		default:
 			d.ready = Events(ev.Events)
@@ -317,7 +319,7 @@ func (l *loop) act(h reqHandle, a cancel.Action) {
 		d := h.Data()
 		var err error
 		if d.ev&evRecv != 0 {
-			err = l.rcv.Recv(h.Tag(), int(d.fd))
+			err = l.rcv.Recv(h.Tag(), int(d.fd), d.ev&evRecvOnce == 0)
 		} else {
 			err = l.p.Arm(h.Tag(), int(d.fd), uint32(d.ev))
 		}
