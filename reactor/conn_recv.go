@@ -9,7 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// A Conn on a loop with a receive path (io_uring, Config.Reads) reads
+// A Conn on a loop with a receive path (io_uring, Config.IO) reads
 // through one multishot RECV: the kernel reads the socket when data
 // arrives, into a buffer the loop lent it, and the loop hands the bytes to
 // c.received, then takes the buffer back. Its request, c.rd, lives until

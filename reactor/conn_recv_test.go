@@ -34,9 +34,9 @@ func kernelRecvs(t *testing.T) (bool, string) {
 	return true, ""
 }
 
-// TestReadPath: the read path is the ring on io_uring where the kernel has
+// TestIOPath: the I/O path is the ring on io_uring where the kernel has
 // multishot RECV, a readiness poll otherwise and on epoll, and says why.
-func TestReadPath(t *testing.T) {
+func TestIOPath(t *testing.T) {
 	for _, tc := range []struct {
 		b    backend
 		want string // prefix
@@ -44,25 +44,25 @@ func TestReadPath(t *testing.T) {
 	}{
 		{backend{kind: reactor.BackendEpoll}, "poll (", "epoll backend has no receive path"},
 		{backend{kind: reactor.BackendUring}, "ring (", "256 buffers of 16384 bytes"},
-		{backend{kind: reactor.BackendUring, reads: reactor.ReadsPoll}, "poll (", "Config.Reads is poll"},
+		{backend{kind: reactor.BackendUring, io: reactor.IOPoll}, "poll (", "Config.IO is poll"},
 	} {
 		t.Run(name(tc.b), func(t *testing.T) {
 			r := newReactor(t, tc.b, 1)
-			got := r.ReadPath()
+			got := r.IOPath()
 			if tc.want == "ring (" {
 				if ok, why := kernelRecvs(t); !ok {
 					if !strings.HasPrefix(got, "poll (") {
-						t.Fatalf("ReadPath() = %q on a kernel without it (%s)", got, why)
+						t.Fatalf("IOPath() = %q on a kernel without it (%s)", got, why)
 					}
 					t.Skipf("kernel without a receive path: %s", why)
 				}
 			}
 			if !strings.HasPrefix(got, tc.want) || !strings.Contains(got, tc.why) {
-				t.Fatalf("ReadPath() = %q, want %q... naming %q", got, tc.want, tc.why)
+				t.Fatalf("IOPath() = %q, want %q... naming %q", got, tc.want, tc.why)
 			}
 		})
 	}
-	if _, err := reactor.New(reactor.Config{Reads: "sometimes"}); err == nil || !strings.Contains(err.Error(), "sometimes") {
+	if _, err := reactor.New(reactor.Config{IO: "sometimes"}); err == nil || !strings.Contains(err.Error(), "sometimes") {
 		t.Fatalf("New with an unknown read path: %v", err)
 	}
 }

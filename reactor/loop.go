@@ -105,7 +105,7 @@ func (l *loop) run(backend poller.Backend, started chan<- openResult, done func(
 	defer done()
 	cfg := &l.r.cfg
 	opts := poller.Options{Backend: backend, Entries: uint32(cfg.Entries), Setup: poller.UringCoop}
-	if cfg.Reads == ReadsAuto {
+	if cfg.IO == IOAuto {
 		opts.Recv = poller.RecvOptions{Buffers: cfg.RecvBuffers, Size: cfg.RecvBufferSize}
 	}
 	p, sel, err := poller.Open(opts)
@@ -114,13 +114,13 @@ func (l *loop) run(backend poller.Backend, started chan<- openResult, done func(
 		return
 	}
 	l.p = p
-	reads := fmt.Sprintf("ring (multishot RECV, %d buffers of %d bytes per loop)", cfg.RecvBuffers, cfg.RecvBufferSize)
+	io := fmt.Sprintf("ring (multishot RECV, %d buffers of %d bytes per loop)", cfg.RecvBuffers, cfg.RecvBufferSize)
 	var why string
 	if l.rcv, why = poller.Recving(p); l.rcv == nil {
-		if cfg.Reads == ReadsPoll {
-			why = "Config.Reads is poll"
+		if cfg.IO == IOPoll {
+			why = "Config.IO is poll"
 		}
-		reads = "poll (" + why + ")"
+		io = "poll (" + why + ")"
 	}
 	pk, err := newParker(p.Fd())
 	if err != nil {
@@ -130,7 +130,7 @@ func (l *loop) run(backend poller.Backend, started chan<- openResult, done func(
 	}
 	l.pk = pk
 	defer pk.close()
-	started <- openResult{sel: sel, reads: reads}
+	started <- openResult{sel: sel, io: io}
 	l.runParked()
 }
 

@@ -63,8 +63,8 @@ func runDialer(spec string) int {
 // backend is one row of the table every behavioural test runs over: a
 // kernel interface, and how Conns read on it.
 type backend struct {
-	kind  reactor.Backend
-	reads reactor.Reads
+	kind reactor.Backend
+	io   reactor.IOMode
 }
 
 var backends = []backend{
@@ -76,14 +76,14 @@ var backends = []backend{
 // reading after readiness polls: the path of a kernel without multishot
 // RECV.
 var connBackends = append(backends[:len(backends):len(backends)],
-	backend{kind: reactor.BackendUring, reads: reactor.ReadsPoll})
+	backend{kind: reactor.BackendUring, io: reactor.IOPoll})
 
 // newReactor starts a reactor on b with loops loops, closed at cleanup
 // (Close is idempotent: a test may close it first); a uring row skips,
 // saying why, where io_uring is unavailable.
 func newReactor(t testing.TB, b backend, loops int) *reactor.Reactor {
 	t.Helper()
-	r, err := reactor.New(reactor.Config{Backend: b.kind, Loops: loops, Reads: b.reads})
+	r, err := reactor.New(reactor.Config{Backend: b.kind, Loops: loops, IO: b.io})
 	if err != nil {
 		if b.kind == reactor.BackendUring && errors.Is(err, reactor.ErrUnavailable) {
 			t.Skipf("io_uring unavailable here: %v", err)
@@ -137,7 +137,7 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 
 func name(b backend) string {
 	n := strings.ToUpper(string(b.kind[:1])) + string(b.kind[1:])
-	if b.reads == reactor.ReadsPoll {
+	if b.io == reactor.IOPoll {
 		n += "Poll"
 	}
 	return n

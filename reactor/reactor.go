@@ -37,7 +37,7 @@ type Reactor struct {
 	loops   []*loop // constant after New
 	backend Backend // constant after New
 	reason  string  // constant after New
-	reads   string  // constant after New: ReadPath
+	io      string  // constant after New: IOPath
 
 	closing atomic.Bool // Close began: loops stop at their next turn
 	closed  atomic.Bool // Close began: new requests are refused
@@ -48,9 +48,9 @@ type Reactor struct {
 }
 
 type openResult struct {
-	sel   poller.Selection
-	reads string // the read path (Reactor.ReadPath)
-	err   error
+	sel poller.Selection
+	io  string // the I/O path (Reactor.IOPath)
+	err error
 }
 
 // New starts cfg.Loops event loops on the backend cfg asks for. Asking for
@@ -60,10 +60,10 @@ type openResult struct {
 func New(cfg Config) (*Reactor, error) {
 	cfg = cfg.withDefaults(runtime.GOMAXPROCS(0))
 	var want poller.Backend
-	switch cfg.Reads {
-	case ReadsAuto, ReadsPoll:
+	switch cfg.IO {
+	case IOAuto, IOPoll:
 	default:
-		return nil, fmt.Errorf("reactor: unknown read path %q (want %q or %q)", cfg.Reads, ReadsAuto, ReadsPoll)
+		return nil, fmt.Errorf("reactor: unknown I/O mode %q (want %q or %q)", cfg.IO, IOAuto, IOPoll)
 	}
 	switch cfg.Backend {
 	case BackendAuto:
@@ -103,18 +103,19 @@ func New(cfg Config) (*Reactor, error) {
 			return nil, fmt.Errorf("reactor: starting loop %d: %w", i, res.err)
 		}
 		if i == 0 {
-			r.backend, r.reason, r.reads = Backend(res.sel.Backend), res.sel.Reason, res.reads
+			r.backend, r.reason, r.io = Backend(res.sel.Backend), res.sel.Reason, res.io
 			want = res.sel.Backend
 			cfg.Logger.Info("reactor started", zapString("backend", string(r.backend)),
-				zapString("reason", r.reason), zapString("reads", r.reads), zapInt("loops", cfg.Loops))
+				zapString("reason", r.reason), zapString("io", r.io), zapInt("loops", cfg.Loops))
 		}
 	}
 	return r, nil
 }
 
-// ReadPath says how Conns read: "ring (...)" through io_uring's multishot
-// RECV, or "poll (why)" after a readiness poll with read(2).
-func (r *Reactor) ReadPath() string { return r.reads }
+// IOPath says how Conns move bytes: "ring (...)" through io_uring
+// (multishot RECV), or "poll (why)" after readiness polls with read(2)
+// and write(2).
+func (r *Reactor) IOPath() string { return r.io }
 
 // Backend reports the backend in use: BackendUring or BackendEpoll.
 func (r *Reactor) Backend() Backend { return r.backend }

@@ -81,13 +81,13 @@ type Config struct {
 	// EventBatch is how many events one loop turn harvests at most
 	// (0 = 256).
 	EventBatch int
-	// Reads chooses how a Conn reads on io_uring; epoll always reads
-	// after a readiness poll. ReadsAuto, the zero value, reads through
-	// the ring where the kernel can (Linux 6.0): one multishot RECV per
-	// Conn into buffers the loop lends the kernel, so a message costs no
-	// poll and no read(2), and an idle Conn holds no buffer.
-	// Reactor.ReadPath says which runs, and why.
-	Reads Reads
+	// IO chooses how a Conn moves bytes on io_uring; on epoll it always
+	// reads and writes after readiness polls. IOAuto, the zero value,
+	// goes through the ring where the kernel can (Linux 6.0): one
+	// multishot RECV per Conn into buffers the loop lends the kernel, so
+	// a message costs no poll and no read(2), and an idle Conn holds no
+	// buffer. Reactor.IOPath says which runs, and why.
+	IO IOMode
 	// RecvBuffers is how many receive buffers each loop lends the kernel
 	// (a power of two up to 32768; 0 = 256), RecvBufferSize their size
 	// (0 = 16 KiB). A receive takes a whole buffer however few bytes it
@@ -95,13 +95,13 @@ type Config struct {
 	RecvBuffers, RecvBufferSize int
 }
 
-// Reads is Config.Reads.
-type Reads string
+// IOMode is Config.IO.
+type IOMode string
 
 // The read paths.
 const (
-	ReadsAuto Reads = ""     // through the ring where the kernel can, else after a poll
-	ReadsPoll Reads = "poll" // after a readiness poll, with read(2)
+	IOAuto IOMode = ""     // through the ring where the kernel can, else after polls
+	IOPoll IOMode = "poll" // after readiness polls, with read(2) and write(2)
 )
 
 // Result is the one completion of a request.
@@ -163,7 +163,7 @@ type Stats struct {
 	Outstanding     int64  // requests armed and not yet completed
 	Timers          int64  // deadlines on the loops' heaps (as of their last turn)
 	BackendArmed    int64  // polls the backends still hold armed, completed requests whose kernel completion is owed included (as of the last turn)
-	Received        uint64 // chunks Conns received through the ring (Config.Reads)
+	Received        uint64 // chunks Conns received through the ring (Config.IO)
 	RecvNoBuffers   uint64 // Conn receives the kernel ended because every receive buffer was lent out (each Conn then read once after a poll)
 }
 

@@ -34,7 +34,7 @@ func (r *Reactor) Loops() int            { return 0 }
 func (r *Reactor) Close() error          { return nil }
 func (r *Reactor) CloseFd(fd int) error  { return errLinuxOnly }
 func (r *Reactor) Stats() Stats          { return Stats{} }
-func (r *Reactor) ReadPath() string      { return "" }
+func (r *Reactor) IOPath() string        { return "" }
 func (r *Reactor) Arm(fd int, ev Events, cb func(Result)) (*Request, error) {
 	return nil, errLinuxOnly
 }

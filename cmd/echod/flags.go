@@ -35,7 +35,7 @@ const defaultListen = "127.0.0.1:7007"
 type config struct {
 	listen          []listenAddr
 	backend         string // "auto", "uring" or "epoll"
-	reads           string // "auto" or "poll"
+	io              string // "auto" or "poll"
 	loops           int    // 0 = one per CPU (GOMAXPROCS)
 	maxConns        int    // 0 = unlimited
 	idleTimeout     time.Duration
@@ -334,10 +334,10 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.Var(choiceFlag{&cfg.backend, []string{"auto", "uring", "epoll"}}, "backend",
 		"readiness `backend`: auto (io_uring where the kernel and seccomp allow\n"+
 			"it, else epoll), uring (fail if io_uring is unavailable) or epoll")
-	fs.Var(choiceFlag{&cfg.reads, []string{"auto", "poll"}}, "reads",
-		"how connections `read` on io_uring: auto (multishot RECV through the\n"+
-			"ring where the kernel has it, Linux 6.0) or poll (read(2) after a\n"+
-			"readiness poll); epoll always polls")
+	fs.Var(choiceFlag{&cfg.io, []string{"auto", "poll"}}, "io",
+		"how connections move bytes on io_uring: `auto` (through the ring where\n"+
+			"the kernel can, Linux 6.0) or poll (read(2) and write(2) after\n"+
+			"readiness polls); epoll always polls")
 	fs.Var(nonNegInt{&cfg.loops}, "loops",
 		"`n` event loops; 0 means one per CPU (at most "+strconv.Itoa(loopsPerCPU)+" per CPU)")
 	fs.Var(nonNegInt{&cfg.maxConns}, "max-conns",
@@ -373,7 +373,7 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 func defaultConfig() config {
 	return config{
 		backend:         "auto",
-		reads:           "auto",
+		io:              "auto",
 		maxConns:        10000,
 		idleTimeout:     5 * time.Minute,
 		maxPending:      1 << 20,

@@ -109,7 +109,7 @@ func TestParseFlagsDefaults(t *testing.T) {
 func TestParseFlagsValues(t *testing.T) {
 	cfg, err := parseFlags([]string{
 		"--listen", "127.0.0.1:0", "-listen=unix:/tmp/e.sock", "--listen", "udp:[::1]:0", "--listen", "127.0.0.1:0",
-		"--backend", "epoll", "--reads", "poll", "--loops", "3", "--max-conns", "0", "--idle-timeout", "1m30s",
+		"--backend", "epoll", "--io", "poll", "--loops", "3", "--max-conns", "0", "--idle-timeout", "1m30s",
 		"--max-pending", "64KiB", "--log-level", "debug", "--log-format", "console",
 		"--metrics-addr", "127.0.0.1:0", "--shutdown-timeout", "250ms", "--udp-rate", "25",
 	})
@@ -120,7 +120,7 @@ func TestParseFlagsValues(t *testing.T) {
 		listen: []listenAddr{
 			{"tcp", "127.0.0.1:0"}, {"unix", "/tmp/e.sock"}, {"udp", "[::1]:0"}, {"tcp", "127.0.0.1:0"},
 		},
-		backend: "epoll", reads: "poll", loops: 3, maxConns: 0, idleTimeout: 90 * time.Second,
+		backend: "epoll", io: "poll", loops: 3, maxConns: 0, idleTimeout: 90 * time.Second,
 		maxPending: 64 << 10, udpRate: 25, logLevel: "debug", logFormat: "console",
 		metricsAddr: "127.0.0.1:0", shutdownTimeout: 250 * time.Millisecond,
 	}
@@ -156,7 +156,7 @@ func TestBadFlags(t *testing.T) {
 	}{
 		{[]string{"--backend", "io_uring"}, `--backend "io_uring": want auto, uring or epoll`},
 		{[]string{"--backend"}, "--backend needs a value"},
-		{[]string{"--reads", "ring"}, `--reads "ring": want auto or poll`},
+		{[]string{"--io", "ring"}, `--io "ring": want auto or poll`},
 		{[]string{"--bogus"}, "unknown flag --bogus"},
 		{[]string{"-x"}, "unknown flag --x"},
 		{[]string{"--listen", "7007"}, `--listen "7007": want HOST:PORT`},

@@ -24,8 +24,8 @@ type server interface {
 	addrs() []string
 	// backend returns the backend in use and why it was chosen.
 	backend() (name, reason string)
-	// reads says how connections read (reactor.ReadPath).
-	reads() string
+	// io says how connections read and write (reactor.IOPath).
+	io() string
 	// loops returns the number of event loops serving.
 	loops() int
 	// stats returns what /metrics reads at scrape time.
@@ -117,7 +117,7 @@ func runWith(args []string, stdout, stderr io.Writer, signals <-chan os.Signal, 
 		zap.Strings("addr", srv.addrs()),
 		zap.String("backend", backend),
 		zap.String("backend_reason", reason),
-		zap.String("reads", srv.reads()),
+		zap.String("io", srv.io()),
 		zap.Int("loops", srv.loops()),
 	}
 	if metrics != nil {

@@ -34,7 +34,7 @@ type reactorServer struct {
 func startReactor(cfg config, log *zap.Logger) (server, error) {
 	r, err := reactor.New(reactor.Config{
 		Backend: reactor.Backend(cfg.backend),
-		Reads:   readsConfig(cfg.reads),
+		IO:      ioConfig(cfg.io),
 		Loops:   cfg.loops,
 		Logger:  reactorLogger(log, cfg.logLevel),
 	})
@@ -161,14 +161,14 @@ func (s *reactorServer) backend() (string, string) {
 	return string(s.r.Backend()), s.r.BackendReason()
 }
 
-func (s *reactorServer) reads() string { return s.r.ReadPath() }
+func (s *reactorServer) io() string { return s.r.IOPath() }
 
-// readsConfig maps --reads to reactor.Config.Reads.
-func readsConfig(reads string) reactor.Reads {
-	if reads == "poll" {
-		return reactor.ReadsPoll
+// ioConfig maps --io to reactor.Config.IO.
+func ioConfig(io string) reactor.IOMode {
+	if io == "poll" {
+		return reactor.IOPoll
 	}
-	return reactor.ReadsAuto
+	return reactor.IOAuto
 }
 
 func (s *reactorServer) stats() statsSource {
