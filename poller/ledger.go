@@ -30,9 +30,18 @@ type tagRec struct {
 	fd         int32
 	events     uint32
 	prev, next uint32
-	disarming  bool // io_uring: its ASYNC_CANCEL is queued or done
-	recv       bool // io_uring: a multishot RECV (Receiver), not a poll
+	disarming  bool    // io_uring: its ASYNC_CANCEL is queued or done
+	kind       tagKind // io_uring: a poll, or a RingIO receive or send
 }
+
+// tagKind is what an io_uring tag's request is.
+type tagKind uint8
+
+const (
+	kindPoll tagKind = iota
+	kindRecv
+	kindSend
+)
 
 // fdTags heads one fd's list.
 type fdTags struct{ head, tail uint32 }

@@ -164,14 +164,14 @@ type Event struct {
 	// Errno is the kernel's refusal: EBADF for an fd closed before or
 	// while it was armed, EPERM from epoll for a file it cannot poll, ...
 	Errno unix.Errno
-	// N is the bytes a Receiver's tag received (Ready; 0 at EOF).
+	// N is the bytes a RingIO's tag received (Ready; 0 at EOF).
 	N int32
 	// Buf names the buffer holding them when HasBuf: the caller holds it
-	// until Receiver.Release.
+	// until RingIO.Release.
 	Buf    uint16
 	HasBuf bool
 	// More: the tag stays armed; another Event for it will follow. Only
-	// a Receiver's tags set it.
+	// a RingIO's tags set it.
 	More bool
 }
 

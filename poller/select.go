@@ -34,9 +34,9 @@ type Options struct {
 	Entries uint32
 	// Setup chooses the io_uring setup flags (default UringSingleIssuer).
 	Setup UringSetup
-	// Recv asks the io_uring backend for a receive path (Receiver).
+	// Recv asks the io_uring backend for a receive path (RingIO).
 	// Where the kernel lacks one, the poller runs without it and
-	// Recving says why; the zero value asks for none.
+	// RingIOOf says why; the zero value asks for none.
 	Recv RecvOptions
 }
 

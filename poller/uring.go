@@ -77,7 +77,7 @@ type uringPoller struct {
 	wakeArmed bool    // the udWake POLL_ADD is queued or in the kernel
 	stats     Stats   // Syscalls here counts eventfd reads; Stats adds Enters
 	closed    bool
-	bufs      *ring.BufRing // the receive path's buffers (Receiver); nil without one
+	bufs      *ring.BufRing // the receive path's buffers (RingIO); nil without one
 	recvWhy   string        // why bufs is nil
 }
 
@@ -436,8 +436,11 @@ func (p *uringPoller) complete(c *ring.CQE) (Event, bool) {
 		// exists to prevent.
 		panic(fmt.Sprintf("poller: POLL_ADD CQE %+v for a tag not in flight", *c))
 	}
-	if rec.recv {
+	switch rec.kind {
+	case kindRecv:
 		return p.completeRecv(c, rec), true
+	case kindSend:
+		return p.completeSend(c, rec), true
 	}
 	st := *rec
 	p.g.remove(rec)

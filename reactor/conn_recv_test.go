@@ -42,7 +42,7 @@ func TestIOPath(t *testing.T) {
 		want string // prefix
 		why  string
 	}{
-		{backend{kind: reactor.BackendEpoll}, "poll (", "epoll backend has no receive path"},
+		{backend{kind: reactor.BackendEpoll}, "poll (", "epoll backend has no I/O path"},
 		{backend{kind: reactor.BackendUring}, "ring (", "256 buffers of 16384 bytes"},
 		{backend{kind: reactor.BackendUring, io: reactor.IOPoll}, "poll (", "Config.IO is poll"},
 	} {

@@ -63,7 +63,7 @@ type loop struct {
 	r     *Reactor               // constant
 	id    int                    // constant
 	p     poller.Poller          // constant once started; owned by the loop but Wake
-	rcv   poller.Receiver        // constant once started: p's receive path, or nil
+	rcv   poller.RingIO        // constant once started: p's receive path, or nil
 	table *cancel.Table[reqData] // constant; transitions per cancel's rules
 	in    inbox
 
@@ -116,7 +116,7 @@ func (l *loop) run(backend poller.Backend, started chan<- openResult, done func(
 	l.p = p
 	io := fmt.Sprintf("ring (multishot RECV, %d buffers of %d bytes per loop)", cfg.RecvBuffers, cfg.RecvBufferSize)
 	var why string
-	if l.rcv, why = poller.Recving(p); l.rcv == nil {
+	if l.rcv, why = poller.RingIOOf(p); l.rcv == nil {
 		if cfg.IO == IOPoll {
 			why = "Config.IO is poll"
 		}

@@ -99,7 +99,7 @@ type fakeServer struct {
 
 func (f *fakeServer) addrs() []string           { return []string{"127.0.0.1:7", "udp:127.0.0.1:7"} }
 func (f *fakeServer) backend() (string, string) { return "epoll", "io_uring denied (EPERM)" }
-func (f *fakeServer) io() string                { return "poll (the epoll backend has no receive path)" }
+func (f *fakeServer) io() string                { return "poll (the epoll backend has no I/O path of its own)" }
 func (f *fakeServer) loops() int                { return 3 }
 func (f *fakeServer) close() error              { f.closes.Add(1); return nil }
 func (f *fakeServer) shutdown(ctx context.Context) error {

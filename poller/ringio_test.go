@@ -17,16 +17,16 @@ import (
 )
 
 // recvConfigs are the io_uring setups the receive path runs on; epoll has
-// none (TestRecvingEpoll).
+// none (TestRingIOEpoll).
 var recvConfigs = configs[:3]
 
-// recvHarness drives a Receiver and proves its contract: after Recv, each
+// recvHarness drives a RingIO and proves its contract: after Recv, each
 // tag gets Events with More and then exactly one without, nothing after
 // it; every lent buffer is released exactly once (by the harness, after
 // copying the bytes); and the bytes come in order.
 type recvHarness struct {
 	*harness
-	rc    poller.Receiver
+	rc    poller.RingIO
 	got   map[uint64]*bytes.Buffer // bytes each tag received
 	ended map[uint64]poller.Event  // each tag's last Event
 }
@@ -34,7 +34,7 @@ type recvHarness struct {
 func newRecvHarness(t *testing.T, opts poller.Options) *recvHarness {
 	opts.Recv = poller.RecvOptions{Buffers: 8, Size: 256}
 	h := newHarness(t, opts)
-	rc, why := poller.Recving(h.p)
+	rc, why := poller.RingIOOf(h.p)
 	if rc == nil {
 		t.Skipf("no receive path: %s", why)
 	}
@@ -65,7 +65,7 @@ func (h *recvHarness) poll(timeout time.Duration) int {
 		if ev.HasBuf {
 			h.got[ev.Tag].Write(h.rc.Bytes(ev))
 			h.rc.Release(ev)
-		} else if ev.N != 0 {
+		} else if ev.N != 0 && ev.Events&poller.Out == 0 { // a send's counts what went out
 			h.t.Errorf("Event %v counts bytes but lent no buffer", *ev)
 		}
 		if ev.More {
@@ -277,15 +277,15 @@ func TestRecvReleaseTwicePanics(t *testing.T) {
 	h.rc.Release(&cp)
 }
 
-// TestRecvingEpoll: epoll has no receive path, and says so.
-func TestRecvingEpoll(t *testing.T) {
+// TestRingIOEpoll: epoll has no receive path, and says so.
+func TestRingIOEpoll(t *testing.T) {
 	p := openPoller(t, poller.Options{Backend: poller.Epoll, Recv: poller.RecvOptions{Buffers: 8, Size: 64}})
-	if rc, why := poller.Recving(p); rc != nil || !strings.Contains(why, "epoll") {
-		t.Fatalf("Recving(epoll) = %v, %q", rc, why)
+	if rc, why := poller.RingIOOf(p); rc != nil || !strings.Contains(why, "epoll") {
+		t.Fatalf("RingIOOf(epoll) = %v, %q", rc, why)
 	}
 	u := openPoller(t, poller.Options{Backend: poller.Uring, Setup: poller.UringCoop})
-	if rc, why := poller.Recving(u); rc != nil || why == "" {
-		t.Fatalf("Recving(uring without Options.Recv) = %v, %q", rc, why)
+	if rc, why := poller.RingIOOf(u); rc != nil || why == "" {
+		t.Fatalf("RingIOOf(uring without Options.Recv) = %v, %q", rc, why)
 	}
 }
 
@@ -350,6 +350,61 @@ func TestRecvOnce(t *testing.T) {
 			}
 			if !bytes.Equal(got.Bytes(), want) || ends < 8 {
 				t.Fatalf("%d receives read %d bytes (in order: %v); want 2000 in at least 8", ends, got.Len(), bytes.Equal(got.Bytes(), want))
+			}
+		})
+	}
+}
+
+// send queues b on fd under a fresh tag, recorded by the harness.
+func (h *recvHarness) send(fd int, b []byte) uint64 {
+	h.t.Helper()
+	tag := h.tag()
+	if err := h.rc.Send(tag, fd, b); err != nil {
+		h.t.Fatalf("Send(%#x, %d): %v", tag, fd, err)
+	}
+	h.armed[tag] = true
+	h.got[tag] = new(bytes.Buffer)
+	return tag
+}
+
+// TestSendThroughRing: a Send's one Event counts the bytes the peer then
+// reads; a Send to a full socket waits in the kernel, comes out once the
+// peer makes room, and one Disarmed while it waits ends Canceled having
+// sent nothing.
+func TestSendThroughRing(t *testing.T) {
+	for _, c := range recvConfigs {
+		t.Run(c.name, func(t *testing.T) {
+			h := newRecvHarness(t, c.opts)
+			a, b := h.pair()
+			msg := []byte("through the ring")
+			if ev := h.await(h.send(a, msg)); ev.Err() != nil || int(ev.N) != len(msg) {
+				t.Fatalf("send: %v, want Ready with %d bytes", ev, len(msg))
+			}
+			buf := make([]byte, 1<<20)
+			if n, _ := unix.Read(b, buf); string(buf[:n]) != string(msg) {
+				t.Fatalf("peer read %q", buf[:n])
+			}
+			h.fill(a)
+			waiting := h.send(a, msg)
+			h.quiet()
+			h.drain(b)
+			if ev := h.await(waiting); ev.Err() != nil || ev.N < 1 {
+				t.Fatalf("send after room was made: %v", ev)
+			}
+			h.drain(b)
+			h.fill(a)
+			canceled := h.send(a, []byte("never"))
+			h.quiet()
+			h.p.Disarm(canceled)
+			if ev := h.await(canceled); !ev.Canceled {
+				t.Fatalf("Disarmed send: %v, want Canceled", ev)
+			}
+			h.drain(b)
+			if n, _ := unix.Read(b, buf); n > 0 {
+				t.Fatalf("peer read %d bytes after the canceled send's", n)
+			}
+			if err := h.rc.Send(h.tag(), a, nil); err == nil {
+				t.Fatal("Send of nothing accepted")
 			}
 		})
 	}

@@ -11,13 +11,16 @@ import (
 	"github.com/oneshot-io/oneshot/ring"
 )
 
-// Receiver is the io_uring backend's receive path: the kernel reads the
-// socket itself, into a buffer the poller lent it, when data arrives. A
-// connection then needs no readiness poll and no read(2) per message, and
-// a receive that waits holds no buffer. Ask for it with Options.Recv;
-// Recving says whether the poller has it and why not.
+// RingIO is the io_uring backend's I/O path: the kernel reads the socket
+// itself, into a buffer the poller lent it, when data arrives, and sends
+// from the caller's memory when the socket has room. A connection then
+// needs no readiness poll, no read(2) and no write(2) per message (the
+// sends of a loop turn go to the kernel in its one io_uring_enter), and a
+// receive that waits holds no buffer. Ask for it with Options.Recv;
+// RingIOOf says whether the poller has it and why not.
 //
-// A Recv tag's Events, unlike a poll's, may be many:
+// A Send tag has one Event, as a poll does. A Recv tag's Events may be
+// many:
 //
 //	Event                       | meaning
 //	----------------------------+---------------------------------------------
@@ -37,7 +40,7 @@ import (
 // let the kernel write into bytes being read). Disarm does not lose bytes:
 // a receive that completed before the cancel reached the kernel still
 // comes out with its buffer, before the tag's end.
-type Receiver interface {
+type RingIO interface {
 	// Recv arms a receive on fd under tag (the rules of Arm): multishot,
 	// or ending after one buffer, which bounds what it takes from the
 	// socket before the caller can stop it.
@@ -49,13 +52,19 @@ type Receiver interface {
 	// Held returns how many buffers the caller holds: lent by an Event
 	// and not yet released.
 	Held() int
+	// Send queues a SEND of b on fd under tag (the rules of Arm). The
+	// kernel reads b after Send returns: the caller keeps it alive and
+	// unchanged until the tag's one Event, Ready with N the bytes sent
+	// (perhaps fewer than len(b)), Failed or Canceled (nothing sent). A
+	// send to a full socket waits in the kernel for room.
+	Send(tag uint64, fd int, b []byte) error
 }
 
-// Recving returns p's receive path, or nil and why there is none.
-func Recving(p Poller) (Receiver, string) {
+// RingIOOf returns p's I/O path, or nil and why there is none.
+func RingIOOf(p Poller) (RingIO, string) {
 	u, ok := p.(*uringPoller)
 	if !ok {
-		return nil, "the " + string(p.Backend()) + " backend has no receive path"
+		return nil, "the " + string(p.Backend()) + " backend has no I/O path of its own"
 	}
 	if u.bufs == nil {
 		return nil, u.recvWhy
@@ -63,8 +72,9 @@ func Recving(p Poller) (Receiver, string) {
 	return u, ""
 }
 
-// ErrNoRecv refuses Recv on a poller without a receive path (Recving).
-var ErrNoRecv = errors.New("poller: no receive path (see Recving)")
+// ErrNoRingIO refuses Recv and Send on a poller without an I/O path
+// (RingIOOf).
+var ErrNoRingIO = errors.New("poller: no ring I/O path (see RingIOOf)")
 
 // RecvOptions ask the io_uring backend for a receive path: Buffers
 // buffers (a power of two up to 32768) of Size bytes each.
@@ -121,7 +131,7 @@ func (p *uringPoller) Recv(tag uint64, fd int, multishot bool) error {
 		return ErrClosed
 	}
 	if p.bufs == nil {
-		return ErrNoRecv
+		return ErrNoRingIO
 	}
 	if err := checkArm(tag, fd, 0); err != nil {
 		return err
@@ -140,7 +150,40 @@ func (p *uringPoller) Recv(tag uint64, fd int, multishot bool) error {
 	if err != nil {
 		panic(err.Error())
 	}
-	rec.seq, rec.recv = p.armSeq, true
+	rec.seq, rec.kind = p.armSeq, kindRecv
+	p.stats.Arms++
+	p.stats.Armed++
+	return nil
+}
+
+func (p *uringPoller) Send(tag uint64, fd int, b []byte) error {
+	if p.closed {
+		return ErrClosed
+	}
+	if p.bufs == nil {
+		return ErrNoRingIO
+	}
+	if err := checkArm(tag, fd, 0); err != nil {
+		return err
+	}
+	if len(b) == 0 {
+		return fmt.Errorf("poller: Send of nothing on fd %d", fd)
+	}
+	if err := p.g.free(tag); err != nil {
+		return err
+	}
+	s, err := p.sqe()
+	if err != nil {
+		return err
+	}
+	s.PrepSend(int32(fd), b, unix.MSG_NOSIGNAL, tag)
+	p.owed++
+	p.armSeq++
+	rec, err := p.g.add(tag, fd, 0)
+	if err != nil {
+		panic(err.Error())
+	}
+	rec.seq, rec.kind = p.armSeq, kindSend
 	p.stats.Arms++
 	p.stats.Armed++
 	return nil
@@ -166,6 +209,21 @@ func (p *uringPoller) Held() int {
 		return 0
 	}
 	return p.bufs.Held()
+}
+
+// completeSend turns a send's CQE into its Event.
+func (p *uringPoller) completeSend(c *ring.CQE, rec *tagRec) Event {
+	ev := Event{Tag: rec.tag}
+	switch {
+	case c.Res >= 0:
+		ev.Events, ev.N = Out, c.Res
+	case c.Res == -int32(unix.ECANCELED):
+		ev.Canceled = true
+	default:
+		ev.Errno = unix.Errno(-c.Res)
+	}
+	p.g.remove(rec)
+	return ev
 }
 
 // completeRecv turns a receive's CQE into its Event. rec stays armed while
