@@ -338,17 +338,21 @@ func (p *uringPoller) Wait(evs []Event, timeout time.Duration) (int, error) {
 	}
 	n := copy(evs, p.out)
 	p.out = p.out[:copy(p.out, p.out[n:])]
-	if n < len(evs) && p.r.CQReady() > 0 {
-		n += p.reap(evs[n:])
+	if n < len(evs) {
+		n += p.reap(evs[n:]) // enters only if the kernel flags pending work
 	}
 	if n > 0 || timeout == 0 {
 		// Busy turn: hand over what this turn queued, without waiting,
-		// and take what that posted. A look (timeout 0) that found
-		// Events in the CQ and has nothing to hand over returns them
-		// without entering the kernel: an owner parked on Fd looks once
-		// per wake-up, and the completions that woke it are already
-		// posted (Reap enters for those still pending as task work).
-		if p.r.SQReady() > 0 || (timeout == 0 && n == 0) {
+		// and take what that posted. A look (timeout 0) with nothing to
+		// hand over returns what the CQ had without entering the
+		// kernel: an owner parked on Fd looks once per wake-up, and the
+		// completions that woke it are already posted. Only a ring that
+		// cannot flag task work it holds back (no SetupTaskrunFlag) is
+		// entered on an empty look, to have that work run; with the
+		// flag, Reap enters when it is raised. (A send that completes
+		// during the enter that submits it also makes Fd readable: the
+		// look that wake-up causes then costs no system call.)
+		if p.r.SQReady() > 0 || (timeout == 0 && n == 0 && p.r.Flags()&ring.SetupTaskrunFlag == 0) {
 			if _, err := p.r.SubmitAndWait(0, 0); err != nil {
 				if n > 0 {
 					// Events in hand go out now (see Poller.Wait); the

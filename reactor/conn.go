@@ -138,7 +138,7 @@ func (c *Conn) Write(b []byte) (int, error) {
 		return 0, err
 	}
 	n := 0
-	if c.out.n == 0 {
+	if c.out.n == 0 && !c.sendsOnRing() {
 		// Direct path: the fd cannot be closed under us (closing moves
 		// the phase under mu first), so this never reaches another
 		// connection that got the same fd number (gnet #621).
@@ -445,6 +445,10 @@ func (c *Conn) flushAndArm() {
 	case phClosed, phLingering:
 		return
 	}
+	if c.l.rcv != nil {
+		c.sendOn()
+		return
+	}
 	c.mu.Lock()
 	pending, err := c.flushLocked()
 	shut := c.wrShut
@@ -457,6 +461,12 @@ func (c *Conn) flushAndArm() {
 		c.armWrite()
 		return
 	}
+	c.flushed(shut)
+}
+
+// flushed goes on once c's output is all in the kernel: the write side
+// shut if CloseWrite asked (shut), a drain's linger, reading resumed.
+func (c *Conn) flushed(shut bool) {
 	if shut && !c.wrDone {
 		c.wrDone = true
 		_ = unix.Shutdown(c.fd, unix.SHUT_WR) // the peer may be gone; reads will tell

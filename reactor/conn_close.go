@@ -135,7 +135,14 @@ func (c *Conn) finish(err error) {
 		err = c.werr
 	}
 	c.ln.outBuf.Add(-int64(c.out.held()))
-	c.out.reset(&c.ln.chunks)
+	if !c.wr.IsZero() && c.wr.Data().ev&evSend != 0 {
+		// The kernel may read the send's chunk until the send's end,
+		// which closeFdOn does not wait for: the chunk stays with c,
+		// which the send's slot holds until then, and is never pooled.
+		c.out.abandon(&c.ln.chunks)
+	} else {
+		c.out.reset(&c.ln.chunks)
+	}
 	c.pending.Store(0)
 	c.mu.Unlock()
 	if len(c.l.held) != 0 {

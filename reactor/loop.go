@@ -26,6 +26,7 @@ const _ uint = poller.TagIndexBits - cancel.TagIndexBits
 const (
 	evRecv     Events = 1 << 30
 	evRecvOnce Events = 1 << 28 // with evRecv: a receive that ends after one buffer
+	evSend     Events = 1 << 27 // a Conn's send; its reqData.ready holds the bytes sent
 	evEOF      Events = 1 << 29
 )
 
@@ -63,7 +64,7 @@ type loop struct {
 	r     *Reactor               // constant
 	id    int                    // constant
 	p     poller.Poller          // constant once started; owned by the loop but Wake
-	rcv   poller.RingIO        // constant once started: p's receive path, or nil
+	rcv   poller.RingIO          // constant once started: p's receive path, or nil
 	table *cancel.Table[reqData] // constant; transitions per cancel's rules
 	in    inbox
 
@@ -86,8 +87,12 @@ type loop struct {
 	armed, ready, failed, canceled, closed, stale, rearmed atomic.Uint64
 	wakeups, turns, kernel, events, maxBatch, outstanding  atomic.Uint64
 	received, nobufs                                       atomic.Uint64
-	timerCount                                             atomic.Int64 // len(timers) at the last turn
-	backendArmed                                           atomic.Int64 // the poller's Armed, less the wake eventfd
+	// batch: the Events of the turn being handled; Conn.Write compares
+	// it with sendBatch (ringSendBatch; tests lower it to send every
+	// handler call's Writes through the ring).
+	batch, sendBatch atomic.Int32
+	timerCount       atomic.Int64 // len(timers) at the last turn
+	backendArmed     atomic.Int64 // the poller's Armed, less the wake eventfd
 }
 
 // stopper is a listener or packet conn the loop must close when it stops.
@@ -221,6 +226,7 @@ func (l *loop) wait(timeout time.Duration) int {
 
 // handle processes the n events Wait returned.
 func (l *loop) handle(n int) {
+	l.batch.Store(int32(n))
 	l.turns.Add(1)
 	l.events.Add(uint64(n))
 	if uint64(n) > l.maxBatch.Load() {
@@ -254,6 +260,8 @@ func (l *loop) handle(n int) {
 			o = cancel.Undecided // only ever seen for a request we canceled
 		case ev.Errno != 0:
 			o, d.errno = cancel.Failed, int32(ev.Errno)
+		case d.ev&evSend != 0:
+			d.ready = Events(ev.N)
 		case d.ev&evRecv != 0 && !bytes:
 			d.ready = evEOF // a receive ends with 0 bytes at the peer's EOF
 		default:
@@ -318,9 +326,12 @@ func (l *loop) act(h reqHandle, a cancel.Action) {
 	if a.Has(cancel.MustArm) {
 		d := h.Data()
 		var err error
-		if d.ev&evRecv != 0 {
+		switch {
+		case d.ev&evSend != 0:
+			err = l.rcv.Send(h.Tag(), int(d.fd), d.conn.sendable())
+		case d.ev&evRecv != 0:
 			err = l.rcv.Recv(h.Tag(), int(d.fd), d.ev&evRecvOnce == 0)
-		} else {
+		default:
 			err = l.p.Arm(h.Tag(), int(d.fd), uint32(d.ev))
 		}
 		if err != nil {
@@ -376,7 +387,7 @@ func (l *loop) deliver(h reqHandle) {
 	if d.timer != 0 {
 		l.timers.remove(int(d.timer - 1))
 	}
-	cb, conn, ev, w, q := d.cb, d.conn, d.ev, d.w, d.q
+	cb, conn, ev, w, q, sent := d.cb, d.conn, d.ev, d.w, d.q, int(d.ready)
 	if q != nil {
 		q.outcome.Store(uint32(o)) // before Delivered: Release makes Cancel see Stale
 	}
@@ -391,6 +402,8 @@ func (l *loop) deliver(h reqHandle) {
 	case conn != nil:
 		l.enterUser()
 		switch {
+		case ev&evSend != 0:
+			conn.sendEnded(res, sent)
 		case ev&evRecv != 0:
 			conn.recvEnded(res)
 		case ev&Out != 0:

@@ -69,7 +69,7 @@ type backend struct {
 
 var backends = []backend{
 	{kind: reactor.BackendEpoll},
-	{kind: reactor.BackendUring}, // Conns read through the ring where the kernel can
+	{kind: reactor.BackendUring}, // Conns read, and every handler call's Writes go, through the ring where the kernel can
 }
 
 // connBackends adds, for the connection layer's tests, io_uring with Conns
@@ -92,6 +92,9 @@ func newReactor(t testing.TB, b backend, loops int) *reactor.Reactor {
 	}
 	if r.Backend() != b.kind {
 		t.Fatalf("Backend() = %s, want %s", r.Backend(), b.kind)
+	}
+	if b.kind == reactor.BackendUring && b.io == reactor.IOAuto {
+		reactor.SendEveryWriteOnRing(r)
 	}
 	t.Cleanup(func() {
 		if err := r.Close(); err != nil {

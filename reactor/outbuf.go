@@ -118,6 +118,30 @@ func (b *outBuf) consume(k int, pool *outPool) {
 	}
 }
 
+// first returns the pending bytes of the first chunk: what one send takes.
+func (b *outBuf) first() []byte {
+	if b.n == 0 {
+		return nil
+	}
+	end := outChunkSize
+	if len(b.chunks) == 1 {
+		end = b.tail
+	}
+	return b.chunks[0][b.head:end]
+}
+
+// abandon drops everything pending but keeps the first chunk out of the
+// pool, referenced by b, for a send the kernel may still be reading.
+func (b *outBuf) abandon(pool *outPool) {
+	if len(b.chunks) == 0 {
+		return
+	}
+	for _, c := range b.chunks[1:] {
+		pool.put(c)
+	}
+	*b = outBuf{chunks: b.chunks[:1:1]}
+}
+
 // reset drops everything pending and gives the chunks back, so that an idle
 // Conn holds none (nor the slice that listed them).
 func (b *outBuf) reset(pool *outPool) {

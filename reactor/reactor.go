@@ -81,6 +81,7 @@ func New(cfg Config) (*Reactor, error) {
 		l := &loop{r: r, id: i, table: cancel.NewTable[reqData](256),
 			evs: make([]poller.Event, cfg.EventBatch), rbuf: make([]byte, readBufSize),
 			held: map[*Conn]*heldInput{}}
+		l.sendBatch.Store(ringSendBatch)
 		r.loops = append(r.loops, l)
 	}
 	// The first loop resolves auto; the others open what it got, so every

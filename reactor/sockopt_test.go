@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -68,7 +69,7 @@ const nagleStall = 20 * time.Millisecond
 // Conn has TCP_NODELAY, so a reply written in two pieces is not held back
 // until the client's delayed ACK.
 func TestTwoWriteReplyNoNagleStall(t *testing.T) {
-	for _, b := range backends {
+	for _, b := range connBackends {
 		t.Run(name(b), func(t *testing.T) {
 			if m := twoWriteRoundTrips(t, newReactor(t, b, 2), reactor.ListenConfig{}); m >= nagleStall {
 				t.Fatalf("median round trip %v with the default NoDelay: Nagle stall", m)
@@ -79,14 +80,33 @@ func TestTwoWriteReplyNoNagleStall(t *testing.T) {
 
 // TestTwoWriteReplyStallsWithNagle is the control of the test above: with
 // NODELAY forced off the same measurement does see the stall, so a
-// regression in the default would fail it.
+// regression in the default would fail it. It runs where a lone
+// connection's Writes are each a write(2), as they are by default on every
+// path (ringSendBatch): the test row that sends every handler call's Writes
+// through the ring coalesces them (TestRingSendsAHandlerCallsWritesAsOne).
 func TestTwoWriteReplyStallsWithNagle(t *testing.T) {
-	for _, b := range backends {
+	for _, b := range connBackends {
+		if b.kind == reactor.BackendUring && b.io == reactor.IOAuto {
+			continue
+		}
 		t.Run(name(b), func(t *testing.T) {
 			if m := twoWriteRoundTrips(t, newReactor(t, b, 2), reactor.ListenConfig{NoDelay: reactor.ToggleOff}); m < nagleStall {
 				t.Fatalf("median round trip %v with NoDelay off: no stall, so the measurement proves nothing", m)
 			}
 		})
+	}
+}
+
+// TestRingSendsAHandlerCallsWritesAsOne: through the ring, the two Writes
+// of one handler call leave in one send, so even with NODELAY off the
+// reply is not split and not held back for the client's delayed ACK.
+func TestRingSendsAHandlerCallsWritesAsOne(t *testing.T) {
+	r := newReactor(t, backend{kind: reactor.BackendUring}, 2)
+	if !strings.HasPrefix(r.IOPath(), "ring") {
+		t.Skipf("no ring I/O here: %s", r.IOPath())
+	}
+	if m := twoWriteRoundTrips(t, r, reactor.ListenConfig{NoDelay: reactor.ToggleOff}); m >= nagleStall {
+		t.Fatalf("median round trip %v with NoDelay off: the reply went out in two sends", m)
 	}
 }
 
