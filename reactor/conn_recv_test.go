@@ -43,7 +43,7 @@ func TestIOPath(t *testing.T) {
 		why  string
 	}{
 		{backend{kind: reactor.BackendEpoll}, "poll (", "epoll backend has no I/O path"},
-		{backend{kind: reactor.BackendUring}, "ring (", "256 buffers of 16384 bytes"},
+		{backend{kind: reactor.BackendUring}, "ring (", "1024 buffers of 16384 bytes"},
 		{backend{kind: reactor.BackendUring, io: reactor.IOPoll}, "poll (", "Config.IO is poll"},
 	} {
 		t.Run(name(tc.b), func(t *testing.T) {
@@ -62,8 +62,20 @@ func TestIOPath(t *testing.T) {
 			}
 		})
 	}
-	if _, err := reactor.New(reactor.Config{IO: "sometimes"}); err == nil || !strings.Contains(err.Error(), "sometimes") {
-		t.Fatalf("New with an unknown read path: %v", err)
+	for _, bad := range []struct {
+		cfg  reactor.Config
+		want string
+	}{
+		{reactor.Config{IO: "sometimes"}, "sometimes"},
+		{reactor.Config{RecvBuffers: 1000}, "power of two"},
+		{reactor.Config{RecvBuffers: 1 << 16}, "power of two"},
+		{reactor.Config{RecvBufferSize: 1<<30 + 1}, "1 GiB"},
+	} {
+		// Refused before any loop starts: a bad size must not pass for
+		// io_uring being unavailable and fall back to epoll.
+		if _, err := reactor.New(bad.cfg); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("New(%+v) = %v, want an error saying %q", bad.cfg, err, bad.want)
+		}
 	}
 }
 

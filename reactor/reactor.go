@@ -60,6 +60,12 @@ type openResult struct {
 func New(cfg Config) (*Reactor, error) {
 	cfg = cfg.withDefaults(runtime.GOMAXPROCS(0))
 	var want poller.Backend
+	if n := cfg.RecvBuffers; n > 1<<15 || n&(n-1) != 0 {
+		return nil, fmt.Errorf("reactor: RecvBuffers %d: want a power of two up to 32768", n)
+	}
+	if cfg.RecvBufferSize > 1<<30 {
+		return nil, fmt.Errorf("reactor: RecvBufferSize %d: at most 1 GiB", cfg.RecvBufferSize)
+	}
 	switch cfg.IO {
 	case IOAuto, IOPoll:
 	default:

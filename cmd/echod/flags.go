@@ -36,6 +36,8 @@ type config struct {
 	listen          []listenAddr
 	backend         string // "auto", "uring" or "epoll"
 	io              string // "auto" or "poll"
+	recvBuffers     int    // per loop; 0 = the reactor's default
+	recvBufferSize  int    // bytes; 0 = the reactor's default
 	loops           int    // 0 = one per CPU (GOMAXPROCS)
 	maxConns        int    // 0 = unlimited
 	idleTimeout     time.Duration
@@ -338,6 +340,12 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 		"how connections move bytes on io_uring: `auto` (through the ring where\n"+
 			"the kernel can, Linux 6.0) or poll (read(2) and write(2) after\n"+
 			"readiness polls); epoll always polls")
+	fs.Var(nonNegInt{&cfg.recvBuffers}, "recv-buffers",
+		"`n` receive buffers each loop lends the kernel with --io auto on\n"+
+			"io_uring, a power of two up to 32768 (0 = 1024); more connections\n"+
+			"receiving at once than buffers read after a poll instead")
+	fs.Var(sizeFlag{&cfg.recvBufferSize}, "recv-buffer-size",
+		"`bytes` per receive buffer (0 = 16KiB); a receive takes a whole one")
 	fs.Var(nonNegInt{&cfg.loops}, "loops",
 		"`n` event loops; 0 means one per CPU (at most "+strconv.Itoa(loopsPerCPU)+" per CPU)")
 	fs.Var(nonNegInt{&cfg.maxConns}, "max-conns",
@@ -424,6 +432,12 @@ func parseFlags(args []string) (config, error) {
 			}
 			return cfg, fmt.Errorf("%w: --metrics-addr %q: %w", errUsage, cfg.metricsAddr, err)
 		}
+	}
+	if n := cfg.recvBuffers; n > 1<<15 || n&(n-1) != 0 {
+		return cfg, fmt.Errorf("%w: --recv-buffers %d: want a power of two up to 32768", errUsage, n)
+	}
+	if cfg.recvBufferSize > 1<<30 {
+		return cfg, fmt.Errorf("%w: --recv-buffer-size %d: at most 1GiB", errUsage, cfg.recvBufferSize)
 	}
 	if most := maxLoops(); cfg.loops > most {
 		return cfg, fmt.Errorf("%w: --loops %d: at most %d (%d per CPU, %d CPUs here)", errUsage, cfg.loops, most, loopsPerCPU, runtime.NumCPU())

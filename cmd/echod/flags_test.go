@@ -157,6 +157,7 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"--backend", "io_uring"}, `--backend "io_uring": want auto, uring or epoll`},
 		{[]string{"--backend"}, "--backend needs a value"},
 		{[]string{"--io", "ring"}, `--io "ring": want auto or poll`},
+		{[]string{"--recv-buffers", "1000"}, "--recv-buffers 1000: want a power of two up to 32768"},
 		{[]string{"--bogus"}, "unknown flag --bogus"},
 		{[]string{"-x"}, "unknown flag --x"},
 		{[]string{"--listen", "7007"}, `--listen "7007": want HOST:PORT`},

@@ -35,8 +35,11 @@ func startReactor(cfg config, log *zap.Logger) (server, error) {
 	r, err := reactor.New(reactor.Config{
 		Backend: reactor.Backend(cfg.backend),
 		IO:      ioConfig(cfg.io),
-		Loops:   cfg.loops,
-		Logger:  reactorLogger(log, cfg.logLevel),
+
+		RecvBuffers:    cfg.recvBuffers,
+		RecvBufferSize: cfg.recvBufferSize,
+		Loops:          cfg.loops,
+		Logger:         reactorLogger(log, cfg.logLevel),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("--backend %s: %w", cfg.backend, err)
