@@ -15,8 +15,10 @@
 # Environment:
 #   DURATION, WARMUP   per cell (default 5s, 1s; QUICK=1: 1s, 200ms)
 #   SERVERS            which servers, in table order (default: all, i.e.
-#                      "echod-uring echod-epoll c-uring c-epoll stdlib gnet
-#                      netpoll nbio")
+#                      "echod-uring echod-uring-poll echod-epoll c-uring
+#                      c-epoll stdlib gnet netpoll nbio"; echod-uring moves
+#                      bytes through the ring, echod-uring-poll after
+#                      readiness polls, as on a kernel before 6.0)
 #   CELLS              CONNSxSIZE list (default "1x64 100x64 1000x64 50x16384")
 #   PIPELINE           messages in flight per connection (default 1)
 #   ROUNDS             run the whole matrix this many times, servers taking
@@ -71,7 +73,7 @@ else
 	DURATION=${DURATION:-5s}
 	WARMUP=${WARMUP:-1s}
 fi
-SERVERS=${SERVERS:-"echod-uring echod-epoll c-uring c-epoll stdlib gnet netpoll nbio"}
+SERVERS=${SERVERS:-"echod-uring echod-uring-poll echod-epoll c-uring c-epoll stdlib gnet netpoll nbio"}
 CELLS=${CELLS:-"1x64 100x64 1000x64 50x16384"}
 PIPELINE=${PIPELINE:-1}
 ROUNDS=${ROUNDS:-1}
@@ -219,6 +221,7 @@ server_cmd() {
 	local name=$1
 	case $name in
 	echod-uring) echo "$bin/echod --listen 127.0.0.1:0 --backend uring --loops $loops" ;;
+	echod-uring-poll) echo "$bin/echod --listen 127.0.0.1:0 --backend uring --io poll --loops $loops" ;;
 	echod-epoll) echo "$bin/echod --listen 127.0.0.1:0 --backend epoll --loops $loops" ;;
 	stdlib | gnet | netpoll | nbio) echo "$bin/$name --addr 127.0.0.1:0 --loops $loops" ;;
 	c-uring) echo "$bin/echo_uring --addr 127.0.0.1:0 --loops $loops" ;;
