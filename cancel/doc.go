@@ -74,10 +74,14 @@
 //	                                                 Completing/d Completing/d+owes Done/d Done/d+owes
 //	Wake(r), Wake(spurious), Disarmed   Stale        Submitted/u Submitted/a PendingWork/u PendingWork/a
 //	                                                 Completing/d Done/d (the kernel owed nothing)
+//	Received                            MustConsume  OnQueue/u+owes OnQueue/a+owes Completing/d+owes
+//	                                                 Done/d+owes (bytes the kernel took, whatever the outcome)
+//	Received                            Stale        Submitted/u Submitted/a PendingWork/u PendingWork/a
+//	                                                 Completing/d Done/d (the kernel owed nothing)
 //
 // Through a handle of an earlier life (its generation no longer matches),
-// Cancel, Close, Steal, Wake, Disarmed and Withdraw change nothing and return
-// Stale (Cancel reports false), while Arm, Requeue, Delivered and Release
+// Cancel, Close, Steal, Wake, Disarmed, Withdraw and Received change nothing
+// and return Stale (Cancel reports false), while Arm, Requeue, Delivered and Release
 // panic: the loop holds the request when it makes those calls, so it cannot
 // have been recycled.
 // Every other (state, event) pair is a reactor bug and panics with the slot,

@@ -133,6 +133,24 @@ func (h Handle[T]) Wake(o Outcome) Action {
 // one asked to cancel.
 func (h Handle[T]) Disarmed() Action { return h.reap(numOutcomes, "Disarmed") }
 
+// Received is called by the loop for a kernel report that carries bytes
+// for h and is not its last: a multishot receive's completion with more to
+// follow (a last one carrying bytes is Received, then Wake). The kernel
+// posts such reports only while it owes the last one, so they come in
+// exactly the states that owe, before the request is released, whatever
+// the outcome: an abort decided by Cancel or Close, or an early delivery
+// (Withdraw), does not stop bytes already taken. It changes nothing.
+//
+//   - The kernel owes (OnQueue, Completing or Done, +owes): MustConsume.
+//   - It owes nothing, or a later life: Stale (a buffer it names still
+//     goes back; the caller does that).
+func (h Handle[T]) Received() Action {
+	if w := h.s.state.Load(); w&genMask != h.gen() || w&owesBit == 0 {
+		return Stale
+	}
+	return MustConsume
+}
+
 func (h Handle[T]) reap(o Outcome, op string) Action {
 	for {
 		w := h.s.state.Load()

@@ -72,6 +72,10 @@ var (
 	never    = armScript{never: true}
 	refuse   = armScript{refuse: true}
 	atSubmit = armScript{readyAtSubmit: true}
+	// receiving posts two reports with bytes and ends only when canceled;
+	// receiveEOF ends by itself after them (the peer's EOF).
+	receiving  = armScript{never: true, data: 2}
+	receiveEOF = armScript{fire: cancel.Ready, data: 2}
 )
 
 // scenarios: each collision of DESIGN.md §1, on io_uring (asynchronous
@@ -110,6 +114,13 @@ var scenarios = []scenario{
 		reqs: [][]armScript{{ready}, {never}}, cancellers: []int{0, 1}},
 	{name: "two requests vs close (uring)",
 		reqs: [][]armScript{{spurious, ready}, {refuse}}, cancellers: []int{0}, closer: true},
+	// A multishot receive: reports with bytes race the cancel, the close
+	// and the early delivery a Withdraw makes; every one is handed over.
+	{name: "receive: bytes vs cancel (uring)", reqs: [][]armScript{{receiving}}, cancellers: []int{0}},
+	{name: "receive: bytes, EOF vs cancel vs close (uring)", reqs: [][]armScript{{receiveEOF}}, cancellers: []int{0}, closer: true},
+	{name: "receive: bytes vs close, deliver before cancel (uring)", deliverFirst: true,
+		reqs: [][]armScript{{receiving}}, cancellers: []int{0}, closer: true},
+	{name: "receive: bytes vs double cancel (uring)", reqs: [][]armScript{{receiving}}, cancellers: []int{0, 0}},
 }
 
 // TestInterleavings explores every ordering of the actors' atomic steps in

@@ -19,6 +19,7 @@ type coverage struct {
 	staleCancel int    // Cancels through a recycled handle
 	reused      int    // Acquires that got a slot an earlier request used
 	cancelWon   int    // Cancels that returned true
+	consumed    int    // reports with bytes handed over (Received)
 }
 
 func (c *coverage) add(d coverage) {
@@ -31,12 +32,13 @@ func (c *coverage) add(d coverage) {
 	c.staleCancel += d.staleCancel
 	c.reused += d.reused
 	c.cancelWon += d.cancelWon
+	c.consumed += d.consumed
 }
 
 func (c coverage) String() string {
-	return fmt.Sprintf("ready=%d failed=%d canceled=%d closed=%d stolen=%d staleLookup=%d staleWake=%d staleCancel=%d reused=%d",
+	return fmt.Sprintf("ready=%d failed=%d canceled=%d closed=%d stolen=%d staleLookup=%d staleWake=%d staleCancel=%d reused=%d consumed=%d",
 		c.outcomes[cancel.Ready], c.outcomes[cancel.Failed], c.outcomes[cancel.Canceled], c.outcomes[cancel.Closed],
-		c.stolen, c.staleLookup, c.staleWake, c.staleCancel, c.reused)
+		c.stolen, c.staleLookup, c.staleWake, c.staleCancel, c.reused, c.consumed)
 }
 
 // checkStep checks every live request after one atomic step.
@@ -111,6 +113,9 @@ func (w *world) checkEnd() {
 			continue
 		case !l.released:
 			w.fail("request %d never released", r)
+		}
+		if l.consumed != l.dataPosted {
+			w.fail("request %d: the kernel posted %d reports with bytes, %d handed over", r, l.dataPosted, l.consumed)
 		}
 		got := l.delivered[0]
 		if got != l.decided {

@@ -22,6 +22,10 @@ type armScript struct {
 	readyAtSubmit bool           // readiness seen at submit, nothing armed: Steal(Ready)
 	fire          cancel.Outcome // the kernel's completion: Ready, Failed, or Undecided (spurious)
 	never         bool           // the kernel never completes unless cancelled
+	// data: reports carrying bytes the kernel may post before the arm's
+	// last one (a multishot receive's completions with more to follow),
+	// at any moment while the arm is live, its cancel requested or not.
+	data int
 }
 
 type scenario struct {
@@ -48,12 +52,15 @@ type life struct {
 	released    bool
 	canceledOK  int // Cancels that returned true
 	canceledNo  int // Cancels that returned false and not Stale
+	dataPosted  int // reports with bytes the kernel posted
+	consumed    int // of those, the ones Received said to hand over
 }
 
 type cqe struct {
 	tag  uint64
 	kind cancel.Outcome
 	req  int
+	data bool // bytes, with more to follow: not the arm's last report
 }
 
 type armed struct {
@@ -61,6 +68,7 @@ type armed struct {
 	req             int
 	script          armScript
 	cancelRequested bool
+	dataLeft        int
 }
 
 type msg struct {
@@ -85,6 +93,7 @@ const (
 	stReap
 	stFire
 	stKernelCanceled
+	stData
 	stCancel
 	stClose
 )
@@ -105,6 +114,8 @@ func (s step) String() string {
 		return "kernel:fire"
 	case stKernelCanceled:
 		return "kernel:canceled"
+	case stData:
+		return "kernel:data"
 	case stCancel:
 		return fmt.Sprintf("canceller%d", s.i)
 	default:
@@ -201,6 +212,9 @@ func (w *world) enabled() []step {
 		if a.cancelRequested {
 			ts = append(ts, step{kind: stKernelCanceled, a: a})
 		}
+		if a.dataLeft > 0 {
+			ts = append(ts, step{kind: stData, a: a})
+		}
 	}
 	for c, r := range w.sc.cancellers {
 		if !w.cancelDone[c] && w.reqs[r].created {
@@ -241,6 +255,10 @@ func (w *world) do(s step) {
 		w.post(s.a, s.a.script.fire)
 	case stKernelCanceled:
 		w.post(s.a, cancel.Failed)
+	case stData:
+		s.a.dataLeft--
+		w.reqs[s.a.req].dataPosted++
+		w.cq = append(w.cq, cqe{s.a.tag, cancel.Ready, s.a.req, true})
 	case stCancel:
 		w.cancel(s.i, w.sc.cancellers[s.i])
 	case stClose:
@@ -326,6 +344,17 @@ func (w *world) reap() {
 		w.cov.staleLookup++
 		return
 	}
+	if c.data {
+		// Not the last report: the kernel still owes that one, so the
+		// bytes must be handed over, whatever was decided meanwhile.
+		w.owed[c.tag] = owed
+		if a := h.Received(); a != cancel.MustConsume {
+			w.fail("Received on tag %#x (owed=%v, %v) returned %v: bytes the kernel took dropped", c.tag, owed, h.State(), a)
+		}
+		w.reqs[c.req].consumed++
+		w.cov.consumed++
+		return
+	}
 	a := h.Wake(c.kind)
 	if owed == (a == cancel.Stale) {
 		w.fail("Wake(%v) on tag %#x owed=%v returned %v", c.kind, c.tag, owed, a)
@@ -338,7 +367,7 @@ func (w *world) reap() {
 
 func (w *world) post(a *armed, kind cancel.Outcome) {
 	w.armed = slices.DeleteFunc(w.armed, func(x *armed) bool { return x == a })
-	w.cq = append(w.cq, cqe{a.tag, kind, a.req})
+	w.cq = append(w.cq, cqe{a.tag, kind, a.req, false})
 }
 
 // backendArm is the loop's arm call after MustArm.
@@ -356,7 +385,10 @@ func (w *world) backendArm(r int) {
 	case s.readyAtSubmit:
 		w.act(r, l.h.Steal(cancel.Ready), "Steal")
 	default:
-		w.armed = append(w.armed, &armed{tag: l.h.Tag(), req: r, script: s})
+		if s.data > 0 && w.sc.epoll {
+			w.fail("scenario %q: epoll posts no bytes", w.sc.name)
+		}
+		w.armed = append(w.armed, &armed{tag: l.h.Tag(), req: r, script: s, dataLeft: s.data})
 		w.owed[l.h.Tag()] = true
 	}
 }

@@ -184,7 +184,7 @@ var refEvents = []refEvent{
 	{"Arm", 0}, {"Steal(r)", cancel.Ready}, {"Steal(r)", cancel.Failed},
 	{"Wake(r)", cancel.Ready}, {"Wake(r)", cancel.Failed}, {"Wake(spurious)", cancel.Undecided},
 	{"Disarmed", 0}, {"Requeue", 0}, {"Cancel", cancel.Canceled}, {"Close", cancel.Closed},
-	{"Withdraw", 0}, {"Delivered", 0}, {"Release", 0},
+	{"Withdraw", 0}, {"Delivered", 0}, {"Release", 0}, {"Received", 0},
 }
 
 func (e refEvent) String() string {
@@ -284,6 +284,8 @@ func applyEvent(tb *cancel.Table[payload], h handle, ev refEvent) (a cancel.Acti
 		a = h.Wake(ev.o)
 	case "Disarmed":
 		a = h.Disarmed()
+	case "Received":
+		a = h.Received()
 	case "Requeue":
 		a = h.Requeue()
 	case "Cancel":

@@ -100,13 +100,18 @@ const (
 	// Stale: the handle or tag belongs to an earlier life of the slot, or the
 	// kernel owed nothing for it. Nothing was touched; count it and move on.
 	Stale
+	// MustConsume: the kernel's report carries bytes it took for the
+	// request (Received); hand them to the request's consumer, whatever
+	// the outcome. The state machine never drops them: what the consumer
+	// does with bytes that arrive after it stopped is its own decision.
+	MustConsume
 
 	allActions = MustArm | MustDeliver | MustAskLoopToCancel | MustCancelInKernel |
-		MustRequeue | MustRelease | Stale
+		MustRequeue | MustRelease | Stale | MustConsume
 )
 
 var actionNames = [...]string{"MustArm", "MustDeliver", "MustAskLoopToCancel",
-	"MustCancelInKernel", "MustRequeue", "MustRelease", "Stale"}
+	"MustCancelInKernel", "MustRequeue", "MustRelease", "Stale", "MustConsume"}
 
 // Has reports whether a includes every obligation in b.
 func (a Action) Has(b Action) bool { return a&b == b && b != 0 }

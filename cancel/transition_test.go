@@ -76,6 +76,7 @@ var (
 	evRequeue   = event{"Requeue", func(h handle) (cancel.Action, bool) { return h.Requeue(), false }}
 	evWithdraw  = event{"Withdraw", func(h handle) (cancel.Action, bool) { return h.Withdraw(), false }}
 	evDelivered = event{"Delivered", func(h handle) (cancel.Action, bool) { return h.Delivered(), false }}
+	evReceived  = event{"Received", func(h handle) (cancel.Action, bool) { return h.Received(), false }}
 )
 
 // want describes the state after the event.
@@ -138,6 +139,17 @@ func TestTransitions(t *testing.T) {
 		{"Done/r", evCancel, cancel.NothingToDo, false, want{cancel.Done, cancel.Ready, false, false}},
 		{"Done/r", evWake, cancel.Stale, false, want{cancel.Done, cancel.Ready, false, false}},
 		{"Done/r", evWithdraw, cancel.NothingToDo, false, want{cancel.Done, cancel.Ready, false, false}},
+		// Bytes a multishot receive brought: handed over wherever the
+		// kernel still owes, the outcome untouched; Stale where it owes
+		// nothing (it cannot post then).
+		{"OnQueue/u", evReceived, cancel.MustConsume, false, want{cancel.OnQueue, cancel.Undecided, true, false}},
+		{"OnQueue/a", evReceived, cancel.MustConsume, false, want{cancel.OnQueue, cancel.Canceled, true, false}},
+		{"Completing/a+owes", evReceived, cancel.MustConsume, false, want{cancel.Completing, cancel.Canceled, true, false}},
+		{"Done/a+owes", evReceived, cancel.MustConsume, false, want{cancel.Done, cancel.Canceled, true, false}},
+		{"Submitted/u", evReceived, cancel.Stale, false, want{cancel.Submitted, cancel.Undecided, false, false}},
+		{"PendingWork/u", evReceived, cancel.Stale, false, want{cancel.PendingWork, cancel.Undecided, false, false}},
+		{"Completing/r", evReceived, cancel.Stale, false, want{cancel.Completing, cancel.Ready, false, false}},
+		{"Done/r", evReceived, cancel.Stale, false, want{cancel.Done, cancel.Ready, false, false}},
 	}
 	for _, c := range cases {
 		t.Run(c.from+"/"+c.ev.name, func(t *testing.T) {

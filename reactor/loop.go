@@ -237,10 +237,12 @@ func (l *loop) handle(n int) {
 		h, ok := l.table.Lookup(ev.Tag)
 		bytes := ev.HasBuf // Release clears it
 		if bytes {
-			// Bytes a Conn's receive brought: its Conn takes them (or
-			// drops them, if it no longer reads) whatever the request's
-			// outcome, and the buffer goes back here, once.
-			if ok {
+			// Bytes a Conn's receive brought: cancel hands them over
+			// whatever the request's outcome (MustConsume, in every
+			// state in which the kernel owes), the Conn takes them or
+			// drops them if it no longer reads, and the buffer goes back
+			// here, once.
+			if ok && h.Received().Has(cancel.MustConsume) {
 				h.Data().conn.received(l.rcv.Bytes(ev))
 			}
 			l.received.Add(1)
