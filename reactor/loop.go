@@ -68,10 +68,11 @@ type loop struct {
 	table *cancel.Table[reqData] // constant; transitions per cancel's rules
 	in    inbox
 
-	// tid: atomic; the id of the OS thread the loop is pinned to while it
-	// runs user code (enterUser); 0 otherwise. r.onLoop compares it.
-	tid atomic.Int32
-	pk  *parker // constant once started
+	// inUser: atomic; the loop is running user code (enterUser), so a
+	// blocking call may be its own (r.onLoop).
+	inUser atomic.Bool
+	goid   uint64  // constant once started: the loop goroutine's id
+	pk     *parker // constant once started
 
 	// Owned by the loop goroutine.
 	spare    []cmd
@@ -108,6 +109,7 @@ type stopper interface{ stopOnLoop() }
 // package doc keeps the figures.)
 func (l *loop) run(backend poller.Backend, started chan<- openResult, done func()) {
 	defer done()
+	l.goid = goid()
 	cfg := &l.r.cfg
 	opts := poller.Options{Backend: backend, Entries: uint32(cfg.Entries), Setup: poller.UringCoop}
 	if cfg.IO == IOAuto {

@@ -152,21 +152,16 @@ func (pk *parker) close() {
 }
 
 // enterUser is called before the loop runs user code (a callback, a
-// Handler method): the loop pins itself to its current thread and records
-// the thread's id, so that r.onLoop can tell a blocking call made from that
-// code. leaveUser undoes it before the loop parks again.
+// Handler method), so that r.onLoop can tell a blocking call made from that
+// code; leaveUser before the loop parks again.
 func (l *loop) enterUser() {
-	if l.tid.Load() != 0 {
-		return
+	if !l.inUser.Load() {
+		l.inUser.Store(true)
 	}
-	runtime.LockOSThread()
-	l.tid.Store(int32(unix.Gettid()))
 }
 
 func (l *loop) leaveUser() {
-	if l.tid.Load() == 0 {
-		return
+	if l.inUser.Load() {
+		l.inUser.Store(false)
 	}
-	l.tid.Store(0)
-	runtime.UnlockOSThread()
 }
