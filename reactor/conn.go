@@ -259,6 +259,7 @@ func (c *Conn) open() {
 		return
 	}
 	c.opened = true
+	c.l.conns.Add(1)
 	c.lastRead = nanotime()
 	c.lastActive.Store(c.lastRead)
 	c.call(func() { c.ln.h.OnOpen(c) })

@@ -157,6 +157,7 @@ func (c *Conn) finish(err error) {
 	}
 	c.ln.connClosed(c) // counters first: OnClose may read them
 	if c.opened {
+		c.l.conns.Add(-1)
 		c.ln.h.OnClose(c, err)
 	}
 	c.ln.connDone()

@@ -92,8 +92,10 @@ type loop struct {
 	// it with sendBatch (ringSendBatch; tests lower it to send every
 	// handler call's Writes through the ring).
 	batch, sendBatch atomic.Int32
-	timerCount       atomic.Int64 // len(timers) at the last turn
-	backendArmed     atomic.Int64 // the poller's Armed, less the wake eventfd
+	// conns: the opened Conns this loop serves (Conn.open, finish).
+	conns        atomic.Int32
+	timerCount   atomic.Int64 // len(timers) at the last turn
+	backendArmed atomic.Int64 // the poller's Armed, less the wake eventfd
 }
 
 // stopper is a listener or packet conn the loop must close when it stops.
