@@ -43,7 +43,7 @@ func TestIOPath(t *testing.T) {
 		why  string
 	}{
 		{backend{kind: reactor.BackendEpoll}, "poll (", "epoll backend has no I/O path"},
-		{backend{kind: reactor.BackendUring}, "ring (", "1024 buffers of 16384 bytes"},
+		{backend{kind: reactor.BackendUring}, "ring (", "256 buffers of 16384 bytes"},
 		{backend{kind: reactor.BackendUring, io: reactor.IOPoll}, "poll (", "Config.IO is poll"},
 	} {
 		t.Run(name(tc.b), func(t *testing.T) {

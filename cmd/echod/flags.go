@@ -342,7 +342,7 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 			"readiness polls); epoll always polls")
 	fs.Var(nonNegInt{&cfg.recvBuffers}, "recv-buffers",
 		"`n` receive buffers each loop lends the kernel with --io auto on\n"+
-			"io_uring, a power of two up to 32768 (0 = 1024); more connections\n"+
+			"io_uring, a power of two up to 32768 (0 = 256); more connections\n"+
 			"receiving at once than buffers read after a poll instead")
 	fs.Var(sizeFlag{&cfg.recvBufferSize}, "recv-buffer-size",
 		"`bytes` per receive buffer (0 = 16KiB); a receive takes a whole one")
