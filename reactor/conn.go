@@ -321,8 +321,8 @@ func (c *Conn) armRead() {
 	ev := In | RdHup
 	if c.l.rcv != nil && !c.pollOnce {
 		ev = evRecv | In
-		if c.Pending() > 0 {
-			ev |= evRecvOnce // see take
+		if !c.wr.IsZero() {
+			ev |= evRecvOnce // the output backs up: see take
 		}
 	}
 	if err := c.l.armConn(c, ev, &c.rd); err != nil {

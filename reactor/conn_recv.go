@@ -69,6 +69,11 @@ func (c *Conn) take(b []byte) {
 	c.lastRead = nanotime()
 	c.lastActive.Store(c.lastRead)
 	c.ln.bytesIn.Add(uint64(len(b)))
+	// A send (or Out poll) still in flight from before this chunk means
+	// the socket did not take the last output at once: it backs up. (The
+	// send this call's Writes queue says nothing yet: through the ring,
+	// output is pending until the turn's enter has sent it.)
+	waiting := !c.wr.IsZero()
 	c.callData(b)
 	if c.phase() != phOpen || c.Pending() == 0 {
 		return
@@ -78,7 +83,7 @@ func (c *Conn) take(b []byte) {
 		c.stopRecv()
 		return
 	}
-	if !c.rd.IsZero() && c.rd.Data().ev&evRecvOnce == 0 {
+	if waiting && !c.rd.IsZero() && c.rd.Data().ev&evRecvOnce == 0 {
 		// The output backs up: from now on receive a buffer at a time
 		// (armRead), so that a pause finds at most one buffer in flight
 		// to hold. A multishot receive went on taking the socket's
