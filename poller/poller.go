@@ -87,6 +87,16 @@
 // return an error; Disarm and Forget, which return none, panic if the ring
 // will not take their requests.
 //
+// # The io_uring backend's own I/O
+//
+// Beyond readiness, the io_uring backend can move bytes itself where the
+// kernel has multishot RECV and provided-buffer rings (Linux 6.0):
+// RingIOOf returns its RingIO (receives into buffers the poller lends the
+// kernel, sends from the caller's memory), or says why there is none (the
+// epoll backend, a ring opened without Options.Recv, an older kernel). Its
+// tags share the ledger and the rules above; a receive's tag may report
+// bytes many times before its one end (RingIO's table).
+//
 // # Batching
 //
 // Arm, Disarm and Forget on io_uring only queue SQEs; the next Wait hands them
