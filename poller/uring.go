@@ -478,9 +478,11 @@ func (p *uringPoller) Close() error {
 	p.stats.Armed = 0
 	p.out = nil
 	err := p.drainKernel()
-	if p.bufs != nil {
+	if p.bufs != nil && err == nil {
 		// After the drain: no receive can still be writing into them.
-		if berr := p.bufs.Close(); berr != nil && err == nil {
+		// A drain that failed leaves them mapped (leaked): the kernel may
+		// still copy into them, and the range must not be reused.
+		if berr := p.bufs.Close(); berr != nil {
 			err = fmt.Errorf("poller: %w", berr)
 		}
 	}

@@ -246,7 +246,7 @@ func (l *loop) handle(n int) {
 			// state in which the kernel owes), the Conn takes them or
 			// drops them if it no longer reads, and the buffer goes back
 			// here, once.
-			if ok && h.Received().Has(cancel.MustConsume) {
+			if ok && ev.N > 0 && h.Received().Has(cancel.MustConsume) {
 				h.Data().conn.received(l.rcv.Bytes(ev))
 			}
 			l.received.Add(1)
@@ -268,7 +268,7 @@ func (l *loop) handle(n int) {
 			o, d.errno = cancel.Failed, int32(ev.Errno)
 		case d.ev&evSend != 0:
 			d.ready = Events(ev.N)
-		case d.ev&evRecv != 0 && !bytes:
+		case d.ev&evRecv != 0 && ev.N == 0:
 			d.ready = evEOF // a receive ends with 0 bytes at the peer's EOF
 		default:
 			d.ready = Events(ev.Events)
