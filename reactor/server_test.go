@@ -152,7 +152,10 @@ func TestShutdownContextEndsForceCloses(t *testing.T) {
 		t.Run(name(b), func(t *testing.T) {
 			r := newReactor(t, b, 1)
 			h := &connLog{echo: true, closeErrs: make(chan error, 1)}
-			ln := listen(t, r, h, reactor.ListenConfig{})
+			// A small MaxPending pauses the Conn within the client's
+			// write window however much output the kernel's send buffer
+			// takes first (megabytes, as it grows with the window).
+			ln := listen(t, r, h, reactor.ListenConfig{MaxPending: 64 << 10})
 			c := dial(t, ln)
 			c.(*net.TCPConn).SetReadBuffer(4 << 10)
 			go func() {
