@@ -66,7 +66,7 @@ mutation: ## mutation-test cancel/ with gremlins (installs it if missing; 5-10 m
 
 # QUICK, ROUNDS, DURATION, WARMUP, SERVERS, CELLS, PIN, SYSCALLS pass
 # through to the script (make compare QUICK=1); see scripts/compare.sh.
-compare: ## echoload matrix: echod (uring, epoll) vs C (io_uring, epoll; bench/c), stdlib, gnet, netpoll, nbio; tables under results/
+compare: ## echoload matrix: echod (uring through the ring, uring after polls, epoll) vs C (io_uring, epoll; bench/c), stdlib, gnet, netpoll, nbio; tables under results/
 	scripts/compare.sh
 
 lint: vet ## gofmt check, go vet, staticcheck (pinned, fetched through go run), darwin and windows builds

@@ -85,7 +85,12 @@ const (
 	// on the loop, then call h.Delivered.
 	MustDeliver
 	// MustAskLoopToCancel: the request is armed; hand the handle to the loop,
-	// which calls h.Withdraw. The outcome is already decided.
+	// which calls h.Withdraw (delivered now, the kernel's report still
+	// owed), or, for a request whose every kernel report must be seen
+	// before its end (a receive whose bytes come first, Received), asks the
+	// backend to cancel and waits: the kernel's last report then delivers
+	// it (OnQueue/a+owes Wake or Disarmed → MustDeliver). The outcome is
+	// already decided.
 	MustAskLoopToCancel
 	// MustCancelInKernel: ask the backend to remove the arm for h.Tag(). Its
 	// final completion for the tag is still owed: report it with h.Wake (a

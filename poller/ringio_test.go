@@ -31,6 +31,14 @@ type recvHarness struct {
 	ended map[uint64]poller.Event  // each tag's last Event
 }
 
+// forEachRecv runs fn as a subtest per io_uring setup (recvConfigs).
+func forEachRecv(t *testing.T, fn func(t *testing.T, h *recvHarness)) {
+	t.Helper()
+	for _, c := range recvConfigs {
+		t.Run(c.name, func(t *testing.T) { fn(t, newRecvHarness(t, c.opts)) })
+	}
+}
+
 func newRecvHarness(t *testing.T, opts poller.Options) *recvHarness {
 	opts.Recv = poller.RecvOptions{Buffers: 8, Size: 256}
 	h := newHarness(t, opts)
@@ -80,6 +88,36 @@ func (h *recvHarness) poll(timeout time.Duration) int {
 	return n
 }
 
+// receiveUntil polls until tag has received at least n bytes, within 5 s.
+func (h *recvHarness) receiveUntil(tag uint64, n int) {
+	h.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for h.got[tag].Len() < n {
+		if !time.Now().Before(deadline) {
+			h.t.Fatalf("tag %#x received %d bytes within 5s, want %d", tag, h.got[tag].Len(), n)
+		}
+		h.poll(time.Until(deadline))
+	}
+}
+
+// takeLent waits up to 5 s for the next Event and returns it unreleased:
+// the caller holds its buffer.
+func (h *recvHarness) takeLent() poller.Event {
+	h.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		n, err := h.p.Wait(h.buf[:1], time.Until(deadline))
+		if err != nil {
+			h.t.Fatalf("Wait: %v", err)
+		}
+		if n == 1 {
+			return h.buf[0]
+		}
+	}
+	h.t.Fatalf("no Event within 5s")
+	return poller.Event{}
+}
+
 func (h *recvHarness) await(tag uint64) poller.Event {
 	h.t.Helper()
 	return h.awaitBy(tag, func(d time.Duration) { h.poll(d) })
@@ -88,37 +126,32 @@ func (h *recvHarness) await(tag uint64) poller.Event {
 // TestRecvDeliversInOrder: a multishot receive delivers each write in
 // order, holds no buffer while it waits, and ends once, at EOF.
 func TestRecvDeliversInOrder(t *testing.T) {
-	for _, c := range recvConfigs {
-		t.Run(c.name, func(t *testing.T) {
-			h := newRecvHarness(t, c.opts)
-			a, b := h.pair()
-			tag := h.tag()
-			h.recv(tag, a, true)
-			h.quiet()
-			var want bytes.Buffer
-			for i := range 40 { // more writes than buffers: each goes back
-				msg := []byte(strings.Repeat(string(rune('a'+i%26)), 1+i*13%300))
-				want.Write(msg)
-				if _, err := unix.Write(b, msg); err != nil {
-					t.Fatal(err)
-				}
-				for h.got[tag].Len() < want.Len() {
-					h.poll(time.Second)
-				}
+	forEachRecv(t, func(t *testing.T, h *recvHarness) {
+		a, b := h.pair()
+		tag := h.tag()
+		h.recv(tag, a, true)
+		h.quiet()
+		var want bytes.Buffer
+		for i := range 40 { // more writes than buffers: each goes back
+			msg := []byte(strings.Repeat(string(rune('a'+i%26)), 1+i*13%300))
+			want.Write(msg)
+			if _, err := unix.Write(b, msg); err != nil {
+				t.Fatal(err)
 			}
-			if h.rc.Held() != 0 {
-				t.Fatalf("Held() = %d after every buffer was released", h.rc.Held())
-			}
-			h.close(b)
-			ev := h.await(tag)
-			if ev.Err() != nil || ev.N != 0 || ev.HasBuf {
-				t.Fatalf("end at EOF: %v, want Ready with 0 bytes", ev)
-			}
-			if !bytes.Equal(h.got[tag].Bytes(), want.Bytes()) {
-				t.Fatalf("received %d bytes, not the %d written in order", h.got[tag].Len(), want.Len())
-			}
-		})
-	}
+			h.receiveUntil(tag, want.Len())
+		}
+		if h.rc.Held() != 0 {
+			t.Fatalf("Held() = %d after every buffer was released", h.rc.Held())
+		}
+		h.close(b)
+		ev := h.await(tag)
+		if ev.Err() != nil || ev.N != 0 || ev.HasBuf {
+			t.Fatalf("end at EOF: %v, want Ready with 0 bytes", ev)
+		}
+		if !bytes.Equal(h.got[tag].Bytes(), want.Bytes()) {
+			t.Fatalf("received %d bytes, not the %d written in order", h.got[tag].Len(), want.Len())
+		}
+	})
 }
 
 // TestRecvDisarmLosesNoBytes races Disarm against data arriving: whatever
@@ -126,126 +159,104 @@ func TestRecvDeliversInOrder(t *testing.T) {
 // before the tag's one end, and whatever it did not is still in the
 // socket. The two together are exactly what was written.
 func TestRecvDisarmLosesNoBytes(t *testing.T) {
-	for _, c := range recvConfigs {
-		t.Run(c.name, func(t *testing.T) {
-			h := newRecvHarness(t, c.opts)
-			rng := rand.New(rand.NewPCG(1, 2))
-			canceled, raced := 0, 0 // ended Canceled; of those, with bytes first
-			for round := range 200 {
-				a, b := h.pair()
-				tag := h.tag()
-				h.recv(tag, a, true)
-				if rng.IntN(2) == 0 {
-					h.poll(0) // sometimes the receive is in the kernel first
-				}
-				var want bytes.Buffer
-				for range rng.IntN(4) {
-					msg := bytes.Repeat([]byte{byte(round)}, 1+rng.IntN(400))
-					want.Write(msg)
-					if _, err := unix.Write(b, msg); err != nil {
-						t.Fatal(err)
-					}
-				}
-				if rng.IntN(2) == 0 {
-					h.poll(0)
-				}
-				h.p.Disarm(tag)
-				ev := h.await(tag)
-				if ev.Canceled {
-					canceled++
-					if h.got[tag].Len() > 0 {
-						raced++
-					}
-				}
-				rest := make([]byte, 4096)
-				n, _ := unix.Read(a, rest)
-				if got := append(h.got[tag].Bytes(), rest[:max(n, 0)]...); !bytes.Equal(got, want.Bytes()) {
-					t.Fatalf("round %d (end %v): received %d + left %d bytes, wrote %d", round, ev, h.got[tag].Len(), max(n, 0), want.Len())
-				}
-				h.close(a)
-				h.close(b)
+	forEachRecv(t, func(t *testing.T, h *recvHarness) {
+		rng := rand.New(rand.NewPCG(1, 2))
+		canceled, raced := 0, 0 // ended Canceled; of those, with bytes first
+		for round := range 200 {
+			a, b := h.pair()
+			tag := h.tag()
+			h.recv(tag, a, true)
+			if rng.IntN(2) == 0 {
+				h.poll(0) // sometimes the receive is in the kernel first
 			}
-			if h.rc.Held() != 0 {
-				t.Fatalf("Held() = %d at the end", h.rc.Held())
+			var want bytes.Buffer
+			for range rng.IntN(4) {
+				msg := bytes.Repeat([]byte{byte(round)}, 1+rng.IntN(400))
+				want.Write(msg)
+				if _, err := unix.Write(b, msg); err != nil {
+					t.Fatal(err)
+				}
 			}
-			t.Logf("200 rounds: %d ended Canceled, %d of them after delivering bytes", canceled, raced)
-		})
-	}
+			if rng.IntN(2) == 0 {
+				h.poll(0)
+			}
+			h.p.Disarm(tag)
+			ev := h.await(tag)
+			if ev.Canceled {
+				canceled++
+				if h.got[tag].Len() > 0 {
+					raced++
+				}
+			}
+			rest := make([]byte, 4096)
+			n, _ := unix.Read(a, rest)
+			if got := append(h.got[tag].Bytes(), rest[:max(n, 0)]...); !bytes.Equal(got, want.Bytes()) {
+				t.Fatalf("round %d (end %v): received %d + left %d bytes, wrote %d", round, ev, h.got[tag].Len(), max(n, 0), want.Len())
+			}
+			h.close(a)
+			h.close(b)
+		}
+		if h.rc.Held() != 0 {
+			t.Fatalf("Held() = %d at the end", h.rc.Held())
+		}
+		t.Logf("200 rounds: %d ended Canceled, %d of them after delivering bytes", canceled, raced)
+	})
 }
 
 // TestRecvNoBuffers: with every buffer held by the caller the receive ends
 // with ENOBUFS, the data waiting in the socket; armed again after a
 // Release it gets them.
 func TestRecvNoBuffers(t *testing.T) {
-	for _, c := range recvConfigs {
-		t.Run(c.name, func(t *testing.T) {
-			h := newRecvHarness(t, c.opts)
-			a, b := h.pair()
-			tag := h.tag()
-			h.recv(tag, a, true)
-			var held []poller.Event
-			for len(held) < 8 {
-				h.write(b)
-				deadline := time.Now().Add(5 * time.Second)
-				for len(held) < 8 && time.Now().Before(deadline) {
-					n, err := h.p.Wait(h.buf, time.Second)
-					if err != nil {
-						t.Fatal(err)
-					}
-					for _, ev := range h.buf[:n] {
-						if !ev.HasBuf || !ev.More {
-							t.Fatalf("Event %v while buffers remain", ev)
-						}
-						held = append(held, ev)
-					}
-					if n > 0 {
-						break
-					}
-				}
-			}
-			if h.rc.Held() != 8 {
-				t.Fatalf("Held() = %d, want 8", h.rc.Held())
-			}
+	forEachRecv(t, func(t *testing.T, h *recvHarness) {
+		a, b := h.pair()
+		tag := h.tag()
+		h.recv(tag, a, true)
+		var held []poller.Event
+		for len(held) < 8 {
 			h.write(b)
-			ev := h.await(tag)
-			if !errors.Is(ev.Err(), unix.ENOBUFS) || ev.HasBuf {
-				t.Fatalf("end with every buffer held: %v, want ENOBUFS", ev)
+			ev := h.takeLent()
+			if !ev.HasBuf || !ev.More {
+				t.Fatalf("Event %v while buffers remain", ev)
 			}
-			for i := range held {
-				h.rc.Release(&held[i])
-			}
-			tag2 := h.tag()
-			h.recv(tag2, a, true)
-			for h.got[tag2].Len() < 1 {
-				h.poll(time.Second)
-			}
-			h.p.Disarm(tag2)
-			h.await(tag2)
-		})
-	}
+			held = append(held, ev)
+		}
+		if h.rc.Held() != 8 {
+			t.Fatalf("Held() = %d, want 8", h.rc.Held())
+		}
+		h.write(b)
+		ev := h.await(tag)
+		if !errors.Is(ev.Err(), unix.ENOBUFS) || ev.HasBuf {
+			t.Fatalf("end with every buffer held: %v, want ENOBUFS", ev)
+		}
+		for i := range held {
+			h.rc.Release(&held[i])
+		}
+		tag2 := h.tag()
+		h.recv(tag2, a, true)
+		h.receiveUntil(tag2, 1)
+		h.p.Disarm(tag2)
+		h.await(tag2)
+	})
 }
 
 // TestRecvForgetAndClose: Forget ends a waiting receive before its fd is
 // closed (the ring holds the file otherwise), and Close ends what is left.
 func TestRecvForgetAndClose(t *testing.T) {
-	for _, c := range recvConfigs {
-		t.Run(c.name, func(t *testing.T) {
-			h := newRecvHarness(t, c.opts)
-			a, b := h.pair()
-			tag := h.tag()
-			h.recv(tag, a, true)
-			h.poll(0)
-			h.p.Forget(a)
-			h.close(a)
-			if ev := h.await(tag); !ev.Canceled {
-				t.Fatalf("end after Forget: %v, want Canceled", ev)
-			}
-			h.expectEOF(b)
-			// One left armed for Close: the harness's finish disarms it.
-			c2, _ := h.pair()
-			h.recv(h.tag(), c2, true)
-		})
-	}
+	forEachRecv(t, func(t *testing.T, h *recvHarness) {
+		a, b := h.pair()
+		tag := h.tag()
+		h.recv(tag, a, true)
+		h.poll(0)
+		h.p.Forget(a)
+		h.close(a)
+		if ev := h.await(tag); !ev.Canceled {
+			t.Fatalf("end after Forget: %v, want Canceled", ev)
+		}
+		h.expectEOF(b)
+		// One left armed for Close: the harness's finish disarms it.
+		c2, _ := h.pair()
+		h.recv(h.tag(), c2, true)
+	})
 }
 
 // TestRecvReleaseTwicePanics: a buffer goes back once.
@@ -255,15 +266,9 @@ func TestRecvReleaseTwicePanics(t *testing.T) {
 	tag := h.tag()
 	h.recv(tag, a, true)
 	h.write(b)
-	var ev poller.Event
-	for !ev.HasBuf {
-		n, err := h.p.Wait(h.buf, time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n > 0 {
-			ev = h.buf[0]
-		}
+	ev := h.takeLent()
+	if !ev.HasBuf {
+		t.Fatalf("Event %v lent no buffer", ev)
 	}
 	cp := ev
 	h.rc.Release(&ev)
@@ -321,38 +326,35 @@ func TestRecvSupport(t *testing.T) {
 // buffer, leaving the rest in the socket; armed again and again it reads
 // everything, in order, and ends at EOF.
 func TestRecvOnce(t *testing.T) {
-	for _, c := range recvConfigs {
-		t.Run(c.name, func(t *testing.T) {
-			h := newRecvHarness(t, c.opts)
-			a, b := h.pair()
-			want := bytes.Repeat([]byte("0123456789"), 200) // 2000 bytes: 8 buffers of 256
-			if _, err := unix.Write(b, want); err != nil {
-				t.Fatal(err)
+	forEachRecv(t, func(t *testing.T, h *recvHarness) {
+		a, b := h.pair()
+		want := bytes.Repeat([]byte("0123456789"), 200) // 2000 bytes: 8 buffers of 256
+		if _, err := unix.Write(b, want); err != nil {
+			t.Fatal(err)
+		}
+		h.close(b)
+		var got bytes.Buffer
+		ends := 0
+		for {
+			tag := h.tag()
+			h.recv(tag, a, false)
+			ev := h.await(tag)
+			ends++
+			got.Write(h.got[tag].Bytes())
+			if ev.Err() != nil {
+				t.Fatalf("end %d: %v", ends, ev)
 			}
-			h.close(b)
-			var got bytes.Buffer
-			ends := 0
-			for {
-				tag := h.tag()
-				h.recv(tag, a, false)
-				ev := h.await(tag)
-				ends++
-				got.Write(h.got[tag].Bytes())
-				if ev.Err() != nil {
-					t.Fatalf("end %d: %v", ends, ev)
-				}
-				if ev.N == 0 {
-					break
-				}
-				if ev.More || h.got[tag].Len() != int(ev.N) || ev.N > 256 {
-					t.Fatalf("one-shot receive's end %v: want one buffer, no More", ev)
-				}
+			if ev.N == 0 {
+				break
 			}
-			if !bytes.Equal(got.Bytes(), want) || ends < 8 {
-				t.Fatalf("%d receives read %d bytes (in order: %v); want 2000 in at least 8", ends, got.Len(), bytes.Equal(got.Bytes(), want))
+			if ev.More || h.got[tag].Len() != int(ev.N) || ev.N > 256 {
+				t.Fatalf("one-shot receive's end %v: want one buffer, no More", ev)
 			}
-		})
-	}
+		}
+		if !bytes.Equal(got.Bytes(), want) || ends < 8 {
+			t.Fatalf("%d receives read %d bytes (in order: %v); want 2000 in at least 8", ends, got.Len(), bytes.Equal(got.Bytes(), want))
+		}
+	})
 }
 
 // send queues b on fd under a fresh tag, recorded by the harness.
@@ -372,40 +374,37 @@ func (h *recvHarness) send(fd int, b []byte) uint64 {
 // peer makes room, and one Disarmed while it waits ends Canceled having
 // sent nothing.
 func TestSendThroughRing(t *testing.T) {
-	for _, c := range recvConfigs {
-		t.Run(c.name, func(t *testing.T) {
-			h := newRecvHarness(t, c.opts)
-			a, b := h.pair()
-			msg := []byte("through the ring")
-			if ev := h.await(h.send(a, msg)); ev.Err() != nil || int(ev.N) != len(msg) {
-				t.Fatalf("send: %v, want Ready with %d bytes", ev, len(msg))
-			}
-			buf := make([]byte, 1<<20)
-			if n, _ := unix.Read(b, buf); string(buf[:n]) != string(msg) {
-				t.Fatalf("peer read %q", buf[:n])
-			}
-			h.fill(a)
-			waiting := h.send(a, msg)
-			h.quiet()
-			h.drain(b)
-			if ev := h.await(waiting); ev.Err() != nil || ev.N < 1 {
-				t.Fatalf("send after room was made: %v", ev)
-			}
-			h.drain(b)
-			h.fill(a)
-			canceled := h.send(a, []byte("never"))
-			h.quiet()
-			h.p.Disarm(canceled)
-			if ev := h.await(canceled); !ev.Canceled {
-				t.Fatalf("Disarmed send: %v, want Canceled", ev)
-			}
-			h.drain(b)
-			if n, _ := unix.Read(b, buf); n > 0 {
-				t.Fatalf("peer read %d bytes after the canceled send's", n)
-			}
-			if err := h.rc.Send(h.tag(), a, nil); err == nil {
-				t.Fatal("Send of nothing accepted")
-			}
-		})
-	}
+	forEachRecv(t, func(t *testing.T, h *recvHarness) {
+		a, b := h.pair()
+		msg := []byte("through the ring")
+		if ev := h.await(h.send(a, msg)); ev.Err() != nil || int(ev.N) != len(msg) {
+			t.Fatalf("send: %v, want Ready with %d bytes", ev, len(msg))
+		}
+		buf := make([]byte, 1<<20)
+		if n, _ := unix.Read(b, buf); string(buf[:n]) != string(msg) {
+			t.Fatalf("peer read %q", buf[:n])
+		}
+		h.fill(a)
+		waiting := h.send(a, msg)
+		h.quiet()
+		h.drain(b)
+		if ev := h.await(waiting); ev.Err() != nil || ev.N < 1 {
+			t.Fatalf("send after room was made: %v", ev)
+		}
+		h.drain(b)
+		h.fill(a)
+		canceled := h.send(a, []byte("never"))
+		h.quiet()
+		h.p.Disarm(canceled)
+		if ev := h.await(canceled); !ev.Canceled {
+			t.Fatalf("Disarmed send: %v, want Canceled", ev)
+		}
+		h.drain(b)
+		if n, _ := unix.Read(b, buf); n > 0 {
+			t.Fatalf("peer read %d bytes after the canceled send's", n)
+		}
+		if err := h.rc.Send(h.tag(), a, nil); err == nil {
+			t.Fatal("Send of nothing accepted")
+		}
+	})
 }

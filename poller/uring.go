@@ -163,27 +163,40 @@ func (p *uringPoller) Arm(tag uint64, fd int, events uint32) error {
 	if p.closed {
 		return ErrClosed
 	}
-	if err := checkArm(tag, fd, events); err != nil {
-		return err
-	}
-	if err := p.g.free(tag); err != nil {
-		return err
-	}
-	s, err := p.sqe() // may reap, which only frees indexes
+	s, err := p.slot(tag, fd, events)
 	if err != nil {
 		return err
 	}
 	s.PrepPollAdd(int32(fd), events, tag)
+	p.book(tag, fd, events, kindPoll)
+	return nil
+}
+
+// slot checks a request's tag and fd (and a poll's events) and returns the
+// SQE to prepare for it; book then records it. Arm, Recv and Send share
+// them, so every tagged request is checked, owed and recorded alike.
+func (p *uringPoller) slot(tag uint64, fd int, events uint32) (*ring.SQE, error) {
+	if err := checkArm(tag, fd, events); err != nil {
+		return nil, err
+	}
+	if err := p.g.free(tag); err != nil {
+		return nil, err
+	}
+	return p.sqe() // may reap, which only frees indexes
+}
+
+// book records a request just prepared in the SQE slot returned: the
+// kernel owes its CQE, and the ledger holds its tag.
+func (p *uringPoller) book(tag uint64, fd int, events uint32, kind tagKind) {
 	p.owed++
 	p.armSeq++
 	rec, err := p.g.add(tag, fd, events)
 	if err != nil {
-		panic(err.Error()) // free said the index was free, and reaping frees only
+		panic(err.Error()) // slot said the index was free, and reaping frees only
 	}
-	rec.seq = p.armSeq
+	rec.seq, rec.kind = p.armSeq, kind
 	p.stats.Arms++
 	p.stats.Armed++
-	return nil
 }
 
 func (p *uringPoller) Disarm(tag uint64) bool {

@@ -133,26 +133,12 @@ func (p *uringPoller) Recv(tag uint64, fd int, multishot bool) error {
 	if p.bufs == nil {
 		return ErrNoRingIO
 	}
-	if err := checkArm(tag, fd, 0); err != nil {
-		return err
-	}
-	if err := p.g.free(tag); err != nil {
-		return err
-	}
-	s, err := p.sqe()
+	s, err := p.slot(tag, fd, 0)
 	if err != nil {
 		return err
 	}
 	s.PrepRecvSelect(int32(fd), recvGroup, multishot, tag)
-	p.owed++
-	p.armSeq++
-	rec, err := p.g.add(tag, fd, 0)
-	if err != nil {
-		panic(err.Error())
-	}
-	rec.seq, rec.kind = p.armSeq, kindRecv
-	p.stats.Arms++
-	p.stats.Armed++
+	p.book(tag, fd, 0, kindRecv)
 	return nil
 }
 
@@ -163,29 +149,15 @@ func (p *uringPoller) Send(tag uint64, fd int, b []byte) error {
 	if p.bufs == nil {
 		return ErrNoRingIO
 	}
-	if err := checkArm(tag, fd, 0); err != nil {
-		return err
-	}
 	if len(b) == 0 {
 		return fmt.Errorf("poller: Send of nothing on fd %d", fd)
 	}
-	if err := p.g.free(tag); err != nil {
-		return err
-	}
-	s, err := p.sqe()
+	s, err := p.slot(tag, fd, 0)
 	if err != nil {
 		return err
 	}
 	s.PrepSend(int32(fd), b, unix.MSG_NOSIGNAL, tag)
-	p.owed++
-	p.armSeq++
-	rec, err := p.g.add(tag, fd, 0)
-	if err != nil {
-		panic(err.Error())
-	}
-	rec.seq, rec.kind = p.armSeq, kindSend
-	p.stats.Arms++
-	p.stats.Armed++
+	p.book(tag, fd, 0, kindSend)
 	return nil
 }
 

@@ -64,13 +64,13 @@ func (c *Conn) doClose(task int32, err error) {
 		c.shutReq = true
 		// What was received before Shutdown is served; what arrives
 		// after is not (the linger discards it).
-		c.shutLeft = c.inq()
-		if c.l.rcv != nil {
-			// Through the ring, bytes received before now may be out of
-			// the socket already, in buffers not yet handed over or held
-			// while paused: the socket is measured once the receive has
-			// ended and those were delivered (shutdownRead).
-			c.shutLeft = shutUnmeasured
+		// After polls the socket holds all that was received. Through
+		// the ring some may be out of it already, in buffers not yet
+		// handed over or held while paused: the socket is measured once
+		// the receive has ended and those were delivered (shutdownRead).
+		c.shutLeft = shutUnmeasured
+		if c.l.rcv == nil {
+			c.shutLeft = c.inq()
 		}
 		c.shutdownRead()
 	case c.phase().writable():
@@ -94,7 +94,7 @@ func (c *Conn) shutdownRead() {
 		}
 		return
 	}
-	if !c.rd.IsZero() && c.rd.Data().ev&evRecv != 0 {
+	if c.receiving() {
 		// Bytes the receive already took are delivered first: its end
 		// calls this again, and then the socket is read directly.
 		c.stopRecv()

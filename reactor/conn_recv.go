@@ -42,6 +42,16 @@ type heldInput struct {
 	eof bool // the receive then ended at the peer's EOF
 }
 
+// heldIn returns c's held input, made on first use.
+func (c *Conn) heldIn() *heldInput {
+	h := c.l.held[c]
+	if h == nil {
+		h = &heldInput{}
+		c.l.held[c] = h
+	}
+	return h
+}
+
 // received takes bytes c's receive brought (the loop; b is the loop's
 // buffer until this returns).
 func (c *Conn) received(b []byte) {
@@ -50,11 +60,7 @@ func (c *Conn) received(b []byte) {
 		c.l.enterUser()
 		c.take(b)
 	case phPaused:
-		h := c.l.held[c]
-		if h == nil {
-			h = &heldInput{}
-			c.l.held[c] = h
-		}
+		h := c.heldIn()
 		h.b = append(h.b, b...)
 	default:
 		// Reading stopped (draining, lingering, closed): the linger drops
@@ -83,7 +89,7 @@ func (c *Conn) take(b []byte) {
 		c.stopRecv()
 		return
 	}
-	if waiting && !c.rd.IsZero() && c.rd.Data().ev&evRecvOnce == 0 {
+	if waiting && c.receiving() && c.rd.Data().ev&evRecvOnce == 0 {
 		// The output backs up: from now on receive a buffer at a time
 		// (armRead), so that a pause finds at most one buffer in flight
 		// to hold. A multishot receive went on taking the socket's
@@ -93,11 +99,15 @@ func (c *Conn) take(b []byte) {
 	}
 }
 
+// receiving reports whether c's read in flight is a receive through the
+// ring (not a readiness poll).
+func (c *Conn) receiving() bool { return !c.rd.IsZero() && c.rd.Data().ev&evRecv != 0 }
+
 // stopRecv stops c's receive, if one is in flight; its end comes later
 // (recvEnded). A readiness poll is left armed: paused, its firing is
 // ignored.
 func (c *Conn) stopRecv() {
-	if !c.rd.IsZero() && c.rd.Data().ev&evRecv != 0 {
+	if c.receiving() {
 		c.l.cancelOn(c.rd)
 	}
 }
@@ -130,12 +140,7 @@ func (c *Conn) recvEOF() {
 	case phOpen:
 		c.sawEOF()
 	case phPaused:
-		h := c.l.held[c]
-		if h == nil {
-			h = &heldInput{}
-			c.l.held[c] = h
-		}
-		h.eof = true
+		c.heldIn().eof = true
 	case phLingering:
 		c.peerEOF = true
 		c.finish(c.closeErr)

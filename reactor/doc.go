@@ -21,6 +21,8 @@
 //	loop, arm refused   complete with the error               Steal(Failed)
 //	Cancel (any g.)     decide Canceled; if armed, ask loop   Cancel → MustAskLoopToCancel
 //	loop, opCancel      deliver now, disarm in the kernel     Withdraw
+//	loop, a receive     disarm in the kernel, deliver at its  Cancel, then Wake/Disarmed
+//	stopped             end, bytes before it                  (Received → MustConsume)
 //	loop, deadline      decide Closed meaning "deadline"      Close, Withdraw
 //	loop, CloseFd       decide Closed meaning "fd closed",    Close, Withdraw, then
 //	                    forget fd in the poller, close(2)     Poller.Forget, close
