@@ -357,6 +357,49 @@ func TestRecvOnce(t *testing.T) {
 	})
 }
 
+// TestRecvAtMost: a receive with a limit takes no more than it from the
+// socket whatever the buffer size (256 here), in order; a limit of zero or
+// beyond 32 bits is refused, arming nothing.
+func TestRecvAtMost(t *testing.T) {
+	forEachRecv(t, func(t *testing.T, h *recvHarness) {
+		a, b := h.pair()
+		want := bytes.Repeat([]byte("abcdefghij"), 60) // 600 bytes
+		if _, err := unix.Write(b, want); err != nil {
+			t.Fatal(err)
+		}
+		h.close(b)
+		var got bytes.Buffer
+		for i, max := 0, 7; ; i, max = i+1, max*3 {
+			tag := h.tag()
+			if err := h.rc.RecvAtMost(tag, a, max); err != nil {
+				t.Fatalf("RecvAtMost(%d): %v", max, err)
+			}
+			h.armed[tag] = true
+			h.got[tag] = new(bytes.Buffer)
+			ev := h.await(tag)
+			if ev.Err() != nil || ev.More {
+				t.Fatalf("receive %d: %v", i, ev)
+			}
+			if ev.N == 0 {
+				break
+			}
+			if n := h.got[tag].Len(); n != int(ev.N) || n > max || n > 256 {
+				t.Fatalf("receive %d of at most %d: %d bytes (Event says %d)", i, max, n, ev.N)
+			}
+			got.Write(h.got[tag].Bytes())
+		}
+		if !bytes.Equal(got.Bytes(), want) {
+			t.Fatalf("read %d bytes, not the 600 written in order", got.Len())
+		}
+		for _, max := range []int{0, -1, 1 << 33} {
+			if err := h.rc.RecvAtMost(h.tag(), a, max); err == nil {
+				t.Fatalf("RecvAtMost(%d) armed", max)
+			}
+		}
+		h.quiet()
+	})
+}
+
 // send queues b on fd under a fresh tag, recorded by the harness.
 func (h *recvHarness) send(fd int, b []byte) uint64 {
 	h.t.Helper()

@@ -5,6 +5,7 @@ package poller
 import (
 	"errors"
 	"fmt"
+	"math"
 
 	"golang.org/x/sys/unix"
 
@@ -45,6 +46,12 @@ type RingIO interface {
 	// or ending after one buffer, which bounds what it takes from the
 	// socket before the caller can stop it.
 	Recv(tag uint64, fd int, multishot bool) error
+	// RecvAtMost arms a one-shot receive of at most max bytes (max > 0)
+	// on fd under tag: its one Event carries min(max, a buffer) bytes at
+	// most, so a reader that can hold only max is never handed more. It
+	// is for a caller that just found the socket empty: the kernel waits
+	// for readiness before it tries (POLL_FIRST).
+	RecvAtMost(tag uint64, fd int, max int) error
 	// Bytes returns the N bytes ev's buffer holds, valid until Release.
 	Bytes(ev *Event) []byte
 	// Release gives ev's buffer back to the kernel.
@@ -138,6 +145,25 @@ func (p *uringPoller) Recv(tag uint64, fd int, multishot bool) error {
 		return err
 	}
 	s.PrepRecvSelect(int32(fd), recvGroup, multishot, tag)
+	p.book(tag, fd, 0, kindRecv)
+	return nil
+}
+
+func (p *uringPoller) RecvAtMost(tag uint64, fd int, max int) error {
+	if p.closed {
+		return ErrClosed
+	}
+	if p.bufs == nil {
+		return ErrNoRingIO
+	}
+	if max <= 0 || max > math.MaxUint32 {
+		return fmt.Errorf("poller: RecvAtMost of %d bytes on fd %d", max, fd)
+	}
+	s, err := p.slot(tag, fd, 0)
+	if err != nil {
+		return err
+	}
+	s.PrepRecvSelectMax(int32(fd), recvGroup, uint32(max), true, tag)
 	p.book(tag, fd, 0, kindRecv)
 	return nil
 }

@@ -21,11 +21,11 @@ type reqHandle = cancel.Handle[reqData]
 const _ uint = poller.TagIndexBits - cancel.TagIndexBits
 
 // Request kinds and results of the connection layer, in Events bits the
-// kernel never reports: a Conn's receive (reqData.ev) and its end at the
-// peer's EOF (reqData.ready).
+// kernel never reports: a receive (reqData.ev; a Conn's, or with reqData.w
+// a parked reader's) and its end at the peer's EOF (reqData.ready).
 const (
 	evRecv     Events = 1 << 30
-	evRecvOnce Events = 1 << 28 // with evRecv: a receive that ends after one buffer
+	evRecvOnce Events = 1 << 28 // with evRecv: a receive that ends after one buffer (always, for a reader's: ringread.go)
 	evSend     Events = 1 << 27 // a Conn's send; its reqData.ready holds the bytes sent
 	evEOF      Events = 1 << 29
 )
@@ -241,13 +241,19 @@ func (l *loop) handle(n int) {
 		h, ok := l.table.Lookup(ev.Tag)
 		bytes := ev.HasBuf // Release clears it
 		if bytes {
-			// Bytes a Conn's receive brought: cancel hands them over
-			// whatever the request's outcome (MustConsume, in every
-			// state in which the kernel owes), the Conn takes them or
-			// drops them if it no longer reads, and the buffer goes back
+			// Bytes a receive brought: cancel hands them over whatever
+			// the request's outcome (MustConsume, in every state in
+			// which the kernel owes); a Conn takes them or drops them if
+			// it no longer reads, a parked reader's p takes them (its
+			// receive is delivered only after this: see withdrawal), and
+			// the buffer goes back
 			// here, once.
 			if ok && ev.N > 0 && h.Received().Has(cancel.MustConsume) {
-				h.Data().conn.received(l.rcv.Bytes(ev))
+				if d := h.Data(); d.conn != nil {
+					d.conn.received(l.rcv.Bytes(ev))
+				} else {
+					d.w.received(l.rcv.Bytes(ev)) // a reader's (recvInto)
+				}
 			}
 			l.received.Add(1)
 			l.rcv.Release(ev)
@@ -291,7 +297,7 @@ func (l *loop) exec(c *cmd) {
 	case opArm:
 		l.act(c.h, c.h.Arm())
 	case opCancel:
-		l.act(c.h, c.h.Withdraw())
+		l.act(c.h, l.withdrawal(c.h))
 	case opCloseFd:
 		l.closeFdOn(int(c.fd))
 	case opTask:
@@ -335,6 +341,8 @@ func (l *loop) act(h reqHandle, a cancel.Action) {
 		switch {
 		case d.ev&evSend != 0:
 			err = l.rcv.Send(h.Tag(), int(d.fd), d.conn.sendable())
+		case d.ev&evRecv != 0 && d.w != nil:
+			err = l.rcv.RecvAtMost(h.Tag(), int(d.fd), len(d.w.dst))
 		case d.ev&evRecv != 0:
 			err = l.rcv.Recv(h.Tag(), int(d.fd), d.ev&evRecvOnce == 0)
 		default:
@@ -509,32 +517,6 @@ func (l *loop) post(c cmd) bool {
 func (l *loop) wake() {
 	l.wakeups.Add(1)
 	l.pk.unpark()
-}
-
-func (l *loop) addTimer(e timerEntry) { l.timers.add(e) }
-
-// runTimers fires every deadline due at now.
-func (l *loop) runTimers(now int64) {
-	for {
-		e, ok := l.timers.popExpired(now)
-		if !ok {
-			return
-		}
-		if e.obj != nil {
-			l.enterUser() // a Conn's deadline calls OnClose
-			e.obj.fire(l, e.seq, now)
-			continue
-		}
-		// A request deadline: one more canceller, deciding Closed with
-		// os.ErrDeadlineExceeded as its meaning. Delivery removes the
-		// entry, so h is live here; a Cancel may have won meanwhile.
-		h := e.h
-		if !h.State().Cancellable() {
-			continue
-		}
-		h.Data().err = errDeadline
-		l.act(h, h.Close())
-	}
 }
 
 func (l *loop) link(h reqHandle) {

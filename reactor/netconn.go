@@ -14,6 +14,13 @@ import (
 // Reactor: Read and Write are nonblocking syscalls that, when the socket
 // would block, park the calling goroutine on the reactor with Poll (not on
 // Go's runtime netpoller). Deadlines and Close end a parked call at once.
+// On a loop whose I/O goes through the ring (Reactor.IOPath "ring"), a
+// Read that finds the socket empty parks on a receive of at most len(p)
+// bytes instead, and the next Read does too until one fills p: the bytes
+// come with the wake-up, sparing the read(2) that found nothing and the
+// one after the poll, which is what a request-response connection (HTTP,
+// RPC) pays on every request. A deadline or Close that races the bytes
+// never loses them: the Read returns them, or they stay in the socket.
 // Its methods are safe from any goroutine: Reads are serialized among
 // themselves, Writes too (a Write is never interleaved with another), and
 // a Read and a Write run concurrently.

@@ -201,15 +201,26 @@ type netFD struct {
 	// removed at close as net's UnixListener does; constant.
 	unlink string
 
-	ref    fdRef
-	done   chan struct{} // closed by destroy: Close waits for it
-	rmu    sync.Mutex    // serializes readers (and accepters): one Poll for In at a time
-	wmu    sync.Mutex    // serializes writers: whole writes do not interleave
-	rd, wr pollWait
+	// ringRead: reads may park on a receive through the ring
+	// (recvInto), the fd's loop having that path; constant.
+	ringRead bool
+
+	ref  fdRef
+	done chan struct{} // closed by destroy: Close waits for it
+	rmu  sync.Mutex    // serializes readers (and accepters): one Poll for In at a time
+	// waitFirst: guarded by rmu. The last read drained the socket, so
+	// the next one parks on a receive at once instead of first making a
+	// read(2) that would find nothing: what a request-response peer
+	// (HTTP, RPC) does on every request. A receive that fills p clears
+	// it: more may be queued, and read(2) takes it without a wake.
+	waitFirst bool
+	wmu       sync.Mutex // serializes writers: whole writes do not interleave
+	rd, wr    pollWait
 }
 
 func newNetFD(r *Reactor, fd int, network string, laddr, raddr net.Addr) *netFD {
-	return &netFD{r: r, sysfd: fd, net: network, laddr: laddr, raddr: raddr, done: make(chan struct{})}
+	return &netFD{r: r, sysfd: fd, net: network, laddr: laddr, raddr: raddr, done: make(chan struct{}),
+		ringRead: r.loopFor(fd).rcv != nil}
 }
 
 // prepare is the check every operation makes before its syscall: closed
@@ -257,6 +268,41 @@ func (fd *netFD) wait(w *pollWait, ev Events) error {
 		return errReactorClosed
 	default:
 		return err
+	}
+}
+
+// recv parks on a receive through the ring of at most len(p) bytes, as
+// wait parks on a Poll: a deadline, a deadline change or Close interrupts
+// it, and then it returns (0, false, nil) for the caller to prepare and
+// look again. Bytes the receive took are returned even when an interrupt
+// raced them.
+func (fd *netFD) recv(w *pollWait, p []byte) (n int, eof bool, err error) {
+	w.mu.Lock()
+	if err := fd.prepare(w); err != nil {
+		w.mu.Unlock()
+		return 0, false, err
+	}
+	if w.wake == nil {
+		w.wake = make(chan struct{})
+	}
+	ctx := wakeCtx(w.wake)
+	w.parked = true
+	w.mu.Unlock()
+
+	n, eof, err = fd.r.recvInto(ctx, fd.sysfd, p)
+
+	w.mu.Lock()
+	w.parked = false
+	w.mu.Unlock()
+	switch {
+	case err == nil:
+		return n, eof, nil
+	case err == context.Canceled:
+		return 0, false, nil
+	case errors.Is(err, ErrClosed):
+		return 0, false, errReactorClosed
+	default:
+		return 0, false, err
 	}
 }
 
@@ -329,6 +375,31 @@ func (fd *netFD) Read(p []byte) (int, error) {
 		if len(p) == 0 {
 			return 0, nil
 		}
+		if fd.waitFirst {
+			n, eof, err := fd.recv(&fd.rd, p)
+			switch {
+			case err == nil && n > 0:
+				fd.waitFirst = n < min(len(p), fd.r.recvMax())
+				return n, nil
+			case err == nil && eof:
+				return 0, io.EOF
+			case err == nil:
+				continue // interrupted: prepare again
+			case err == unix.ENOBUFS, errors.Is(err, errNoRingRead):
+				// Every loop buffer is lent (or the loop has no
+				// receive path): this read goes after a Poll.
+				fd.waitFirst = false
+				if err := fd.wait(&fd.rd, In); err != nil {
+					return 0, err
+				}
+			default:
+				var errno unix.Errno
+				if errors.As(err, &errno) {
+					return 0, os.NewSyscallError("read", errno)
+				}
+				return 0, err // closed, a deadline, ErrOnLoop
+			}
+		}
 		n, err := rawRead(fd.sysfd, p)
 		switch {
 		case err == nil && n == 0:
@@ -337,6 +408,8 @@ func (fd *netFD) Read(p []byte) (int, error) {
 			return n, nil
 		case err == unix.EINTR:
 			continue
+		case err == unix.EAGAIN && fd.ringRead:
+			fd.waitFirst = true
 		case err == unix.EAGAIN:
 			if err := fd.wait(&fd.rd, In); err != nil {
 				return 0, err

@@ -312,8 +312,14 @@ func (l *loop) cancelOff(h reqHandle) (bool, cancel.Action) {
 	return won, a
 }
 
-// waiter is a Poll's completion channel, pooled.
-type waiter struct{ ch chan Result }
+// waiter is a Poll's completion channel, pooled; a reader's receive
+// through the ring (recvInto) also has the loop copy its bytes into dst,
+// counting them in n, before the completion is sent.
+type waiter struct {
+	ch  chan Result
+	dst []byte
+	n   int
+}
 
 // Poll waits for ev on fd and returns the ready events. When ctx ends first
 // the request is canceled and Poll returns ctx.Err(); when the request

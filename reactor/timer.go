@@ -116,3 +116,29 @@ func (h *timerHeap) popExpired(now int64) (timerEntry, bool) {
 	}
 	return h.remove(0), true
 }
+
+func (l *loop) addTimer(e timerEntry) { l.timers.add(e) }
+
+// runTimers fires every deadline due at now.
+func (l *loop) runTimers(now int64) {
+	for {
+		e, ok := l.timers.popExpired(now)
+		if !ok {
+			return
+		}
+		if e.obj != nil {
+			l.enterUser() // a Conn's deadline calls OnClose
+			e.obj.fire(l, e.seq, now)
+			continue
+		}
+		// A request deadline: one more canceller, deciding Closed with
+		// os.ErrDeadlineExceeded as its meaning. Delivery removes the
+		// entry, so h is live here; a Cancel may have won meanwhile.
+		h := e.h
+		if !h.State().Cancellable() {
+			continue
+		}
+		h.Data().err = errDeadline
+		l.act(h, h.Close())
+	}
+}

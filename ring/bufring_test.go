@@ -98,6 +98,44 @@ func TestRecvMultishotBufRing(t *testing.T) {
 	}
 }
 
+// TestRecvSelectMax: a one-shot RECV with a max takes no more than that
+// from the socket, although its buffer is larger; the rest stays queued
+// for the next receive, and a max beyond the buffer is cut to the buffer.
+func TestRecvSelectMax(t *testing.T) {
+	r, b := recvRing(t, 2, 64)
+	a, peer := socketpair(t)
+	if _, err := unix.Write(peer, []byte("0123456789")); err != nil {
+		t.Fatal(err)
+	}
+	for i, tc := range []struct {
+		max  uint32
+		want string
+	}{{4, "0123"}, {1000, "456789"}} {
+		prep(t, r, func(s *ring.SQE) { s.PrepRecvSelectMax(int32(a), b.Group(), tc.max, i == 1, uint64(i+1)) })
+		c := waitCQEs(t, r, 1)[0]
+		id, ok := c.Buffer()
+		if !ok || c.More() || c.UserData != uint64(i+1) {
+			t.Fatalf("max %d: CQE %+v: want a buffer, the last", tc.max, c)
+		}
+		if got := string(b.Take(id, int(c.Res))); got != tc.want {
+			t.Fatalf("max %d: received %q, want %q", tc.max, got, tc.want)
+		}
+		b.Put(id)
+	}
+	big := bytes.Repeat([]byte{'x'}, 100)
+	if _, err := unix.Write(peer, big); err != nil {
+		t.Fatal(err)
+	}
+	prep(t, r, func(s *ring.SQE) { s.PrepRecvSelectMax(int32(a), b.Group(), 1000, true, 3) })
+	c := waitCQEs(t, r, 1)[0]
+	id, ok := c.Buffer()
+	if !ok || c.Res != 64 {
+		t.Fatalf("max 1000, buffers of 64, 100 bytes queued: CQE %+v, want Res 64", c)
+	}
+	b.Take(id, int(c.Res))
+	b.Put(id)
+}
+
 // TestRecvCancel: a multishot RECV canceled while it waits ends with one
 // -ECANCELED CQE and took no buffer.
 func TestRecvCancel(t *testing.T) {

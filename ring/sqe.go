@@ -109,6 +109,25 @@ func (s *SQE) PrepRecvSelect(fd int32, group uint16, multishot bool, userData ui
 	}
 }
 
+// recvPollFirst is IORING_RECVSEND_POLL_FIRST (5.19): the request waits
+// for readiness before its first attempt.
+const recvPollFirst = 1 << 0
+
+// PrepRecvSelectMax is a one-shot PrepRecvSelect that takes at most max
+// bytes (max > 0) from the socket, however large the selected buffer: the
+// kernel reads min(max, buffer size), so a reader that asked for less than
+// a buffer never gets more than it can hold, and nothing is left over.
+// With pollFirst the kernel waits for readiness before it tries, sparing
+// an attempt that would find nothing, for a caller that just saw the
+// socket empty.
+func (s *SQE) PrepRecvSelectMax(fd int32, group uint16, max uint32, pollFirst bool, userData uint64) {
+	s.raw = sqe{opcode: uint8(OpRecv), fd: fd, flags: uint8(sqeBufferSelect),
+		bufIndex: group, len: max, userData: userData}
+	if pollFirst {
+		s.raw.ioprio = recvPollFirst
+	}
+}
+
 // PrepSend prepares a SEND of b on fd with send(2)'s flags. The kernel reads
 // b after Submit returns: the caller keeps b's memory alive and unchanged
 // until the CQE (Res: bytes sent, possibly fewer than len(b)).

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/oneshot-io/oneshot/reactor"
@@ -25,10 +26,23 @@ func main() {
 	backend := flag.String("backend", "auto", "reactor backend: auto, uring or epoll")
 	loops := flag.Int("loops", 0, "reactor event loops (0: GOMAXPROCS)")
 	addr := flag.String("addr", "127.0.0.1:0", "listen address")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "httpserve:", err)
+			os.Exit(2)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "httpserve:", err)
+			os.Exit(2)
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
 	if err := run(*mode, reactor.Backend(*backend), *loops, *addr); err != nil {
 		fmt.Fprintln(os.Stderr, "httpserve:", err)
-		os.Exit(1)
+		os.Exit(1) //nolint:gocritic // the profile of a failed run is not wanted
 	}
 }
 

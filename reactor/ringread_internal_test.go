@@ -1,0 +1,137 @@
+//go:build linux
+
+package reactor
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"testing"
+	"time"
+)
+
+// gate is a loop task that holds the loop until released: what lets a
+// test order the loop's work against the kernel's.
+type gate struct{ entered, release chan struct{} }
+
+func newGate() gate { return gate{make(chan struct{}), make(chan struct{})} }
+
+func (g gate) runTask(*loop, int32) {
+	close(g.entered)
+	<-g.release
+}
+
+// TestReadDeadlineAfterKernelTookBytes orders one collision on purpose: a
+// parked Read's deadline passes (its cancel is queued for the loop), then
+// bytes arrive, which the kernel hands to the waiting receive (io_uring:
+// the receive's wake has fired when the loop gets to the cancel), then the
+// loop runs the cancel. The Read must return the bytes, or time out with
+// the bytes still in the socket; either way nothing is lost. A cancel that
+// delivered the receive at once, before its end (a withdrawal), left the
+// bytes for a reader that had gone: the loop then copied them into a
+// recycled waiter (a panic, or a data race under -race) or dropped them.
+// On epoll the same order runs through a readiness Poll.
+func TestReadDeadlineAfterKernelTookBytes(t *testing.T) {
+	for _, b := range []Backend{BackendEpoll, BackendUring} {
+		t.Run(string(b), func(t *testing.T) {
+			for round := range 20 {
+				testReadDeadlineAfterKernelTookBytes(t, b, round)
+			}
+		})
+	}
+}
+
+func testReadDeadlineAfterKernelTookBytes(t *testing.T, b Backend, round int) {
+	r, err := New(Config{Backend: b, Loops: 1})
+	if err != nil {
+		if errors.Is(err, ErrUnavailable) {
+			t.Skipf("io_uring unavailable here: %v", err)
+		}
+		t.Fatal(err)
+	}
+	defer r.Close()
+	l := r.loops[0]
+	ln, err := r.NetListen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		accepted <- c
+	}()
+	ctx, stop := context.WithTimeout(context.Background(), 10*time.Second)
+	defer stop()
+	peer, err := r.DialContext(ctx, "tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	c := <-accepted
+	if c == nil {
+		t.Fatal("Accept failed")
+	}
+	defer c.Close()
+
+	type read struct {
+		p   []byte
+		err error
+	}
+	got := make(chan read, 1)
+	go func() {
+		p := make([]byte, 64)
+		n, err := c.Read(p)
+		got <- read{p[:n], err}
+	}()
+	waitUntil(t, "the Read parked", func() bool { return l.outstanding.Load() == 1 })
+
+	g1, g2, g3 := newGate(), newGate(), newGate()
+	l.postTask(g1, 0)
+	<-g1.entered
+	l.postTask(g2, 0)
+	c.SetReadDeadline(time.Now().Add(-time.Second)) // the Read's cancel, behind g2
+	waitUntil(t, "the cancel queued", func() bool { return l.in.n.Load() == 2 })
+	l.postTask(g3, 0)
+	close(g1.release)
+	<-g2.entered // the loop looked at the kernel after g1: nothing yet
+	if _, err := peer.Write([]byte("0123456789")); err != nil {
+		t.Fatal(err)
+	}
+	close(g2.release) // the cancel runs next, before the loop looks again
+	<-g3.entered
+	// The loop has run the cancel and not looked at the kernel since. A
+	// receive is delivered only at its end in the kernel, which the loop
+	// has not seen: it is still outstanding. (A poll is withdrawn and
+	// delivered at once: it holds no bytes.)
+	if ring := r.loopFor(c.(*NetConn).fd.sysfd).rcv != nil; ring && l.outstanding.Load() != 1 {
+		t.Errorf("round %d: the canceled receive was delivered before the kernel ended it", round)
+	}
+	close(g3.release)
+
+	res := <-got
+	switch {
+	case res.err == nil && string(res.p) == "0123456789":
+	case errors.Is(res.err, os.ErrDeadlineExceeded) && len(res.p) == 0:
+		c.SetReadDeadline(time.Time{})
+		p := make([]byte, 10)
+		if _, err := io.ReadFull(c, p); err != nil || string(p) != "0123456789" {
+			t.Fatalf("round %d: after the timeout, the socket had %q (%v)", round, p, err)
+		}
+	default:
+		t.Fatalf("round %d: Read = %q, %v; want the 10 bytes, or a timeout with them left in the socket", round, res.p, res.err)
+	}
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within 10s: %s", what)
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+}
