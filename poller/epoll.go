@@ -38,6 +38,28 @@ import (
 //	any       | Forget                         | gone      | DEL unless regNone
 //	any       | epoll_ctl fails                | regNone   | its tags get Failed
 //
+// An Edge arm (the caller arms after EAGAIN and Forgets before close) on an
+// unregistered fd makes an edge registration instead: EPOLLET for every
+// interest bit, made once and kept until Forget, with no epoll_ctl per arm
+// (Go's netpoller registers so). It stays regActive while tags come and go:
+//
+//	from      | event                          | to        | syscall
+//	----------+--------------------------------+-----------+------------------
+//	regNone   | Edge arm                       | regActive | ADD (new gen, ET)
+//	regActive | Edge arm, pending ∩ interest   | regActive | none; Ready now
+//	regActive | Edge arm, nothing pending      | regActive | none
+//	regActive | harvest                        | regActive | none; the tags the
+//	          |                                |           | mask matched get
+//	          |                                |           | Ready, bits no tag
+//	          |                                |           | took go to pending
+//	regActive | arm without Edge               | regActive | MOD (the level is
+//	          |                                |           | polled again: a
+//	          |                                |           | ready fd fires)
+//	regActive | Disarm                         | regActive | none
+//
+// Pending keeps what fired while no tag wanted it, so an edge is never lost
+// between a caller's EAGAIN and its arm; Err and Hup stay pending for good.
+//
 // The generation in each registration's epoll data (Pad) is new at every ADD:
 // a harvested event whose generation is not the fd's current one belongs to
 // a registration we deleted or lost (a file closed behind our back whose
@@ -57,6 +79,10 @@ type epollReg struct {
 	gen   uint32 // generation of the current registration; valid unless regNone
 	mask  uint32 // interest the registration is enabled for in regActive
 	state regState
+	edge  bool // an edge registration (EPOLLET, kept from arm to arm)
+	// pending: what an edge registration reported that no tag took;
+	// decides the next arm that asks for it.
+	pending uint32
 	// n counts, per interestBits, the tags armed on the fd that ask for
 	// it: the interest is their union, kept without walking the fd's
 	// list (many waiters on one fd made every Arm a walk of all of them).
@@ -146,17 +172,74 @@ func (p *epollPoller) Arm(tag uint64, fd int, events uint32) error {
 	if err := checkArm(tag, fd, events); err != nil {
 		return err
 	}
-	if _, err := p.g.add(tag, fd, events); err != nil {
+	edge := events&Edge != 0
+	events &^= Edge
+	rec, err := p.g.add(tag, fd, events)
+	if err != nil {
 		return err
 	}
 	if fd >= len(p.regs) {
 		p.regs = grow(p.regs, fd+1)
 	}
-	p.regs[fd].count(events, 1)
+	reg := &p.regs[fd]
+	reg.count(events, 1)
 	p.stats.Arms++
 	p.stats.Armed++
-	p.sync(fd, tag)
+	switch {
+	case reg.edge && edge:
+		if m := readyMask(events, reg.pending); m != 0 {
+			reg.pending &^= m &^ alwaysMask // Err and Hup stay
+			p.remove(rec)
+			p.emit(Event{Tag: tag, Events: m})
+		}
+	case reg.edge:
+		p.repoll(fd, tag)
+	case edge && reg.state == regNone:
+		p.addEdge(fd)
+	default:
+		p.sync(fd, tag)
+	}
 	return nil
+}
+
+// edgeMask is what an edge registration is enabled for: every interest,
+// so that no arm ever needs to widen it.
+const edgeMask = In | Pri | Out | RdHup | unix.EPOLLET
+
+// addEdge makes fd's edge registration; an error fails the tags on fd.
+func (p *epollPoller) addEdge(fd int) {
+	reg := &p.regs[fd]
+	reg.gen = p.nextGen
+	if p.nextGen++; p.nextGen == 0 {
+		p.nextGen = 1
+	}
+	reg.mask, reg.edge, reg.pending = edgeMask, true, 0
+	if err := p.ctl(unix.EPOLL_CTL_ADD, fd); err != nil {
+		*reg = epollReg{n: reg.n}
+		p.failAll(fd, 0, err)
+		return
+	}
+	reg.state = regActive
+}
+
+// repoll serves an arm without Edge on an edge registration: a MOD polls
+// the level again, so a fd that is ready now fires although no new edge
+// came. ENOENT means the file was closed behind the registration's back
+// (the Edge promise broken): the registration is dropped, the older tags
+// fail and fresh is armed on whatever the number names now.
+func (p *epollPoller) repoll(fd int, fresh uint64) {
+	reg := &p.regs[fd]
+	err := p.ctl(unix.EPOLL_CTL_MOD, fd)
+	if err == nil {
+		return
+	}
+	*reg = epollReg{n: reg.n}
+	if err == unix.ENOENT {
+		p.failAll(fd, fresh, err)
+		p.sync(fd, fresh)
+		return
+	}
+	p.failAll(fd, 0, err)
 }
 
 func (p *epollPoller) Disarm(tag uint64) bool {
@@ -242,6 +325,10 @@ func (p *epollPoller) harvest(kev *unix.EpollEvent) {
 		p.stats.Stale++
 		return
 	}
+	if p.regs[fd].edge {
+		p.harvestEdge(fd, kev.Events)
+		return
+	}
 	p.regs[fd].state = regIdle // EPOLLONESHOT disabled the whole fd
 	for i := p.g.first(fd); i != 0; {
 		rec := p.g.at(i)
@@ -255,6 +342,24 @@ func (p *epollPoller) harvest(kev *unix.EpollEvent) {
 	p.sync(fd, 0) // the side that did not fire is re-armed, never lost
 }
 
+// harvestEdge hands an edge registration's report to the tags it
+// satisfies and keeps what none of them took for the next arm.
+func (p *epollPoller) harvestEdge(fd int, mask uint32) {
+	taken := uint32(0)
+	for i := p.g.first(fd); i != 0; {
+		rec := p.g.at(i)
+		i = rec.next
+		if m := readyMask(rec.events, mask); m != 0 {
+			tag := rec.tag
+			taken |= m
+			p.remove(rec)
+			p.emit(Event{Tag: tag, Events: m})
+		}
+	}
+	reg := &p.regs[fd]
+	reg.pending |= mask&^taken | mask&alwaysMask
+}
+
 // remove takes rec off the ledger and out of its fd's interest counts.
 func (p *epollPoller) remove(rec *tagRec) {
 	p.regs[rec.fd].count(rec.events, ^uint32(0))
@@ -265,6 +370,9 @@ func (p *epollPoller) remove(rec *tagRec) {
 // fresh is the tag Arm just added, or 0.
 func (p *epollPoller) sync(fd int, fresh uint64) {
 	reg := &p.regs[fd]
+	if reg.edge {
+		return // enabled for everything until Forget
+	}
 	want := reg.want()
 	if p.g.first(fd) == 0 {
 		if reg.state == regActive {
@@ -328,7 +436,11 @@ func (p *epollPoller) failAll(fd int, keep uint64, err error) {
 
 func (p *epollPoller) ctl(op int, fd int) error {
 	reg := &p.regs[fd]
-	p.ctlEv = unix.EpollEvent{Events: reg.mask | unix.EPOLLONESHOT, Fd: int32(fd), Pad: int32(reg.gen)}
+	flags := uint32(unix.EPOLLONESHOT)
+	if reg.edge {
+		flags = 0 // edgeMask has EPOLLET
+	}
+	p.ctlEv = unix.EpollEvent{Events: reg.mask | flags, Fd: int32(fd), Pad: int32(reg.gen)}
 	p.stats.Syscalls++
 	return unix.EpollCtl(p.epfd, op, fd, &p.ctlEv)
 }

@@ -74,8 +74,12 @@
 //	Disarm                       | ASYNC_CANCEL, queued; the| DEL/MOD now; Canceled
 //	                             | kernel decides the race  | is decided at once
 //	syscalls per loop turn       | one io_uring_enter (+1   | one epoll_ctl per Arm
-//	                             | per 20 completions of a  | and Disarm, one wait
-//	                             | burst on DEFER_TASKRUN)  |
+//	                             | per 20 completions of a  | and Disarm, one wait;
+//	                             | burst on DEFER_TASKRUN)  | none for an Edge arm
+//	                             |                          | once fd is registered
+//	Edge arm, fd readied while   | a POLL_ADD that finds the| Ready at once from
+//	no tag of it was armed       | level: Ready if still so | what was kept (perhaps
+//	                             |                          | used since: spurious)
 //
 // # Threads
 //
@@ -106,7 +110,9 @@
 // readiness 20 per io_uring_enter (Linux 6.13+), so Wait enters once more per
 // 20 of those. On epoll each Arm changes the interest set with one epoll_ctl
 // at once; a Disarm does too unless another tag on the fd keeps the same
-// interest.
+// interest. An Edge arm (the caller's promise: armed after EAGAIN, Forget
+// before close) makes one edge-triggered registration that serves every
+// later arm and Disarm on the fd without a system call.
 //
 // An owner that sleeps somewhere else than in Wait (parked on Fd in Go's
 // netpoller, as the reactor's loops are) asks Queued before it sleeps: Fd
@@ -136,8 +142,19 @@ const (
 	Hup   uint32 = unix.POLLHUP
 	RdHup uint32 = unix.POLLRDHUP
 
+	// Edge is not an event but a promise with the interest: the caller
+	// arms fd only after a nonblocking call on it found it not ready
+	// (EAGAIN), and Forgets fd before closing it. The epoll backend then
+	// keeps fd registered edge-triggered from arm to arm, which spares an
+	// epoll_ctl per arm, as Go's runtime netpoller does; what fired while
+	// no tag of fd was armed is kept and decides the next arm at once, so
+	// that Ready may be for readiness the caller has used since (its next
+	// call finds EAGAIN and arms again). io_uring ignores it: every poll is
+	// one POLL_ADD either way. Arm's Event never reports Edge.
+	Edge uint32 = 1 << 26
+
 	// ArmMask holds every bit Arm accepts.
-	ArmMask = In | Pri | Out | Err | Hup | RdHup
+	ArmMask = In | Pri | Out | Err | Hup | RdHup | Edge
 	// alwaysMask is what the kernel reports whether asked for or not.
 	alwaysMask = Err | Hup
 )

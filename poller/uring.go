@@ -167,6 +167,7 @@ func (p *uringPoller) Arm(tag uint64, fd int, events uint32) error {
 	if err != nil {
 		return err
 	}
+	events &^= Edge // one POLL_ADD per arm whatever the caller promises
 	s.PrepPollAdd(int32(fd), events, tag)
 	p.book(tag, fd, events, kindPoll)
 	return nil

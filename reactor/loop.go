@@ -28,6 +28,9 @@ const (
 	evRecvOnce Events = 1 << 28 // with evRecv: a receive that ends after one buffer (always, for a reader's: ringread.go)
 	evSend     Events = 1 << 27 // a Conn's send; its reqData.ready holds the bytes sent
 	evEOF      Events = 1 << 29
+	// evEdge passes the poller's Edge promise with a poll: armed only
+	// after EAGAIN, on an fd closed only through CloseFd (its Forget).
+	evEdge = Events(poller.Edge)
 )
 
 // reqData is a request's payload in its cancel slot. It is written by the
@@ -272,6 +275,9 @@ func (l *loop) handle(n int) {
 			o = cancel.Undecided // only ever seen for a request we canceled
 		case ev.Errno != 0:
 			o, d.errno = cancel.Failed, int32(ev.Errno)
+			if d.w != nil && d.ev&evRecv != 0 {
+				d.w.errno = ev.Errno // even if a cancel decided first
+			}
 		case d.ev&evSend != 0:
 			d.ready = Events(ev.N)
 		case d.ev&evRecv != 0 && ev.N == 0:
@@ -493,7 +499,7 @@ func (l *loop) closeFdOn(fd int) {
 		l.act(h, h.Close())
 		// A Cancel that won before and whose withdraw still waits in the
 		// inbox is withdrawn now: fd goes away before the inbox is read.
-		l.act(h, h.Withdraw())
+		l.act(h, l.withdrawal(h))
 	}
 	l.p.Forget(fd)
 	_ = unix.Close(fd) // EINTR/EIO on close still release the descriptor
@@ -547,45 +553,6 @@ func (l *loop) unlink(h reqHandle) {
 		d.next.Data().prev = d.prev
 	}
 	d.prev, d.next, d.listed = reqHandle{}, reqHandle{}, false
-}
-
-// stop is the loop's half of Reactor.Close: every request completes (with
-// ErrClosed unless something won first), every listener and connection
-// closes, the loop waits for the kernel to post every completion it owes
-// (bounded), and the poller is released.
-func (l *loop) stop() {
-	l.enterUser() // OnClose and callbacks run from here
-	l.stopping = true
-	cmds := l.in.take(l.spare, true) // later pushes fail: nothing new arrives
-	var live []reqHandle
-	l.table.Range(func(h reqHandle, _ cancel.State) bool {
-		live = append(live, h)
-		return true
-	})
-	for _, h := range live {
-		l.act(h, h.Close())
-		// Withdraw also finishes one whose Cancel won but whose withdraw
-		// was refused by the closed inbox.
-		l.act(h, h.Withdraw())
-	}
-	for i := range cmds {
-		l.exec(&cmds[i]) // arms are stolen as Closed; tasks see stopping
-	}
-	for _, s := range append([]stopper(nil), l.owned...) {
-		s.stopOnLoop()
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for l.p.Stats().Armed > 0 && time.Now().Before(deadline) {
-		n, err := l.p.Wait(l.evs, 50*time.Millisecond)
-		if err != nil {
-			break
-		}
-		l.handle(n)
-	}
-	l.kernel.Store(l.p.Stats().Syscalls)
-	if err := l.p.Close(); err != nil {
-		l.r.cfg.Logger.Sugar().Warnw("reactor: closing poller", "loop", l.id, "err", err)
-	}
 }
 
 func (l *loop) own(s stopper) { l.owned = append(l.owned, s) }

@@ -20,7 +20,9 @@ import (
 // come with the wake-up, sparing the read(2) that found nothing and the
 // one after the poll, which is what a request-response connection (HTTP,
 // RPC) pays on every request. A deadline or Close that races the bytes
-// never loses them: the Read returns them, or they stay in the socket.
+// never loses them: the Read returns them, or they stay in the socket. On
+// epoll the fd stays registered, edge-triggered, from one park to the
+// next (poller.Edge), so a park costs no epoll_ctl.
 // Its methods are safe from any goroutine: Reads are serialized among
 // themselves, Writes too (a Write is never interleaved with another), and
 // a Read and a Write run concurrently.
@@ -157,7 +159,7 @@ func (fd *netFD) rawIO(w *pollWait, ev Events, f func(fd uintptr) bool) error {
 		if f(uintptr(fd.sysfd)) {
 			return nil
 		}
-		if err := fd.wait(w, ev); err != nil {
+		if err := fd.wait(w, ev, false); err != nil {
 			return err
 		}
 	}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
-	"net"
 	"os"
 	"strings"
 	"testing"
@@ -66,6 +65,10 @@ func TestNetConnReadRacesDeadlines(t *testing.T) {
 				default:
 					t.Fatalf("Read after %d bytes: %v", got, err)
 				}
+			}
+			if got < len(src) {
+				c.Close() // ends a writer stuck on a full socket
+				t.Fatalf("read %d bytes of %d within 20s", got, len(src))
 			}
 			if err := <-wrote; err != nil {
 				t.Fatalf("writer: %v", err)
@@ -129,7 +132,9 @@ func TestNetConnRingReadTakesNoMore(t *testing.T) {
 			if err := <-done; err != io.EOF {
 				t.Fatalf("parked Read at EOF: %v, want io.EOF", err)
 			}
-			var _ net.Conn = c
+			if ring := r.Stats().Received > 0; ring != strings.HasPrefix(r.IOPath(), "ring") {
+				t.Fatalf("reads through the ring: %v (Stats.Received %d) on %s", ring, r.Stats().Received, name(b))
+			}
 		})
 	}
 }

@@ -239,7 +239,11 @@ func (fd *netFD) prepare(w *pollWait) error {
 // deadline, a deadline change or Close interrupts it; either way it returns
 // nil and the caller prepares and tries its syscall again. It returns an
 // error when the fd closed, the deadline passed, or the Poll failed.
-func (fd *netFD) wait(w *pollWait, ev Events) error {
+// afterEAGAIN says the caller's syscall just found the socket not ready,
+// which lets epoll keep the fd registered between waits (poller.Edge:
+// the fd is closed only through CloseFd); a wait without it polls the
+// level, as a RawConn callback that declines may not have drained.
+func (fd *netFD) wait(w *pollWait, ev Events, afterEAGAIN bool) error {
 	w.mu.Lock()
 	// Close marks the fd before it takes w.mu to interrupt, and a
 	// deadline is stored under w.mu: checked here, neither is missed.
@@ -254,7 +258,11 @@ func (fd *netFD) wait(w *pollWait, ev Events) error {
 	w.parked = true
 	w.mu.Unlock()
 
-	_, err := fd.r.Poll(ctx, fd.sysfd, ev)
+	var extra Events
+	if afterEAGAIN {
+		extra = evEdge
+	}
+	_, err := fd.r.poll(ctx, fd.sysfd, ev, extra)
 
 	w.mu.Lock()
 	w.parked = false // one waiter per direction: if an interrupt did not, we do
@@ -368,6 +376,7 @@ func (fd *netFD) Read(p []byte) (int, error) {
 	if len(p) > maxRW {
 		p = p[:maxRW]
 	}
+	ring := fd.ringRead // false once this Read finds it cannot park on a receive
 	for {
 		if err := fd.prepare(&fd.rd); err != nil {
 			return 0, err
@@ -375,7 +384,7 @@ func (fd *netFD) Read(p []byte) (int, error) {
 		if len(p) == 0 {
 			return 0, nil
 		}
-		if fd.waitFirst {
+		if fd.waitFirst && ring {
 			n, eof, err := fd.recv(&fd.rd, p)
 			switch {
 			case err == nil && n > 0:
@@ -389,15 +398,19 @@ func (fd *netFD) Read(p []byte) (int, error) {
 				// Every loop buffer is lent (or the loop has no
 				// receive path): this read goes after a Poll.
 				fd.waitFirst = false
-				if err := fd.wait(&fd.rd, In); err != nil {
+				if err := fd.wait(&fd.rd, In, false); err != nil {
 					return 0, err
 				}
+			case err == ErrOnLoop:
+				// Called from a loop callback, which cannot park: take
+				// what the socket has; if nothing, the wait fails so.
+				ring, fd.waitFirst = false, false
 			default:
 				var errno unix.Errno
 				if errors.As(err, &errno) {
 					return 0, os.NewSyscallError("read", errno)
 				}
-				return 0, err // closed, a deadline, ErrOnLoop
+				return 0, err // closed, a deadline
 			}
 		}
 		n, err := rawRead(fd.sysfd, p)
@@ -408,10 +421,10 @@ func (fd *netFD) Read(p []byte) (int, error) {
 			return n, nil
 		case err == unix.EINTR:
 			continue
-		case err == unix.EAGAIN && fd.ringRead:
+		case err == unix.EAGAIN && ring:
 			fd.waitFirst = true
 		case err == unix.EAGAIN:
-			if err := fd.wait(&fd.rd, In); err != nil {
+			if err := fd.wait(&fd.rd, In, true); err != nil {
 				return 0, err
 			}
 		default:
@@ -446,7 +459,7 @@ func (fd *netFD) Write(p []byte) (int, error) {
 			return nn, io.ErrUnexpectedEOF
 		case err == nil, err == unix.EINTR:
 		case err == unix.EAGAIN:
-			if err := fd.wait(&fd.wr, Out); err != nil {
+			if err := fd.wait(&fd.wr, Out, true); err != nil {
 				return nn, err
 			}
 		default:
@@ -475,7 +488,7 @@ func (fd *netFD) accept() (int, unix.Sockaddr, error) {
 			return nfd, sa, nil
 		case unix.EINTR, unix.ECONNABORTED:
 		case unix.EAGAIN:
-			if err := fd.wait(&fd.rd, In); err != nil {
+			if err := fd.wait(&fd.rd, In, true); err != nil {
 				return -1, nil, err
 			}
 		default:

@@ -314,11 +314,13 @@ func (l *loop) cancelOff(h reqHandle) (bool, cancel.Action) {
 
 // waiter is a Poll's completion channel, pooled; a reader's receive
 // through the ring (recvInto) also has the loop copy its bytes into dst,
-// counting them in n, before the completion is sent.
+// counting them in n, and note the kernel's error, before the completion
+// is sent.
 type waiter struct {
-	ch  chan Result
-	dst []byte
-	n   int
+	ch    chan Result
+	dst   []byte
+	n     int
+	errno unix.Errno // the error the kernel ended a reader's receive with
 }
 
 // Poll waits for ev on fd and returns the ready events. When ctx ends first
@@ -328,6 +330,12 @@ type waiter struct {
 // callback it returns ErrOnLoop: it would block the loop, and forever when
 // fd belongs to that loop.
 func (r *Reactor) Poll(ctx context.Context, fd int, ev Events) (Events, error) {
+	return r.poll(ctx, fd, ev, 0)
+}
+
+// poll is Poll with request bits the API does not offer: evEdge, for a
+// caller that keeps its promise (NetConn's waits after EAGAIN).
+func (r *Reactor) poll(ctx context.Context, fd int, ev, extra Events) (Events, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
@@ -339,7 +347,7 @@ func (r *Reactor) Poll(ctx context.Context, fd int, ev Events) (Events, error) {
 		return 0, err
 	}
 	w := r.waiters.Get().(*waiter)
-	h, err := l.submit(fd, ev, nil, w, nil, 0)
+	h, err := l.submit(fd, ev|extra, nil, w, nil, 0)
 	if err != nil {
 		r.waiters.Put(w)
 		return 0, err

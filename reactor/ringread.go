@@ -56,7 +56,7 @@ func (r *Reactor) recvInto(ctx context.Context, fd int, p []byte) (n int, eof bo
 		p = p[:r.recvMax()]
 	}
 	w := r.waiters.Get().(*waiter)
-	w.dst, w.n = p, 0
+	w.dst, w.n, w.errno = p, 0, 0
 	defer func() {
 		w.dst, w.n = nil, 0 // the pool keeps no reference to p
 		r.waiters.Put(w)
@@ -76,6 +76,11 @@ func (r *Reactor) recvInto(ctx context.Context, fd int, p []byte) (n int, eof bo
 	switch {
 	case w.n > 0:
 		return w.n, false, nil // bytes win over a cancel that raced them
+	case w.errno != 0:
+		// The receive failed in the kernel (a reset) whatever the
+		// outcome: the socket's error went with it, so it is reported
+		// here or never.
+		return 0, false, w.errno
 	case won:
 		return 0, false, ctx.Err()
 	case res.Err != nil:
@@ -91,16 +96,21 @@ func (r *Reactor) recvInto(ctx context.Context, fd int, p []byte) (n int, eof bo
 // recvMax is the most one receive through the ring brings: a loop buffer.
 func (r *Reactor) recvMax() int { return r.cfg.RecvBufferSize }
 
-// withdrawal is what a cancel another goroutine asked for (opCancel)
-// makes the loop do. A receive the kernel holds is disarmed and delivered
-// at its end (act's MustAskLoopToCancel), never withdrawn: a withdrawal
-// delivers at once, and bytes the kernel took before the cancel reached it
-// would then come for a reader that is gone. Anything else is withdrawn.
-// The request's data is read only while the loop holds it armed (OnQueue,
-// this life): only the loop moves it out of there.
+// withdrawal is what the loop does with an aborted request it did not
+// cancel itself: one another goroutine canceled (opCancel), or one the
+// closer or CloseFd closed. A reader's receive the kernel holds is disarmed
+// and delivered at its end (act's MustAskLoopToCancel), never withdrawn: a
+// withdrawal delivers at once, and bytes the kernel took before the cancel
+// reached it would then be copied for a reader that is gone (into a waiter
+// the pool has handed to another Poll). Anything else is withdrawn (a
+// Conn's receive keeps its own protocol: conn_recv.go). The request's data
+// is read only while the loop holds it armed (OnQueue, this life): only the
+// loop moves it out of there.
 func (l *loop) withdrawal(h reqHandle) cancel.Action {
-	if st := h.State(); st.Gen() == h.Gen() && st.Phase() == cancel.OnQueue && h.Data().ev&evRecv != 0 {
-		return cancel.MustAskLoopToCancel
+	if st := h.State(); st.Gen() == h.Gen() && st.Phase() == cancel.OnQueue {
+		if d := h.Data(); d.ev&evRecv != 0 && d.w != nil {
+			return cancel.MustAskLoopToCancel
+		}
 	}
 	return h.Withdraw()
 }

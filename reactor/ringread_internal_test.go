@@ -5,11 +5,14 @@ package reactor
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // gate is a loop task that holds the loop until released: what lets a
@@ -33,17 +36,23 @@ func (g gate) runTask(*loop, int32) {
 // bytes for a reader that had gone: the loop then copied them into a
 // recycled waiter (a panic, or a data race under -race) or dropped them.
 // On epoll the same order runs through a readiness Poll.
+//
+// The reset row orders a peer's reset the same way: a receive the kernel
+// ends with ECONNRESET takes the socket's error with it, so the Read
+// reports it, or times out and the next Read does; never end of file.
 func TestReadDeadlineAfterKernelTookBytes(t *testing.T) {
 	for _, b := range []Backend{BackendEpoll, BackendUring} {
-		t.Run(string(b), func(t *testing.T) {
-			for round := range 20 {
-				testReadDeadlineAfterKernelTookBytes(t, b, round)
-			}
-		})
+		for _, reset := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/reset=%v", b, reset), func(t *testing.T) {
+				for round := range 20 {
+					testReadDeadlineAfterKernelTookBytes(t, b, reset, round)
+				}
+			})
+		}
 	}
 }
 
-func testReadDeadlineAfterKernelTookBytes(t *testing.T, b Backend, round int) {
+func testReadDeadlineAfterKernelTookBytes(t *testing.T, b Backend, reset bool, round int) {
 	r, err := New(Config{Backend: b, Loops: 1})
 	if err != nil {
 		if errors.Is(err, ErrUnavailable) {
@@ -53,27 +62,12 @@ func testReadDeadlineAfterKernelTookBytes(t *testing.T, b Backend, round int) {
 	}
 	defer r.Close()
 	l := r.loops[0]
-	ln, err := r.NetListen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	pair := netPairOn
+	if reset {
+		pair = stdPairOn // a peer off the reactor, whose close the gated loop cannot hold
 	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		accepted <- c
-	}()
-	ctx, stop := context.WithTimeout(context.Background(), 10*time.Second)
-	defer stop()
-	peer, err := r.DialContext(ctx, "tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, peer := pair(t, r)
 	defer peer.Close()
-	c := <-accepted
-	if c == nil {
-		t.Fatal("Accept failed")
-	}
 	defer c.Close()
 
 	type read struct {
@@ -86,7 +80,9 @@ func testReadDeadlineAfterKernelTookBytes(t *testing.T, b Backend, round int) {
 		n, err := c.Read(p)
 		got <- read{p[:n], err}
 	}()
-	waitUntil(t, "the Read parked", func() bool { return l.outstanding.Load() == 1 })
+	// Parked and armed: the loop has taken the request from its inbox,
+	// so the deadline's cancel below is a command of its own.
+	waitUntil(t, "the Read parked", func() bool { return l.outstanding.Load() == 1 && l.backendArmed.Load() == 1 })
 
 	g1, g2, g3 := newGate(), newGate(), newGate()
 	l.postTask(g1, 0)
@@ -97,7 +93,10 @@ func testReadDeadlineAfterKernelTookBytes(t *testing.T, b Backend, round int) {
 	l.postTask(g3, 0)
 	close(g1.release)
 	<-g2.entered // the loop looked at the kernel after g1: nothing yet
-	if _, err := peer.Write([]byte("0123456789")); err != nil {
+	if reset {
+		peer.(*net.TCPConn).SetLinger(0)
+		peer.Close() // a reset, sent at once
+	} else if _, err := peer.Write([]byte("0123456789")); err != nil {
 		t.Fatal(err)
 	}
 	close(g2.release) // the cancel runs next, before the loop looks again
@@ -112,6 +111,16 @@ func testReadDeadlineAfterKernelTookBytes(t *testing.T, b Backend, round int) {
 	close(g3.release)
 
 	res := <-got
+	if reset {
+		if errors.Is(res.err, os.ErrDeadlineExceeded) {
+			c.SetReadDeadline(time.Time{})
+			_, res.err = c.Read(make([]byte, 64))
+		}
+		if !errors.Is(res.err, unix.ECONNRESET) {
+			t.Fatalf("round %d: after the peer's reset, Read = %v; want ECONNRESET", round, res.err)
+		}
+		return
+	}
 	switch {
 	case res.err == nil && string(res.p) == "0123456789":
 	case errors.Is(res.err, os.ErrDeadlineExceeded) && len(res.p) == 0:
@@ -123,6 +132,116 @@ func testReadDeadlineAfterKernelTookBytes(t *testing.T, b Backend, round int) {
 	default:
 		t.Fatalf("round %d: Read = %q, %v; want the 10 bytes, or a timeout with them left in the socket", round, res.p, res.err)
 	}
+}
+
+// TestReactorCloseWithReadParked: Close comes while a Read is parked and
+// bytes have just arrived (the loop held until then). Close completes
+// the Read once, after the kernel ended its receive: with the bytes, or
+// with ErrClosed. A receive delivered before its end left the bytes to be
+// copied afterwards into a waiter the reader had given back (a panic on
+// the loop, or under -race a data race).
+func TestReactorCloseWithReadParked(t *testing.T) {
+	for _, b := range []Backend{BackendEpoll, BackendUring} {
+		t.Run(string(b), func(t *testing.T) {
+			for round := range 30 {
+				testReactorCloseWithReadParked(t, b, round)
+			}
+		})
+	}
+}
+
+func testReactorCloseWithReadParked(t *testing.T, b Backend, round int) {
+	r, err := New(Config{Backend: b, Loops: 1})
+	if err != nil {
+		if errors.Is(err, ErrUnavailable) {
+			t.Skipf("io_uring unavailable here: %v", err)
+		}
+		t.Fatal(err)
+	}
+	closed := make(chan error, 1)
+	defer func() {
+		if closed != nil {
+			r.Close()
+		}
+	}()
+	l := r.loops[0]
+	c, peer := netPairOn(t, r)
+	defer peer.Close()
+	defer c.Close()
+	got := make(chan error, 1)
+	go func() {
+		p := make([]byte, 64)
+		n, err := c.Read(p)
+		if err == nil && string(p[:n]) != "0123456789" {
+			err = errors.New("read " + string(p[:n]))
+		}
+		got <- err
+	}()
+	waitUntil(t, "the Read parked", func() bool { return l.outstanding.Load() == 1 && l.backendArmed.Load() == 1 })
+	g := newGate()
+	l.postTask(g, 0)
+	<-g.entered
+	if _, err := peer.Write([]byte("0123456789")); err != nil {
+		t.Fatal(err)
+	}
+	go func() { closed <- r.Close() }()
+	waitUntil(t, "Close began", func() bool { return r.closing.Load() })
+	close(g.release)
+	if err := <-got; err != nil && !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("round %d: Read = %v; want the 10 bytes or ErrClosed", round, err)
+	}
+	if err := <-closed; err != nil {
+		t.Fatalf("round %d: Close: %v", round, err)
+	}
+	closed = nil
+}
+
+// netPairOn dials a NetListen of r with r and returns both ends.
+func netPairOn(t *testing.T, r *Reactor) (server, client net.Conn) {
+	t.Helper()
+	ln, err := r.NetListen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		accepted <- c
+	}()
+	ctx, stop := context.WithTimeout(context.Background(), 10*time.Second)
+	defer stop()
+	client, err = r.DialContext(ctx, "tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if server = <-accepted; server == nil {
+		t.Fatal("Accept failed")
+	}
+	return server, client
+}
+
+// stdPairOn accepts on a NetListen of r a connection dialed by net: its
+// client end lives on Go's netpoller, not on r.
+func stdPairOn(t *testing.T, r *Reactor) (server, client net.Conn) {
+	t.Helper()
+	ln, err := r.NetListen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		accepted <- c
+	}()
+	if client, err = net.DialTimeout("tcp", ln.Addr().String(), 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if server = <-accepted; server == nil {
+		t.Fatal("Accept failed")
+	}
+	return server, client
 }
 
 func waitUntil(t *testing.T, what string, cond func() bool) {

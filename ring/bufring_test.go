@@ -104,6 +104,18 @@ func TestRecvMultishotBufRing(t *testing.T) {
 func TestRecvSelectMax(t *testing.T) {
 	r, b := recvRing(t, 2, 64)
 	a, peer := socketpair(t)
+	// POLL_FIRST on an empty socket waits for the bytes.
+	prep(t, r, func(s *ring.SQE) { s.PrepRecvSelectMax(int32(a), b.Group(), 8, true, 7) })
+	assertNoCQE(t, r, "a poll-first recv on an empty socket")
+	if _, err := unix.Write(peer, []byte("ab")); err != nil {
+		t.Fatal(err)
+	}
+	c := waitCQEs(t, r, 1)[0]
+	if id, ok := c.Buffer(); !ok || c.UserData != 7 || string(b.Take(id, int(c.Res))) != "ab" {
+		t.Fatalf("poll-first recv after a write: CQE %+v", c)
+	} else {
+		b.Put(id)
+	}
 	if _, err := unix.Write(peer, []byte("0123456789")); err != nil {
 		t.Fatal(err)
 	}
@@ -127,13 +139,17 @@ func TestRecvSelectMax(t *testing.T) {
 		t.Fatal(err)
 	}
 	prep(t, r, func(s *ring.SQE) { s.PrepRecvSelectMax(int32(a), b.Group(), 1000, true, 3) })
-	c := waitCQEs(t, r, 1)[0]
+	c = waitCQEs(t, r, 1)[0]
 	id, ok := c.Buffer()
 	if !ok || c.Res != 64 {
 		t.Fatalf("max 1000, buffers of 64, 100 bytes queued: CQE %+v, want Res 64", c)
 	}
 	b.Take(id, int(c.Res))
 	b.Put(id)
+	var rest [64]byte
+	if n, err := unix.Read(a, rest[:]); err != nil || n != 36 {
+		t.Fatalf("after a receive of 64: read %d, %v; want the other 36 still queued", n, err)
+	}
 }
 
 // TestRecvCancel: a multishot RECV canceled while it waits ends with one

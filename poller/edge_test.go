@@ -1,0 +1,172 @@
+//go:build linux
+
+package poller_test
+
+import (
+	"testing"
+
+	"github.com/oneshot-io/oneshot/poller"
+)
+
+// edgeIn is a reader's interest under the Edge promise: armed after EAGAIN.
+const edgeIn = poller.In | poller.Edge
+
+// TestEdgeNoLostWakeup: under the Edge promise (arm after EAGAIN, Forget
+// before close) a byte that arrives between the caller's EAGAIN and its arm
+// is never lost, whether the poller has looked at the kernel in between
+// (epoll: the edge fired with no tag armed and is kept) or not; a byte
+// that arrives after the arm wakes it; and a fd with nothing to read stays
+// quiet. Ready never reports Edge. Both backends: io_uring ignores the
+// promise and must meet the same.
+func TestEdgeNoLostWakeup(t *testing.T) {
+	forEach(t, func(t *testing.T, h *harness) {
+		a, b := h.pair()
+		for round, order := range []string{"write, arm, wait", "write, wait, arm", "arm, write, wait", "arm, wait"} {
+			tag := h.tag()
+			switch order {
+			case "write, arm, wait":
+				h.write(b)
+				h.arm(tag, a, edgeIn)
+			case "write, wait, arm":
+				h.write(b)
+				h.poll(0) // epoll harvests the edge with no tag armed
+				h.arm(tag, a, edgeIn)
+			case "arm, write, wait":
+				h.arm(tag, a, edgeIn)
+				h.write(b)
+			case "arm, wait":
+				h.arm(tag, a, edgeIn)
+				h.quiet()
+				h.write(b)
+			}
+			ev := h.await(tag)
+			if ev.Events&poller.In == 0 || ev.Events&poller.Edge != 0 {
+				t.Fatalf("round %d (%s): %v, want In without Edge", round, order, ev)
+			}
+			h.drain(a) // the caller's read, to EAGAIN, before its next arm
+		}
+		tag := h.tag()
+		h.arm(tag, a, edgeIn)
+		h.quiet()
+		if !h.p.Disarm(tag) {
+			t.Fatal("Disarm of a waiting Edge tag = false")
+		}
+		if ev := h.await(tag); !ev.Canceled {
+			t.Fatalf("Disarmed Edge tag: %v, want Canceled", ev)
+		}
+		h.p.Forget(a)
+	})
+}
+
+// TestEdgeArmsWithoutSyscalls: on epoll an Edge registration is made once
+// (one epoll_ctl) and then serves arm after arm, and Disarm, with no
+// system call of its own; a reader and a writer share it.
+func TestEdgeArmsWithoutSyscalls(t *testing.T) {
+	h := newHarness(t, poller.Options{Backend: poller.Epoll})
+	a, b := h.pair()
+	armOnly := func(tag uint64, events uint32) uint64 {
+		before := h.p.Stats().Syscalls
+		h.arm(tag, a, events)
+		return h.p.Stats().Syscalls - before
+	}
+	if n := armOnly(h.tag(), edgeIn); n != 1 {
+		t.Fatalf("first Edge arm made %d system calls, want 1 (the registration)", n)
+	}
+	h.write(b)
+	for range 3 {
+		for len(h.armed) > 0 {
+			h.poll(-1)
+		}
+		h.drain(a)
+		tag := h.tag()
+		if n := armOnly(tag, edgeIn); n != 0 {
+			t.Fatalf("Edge re-arm made %d system calls, want none", n)
+		}
+		h.write(b)
+	}
+	for len(h.armed) > 0 {
+		h.poll(-1)
+	}
+	h.drain(a)
+	w := h.tag()
+	if n := armOnly(w, poller.Out|poller.Edge); n != 0 {
+		t.Fatalf("a writer's Edge arm on the reader's registration made %d system calls", n)
+	}
+	// The registration reported Out when it was made, with no writer
+	// armed: kept, it decides the writer's arm at once (a Ready the
+	// caller's next write checks).
+	if ev := h.await(w); ev.Events&poller.Out == 0 {
+		t.Fatalf("writer: %v, want Out", ev)
+	}
+	r := h.tag()
+	armOnly(r, edgeIn)
+	before := h.p.Stats().Syscalls
+	if !h.p.Disarm(r) {
+		t.Fatal("Disarm = false")
+	}
+	if n := h.p.Stats().Syscalls - before; n != 0 {
+		t.Fatalf("Disarm of an Edge tag made %d system calls", n)
+	}
+	h.await(r)
+	h.p.Forget(a)
+}
+
+// TestEdgeHangupStays: a hang-up that came while no tag was armed decides
+// every later arm at once, with Hup: it is a state, not an edge. And an
+// arm without the promise on an Edge registration polls the level again,
+// so a fd whose bytes arrived before it (their edge long taken) is Ready.
+func TestEdgeHangupStays(t *testing.T) {
+	forEach(t, func(t *testing.T, h *harness) {
+		a, b := h.pair()
+		tag := h.tag()
+		h.arm(tag, a, edgeIn)
+		h.write(b)
+		h.await(tag) // the edge is taken; the byte stays unread
+		level := h.tag()
+		h.arm(level, a, poller.In)
+		if ev := h.await(level); ev.Events&poller.In == 0 {
+			t.Fatalf("level arm with a byte unread: %v, want In", ev)
+		}
+		h.drain(a)
+		h.close(b)
+		h.poll(0)
+		for i := range 2 {
+			tag := h.tag()
+			h.arm(tag, a, edgeIn)
+			if ev := h.await(tag); ev.Events&poller.Hup == 0 {
+				t.Fatalf("arm %d after the peer closed: %v, want Hup", i, ev)
+			}
+		}
+		h.p.Forget(a)
+	})
+}
+
+// TestEdgeForgetThenReuse: after Forget and close, the fd number taken by
+// a new socket gets a registration of its own: an Edge arm on it waits for
+// the new socket's bytes, and the old socket's edges never reach it.
+func TestEdgeForgetThenReuse(t *testing.T) {
+	forEach(t, func(t *testing.T, h *harness) {
+		a, b := h.pair()
+		tag := h.tag()
+		h.arm(tag, a, edgeIn)
+		h.write(b) // pending on the old registration once harvested
+		h.await(tag)
+		h.p.Forget(a)
+		h.close(a)
+		c, d := h.pair()
+		if c != a && d != a {
+			h.dup2(c, a) // the number names the new socket now
+		}
+		fresh := h.tag()
+		h.arm(fresh, a, edgeIn)
+		h.quiet()
+		if d == a {
+			d = c
+		}
+		h.write(d)
+		if ev := h.await(fresh); ev.Events&poller.In == 0 {
+			t.Fatalf("Edge arm on the reused number: %v, want In", ev)
+		}
+		h.p.Forget(a)
+	})
+}
