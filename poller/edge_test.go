@@ -170,3 +170,37 @@ func TestEdgeForgetThenReuse(t *testing.T) {
 		h.p.Forget(a)
 	})
 }
+
+// TestEdgeAfterLevelWait: a fd first waited on without the promise (a
+// connect's wait for Out) keeps an idle level registration; the first
+// Edge arm turns it into an edge one (one epoll_ctl), and the arms after
+// it need none. A wake-up that came before the switch is not lost.
+func TestEdgeAfterLevelWait(t *testing.T) {
+	h := newHarness(t, poller.Options{Backend: poller.Epoll})
+	a, b := h.pair()
+	tag := h.tag()
+	h.arm(tag, a, poller.Out)
+	h.await(tag) // ONESHOT fired: the registration is idle
+	h.write(b)   // arrives while nothing is enabled
+	before := h.p.Stats().Syscalls
+	tag = h.tag()
+	h.arm(tag, a, edgeIn)
+	if n := h.p.Stats().Syscalls - before; n != 1 {
+		t.Fatalf("the switch to edge made %d system calls, want 1", n)
+	}
+	if ev := h.await(tag); ev.Events&poller.In == 0 {
+		t.Fatalf("the byte written before the switch: %v, want In", ev)
+	}
+	h.drain(a)
+	before = h.p.Stats().Syscalls
+	tag = h.tag()
+	h.arm(tag, a, edgeIn)
+	if n := h.p.Stats().Syscalls - before; n != 0 {
+		t.Fatalf("an Edge arm after the switch made %d system calls", n)
+	}
+	h.write(b)
+	if ev := h.await(tag); ev.Events&poller.In == 0 {
+		t.Fatalf("after the switch: %v, want In", ev)
+	}
+	h.p.Forget(a)
+}

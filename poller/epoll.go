@@ -46,6 +46,7 @@ import (
 //	from      | event                          | to        | syscall
 //	----------+--------------------------------+-----------+------------------
 //	regNone   | Edge arm                       | regActive | ADD (new gen, ET)
+//	regIdle   | Edge arm                       | regActive | MOD (new gen, ET)
 //	regActive | Edge arm, pending ∩ interest   | regActive | none; Ready now
 //	regActive | Edge arm, nothing pending      | regActive | none
 //	regActive | harvest                        | regActive | none; the tags the
@@ -194,7 +195,9 @@ func (p *epollPoller) Arm(tag uint64, fd int, events uint32) error {
 		}
 	case reg.edge:
 		p.repoll(fd, tag)
-	case edge && reg.state == regNone:
+	case edge && reg.state != regActive:
+		// No other tag enabled on fd (a level registration left idle,
+		// as a connect's wait leaves it, or none): go edge from here.
 		p.addEdge(fd)
 	default:
 		p.sync(fd, tag)
@@ -206,15 +209,27 @@ func (p *epollPoller) Arm(tag uint64, fd int, events uint32) error {
 // so that no arm ever needs to widen it.
 const edgeMask = In | Pri | Out | RdHup | unix.EPOLLET
 
-// addEdge makes fd's edge registration; an error fails the tags on fd.
+// addEdge makes fd's edge registration, or turns its idle level one into
+// it; an error fails the tags on fd. The new generation leaves the old
+// registration's reports stale.
 func (p *epollPoller) addEdge(fd int) {
 	reg := &p.regs[fd]
+	op := unix.EPOLL_CTL_ADD
+	if reg.state == regIdle {
+		op = unix.EPOLL_CTL_MOD
+	}
 	reg.gen = p.nextGen
 	if p.nextGen++; p.nextGen == 0 {
 		p.nextGen = 1
 	}
 	reg.mask, reg.edge, reg.pending = edgeMask, true, 0
-	if err := p.ctl(unix.EPOLL_CTL_ADD, fd); err != nil {
+	err := p.ctl(op, fd)
+	if err == unix.ENOENT && op == unix.EPOLL_CTL_MOD {
+		// The idle registration went with its file (closed behind our
+		// back); the number names another now: register that.
+		err = p.ctl(unix.EPOLL_CTL_ADD, fd)
+	}
+	if err != nil {
 		*reg = epollReg{n: reg.n}
 		p.failAll(fd, 0, err)
 		return

@@ -70,6 +70,10 @@ type Conn struct {
 	// pollOnce: the next read goes after a readiness poll, not through
 	// the ring (which had lent every buffer: ENOBUFS).
 	pollOnce bool
+	// drained: the last readSome ended at EAGAIN or a short read, so the
+	// socket held nothing more then, and the next read poll may keep the
+	// promise of poller.Edge (epoll keeps the fd registered).
+	drained bool
 
 	timerIdx   int32     // the live entry's index+1 in l.timers, kept by the heap; 0 = none
 	shutLeft   int32     // bytes Shutdown found received and still to deliver
@@ -318,7 +322,14 @@ func (c *Conn) armRead() {
 	if !c.rd.IsZero() || c.phase() != phOpen {
 		return
 	}
-	ev := In | RdHup
+	// Pri: a read stops short at TCP's urgent mark with data behind it;
+	// the wake-up that says so must not pass for an ordinary one (see
+	// readable), or an edge-triggered wait would sleep through the rest.
+	ev := In | RdHup | Pri
+	if c.drained {
+		ev |= evEdge
+	}
+	c.drained = false
 	if c.l.rcv != nil && !c.pollOnce {
 		ev = evRecv | In
 		if !c.wr.IsZero() {
@@ -370,7 +381,11 @@ func (c *Conn) readable(res Result) {
 		c.finish(res.Err)
 		return
 	}
-	c.readSome(4)
+	// A short read empties a TCP socket, unless the peer's FIN or an
+	// urgent mark stopped it with more behind: those came with this
+	// wake-up (RdHup, Pri) or come with a later one, so only without
+	// them does a short read mean drained.
+	c.readSome(4, res.Events&(RdHup|Hup|Err|Pri) == 0 && !c.ln.unix)
 	c.pollOnce = false
 	c.armRead() // only while still open
 }
@@ -378,9 +393,13 @@ func (c *Conn) readable(res Result) {
 // readSome reads up to rounds buffers, delivering each; it stops at
 // EAGAIN, EOF, an error, or when the output backlog passes MaxPending.
 // rounds < 0 reads what Shutdown found received (c.shutLeft) and no more:
-// reading until EAGAIN never ended while a fast peer kept sending.
-func (c *Conn) readSome(rounds int) {
+// reading until EAGAIN never ended while a fast peer kept sending. It
+// notes in c.drained whether it ended with the socket empty: at EAGAIN,
+// or at a short read where shortDrains says one empties it (a TCP
+// socket's; a Unix one's reads stop at each sender's boundary).
+func (c *Conn) readSome(rounds int, shortDrains bool) {
 	buf := c.l.rbuf
+	c.drained = false
 	for i := 0; rounds < 0 || i < rounds; i++ {
 		if c.phase() != phOpen {
 			return
@@ -396,6 +415,7 @@ func (c *Conn) readSome(rounds int) {
 		case err == unix.EINTR:
 			continue
 		case err == unix.EAGAIN:
+			c.drained = true
 			return
 		case err != nil:
 			c.finish(fmt.Errorf("reactor: read: %w", err))
@@ -421,6 +441,7 @@ func (c *Conn) readSome(rounds int) {
 			return
 		}
 		if n < len(buf) && rounds >= 0 {
+			c.drained = shortDrains
 			return
 		}
 	}

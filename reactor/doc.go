@@ -115,6 +115,19 @@
 // phases and moves (conn_state.go), enforced where the moves are made; a
 // read chunk costs the layer no lock (only the handler's Write takes one).
 //
+// # Readiness on epoll
+//
+// After readiness, a Conn reads until EAGAIN or a short read (a TCP
+// socket's data exhausted, unless its wake-up also announced the peer's
+// FIN or an urgent mark), and then waits with the poller.Edge promise: the
+// fd stays registered edge-triggered from one wait to the next, as Go's
+// runtime netpoller registers sockets, instead of re-arming a one-shot
+// registration with an epoll_ctl per message. A wait made before the
+// socket was emptied (after a pause, or four full buffers in a turn) polls
+// the level. A NetConn waits after EAGAIN only, so it always keeps the
+// promise. make compare's echod-epoll row: about 5% less CPU per message
+// at 100 connections, 15-20% at 1,000 (pinned probes, 2026-11-30).
+//
 // # Bytes through the ring
 //
 // On io_uring where the kernel has multishot RECV and provided-buffer rings
