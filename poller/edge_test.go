@@ -5,6 +5,8 @@ package poller_test
 import (
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/oneshot-io/oneshot/poller"
 )
 
@@ -111,10 +113,11 @@ func TestEdgeArmsWithoutSyscalls(t *testing.T) {
 	h.p.Forget(a)
 }
 
-// TestEdgeHangupStays: a hang-up that came while no tag was armed decides
-// every later arm at once, with Hup: it is a state, not an edge. And an
-// arm without the promise on an Edge registration polls the level again,
-// so a fd whose bytes arrived before it (their edge long taken) is Ready.
+// TestEdgeHangupStays: a hang-up that one direction's wake-up reported
+// also decides the other direction's later arm, with Hup: it is a state,
+// not an edge. And an arm without the promise on an Edge registration
+// polls the level, so a fd whose bytes arrived before it (their edge long
+// taken) is Ready.
 func TestEdgeHangupStays(t *testing.T) {
 	forEach(t, func(t *testing.T, h *harness) {
 		a, b := h.pair()
@@ -128,17 +131,83 @@ func TestEdgeHangupStays(t *testing.T) {
 			t.Fatalf("level arm with a byte unread: %v, want In", ev)
 		}
 		h.drain(a)
+		h.fill(a) // the writer's EAGAIN
+		r := h.tag()
+		h.arm(r, a, edgeIn)
 		h.close(b)
-		h.poll(0)
-		for i := range 2 {
-			tag := h.tag()
-			h.arm(tag, a, edgeIn)
-			if ev := h.await(tag); ev.Events&poller.Hup == 0 {
-				t.Fatalf("arm %d after the peer closed: %v, want Hup", i, ev)
-			}
+		if ev := h.await(r); ev.Events&poller.Hup == 0 {
+			t.Fatalf("reader after the peer closed: %v, want Hup", ev)
+		}
+		w := h.tag()
+		h.arm(w, a, poller.Out|poller.Edge)
+		if ev := h.await(w); ev.Events&poller.Hup == 0 {
+			t.Fatalf("writer armed after the reader took the hang-up: %v, want Hup", ev)
 		}
 		h.p.Forget(a)
 	})
+}
+
+// TestEdgeErrorPassesOnce: a socket error wakes the Edge arm waiting then;
+// once the caller has read it (the error clears) and found EAGAIN, the
+// next Edge arm waits. An error kept for good would wake every later arm
+// at once: a spin. A connected UDP socket gets ECONNREFUSED from the ICMP
+// answer to a datagram sent to a closed port.
+func TestEdgeErrorPassesOnce(t *testing.T) {
+	forEach(t, func(t *testing.T, h *harness) {
+		u := udpToClosedPort(t, h)
+		var buf [16]byte
+		if _, err := unix.Read(u, buf[:]); err != unix.EAGAIN {
+			t.Fatalf("read on a fresh UDP socket: %v, want EAGAIN", err)
+		}
+		tag := h.tag()
+		h.arm(tag, u, edgeIn)
+		if _, err := unix.Write(u, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		if ev := h.await(tag); ev.Events&poller.Err == 0 {
+			t.Fatalf("after ICMP port unreachable: %v, want Err", ev)
+		}
+		if _, err := unix.Read(u, buf[:]); err != unix.ECONNREFUSED {
+			t.Fatalf("read after Err: %v, want ECONNREFUSED", err)
+		}
+		if _, err := unix.Read(u, buf[:]); err != unix.EAGAIN {
+			t.Fatalf("read after the error: %v, want EAGAIN", err)
+		}
+		tag = h.tag()
+		h.arm(tag, u, edgeIn)
+		h.quiet()
+		h.p.Disarm(tag)
+		h.await(tag)
+		h.p.Forget(u)
+	})
+}
+
+// udpToClosedPort returns a nonblocking UDP socket connected to a loopback
+// port nothing listens on, owned by the harness.
+func udpToClosedPort(t *testing.T, h *harness) int {
+	t.Helper()
+	probe, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lo := &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}
+	if err := unix.Bind(probe, lo); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := unix.Getsockname(probe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(probe) // the port is free, and closed, now
+	u, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.open[u] = true
+	if err := unix.Connect(u, sa); err != nil {
+		t.Fatal(err)
+	}
+	return u
 }
 
 // TestEdgeForgetThenReuse: after Forget and close, the fd number taken by

@@ -57,9 +57,17 @@ import (
 //	          |                                |           | polled again: a
 //	          |                                |           | ready fd fires)
 //	regActive | Disarm                         | regActive | none
+//	regActive | MOD fails (repoll)             | regNone   | DEL; its tags fail
+//	          |                                |           | (ENOENT: the fresh
+//	          |                                |           | tag is armed anew)
+//	regActive | Edge arm on a level            | regActive | as any arm: the
+//	(level)   | registration with tags enabled |           | level path (MOD)
 //
 // Pending keeps what fired while no tag wanted it, so an edge is never lost
-// between a caller's EAGAIN and its arm; Err and Hup stay pending for good.
+// between a caller's EAGAIN and its arm. Hup stays pending for good (a hung
+// up stream stays so); Err does not: a socket error, or an error queue
+// (timestamps, zerocopy notices), clears when read, and a kept Err would
+// wake every later arm at once, a spin.
 //
 // The generation in each registration's epoll data (Pad) is new at every ADD:
 // a harvested event whose generation is not the fd's current one belongs to
@@ -189,7 +197,7 @@ func (p *epollPoller) Arm(tag uint64, fd int, events uint32) error {
 	switch {
 	case reg.edge && edge:
 		if m := readyMask(events, reg.pending); m != 0 {
-			reg.pending &^= m &^ alwaysMask // Err and Hup stay
+			reg.pending &^= m &^ Hup // Hup stays
 			p.remove(rec)
 			p.emit(Event{Tag: tag, Events: m})
 		}
@@ -230,6 +238,9 @@ func (p *epollPoller) addEdge(fd int) {
 		err = p.ctl(unix.EPOLL_CTL_ADD, fd)
 	}
 	if err != nil {
+		if op == unix.EPOLL_CTL_MOD {
+			p.ctl(unix.EPOLL_CTL_DEL, fd) // leave no half-known registration behind
+		}
 		*reg = epollReg{n: reg.n}
 		p.failAll(fd, 0, err)
 		return
@@ -247,6 +258,9 @@ func (p *epollPoller) repoll(fd int, fresh uint64) {
 	err := p.ctl(unix.EPOLL_CTL_MOD, fd)
 	if err == nil {
 		return
+	}
+	if err != unix.ENOENT {
+		p.ctl(unix.EPOLL_CTL_DEL, fd) // leave no half-known registration behind
 	}
 	*reg = epollReg{n: reg.n}
 	if err == unix.ENOENT {
@@ -372,7 +386,7 @@ func (p *epollPoller) harvestEdge(fd int, mask uint32) {
 		}
 	}
 	reg := &p.regs[fd]
-	reg.pending |= mask&^taken | mask&alwaysMask
+	reg.pending |= mask&^taken | mask&Hup
 }
 
 // remove takes rec off the ledger and out of its fd's interest counts.
@@ -495,7 +509,8 @@ func (p *epollPoller) Close() error {
 
 func (p *epollPoller) Fd() int { return p.epfd }
 
-// Queued reports Events decided by Disarm or Forget and not yet returned:
+// Queued reports Events decided by Disarm, Forget or an Edge arm and not yet
+// returned:
 // epoll_ctl itself takes effect when made.
 func (p *epollPoller) Queued() bool { return p.outHead < len(p.out) }
 

@@ -68,7 +68,10 @@
 //	its tags still armed         | open and may still fire  | silently; its tags
 //	                             | Ready; Disarm cancels it | wait for Disarm, or
 //	                             |                          | fail at the next ctl
-//	                             |                          | on that number
+//	                             |                          | on that number (an
+//	                             |                          | Edge arm makes none:
+//	                             |                          | the broken promise
+//	                             |                          | leaves it waiting)
 //	old file fires after its     | the poll is the old tag's| the event's generation
 //	number was reused            | own: the new tag unmoved | is stale: dropped
 //	Disarm                       | ASYNC_CANCEL, queued; the| DEL/MOD now; Canceled
@@ -111,13 +114,15 @@
 // 20 of those. On epoll each Arm changes the interest set with one epoll_ctl
 // at once; a Disarm does too unless another tag on the fd keeps the same
 // interest. An Edge arm (the caller's promise: armed after EAGAIN, Forget
-// before close) makes one edge-triggered registration that serves every
-// later arm and Disarm on the fd without a system call.
+// before close) on an fd with no tag enabled makes one edge-triggered
+// registration; later Edge arms and Disarms on it make no system call (an
+// arm without Edge makes one MOD, to poll the level).
 //
 // An owner that sleeps somewhere else than in Wait (parked on Fd in Go's
 // netpoller, as the reactor's loops are) asks Queued before it sleeps: Fd
 // announces what the kernel posts, not SQEs still queued nor Events a
-// Disarm or Forget decided on the spot, and a Wait(0) hands those over. A
+// Disarm, Forget or Edge arm decided on the spot, and a Wait(0) hands
+// those over. A
 // Wait(0) that finds completions already posted and has nothing to submit
 // returns them without entering the kernel.
 package poller
@@ -291,7 +296,8 @@ type Poller interface {
 	// Queued reports whether the next Wait has work that Fd cannot
 	// announce: requests that only a Wait hands to the kernel (io_uring
 	// SQEs from Arm, Disarm, Forget) or Events already decided without the
-	// kernel (a Disarm or Forget that epoll carried out at once). An owner
+	// kernel (a Disarm or Forget that epoll carried out at once, an Edge
+	// arm that what the registration kept decided). An owner
 	// parked on Fd calls Wait(0) before it sleeps while this holds, or
 	// those requests and Events wait for an unrelated wake-up.
 	Queued() bool

@@ -207,8 +207,8 @@ func (l *loop) parkedTurn() bool {
 		if n == len(l.evs) || l.p.Queued() {
 			// The poller may hold more than one buffer, or this turn
 			// left what the poller's fd will not announce: requests only
-			// a Wait submits (io_uring SQEs), Events a Disarm or Forget
-			// decided on the spot (epoll).
+			// a Wait submits (io_uring SQEs), Events a Disarm, Forget or
+			// Edge arm decided on the spot (epoll).
 			continue
 		}
 		l.leaveUser()
