@@ -520,3 +520,48 @@ func TestQueued(t *testing.T) {
 		h.await(tag)
 	})
 }
+
+// TestTagsListsWhatIsArmed: Tags names exactly the tags still held on an
+// fd: both directions' while they wait, none of another fd's, and no tag
+// whose Event came out of Wait.
+func TestTagsListsWhatIsArmed(t *testing.T) {
+	forEach(t, func(t *testing.T, h *harness) {
+		a, b := h.pair()
+		h.fill(a)
+		r, w, other := h.tag(), h.tag(), h.tag()
+		h.arm(r, a, poller.In)
+		h.arm(w, a, poller.Out)
+		h.arm(other, b, poller.Pri)
+		same := func(got []uint64, want ...uint64) bool {
+			if len(got) != len(want) {
+				return false
+			}
+			seen := map[uint64]bool{}
+			for _, g := range got {
+				seen[g] = true
+			}
+			for _, x := range want {
+				if !seen[x] {
+					return false
+				}
+			}
+			return true
+		}
+		if got := h.p.Tags(a, nil); !same(got, r, w) {
+			t.Fatalf("Tags(a) = %#x, want %#x and %#x", got, r, w)
+		}
+		h.write(b)
+		h.await(r)
+		if got := h.p.Tags(a, nil); !same(got, w) {
+			t.Fatalf("Tags(a) after the reader's Event = %#x, want %#x", got, w)
+		}
+		h.drain(b)
+		h.await(w)
+		if got := h.p.Tags(a, make([]uint64, 1, 4)); !same(got[1:]) || len(got) != 1 {
+			t.Fatalf("Tags(a) with nothing armed appended %#x", got[1:])
+		}
+		if got := h.p.Tags(b, nil); !same(got, other) {
+			t.Fatalf("Tags(b) = %#x, want %#x", got, other)
+		}
+	})
+}
