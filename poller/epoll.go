@@ -287,13 +287,6 @@ func (p *epollPoller) Disarm(tag uint64) bool {
 	return true
 }
 
-func (p *epollPoller) Tags(fd int, dst []uint64) []uint64 {
-	if p.closed || !validFd(fd) {
-		return dst
-	}
-	return p.g.tagsOn(fd, dst)
-}
-
 func (p *epollPoller) Forget(fd int) {
 	if p.closed || !validFd(fd) || fd >= len(p.regs) {
 		return

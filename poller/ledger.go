@@ -138,11 +138,3 @@ func grow[T any](s []T, n int) []T {
 	copy(g, s)
 	return g
 }
-
-// tagsOn appends the tags on fd's list to dst.
-func (g *ledger) tagsOn(fd int, dst []uint64) []uint64 {
-	for i := g.first(fd); i != 0; i = g.at(i).next {
-		dst = append(dst, g.at(i).tag)
-	}
-	return dst
-}

@@ -263,10 +263,6 @@ type Poller interface {
 	// Forget disarms every tag armed on fd and forgets fd's registration.
 	// Call it before closing fd.
 	Forget(fd int)
-	// Tags appends to dst the tags the poller holds on fd (armed, or
-	// disarmed and not yet ended) and returns it: the poller's record is
-	// the fd's one list of requests, of which its caller keeps no copy.
-	Tags(fd int, dst []uint64) []uint64
 	// Wait fills evs with Events and returns how many. It blocks up to
 	// timeout (negative: without limit, zero: not at all) while none is
 	// available, and returns 0, nil on timeout and after a Wake. It may

@@ -222,13 +222,6 @@ func (p *uringPoller) Disarm(tag uint64) bool {
 	return true
 }
 
-func (p *uringPoller) Tags(fd int, dst []uint64) []uint64 {
-	if p.closed || !validFd(fd) {
-		return dst
-	}
-	return p.g.tagsOn(fd, dst)
-}
-
 func (p *uringPoller) Forget(fd int) {
 	if p.closed || !validFd(fd) {
 		return // nothing can be armed there; int32(fd) would name another fd

@@ -162,25 +162,23 @@
 //	part                                 bytes  where
 //	-----------------------------------  -----  ------------------------------
 //	Conn                                   288  its own object (size class 288)
-//	the read request's cancel slot          96  cancel.Slot[reqData], in
+//	the read request's cancel slot         128  cancel.Slot[reqData], in
 //	                                            chunks of 256 slots
-//	the poller's tag record                 40  poller ledger, by tag index;
-//	                                            also the fd's one list of
-//	                                            requests (Poller.Tags)
-//	the poller's fd record                8-40  io_uring: its tag list; epoll:
+//	the loop's fd → requests entry          16  a reqHandle in l.fdHead
+//	the poller's tag record                 40  poller ledger, by tag index
+//	the poller's fd record                8-20  io_uring: its tag list; epoll:
 //	                                            that and the registration
 //	the peer's address                   32-64  unix.Sockaddr from accept4
 //	a timer entry (with a timeout)          56  timerEntry in l.timers
 //
 // The tables grow by doubling, so each costs up to twice its row when
-// measured; together 537 bytes of live heap per idle Conn on io_uring and
-// 589 on epoll at 10,000 connections (BenchmarkIdleConnMemory). make
-// idle-rss measures the process: RSS growth over 10,000 idle connections,
-// 896 bytes per connection on io_uring and 969 on epoll, gnet 548 (medians
-// of 3, 2026-11-30), the rest being the Go heap's headroom (a heap grows
-// to twice what is live before it collects) and free pages not yet
-// returned. The 256 bytes of issue 11 would need about 130 bytes live per
-// Conn: the Conn and its request in one small object. Not done.
+// measured; together about 560 bytes of live heap per idle Conn at 4,000
+// connections (heap profile). make idle-rss measures the process: RSS
+// growth over 10,000 idle connections, 914 bytes per connection on io_uring
+// and 979 on epoll, gnet 543 (medians of 3, 2026-11-29), the rest being
+// the Go heap's headroom and free pages not yet returned. The 256 bytes of
+// issue 11 would need the Conn and its request in one object of about 200
+// bytes: not done.
 //
 // # Listener strategy: accept on one loop, hand off round robin
 //

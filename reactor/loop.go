@@ -47,6 +47,7 @@ type reqData struct {
 	timer    int32        // index+1 of the deadline in l.timers; 0 = none
 	ready    Events       // the mask of the event that decided Ready
 	errno    int32        // the event that decided Failed (a unix.Errno)
+	listed   bool         // on l.fdHead's list
 	// err is what a Failed or Closed outcome means when it is not the
 	// errno or ErrClosed: the backend's refusal of the arm (set just
 	// before the loop steals the request as Failed) or a closer's reason
@@ -54,7 +55,9 @@ type reqData struct {
 	// Closed). One field serves both: each is set only on the loop and
 	// only by the party about to decide the outcome it explains, and any
 	// other outcome (Canceled by a racing Cancel) ignores it.
-	err error
+	err  error
+	prev reqHandle // the fd's live requests, doubly linked
+	next reqHandle
 }
 
 // loop is one event loop: a goroutine, parked in Go's netpoller between
@@ -65,7 +68,6 @@ type loop struct {
 	id    int                    // constant
 	p     poller.Poller          // constant once started; owned by the loop but Wake
 	rcv   poller.RingIO          // constant once started: p's receive path, or nil
-	tags  []uint64               // closeFdOn's scratch, owned by the loop goroutine
 	table *cancel.Table[reqData] // constant; transitions per cancel's rules
 	in    inbox
 
@@ -80,6 +82,7 @@ type loop struct {
 	evs      []poller.Event
 	timers   timerHeap
 	rbuf     []byte               // read buffer lent to OnData/OnPacket
+	fdHead   []reqHandle          // fd → first live request armed on it
 	held     map[*Conn]*heldInput // paused Conns' received bytes (conn_recv.go)
 	stopping bool
 	owned    []stopper // listeners and packet conns served here
@@ -354,10 +357,11 @@ func (l *loop) act(h reqHandle, a cancel.Action) {
 		if err != nil {
 			d.err = err
 			a |= h.Steal(cancel.Failed)
-		} else if d.deadline != 0 && d.timer == 0 {
-			// First armed (a re-arm keeps its entry; one that fired
-			// aborted the request, which is never armed again).
-			l.timers.add(timerEntry{when: d.deadline, h: h})
+		} else if !d.listed {
+			l.link(h)
+			if d.deadline != 0 {
+				l.timers.add(timerEntry{when: d.deadline, h: h})
+			}
 		}
 	}
 	if a.Has(cancel.MustDeliver) {
@@ -396,6 +400,9 @@ func (l *loop) deliver(h reqHandle) {
 		l.closed.Add(1)
 	default:
 		panic("reactor: deliver of an undecided request (" + h.State().String() + ")")
+	}
+	if d.listed {
+		l.unlink(h)
 	}
 	if d.timer != 0 {
 		l.timers.remove(int(d.timer - 1))
@@ -475,17 +482,16 @@ func (l *loop) cancelOn(h reqHandle) {
 // and only then closes it, so the fd number can come back only once
 // nothing of its old life can reach a request.
 func (l *loop) closeFdOn(fd int) {
-	// The poller's record of fd is the one list of its requests; the
-	// tags are copied out first, as acting runs callbacks (which may
-	// close another fd: hence a slice of this call's own, taken from
-	// l.tags and put back).
-	tags := l.p.Tags(fd, l.tags[:0])
-	l.tags = nil
-	defer func() { l.tags = tags[:0] }()
-	for _, tag := range tags {
-		h, ok := l.table.Lookup(tag)
-		if !ok || !h.Current() {
-			continue // an earlier life's, or a callback run by an earlier one finished it
+	var buf [4]reqHandle
+	hs := buf[:0]
+	if fd < len(l.fdHead) {
+		for h := l.fdHead[fd]; !h.IsZero(); h = h.Data().next {
+			hs = append(hs, h)
+		}
+	}
+	for _, h := range hs {
+		if !h.Current() {
+			continue // a callback run by an earlier one finished it
 		}
 		if h.State().Outcome() == cancel.Undecided {
 			h.Data().err = ErrFdClosed
@@ -517,6 +523,36 @@ func (l *loop) post(c cmd) bool {
 func (l *loop) wake() {
 	l.wakeups.Add(1)
 	l.pk.unpark()
+}
+
+func (l *loop) link(h reqHandle) {
+	d := h.Data()
+	fd := int(d.fd)
+	if fd >= len(l.fdHead) {
+		n := max(2*len(l.fdHead), fd+1, 64)
+		grown := make([]reqHandle, n)
+		copy(grown, l.fdHead)
+		l.fdHead = grown
+	}
+	d.prev, d.next = reqHandle{}, l.fdHead[fd]
+	if !d.next.IsZero() {
+		d.next.Data().prev = h
+	}
+	l.fdHead[fd] = h
+	d.listed = true
+}
+
+func (l *loop) unlink(h reqHandle) {
+	d := h.Data()
+	if !d.prev.IsZero() {
+		d.prev.Data().next = d.next
+	} else {
+		l.fdHead[d.fd] = d.next
+	}
+	if !d.next.IsZero() {
+		d.next.Data().prev = d.prev
+	}
+	d.prev, d.next, d.listed = reqHandle{}, reqHandle{}, false
 }
 
 func (l *loop) own(s stopper) { l.owned = append(l.owned, s) }

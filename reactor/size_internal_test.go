@@ -19,7 +19,7 @@ func TestIdleConnParts(t *testing.T) {
 		got, want uintptr
 	}{
 		{"Conn", unsafe.Sizeof(Conn{}), 288},
-		{"cancel.Slot[reqData]", unsafe.Sizeof(cancel.Slot[reqData]{}), 96},
+		{"cancel.Slot[reqData]", unsafe.Sizeof(cancel.Slot[reqData]{}), 128},
 		{"reqHandle", unsafe.Sizeof(reqHandle{}), 16},
 		{"timerEntry", unsafe.Sizeof(timerEntry{}), 56},
 	} {
