@@ -288,3 +288,56 @@ func TestCloseWithListenerAndConns(t *testing.T) {
 		})
 	}
 }
+
+// TestCloseFdInCallbackBeatsDecidedEvents: two requests on one fd become
+// ready in one kernel report, but the loop takes one Event per turn
+// (EventBatch 1), so the second is decided in the poller and not yet
+// handled when the first's callback closes the fd. CloseFd must still
+// complete it first, with ErrFdClosed on the open fd: a list of requests
+// taken from the poller's record alone misses it, and it then completed
+// Ready after the fd was closed, a number another file may own by then.
+func TestCloseFdInCallbackBeatsDecidedEvents(t *testing.T) {
+	for _, b := range backends {
+		t.Run(name(b), func(t *testing.T) {
+			r, err := reactor.New(reactor.Config{Backend: b.kind, Loops: 1, EventBatch: 1})
+			if err != nil {
+				if b.kind == reactor.BackendUring && errors.Is(err, reactor.ErrUnavailable) {
+					t.Skipf("io_uring unavailable here: %v", err)
+				}
+				t.Fatal(err)
+			}
+			defer r.Close()
+			for round := range 10 {
+				a, p := socketpair(t)
+				type seen struct {
+					err    error
+					fdOpen bool
+				}
+				got := make(chan seen, 2)
+				var closed atomic.Bool
+				cb := func(res reactor.Result) {
+					_, err := unix.FcntlInt(uintptr(a), unix.F_GETFD, 0)
+					got <- seen{res.Err, err == nil}
+					if closed.CompareAndSwap(false, true) {
+						r.CloseFd(a)
+					}
+				}
+				for range 2 {
+					if _, err := r.Arm(a, reactor.In, cb); err != nil {
+						t.Fatal(err)
+					}
+				}
+				waitFor(t, 5*time.Second, "2 requests armed", func() bool { return r.Stats().Armed == uint64(2*(round+1)) })
+				unix.Write(p, []byte("x"))
+				first, second := <-got, <-got
+				if first.err != nil || !first.fdOpen {
+					t.Fatalf("round %d: first callback: %v, fd open %v; want Ready on an open fd", round, first.err, first.fdOpen)
+				}
+				if !errors.Is(second.err, reactor.ErrFdClosed) || !second.fdOpen {
+					t.Fatalf("round %d: second callback: %v, fd open %v; want ErrFdClosed on an open fd", round, second.err, second.fdOpen)
+				}
+				unix.Close(p)
+			}
+		})
+	}
+}

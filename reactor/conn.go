@@ -354,6 +354,10 @@ func (c *Conn) armWrite() {
 	}
 }
 
+// wakeUnknown is readSome's wake for a read no readiness started: its end
+// never counts as drained.
+const wakeUnknown = Pri | RdHup
+
 // readable is c's read request completing.
 func (c *Conn) readable(res Result) {
 	c.rd = reqHandle{}
@@ -381,11 +385,7 @@ func (c *Conn) readable(res Result) {
 		c.finish(res.Err)
 		return
 	}
-	// A short read empties a TCP socket, unless the peer's FIN or an
-	// urgent mark stopped it with more behind: those came with this
-	// wake-up (RdHup, Pri) or come with a later one, so only without
-	// them does a short read mean drained.
-	c.readSome(4, res.Events&(RdHup|Hup|Err|Pri) == 0 && !c.ln.unix)
+	c.readSome(4, res.Events)
 	c.pollOnce = false
 	c.armRead() // only while still open
 }
@@ -394,12 +394,21 @@ func (c *Conn) readable(res Result) {
 // EAGAIN, EOF, an error, or when the output backlog passes MaxPending.
 // rounds < 0 reads what Shutdown found received (c.shutLeft) and no more:
 // reading until EAGAIN never ended while a fast peer kept sending. It
-// notes in c.drained whether it ended with the socket empty: at EAGAIN,
-// or at a short read where shortDrains says one empties it (a TCP
-// socket's; a Unix one's reads stop at each sender's boundary).
-func (c *Conn) readSome(rounds int, shortDrains bool) {
+// notes in c.drained whether it ended with the socket empty, judged with
+// wake, the readiness that started it (wakeUnknown: none).
+//
+// EAGAIN means empty, except at TCP's urgent mark, where a read that finds
+// a signal pending (the runtime's preemption signal) answers EAGAIN with
+// data behind the mark: so not after a wake-up that reported Pri. A short
+// read empties a TCP socket, unless the peer's FIN or an urgent mark
+// stopped it with more behind, which this wake-up reported (RdHup, Pri)
+// or a later one will; a Unix socket's reads also stop at each sender's
+// boundary, so there only EAGAIN counts.
+func (c *Conn) readSome(rounds int, wake Events) {
 	buf := c.l.rbuf
 	c.drained = false
+	eagainDrains := wake&Pri == 0
+	shortDrains := wake&(RdHup|Hup|Err|Pri) == 0 && !c.ln.unix
 	for i := 0; rounds < 0 || i < rounds; i++ {
 		if c.phase() != phOpen {
 			return
@@ -415,7 +424,7 @@ func (c *Conn) readSome(rounds int, shortDrains bool) {
 		case err == unix.EINTR:
 			continue
 		case err == unix.EAGAIN:
-			c.drained = true
+			c.drained = eagainDrains
 			return
 		case err != nil:
 			c.finish(fmt.Errorf("reactor: read: %w", err))

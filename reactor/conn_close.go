@@ -103,7 +103,7 @@ func (c *Conn) shutdownRead() {
 	if c.shutLeft == shutUnmeasured {
 		c.shutLeft = c.inq()
 	}
-	c.readSome(-1, false)
+	c.readSome(-1, wakeUnknown)
 	if p := c.phase(); p == phOpen || p == phPeerEOF {
 		c.beginDrain(nil)
 	}
