@@ -19,11 +19,13 @@ import (
 // finds nothing, the Poll, and the read(2) that takes the bytes.
 //
 // Exactly once holds for the bytes as for the request: the receive is a
-// request like a Poll (one slot, one completion, Cancel racing it), and a
-// cancel (a deadline, Close) disarms it in the kernel and waits for its end,
-// so bytes the kernel took before the cancel reached it are copied into p
-// (MustConsume) and returned, never dropped: the reader gets the bytes or
-// the cancel, and bytes win. The limit of len(p) means the kernel never
+// request like a Poll (one slot, one completion, Cancel racing it), and
+// whatever aborts it (a deadline, Close, the reactor's Close) disarms it
+// in the kernel and delivers it at its end (loop.withdrawal), so bytes the
+// kernel took before the cancel reached it are copied into p (MustConsume)
+// and returned, never dropped: the reader gets the bytes or the cancel,
+// and bytes win; an error the kernel's receive consumed (a reset) is
+// returned too, never left to look like EOF. The limit of len(p) means the kernel never
 // takes more than the reader can hold, so nothing is left over in a loop
 // buffer. p is written only by the loop, only while the reader waits for
 // the completion, which is the happens-before edge that hands p back.
