@@ -71,6 +71,7 @@ type lsock struct {
 	backoff   time.Duration
 	timerSeq  uint64
 	closed    bool
+	rsa       unix.RawSockaddrAny // accept's address buffer (rawAccept)
 }
 
 // Listen opens a listening socket and serves its connections with h.
@@ -396,7 +397,7 @@ func (s *lsock) acceptable(res Result) {
 	ln := s.ln
 	for i := 0; i < 64; i++ {
 		ln.acceptCalls.Add(1)
-		nfd, sa, err := unix.Accept4(s.fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+		nfd, sa, err := rawAccept(s.fd, &s.rsa)
 		switch err {
 		case nil:
 		case unix.EINTR, unix.ECONNABORTED:
@@ -430,7 +431,7 @@ func (s *lsock) acceptable(res Result) {
 func (s *lsock) drainBacklog() {
 	for i := 0; i < 1<<16; i++ {
 		s.ln.acceptCalls.Add(1)
-		nfd, sa, err := unix.Accept4(s.fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+		nfd, sa, err := rawAccept(s.fd, &s.rsa)
 		switch err {
 		case nil:
 			s.admit(nfd, sa)

@@ -482,7 +482,8 @@ func (fd *netFD) accept() (int, unix.Sockaddr, error) {
 		if err := fd.prepare(&fd.rd); err != nil {
 			return -1, nil, err
 		}
-		nfd, sa, err := unix.Accept4(fd.sysfd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+		var rsa unix.RawSockaddrAny
+		nfd, sa, err := rawAccept(fd.sysfd, &rsa)
 		switch err {
 		case nil:
 			return nfd, sa, nil

@@ -41,3 +41,52 @@ func rawWritev(fd int, iov []unix.Iovec) (int, unix.Errno) {
 	n, _, e := unix.RawSyscall(unix.SYS_WRITEV, uintptr(fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
 	return int(n), e
 }
+
+// rawAccept is accept4(2), non-blocking and close-on-exec, for a
+// non-blocking listening socket, reading the peer's address into rsa, a
+// buffer its caller keeps: unix.Accept4 allocates that buffer on every
+// call, garbage per connection that brings the next collection closer.
+// Only the Sockaddr, which the connection keeps, is allocated.
+func rawAccept(fd int, rsa *unix.RawSockaddrAny) (int, unix.Sockaddr, error) {
+	*rsa = unix.RawSockaddrAny{} // an unnamed Unix peer writes no path
+	n := uint32(unix.SizeofSockaddrAny)
+	nfd, _, e := unix.RawSyscall6(unix.SYS_ACCEPT4, uintptr(fd), uintptr(unsafe.Pointer(rsa)),
+		uintptr(unsafe.Pointer(&n)), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
+	if e != 0 {
+		return -1, nil, e
+	}
+	sa, err := sockaddrOf(rsa)
+	if err != nil {
+		unix.Close(int(nfd))
+		return -1, nil, err
+	}
+	return int(nfd), sa, nil
+}
+
+// sockaddrOf converts a kernel address in rsa as x/sys/unix does for
+// Accept4 on a stream socket: an abstract or unnamed Unix peer's name
+// starts with '@' and ends at the first NUL. It may rewrite rsa.
+func sockaddrOf(rsa *unix.RawSockaddrAny) (unix.Sockaddr, error) {
+	switch rsa.Addr.Family {
+	case unix.AF_INET:
+		pp := (*unix.RawSockaddrInet4)(unsafe.Pointer(rsa))
+		port := (*[2]byte)(unsafe.Pointer(&pp.Port))
+		return &unix.SockaddrInet4{Port: int(port[0])<<8 | int(port[1]), Addr: pp.Addr}, nil
+	case unix.AF_INET6:
+		pp := (*unix.RawSockaddrInet6)(unsafe.Pointer(rsa))
+		port := (*[2]byte)(unsafe.Pointer(&pp.Port))
+		return &unix.SockaddrInet6{Port: int(port[0])<<8 | int(port[1]), ZoneId: pp.Scope_id, Addr: pp.Addr}, nil
+	case unix.AF_UNIX:
+		pp := (*unix.RawSockaddrUnix)(unsafe.Pointer(rsa))
+		if pp.Path[0] == 0 {
+			pp.Path[0] = '@'
+		}
+		path := unsafe.Slice((*byte)(unsafe.Pointer(&pp.Path[0])), len(pp.Path))
+		end := 0
+		for end < len(path) && path[end] != 0 {
+			end++
+		}
+		return &unix.SockaddrUnix{Name: string(path[:end])}, nil
+	}
+	return nil, unix.EAFNOSUPPORT
+}
