@@ -134,10 +134,12 @@ func runWith(args []string, stdout, stderr io.Writer, signals <-chan os.Signal, 
 	log.Info("listening", fields...)
 
 	sig := <-signals
-	log.Info("shutting down", zap.Stringer("signal", sig), zap.Duration("timeout", cfg.shutdownTimeout))
+	// /healthz turns 503 before the line says so: whoever acts on the
+	// line (a supervisor, a test) finds the daemon draining.
 	if metrics != nil {
 		metrics.draining.Store(true)
 	}
+	log.Info("shutting down", zap.Stringer("signal", sig), zap.Duration("timeout", cfg.shutdownTimeout))
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
 	defer cancel()
 	done := make(chan error, 1)
