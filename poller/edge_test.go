@@ -71,24 +71,21 @@ func TestEdgeArmsWithoutSyscalls(t *testing.T) {
 		h.arm(tag, a, events)
 		return h.p.Stats().Syscalls - before
 	}
-	if n := armOnly(h.tag(), edgeIn); n != 1 {
+	tag := h.tag()
+	if n := armOnly(tag, edgeIn); n != 1 {
 		t.Fatalf("first Edge arm made %d system calls, want 1 (the registration)", n)
 	}
 	h.write(b)
 	for range 3 {
-		for len(h.armed) > 0 {
-			h.poll(-1)
-		}
+		h.await(tag)
 		h.drain(a)
-		tag := h.tag()
+		tag = h.tag()
 		if n := armOnly(tag, edgeIn); n != 0 {
 			t.Fatalf("Edge re-arm made %d system calls, want none", n)
 		}
 		h.write(b)
 	}
-	for len(h.armed) > 0 {
-		h.poll(-1)
-	}
+	h.await(tag)
 	h.drain(a)
 	w := h.tag()
 	if n := armOnly(w, poller.Out|poller.Edge); n != 0 {

@@ -11,7 +11,8 @@ import (
 )
 
 // epoll backend: one EPOLLONESHOT registration per fd whose interest is the
-// union of the tags armed on it.
+// union of the tags armed on it, or, for an fd whose caller keeps the Edge
+// promise, one edge-triggered registration (below).
 //
 // An fd's registration is in one of three named states:
 //
@@ -213,6 +214,16 @@ func (p *epollPoller) Arm(tag uint64, fd int, events uint32) error {
 	return nil
 }
 
+// newGen returns the generation for a new registration: never 0, which
+// marks the eventfd.
+func (p *epollPoller) newGen() uint32 {
+	g := p.nextGen
+	if p.nextGen++; p.nextGen == 0 {
+		p.nextGen = 1
+	}
+	return g
+}
+
 // edgeMask is what an edge registration is enabled for: every interest,
 // so that no arm ever needs to widen it.
 const edgeMask = In | Pri | Out | RdHup | unix.EPOLLET
@@ -226,10 +237,7 @@ func (p *epollPoller) addEdge(fd int) {
 	if reg.state == regIdle {
 		op = unix.EPOLL_CTL_MOD
 	}
-	reg.gen = p.nextGen
-	if p.nextGen++; p.nextGen == 0 {
-		p.nextGen = 1
-	}
+	reg.gen = p.newGen()
 	reg.mask, reg.edge, reg.pending = edgeMask, true, 0
 	err := p.ctl(op, fd)
 	if err == unix.ENOENT && op == unix.EPOLL_CTL_MOD {
@@ -256,19 +264,17 @@ func (p *epollPoller) addEdge(fd int) {
 func (p *epollPoller) repoll(fd int, fresh uint64) {
 	reg := &p.regs[fd]
 	err := p.ctl(unix.EPOLL_CTL_MOD, fd)
-	if err == nil {
-		return
-	}
-	if err != unix.ENOENT {
-		p.ctl(unix.EPOLL_CTL_DEL, fd) // leave no half-known registration behind
-	}
-	*reg = epollReg{n: reg.n}
-	if err == unix.ENOENT {
+	switch {
+	case err == nil:
+	case err == unix.ENOENT:
+		*reg = epollReg{n: reg.n}
 		p.failAll(fd, fresh, err)
 		p.sync(fd, fresh)
-		return
+	default:
+		p.ctl(unix.EPOLL_CTL_DEL, fd) // leave no half-known registration behind
+		*reg = epollReg{n: reg.n}
+		p.failAll(fd, 0, err)
 	}
-	p.failAll(fd, 0, err)
 }
 
 func (p *epollPoller) Disarm(tag uint64) bool {
@@ -419,10 +425,7 @@ func (p *epollPoller) sync(fd int, fresh uint64) {
 	op := unix.EPOLL_CTL_MOD
 	if reg.state == regNone {
 		op = unix.EPOLL_CTL_ADD
-		reg.gen = p.nextGen
-		if p.nextGen++; p.nextGen == 0 {
-			p.nextGen = 1
-		}
+		reg.gen = p.newGen()
 	}
 	reg.mask = want
 	err := p.ctl(op, fd)

@@ -3,8 +3,9 @@
 // Package poller is oneshot's one-shot readiness backend: it arms a single
 // poll for a tag on a file descriptor and reports exactly one Event for that
 // tag. Two backends implement it: io_uring (IORING_OP_POLL_ADD through the
-// project's ring package) and epoll (EPOLLONESHOT). Open chooses between them
-// and says why.
+// project's ring package) and epoll (EPOLLONESHOT, or one edge-triggered
+// registration kept for an fd whose caller makes the Edge promise). Open
+// chooses between them and says why.
 //
 // # The contract (both backends)
 //

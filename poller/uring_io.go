@@ -133,12 +133,20 @@ func (p *uringPoller) setupRecv(opts RecvOptions, pr *ring.Probe) error {
 	return nil
 }
 
-func (p *uringPoller) Recv(tag uint64, fd int, multishot bool) error {
-	if p.closed {
+// ioReady refuses ring I/O on a closed poller or one without the path.
+func (p *uringPoller) ioReady() error {
+	switch {
+	case p.closed:
 		return ErrClosed
-	}
-	if p.bufs == nil {
+	case p.bufs == nil:
 		return ErrNoRingIO
+	}
+	return nil
+}
+
+func (p *uringPoller) Recv(tag uint64, fd int, multishot bool) error {
+	if err := p.ioReady(); err != nil {
+		return err
 	}
 	s, err := p.slot(tag, fd, 0)
 	if err != nil {
@@ -150,11 +158,8 @@ func (p *uringPoller) Recv(tag uint64, fd int, multishot bool) error {
 }
 
 func (p *uringPoller) RecvAtMost(tag uint64, fd int, max int) error {
-	if p.closed {
-		return ErrClosed
-	}
-	if p.bufs == nil {
-		return ErrNoRingIO
+	if err := p.ioReady(); err != nil {
+		return err
 	}
 	if max <= 0 || max > math.MaxUint32 {
 		return fmt.Errorf("poller: RecvAtMost of %d bytes on fd %d", max, fd)
@@ -169,11 +174,8 @@ func (p *uringPoller) RecvAtMost(tag uint64, fd int, max int) error {
 }
 
 func (p *uringPoller) Send(tag uint64, fd int, b []byte) error {
-	if p.closed {
-		return ErrClosed
-	}
-	if p.bufs == nil {
-		return ErrNoRingIO
+	if err := p.ioReady(); err != nil {
+		return err
 	}
 	if len(b) == 0 {
 		return fmt.Errorf("poller: Send of nothing on fd %d", fd)

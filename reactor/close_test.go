@@ -328,7 +328,9 @@ func TestCloseFdInCallbackBeatsDecidedEvents(t *testing.T) {
 					}
 				}
 				waitFor(t, 5*time.Second, "2 requests armed", func() bool { return r.Stats().Armed == uint64(2*(round+1)) })
-				unix.Write(p, []byte("x"))
+				if _, err := unix.Write(p, []byte("x")); err != nil {
+					t.Fatal(err)
+				}
 				first, second := <-got, <-got
 				if first.err != nil || !first.fdOpen {
 					t.Fatalf("round %d: first callback: %v, fd open %v; want Ready on an open fd", round, first.err, first.fdOpen)

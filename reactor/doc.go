@@ -125,8 +125,9 @@
 // registration with an epoll_ctl per message. A wait made before the
 // socket was emptied (after a pause, or four full buffers in a turn) polls
 // the level. A NetConn waits after EAGAIN only, so it always keeps the
-// promise. make compare's echod-epoll row: about 5% less CPU per message
-// at 100 connections, 15-20% at 1,000 (pinned probes, 2026-11-30).
+// promise. echod on epoll, pinned probes of the binaries before and after
+// (2026-11-30): about 5% less CPU per message at 100 connections, 15-20%
+// at 1,000.
 //
 // # Bytes through the ring
 //
@@ -166,19 +167,24 @@
 //	                                            chunks of 256 slots
 //	the loop's fd → requests entry          16  a reqHandle in l.fdHead
 //	the poller's tag record                 40  poller ledger, by tag index
-//	the poller's fd record                8-20  io_uring: its tag list; epoll:
+//	the poller's fd record                8-40  io_uring: its tag list; epoll:
 //	                                            that and the registration
 //	the peer's address                   32-64  unix.Sockaddr from accept4
 //	a timer entry (with a timeout)          56  timerEntry in l.timers
 //
 // The tables grow by doubling, so each costs up to twice its row when
-// measured; together about 560 bytes of live heap per idle Conn at 4,000
-// connections (heap profile). make idle-rss measures the process: RSS
-// growth over 10,000 idle connections, 914 bytes per connection on io_uring
-// and 979 on epoll, gnet 543 (medians of 3, 2026-11-29), the rest being
-// the Go heap's headroom and free pages not yet returned. The 256 bytes of
-// issue 11 would need the Conn and its request in one object of about 200
-// bytes: not done.
+// measured; together 585 bytes of live heap per idle Conn on io_uring and
+// 630 on epoll at 10,000 connections (BenchmarkIdleConnMemory). make
+// idle-rss measures the process: RSS growth over 10,000 idle connections,
+// 936 bytes per connection on io_uring and 976 on epoll, gnet 543 (medians
+// of 3, 2026-11-30), the rest being the Go heap's headroom (it grows to
+// twice what is live before it collects) and free pages not yet returned.
+// The 256 bytes of issue 11 would need the Conn and its request in one
+// object of about 130 bytes: not done. The loop's fd → requests list
+// cannot be left to the poller's record: the poller drops a tag when it
+// decides its Event, and CloseFd must still complete, before close(2), a
+// request whose Event is decided but not yet handled
+// (TestCloseFdInCallbackBeatsDecidedEvents).
 //
 // # Listener strategy: accept on one loop, hand off round robin
 //

@@ -235,15 +235,11 @@ func (fd *netFD) prepare(w *pollWait) error {
 	return nil
 }
 
-// wait parks on the reactor until ev is ready on the fd, or until a
-// deadline, a deadline change or Close interrupts it; either way it returns
-// nil and the caller prepares and tries its syscall again. It returns an
-// error when the fd closed, the deadline passed, or the Poll failed.
-// afterEAGAIN says the caller's syscall just found the socket not ready,
-// which lets epoll keep the fd registered between waits (poller.Edge:
-// the fd is closed only through CloseFd); a wait without it polls the
-// level, as a RawConn callback that declines may not have drained.
-func (fd *netFD) wait(w *pollWait, ev Events, afterEAGAIN bool) error {
+// park runs call, a request parked on the reactor, under w's wake
+// context, which a deadline, a deadline change or Close ends. An
+// interrupted call (context.Canceled) returns nil, for the caller to
+// prepare and try again; the reactor's closing is errReactorClosed.
+func (fd *netFD) park(w *pollWait, call func(ctx context.Context) error) error {
 	w.mu.Lock()
 	// Close marks the fd before it takes w.mu to interrupt, and a
 	// deadline is stored under w.mu: checked here, neither is missed.
@@ -258,19 +254,13 @@ func (fd *netFD) wait(w *pollWait, ev Events, afterEAGAIN bool) error {
 	w.parked = true
 	w.mu.Unlock()
 
-	var extra Events
-	if afterEAGAIN {
-		extra = evEdge
-	}
-	_, err := fd.r.poll(ctx, fd.sysfd, ev, extra)
+	err := call(ctx)
 
 	w.mu.Lock()
 	w.parked = false // one waiter per direction: if an interrupt did not, we do
 	w.mu.Unlock()
 	switch {
 	case err == nil, err == context.Canceled:
-		// Ready (Err and Hup included: the syscall reports them), or
-		// interrupted: look again.
 		return nil
 	case errors.Is(err, ErrClosed):
 		return errReactorClosed
@@ -279,39 +269,40 @@ func (fd *netFD) wait(w *pollWait, ev Events, afterEAGAIN bool) error {
 	}
 }
 
+// wait parks on the reactor until ev is ready on the fd, or until a
+// deadline, a deadline change or Close interrupts it; either way it returns
+// nil and the caller prepares and tries its syscall again (Err and Hup
+// included: the syscall reports them). It returns an error when the fd
+// closed, the deadline passed, or the Poll failed.
+// afterEAGAIN says the caller's syscall just found the socket not ready,
+// which lets epoll keep the fd registered between waits (poller.Edge:
+// the fd is closed only through CloseFd); a wait without it polls the
+// level, as a RawConn callback that declines may not have drained.
+func (fd *netFD) wait(w *pollWait, ev Events, afterEAGAIN bool) error {
+	var extra Events
+	if afterEAGAIN {
+		extra = evEdge
+	}
+	return fd.park(w, func(ctx context.Context) error {
+		_, err := fd.r.poll(ctx, fd.sysfd, ev, extra)
+		return err
+	})
+}
+
 // recv parks on a receive through the ring of at most len(p) bytes, as
-// wait parks on a Poll: a deadline, a deadline change or Close interrupts
-// it, and then it returns (0, false, nil) for the caller to prepare and
-// look again. Bytes the receive took are returned even when an interrupt
-// raced them.
+// wait parks on a Poll: when interrupted it returns (0, false, nil) for
+// the caller to prepare and look again. Bytes the receive took are
+// returned even when an interrupt raced them.
 func (fd *netFD) recv(w *pollWait, p []byte) (n int, eof bool, err error) {
-	w.mu.Lock()
-	if err := fd.prepare(w); err != nil {
-		w.mu.Unlock()
+	err = fd.park(w, func(ctx context.Context) error {
+		var err error
+		n, eof, err = fd.r.recvInto(ctx, fd.sysfd, p)
+		return err
+	})
+	if err != nil {
 		return 0, false, err
 	}
-	if w.wake == nil {
-		w.wake = make(chan struct{})
-	}
-	ctx := wakeCtx(w.wake)
-	w.parked = true
-	w.mu.Unlock()
-
-	n, eof, err = fd.r.recvInto(ctx, fd.sysfd, p)
-
-	w.mu.Lock()
-	w.parked = false
-	w.mu.Unlock()
-	switch {
-	case err == nil:
-		return n, eof, nil
-	case err == context.Canceled:
-		return 0, false, nil
-	case errors.Is(err, ErrClosed):
-		return 0, false, errReactorClosed
-	default:
-		return 0, false, err
-	}
+	return n, eof, nil
 }
 
 // destroy closes the fd; called once, by whoever dropped the last

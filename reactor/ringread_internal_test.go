@@ -196,8 +196,9 @@ func testReactorCloseWithReadParked(t *testing.T, b Backend, round int) {
 	closed = nil
 }
 
-// netPairOn dials a NetListen of r with r and returns both ends.
-func netPairOn(t *testing.T, r *Reactor) (server, client net.Conn) {
+// pairOn accepts on a NetListen of r a TCP connection dialed by dial and
+// returns both ends.
+func pairOn(t *testing.T, r *Reactor, dial func(ctx context.Context, network, addr string) (net.Conn, error)) (server, client net.Conn) {
 	t.Helper()
 	ln, err := r.NetListen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -211,8 +212,7 @@ func netPairOn(t *testing.T, r *Reactor) (server, client net.Conn) {
 	}()
 	ctx, stop := context.WithTimeout(context.Background(), 10*time.Second)
 	defer stop()
-	client, err = r.DialContext(ctx, "tcp", ln.Addr().String())
-	if err != nil {
+	if client, err = dial(ctx, "tcp", ln.Addr().String()); err != nil {
 		t.Fatal(err)
 	}
 	if server = <-accepted; server == nil {
@@ -221,27 +221,14 @@ func netPairOn(t *testing.T, r *Reactor) (server, client net.Conn) {
 	return server, client
 }
 
-// stdPairOn accepts on a NetListen of r a connection dialed by net: its
-// client end lives on Go's netpoller, not on r.
+// netPairOn: both ends on r.
+func netPairOn(t *testing.T, r *Reactor) (server, client net.Conn) {
+	return pairOn(t, r, r.DialContext)
+}
+
+// stdPairOn: the client end dialed by net, on Go's netpoller, not on r.
 func stdPairOn(t *testing.T, r *Reactor) (server, client net.Conn) {
-	t.Helper()
-	ln, err := r.NetListen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		accepted <- c
-	}()
-	if client, err = net.DialTimeout("tcp", ln.Addr().String(), 10*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	if server = <-accepted; server == nil {
-		t.Fatal("Accept failed")
-	}
-	return server, client
+	return pairOn(t, r, new(net.Dialer).DialContext)
 }
 
 func waitUntil(t *testing.T, what string, cond func() bool) {
