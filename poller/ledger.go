@@ -26,7 +26,7 @@ type ledger struct {
 // tagRec is one armed tag. prev and next are tag indexes, 0 ending the list.
 type tagRec struct {
 	tag        uint64 // 0: the index is free
-	seq        uint64 // io_uring: the Arm's sequence number
+	seq        uint32 // io_uring: the Arm's sequence number, modulo 2^32 (see uringPoller.unsubmitted)
 	fd         int32
 	events     uint32
 	prev, next uint32

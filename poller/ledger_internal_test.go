@@ -165,3 +165,27 @@ func TestEpollInterestFollowsTags(t *testing.T) {
 		})
 	})
 }
+
+// TestUnsubmittedAcrossWrap: a record keeps its Arm's number modulo 2^32,
+// and an SQE armed after the last submit is seen as unsubmitted however
+// the count wraps, while one armed before it is not (within 2^31).
+func TestUnsubmittedAcrossWrap(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		submitted, arm uint64
+		want           bool
+	}{
+		{"after, no wrap", 100, 101, true},
+		{"at the submit", 100, 100, false},
+		{"before", 100, 50, false},
+		{"after, across the wrap", 1<<32 - 2, 1<<32 + 3, true},
+		{"before, across the wrap", 1<<32 + 3, 1<<32 - 2, false},
+		{"after, far past 2^32", 5<<32 + 7, 5<<32 + 8, true},
+		{"long-lived, 2^31-1 arms ago", 1<<31 + 9, 10, false},
+	} {
+		p := &uringPoller{submitted: tc.submitted}
+		if got := p.unsubmitted(&tagRec{seq: uint32(tc.arm)}); got != tc.want {
+			t.Errorf("%s: unsubmitted(arm %d) after submit %d = %v, want %v", tc.name, tc.arm, tc.submitted, got, tc.want)
+		}
+	}
+}

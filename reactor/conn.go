@@ -32,41 +32,48 @@ var errForceStop = fmt.Errorf("reactor: Shutdown's context ended before the conn
 // may be called from any goroutine; the rest of its life runs on one loop.
 type Conn struct {
 	// The fields are ordered so that the small ones share words: an idle
-	// Conn is 288 bytes, a size class of its own (the package doc lists
-	// what else an idle Conn holds).
+	// Conn is 208 bytes, a size class of its own (the package doc lists
+	// what else an idle Conn holds). What only a closing, failed or
+	// oddly addressed Conn needs is in its rare part.
 	l  *loop     // constant: the loop that owns fd
 	ln *Listener // constant
-	fd int       // constant; unusable once the phase is closed (checked under mu)
 
-	mu   sync.Mutex
-	out  outBuf // guarded by mu: pending output
-	werr error  // guarded by mu: the write error that condemned c
+	mu  sync.Mutex
+	out outBuf // guarded by mu: pending output
 
 	// ph: atomic; the connPhase (conn_state.go). Written by the loop only.
 	ph atomic.Uint32
 	// req: atomic; 1<<task for what was asked during a handler call,
 	// taken by the loop when the call returns (afterCall). See kickLocked.
 	req atomic.Uint32
+	fd  int // constant; unusable once the phase is closed (checked under mu)
 	// pending: atomic; len(out)-off, stored under mu, read by the loop
-	// without it (the backpressure check after each OnData).
-	pending atomic.Int64
+	// without it (the backpressure check after each OnData). It saturates
+	// at maxPendingLimit, which bounds MaxPending, so the check still
+	// holds where a handler queued more.
+	pending atomic.Int32
+	// inCb: atomic; the loop is inside a handler call for c. Written by
+	// the loop, read by requesters (kickLocked).
+	inCb atomic.Bool
 
 	lastActive atomic.Int64 // nanotime of the last byte moved either way
 	// outSince: nanotime of the last output progress, or of output
 	// becoming pending; what WriteTimeout measures. Guarded by mu.
 	outSince int64
 
-	// inCb: atomic; the loop is inside a handler call for c. Written by
-	// the loop, read by requesters (kickLocked).
-	inCb       atomic.Bool
+	// Owned by the loop goroutine, as is everything below but prev, next,
+	// rare and ctx.
+	lastRead int64  // nanotime of the last byte read
+	drainBy  int64  // nanotime by which a drain must end; 0 = none
+	timerIdx int32  // the live entry's index+1 in l.timers, kept by the heap; 0 = none
+	timerSeq uint32 // the live timer entry's seq (one Conn's entries, so 32 bits never wrap in use)
+	rd, wr   uint64 // the tags of c's in-flight requests (c.l.req); 0 = none
+
 	taskQueued bool // guarded by mu: a taskFlush sits in the loop's inbox
 	wrShut     bool // guarded by mu: CloseWrite asked; shut SHUT_WR once drained
 	closeAsked bool // guarded by mu: Close or CloseNow called: Write refuses
-	// Owned by the loop goroutine, as is everything below.
-	peerEOF bool // a read returned end of file: the peer sends nothing more
-	shutReq bool // Shutdown asked; waits for reading to resume if paused
-	wrDone  bool // shutdown(SHUT_WR) was made
-	opened  bool // OnOpen was called, so OnClose is owed
+	peerEOF    bool // a read returned end of file: the peer sends nothing more
+	opened     bool // OnOpen was called, so OnClose is owed
 	// pollOnce: the next read goes after a readiness poll, not through
 	// the ring (which had lent every buffer: ENOBUFS).
 	pollOnce bool
@@ -74,28 +81,77 @@ type Conn struct {
 	// socket held nothing more then, and the next read poll may keep the
 	// promise of poller.Edge (epoll keeps the fd registered).
 	drained bool
+	peer    peerAddr // constant
 
-	timerIdx   int32     // the live entry's index+1 in l.timers, kept by the heap; 0 = none
-	shutLeft   int32     // bytes Shutdown found received and still to deliver
-	rd, wr     reqHandle // in-flight requests; zero = none
-	lingerBy   int64     // nanotime at which lingering ends; 0 = not lingering
-	lingerNext int64     // nanotime of a lingering Conn's next look; 0 = none
-	drainBy    int64     // nanotime by which a drain must end; 0 = none
-	timerSeq   uint64    // the live timer entry's seq
-	lastRead   int64     // nanotime of the last byte read
-	closeErr   error     // the reason the drain began (nil: clean)
-	prev, next *Conn     // guarded by ln.mu: the listener's list of live Conns
-
-	remote unix.Sockaddr // constant
-	ctx    atomic.Value  // user data
+	prev, next *Conn                    // guarded by ln.mu: the listener's list of live Conns
+	rare       atomic.Pointer[connRare] // see more
+	ctx        atomic.Pointer[any]      // user data
 }
+
+// connRare is the part of a Conn that only a closing, failed or oddly
+// addressed one needs, allocated the first time one of its fields is set
+// (more), so that an idle Conn does not carry it. Each field keeps the
+// guard it would have in the Conn.
+type connRare struct {
+	werr       error  // guarded by c.mu: the write error that condemned c
+	closeErr   error  // loop: the reason the drain began (nil: clean)
+	lingerBy   int64  // loop: nanotime at which lingering ends
+	lingerNext int64  // loop: nanotime of a lingering Conn's next look; 0 = none
+	shutLeft   int32  // loop: bytes Shutdown found received and still to deliver
+	shutReq    bool   // loop: Shutdown asked; waits for reading to resume if paused
+	wrDone     bool   // loop: shutdown(SHUT_WR) was made
+	peerZone   uint32 // constant: an IPv6 peer's zone id (famInet6)
+	peerName   string // constant: a named Unix peer's name (famUnix)
+}
+
+// more returns c's rare part, made on first use. Any goroutine: the
+// first to publish one wins, so a field set through it is never lost.
+func (c *Conn) more() *connRare {
+	if x := c.rare.Load(); x != nil {
+		return x
+	}
+	x := new(connRare)
+	if c.rare.CompareAndSwap(nil, x) {
+		return x
+	}
+	return c.rare.Load()
+}
+
+// writeErr returns the write error that condemned c, if any (under mu).
+func (c *Conn) writeErr() error {
+	if x := c.rare.Load(); x != nil {
+		return x.werr
+	}
+	return nil
+}
+
+// closeReason returns why c's drain began (nil: a clean close).
+func (c *Conn) closeReason() error {
+	if x := c.rare.Load(); x != nil {
+		return x.closeErr
+	}
+	return nil
+}
+
+// shutAsked reports whether Listener.Shutdown reached c.
+func (c *Conn) shutAsked() bool {
+	x := c.rare.Load()
+	return x != nil && x.shutReq
+}
+
+// maxPendingLimit is the most Conn.pending holds, and so the largest
+// MaxPending that still pauses reading.
+const maxPendingLimit = 1<<31 - 1
+
+// storePending publishes n pending bytes (under mu).
+func (c *Conn) storePending(n int) { c.pending.Store(int32(min(n, maxPendingLimit))) }
 
 // SetContext attaches v to c (any goroutine).
 func (c *Conn) SetContext(v any) { c.ctx.Store(&v) }
 
 // Context returns what SetContext stored, or nil.
 func (c *Conn) Context() any {
-	p, _ := c.ctx.Load().(*any)
+	p := c.ctx.Load()
 	if p == nil {
 		return nil
 	}
@@ -107,7 +163,7 @@ func (c *Conn) Context() any {
 func (c *Conn) Fd() int { return c.fd }
 
 // RemoteAddr returns the peer's address.
-func (c *Conn) RemoteAddr() net.Addr { return sockaddrToAddr(c.remote, c.ln.unix) }
+func (c *Conn) RemoteAddr() net.Addr { return c.peer.addr(c.rare.Load(), c.ln.unix) }
 
 // LocalAddr returns the connection's own address.
 func (c *Conn) LocalAddr() net.Addr {
@@ -123,7 +179,8 @@ func (c *Conn) LocalAddr() net.Addr {
 	return sockaddrToAddr(sa, c.ln.unix)
 }
 
-// Pending returns the bytes written to c and not yet accepted by the kernel.
+// Pending returns the bytes written to c and not yet accepted by the
+// kernel, or 2 GiB - 1 where more are.
 func (c *Conn) Pending() int { return int(c.pending.Load()) }
 
 // Write copies b for sending and never blocks. When nothing is pending it
@@ -136,8 +193,7 @@ func (c *Conn) Write(b []byte) (int, error) {
 		c.mu.Unlock()
 		return 0, ErrClosed
 	}
-	if c.werr != nil {
-		err := c.werr
+	if err := c.writeErr(); err != nil {
 		c.mu.Unlock()
 		return 0, err
 	}
@@ -155,8 +211,8 @@ func (c *Conn) Write(b []byte) (int, error) {
 				break
 			}
 			if err != nil {
-				c.werr = fmt.Errorf("reactor: write: %w", err)
-				err := c.werr
+				err := fmt.Errorf("reactor: write: %w", err)
+				c.more().werr = err
 				c.kickLocked(taskCloseNow)
 				c.mu.Unlock()
 				return n, err
@@ -178,7 +234,7 @@ func (c *Conn) Write(b []byte) (int, error) {
 	held := c.out.held()
 	c.out.append(b[n:], &c.ln.chunks)
 	c.ln.outBuf.Add(int64(c.out.held() - held))
-	c.pending.Store(int64(c.out.n))
+	c.storePending(c.out.n)
 	c.kickLocked(taskFlush)
 	c.mu.Unlock()
 	return len(b), nil
@@ -319,7 +375,7 @@ func (c *Conn) afterCall() {
 // through the ring where the loop has one (conn_recv.go), else a readiness
 // poll.
 func (c *Conn) armRead() {
-	if !c.rd.IsZero() || c.phase() != phOpen {
+	if c.rd != 0 || c.phase() != phOpen {
 		return
 	}
 	// Pri: a read stops short at TCP's urgent mark with data behind it;
@@ -332,7 +388,7 @@ func (c *Conn) armRead() {
 	c.drained = false
 	if c.l.rcv != nil && !c.pollOnce {
 		ev = evRecv | In
-		if !c.wr.IsZero() {
+		if c.wr != 0 {
 			ev |= evRecvOnce // the output backs up: see take
 		}
 	}
@@ -342,14 +398,14 @@ func (c *Conn) armRead() {
 }
 
 func (c *Conn) armWrite() {
-	if !c.wr.IsZero() || c.phase() == phClosed {
+	if c.wr != 0 || c.phase() == phClosed {
 		return
 	}
 	if err := c.l.armConn(c, Out, &c.wr); err != nil {
 		c.finish(fmt.Errorf("reactor: arm write: %w", err))
 		return
 	}
-	if c.ln.writeTimeout > 0 && !c.wr.IsZero() {
+	if c.ln.writeTimeout > 0 && c.wr != 0 {
 		c.schedule()
 	}
 }
@@ -360,7 +416,7 @@ const wakeUnknown = Pri | RdHup
 
 // readable is c's read request completing.
 func (c *Conn) readable(res Result) {
-	c.rd = reqHandle{}
+	c.rd = 0
 	switch c.phase() {
 	case phLingering:
 		if res.Err != nil {
@@ -392,7 +448,7 @@ func (c *Conn) readable(res Result) {
 
 // readSome reads up to rounds buffers, delivering each; it stops at
 // EAGAIN, EOF, an error, or when the output backlog passes MaxPending.
-// rounds < 0 reads what Shutdown found received (c.shutLeft) and no more:
+// rounds < 0 reads what Shutdown found received (shutLeft) and no more:
 // reading until EAGAIN never ended while a fast peer kept sending. It
 // notes in c.drained whether it ended with the socket empty, judged with
 // wake, the readiness that started it (wakeUnknown: none).
@@ -406,6 +462,10 @@ func (c *Conn) readable(res Result) {
 // boundary, so there only EAGAIN counts.
 func (c *Conn) readSome(rounds int, wake Events) {
 	buf := c.l.rbuf
+	var shut *connRare // rounds < 0: Shutdown made it
+	if rounds < 0 {
+		shut = c.more()
+	}
 	c.drained = false
 	eagainDrains := wake&Pri == 0
 	shortDrains := wake&(RdHup|Hup|Err|Pri) == 0 && !c.ln.unix
@@ -414,10 +474,10 @@ func (c *Conn) readSome(rounds int, wake Events) {
 			return
 		}
 		if rounds < 0 {
-			if c.shutLeft <= 0 {
+			if shut.shutLeft <= 0 {
 				return
 			}
-			buf = buf[:min(len(buf), int(c.shutLeft))]
+			buf = buf[:min(len(buf), int(shut.shutLeft))]
 		}
 		n, err := rawRead(c.fd, buf)
 		switch {
@@ -434,7 +494,7 @@ func (c *Conn) readSome(rounds int, wake Events) {
 			return
 		}
 		if rounds < 0 {
-			c.shutLeft -= int32(n)
+			shut.shutLeft -= int32(n)
 		}
 		c.lastRead = nanotime()
 		c.lastActive.Store(c.lastRead)
@@ -458,7 +518,7 @@ func (c *Conn) readSome(rounds int, wake Events) {
 
 // writable is c's write request completing.
 func (c *Conn) writable(res Result) {
-	c.wr = reqHandle{}
+	c.wr = 0
 	if c.phase() == phClosed {
 		return
 	}
@@ -498,8 +558,8 @@ func (c *Conn) flushAndArm() {
 // flushed goes on once c's output is all in the kernel: the write side
 // shut if CloseWrite asked (shut), a drain's linger, reading resumed.
 func (c *Conn) flushed(shut bool) {
-	if shut && !c.wrDone {
-		c.wrDone = true
+	if shut && !c.more().wrDone {
+		c.more().wrDone = true
 		_ = unix.Shutdown(c.fd, unix.SHUT_WR) // the peer may be gone; reads will tell
 	}
 	switch c.phase() {
@@ -511,7 +571,7 @@ func (c *Conn) flushed(shut bool) {
 		if !c.takeHeld() {
 			return
 		}
-		if c.shutReq {
+		if c.shutAsked() {
 			c.shutdownRead()
 			return
 		}
@@ -534,8 +594,9 @@ func (c *Conn) flushLocked() (int, error) {
 			break
 		}
 		if err != nil {
-			c.werr = fmt.Errorf("reactor: write: %w", err)
-			return 0, c.werr // finish drops the output
+			err := fmt.Errorf("reactor: write: %w", err)
+			c.more().werr = err
+			return 0, err // finish drops the output
 		}
 		moved += m
 	}
@@ -545,7 +606,7 @@ func (c *Conn) flushLocked() (int, error) {
 		c.outSince = now
 		c.ln.bytesOut.Add(uint64(moved))
 	}
-	c.pending.Store(int64(c.out.n))
+	c.storePending(c.out.n)
 	return c.out.n, nil
 }
 

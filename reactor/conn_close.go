@@ -61,16 +61,17 @@ func (c *Conn) doClose(task int32, err error) {
 	case task == taskCloseWr:
 		c.flushAndArm()
 	case task == taskShutdown && c.phase().writable():
-		c.shutReq = true
+		x := c.more()
+		x.shutReq = true
 		// What was received before Shutdown is served; what arrives
 		// after is not (the linger discards it).
 		// After polls the socket holds all that was received. Through
 		// the ring some may be out of it already, in buffers not yet
 		// handed over or held while paused: the socket is measured once
 		// the receive has ended and those were delivered (shutdownRead).
-		c.shutLeft = shutUnmeasured
+		x.shutLeft = shutUnmeasured
 		if c.l.rcv == nil {
-			c.shutLeft = c.inq()
+			x.shutLeft = c.inq()
 		}
 		c.shutdownRead()
 	case c.phase().writable():
@@ -100,8 +101,8 @@ func (c *Conn) shutdownRead() {
 		c.stopRecv()
 		return
 	}
-	if c.shutLeft == shutUnmeasured {
-		c.shutLeft = c.inq()
+	if x := c.more(); x.shutLeft == shutUnmeasured {
+		x.shutLeft = c.inq()
 	}
 	c.readSome(-1, wakeUnknown)
 	if p := c.phase(); p == phOpen || p == phPeerEOF {
@@ -112,9 +113,11 @@ func (c *Conn) shutdownRead() {
 // beginDrain stops reading and closes once pending output is flushed.
 func (c *Conn) beginDrain(err error) {
 	c.setPhase(phDraining)
-	c.closeErr = err
-	if !c.rd.IsZero() {
-		c.l.cancelOn(c.rd)
+	if err != nil || c.rare.Load() != nil {
+		c.more().closeErr = err
+	}
+	if c.rd != 0 {
+		c.l.cancelOn(c.l.reqOf(c.rd))
 	}
 	if c.drainBy == 0 { // Shutdown may have started the bound while paused
 		c.drainBy = nanotime() + int64(c.ln.closeTimeout)
@@ -131,11 +134,11 @@ func (c *Conn) finish(err error) {
 	}
 	c.mu.Lock()
 	c.setPhaseLocked(phClosed)
-	if err == nil && c.werr != nil {
-		err = c.werr
+	if err == nil {
+		err = c.writeErr()
 	}
 	c.ln.outBuf.Add(-int64(c.out.held()))
-	if !c.wr.IsZero() && c.wr.Data().ev&evSend != 0 {
+	if c.wr != 0 && c.l.reqOf(c.wr).Data().ev&evSend != 0 {
 		// The kernel may read the send's chunk until the send's end,
 		// which closeFdOn does not wait for: the chunk stays with c,
 		// which the send's slot holds until then, and is never pooled.
@@ -173,16 +176,17 @@ func cutByDeadline(err error) bool {
 // (see the top of this file).
 func (c *Conn) linger() {
 	if c.peerEOF || c.ln.linger < 0 || c.ln.unix {
-		c.finish(c.closeErr)
+		c.finish(c.closeReason())
 		return
 	}
 	if c.phase() != phLingering {
 		c.setPhase(phLingering)
-		if !c.wrDone {
-			c.wrDone = true
+		x := c.more()
+		if !x.wrDone {
+			x.wrDone = true
 			_ = unix.Shutdown(c.fd, unix.SHUT_WR) // a peer gone already shows in the read
 		}
-		c.lingerBy = nanotime() + int64(c.ln.linger)
+		x.lingerBy = nanotime() + int64(c.ln.linger)
 	}
 	c.discard()
 }
@@ -198,10 +202,10 @@ func (c *Conn) discard() {
 			continue
 		case err == unix.EAGAIN:
 			if c.unacked() == 0 {
-				c.finish(c.closeErr)
+				c.finish(c.closeReason())
 				return
 			}
-			if c.rd.IsZero() {
+			if c.rd == 0 {
 				if err := c.l.armConn(c, In|RdHup, &c.rd); err != nil {
 					c.finish(fmt.Errorf("reactor: arm read: %w", err))
 					return
@@ -210,7 +214,8 @@ func (c *Conn) discard() {
 					return // the arm was refused, and its callback closed c
 				}
 			}
-			c.lingerNext = min(nanotime()+int64(lingerPoll), c.lingerBy)
+			x := c.more()
+			x.lingerNext = min(nanotime()+int64(lingerPoll), x.lingerBy)
 			c.schedule()
 			return
 		case err != nil:
@@ -218,7 +223,7 @@ func (c *Conn) discard() {
 			return
 		case n == 0:
 			c.peerEOF = true
-			c.finish(c.closeErr)
+			c.finish(c.closeReason())
 			return
 		}
 		c.ln.bytesDiscarded.Add(uint64(n))
@@ -252,12 +257,12 @@ func (c *Conn) unacked() int {
 // closes (cleanly if the peer has acknowledged all of c's output, as a cut
 // drain otherwise), before it looks again.
 func (c *Conn) lingerTimer(now int64) {
-	if now < c.lingerBy {
+	if now < c.more().lingerBy {
 		c.discard()
 		return
 	}
 	if c.unacked() == 0 {
-		c.finish(c.closeErr)
+		c.finish(c.closeReason())
 		return
 	}
 	c.finish(errLingerCut)

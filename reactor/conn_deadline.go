@@ -48,8 +48,8 @@ func (c *Conn) deadline() (int64, int) {
 	if c.drainBy != 0 && p != phLingering {
 		consider(c.drainBy, dlDrain)
 	}
-	if c.lingerNext != 0 {
-		consider(c.lingerNext, dlLinger)
+	if x := c.rare.Load(); x != nil && x.lingerNext != 0 {
+		consider(x.lingerNext, dlLinger)
 	}
 	return when, kind
 }
@@ -77,7 +77,7 @@ func (c *Conn) schedule() {
 	}
 	c.unschedule()
 	c.timerSeq++
-	c.l.addTimer(timerEntry{when: when, seq: c.timerSeq, obj: c, idx: &c.timerIdx})
+	c.l.addTimer(timerEntry{when: when, seq: uint64(c.timerSeq), obj: c, idx: &c.timerIdx})
 }
 
 // unschedule takes c's entry, if any, off the heap.
@@ -99,12 +99,12 @@ func (c *Conn) timerAt() int64 {
 // fire is c's timer expiring: close c if a deadline passed, else wait for
 // the next one.
 func (c *Conn) fire(_ *loop, seq uint64, now int64) {
-	if seq != c.timerSeq || c.phase() == phClosed {
+	if seq != uint64(c.timerSeq) || c.phase() == phClosed {
 		return
 	}
 	if when, kind := c.deadline(); kind != dlNone && now >= when {
 		if kind == dlLinger {
-			c.lingerNext = 0
+			c.more().lingerNext = 0
 			c.lingerTimer(now)
 			return
 		}

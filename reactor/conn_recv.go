@@ -79,7 +79,7 @@ func (c *Conn) take(b []byte) {
 	// the socket did not take the last output at once: it backs up. (The
 	// send this call's Writes queue says nothing yet: through the ring,
 	// output is pending until the turn's enter has sent it.)
-	waiting := !c.wr.IsZero()
+	waiting := c.wr != 0
 	c.callData(b)
 	if c.phase() != phOpen || c.Pending() == 0 {
 		return
@@ -89,7 +89,7 @@ func (c *Conn) take(b []byte) {
 		c.stopRecv()
 		return
 	}
-	if waiting && c.receiving() && c.rd.Data().ev&evRecvOnce == 0 {
+	if waiting && c.receiving() && c.l.reqOf(c.rd).Data().ev&evRecvOnce == 0 {
 		// The output backs up: from now on receive a buffer at a time
 		// (armRead), so that a pause finds at most one buffer in flight
 		// to hold. A multishot receive went on taking the socket's
@@ -101,20 +101,20 @@ func (c *Conn) take(b []byte) {
 
 // receiving reports whether c's read in flight is a receive through the
 // ring (not a readiness poll).
-func (c *Conn) receiving() bool { return !c.rd.IsZero() && c.rd.Data().ev&evRecv != 0 }
+func (c *Conn) receiving() bool { return c.rd != 0 && c.l.reqOf(c.rd).Data().ev&evRecv != 0 }
 
 // stopRecv stops c's receive, if one is in flight; its end comes later
 // (recvEnded). A readiness poll is left armed: paused, its firing is
 // ignored.
 func (c *Conn) stopRecv() {
 	if c.receiving() {
-		c.l.cancelOn(c.rd)
+		c.l.cancelOn(c.l.reqOf(c.rd))
 	}
 }
 
 // recvEnded is c's receive ending (see the table above).
 func (c *Conn) recvEnded(res Result) {
-	c.rd = reqHandle{}
+	c.rd = 0
 	switch {
 	case res.Err == nil && res.Events&evEOF != 0:
 		c.recvEOF()
@@ -143,7 +143,7 @@ func (c *Conn) recvEOF() {
 		c.heldIn().eof = true
 	case phLingering:
 		c.peerEOF = true
-		c.finish(c.closeErr)
+		c.finish(c.closeReason())
 	default:
 		c.peerEOF = true // a drain then closes without lingering
 	}
@@ -153,7 +153,7 @@ func (c *Conn) recvEOF() {
 func (c *Conn) readOn() {
 	switch c.phase() {
 	case phOpen:
-		if c.shutReq {
+		if c.shutAsked() {
 			c.shutdownRead()
 			return
 		}
@@ -209,7 +209,7 @@ func (c *Conn) sawEOF() {
 // sendOn keeps c's output moving: a send while bytes are pending and none
 // is in flight; once all went out, what follows a flush.
 func (c *Conn) sendOn() {
-	if !c.wr.IsZero() {
+	if c.wr != 0 {
 		return // the send in flight goes on when it ends
 	}
 	c.mu.Lock()
@@ -223,7 +223,7 @@ func (c *Conn) sendOn() {
 		c.finish(fmt.Errorf("reactor: send: %w", err))
 		return
 	}
-	if c.ln.writeTimeout > 0 && !c.wr.IsZero() {
+	if c.ln.writeTimeout > 0 && c.wr != 0 {
 		c.schedule()
 	}
 }
@@ -237,7 +237,7 @@ func (c *Conn) sendable() []byte {
 
 // sendEnded is c's send ending, n bytes sent.
 func (c *Conn) sendEnded(res Result, n int) {
-	c.wr = reqHandle{}
+	c.wr = 0
 	if c.phase() == phClosed {
 		return
 	}
@@ -248,7 +248,7 @@ func (c *Conn) sendEnded(res Result, n int) {
 			err = fmt.Errorf("reactor: write: %w", errno)
 		}
 		c.mu.Lock()
-		c.werr = err
+		c.more().werr = err
 		c.mu.Unlock()
 		c.finish(err)
 		return
@@ -260,7 +260,7 @@ func (c *Conn) sendEnded(res Result, n int) {
 	now := nanotime()
 	c.lastActive.Store(now)
 	c.outSince = now
-	c.pending.Store(int64(c.out.n))
+	c.storePending(c.out.n)
 	c.mu.Unlock()
 	c.ln.bytesOut.Add(uint64(n))
 	c.flushAndArm()

@@ -104,11 +104,9 @@ func (r *Reactor) Dial(ctx context.Context, network, address string, h Handler, 
 	if !isUnix {
 		_ = ln.sock.apply(fd) // best effort, as net
 	}
-	var peer unix.Sockaddr
-	if sa, err := unix.Getpeername(fd); err == nil {
-		peer = sa
-	}
-	c := ln.adopt(r.loopFor(fd), fd, peer, false)
+	sa, _ := unix.Getpeername(fd) // nil on failure: RemoteAddr says nothing
+	p, x := peerOf(sa)
+	c := ln.adopt(r.loopFor(fd), fd, p, x, false)
 	if c == nil {
 		return nil, &net.OpError{Op: "dial", Net: network, Err: ErrClosed}
 	}

@@ -157,34 +157,41 @@
 // An idle connection is one Conn, one read request and the ledgers that
 // find them; no buffer (reads go to the loop's buffer, output chunks
 // return to the listener's pool when sent), no goroutine, no closure, no
-// map entry. unsafe.Sizeof of each part, on linux/amd64 (TestIdleConnParts
-// fails when one grows):
+// map entry. unsafe.Sizeof of each part, on linux/amd64
+// (TestIdleConnParts and poller's TestLedgerRecordSizes fail when one
+// grows):
 //
 //	part                                 bytes  where
 //	-----------------------------------  -----  ------------------------------
-//	Conn                                   288  its own object (size class 288)
-//	the read request's cancel slot         128  cancel.Slot[reqData], in
+//	Conn                                   208  its own object (size class 208),
+//	                                            the peer's address inline
+//	the read request's cancel slot         112  cancel.Slot[reqData], in
 //	                                            chunks of 256 slots
-//	the loop's fd → requests entry          16  a reqHandle in l.fdHead
-//	the poller's tag record                 40  poller ledger, by tag index
+//	the loop's fd → requests entry           8  a tag in l.fdHead
+//	the poller's tag record                 32  poller ledger, by tag index
 //	the poller's fd record                8-40  io_uring: its tag list; epoll:
 //	                                            that and the registration
-//	the peer's address                   32-64  unix.Sockaddr from accept4
 //	a timer entry (with a timeout)          56  timerEntry in l.timers
 //
-// The tables grow by doubling, so each costs up to twice its row when
-// measured; together 585 bytes of live heap per idle Conn on io_uring and
-// 630 on epoll at 10,000 connections (BenchmarkIdleConnMemory). make
-// idle-rss measures the process: RSS growth over 10,000 idle connections,
-// 936 bytes per connection on io_uring and 976 on epoll, gnet 543 (medians
-// of 3, 2026-11-30), the rest being the Go heap's headroom (it grows to
-// twice what is live before it collects) and free pages not yet returned.
-// The 256 bytes of issue 11 would need the Conn and its request in one
-// object of about 130 bytes: not done. The loop's fd → requests list
-// cannot be left to the poller's record: the poller drops a tag when it
-// decides its Event, and CloseFd must still complete, before close(2), a
-// request whose Event is decided but not yet handled
-// (TestCloseFdInCallbackBeatsDecidedEvents).
+// A Conn keeps its requests, and the fd lists their slots, by tag (8
+// bytes, looked up in the slot table) rather than by handle (16); what
+// only a closing, failed or oddly addressed Conn needs (its write error,
+// its close reason, the linger and Shutdown state, an IPv6 zone, a Unix
+// peer's name) is in a part allocated when first needed (connRare). The
+// tables grow by doubling, so each costs up to twice its row when
+// measured; together 446 bytes of live heap per idle Conn on io_uring and
+// 499 on epoll at 10,000 connections (BenchmarkIdleConnMemory, of which
+// 32 are the benchmark handler's own), from 585 and 637 before those
+// changes. make idle-rss measures the process: RSS growth over 10,000 idle
+// connections, 760 bytes per connection on io_uring and 839 on epoll,
+// gnet 539 (medians of 3, 2026-11-30; 936 and 976 before), the rest being
+// the Go heap's headroom (it grows to twice what is live before it
+// collects) and free pages not yet returned. The 256 bytes of issue 11 would need about 130 bytes live
+// per Conn: the Conn and its request in one object, and no poller ledger.
+// The loop's fd → requests list cannot be left to the poller's record: the
+// poller drops a tag when it decides its Event, and CloseFd must still
+// complete, before close(2), a request whose Event is decided but not yet
+// handled (TestCloseFdInCallbackBeatsDecidedEvents).
 //
 // # Listener strategy: accept on one loop, hand off round robin
 //

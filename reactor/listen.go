@@ -397,7 +397,7 @@ func (s *lsock) acceptable(res Result) {
 	ln := s.ln
 	for i := 0; i < 64; i++ {
 		ln.acceptCalls.Add(1)
-		nfd, sa, err := rawAccept(s.fd, &s.rsa)
+		nfd, err := rawAccept(s.fd, &s.rsa)
 		switch err {
 		case nil:
 		case unix.EINTR, unix.ECONNABORTED:
@@ -422,7 +422,7 @@ func (s *lsock) acceptable(res Result) {
 			continue
 		}
 		s.backoff = 0
-		s.admit(nfd, sa)
+		s.admit(nfd)
 	}
 	s.arm() // more may be queued; let other fds have a turn first
 }
@@ -431,10 +431,10 @@ func (s *lsock) acceptable(res Result) {
 func (s *lsock) drainBacklog() {
 	for i := 0; i < 1<<16; i++ {
 		s.ln.acceptCalls.Add(1)
-		nfd, sa, err := rawAccept(s.fd, &s.rsa)
+		nfd, err := rawAccept(s.fd, &s.rsa)
 		switch err {
 		case nil:
-			s.admit(nfd, sa)
+			s.admit(nfd)
 		case unix.EINTR, unix.ECONNABORTED:
 		default:
 			return // EAGAIN: empty; anything else: what is left is reset
@@ -449,9 +449,10 @@ func (s *lsock) fire(_ *loop, seq uint64, _ int64) {
 	}
 }
 
-// admit registers an accepted fd and hands it to its loop: this one with
-// ReusePort, else the next in turn.
-func (s *lsock) admit(nfd int, sa unix.Sockaddr) {
+// admit registers the fd rawAccept just returned (its peer's address in
+// s.rsa) and hands it to its loop: this one with ReusePort, else the next
+// in turn.
+func (s *lsock) admit(nfd int) {
 	ln := s.ln
 	if s.l.stopping || (ln.maxConns > 0 && ln.active.Load() >= int64(ln.maxConns)) {
 		ln.refused.Add(1) // before the close: the peer sees the close at once
@@ -466,15 +467,20 @@ func (s *lsock) admit(nfd int, sa unix.Sockaddr) {
 		loops := ln.r.loops
 		target = loops[int(ln.next.Add(1)-1)%len(loops)]
 	}
-	ln.adopt(target, nfd, sa, target == s.l)
+	peer, x := peerOfRaw(&s.rsa)
+	ln.adopt(target, nfd, peer, x, target == s.l)
 }
 
-// adopt makes a Conn of the connected socket nfd, served by target, and
-// opens it: now if the caller runs on target (onTarget), else through
+// adopt makes a Conn of the connected socket nfd, whose peer is peer (and
+// x, its rare part if the address needs one), served by target, and opens
+// it: now if the caller runs on target (onTarget), else through
 // target's inbox. It returns nil when target had stopped (the reactor
 // closing): nfd is closed then.
-func (ln *Listener) adopt(target *loop, nfd int, sa unix.Sockaddr, onTarget bool) *Conn {
-	c := &Conn{l: target, ln: ln, fd: nfd, remote: sa}
+func (ln *Listener) adopt(target *loop, nfd int, peer peerAddr, x *connRare, onTarget bool) *Conn {
+	c := &Conn{l: target, ln: ln, fd: nfd, peer: peer}
+	if x != nil {
+		c.rare.Store(x)
+	}
 	ln.mu.Lock()
 	c.next = ln.head
 	if ln.head != nil {
@@ -544,6 +550,7 @@ func (r *Reactor) newListener(addr net.Addr, unixSock bool, h Handler, cfg Liste
 	if ln.maxPending <= 0 {
 		ln.maxPending = 1 << 20
 	}
+	ln.maxPending = min(ln.maxPending, maxPendingLimit-1) // see Conn.pending
 	if ln.closeTimeout <= 0 {
 		ln.closeTimeout = 30 * time.Second
 	}

@@ -56,8 +56,8 @@ type reqData struct {
 	// only by the party about to decide the outcome it explains, and any
 	// other outcome (Canceled by a racing Cancel) ignores it.
 	err  error
-	prev reqHandle // the fd's live requests, doubly linked
-	next reqHandle
+	prev uint64 // the fd's live requests, doubly linked by tag (see reqOf)
+	next uint64
 }
 
 // loop is one event loop: a goroutine, parked in Go's netpoller between
@@ -82,7 +82,7 @@ type loop struct {
 	evs      []poller.Event
 	timers   timerHeap
 	rbuf     []byte               // read buffer lent to OnData/OnPacket
-	fdHead   []reqHandle          // fd → first live request armed on it
+	fdHead   []uint64             // fd → the tag of the first live request armed on it
 	held     map[*Conn]*heldInput // paused Conns' received bytes (conn_recv.go)
 	stopping bool
 	owned    []stopper // listeners and packet conns served here
@@ -443,17 +443,20 @@ func (l *loop) deliver(h reqHandle) {
 // no request was made (the loop is stopping, or the table is exhausted)
 // and cb will never run.
 func (l *loop) armOn(fd int, ev Events, cb func(Result), into *reqHandle) error {
-	return l.armFor(fd, ev, cb, nil, into)
+	return l.armFor(fd, ev, cb, nil, into, nil)
 }
 
 // armConn is armOn for c's read (ev without Out) or write (ev Out)
 // request: its completion calls c.readable or c.writable directly, so an
-// idle Conn holds no callback closures (two allocations each).
-func (l *loop) armConn(c *Conn, ev Events, into *reqHandle) error {
-	return l.armFor(c.fd, ev, nil, c, into)
+// idle Conn holds no callback closures (two allocations each). *into
+// holds the request's tag (Conn.rd, Conn.wr; see reqOf).
+func (l *loop) armConn(c *Conn, ev Events, into *uint64) error {
+	return l.armFor(c.fd, ev, nil, c, nil, into)
 }
 
-func (l *loop) armFor(fd int, ev Events, cb func(Result), conn *Conn, into *reqHandle) error {
+// armFor makes the request; its handle goes to *into, or its tag to
+// *intoTag.
+func (l *loop) armFor(fd int, ev Events, cb func(Result), conn *Conn, into *reqHandle, intoTag *uint64) error {
 	if l.stopping {
 		return ErrClosed
 	}
@@ -465,9 +468,28 @@ func (l *loop) armFor(fd int, ev Events, cb func(Result), conn *Conn, into *reqH
 	d.fd, d.ev, d.cb, d.conn = int32(fd), ev, cb, conn
 	l.armed.Add(1)
 	l.outstanding.Add(1)
-	*into = h
+	if into != nil {
+		*into = h
+	} else {
+		*intoTag = h.Tag()
+	}
 	l.act(h, h.Arm())
 	return nil
+}
+
+// reqOf returns the handle of a live request from a tag the loop keeps for
+// it: a Conn's in-flight request (Conn.rd, Conn.wr) or a link of an fd's
+// list (l.fdHead, reqData.prev and next), 8 bytes where a handle takes
+// 16, in every idle Conn and every slot. Each is cleared before its
+// request's slot is released (a Conn's by the completion's first act, a
+// link by unlink), so the lookup cannot miss; a miss is a broken
+// invariant.
+func (l *loop) reqOf(tag uint64) reqHandle {
+	h, ok := l.table.Lookup(tag)
+	if !ok {
+		panic(fmt.Sprintf("reactor: tag %#x names no live request", tag))
+	}
+	return h
 }
 
 // cancelOn cancels h from the loop; a completion still to come is
@@ -485,8 +507,10 @@ func (l *loop) closeFdOn(fd int) {
 	var buf [4]reqHandle
 	hs := buf[:0]
 	if fd < len(l.fdHead) {
-		for h := l.fdHead[fd]; !h.IsZero(); h = h.Data().next {
+		for t := l.fdHead[fd]; t != 0; {
+			h := l.reqOf(t)
 			hs = append(hs, h)
+			t = h.Data().next
 		}
 	}
 	for _, h := range hs {
@@ -530,29 +554,29 @@ func (l *loop) link(h reqHandle) {
 	fd := int(d.fd)
 	if fd >= len(l.fdHead) {
 		n := max(2*len(l.fdHead), fd+1, 64)
-		grown := make([]reqHandle, n)
+		grown := make([]uint64, n)
 		copy(grown, l.fdHead)
 		l.fdHead = grown
 	}
-	d.prev, d.next = reqHandle{}, l.fdHead[fd]
-	if !d.next.IsZero() {
-		d.next.Data().prev = h
+	d.prev, d.next = 0, l.fdHead[fd]
+	if d.next != 0 {
+		l.reqOf(d.next).Data().prev = h.Tag()
 	}
-	l.fdHead[fd] = h
+	l.fdHead[fd] = h.Tag()
 	d.listed = true
 }
 
 func (l *loop) unlink(h reqHandle) {
 	d := h.Data()
-	if !d.prev.IsZero() {
-		d.prev.Data().next = d.next
+	if d.prev != 0 {
+		l.reqOf(d.prev).Data().next = d.next
 	} else {
 		l.fdHead[d.fd] = d.next
 	}
-	if !d.next.IsZero() {
-		d.next.Data().prev = d.prev
+	if d.next != 0 {
+		l.reqOf(d.next).Data().prev = d.prev
 	}
-	d.prev, d.next, d.listed = reqHandle{}, reqHandle{}, false
+	d.prev, d.next, d.listed = 0, 0, false
 }
 
 func (l *loop) own(s stopper) { l.owned = append(l.owned, s) }

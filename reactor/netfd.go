@@ -474,9 +474,10 @@ func (fd *netFD) accept() (int, unix.Sockaddr, error) {
 			return -1, nil, err
 		}
 		var rsa unix.RawSockaddrAny
-		nfd, sa, err := rawAccept(fd.sysfd, &rsa)
+		nfd, err := rawAccept(fd.sysfd, &rsa)
 		switch err {
 		case nil:
+			sa, _ := sockaddrOf(&rsa) // rawAccept checked the family
 			return nfd, sa, nil
 		case unix.EINTR, unix.ECONNABORTED:
 		case unix.EAGAIN:

@@ -17,9 +17,9 @@ import (
 // for 1.07 MB of pending echo. Guarded by its Conn's mu.
 type outBuf struct {
 	chunks []*outChunk // pending: chunks[0][head:], whole middle chunks, the last up to tail
-	head   int         // read offset in chunks[0]
-	tail   int         // fill of the last chunk
 	n      int         // pending bytes
+	head   int32       // read offset in chunks[0] (32 bits: an idle Conn is one size class smaller)
+	tail   int32       // fill of the last chunk
 }
 
 // outChunkSize trades the chunks a large backlog needs (one iovec each, up
@@ -55,7 +55,7 @@ func (b *outBuf) append(p []byte, pool *outPool) {
 			b.tail = 0
 		}
 		k := copy(b.chunks[len(b.chunks)-1][b.tail:], p)
-		b.tail += k
+		b.tail += int32(k)
 		b.n += k
 		p = p[k:]
 	}
@@ -72,10 +72,10 @@ func (b *outBuf) writeTo(fd int, pool *outPool) (int, error) {
 		}
 		lo, hi := 0, outChunkSize
 		if i == 0 {
-			lo = b.head
+			lo = int(b.head)
 		}
 		if i == len(b.chunks)-1 {
-			hi = b.tail
+			hi = int(b.tail)
 		}
 		if hi > lo {
 			iov[cnt].Base = &c[lo]
@@ -100,11 +100,11 @@ func (b *outBuf) consume(k int, pool *outPool) {
 	for k > 0 {
 		end := outChunkSize
 		if len(b.chunks) == 1 {
-			end = b.tail
+			end = int(b.tail)
 		}
-		avail := end - b.head
+		avail := end - int(b.head)
 		if k < avail {
-			b.head += k
+			b.head += int32(k)
 			return
 		}
 		k -= avail
@@ -125,7 +125,7 @@ func (b *outBuf) first() []byte {
 	}
 	end := outChunkSize
 	if len(b.chunks) == 1 {
-		end = b.tail
+		end = int(b.tail)
 	}
 	return b.chunks[0][b.head:end]
 }

@@ -46,21 +46,23 @@ func rawWritev(fd int, iov []unix.Iovec) (int, unix.Errno) {
 // non-blocking listening socket, reading the peer's address into rsa, a
 // buffer its caller keeps: unix.Accept4 allocates that buffer on every
 // call, garbage per connection that brings the next collection closer.
-// Only the Sockaddr, which the connection keeps, is allocated.
-func rawAccept(fd int, rsa *unix.RawSockaddrAny) (int, unix.Sockaddr, error) {
+// The caller decodes rsa (sockaddrOf, peerOfRaw). A peer of a family
+// sockaddrOf cannot decode is closed and reported as EAFNOSUPPORT, as
+// unix.Accept4 reports it.
+func rawAccept(fd int, rsa *unix.RawSockaddrAny) (int, error) {
 	*rsa = unix.RawSockaddrAny{} // an unnamed Unix peer writes no path
 	n := uint32(unix.SizeofSockaddrAny)
 	nfd, _, e := unix.RawSyscall6(unix.SYS_ACCEPT4, uintptr(fd), uintptr(unsafe.Pointer(rsa)),
 		uintptr(unsafe.Pointer(&n)), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
 	if e != 0 {
-		return -1, nil, e
+		return -1, e
 	}
-	sa, err := sockaddrOf(rsa)
-	if err != nil {
-		unix.Close(int(nfd))
-		return -1, nil, err
+	switch rsa.Addr.Family {
+	case unix.AF_INET, unix.AF_INET6, unix.AF_UNIX:
+		return int(nfd), nil
 	}
-	return int(nfd), sa, nil
+	unix.Close(int(nfd))
+	return -1, unix.EAFNOSUPPORT
 }
 
 // sockaddrOf converts a kernel address in rsa as x/sys/unix does for
@@ -89,4 +91,27 @@ func sockaddrOf(rsa *unix.RawSockaddrAny) (unix.Sockaddr, error) {
 		return &unix.SockaddrUnix{Name: string(path[:end])}, nil
 	}
 	return nil, unix.EAFNOSUPPORT
+}
+
+// peerOfRaw decodes the address rawAccept read into rsa for a Conn,
+// allocating nothing for an IP peer (see peerAddr).
+func peerOfRaw(rsa *unix.RawSockaddrAny) (peerAddr, *connRare) {
+	switch rsa.Addr.Family {
+	case unix.AF_INET:
+		pp := (*unix.RawSockaddrInet4)(unsafe.Pointer(rsa))
+		port := (*[2]byte)(unsafe.Pointer(&pp.Port))
+		p := peerAddr{port: uint16(port[0])<<8 | uint16(port[1]), fam: famInet4}
+		copy(p.ip[:], pp.Addr[:])
+		return p, nil
+	case unix.AF_INET6:
+		pp := (*unix.RawSockaddrInet6)(unsafe.Pointer(rsa))
+		port := (*[2]byte)(unsafe.Pointer(&pp.Port))
+		p := peerAddr{ip: pp.Addr, port: uint16(port[0])<<8 | uint16(port[1]), fam: famInet6}
+		if pp.Scope_id != 0 {
+			return p, &connRare{peerZone: pp.Scope_id}
+		}
+		return p, nil
+	}
+	sa, _ := sockaddrOf(rsa)
+	return peerOf(sa)
 }

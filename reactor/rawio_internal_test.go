@@ -9,11 +9,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// TestRawAcceptMatchesAccept4: rawAccept reports each kind of peer as
-// unix.Accept4 does (IPv4, IPv6, a named, an unnamed and an abstract Unix
-// peer), reusing one address buffer across accepts, so that a stale name
-// from an earlier accept never shows through; its fd is non-blocking and
-// close-on-exec.
+// TestRawAcceptMatchesAccept4: rawAccept with sockaddrOf reports each kind
+// of peer as unix.Accept4 does (IPv4, IPv6, a named, an unnamed and an
+// abstract Unix peer), reusing one address buffer across accepts, so that
+// a stale name from an earlier accept never shows through; a Conn's inline
+// form of the same buffer (peerOfRaw) gives the same net.Addr; the fd is
+// non-blocking and close-on-exec.
 func TestRawAcceptMatchesAccept4(t *testing.T) {
 	dir := t.TempDir()
 	for _, tc := range []struct {
@@ -73,11 +74,20 @@ func TestRawAcceptMatchesAccept4(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			fd, got, err := rawAccept(ls, &rsa)
+			fd, err := rawAccept(ls, &rsa)
 			if err != nil {
 				t.Fatalf("rawAccept: %v", err)
 			}
 			defer unix.Close(fd)
+			peer, x := peerOfRaw(&rsa)
+			got, err := sockaddrOf(&rsa)
+			if err != nil {
+				t.Fatalf("sockaddrOf: %v", err)
+			}
+			isUnix := tc.family == unix.AF_UNIX
+			if a, b := peer.addr(x, isUnix), sockaddrToAddr(got, isUnix); !reflect.DeepEqual(a, b) {
+				t.Fatalf("inline peer address %#v, from the Sockaddr %#v", a, b)
+			}
 			c2 := dial(2)
 			defer unix.Close(c2)
 			fd2, want, err := unix.Accept4(ls, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
@@ -112,7 +122,35 @@ func TestRawAcceptMatchesAccept4(t *testing.T) {
 		})
 	}
 	var rsa unix.RawSockaddrAny
-	if _, _, err := rawAccept(-1, &rsa); err != unix.EBADF {
+	if _, err := rawAccept(-1, &rsa); err != unix.EBADF {
 		t.Fatalf("rawAccept(-1) = %v, want EBADF", err)
+	}
+}
+
+// TestPeerOfMatchesSockaddr: a Dial's peer (from getpeername) kept inline
+// in its Conn reads back as the net.Addr its Sockaddr gives, for each kind
+// of address, with and without the parts kept in the rare part.
+func TestPeerOfMatchesSockaddr(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		sa     unix.Sockaddr
+		isUnix bool
+		rare   bool // the address needs the Conn's rare part
+	}{
+		{"ipv4", &unix.SockaddrInet4{Port: 7007, Addr: [4]byte{10, 1, 2, 3}}, false, false},
+		{"ipv6", &unix.SockaddrInet6{Port: 443, Addr: [16]byte{0: 0x20, 1: 0x01, 15: 9}}, false, false},
+		{"ipv6 with a zone", &unix.SockaddrInet6{Port: 1, Addr: [16]byte{0: 0xfe, 1: 0x80, 15: 1}, ZoneId: 1}, false, true},
+		{"unix named", &unix.SockaddrUnix{Name: "/run/x.sock"}, true, true},
+		{"unix unnamed", &unix.SockaddrUnix{Name: "@"}, true, false},
+		{"unknown, tcp", nil, false, false},
+		{"unknown, unix", nil, true, false},
+	} {
+		p, x := peerOf(tc.sa)
+		if (x != nil) != tc.rare {
+			t.Errorf("%s: rare part %v, want one: %v", tc.name, x, tc.rare)
+		}
+		if a, b := p.addr(x, tc.isUnix), sockaddrToAddr(tc.sa, tc.isUnix); !reflect.DeepEqual(a, b) {
+			t.Errorf("%s: inline %#v, from the Sockaddr %#v", tc.name, a, b)
+		}
 	}
 }
