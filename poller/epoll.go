@@ -8,6 +8,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/oneshot-io/oneshot/internal/chunked"
 )
 
 // epoll backend: one EPOLLONESHOT registration per fd whose interest is the
@@ -130,7 +132,7 @@ type epollPoller struct {
 
 	// Owned by the owner goroutine.
 	g       ledger
-	regs    []epollReg // by fd
+	regs    chunked.Array[epollReg] // by fd
 	nextGen uint32
 	out     []Event // decided Events not yet returned, oldest first from outHead
 	outHead int
@@ -188,10 +190,8 @@ func (p *epollPoller) Arm(tag uint64, fd int, events uint32) error {
 	if err != nil {
 		return err
 	}
-	if fd >= len(p.regs) {
-		p.regs = grow(p.regs, fd+1)
-	}
-	reg := &p.regs[fd]
+	p.regs.Grow(fd + 1)
+	reg := p.regs.At(fd)
 	reg.count(events, 1)
 	p.stats.Arms++
 	p.stats.Armed++
@@ -232,7 +232,7 @@ const edgeMask = In | Pri | Out | RdHup | unix.EPOLLET
 // it; an error fails the tags on fd. The new generation leaves the old
 // registration's reports stale.
 func (p *epollPoller) addEdge(fd int) {
-	reg := &p.regs[fd]
+	reg := p.regs.At(fd)
 	op := unix.EPOLL_CTL_ADD
 	if reg.state == regIdle {
 		op = unix.EPOLL_CTL_MOD
@@ -262,7 +262,7 @@ func (p *epollPoller) addEdge(fd int) {
 // (the Edge promise broken): the registration is dropped, the older tags
 // fail and fresh is armed on whatever the number names now.
 func (p *epollPoller) repoll(fd int, fresh uint64) {
-	reg := &p.regs[fd]
+	reg := p.regs.At(fd)
 	err := p.ctl(unix.EPOLL_CTL_MOD, fd)
 	switch {
 	case err == nil:
@@ -294,7 +294,7 @@ func (p *epollPoller) Disarm(tag uint64) bool {
 }
 
 func (p *epollPoller) Forget(fd int) {
-	if p.closed || !validFd(fd) || fd >= len(p.regs) {
+	if p.closed || !validFd(fd) || fd >= p.regs.Cap() {
 		return
 	}
 	for i := p.g.first(fd); i != 0; {
@@ -305,12 +305,12 @@ func (p *epollPoller) Forget(fd int) {
 		p.stats.Disarms++
 		p.emit(Event{Tag: tag, Canceled: true})
 	}
-	if p.regs[fd].state != regNone {
+	if p.regs.At(fd).state != regNone {
 		// EBADF/ENOENT here mean the file is already gone, and its
 		// registration with it: the goal is reached either way.
 		p.ctl(unix.EPOLL_CTL_DEL, fd)
 	}
-	p.regs[fd] = epollReg{}
+	*p.regs.At(fd) = epollReg{}
 }
 
 func (p *epollPoller) Wait(evs []Event, timeout time.Duration) (int, error) {
@@ -356,15 +356,15 @@ func (p *epollPoller) harvest(kev *unix.EpollEvent) {
 		return
 	}
 	fd := int(kev.Fd)
-	if fd < 0 || fd >= len(p.regs) || p.regs[fd].gen != gen || p.regs[fd].state != regActive {
+	if fd < 0 || fd >= p.regs.Cap() || p.regs.At(fd).gen != gen || p.regs.At(fd).state != regActive {
 		p.stats.Stale++
 		return
 	}
-	if p.regs[fd].edge {
+	if p.regs.At(fd).edge {
 		p.harvestEdge(fd, kev.Events)
 		return
 	}
-	p.regs[fd].state = regIdle // EPOLLONESHOT disabled the whole fd
+	p.regs.At(fd).state = regIdle // EPOLLONESHOT disabled the whole fd
 	for i := p.g.first(fd); i != 0; {
 		rec := p.g.at(i)
 		i = rec.next
@@ -391,20 +391,20 @@ func (p *epollPoller) harvestEdge(fd int, mask uint32) {
 			p.emit(Event{Tag: tag, Events: m})
 		}
 	}
-	reg := &p.regs[fd]
+	reg := p.regs.At(fd)
 	reg.pending |= mask&^taken | mask&Hup
 }
 
 // remove takes rec off the ledger and out of its fd's interest counts.
 func (p *epollPoller) remove(rec *tagRec) {
-	p.regs[rec.fd].count(rec.events, ^uint32(0))
+	p.regs.At(int(rec.fd)).count(rec.events, ^uint32(0))
 	p.g.remove(rec)
 }
 
 // sync makes fd's registration match its armed tags (see the table above).
 // fresh is the tag Arm just added, or 0.
 func (p *epollPoller) sync(fd int, fresh uint64) {
-	reg := &p.regs[fd]
+	reg := p.regs.At(fd)
 	if reg.edge {
 		return // enabled for everything until Forget
 	}
@@ -467,7 +467,7 @@ func (p *epollPoller) failAll(fd int, keep uint64, err error) {
 }
 
 func (p *epollPoller) ctl(op int, fd int) error {
-	reg := &p.regs[fd]
+	reg := p.regs.At(fd)
 	flags := uint32(unix.EPOLLONESHOT)
 	if reg.edge {
 		flags = 0 // edgeMask has EPOLLET
@@ -499,7 +499,8 @@ func (p *epollPoller) Close() error {
 	p.closed = true
 	p.stats.Dropped += uint64(p.stats.Armed)
 	p.stats.Armed = 0
-	p.g, p.regs, p.out = ledger{}, nil, nil
+	p.g, p.out = ledger{}, nil
+	p.regs.Reset()
 	var err error
 	if cerr := unix.Close(p.epfd); cerr != nil {
 		err = fmt.Errorf("poller: close epoll fd: %w", cerr)

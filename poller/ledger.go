@@ -2,7 +2,11 @@
 
 package poller
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/oneshot-io/oneshot/internal/chunked"
+)
 
 // ledger is the record both backends keep of the tags armed and not yet
 // returned by Wait: a table indexed by the tag's index bits (TagIndexBits),
@@ -18,9 +22,9 @@ import "fmt"
 //   - an armed tag is on exactly one fd's list, the fd it was armed on,
 //     and heads[fd] is 0 iff that list is empty.
 type ledger struct {
-	tags  []tagRec // by tag index; tags[0] is never used
-	heads []fdTags // by fd
-	n     int      // tags armed
+	tags  chunked.Array[tagRec] // by tag index; index 0 is never used
+	heads chunked.Array[fdTags] // by fd
+	n     int                   // tags armed
 }
 
 // tagRec is one armed tag. prev and next are tag indexes, 0 ending the list.
@@ -57,39 +61,40 @@ const TagIndexMask uint64 = 1<<TagIndexBits - 1
 // holding another generation).
 func (g *ledger) get(tag uint64) *tagRec {
 	i := tag & TagIndexMask
-	if i >= uint64(len(g.tags)) || g.tags[i].tag != tag {
+	if i >= uint64(g.tags.Cap()) {
 		return nil
 	}
-	return &g.tags[i]
+	if r := g.tags.At(int(i)); r.tag == tag {
+		return r
+	}
+	return nil
 }
 
 // free reports ErrTagInUse when tag's index holds an armed tag.
 func (g *ledger) free(tag uint64) error {
 	i := tag & TagIndexMask
-	if i < uint64(len(g.tags)) && g.tags[i].tag != 0 {
-		return fmt.Errorf("%w: %#x (index %d held by %#x)", ErrTagInUse, tag, i, g.tags[i].tag)
+	if i < uint64(g.tags.Cap()) {
+		if held := g.tags.At(int(i)).tag; held != 0 {
+			return fmt.Errorf("%w: %#x (index %d held by %#x)", ErrTagInUse, tag, i, held)
+		}
 	}
 	return nil
 }
 
 // add records tag as armed on fd; ErrTagInUse when its index is taken. The
-// returned pointer is valid until the next add.
+// returned pointer is valid until the record is removed.
 func (g *ledger) add(tag uint64, fd int, events uint32) (*tagRec, error) {
 	i := uint32(tag & TagIndexMask)
-	if int(i) >= len(g.tags) {
-		g.tags = grow(g.tags, int(i)+1)
-	}
-	r := &g.tags[i]
+	g.tags.Grow(int(i) + 1)
+	r := g.tags.At(int(i))
 	if r.tag != 0 {
 		return nil, fmt.Errorf("%w: %#x (index %d held by %#x)", ErrTagInUse, tag, i, r.tag)
 	}
-	if fd >= len(g.heads) {
-		g.heads = grow(g.heads, fd+1)
-	}
-	h := &g.heads[fd]
+	g.heads.Grow(fd + 1)
+	h := g.heads.At(fd)
 	*r = tagRec{tag: tag, fd: int32(fd), events: events, prev: h.tail}
 	if h.tail != 0 {
-		g.tags[h.tail].next = i
+		g.tags.At(int(h.tail)).next = i
 	} else {
 		h.head = i
 	}
@@ -101,17 +106,17 @@ func (g *ledger) add(tag uint64, fd int, events uint32) (*tagRec, error) {
 // remove forgets r, which must be armed, and unlinks it from its fd's list.
 func (g *ledger) remove(r *tagRec) {
 	i := uint32(r.tag & TagIndexMask)
-	if &g.tags[i] != r {
+	if g.tags.At(int(i)) != r {
 		panic(fmt.Sprintf("poller: ledger record for %#x is not at its index", r.tag))
 	}
-	h := &g.heads[r.fd]
+	h := g.heads.At(int(r.fd))
 	if r.prev != 0 {
-		g.tags[r.prev].next = r.next
+		g.tags.At(int(r.prev)).next = r.next
 	} else {
 		h.head = r.next
 	}
 	if r.next != 0 {
-		g.tags[r.next].prev = r.prev
+		g.tags.At(int(r.next)).prev = r.prev
 	} else {
 		h.tail = r.prev
 	}
@@ -121,20 +126,11 @@ func (g *ledger) remove(r *tagRec) {
 
 // first returns the index of fd's first armed tag, 0 if none.
 func (g *ledger) first(fd int) uint32 {
-	if fd >= len(g.heads) {
+	if fd >= g.heads.Cap() {
 		return 0
 	}
-	return g.heads[fd].head
+	return g.heads.At(fd).head
 }
 
 // at returns the record at a list index from first or a record's next.
-func (g *ledger) at(i uint32) *tagRec { return &g.tags[i] }
-
-// grow returns s extended to at least n elements, doubling so that a table
-// filled in order is copied O(log n) times.
-func grow[T any](s []T, n int) []T {
-	c := max(2*len(s), n, 64)
-	g := make([]T, c)
-	copy(g, s)
-	return g
-}
+func (g *ledger) at(i uint32) *tagRec { return g.tags.At(int(i)) }

@@ -152,8 +152,8 @@ func TestEpollInterestFollowsTags(t *testing.T) {
 					want |= ev &^ (Err | Hup)
 				}
 				var reg epollReg
-				if fd < len(p.regs) {
-					reg = p.regs[fd]
+				if fd < p.regs.Cap() {
+					reg = *p.regs.At(fd)
 				}
 				if got := reg.want(); got != want {
 					rt.Fatalf("registration wants %#x, the armed tags %#x", got, want)

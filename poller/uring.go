@@ -526,8 +526,8 @@ func (p *uringPoller) Close() error {
 func (p *uringPoller) drainKernel() error {
 	// Listed first: queueing a cancel may reap, which frees records.
 	var live []uint64
-	for i := range p.g.tags {
-		if rec := &p.g.tags[i]; rec.tag != 0 && !rec.disarming {
+	for i := 0; i < p.g.tags.Cap(); i++ {
+		if rec := p.g.tags.At(i); rec.tag != 0 && !rec.disarming {
 			live = append(live, rec.tag)
 		}
 	}

@@ -77,7 +77,7 @@ func (c *Conn) schedule() {
 	}
 	c.unschedule()
 	c.timerSeq++
-	c.l.addTimer(timerEntry{when: when, seq: uint64(c.timerSeq), obj: c, idx: &c.timerIdx})
+	c.l.addTimer(timerEntry{when: when, ref: uint64(c.timerSeq), obj: c})
 }
 
 // unschedule takes c's entry, if any, off the heap.
@@ -93,8 +93,11 @@ func (c *Conn) timerAt() int64 {
 	if c.timerIdx == 0 {
 		return 0
 	}
-	return c.l.timers[c.timerIdx-1].when
+	return c.l.timers.at(int(c.timerIdx - 1)).when
 }
+
+// timerMoved keeps c's record of its entry's place in the heap.
+func (c *Conn) timerMoved(idx int32) { c.timerIdx = idx }
 
 // fire is c's timer expiring: close c if a deadline passed, else wait for
 // the next one.

@@ -171,27 +171,29 @@
 //	the poller's tag record                 32  poller ledger, by tag index
 //	the poller's fd record                8-40  io_uring: its tag list; epoll:
 //	                                            that and the registration
-//	a timer entry (with a timeout)          56  timerEntry in l.timers
+//	a timer entry (with a timeout)          32  timerEntry in l.timers
 //
 // A Conn keeps its requests, and the fd lists their slots, by tag (8
 // bytes, looked up in the slot table) rather than by handle (16); what
 // only a closing, failed or oddly addressed Conn needs (its write error,
 // its close reason, the linger and Shutdown state, an IPv6 zone, a Unix
 // peer's name) is in a part allocated when first needed (connRare). The
-// tables grow by doubling, so each costs up to twice its row when
-// measured; together 446 bytes of live heap per idle Conn on io_uring and
-// 499 on epoll at 10,000 connections (BenchmarkIdleConnMemory, of which
-// 32 are the benchmark handler's own), from 585 and 637 before those
-// changes. make idle-rss measures the process: RSS growth over 10,000 idle
-// connections, 760 bytes per connection on io_uring and 839 on epoll,
-// gnet 539 (medians of 3, 2026-11-30; 936 and 976 before), the rest being
-// the Go heap's headroom (it grows to twice what is live before it
-// collects) and free pages not yet returned. The 256 bytes of issue 11 would need about 130 bytes live
-// per Conn: the Conn and its request in one object, and no poller ledger.
-// The loop's fd → requests list cannot be left to the poller's record: the
-// poller drops a tag when it decides its Event, and CloseFd must still
-// complete, before close(2), a request whose Event is decided but not yet
-// handled (TestCloseFdInCallbackBeatsDecidedEvents).
+// tables indexed by fd or by request, and the timer heap, grow by chunks
+// of 256 (internal/chunked): a slice that doubles held up to twice its
+// rows and left its old array as garbage at each growth, which the heap,
+// and so the RSS, grew by before the next collection. Together 416 bytes
+// of live heap per idle Conn on io_uring and 448 on epoll at 10,000
+// connections (BenchmarkIdleConnMemory, of which 32 are the benchmark
+// handler's own), from 585 and 637 before those changes. make idle-rss
+// measures the process: RSS growth over 10,000 idle connections (echod,
+// with its 5-minute idle timeout, so one timer entry each): 510 bytes per
+// connection on io_uring and 538 on epoll, gnet 544 (medians of 3,
+// 2026-11-30; 936 and 976 before). The 256 bytes of issue 11 would need
+// about 220 bytes live per Conn: the Conn and its request in one object,
+// and no poller ledger. The loop's fd → requests list cannot be left to
+// the poller's record: the poller drops a tag when it decides its Event,
+// and CloseFd must still complete, before close(2), a request whose Event
+// is decided but not yet handled (TestCloseFdInCallbackBeatsDecidedEvents).
 //
 // # Listener strategy: accept on one loop, hand off round robin
 //

@@ -414,7 +414,7 @@ func (s *lsock) acceptable(res Result) {
 			ln.backoffs.Add(1)
 			s.backoff = min(max(2*s.backoff, backoffMin), backoffMax)
 			s.timerSeq++
-			s.l.addTimer(timerEntry{when: nanotime() + int64(s.backoff), seq: s.timerSeq, obj: s})
+			s.l.addTimer(timerEntry{when: nanotime() + int64(s.backoff), ref: s.timerSeq, obj: s})
 			return
 		default:
 			ln.acceptErrs.Add(1)
@@ -441,6 +441,9 @@ func (s *lsock) drainBacklog() {
 		}
 	}
 }
+
+// timerMoved: s lets superseded backoff entries expire (at most 500 ms).
+func (s *lsock) timerMoved(int32) {}
 
 // fire ends an accept backoff.
 func (s *lsock) fire(_ *loop, seq uint64, _ int64) {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/oneshot-io/oneshot/cancel"
+	"github.com/oneshot-io/oneshot/internal/chunked"
 	"github.com/oneshot-io/oneshot/poller"
 	"golang.org/x/sys/unix"
 )
@@ -81,9 +82,9 @@ type loop struct {
 	spare    []cmd
 	evs      []poller.Event
 	timers   timerHeap
-	rbuf     []byte               // read buffer lent to OnData/OnPacket
-	fdHead   []uint64             // fd → the tag of the first live request armed on it
-	held     map[*Conn]*heldInput // paused Conns' received bytes (conn_recv.go)
+	rbuf     []byte                // read buffer lent to OnData/OnPacket
+	fdHead   chunked.Array[uint64] // fd → the tag of the first live request armed on it
+	held     map[*Conn]*heldInput  // paused Conns' received bytes (conn_recv.go)
 	stopping bool
 	owned    []stopper // listeners and packet conns served here
 
@@ -159,7 +160,7 @@ func (l *loop) turn() bool {
 		l.noteBackend() // the arms made, before the loop may sleep
 	}
 	l.runTimers(nanotime())
-	l.timerCount.Store(int64(len(l.timers)))
+	l.timerCount.Store(int64(l.timers.len()))
 	if l.r.closing.Load() {
 		l.stop()
 		return true
@@ -360,7 +361,7 @@ func (l *loop) act(h reqHandle, a cancel.Action) {
 		} else if !d.listed {
 			l.link(h)
 			if d.deadline != 0 {
-				l.timers.add(timerEntry{when: d.deadline, h: h})
+				l.timers.add(timerEntry{when: d.deadline, ref: h.Tag()})
 			}
 		}
 	}
@@ -506,8 +507,8 @@ func (l *loop) cancelOn(h reqHandle) {
 func (l *loop) closeFdOn(fd int) {
 	var buf [4]reqHandle
 	hs := buf[:0]
-	if fd < len(l.fdHead) {
-		for t := l.fdHead[fd]; t != 0; {
+	if fd < l.fdHead.Cap() {
+		for t := *l.fdHead.At(fd); t != 0; {
 			h := l.reqOf(t)
 			hs = append(hs, h)
 			t = h.Data().next
@@ -552,17 +553,13 @@ func (l *loop) wake() {
 func (l *loop) link(h reqHandle) {
 	d := h.Data()
 	fd := int(d.fd)
-	if fd >= len(l.fdHead) {
-		n := max(2*len(l.fdHead), fd+1, 64)
-		grown := make([]uint64, n)
-		copy(grown, l.fdHead)
-		l.fdHead = grown
-	}
-	d.prev, d.next = 0, l.fdHead[fd]
+	l.fdHead.Grow(fd + 1)
+	head := l.fdHead.At(fd)
+	d.prev, d.next = 0, *head
 	if d.next != 0 {
 		l.reqOf(d.next).Data().prev = h.Tag()
 	}
-	l.fdHead[fd] = h.Tag()
+	*head = h.Tag()
 	d.listed = true
 }
 
@@ -571,7 +568,7 @@ func (l *loop) unlink(h reqHandle) {
 	if d.prev != 0 {
 		l.reqOf(d.prev).Data().next = d.next
 	} else {
-		l.fdHead[d.fd] = d.next
+		*l.fdHead.At(int(d.fd)) = d.next
 	}
 	if d.next != 0 {
 		l.reqOf(d.next).Data().prev = d.prev

@@ -89,6 +89,7 @@ func New(cfg Config) (*Reactor, error) {
 		l := &loop{r: r, id: i, table: cancel.NewTable[reqData](256),
 			evs: make([]poller.Event, cfg.EventBatch), rbuf: make([]byte, readBufSize),
 			held: map[*Conn]*heldInput{}}
+		l.timers.table = l.table
 		l.sendBatch.Store(ringSendBatch)
 		r.loops = append(r.loops, l)
 	}

@@ -2,23 +2,30 @@
 
 package reactor
 
+import (
+	"github.com/oneshot-io/oneshot/cancel"
+	"github.com/oneshot-io/oneshot/internal/chunked"
+)
+
 // timerObj is what a timer fires into. seq lets the owner recognise and
-// ignore an entry it has since superseded. An owner that gives an idx keeps
-// one entry at a time and removes it when done (a Conn: a closed Conn's
-// entry would otherwise hold it in memory until due, up to an IdleTimeout
-// later); one that gives none leaves superseded entries to expire (a
-// listener socket's backoff: at most 500 ms).
+// ignore an entry it has since superseded. An owner that keeps the entry's
+// place (timerMoved) keeps one entry at a time and removes it when done (a
+// Conn: a closed Conn's entry would otherwise hold it in memory until due,
+// up to an IdleTimeout later); one that ignores it leaves superseded
+// entries to expire (a listener socket's backoff: at most 500 ms).
 type timerObj interface {
 	fire(l *loop, seq uint64, now int64)
+	// timerMoved tells the owner its entry's index+1 in the heap (0:
+	// removed).
+	timerMoved(idx int32)
 }
 
-// timerEntry is one deadline on a loop's heap.
+// timerEntry is one deadline on a loop's heap: 32 bytes, one for every
+// Conn with a timeout (the package doc's table of an idle Conn's cost).
 type timerEntry struct {
-	when int64     // nanotime()
-	seq  uint64    // obj's own generation for this entry
-	obj  timerObj  // nil: a request deadline for h
-	h    reqHandle // the request whose deadline this is (obj == nil)
-	idx  *int32    // obj's record of the entry's index+1, kept by the heap; may be nil
+	when int64    // nanotime()
+	ref  uint64   // obj's own generation for this entry; obj == nil: the request's tag
+	obj  timerObj // nil: a request deadline
 }
 
 // timerHeap is a binary min-heap of deadlines, owned by the loop goroutine.
@@ -27,51 +34,68 @@ type timerEntry struct {
 // with long deadlines does not pile up entries for requests long finished.
 // It is hand-rolled rather than container/heap so that a push does not box
 // the entry into an interface (an allocation per deadline).
-type timerHeap []timerEntry
+type timerHeap struct {
+	es    chunked.Array[timerEntry] // [0, n): the heap
+	n     int
+	table *cancel.Table[reqData] // constant: finds a request deadline's slot by its tag
+}
 
-func (h timerHeap) set(i int, e timerEntry) {
-	h[i] = e
-	switch {
-	case e.obj == nil:
-		e.h.Data().timer = int32(i + 1)
-	case e.idx != nil:
-		*e.idx = int32(i + 1)
+// moved records that e is now at index i (-1: removed) with its owner.
+func (h *timerHeap) moved(e *timerEntry, i int) {
+	if e.obj != nil {
+		e.obj.timerMoved(int32(i + 1))
+		return
 	}
+	r, ok := h.table.Lookup(e.ref)
+	if !ok {
+		// Delivery removes a request's entry before its slot is released.
+		panic("reactor: a request deadline outlived its request")
+	}
+	r.Data().timer = int32(i + 1)
+}
+
+func (h *timerHeap) set(i int, e timerEntry) {
+	*h.es.At(i) = e
+	h.moved(&e, i)
 }
 
 func (h *timerHeap) add(e timerEntry) {
-	*h = append(*h, e)
-	h.up(len(*h) - 1)
+	h.es.Grow(h.n + 1)
+	*h.es.At(h.n) = e
+	h.n++
+	h.up(h.n - 1)
 }
 
-func (h timerHeap) up(i int) {
-	e := h[i]
+func (h *timerHeap) up(i int) {
+	e := *h.es.At(i)
 	for i > 0 {
 		p := (i - 1) / 2
-		if h[p].when <= e.when {
+		pe := h.es.At(p)
+		if pe.when <= e.when {
 			break
 		}
-		h.set(i, h[p])
+		h.set(i, *pe)
 		i = p
 	}
 	h.set(i, e)
 }
 
-func (h timerHeap) down(i int) {
-	e := h[i]
+func (h *timerHeap) down(i int) {
+	e := *h.es.At(i)
 	for {
 		l := 2*i + 1
-		if l >= len(h) {
+		if l >= h.n {
 			break
 		}
 		m := l
-		if r := l + 1; r < len(h) && h[r].when < h[l].when {
+		if r := l + 1; r < h.n && h.es.At(r).when < h.es.At(l).when {
 			m = r
 		}
-		if e.when <= h[m].when {
+		me := h.es.At(m)
+		if e.when <= me.when {
 			break
 		}
-		h.set(i, h[m])
+		h.set(i, *me)
 		i = m
 	}
 	h.set(i, e)
@@ -79,39 +103,38 @@ func (h timerHeap) down(i int) {
 
 // remove takes out the entry at i.
 func (h *timerHeap) remove(i int) timerEntry {
-	s := *h
-	e := s[i]
-	last := len(s) - 1
+	e := *h.es.At(i)
+	last := h.n - 1
 	if i != last {
-		s[i] = s[last]
+		*h.es.At(i) = *h.es.At(last)
 	}
-	s[last] = timerEntry{}
-	s = s[:last]
-	*h = s
+	*h.es.At(last) = timerEntry{} // drop its reference to its owner
+	h.n = last
 	if i < last {
-		s.down(i)
-		s.up(i)
+		h.down(i)
+		h.up(i)
 	}
-	switch {
-	case e.obj == nil:
-		e.h.Data().timer = 0
-	case e.idx != nil:
-		*e.idx = 0
-	}
+	h.moved(&e, -1)
 	return e
 }
 
+// at returns the entry at i.
+func (h *timerHeap) at(i int) *timerEntry { return h.es.At(i) }
+
+// len returns the number of entries.
+func (h *timerHeap) len() int { return h.n }
+
 // next returns the earliest deadline, or -1 when there is none.
-func (h timerHeap) next() int64 {
-	if len(h) == 0 {
+func (h *timerHeap) next() int64 {
+	if h.n == 0 {
 		return -1
 	}
-	return h[0].when
+	return h.es.At(0).when
 }
 
 // popExpired removes and returns the earliest entry if it is due at now.
 func (h *timerHeap) popExpired(now int64) (timerEntry, bool) {
-	if len(*h) == 0 || (*h)[0].when > now {
+	if h.n == 0 || h.es.At(0).when > now {
 		return timerEntry{}, false
 	}
 	return h.remove(0), true
@@ -128,13 +151,13 @@ func (l *loop) runTimers(now int64) {
 		}
 		if e.obj != nil {
 			l.enterUser() // a Conn's deadline calls OnClose
-			e.obj.fire(l, e.seq, now)
+			e.obj.fire(l, e.ref, now)
 			continue
 		}
 		// A request deadline: one more canceller, deciding Closed with
 		// os.ErrDeadlineExceeded as its meaning. Delivery removes the
 		// entry, so h is live here; a Cancel may have won meanwhile.
-		h := e.h
+		h := l.reqOf(e.ref)
 		if !h.State().Cancellable() {
 			continue
 		}
