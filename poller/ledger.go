@@ -35,7 +35,7 @@ type tagRec struct {
 	events     uint32
 	prev, next uint32
 	disarming  bool    // io_uring: its ASYNC_CANCEL is queued or done
-	kind       tagKind // io_uring: a poll, or a RingIO receive or send
+	kind       tagKind // io_uring: a poll, or a RingIO receive, send or accept
 }
 
 // tagKind is what an io_uring tag's request is.
@@ -45,6 +45,7 @@ const (
 	kindPoll tagKind = iota
 	kindRecv
 	kindSend
+	kindAccept
 )
 
 // fdTags heads one fd's list.

@@ -197,12 +197,16 @@ type Event struct {
 	// Errno is the kernel's refusal: EBADF for an fd closed before or
 	// while it was armed, EPERM from epoll for a file it cannot poll, ...
 	Errno unix.Errno
-	// N is the bytes a RingIO's tag received (Ready; 0 at EOF).
+	// N is the bytes a RingIO's tag received (Ready; 0 at EOF), or, with
+	// HasFd, the descriptor its accept opened.
 	N int32
 	// Buf names the buffer holding them when HasBuf: the caller holds it
 	// until RingIO.Release.
 	Buf    uint16
 	HasBuf bool
+	// HasFd: N is a connection a RingIO accept opened, which the caller
+	// now owns: it keeps it or closes it, whatever became of the tag.
+	HasFd bool
 	// More: the tag stays armed; another Event for it will follow. Only
 	// a RingIO's tags set it.
 	More bool
@@ -227,6 +231,9 @@ func (e Event) String() string {
 		return fmt.Sprintf("{tag %#x canceled}", e.Tag)
 	case e.Errno != 0:
 		return fmt.Sprintf("{tag %#x failed: %v}", e.Tag, e.Errno)
+	}
+	if e.HasFd {
+		return fmt.Sprintf("{tag %#x accepted fd %d, more %v}", e.Tag, e.N, e.More)
 	}
 	if e.HasBuf || e.More {
 		return fmt.Sprintf("{tag %#x ready %#x, %d bytes in buffer %d, more %v}", e.Tag, e.Events, e.N, e.Buf, e.More)

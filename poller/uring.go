@@ -469,6 +469,8 @@ func (p *uringPoller) complete(c *ring.CQE) (Event, bool) {
 		return p.completeRecv(c, rec), true
 	case kindSend:
 		return p.completeSend(c, rec), true
+	case kindAccept:
+		return p.completeAccept(c, rec), true
 	}
 	st := *rec
 	p.g.remove(rec)
@@ -500,6 +502,9 @@ func (p *uringPoller) Close() error {
 	p.closed = true
 	p.stats.Dropped += uint64(p.stats.Armed)
 	p.stats.Armed = 0
+	for i := range p.out {
+		closeAccepted(&p.out[i]) // Events decided and never returned
+	}
 	p.out = nil
 	err := p.drainKernel()
 	if p.bufs != nil && err == nil {
@@ -553,7 +558,9 @@ func (p *uringPoller) drainKernel() error {
 		for {
 			k := p.r.Reap(p.cqes)
 			for i := range k {
-				p.complete(&p.cqes[i])
+				if ev, ok := p.complete(&p.cqes[i]); ok {
+					closeAccepted(&ev)
+				}
 			}
 			if k < len(p.cqes) {
 				break
@@ -561,6 +568,15 @@ func (p *uringPoller) drainKernel() error {
 		}
 	}
 	return nil
+}
+
+// closeAccepted closes the connection an Event that no caller will see
+// carries, if any: an accept's descriptor is the caller's only once an
+// Event hands it over.
+func closeAccepted(ev *Event) {
+	if ev.HasFd {
+		unix.Close(int(ev.N))
+	}
 }
 
 func (p *uringPoller) Fd() int { return p.r.Fd() }

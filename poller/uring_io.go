@@ -33,6 +33,16 @@ import (
 //	                            | when the owner held every buffer
 //	Canceled                    | Disarm or Forget ended it
 //
+// An Accept tag's Events, likewise, each carry one connection until the
+// last:
+//
+//	Event                       | meaning
+//	----------------------------+---------------------------------------------
+//	More, Ready, HasFd, N       | fd N accepted; the tag stays armed
+//	Ready, HasFd, N             | fd N accepted, and the tag ended
+//	Failed (Errno)              | the tag ended: EMFILE, ENFILE, ENOMEM, ...
+//	Canceled                    | Disarm or Forget ended it
+//
 // Exactly one Event without More ends every Recv that Recv accepted, so a
 // tag's end is still reported exactly once, and the tag may be armed again
 // after it. Every Event with HasBuf lends its buffer to the caller, who
@@ -59,6 +69,12 @@ type RingIO interface {
 	// Held returns how many buffers the caller holds: lent by an Event
 	// and not yet released.
 	Held() int
+	// Accept arms a multishot accept on the listening socket fd under tag
+	// (the rules of Arm): each connection the kernel accepts comes in an
+	// Event with HasFd, opened non-blocking and close-on-exec, whose
+	// descriptor the caller owns from then on, even when the tag was
+	// being disarmed. No peer address comes with it (getpeername).
+	Accept(tag uint64, fd int) error
 	// Send queues a SEND of b on fd under tag (the rules of Arm). The
 	// kernel reads b after Send returns: the caller keeps it alive and
 	// unchanged until the tag's one Event, Ready with N the bytes sent
@@ -209,6 +225,37 @@ func (p *uringPoller) Held() int {
 		return 0
 	}
 	return p.bufs.Held()
+}
+
+func (p *uringPoller) Accept(tag uint64, fd int) error {
+	if err := p.ioReady(); err != nil {
+		return err
+	}
+	s, err := p.slot(tag, fd, 0)
+	if err != nil {
+		return err
+	}
+	s.PrepAcceptMultishot(int32(fd), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, tag)
+	p.book(tag, fd, 0, kindAccept)
+	return nil
+}
+
+// completeAccept turns an accept's CQE into its Event. rec stays armed
+// while the CQE says more will follow.
+func (p *uringPoller) completeAccept(c *ring.CQE, rec *tagRec) Event {
+	ev := Event{Tag: rec.tag, More: c.More()}
+	switch {
+	case c.Res >= 0:
+		ev.Events, ev.N, ev.HasFd = In, c.Res, true
+	case c.Res == -int32(unix.ECANCELED):
+		ev.Canceled = true
+	default:
+		ev.Errno = unix.Errno(-c.Res)
+	}
+	if !ev.More {
+		p.g.remove(rec)
+	}
+	return ev
 }
 
 // completeSend turns a send's CQE into its Event.

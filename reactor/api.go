@@ -71,7 +71,7 @@ type ListenerStats struct {
 	Paused       int64  // Conns not being read because of backpressure
 	OutBuffer    int64  // bytes of memory holding the Conns' pending output
 	Discarded    uint64 // bytes read from closing Conns and dropped (LingerTimeout)
-	AcceptCalls  uint64 // accept4 calls, EAGAIN and errors included
+	AcceptCalls  uint64 // accept4 calls, EAGAIN and errors included, and accepts armed through the ring (each serves many connections)
 	AcceptErrors uint64 // accept4 failures other than EAGAIN/ECONNABORTED
 	Backoffs     uint64 // times accepting paused on EMFILE/ENFILE/ENOBUFS/ENOMEM
 }

@@ -162,7 +162,9 @@ func (c *Conn) Context() any {
 // owns it and closes it.
 func (c *Conn) Fd() int { return c.fd }
 
-// RemoteAddr returns the peer's address.
+// RemoteAddr returns the peer's address: nil where it is unknown, which
+// happens when a peer resets its connection before the server looked its
+// address up (accepting through the ring, which reports no address).
 func (c *Conn) RemoteAddr() net.Addr { return c.peer.addr(c.rare.Load(), c.ln.unix) }
 
 // LocalAddr returns the connection's own address.

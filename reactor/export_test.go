@@ -16,3 +16,7 @@ func SendEveryWriteOnRing(r *Reactor) {
 		l.sendBatch.Store(0)
 	}
 }
+
+// ShutdownAsked reports whether Close or Shutdown was called on ln (its
+// loops are told right after).
+func ShutdownAsked(ln *Listener) bool { return ln.closing.Load() }

@@ -4,6 +4,7 @@ package reactor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -71,7 +72,11 @@ type lsock struct {
 	backoff   time.Duration
 	timerSeq  uint64
 	closed    bool
-	rsa       unix.RawSockaddrAny // accept's address buffer (rawAccept)
+	// ring: acceptTag is a multishot accept through the ring, not a poll
+	// (see acceptedOne); draining: Shutdown canceled it, and drains the
+	// backlog at its end.
+	ring, draining bool
+	rsa            unix.RawSockaddrAny // the peer's address buffer (rawAccept, rawGetpeername)
 }
 
 // Listen opens a listening socket and serves its connections with h.
@@ -341,6 +346,15 @@ func (s *lsock) runTask(l *loop, task int32) {
 	case lnTaskClose:
 		s.close()
 	case lnTaskDrainClose:
+		if s.ring && !s.acceptTag.IsZero() && !s.closed {
+			// The kernel accepts for s: stop that first, and drain the
+			// backlog once its end shows that every connection it
+			// accepted was handed over (acceptable), or those would be
+			// closed as arriving after the close.
+			s.draining = true
+			s.l.cancelOn(s.acceptTag)
+			return
+		}
 		if !s.closed {
 			s.drainBacklog()
 		}
@@ -352,8 +366,16 @@ func (s *lsock) arm() {
 	if s.closed || !s.acceptTag.IsZero() {
 		return
 	}
+	// Through the ring where the loop has it: one multishot accept, no
+	// poll and no accept4 per wake-up (acceptedOne).
+	ev := In
+	s.ring = s.l.rcv != nil
+	if s.ring {
+		ev = evAccept | In
+		s.ln.acceptCalls.Add(1)
+	}
 	// A refused arm completes through acceptable, which closes s.
-	if err := s.l.armOn(s.fd, In, s.onAccept, &s.acceptTag); err != nil {
+	if err := s.l.armOn(s.fd, ev, s.onAccept, &s.acceptTag); err != nil {
 		s.ln.r.cfg.Logger.Sugar().Debugw("reactor: arm listener", "addr", s.ln.addr, "err", err)
 		s.close()
 	}
@@ -384,10 +406,27 @@ func (s *lsock) stopOnLoop() {
 	s.close()
 }
 
-// acceptable is the listening socket's read request completing.
+// acceptable is the listening socket's request completing, or, through the
+// ring, handing over one connection (evAccept).
 func (s *lsock) acceptable(res Result) {
+	if res.Events&evAccept != 0 && res.Err == nil {
+		s.acceptedOne(s.l.takeAccepted())
+		return
+	}
 	s.acceptTag = reqHandle{}
+	if s.draining {
+		s.draining = false
+		if !s.closed {
+			s.drainBacklog()
+			s.close()
+		}
+		return
+	}
 	if s.closed {
+		return
+	}
+	if s.ring {
+		s.ringEnded(res)
 		return
 	}
 	if res.Err != nil {
@@ -407,14 +446,8 @@ func (s *lsock) acceptable(res Result) {
 			s.arm()
 			return
 		case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
-			// Out of descriptors or memory (libuv #690): the pending
-			// connection stays queued and the socket stays readable,
-			// so re-arming now would spin. Wait, doubling up to a bound.
 			ln.acceptErrs.Add(1)
-			ln.backoffs.Add(1)
-			s.backoff = min(max(2*s.backoff, backoffMin), backoffMax)
-			s.timerSeq++
-			s.l.addTimer(timerEntry{when: nanotime() + int64(s.backoff), ref: s.timerSeq, obj: s})
+			s.backOff()
 			return
 		default:
 			ln.acceptErrs.Add(1)
@@ -425,6 +458,69 @@ func (s *lsock) acceptable(res Result) {
 		s.admit(nfd)
 	}
 	s.arm() // more may be queued; let other fds have a turn first
+}
+
+// backOff waits before accepting again. Out of descriptors or memory
+// (libuv #690), the pending connection stays queued and the socket stays
+// readable, so re-arming now would spin. Wait, doubling up to a bound.
+func (s *lsock) backOff() {
+	s.ln.backoffs.Add(1)
+	s.backoff = min(max(2*s.backoff, backoffMin), backoffMax)
+	s.timerSeq++
+	s.l.addTimer(timerEntry{when: nanotime() + int64(s.backoff), ref: s.timerSeq, obj: s})
+}
+
+// acceptedOne takes a connection the kernel accepted for s through the
+// ring. The accept brings no address (one buffer would serve every
+// connection), so the peer's is asked for (getpeername: one system call,
+// where the poll path makes an accept4 per connection and one more that
+// finds the backlog empty). A connection that arrives once s closed, its
+// accept being canceled, is closed, as the backlog is.
+func (s *lsock) acceptedOne(nfd int) {
+	if s.closed {
+		s.ln.refused.Add(1)
+		unix.Close(nfd)
+		return
+	}
+	if err := rawGetpeername(nfd, &s.rsa); err != nil {
+		// The peer reset it before we looked (ENOTCONN). It was accepted
+		// all the same, as accept4 would have, and is served as such: its
+		// first read reports the reset. Its RemoteAddr is unknown (nil).
+		s.rsa = unix.RawSockaddrAny{}
+	}
+	s.backoff = 0
+	s.admit(nfd)
+}
+
+// ringEnded is s's accept through the ring ending while s listens: the
+// kernel stops one at an error (the connections before it stand) or at
+// its discretion. Out of descriptors or memory it backs off, as the poll
+// path does; after ECONNABORTED and the like, which concern one
+// connection, it goes on at once; anything else backs off too, rather
+// than spin on an error that stays. (The kernel takes RLIMIT_NOFILE when
+// an accept is submitted: a limit changed while one is armed applies from
+// its next arm.)
+func (s *lsock) ringEnded(res Result) {
+	var errno unix.Errno
+	switch {
+	case res.Err == nil:
+	case errors.As(res.Err, &errno):
+		s.ln.acceptErrs.Add(1)
+		switch errno {
+		case unix.ECONNABORTED, unix.EINTR, unix.EAGAIN, unix.EPROTO, unix.EPERM:
+		default:
+			if errno != unix.EMFILE && errno != unix.ENFILE && errno != unix.ENOBUFS && errno != unix.ENOMEM {
+				s.ln.r.cfg.Logger.Sugar().Debugw("reactor: accept", "addr", s.ln.addr, "err", errno)
+			}
+			s.backOff()
+			return
+		}
+	default: // ended by something other than s's own close (ErrCanceled)
+		s.close()
+		return
+	}
+	s.backoff = 0
+	s.arm()
 }
 
 // drainBacklog accepts every connection already queued, for Shutdown.

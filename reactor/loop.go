@@ -29,6 +29,10 @@ const (
 	evRecvOnce Events = 1 << 28 // with evRecv: a receive that ends after one buffer (always, for a reader's: ringread.go)
 	evSend     Events = 1 << 27 // a Conn's send; its reqData.ready holds the bytes sent
 	evEOF      Events = 1 << 29
+	// evAccept: a listening socket's multishot accept through the ring
+	// (listen.go); as a Result's Events, one connection it opened, whose
+	// descriptor waits in loop.accepted during the callback.
+	evAccept Events = 1 << 31
 	// evEdge passes the poller's Edge promise with a poll: armed only
 	// after EAGAIN, on an fd closed only through CloseFd (its Forget).
 	evEdge = Events(poller.Edge)
@@ -83,6 +87,7 @@ type loop struct {
 	evs      []poller.Event
 	timers   timerHeap
 	rbuf     []byte                // read buffer lent to OnData/OnPacket
+	accepted int                   // the descriptor handOver is handing over; -1 outside it
 	fdHead   chunked.Array[uint64] // fd → the tag of the first live request armed on it
 	held     map[*Conn]*heldInput  // paused Conns' received bytes (conn_recv.go)
 	stopping bool
@@ -262,6 +267,9 @@ func (l *loop) handle(n int) {
 			l.received.Add(1)
 			l.rcv.Release(ev)
 		}
+		if ev.HasFd {
+			l.handOver(h, ok, int(ev.N))
+		}
 		if !ok {
 			l.stale.Add(1)
 			continue
@@ -289,6 +297,33 @@ func (l *loop) handle(n int) {
 		l.act(h, h.Wake(o))
 	}
 	l.noteBackend()
+}
+
+// handOver gives the connection an accept through the ring opened (fd) to
+// the accept's owner, its callback, which keeps it or closes it. As with a
+// receive's bytes, cancel says whether the request still takes it
+// (MustConsume whatever its outcome, while the kernel owes its end), so
+// one accepted after the accept was canceled, or after the listening
+// socket began closing, still reaches its owner, which closes it. Where no
+// owner takes it, it is closed here: a descriptor the kernel opened for us
+// is never left open.
+func (l *loop) handOver(h reqHandle, ok bool, fd int) {
+	if !ok || !h.Received().Has(cancel.MustConsume) || h.Data().ev&evAccept == 0 {
+		unix.Close(fd)
+		return
+	}
+	l.accepted = fd
+	h.Data().cb(Result{Events: evAccept})
+	if l.accepted >= 0 {
+		panic("reactor: an accept's owner did not take the connection it was handed")
+	}
+}
+
+// takeAccepted returns the descriptor handOver hands the callback running.
+func (l *loop) takeAccepted() int {
+	fd := l.accepted
+	l.accepted = -1
+	return fd
 }
 
 // noteBackend publishes the poller's counters for Stats.
@@ -325,11 +360,12 @@ func (l *loop) act(h reqHandle, a cancel.Action) {
 		return
 	}
 	if a.Has(cancel.MustAskLoopToCancel) {
-		if h.Data().ev&evRecv != 0 {
+		if h.Data().ev&(evRecv|evAccept) != 0 {
 			// A receive is not withdrawn but disarmed in the kernel,
 			// and delivered when the kernel reports its end: bytes it
 			// took before the cancel reached the kernel still come, and
 			// come first, so a Conn never has two receives in flight.
+			// An accept likewise: what it accepted comes before its end.
 			l.p.Disarm(h.Tag())
 		} else {
 			a |= h.Withdraw()
@@ -352,6 +388,8 @@ func (l *loop) act(h reqHandle, a cancel.Action) {
 			err = l.rcv.RecvAtMost(h.Tag(), int(d.fd), len(d.w.dst))
 		case d.ev&evRecv != 0:
 			err = l.rcv.Recv(h.Tag(), int(d.fd), d.ev&evRecvOnce == 0)
+		case d.ev&evAccept != 0:
+			err = l.rcv.Accept(h.Tag(), int(d.fd))
 		default:
 			err = l.p.Arm(h.Tag(), int(d.fd), uint32(d.ev))
 		}

@@ -93,6 +93,18 @@ func sockaddrOf(rsa *unix.RawSockaddrAny) (unix.Sockaddr, error) {
 	return nil, unix.EAFNOSUPPORT
 }
 
+// rawGetpeername is getpeername(2) into rsa, which rawAccept's callers
+// decode the same way.
+func rawGetpeername(fd int, rsa *unix.RawSockaddrAny) error {
+	*rsa = unix.RawSockaddrAny{} // an unnamed Unix peer writes no path
+	n := uint32(unix.SizeofSockaddrAny)
+	_, _, e := unix.RawSyscall(unix.SYS_GETPEERNAME, uintptr(fd), uintptr(unsafe.Pointer(rsa)), uintptr(unsafe.Pointer(&n)))
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
 // peerOfRaw decodes the address rawAccept read into rsa for a Conn,
 // allocating nothing for an IP peer (see peerAddr).
 func peerOfRaw(rsa *unix.RawSockaddrAny) (peerAddr, *connRare) {

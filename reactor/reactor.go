@@ -90,6 +90,7 @@ func New(cfg Config) (*Reactor, error) {
 			evs: make([]poller.Event, cfg.EventBatch), rbuf: make([]byte, readBufSize),
 			held: map[*Conn]*heldInput{}}
 		l.timers.table = l.table
+		l.accepted = -1
 		l.sendBatch.Store(ringSendBatch)
 		r.loops = append(r.loops, l)
 	}

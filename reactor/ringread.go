@@ -104,13 +104,15 @@ func (r *Reactor) recvMax() int { return r.cfg.RecvBufferSize }
 // and delivered at its end (act's MustAskLoopToCancel), never withdrawn: a
 // withdrawal delivers at once, and bytes the kernel took before the cancel
 // reached it would then be copied for a reader that is gone (into a waiter
-// the pool has handed to another Poll). Anything else is withdrawn (a
+// the pool has handed to another Poll). So is an accept through the ring,
+// so that its owner sees every connection it opened before its end
+// (listen.go). Anything else is withdrawn (a
 // Conn's receive keeps its own protocol: conn_recv.go). The request's data
 // is read only while the loop holds it armed (OnQueue, this life): only the
 // loop moves it out of there.
 func (l *loop) withdrawal(h reqHandle) cancel.Action {
 	if st := h.State(); st.Gen() == h.Gen() && st.Phase() == cancel.OnQueue {
-		if d := h.Data(); d.ev&evRecv != 0 && d.w != nil {
+		if d := h.Data(); d.ev&evRecv != 0 && d.w != nil || d.ev&evAccept != 0 {
 			return cancel.MustAskLoopToCancel
 		}
 	}
