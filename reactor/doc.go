@@ -143,7 +143,13 @@
 // one SEND, at most one in flight per Conn, all of the turn's sends going
 // to the kernel in its one io_uring_enter, which also collects what arrived
 // meanwhile; a loop with few Conns writes at once, since a lone send costs
-// an enter and then a wake-up of the loop (ringSendConns). The receive protocol, and what happens to bytes a
+// an enter and then a wake-up of the loop (ringSendConns). A listening
+// socket accepts with one multishot ACCEPT that stays armed (listen.go's
+// acceptedOne), each connection's address then asked for with
+// getpeername; a descriptor the kernel accepted is handed over, or
+// closed, exactly once, however its accept was stopped, and Shutdown
+// stops the accept and takes what it accepted before it drains the
+// backlog. The receive protocol, and what happens to bytes a
 // receive brought when it is being stopped (they are delivered first, or
 // held while paused, never dropped), are tabled in conn_recv.go. Measured
 // by make compare (2026-11-29, one loop, medians of 3): at 1,000
