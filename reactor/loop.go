@@ -516,56 +516,11 @@ func (l *loop) armFor(fd int, ev Events, cb func(Result), conn *Conn, into *reqH
 	return nil
 }
 
-// reqOf returns the handle of a live request from a tag the loop keeps for
-// it: a Conn's in-flight request (Conn.rd, Conn.wr) or a link of an fd's
-// list (l.fdHead, reqData.prev and next), 8 bytes where a handle takes
-// 16, in every idle Conn and every slot. Each is cleared before its
-// request's slot is released (a Conn's by the completion's first act, a
-// link by unlink), so the lookup cannot miss; a miss is a broken
-// invariant.
-func (l *loop) reqOf(tag uint64) reqHandle {
-	h, ok := l.table.Lookup(tag)
-	if !ok {
-		panic(fmt.Sprintf("reactor: tag %#x names no live request", tag))
-	}
-	return h
-}
-
 // cancelOn cancels h from the loop; a completion still to come is
 // delivered now, as ErrCanceled.
 func (l *loop) cancelOn(h reqHandle) {
 	_, a := h.Cancel()
 	l.act(h, a)
-}
-
-// closeFdOn completes every live request on fd (a Closed outcome read as
-// ErrFdClosed, unless something already won), makes the poller forget fd,
-// and only then closes it, so the fd number can come back only once
-// nothing of its old life can reach a request.
-func (l *loop) closeFdOn(fd int) {
-	var buf [4]reqHandle
-	hs := buf[:0]
-	if fd < l.fdHead.Cap() {
-		for t := *l.fdHead.At(fd); t != 0; {
-			h := l.reqOf(t)
-			hs = append(hs, h)
-			t = h.Data().next
-		}
-	}
-	for _, h := range hs {
-		if !h.Current() {
-			continue // a callback run by an earlier one finished it
-		}
-		if h.State().Outcome() == cancel.Undecided {
-			h.Data().err = ErrFdClosed
-		}
-		l.act(h, h.Close())
-		// A Cancel that won before and whose withdraw still waits in the
-		// inbox is withdrawn now: fd goes away before the inbox is read.
-		l.act(h, l.withdrawal(h))
-	}
-	l.p.Forget(fd)
-	_ = unix.Close(fd) // EINTR/EIO on close still release the descriptor
 }
 
 // postTask hands obj's task to this loop; false once the loop stopped.
@@ -586,32 +541,6 @@ func (l *loop) post(c cmd) bool {
 func (l *loop) wake() {
 	l.wakeups.Add(1)
 	l.pk.unpark()
-}
-
-func (l *loop) link(h reqHandle) {
-	d := h.Data()
-	fd := int(d.fd)
-	l.fdHead.Grow(fd + 1)
-	head := l.fdHead.At(fd)
-	d.prev, d.next = 0, *head
-	if d.next != 0 {
-		l.reqOf(d.next).Data().prev = h.Tag()
-	}
-	*head = h.Tag()
-	d.listed = true
-}
-
-func (l *loop) unlink(h reqHandle) {
-	d := h.Data()
-	if d.prev != 0 {
-		l.reqOf(d.prev).Data().next = d.next
-	} else {
-		*l.fdHead.At(int(d.fd)) = d.next
-	}
-	if d.next != 0 {
-		l.reqOf(d.next).Data().prev = d.prev
-	}
-	d.prev, d.next, d.listed = 0, 0, false
 }
 
 func (l *loop) own(s stopper) { l.owned = append(l.owned, s) }

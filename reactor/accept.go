@@ -1,0 +1,276 @@
+//go:build linux
+
+package reactor
+
+import (
+	"errors"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The accepting side of a Listener: each listening socket (lsock) lives
+// on one loop, accepts through a poll and accept4, or through the ring
+// with one multishot ACCEPT, and hands each connection to a loop
+// (admit, adopt).
+
+// lsock is one listening socket of a Listener, owned by the loop that
+// accepts on it.
+type lsock struct {
+	ln       *Listener
+	l        *loop // constant
+	fd       int   // constant; closed on l
+	onAccept func(Result)
+
+	// Owned by l.
+	acceptTag reqHandle
+	backoff   time.Duration
+	timerSeq  uint64
+	closed    bool
+	// ring: acceptTag is a multishot accept through the ring, not a poll
+	// (see acceptedOne); draining: Shutdown canceled it, and drains the
+	// backlog at its end.
+	ring, draining bool
+	rsa            unix.RawSockaddrAny // the peer's address buffer (rawAccept, rawGetpeername)
+}
+
+func (s *lsock) runTask(l *loop, task int32) {
+	switch task {
+	case lnTaskStart:
+		l.own(s)
+		if l.stopping {
+			s.close()
+			return
+		}
+		if s.ln.closing.Load() {
+			// Close or Shutdown came first; its task, queued behind this
+			// one, closes s (Shutdown's after accepting the backlog).
+			return
+		}
+		s.arm()
+	case lnTaskClose:
+		s.close()
+	case lnTaskDrainClose:
+		if s.ring && !s.acceptTag.IsZero() && !s.closed {
+			// The kernel accepts for s: stop that first, and drain the
+			// backlog once its end shows that every connection it
+			// accepted was handed over (acceptable), or those would be
+			// closed as arriving after the close.
+			s.draining = true
+			s.l.cancelOn(s.acceptTag)
+			return
+		}
+		if !s.closed {
+			s.drainBacklog()
+		}
+		s.close()
+	}
+}
+
+func (s *lsock) arm() {
+	if s.closed || !s.acceptTag.IsZero() {
+		return
+	}
+	// Through the ring where the loop has it: one multishot accept, no
+	// poll and no accept4 per wake-up (acceptedOne).
+	ev := In
+	s.ring = s.l.rcv != nil
+	if s.ring {
+		ev = evAccept | In
+		s.ln.acceptCalls.Add(1)
+	}
+	// A refused arm completes through acceptable, which closes s.
+	if err := s.l.armOn(s.fd, ev, s.onAccept, &s.acceptTag); err != nil {
+		s.ln.r.cfg.Logger.Sugar().Debugw("reactor: arm listener", "addr", s.ln.addr, "err", err)
+		s.close()
+	}
+}
+
+func (s *lsock) close() {
+	if s.closed {
+		return
+	}
+	s.closed = true
+	s.timerSeq++
+	s.l.disown(s)
+	// Stop listening now: close(2) alone can leave the socket listening
+	// while an io_uring request still holds the file (liburing #932), so
+	// the kernel completed handshakes after Close returned, which the
+	// final release then reset (a dial after Listener.Close succeeded in
+	// 13 of 200 runs of TestBlockingCallsFromACallback on io_uring).
+	_ = unix.Shutdown(s.fd, unix.SHUT_RD) // best effort: the close follows
+	s.l.closeFdOn(s.fd)
+	if s.ln.openSocks.Add(-1) == 0 {
+		close(s.ln.closedCh)
+	}
+}
+
+// stopOnLoop closes the listening socket as the reactor closes.
+func (s *lsock) stopOnLoop() {
+	s.ln.stopping.Store(true)
+	s.close()
+}
+
+// acceptable is the listening socket's request completing, or, through the
+// ring, handing over one connection (evAccept).
+func (s *lsock) acceptable(res Result) {
+	if res.Events&evAccept != 0 && res.Err == nil {
+		s.acceptedOne(s.l.takeAccepted())
+		return
+	}
+	s.acceptTag = reqHandle{}
+	if s.draining {
+		s.draining = false
+		if !s.closed {
+			s.drainBacklog()
+			s.close()
+		}
+		return
+	}
+	if s.closed {
+		return
+	}
+	if s.ring {
+		s.ringEnded(res)
+		return
+	}
+	if res.Err != nil {
+		s.close()
+		return
+	}
+	ln := s.ln
+	for i := 0; i < 64; i++ {
+		ln.acceptCalls.Add(1)
+		nfd, err := rawAccept(s.fd, &s.rsa)
+		switch err {
+		case nil:
+		case unix.EINTR, unix.ECONNABORTED:
+			continue
+		case unix.EAGAIN:
+			s.backoff = 0
+			s.arm()
+			return
+		case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
+			ln.acceptErrs.Add(1)
+			s.backOff()
+			return
+		default:
+			ln.acceptErrs.Add(1)
+			ln.r.cfg.Logger.Sugar().Debugw("reactor: accept", "addr", ln.addr, "err", err)
+			continue
+		}
+		s.backoff = 0
+		s.admit(nfd)
+	}
+	s.arm() // more may be queued; let other fds have a turn first
+}
+
+// backOff waits before accepting again. Out of descriptors or memory
+// (libuv #690), the pending connection stays queued and the socket stays
+// readable, so re-arming now would spin. Wait, doubling up to a bound.
+func (s *lsock) backOff() {
+	s.ln.backoffs.Add(1)
+	s.backoff = min(max(2*s.backoff, backoffMin), backoffMax)
+	s.timerSeq++
+	s.l.addTimer(timerEntry{when: nanotime() + int64(s.backoff), ref: s.timerSeq, obj: s})
+}
+
+// acceptedOne takes a connection the kernel accepted for s through the
+// ring. The accept brings no address (one buffer would serve every
+// connection), so the peer's is asked for (getpeername: one system call,
+// where the poll path makes an accept4 per connection and one more that
+// finds the backlog empty). A connection that arrives once s closed, its
+// accept being canceled, is closed, as the backlog is.
+func (s *lsock) acceptedOne(nfd int) {
+	if s.closed {
+		s.ln.refused.Add(1)
+		unix.Close(nfd)
+		return
+	}
+	if err := rawGetpeername(nfd, &s.rsa); err != nil {
+		// The peer reset it before we looked (ENOTCONN). It was accepted
+		// all the same, as accept4 would have, and is served as such: its
+		// first read reports the reset. Its RemoteAddr is unknown (nil).
+		s.rsa = unix.RawSockaddrAny{}
+	}
+	s.backoff = 0
+	s.admit(nfd)
+}
+
+// ringEnded is s's accept through the ring ending while s listens: the
+// kernel stops one at an error (the connections before it stand) or at
+// its discretion. Out of descriptors or memory it backs off, as the poll
+// path does; after ECONNABORTED and the like, which concern one
+// connection, it goes on at once; anything else backs off too, rather
+// than spin on an error that stays. (The kernel takes RLIMIT_NOFILE when
+// an accept is submitted: a limit changed while one is armed applies from
+// its next arm.)
+func (s *lsock) ringEnded(res Result) {
+	var errno unix.Errno
+	switch {
+	case res.Err == nil:
+	case errors.As(res.Err, &errno):
+		s.ln.acceptErrs.Add(1)
+		switch errno {
+		case unix.ECONNABORTED, unix.EINTR, unix.EAGAIN, unix.EPROTO, unix.EPERM:
+		default:
+			if errno != unix.EMFILE && errno != unix.ENFILE && errno != unix.ENOBUFS && errno != unix.ENOMEM {
+				s.ln.r.cfg.Logger.Sugar().Debugw("reactor: accept", "addr", s.ln.addr, "err", errno)
+			}
+			s.backOff()
+			return
+		}
+	default: // ended by something other than s's own close (ErrCanceled)
+		s.close()
+		return
+	}
+	s.backoff = 0
+	s.arm()
+}
+
+// drainBacklog accepts every connection already queued, for Shutdown.
+func (s *lsock) drainBacklog() {
+	for i := 0; i < 1<<16; i++ {
+		s.ln.acceptCalls.Add(1)
+		nfd, err := rawAccept(s.fd, &s.rsa)
+		switch err {
+		case nil:
+			s.admit(nfd)
+		case unix.EINTR, unix.ECONNABORTED:
+		default:
+			return // EAGAIN: empty; anything else: what is left is reset
+		}
+	}
+}
+
+// timerMoved: s lets superseded backoff entries expire (at most 500 ms).
+func (s *lsock) timerMoved(int32) {}
+
+// fire ends an accept backoff.
+func (s *lsock) fire(_ *loop, seq uint64, _ int64) {
+	if seq == s.timerSeq && !s.closed {
+		s.arm()
+	}
+}
+
+// admit registers the fd rawAccept just returned (its peer's address in
+// s.rsa) and hands it to its loop: this one with ReusePort, else the next
+// in turn.
+func (s *lsock) admit(nfd int) {
+	ln := s.ln
+	if s.l.stopping || (ln.maxConns > 0 && ln.active.Load() >= int64(ln.maxConns)) {
+		ln.refused.Add(1) // before the close: the peer sees the close at once
+		unix.Close(nfd)
+		return
+	}
+	if !ln.unix {
+		_ = ln.sock.apply(nfd) // best effort, as Go's net
+	}
+	target := s.l
+	if !ln.reusePort {
+		loops := ln.r.loops
+		target = loops[int(ln.next.Add(1)-1)%len(loops)]
+	}
+	peer, x := peerOfRaw(&s.rsa)
+	ln.adopt(target, nfd, peer, x, target == s.l)
+}

@@ -1,0 +1,54 @@
+//go:build linux
+
+package reactor
+
+// connRare is the part of a Conn that only a closing, failed or oddly
+// addressed one needs, allocated the first time one of its fields is set
+// (more), so that an idle Conn does not carry it. Each field keeps the
+// guard it would have in the Conn.
+type connRare struct {
+	werr       error  // guarded by c.mu: the write error that condemned c
+	closeErr   error  // loop: the reason the drain began (nil: clean)
+	lingerBy   int64  // loop: nanotime at which lingering ends
+	lingerNext int64  // loop: nanotime of a lingering Conn's next look; 0 = none
+	shutLeft   int32  // loop: bytes Shutdown found received and still to deliver
+	shutReq    bool   // loop: Shutdown asked; waits for reading to resume if paused
+	wrDone     bool   // loop: shutdown(SHUT_WR) was made
+	peerZone   uint32 // constant: an IPv6 peer's zone id (famInet6)
+	peerName   string // constant: a named Unix peer's name (famUnix)
+}
+
+// more returns c's rare part, made on first use. Any goroutine: the
+// first to publish one wins, so a field set through it is never lost.
+func (c *Conn) more() *connRare {
+	if x := c.rare.Load(); x != nil {
+		return x
+	}
+	x := new(connRare)
+	if c.rare.CompareAndSwap(nil, x) {
+		return x
+	}
+	return c.rare.Load()
+}
+
+// writeErr returns the write error that condemned c, if any (under mu).
+func (c *Conn) writeErr() error {
+	if x := c.rare.Load(); x != nil {
+		return x.werr
+	}
+	return nil
+}
+
+// closeReason returns why c's drain began (nil: a clean close).
+func (c *Conn) closeReason() error {
+	if x := c.rare.Load(); x != nil {
+		return x.closeErr
+	}
+	return nil
+}
+
+// shutAsked reports whether Listener.Shutdown reached c.
+func (c *Conn) shutAsked() bool {
+	x := c.rare.Load()
+	return x != nil && x.shutReq
+}
