@@ -507,6 +507,10 @@ func (p *uringPoller) Close() error {
 	}
 	p.out = nil
 	err := p.drainKernel()
+	for i := range p.out { // reaped to make room for the drain's cancels
+		closeAccepted(&p.out[i])
+	}
+	p.out = nil
 	if p.bufs != nil && err == nil {
 		// After the drain: no receive can still be writing into them.
 		// A drain that failed leaves them mapped (leaked): the kernel may

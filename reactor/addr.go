@@ -79,7 +79,10 @@ func (p *peerAddr) addr(x *connRare, isUnix bool) net.Addr {
 	if isUnix {
 		return &net.UnixAddr{Net: "unix"}
 	}
-	return nil
+	// Unknown: the peer reset the connection before its address was
+	// looked up. A zero address, not nil, so that code printing it does
+	// not panic.
+	return &net.TCPAddr{}
 }
 
 // sockaddrToAddr converts what accept4 returned into a net.Addr.

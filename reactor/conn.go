@@ -111,9 +111,10 @@ func (c *Conn) Context() any {
 // owns it and closes it.
 func (c *Conn) Fd() int { return c.fd }
 
-// RemoteAddr returns the peer's address: nil where it is unknown, which
+// RemoteAddr returns the peer's address. Where it is unknown, which
 // happens when a peer resets its connection before the server looked its
-// address up (accepting through the ring, which reports no address).
+// address up (accepting through the ring reports no address), it is the
+// zero *net.TCPAddr (or an unnamed *net.UnixAddr), never nil.
 func (c *Conn) RemoteAddr() net.Addr { return c.peer.addr(c.rare.Load(), c.ln.unix) }
 
 // LocalAddr returns the connection's own address.
@@ -349,13 +350,20 @@ func (c *Conn) armRead() {
 }
 
 func (c *Conn) armWrite() {
-	if c.wr != 0 || c.phase() == phClosed {
+	if c.phase() == phClosed {
 		return
 	}
-	if err := c.l.armConn(c, Out, &c.wr); err != nil {
-		c.finish(fmt.Errorf("reactor: arm write: %w", err))
-		return
+	if c.wr == 0 {
+		if err := c.l.armConn(c, Out, &c.wr); err != nil {
+			c.finish(fmt.Errorf("reactor: arm write: %w", err))
+			return
+		}
 	}
+	// Scheduled even when the Out request was already in flight: a flush
+	// of another turn may have emptied the output meanwhile (the socket
+	// took it, below the level at which it reports Out), and the entry
+	// that fired then found nothing pending and left none; output that
+	// stalls again needs its WriteTimeout entry back.
 	if c.ln.writeTimeout > 0 && c.wr != 0 {
 		c.schedule()
 	}

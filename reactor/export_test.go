@@ -20,3 +20,14 @@ func SendEveryWriteOnRing(r *Reactor) {
 // ShutdownAsked reports whether Close or Shutdown was called on ln (its
 // loops are told right after).
 func ShutdownAsked(ln *Listener) bool { return ln.closing.Load() }
+
+// Asleep reports whether every loop of r is parked, between turns and
+// outside any callback.
+func Asleep(r *Reactor) bool {
+	for _, l := range r.loops {
+		if !l.in.sleeping.Load() || l.inUser.Load() {
+			return false
+		}
+	}
+	return true
+}

@@ -313,6 +313,7 @@ func (l *loop) handOver(h reqHandle, ok bool, fd int) {
 		return
 	}
 	l.accepted = fd
+	l.enterUser() // the callback opens the Conn: OnOpen runs
 	h.Data().cb(Result{Events: evAccept})
 	if l.accepted >= 0 {
 		panic("reactor: an accept's owner did not take the connection it was handed")

@@ -1,0 +1,117 @@
+//go:build linux
+
+package reactor_test
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/oneshot-io/oneshot/reactor"
+)
+
+// TestWriteTimeoutAfterOutputEmptiedWithOutArmed: a Conn's output stalls
+// (Out armed, its WriteTimeout entry set); its peer reads a little, enough
+// for a later flush to take all that was pending but not enough for the
+// socket to report Out; the entry then fires with nothing pending and
+// leaves none. Output that stalls again, the Out request still in flight,
+// must get its entry back: the Conn is closed by WriteTimeout, not left
+// paused for ever. (Before the fix, armWrite scheduled only when it made a
+// new Out request; this failed on epoll and after polls.)
+func TestWriteTimeoutAfterOutputEmptiedWithOutArmed(t *testing.T) {
+	for _, b := range connBackends {
+		t.Run(name(b), func(t *testing.T) {
+			r := newReactor(t, b, 1)
+			h := &pusher{opened: make(chan *reactor.Conn, 1), closed: make(chan error, 1)}
+			const wt = 200 * time.Millisecond
+			ln, err := r.Listen("unix", filepath.Join(t.TempDir(), "s"), h, reactor.ListenConfig{WriteTimeout: wt})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			c := dial(t, ln)
+			var sc *reactor.Conn
+			select {
+			case sc = <-h.opened:
+			case <-time.After(5 * time.Second):
+				t.Fatal("the connection was not opened within 5s")
+			}
+			small := make([]byte, 1000)
+			for i := 0; sc.Pending() == 0; i++ { // fill the socket, then a little pending
+				sc.Write(small)
+				if i > 1e6 {
+					t.Fatal("output never became pending")
+				}
+			}
+			waitFor(t, 5*time.Second, "the loop to arm Out and sleep", func() bool { return reactor.Asleep(r) })
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, err := io.ReadFull(c, make([]byte, 8192)); err != nil { // room for what is pending, not enough for Out
+				t.Fatalf("client read: %v", err)
+			}
+			sc.Write([]byte{1}) // a flush that empties the output
+			waitFor(t, 5*time.Second, "the flush to empty the output", func() bool { return sc.Pending() == 0 })
+			time.Sleep(wt + 50*time.Millisecond) // the entry fires with nothing pending
+			sc.Write(make([]byte, 1<<20))        // stalls for good
+			select {
+			case err := <-h.closed:
+				if !errors.Is(err, os.ErrDeadlineExceeded) {
+					t.Fatalf("OnClose err = %v, want the write timeout", err)
+				}
+			case <-time.After(3 * time.Second):
+				t.Fatalf("output stalled with WriteTimeout %v and the Conn was never closed (pending %d)", wt, sc.Pending())
+			}
+		})
+	}
+}
+
+// onOpenCloser calls Listener.Close from OnOpen, where it must answer
+// ErrOnLoop.
+type onOpenCloser struct {
+	ln   chan *reactor.Listener
+	errs chan error
+}
+
+func (o *onOpenCloser) OnOpen(*reactor.Conn) {
+	ln := <-o.ln
+	o.errs <- ln.Close()
+	o.ln <- ln // for a second connection, if any
+}
+func (o *onOpenCloser) OnData(*reactor.Conn, []byte) {}
+func (o *onOpenCloser) OnClose(*reactor.Conn, error) {}
+
+// TestBlockingCallFromOnOpenOfParkedLoop: a connection accepted by a loop
+// that was parked (through the ring: handed over from the accept's
+// completion) runs OnOpen as a callback, so a blocking call there answers
+// ErrOnLoop instead of deadlocking the loop.
+func TestBlockingCallFromOnOpenOfParkedLoop(t *testing.T) {
+	for _, b := range connBackends {
+		t.Run(name(b), func(t *testing.T) {
+			r := newReactor(t, b, 1)
+			h := &onOpenCloser{ln: make(chan *reactor.Listener, 1), errs: make(chan error, 4)}
+			ln, err := r.Listen("tcp", "127.0.0.1:0", h, reactor.ListenConfig{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.ln <- ln
+			waitFor(t, 5*time.Second, "the loop to park", func() bool { return reactor.Asleep(r) })
+			c, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			select {
+			case err := <-h.errs:
+				if !errors.Is(err, reactor.ErrOnLoop) {
+					t.Fatalf("Listener.Close from OnOpen = %v, want ErrOnLoop", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("Listener.Close from OnOpen blocked: the loop is deadlocked")
+			}
+			ln.Close()
+		})
+	}
+}
