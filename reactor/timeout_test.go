@@ -21,11 +21,20 @@ import (
 // leaves none. Output that stalls again, the Out request still in flight,
 // must get its entry back: the Conn is closed by WriteTimeout, not left
 // paused for ever. (Before the fix, armWrite scheduled only when it made a
-// new Out request; this failed on epoll and after polls.)
+// new Out request; this failed on epoll and after polls.) Through the
+// ring, sends keep the output pending while in flight, so the entry never
+// finds it empty there.
 func TestWriteTimeoutAfterOutputEmptiedWithOutArmed(t *testing.T) {
 	for _, b := range connBackends {
 		t.Run(name(b), func(t *testing.T) {
 			r := newReactor(t, b, 1)
+			if throughRing(r) {
+				// Output goes by SEND requests, which wait in the kernel
+				// for room and keep it pending meanwhile: no Out poll is
+				// armed, and a Write may queue before the socket is full,
+				// so the case built here does not arise.
+				t.Skip("a Conn writing through the ring arms no Out poll")
+			}
 			h := &pusher{opened: make(chan *reactor.Conn, 1), closed: make(chan error, 1)}
 			const wt = 200 * time.Millisecond
 			ln, err := r.Listen("unix", filepath.Join(t.TempDir(), "s"), h, reactor.ListenConfig{WriteTimeout: wt})
