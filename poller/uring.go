@@ -465,12 +465,8 @@ func (p *uringPoller) complete(c *ring.CQE) (Event, bool) {
 		panic(fmt.Sprintf("poller: POLL_ADD CQE %+v for a tag not in flight", *c))
 	}
 	switch rec.kind {
-	case kindRecv:
-		return p.completeRecv(c, rec), true
-	case kindSend:
-		return p.completeSend(c, rec), true
-	case kindAccept:
-		return p.completeAccept(c, rec), true
+	case kindRecv, kindSend, kindAccept:
+		return p.completeIO(c, rec), true
 	}
 	st := *rec
 	p.g.remove(rec)

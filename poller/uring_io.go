@@ -240,50 +240,25 @@ func (p *uringPoller) Accept(tag uint64, fd int) error {
 	return nil
 }
 
-// completeAccept turns an accept's CQE into its Event. rec stays armed
-// while the CQE says more will follow.
-func (p *uringPoller) completeAccept(c *ring.CQE, rec *tagRec) Event {
+// completeIO turns a RingIO request's CQE into its Event: the bytes a
+// receive brought (in a buffer it now lends), what a send took, the
+// descriptor an accept opened. rec stays armed while the CQE says more
+// will follow (a receive's or an accept's; a send's never does).
+func (p *uringPoller) completeIO(c *ring.CQE, rec *tagRec) Event {
 	ev := Event{Tag: rec.tag, More: c.More()}
-	switch {
-	case c.Res >= 0:
-		ev.Events, ev.N, ev.HasFd = In, c.Res, true
-	case c.Res == -int32(unix.ECANCELED):
-		ev.Canceled = true
-	default:
-		ev.Errno = unix.Errno(-c.Res)
-	}
-	if !ev.More {
-		p.g.remove(rec)
-	}
-	return ev
-}
-
-// completeSend turns a send's CQE into its Event.
-func (p *uringPoller) completeSend(c *ring.CQE, rec *tagRec) Event {
-	ev := Event{Tag: rec.tag}
-	switch {
-	case c.Res >= 0:
-		ev.Events, ev.N = Out, c.Res
-	case c.Res == -int32(unix.ECANCELED):
-		ev.Canceled = true
-	default:
-		ev.Errno = unix.Errno(-c.Res)
-	}
-	p.g.remove(rec)
-	return ev
-}
-
-// completeRecv turns a receive's CQE into its Event. rec stays armed while
-// the CQE says more will follow.
-func (p *uringPoller) completeRecv(c *ring.CQE, rec *tagRec) Event {
-	ev := Event{Tag: rec.tag, More: c.More()}
-	if id, ok := c.Buffer(); ok {
+	if id, ok := c.Buffer(); ok && rec.kind == kindRecv {
 		p.bufs.Take(id, int(max(c.Res, 0)))
 		ev.Buf, ev.HasBuf = id, true
 	}
 	switch {
 	case c.Res >= 0:
 		ev.Events, ev.N = In, c.Res
+		switch rec.kind {
+		case kindSend:
+			ev.Events = Out
+		case kindAccept:
+			ev.HasFd = true
+		}
 	case c.Res == -int32(unix.ECANCELED):
 		ev.Canceled = true
 	default:
