@@ -100,10 +100,11 @@
 // Beyond readiness, the io_uring backend can move bytes itself where the
 // kernel has multishot RECV and provided-buffer rings (Linux 6.0):
 // RingIOOf returns its RingIO (receives into buffers the poller lends the
-// kernel, sends from the caller's memory), or says why there is none (the
-// epoll backend, a ring opened without Options.Recv, an older kernel). Its
-// tags share the ledger and the rules above; a receive's tag may report
-// bytes many times before its one end (RingIO's table).
+// kernel, sends from the caller's memory, multishot accepts), or says why
+// there is none (the epoll backend, a ring opened without Options.Recv, an
+// older kernel). Its tags share the ledger and the rules above; a
+// receive's or an accept's tag may report many times before its one end
+// (RingIO's tables).
 //
 // # Batching
 //

@@ -498,12 +498,10 @@ func (p *uringPoller) Close() error {
 	p.closed = true
 	p.stats.Dropped += uint64(p.stats.Armed)
 	p.stats.Armed = 0
-	for i := range p.out {
-		closeAccepted(&p.out[i]) // Events decided and never returned
-	}
-	p.out = nil
 	err := p.drainKernel()
-	for i := range p.out { // reaped to make room for the drain's cancels
+	// Events decided and never returned, some reaped to make room for the
+	// drain's cancels.
+	for i := range p.out {
 		closeAccepted(&p.out[i])
 	}
 	p.out = nil

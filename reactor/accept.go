@@ -27,12 +27,16 @@ type lsock struct {
 	backoff   time.Duration
 	timerSeq  uint64
 	closed    bool
-	// ring: acceptTag is a multishot accept through the ring, not a poll
-	// (see acceptedOne); draining: Shutdown canceled it, and drains the
-	// backlog at its end.
-	ring, draining bool
-	rsa            unix.RawSockaddrAny // the peer's address buffer (rawAccept, rawGetpeername)
+	// draining: Shutdown canceled s's accept through the ring, and drains
+	// the backlog at its end.
+	draining bool
+	rsa      unix.RawSockaddrAny // the peer's address buffer (rawAccept, rawGetpeername)
 }
+
+// throughRing reports whether s accepts with a multishot accept through
+// the ring (acceptedOne) rather than after polls: wherever its loop has
+// the ring's I/O path, which is fixed once the loop started.
+func (s *lsock) throughRing() bool { return s.l.rcv != nil }
 
 func (s *lsock) runTask(l *loop, task int32) {
 	switch task {
@@ -51,7 +55,7 @@ func (s *lsock) runTask(l *loop, task int32) {
 	case lnTaskClose:
 		s.close()
 	case lnTaskDrainClose:
-		if s.ring && !s.acceptTag.IsZero() && !s.closed {
+		if s.throughRing() && !s.acceptTag.IsZero() && !s.closed {
 			// The kernel accepts for s: stop that first, and drain the
 			// backlog once its end shows that every connection it
 			// accepted was handed over (acceptable), or those would be
@@ -74,8 +78,7 @@ func (s *lsock) arm() {
 	// Through the ring where the loop has it: one multishot accept, no
 	// poll and no accept4 per wake-up (acceptedOne).
 	ev := In
-	s.ring = s.l.rcv != nil
-	if s.ring {
+	if s.throughRing() {
 		ev = evAccept | In
 		s.ln.acceptCalls.Add(1)
 	}
@@ -114,7 +117,7 @@ func (s *lsock) stopOnLoop() {
 // acceptable is the listening socket's request completing, or, through the
 // ring, handing over one connection (evAccept).
 func (s *lsock) acceptable(res Result) {
-	if res.Events&evAccept != 0 && res.Err == nil {
+	if res.Events&evAccept != 0 {
 		s.acceptedOne(s.l.takeAccepted())
 		return
 	}
@@ -130,7 +133,7 @@ func (s *lsock) acceptable(res Result) {
 	if s.closed {
 		return
 	}
-	if s.ring {
+	if s.throughRing() {
 		s.ringEnded(res)
 		return
 	}
@@ -150,12 +153,12 @@ func (s *lsock) acceptable(res Result) {
 			s.backoff = 0
 			s.arm()
 			return
-		case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
-			ln.acceptErrs.Add(1)
-			s.backOff()
-			return
 		default:
 			ln.acceptErrs.Add(1)
+			if errno, _ := err.(unix.Errno); exhausted(errno) {
+				s.backOff()
+				return
+			}
 			ln.r.cfg.Logger.Sugar().Debugw("reactor: accept", "addr", ln.addr, "err", err)
 			continue
 		}
@@ -187,45 +190,54 @@ func (s *lsock) acceptedOne(nfd int) {
 		unix.Close(nfd)
 		return
 	}
-	if err := rawGetpeername(nfd, &s.rsa); err != nil {
-		// The peer reset it before we looked (ENOTCONN). It was accepted
-		// all the same, as accept4 would have, and is served as such: its
-		// first read reports the reset. Its RemoteAddr is unknown (nil).
-		s.rsa = unix.RawSockaddrAny{}
-	}
+	// An error means the peer reset it before we looked (ENOTCONN). It
+	// was accepted all the same, as accept4 would have, and is served as
+	// such: its first read reports the reset. rsa is left clear, so its
+	// RemoteAddr is the zero address.
+	_ = rawGetpeername(nfd, &s.rsa)
 	s.backoff = 0
 	s.admit(nfd)
 }
 
 // ringEnded is s's accept through the ring ending while s listens: the
 // kernel stops one at an error (the connections before it stand) or at
-// its discretion. Out of descriptors or memory it backs off, as the poll
-// path does; after ECONNABORTED and the like, which concern one
-// connection, it goes on at once; anything else backs off too, rather
-// than spin on an error that stays. (The kernel takes RLIMIT_NOFILE when
-// an accept is submitted: a limit changed while one is armed applies from
+// its discretion. After ECONNABORTED and the like, which concern one
+// connection, it goes on at once; out of descriptors or memory it backs
+// off, as the poll path does, and after any other error too, rather than
+// spin on an error that stays. (The kernel takes RLIMIT_NOFILE when an
+// accept is submitted: a limit changed while one is armed applies from
 // its next arm.)
 func (s *lsock) ringEnded(res Result) {
 	var errno unix.Errno
 	switch {
 	case res.Err == nil:
-	case errors.As(res.Err, &errno):
-		s.ln.acceptErrs.Add(1)
-		switch errno {
-		case unix.ECONNABORTED, unix.EINTR, unix.EAGAIN, unix.EPROTO, unix.EPERM:
-		default:
-			if errno != unix.EMFILE && errno != unix.ENFILE && errno != unix.ENOBUFS && errno != unix.ENOMEM {
-				s.ln.r.cfg.Logger.Sugar().Debugw("reactor: accept", "addr", s.ln.addr, "err", errno)
-			}
-			s.backOff()
-			return
-		}
-	default: // ended by something other than s's own close (ErrCanceled)
+	case !errors.As(res.Err, &errno): // ended by something other than s's own close (ErrCanceled)
 		s.close()
+		return
+	case errno == unix.ECONNABORTED || errno == unix.EINTR || errno == unix.EAGAIN ||
+		errno == unix.EPROTO || errno == unix.EPERM:
+		s.ln.acceptErrs.Add(1)
+	default:
+		s.ln.acceptErrs.Add(1)
+		if !exhausted(errno) {
+			s.ln.r.cfg.Logger.Sugar().Debugw("reactor: accept", "addr", s.ln.addr, "err", errno)
+		}
+		s.backOff()
 		return
 	}
 	s.backoff = 0
 	s.arm()
+}
+
+// exhausted reports an accept error that says the process or the system
+// is out of descriptors or memory: the connection stays queued, so the
+// listener backs off (backOff) instead of trying again at once.
+func exhausted(errno unix.Errno) bool {
+	switch errno {
+	case unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM:
+		return true
+	}
+	return false
 }
 
 // drainBacklog accepts every connection already queued, for Shutdown.

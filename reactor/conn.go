@@ -67,7 +67,7 @@ type Conn struct {
 	drainBy  int64  // nanotime by which a drain must end; 0 = none
 	timerIdx int32  // the live entry's index+1 in l.timers, kept by the heap; 0 = none
 	timerSeq uint32 // the live timer entry's seq (one Conn's entries, so 32 bits never wrap in use)
-	rd, wr   uint64 // the tags of c's in-flight requests (c.l.req); 0 = none
+	rd, wr   uint64 // the tags of c's in-flight requests (c.l.reqOf); 0 = none
 
 	taskQueued bool // guarded by mu: a taskFlush sits in the loop's inbox
 	wrShut     bool // guarded by mu: CloseWrite asked; shut SHUT_WR once drained
@@ -517,7 +517,7 @@ func (c *Conn) flushAndArm() {
 // flushed goes on once c's output is all in the kernel: the write side
 // shut if CloseWrite asked (shut), a drain's linger, reading resumed.
 func (c *Conn) flushed(shut bool) {
-	if shut && !c.more().wrDone {
+	if x := c.rare.Load(); shut && (x == nil || !x.wrDone) {
 		c.more().wrDone = true
 		_ = unix.Shutdown(c.fd, unix.SHUT_WR) // the peer may be gone; reads will tell
 	}

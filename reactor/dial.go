@@ -104,7 +104,7 @@ func (r *Reactor) Dial(ctx context.Context, network, address string, h Handler, 
 	if !isUnix {
 		_ = ln.sock.apply(fd) // best effort, as net
 	}
-	sa, _ := unix.Getpeername(fd) // nil on failure: RemoteAddr says nothing
+	sa, _ := unix.Getpeername(fd) // nil on failure: RemoteAddr is then the zero address
 	p, x := peerOf(sa)
 	c := ln.adopt(r.loopFor(fd), fd, p, x, false)
 	if c == nil {

@@ -63,8 +63,10 @@ func TestWriteTimeoutAfterOutputEmptiedWithOutArmed(t *testing.T) {
 			}
 			sc.Write([]byte{1}) // a flush that empties the output
 			waitFor(t, 5*time.Second, "the flush to empty the output", func() bool { return sc.Pending() == 0 })
-			time.Sleep(wt + 50*time.Millisecond) // the entry fires with nothing pending
-			sc.Write(make([]byte, 1<<20))        // stalls for good
+			// The entry fires with nothing pending and leaves none (the
+			// Conn's was the loop's only timer).
+			waitFor(t, 5*time.Second, "the write-timeout entry to fire and leave none", func() bool { return r.Stats().Timers == 0 })
+			sc.Write(make([]byte, 1<<20)) // stalls for good
 			select {
 			case err := <-h.closed:
 				if !errors.Is(err, os.ErrDeadlineExceeded) {

@@ -2,9 +2,9 @@
 // golang.org/x/sys/unix without cgo and with liburing's semantics. It sets
 // up a ring, prepares the few requests the reactor needs (NOP, one-shot
 // POLL_ADD, POLL_REMOVE, ASYNC_CANCEL, TIMEOUT, RECV from a provided-buffer
-// ring (BufRing), multishot or not, and SEND), submits them, waits with a
-// timeout, and reaps completions in batches. It knows nothing of polls or
-// requests above that.
+// ring (BufRing), multishot or not, SEND, and multishot ACCEPT), submits
+// them, waits with a timeout, and reaps completions in batches. It knows
+// nothing of polls or requests above that.
 //
 // # Ownership
 //

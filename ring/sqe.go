@@ -144,9 +144,10 @@ const acceptMultishot = 1 << 0
 
 // PrepAcceptMultishot prepares a multishot ACCEPT on the listening socket
 // fd: the request stays armed and posts a CQE per connection the kernel
-// accepts, Res the new descriptor, opened with flags (accept4's: SOCK_NONBLOCK,
-// SOCK_CLOEXEC), each with CQEFMore; it ends with a CQE without it, at an
-// error (EMFILE and the like; the accepts before it stand) or its cancel.
+// accepts, Res the new descriptor, opened with flags (accept4's:
+// SOCK_NONBLOCK, SOCK_CLOEXEC), each with CQEFMore; it ends with a CQE
+// without it, at an error (EMFILE and the like; the accepts before it
+// stand) or its cancel.
 // It asks for no peer address: one buffer would serve every accept, each
 // overwriting the last before the CQE naming it is read.
 func (s *SQE) PrepAcceptMultishot(fd int32, flags uint32, userData uint64) {
