@@ -201,10 +201,11 @@ type Event struct {
 	// N is the bytes a RingIO's tag received (Ready; 0 at EOF), or, with
 	// HasFd, the descriptor its accept opened.
 	N int32
-	// Buf names the buffer holding them when HasBuf: the caller holds it
-	// until RingIO.Release.
+	// Buf names the buffer holding them, from Off, when HasBuf: the
+	// caller holds them until RingIO.Release.
 	Buf    uint16
 	HasBuf bool
+	Off    uint32
 	// HasFd: N is a connection a RingIO accept opened, which the caller
 	// now owns: it keeps it or closes it, whatever became of the tag.
 	HasFd bool

@@ -43,6 +43,12 @@ import (
 //	Failed (Errno)              | the tag ended: EMFILE, ENFILE, ENOMEM, ...
 //	Canceled                    | Disarm or Forget ended it
 //
+// Where the kernel consumes buffers incrementally (RecvOptions,
+// Incremental) an Event lends only the piece of its buffer it filled
+// (Bytes knows where it starts), receives share a buffer, and the buffer
+// goes back to the kernel when the kernel has filled it and every piece
+// was released; a receive of 0 bytes lends nothing.
+//
 // Exactly one Event without More ends every Recv that Recv accepted, so a
 // tag's end is still reported exactly once, and the tag may be armed again
 // after it. Every Event with HasBuf lends its buffer to the caller, who
@@ -67,8 +73,11 @@ type RingIO interface {
 	// Release gives ev's buffer back to the kernel.
 	Release(ev *Event)
 	// Held returns how many buffers the caller holds: lent by an Event
-	// and not yet released.
+	// and not yet released (pieces of buffers, where Incremental).
 	Held() int
+	// Incremental reports whether a receive takes only the part of a
+	// buffer it fills (RecvOptions), so that many receives share one.
+	Incremental() bool
 	// Accept arms a multishot accept on the listening socket fd under tag
 	// (the rules of Arm): each connection the kernel accepts comes in an
 	// Event with HasFd, opened non-blocking and close-on-exec, whose
@@ -100,10 +109,14 @@ func RingIOOf(p Poller) (RingIO, string) {
 var ErrNoRingIO = errors.New("poller: no ring I/O path (see RingIOOf)")
 
 // RecvOptions ask the io_uring backend for a receive path: Buffers
-// buffers (a power of two up to 32768) of Size bytes each.
+// buffers (a power of two up to 32768) of Size bytes each. Where the
+// kernel can (Linux 6.12) a receive takes only the part of a buffer it
+// fills, the next one continuing in the same buffer (ring.BufIncremental),
+// unless Whole asks for a whole buffer per receive.
 type RecvOptions struct {
 	Buffers int
 	Size    int
+	Whole   bool
 }
 
 // recvGroup is the buffer group id of a poller's receive buffers: each
@@ -137,7 +150,14 @@ func (p *uringPoller) setupRecv(opts RecvOptions, pr *ring.Probe) error {
 		p.recvWhy = why
 		return nil
 	}
-	b, err := p.r.RegisterBufRing(recvGroup, opts.Buffers, opts.Size)
+	var b *ring.BufRing
+	err := ring.ErrBufIncUnsupported
+	if !opts.Whole {
+		b, err = p.r.RegisterBufRing(recvGroup, opts.Buffers, opts.Size, ring.BufIncremental)
+	}
+	if errors.Is(err, ring.ErrBufIncUnsupported) {
+		b, err = p.r.RegisterBufRing(recvGroup, opts.Buffers, opts.Size, 0)
+	}
 	if errors.Is(err, ring.ErrBufRingUnsupported) {
 		p.recvWhy = err.Error()
 		return nil
@@ -209,7 +229,7 @@ func (p *uringPoller) Bytes(ev *Event) []byte {
 	if !ev.HasBuf {
 		return nil
 	}
-	return p.bufs.Bytes(ev.Buf, int(ev.N))
+	return p.bufs.Bytes(ev.Buf, int(ev.Off), int(ev.N))
 }
 
 func (p *uringPoller) Release(ev *Event) {
@@ -226,6 +246,8 @@ func (p *uringPoller) Held() int {
 	}
 	return p.bufs.Held()
 }
+
+func (p *uringPoller) Incremental() bool { return p.bufs != nil && p.bufs.Incremental() }
 
 func (p *uringPoller) Accept(tag uint64, fd int) error {
 	if err := p.ioReady(); err != nil {
@@ -247,8 +269,8 @@ func (p *uringPoller) Accept(tag uint64, fd int) error {
 func (p *uringPoller) completeIO(c *ring.CQE, rec *tagRec) Event {
 	ev := Event{Tag: rec.tag, More: c.More()}
 	if id, ok := c.Buffer(); ok && rec.kind == kindRecv {
-		p.bufs.Take(id, int(max(c.Res, 0)))
-		ev.Buf, ev.HasBuf = id, true
+		off, lent := p.bufs.Take(id, int(max(c.Res, 0)), c.BufMore())
+		ev.Buf, ev.Off, ev.HasBuf = id, uint32(off), lent
 	}
 	switch {
 	case c.Res >= 0:

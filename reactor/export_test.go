@@ -31,3 +31,10 @@ func Asleep(r *Reactor) bool {
 	}
 	return true
 }
+
+// WholeRecvBuffers makes c's receives take a whole buffer each, as on a
+// kernel without incremental consumption (before 6.12).
+func WholeRecvBuffers(c Config) Config {
+	c.wholeBufs = true
+	return c
+}

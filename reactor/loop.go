@@ -124,7 +124,7 @@ func (l *loop) run(backend poller.Backend, started chan<- openResult, done func(
 	cfg := &l.r.cfg
 	opts := poller.Options{Backend: backend, Entries: uint32(cfg.Entries), Setup: poller.UringCoop}
 	if cfg.IO == IOAuto {
-		opts.Recv = poller.RecvOptions{Buffers: cfg.RecvBuffers, Size: cfg.RecvBufferSize}
+		opts.Recv = poller.RecvOptions{Buffers: cfg.RecvBuffers, Size: cfg.RecvBufferSize, Whole: cfg.wholeBufs}
 	}
 	p, sel, err := poller.Open(opts)
 	if err != nil {
@@ -132,9 +132,16 @@ func (l *loop) run(backend poller.Backend, started chan<- openResult, done func(
 		return
 	}
 	l.p = p
-	io := fmt.Sprintf("ring (multishot RECV, %d buffers of %d bytes per loop)", cfg.RecvBuffers, cfg.RecvBufferSize)
 	var why string
-	if l.rcv, why = poller.RingIOOf(p); l.rcv == nil {
+	l.rcv, why = poller.RingIOOf(p)
+	consumed := "whole, kernel before 6.12"
+	if l.rcv != nil && l.rcv.Incremental() {
+		consumed = "consumed incrementally"
+	} else if cfg.wholeBufs {
+		consumed = "whole, as configured"
+	}
+	io := fmt.Sprintf("ring (multishot RECV, %d buffers of %d bytes per loop, %s)", cfg.RecvBuffers, cfg.RecvBufferSize, consumed)
+	if l.rcv == nil {
 		if cfg.IO == IOPoll {
 			why = "Config.IO is poll"
 		}

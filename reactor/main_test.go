@@ -63,8 +63,9 @@ func runDialer(spec string) int {
 // backend is one row of the table every behavioural test runs over: a
 // kernel interface, and how Conns read on it.
 type backend struct {
-	kind reactor.Backend
-	io   reactor.IOMode
+	kind  reactor.Backend
+	io    reactor.IOMode
+	whole bool // ring I/O taking a whole buffer a receive (reactor.WholeRecvBuffers)
 }
 
 var backends = []backend{
@@ -76,14 +77,19 @@ var backends = []backend{
 // reading after readiness polls: the path of a kernel without multishot
 // RECV.
 var connBackends = append(backends[:len(backends):len(backends)],
-	backend{kind: reactor.BackendUring, io: reactor.IOPoll})
+	backend{kind: reactor.BackendUring, io: reactor.IOPoll},
+	backend{kind: reactor.BackendUring, whole: true})
 
 // newReactor starts a reactor on b with loops loops, closed at cleanup
 // (Close is idempotent: a test may close it first); a uring row skips,
 // saying why, where io_uring is unavailable.
 func newReactor(t testing.TB, b backend, loops int) *reactor.Reactor {
 	t.Helper()
-	r, err := reactor.New(reactor.Config{Backend: b.kind, Loops: loops, IO: b.io})
+	cfg := reactor.Config{Backend: b.kind, Loops: loops, IO: b.io}
+	if b.whole {
+		cfg = reactor.WholeRecvBuffers(cfg)
+	}
+	r, err := reactor.New(cfg)
 	if err != nil {
 		if b.kind == reactor.BackendUring && errors.Is(err, reactor.ErrUnavailable) {
 			t.Skipf("io_uring unavailable here: %v", err)
@@ -142,6 +148,9 @@ func name(b backend) string {
 	n := strings.ToUpper(string(b.kind[:1])) + string(b.kind[1:])
 	if b.io == reactor.IOPoll {
 		n += "Poll"
+	}
+	if b.whole {
+		n += "Whole"
 	}
 	return n
 }

@@ -30,30 +30,64 @@ import (
 // kernel keeps their addresses, which the garbage collector must never
 // move or reclaim, and untouched buffers cost no resident memory.
 //
+// An incremental ring (BufIncremental, Linux 6.12) lends a buffer a piece
+// at a time: each receive takes only the bytes it got, from where the
+// last one that named the buffer stopped, and the kernel keeps the rest
+// (CQE.BufMore) until a receive fills it. A 64-byte message then costs 64
+// bytes of buffer, not a whole one, so a thousand connections receiving at
+// once do not run the ring dry. Ownership is then by piece: the owner holds
+// each piece from its CQE until its Put, and the buffer goes back to the
+// kernel once the kernel has named its last piece and every piece was Put.
+// A CQE that names a buffer for 0 bytes lends nothing in such a ring: the
+// kernel consumed nothing, although kernels before 6.18 (liburing issue
+// 1553) posted such a CQE without BufMore while the buffer stayed theirs.
+//
 // A BufRing belongs to the Ring's owner goroutine, as the Ring does.
 type BufRing struct {
 	r      *Ring // constant
 	group  uint16
 	mask   uint16
 	size   int
+	inc    bool       // constant: BufIncremental
 	mem    []byte     // the shared ring: len(slots) entries
 	slots  []bufEntry // aliases mem
 	bufs   []byte     // count*size bytes
 	tail   uint16     // next slot to fill; published with every Put
 	word   *uint32    // the shared word holding the tail (tailWord)
-	held   []uint64   // bit id set while the owner holds buffer id
-	nHeld  int
+	held   []uint64   // bit id set while the owner holds buffer id (incremental: the kernel named its last piece)
+	nHeld  int        // buffers held (incremental: pieces)
+	pieces []piece    // incremental rings only, by id
 	closed bool
 }
+
+// piece is what an incremental ring knows of one buffer since it was last
+// given to the kernel.
+type piece struct {
+	used uint32 // bytes the kernel's CQEs named: the next piece starts here
+	lent uint32 // pieces the owner holds
+}
+
+// BufRingFlags modify a buffer ring (the kernel's IOU_PBUF_RING_*).
+type BufRingFlags uint16
+
+// BufIncremental asks for incremental consumption (IOU_PBUF_RING_INC,
+// Linux 6.12): see BufRing.
+const BufIncremental BufRingFlags = 2
 
 // ErrBufRingUnsupported is wrapped by RegisterBufRing's error on a kernel
 // without buffer rings (before 5.19: EINVAL).
 var ErrBufRingUnsupported = errors.New("ring: provided-buffer rings unsupported (need Linux 5.19)")
 
+// ErrBufIncUnsupported is wrapped by RegisterBufRing's error when it was
+// asked for BufIncremental and the kernel refused the registration with
+// EINVAL: before Linux 6.12, or without buffer rings at all (register
+// without the flag to tell them apart).
+var ErrBufIncUnsupported = errors.New("ring: incremental buffer consumption unsupported (need Linux 6.12)")
+
 // RegisterBufRing registers count buffers of size bytes each as group.
 // count must be a power of two from 1 to 32768; size positive and at most
 // 1 GiB (a CQE's Res is an int32).
-func (r *Ring) RegisterBufRing(group uint16, count, size int) (*BufRing, error) {
+func (r *Ring) RegisterBufRing(group uint16, count, size int, flags BufRingFlags) (*BufRing, error) {
 	if r.closed {
 		return nil, ErrClosed
 	}
@@ -62,6 +96,9 @@ func (r *Ring) RegisterBufRing(group uint16, count, size int) (*BufRing, error) 
 	}
 	if size < 1 || size > 1<<30 {
 		return nil, fmt.Errorf("ring: buffer size %d: want 1 byte to 1 GiB", size)
+	}
+	if flags&^BufIncremental != 0 {
+		return nil, fmt.Errorf("ring: buffer ring flags %#x: only BufIncremental is known", uint16(flags))
 	}
 	ringBytes := count * int(unsafe.Sizeof(bufEntry{}))
 	mem, err := unix.Mmap(-1, 0, ringBytes, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANONYMOUS|unix.MAP_PRIVATE)
@@ -74,18 +111,24 @@ func (r *Ring) RegisterBufRing(group uint16, count, size int) (*BufRing, error) 
 		return nil, fmt.Errorf("ring: mmap of %d buffers of %d bytes: %w", count, size, err)
 	}
 	b := &BufRing{
-		r: r, group: group, mask: uint16(count - 1), size: size, mem: mem, bufs: bufs,
+		r: r, group: group, mask: uint16(count - 1), size: size, inc: flags&BufIncremental != 0, mem: mem, bufs: bufs,
 		slots: unsafe.Slice((*bufEntry)(unsafe.Pointer(&mem[0])), count),
 		word:  (*uint32)(unsafe.Pointer(&mem[12])),
 		held:  make([]uint64, (count+63)/64),
 	}
-	reg := bufReg{ringAddr: uint64(uintptr(unsafe.Pointer(&mem[0]))), ringEntries: uint32(count), bgid: group}
+	if b.inc {
+		b.pieces = make([]piece, count)
+	}
+	reg := bufReg{ringAddr: uint64(uintptr(unsafe.Pointer(&mem[0]))), ringEntries: uint32(count), bgid: group, flags: uint16(flags)}
 	_, _, errno := unix.Syscall6(unix.SYS_IO_URING_REGISTER, uintptr(r.fd), registerPbufRing,
 		uintptr(unsafe.Pointer(&reg)), 1, 0, 0)
 	if errno != 0 {
 		munmap(mem)
 		munmap(bufs)
-		if errno == unix.EINVAL {
+		switch {
+		case errno == unix.EINVAL && b.inc:
+			return nil, fmt.Errorf("%w: %w", ErrBufIncUnsupported, errno)
+		case errno == unix.EINVAL:
 			return nil, fmt.Errorf("%w: %w", ErrBufRingUnsupported, errno)
 		}
 		return nil, fmt.Errorf("ring: io_uring_register(PBUF_RING, group %d): %w", group, errno)
@@ -106,14 +149,23 @@ func (b *BufRing) Size() int { return b.size }
 // Count returns how many buffers b has.
 func (b *BufRing) Count() int { return int(b.mask) + 1 }
 
+// Incremental reports whether b lends buffers a piece at a time
+// (BufIncremental).
+func (b *BufRing) Incremental() bool { return b.inc }
+
 // Held returns how many buffers the owner holds: named by a CQE (Take) and
-// not yet Put back.
+// not yet Put back. In an incremental ring it counts pieces.
 func (b *BufRing) Held() int { return b.nHeld }
 
-// Take records that a CQE handed the owner buffer id and returns its first
-// n bytes (the CQE's Res). It panics if the owner already holds id: the
-// kernel names a buffer once per Put, so a second Take is a CQE read twice.
-func (b *BufRing) Take(id uint16, n int) []byte {
+// Take records what a CQE that named buffer id handed the owner: n bytes
+// (its Res) and, in an incremental ring, whether the kernel keeps the rest
+// of the buffer (CQE.BufMore; ignored otherwise). It returns where in the
+// buffer the bytes start and whether the owner now holds something to Put:
+// always in a ring that is not incremental (the whole buffer, even for 0
+// bytes), a piece in an incremental one unless n is 0. It panics on a CQE
+// the kernel cannot have posted: a buffer named twice (not incremental),
+// or after its last piece, or for more bytes than it has left.
+func (b *BufRing) Take(id uint16, n int, more bool) (off int, lent bool) {
 	if b.closed {
 		panic("ring: Take on a closed BufRing")
 	}
@@ -122,35 +174,69 @@ func (b *BufRing) Take(id uint16, n int) []byte {
 	}
 	w, bit := id/64, uint64(1)<<(id%64)
 	if b.held[w]&bit != 0 {
-		panic(fmt.Sprintf("ring: buffer %d of group %d taken twice", id, b.group))
+		panic(fmt.Sprintf("ring: buffer %d of group %d named again while the owner holds it", id, b.group))
 	}
-	b.held[w] |= bit
+	if !b.inc {
+		b.held[w] |= bit
+		b.nHeld++
+		return 0, true
+	}
+	p := &b.pieces[id]
+	if n == 0 {
+		return int(p.used), false // see BufRing: nothing was consumed
+	}
+	if int(p.used)+n > b.size {
+		panic(fmt.Sprintf("ring: buffer %d of group %d: a piece of %d bytes after %d of %d", id, b.group, n, p.used, b.size))
+	}
+	off = int(p.used)
+	p.used += uint32(n)
+	p.lent++
 	b.nHeld++
-	off := int(id) * b.size
-	return b.bufs[off : off+n : off+b.size]
-}
-
-// Bytes returns the first n bytes of buffer id, which the owner holds.
-func (b *BufRing) Bytes(id uint16, n int) []byte {
-	if int(id) > int(b.mask) || b.held[id/64]&(1<<(id%64)) == 0 || n < 0 || n > b.size {
-		panic(fmt.Sprintf("ring: Bytes(%d, %d) of a buffer the owner does not hold", id, n))
+	if !more {
+		b.held[w] |= bit // the kernel is done with it: back once every piece is Put
 	}
-	off := int(id) * b.size
-	return b.bufs[off : off+n : off+b.size]
+	return off, true
 }
 
-// Put gives buffer id back to the kernel. It panics if the owner does not
-// hold id (never taken, or put already): see BufRing.
+// Bytes returns the n bytes at off in buffer id, which the owner holds
+// (Take's answer).
+func (b *BufRing) Bytes(id uint16, off, n int) []byte {
+	ok := int(id) <= int(b.mask) && n >= 0 && off >= 0 && off+n <= b.size
+	if ok && b.inc {
+		ok = b.pieces[id].lent > 0 && off+n <= int(b.pieces[id].used)
+	} else if ok {
+		ok = b.held[id/64]&(1<<(id%64)) != 0
+	}
+	if !ok {
+		panic(fmt.Sprintf("ring: Bytes(%d, %d, %d) of a buffer the owner does not hold", id, off, n))
+	}
+	start := int(id)*b.size + off
+	return b.bufs[start : start+n : start+n]
+}
+
+// Put gives back what the owner holds of buffer id: the buffer, or in an
+// incremental ring one piece, and the buffer with the last of them once
+// the kernel named its last piece. It panics if the owner holds nothing of
+// id (never taken, or put already): see BufRing.
 func (b *BufRing) Put(id uint16) {
 	if b.closed {
 		return // the kernel has no ring to take it into any more
 	}
 	w, bit := id/64, uint64(1)<<(id%64)
-	if int(id) > int(b.mask) || b.held[w]&bit == 0 {
+	if b.inc && int(id) <= int(b.mask) && b.pieces[id].lent > 0 {
+		p := &b.pieces[id]
+		p.lent--
+		b.nHeld--
+		if p.lent > 0 || b.held[w]&bit == 0 {
+			return // the kernel still fills the rest, or a piece is out
+		}
+		p.used = 0
+	} else if b.inc || int(id) > int(b.mask) || b.held[w]&bit == 0 {
 		panic(fmt.Sprintf("ring: Put of buffer %d of group %d, which the owner does not hold", id, b.group))
+	} else {
+		b.nHeld--
 	}
 	b.held[w] &^= bit
-	b.nHeld--
 	b.fill(id)
 	b.publish()
 }

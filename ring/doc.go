@@ -2,7 +2,8 @@
 // golang.org/x/sys/unix without cgo and with liburing's semantics. It sets
 // up a ring, prepares the few requests the reactor needs (NOP, one-shot
 // POLL_ADD, POLL_REMOVE, ASYNC_CANCEL, TIMEOUT, RECV from a provided-buffer
-// ring (BufRing), multishot or not, SEND, and multishot ACCEPT), submits
+// ring (BufRing, its buffers taken whole or a piece at a time), multishot
+// or not, SEND, and multishot ACCEPT), submits
 // them, waits with a timeout, and reaps completions in batches. It knows
 // nothing of polls or requests above that.
 //

@@ -207,6 +207,9 @@ const (
 	// CQEFBuffer: the request took a provided buffer, whose id is in the
 	// flags' upper 16 bits (CQE.Buffer).
 	CQEFBuffer uint32 = 1 << 0
+	// CQEFBufMore: the request took part of an incremental ring's buffer
+	// and the kernel keeps the rest for the next (BufIncremental, 6.12).
+	CQEFBufMore uint32 = 1 << 4
 	// cqeBufferShift is where the buffer id starts in the flags.
 	cqeBufferShift = 16
 )

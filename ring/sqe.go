@@ -171,6 +171,10 @@ func (c CQE) Buffer() (id uint16, ok bool) {
 	return uint16(c.Flags >> cqeBufferShift), c.Flags&CQEFBuffer != 0
 }
 
+// BufMore reports whether the kernel keeps the rest of the incremental
+// buffer the request took part of (CQEFBufMore): see BufRing.
+func (c CQE) BufMore() bool { return c.Flags&CQEFBufMore != 0 }
+
 // More reports whether the request posts more CQEs (CQEFMore, multishot).
 func (c CQE) More() bool { return c.Flags&CQEFMore != 0 }
 
