@@ -150,23 +150,34 @@ func (p *uringPoller) setupRecv(opts RecvOptions, pr *ring.Probe) error {
 		p.recvWhy = why
 		return nil
 	}
+	b, why, err := recvBufs(opts, func(flags ring.BufRingFlags) (*ring.BufRing, error) {
+		return p.r.RegisterBufRing(recvGroup, opts.Buffers, opts.Size, flags)
+	})
+	p.bufs, p.recvWhy = b, why
+	return err
+}
+
+// recvBufs registers the receive buffers with register (the ring's
+// RegisterBufRing, whose answers are the kernel's: the hook for tests),
+// to be consumed incrementally where the kernel can and opts does not
+// ask for whole buffers, else whole. On a kernel without buffer rings it
+// returns no ring and why; an error only when the arguments are refused.
+func recvBufs(opts RecvOptions, register func(ring.BufRingFlags) (*ring.BufRing, error)) (*ring.BufRing, string, error) {
 	var b *ring.BufRing
 	err := ring.ErrBufIncUnsupported
 	if !opts.Whole {
-		b, err = p.r.RegisterBufRing(recvGroup, opts.Buffers, opts.Size, ring.BufIncremental)
+		b, err = register(ring.BufIncremental)
 	}
 	if errors.Is(err, ring.ErrBufIncUnsupported) {
-		b, err = p.r.RegisterBufRing(recvGroup, opts.Buffers, opts.Size, 0)
+		b, err = register(0)
 	}
-	if errors.Is(err, ring.ErrBufRingUnsupported) {
-		p.recvWhy = err.Error()
-		return nil
+	switch {
+	case errors.Is(err, ring.ErrBufRingUnsupported):
+		return nil, err.Error(), nil
+	case err != nil:
+		return nil, "", fmt.Errorf("poller: receive buffers: %w", err)
 	}
-	if err != nil {
-		return fmt.Errorf("poller: receive buffers: %w", err)
-	}
-	p.bufs = b
-	return nil
+	return b, "", nil
 }
 
 // ioReady refuses ring I/O on a closed poller or one without the path.
