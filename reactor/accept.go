@@ -155,8 +155,13 @@ func (s *lsock) acceptable(res Result) {
 			return
 		default:
 			ln.acceptErrs.Add(1)
-			if errno, _ := err.(unix.Errno); exhausted(errno) {
+			errno, _ := err.(unix.Errno)
+			if exhausted(errno) {
 				s.backOff()
+				return
+			}
+			if broken(errno) {
+				s.stopBroken(errno)
 				return
 			}
 			ln.r.cfg.Logger.Sugar().Debugw("reactor: accept", "addr", ln.addr, "err", err)
@@ -204,7 +209,8 @@ func (s *lsock) acceptedOne(nfd int) {
 // its discretion. After ECONNABORTED and the like, which concern one
 // connection, it goes on at once; out of descriptors or memory it backs
 // off, as the poll path does, and after any other error too, rather than
-// spin on an error that stays. (The kernel takes RLIMIT_NOFILE when an
+// spin on an error that stays; a socket that can no longer accept
+// (broken) stops, as on the poll path. (The kernel takes RLIMIT_NOFILE when an
 // accept is submitted: a limit changed while one is armed applies from
 // its next arm.)
 func (s *lsock) ringEnded(res Result) {
@@ -217,6 +223,10 @@ func (s *lsock) ringEnded(res Result) {
 	case errno == unix.ECONNABORTED || errno == unix.EINTR || errno == unix.EAGAIN ||
 		errno == unix.EPROTO || errno == unix.EPERM:
 		s.ln.acceptErrs.Add(1)
+	case broken(errno):
+		s.ln.acceptErrs.Add(1)
+		s.stopBroken(errno)
+		return
 	default:
 		s.ln.acceptErrs.Add(1)
 		if !exhausted(errno) {
@@ -227,6 +237,27 @@ func (s *lsock) ringEnded(res Result) {
 	}
 	s.backoff = 0
 	s.arm()
+}
+
+// broken reports an accept error that says the listening socket itself
+// can no longer accept: it is no longer listening (shut down through
+// another descriptor of it, say) or not a socket. Every accept would fail
+// the same way at once, and a shut-down socket polls readable for good, so
+// trying again spins.
+func broken(errno unix.Errno) bool {
+	switch errno {
+	case unix.EINVAL, unix.EBADF, unix.ENOTSOCK, unix.EFAULT:
+		return true
+	}
+	return false
+}
+
+// stopBroken stops serving s after an error that ends it (broken), as a
+// failed poll of it does, and says so at error level: the Listener's other
+// sockets, its Conns and its Close are as before.
+func (s *lsock) stopBroken(errno unix.Errno) {
+	s.ln.r.cfg.Logger.Sugar().Errorw("reactor: listening socket stopped accepting", "addr", s.ln.addr, "err", errno)
+	s.close()
 }
 
 // exhausted reports an accept error that says the process or the system

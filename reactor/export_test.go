@@ -38,3 +38,6 @@ func WholeRecvBuffers(c Config) Config {
 	c.wholeBufs = true
 	return c
 }
+
+// ListenerStopped reports whether every listening socket of ln is closed.
+func ListenerStopped(ln *Listener) bool { return ln.openSocks.Load() == 0 }

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/oneshot-io/oneshot/reactor"
 )
 
@@ -77,6 +79,58 @@ func TestListenFile(t *testing.T) {
 					l.Close()
 					t.Fatalf("ListenFile(%v) served a file that is not a listening socket", bad)
 				}
+			}
+		})
+	}
+}
+
+// TestListenerStopsWhenItsSocketBreaks: a listening socket shut down
+// through another descriptor of it (here the caller's file) can never
+// accept again and polls readable for good. The listener stops serving it
+// after the first failed accept, through the ring as after polls, instead
+// of trying again forever (after polls: at once, a spinning loop); a Conn
+// it opened before is served as before, and Close still succeeds.
+func TestListenerStopsWhenItsSocketBreaks(t *testing.T) {
+	for _, b := range connBackends {
+		t.Run(name(b), func(t *testing.T) {
+			r := newReactor(t, b, 1)
+			gl, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			f, err := gl.(*net.TCPListener).File()
+			gl.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			ln, err := r.ListenFile(f, &echo{}, reactor.ListenConfig{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := dial(t, ln)
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			echoOnce := func(msg string) {
+				t.Helper()
+				if _, err := c.Write([]byte(msg)); err != nil {
+					t.Fatal(err)
+				}
+				got := make([]byte, len(msg))
+				if _, err := io.ReadFull(c, got); err != nil || string(got) != msg {
+					t.Fatalf("echo %q, %v", got, err)
+				}
+			}
+			echoOnce("before")
+			if err := unix.Shutdown(int(f.Fd()), unix.SHUT_RD); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, 5*time.Second, "the listener to stop serving its broken socket", func() bool { return reactor.ListenerStopped(ln) })
+			if n := ln.Stats().AcceptErrors; n != 1 {
+				t.Errorf("AcceptErrors = %d, want the one that stopped it", n)
+			}
+			echoOnce("after")
+			if err := ln.Close(); err != nil {
+				t.Fatalf("Close after the socket broke: %v", err)
 			}
 		})
 	}
