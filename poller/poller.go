@@ -205,6 +205,7 @@ type Event struct {
 	// caller holds them until RingIO.Release.
 	Buf    uint16
 	HasBuf bool
+	atMost bool // Buf is one of RecvAtMost's buffers
 	Off    uint32
 	// HasFd: N is a connection a RingIO accept opened, which the caller
 	// now owns: it keeps it or closes it, whatever became of the tag.

@@ -446,6 +446,11 @@ func TestRecvBufsByKernel(t *testing.T) {
 		t.Skipf("io_uring unavailable: %v", err)
 	}
 	defer r.Close()
+	if b, err := r.RegisterBufRing(1, 4, 64, 0); err != nil {
+		t.Skipf("no buffer rings here (Linux 5.19): %v", err)
+	} else {
+		b.Close()
+	}
 	kernelInc := false
 	if b, err := r.RegisterBufRing(1, 4, 64, ring.BufIncremental); err == nil {
 		kernelInc = true
@@ -539,7 +544,8 @@ func TestRecvOnce(t *testing.T) {
 }
 
 // TestRecvAtMost: a receive with a limit takes no more than it from the
-// socket whatever the buffer size (256 here), in order; a limit of zero or
+// socket whatever the buffer size (256 here), in order, each time into a
+// whole buffer (never a piece of an incremental one); a limit of zero or
 // beyond 32 bits is refused, arming nothing.
 func TestRecvAtMost(t *testing.T) {
 	forEachRecv(t, func(t *testing.T, h *recvHarness) {
@@ -566,6 +572,11 @@ func TestRecvAtMost(t *testing.T) {
 			}
 			if n := h.got[tag].Len(); n != int(ev.N) || n > max || n > 256 {
 				t.Fatalf("receive %d of at most %d: %d bytes (Event says %d)", i, max, n, ev.N)
+			}
+			if ev.Off != 0 {
+				// A limited receive must not take a piece of an
+				// incremental buffer (ring.BufRing): it gets a whole one.
+				t.Fatalf("receive %d of at most %d: bytes at %d in their buffer, want a whole buffer", i, max, ev.Off)
 			}
 			got.Write(h.got[tag].Bytes())
 		}

@@ -78,6 +78,7 @@ type uringPoller struct {
 	stats     Stats   // Syscalls here counts eventfd reads; Stats adds Enters
 	closed    bool
 	bufs      *ring.BufRing // the receive path's buffers (RingIO); nil without one
+	atMost    *ring.BufRing // RecvAtMost's: bufs where it is whole, else a whole ring of its own
 	recvWhy   string        // why bufs is nil
 }
 
@@ -465,7 +466,7 @@ func (p *uringPoller) complete(c *ring.CQE) (Event, bool) {
 		panic(fmt.Sprintf("poller: POLL_ADD CQE %+v for a tag not in flight", *c))
 	}
 	switch rec.kind {
-	case kindRecv, kindSend, kindAccept:
+	case kindRecv, kindRecvAtMost, kindSend, kindAccept:
 		return p.completeIO(c, rec), true
 	}
 	st := *rec
@@ -510,6 +511,9 @@ func (p *uringPoller) Close() error {
 		// A drain that failed leaves them mapped (leaked): the kernel may
 		// still copy into them, and the range must not be reused.
 		if berr := p.bufs.Close(); berr != nil {
+			err = fmt.Errorf("poller: %w", berr)
+		}
+		if berr := p.atMost.Close(); berr != nil && err == nil {
 			err = fmt.Errorf("poller: %w", berr)
 		}
 	}

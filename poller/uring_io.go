@@ -66,7 +66,10 @@ type RingIO interface {
 	// on fd under tag: its one Event carries min(max, a buffer) bytes at
 	// most, so a reader that can hold only max is never handed more. It
 	// is for a caller that just found the socket empty: the kernel waits
-	// for readiness before it tries (POLL_FIRST).
+	// for readiness before it tries (POLL_FIRST). Its buffer is a whole
+	// one (from a few of its own where Recv's are Incremental: see
+	// ring.BufRing), so fewer than min(max, a buffer) bytes mean the
+	// socket held no more.
 	RecvAtMost(tag uint64, fd int, max int) error
 	// Bytes returns the N bytes ev's buffer holds, valid until Release.
 	Bytes(ev *Event) []byte
@@ -153,9 +156,25 @@ func (p *uringPoller) setupRecv(opts RecvOptions, pr *ring.Probe) error {
 	b, why, err := recvBufs(opts, func(flags ring.BufRingFlags) (*ring.BufRing, error) {
 		return p.r.RegisterBufRing(recvGroup, opts.Buffers, opts.Size, flags)
 	})
-	p.bufs, p.recvWhy = b, why
-	return err
+	p.bufs, p.atMost, p.recvWhy = b, b, why
+	if b == nil || !b.Incremental() {
+		return err
+	}
+	// A receive with a limit takes whole buffers of its own: see
+	// ring.BufRing. It holds one only until the loop copied the bytes
+	// out, so a few suffice; untouched, they cost no resident memory.
+	p.atMost, err = p.r.RegisterBufRing(recvGroup+1, min(opts.Buffers, atMostBuffers), opts.Size, 0)
+	if err != nil {
+		b.Close()
+		p.bufs, p.atMost = nil, nil
+		return fmt.Errorf("poller: receive buffers: %w", err)
+	}
+	return nil
 }
+
+// atMostBuffers bounds RecvAtMost's own buffers (where the receive path's
+// are incremental).
+const atMostBuffers = 64
 
 // recvBufs registers the receive buffers with register (the ring's
 // RegisterBufRing, whose answers are the kernel's: the hook for tests),
@@ -215,8 +234,8 @@ func (p *uringPoller) RecvAtMost(tag uint64, fd int, max int) error {
 	if err != nil {
 		return err
 	}
-	s.PrepRecvSelectMax(int32(fd), recvGroup, uint32(max), true, tag)
-	p.book(tag, fd, 0, kindRecv)
+	s.PrepRecvSelectMax(int32(fd), p.atMost.Group(), uint32(max), true, tag)
+	p.book(tag, fd, 0, kindRecvAtMost)
 	return nil
 }
 
@@ -240,20 +259,31 @@ func (p *uringPoller) Bytes(ev *Event) []byte {
 	if !ev.HasBuf {
 		return nil
 	}
-	return p.bufs.Bytes(ev.Buf, int(ev.Off), int(ev.N))
+	return p.ringOf(ev).Bytes(ev.Buf, int(ev.Off), int(ev.N))
 }
 
 func (p *uringPoller) Release(ev *Event) {
 	if !ev.HasBuf {
 		panic(fmt.Sprintf("poller: Release of %v, which lent no buffer", *ev))
 	}
-	p.bufs.Put(ev.Buf)
+	p.ringOf(ev).Put(ev.Buf, int(ev.Off))
 	ev.HasBuf = false // a copy released again still panics, in Put
 }
 
+// ringOf returns the ring ev's buffer belongs to.
+func (p *uringPoller) ringOf(ev *Event) *ring.BufRing {
+	if ev.atMost {
+		return p.atMost
+	}
+	return p.bufs
+}
+
 func (p *uringPoller) Held() int {
-	if p.bufs == nil {
+	switch {
+	case p.bufs == nil:
 		return 0
+	case p.atMost != p.bufs:
+		return p.bufs.Held() + p.atMost.Held()
 	}
 	return p.bufs.Held()
 }
@@ -279,8 +309,9 @@ func (p *uringPoller) Accept(tag uint64, fd int) error {
 // will follow (a receive's or an accept's; a send's never does).
 func (p *uringPoller) completeIO(c *ring.CQE, rec *tagRec) Event {
 	ev := Event{Tag: rec.tag, More: c.More()}
-	if id, ok := c.Buffer(); ok && rec.kind == kindRecv {
-		off, lent := p.bufs.Take(id, int(max(c.Res, 0)), c.BufMore())
+	if id, ok := c.Buffer(); ok && (rec.kind == kindRecv || rec.kind == kindRecvAtMost) {
+		ev.atMost = rec.kind == kindRecvAtMost
+		off, lent := p.ringOf(&ev).Take(id, int(max(c.Res, 0)), c.BufMore())
 		ev.Buf, ev.Off, ev.HasBuf = id, uint32(off), lent
 	}
 	switch {

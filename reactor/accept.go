@@ -89,20 +89,31 @@ func (s *lsock) arm() {
 	}
 }
 
-func (s *lsock) close() {
+func (s *lsock) close() { s.stop(true) }
+
+// stop ends s; own says whether s.fd is still s's socket, to shut down and
+// close. It is not after EBADF or ENOTSOCK (stopBroken): somebody closed
+// the number behind the reactor's back, and it may name another file now.
+func (s *lsock) stop(own bool) {
 	if s.closed {
 		return
 	}
 	s.closed = true
 	s.timerSeq++
 	s.l.disown(s)
-	// Stop listening now: close(2) alone can leave the socket listening
-	// while an io_uring request still holds the file (liburing #932), so
-	// the kernel completed handshakes after Close returned, which the
-	// final release then reset (a dial after Listener.Close succeeded in
-	// 13 of 200 runs of TestBlockingCallsFromACallback on io_uring).
-	_ = unix.Shutdown(s.fd, unix.SHUT_RD) // best effort: the close follows
-	s.l.closeFdOn(s.fd)
+	if own {
+		// Stop listening now: close(2) alone can leave the socket
+		// listening while an io_uring request still holds the file
+		// (liburing #932), so the kernel completed handshakes after Close
+		// returned, which the final release then reset (a dial after
+		// Listener.Close succeeded in 13 of 200 runs of
+		// TestBlockingCallsFromACallback on io_uring).
+		_ = unix.Shutdown(s.fd, unix.SHUT_RD) // best effort: the close follows
+	}
+	s.l.forgetFdOn(s.fd)
+	if own {
+		_ = unix.Close(s.fd) // EINTR/EIO on close still release the descriptor
+	}
 	if s.ln.openSocks.Add(-1) == 0 {
 		close(s.ln.closedCh)
 	}
@@ -257,7 +268,7 @@ func broken(errno unix.Errno) bool {
 // sockets, its Conns and its Close are as before.
 func (s *lsock) stopBroken(errno unix.Errno) {
 	s.ln.r.cfg.Logger.Sugar().Errorw("reactor: listening socket stopped accepting", "addr", s.ln.addr, "err", errno)
-	s.close()
+	s.stop(errno != unix.EBADF && errno != unix.ENOTSOCK)
 }
 
 // exhausted reports an accept error that says the process or the system

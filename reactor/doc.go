@@ -229,9 +229,11 @@
 // Accepting backs off on EMFILE, ENFILE, ENOBUFS and ENOMEM (5 ms doubling
 // to 500 ms) instead of re-arming a socket that stays readable (libuv #690).
 // A listening socket that can no longer accept (EINVAL: shut down through
-// another descriptor of it; EBADF, ENOTSOCK) is closed after its first
-// failed accept, with an error-level log line, where re-arming it would
-// spin; the Listener's Conns and Close are unaffected.
+// another descriptor of it; EFAULT) is closed after its first failed
+// accept, with an error-level log line, where re-arming it would spin; one
+// whose number was closed behind the reactor's back (EBADF, ENOTSOCK) is
+// dropped the same way without a close(2), since the number may name
+// another file by then. The Listener's Conns and Close are unaffected.
 //
 // # Platforms
 //

@@ -34,6 +34,13 @@ func (l *loop) reqOf(tag uint64) reqHandle {
 // and only then closes it, so the fd number can come back only once
 // nothing of its old life can reach a request.
 func (l *loop) closeFdOn(fd int) {
+	l.forgetFdOn(fd)
+	_ = unix.Close(fd) // EINTR/EIO on close still release the descriptor
+}
+
+// forgetFdOn is closeFdOn without the close(2), for a number that may no
+// longer be the reactor's to close.
+func (l *loop) forgetFdOn(fd int) {
 	var buf [4]reqHandle
 	hs := buf[:0]
 	if fd < l.fdHead.Cap() {
@@ -56,7 +63,6 @@ func (l *loop) closeFdOn(fd int) {
 		l.act(h, l.withdrawal(h))
 	}
 	l.p.Forget(fd)
-	_ = unix.Close(fd) // EINTR/EIO on close still release the descriptor
 }
 
 func (l *loop) link(h reqHandle) {

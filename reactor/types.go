@@ -92,7 +92,7 @@ type Config struct {
 	// (a power of two up to 32768; 0 = 256), RecvBufferSize their size
 	// (0 = 16 KiB). Where the kernel can (Linux 6.12) a receive takes
 	// only the bytes it brings from the buffer the last one left off in
-	// (incremental consumption: Reactor.IOPath says "incremental"), so
+	// (Reactor.IOPath says "consumed incrementally"), so
 	// small messages from many Conns pack into a few buffers; before
 	// 6.12 a receive takes a whole buffer however few bytes it brings.
 	// Either way the loop gives the bytes back once OnData returns. A

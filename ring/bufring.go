@@ -23,8 +23,9 @@ import (
 // kernel's from Put (or registration) until a CQE names it, and the
 // owner's from that CQE until the next Put of its id. Putting an id the
 // owner does not hold would let the kernel write into bytes still being
-// read, or list one buffer twice; BufRing keeps a bit per id and panics on
-// such a Put rather than corrupt data.
+// read, or list one buffer twice; BufRing keeps a bit per id (and, in an
+// incremental ring, where each piece out starts) and panics on such a Put
+// rather than corrupt data.
 //
 // The ring and the buffers live in anonymous mappings outside Go's heap: the
 // kernel keeps their addresses, which the garbage collector must never
@@ -39,8 +40,12 @@ import (
 // each piece from its CQE until its Put, and the buffer goes back to the
 // kernel once the kernel has named its last piece and every piece was Put.
 // A CQE that names a buffer for 0 bytes lends nothing in such a ring: the
-// kernel consumed nothing, although kernels before 6.18 (liburing issue
-// 1553) posted such a CQE without BufMore while the buffer stayed theirs.
+// kernel consumed nothing, although kernels without the 2026 fix for
+// liburing issue 1553 post such a CQE without BufMore while the buffer
+// stays theirs. A receive with a length limit (PrepRecvSelectMax) must not
+// select from such a ring: where the kernel commits a buffer when it picks
+// it (io-wq), it commits the limit, not what was received, and the pieces
+// that follow start where BufRing does not know.
 //
 // A BufRing belongs to the Ring's owner goroutine, as the Ring does.
 type BufRing struct {
@@ -63,8 +68,8 @@ type BufRing struct {
 // piece is what an incremental ring knows of one buffer since it was last
 // given to the kernel.
 type piece struct {
-	used uint32 // bytes the kernel's CQEs named: the next piece starts here
-	lent uint32 // pieces the owner holds
+	used uint32   // bytes the kernel's CQEs named: the next piece starts here
+	out  []uint32 // where the pieces the owner holds start
 }
 
 // BufRingFlags modify a buffer ring (the kernel's IOU_PBUF_RING_*).
@@ -190,7 +195,7 @@ func (b *BufRing) Take(id uint16, n int, more bool) (off int, lent bool) {
 	}
 	off = int(p.used)
 	p.used += uint32(n)
-	p.lent++
+	p.out = append(p.out, uint32(off)) // grows to the most pieces ever out at once, then stays
 	b.nHeld++
 	if !more {
 		b.held[w] |= bit // the kernel is done with it: back once every piece is Put
@@ -203,7 +208,7 @@ func (b *BufRing) Take(id uint16, n int, more bool) (off int, lent bool) {
 func (b *BufRing) Bytes(id uint16, off, n int) []byte {
 	ok := int(id) <= int(b.mask) && n >= 0 && off >= 0 && off+n <= b.size
 	if ok && b.inc {
-		ok = b.pieces[id].lent > 0 && off+n <= int(b.pieces[id].used)
+		ok = b.pieces[id].find(off) >= 0 && off+n <= int(b.pieces[id].used)
 	} else if ok {
 		ok = b.held[id/64]&(1<<(id%64)) != 0
 	}
@@ -215,30 +220,49 @@ func (b *BufRing) Bytes(id uint16, off, n int) []byte {
 }
 
 // Put gives back what the owner holds of buffer id: the buffer, or in an
-// incremental ring one piece, and the buffer with the last of them once
-// the kernel named its last piece. It panics if the owner holds nothing of
-// id (never taken, or put already): see BufRing.
-func (b *BufRing) Put(id uint16) {
+// incremental ring the piece at off (Take's answer; 0 otherwise), and the
+// buffer with the last piece once the kernel named its last. It panics if
+// the owner holds nothing there (never taken, or put already): see
+// BufRing.
+func (b *BufRing) Put(id uint16, off int) {
 	if b.closed {
 		return // the kernel has no ring to take it into any more
 	}
 	w, bit := id/64, uint64(1)<<(id%64)
-	if b.inc && int(id) <= int(b.mask) && b.pieces[id].lent > 0 {
+	switch {
+	case int(id) > int(b.mask) || (!b.inc && (off != 0 || b.held[w]&bit == 0)):
+		panic(fmt.Sprintf("ring: Put of buffer %d of group %d, which the owner does not hold", id, b.group))
+	case b.inc:
 		p := &b.pieces[id]
-		p.lent--
+		i := p.find(off)
+		if i < 0 {
+			panic(fmt.Sprintf("ring: Put of the piece at %d of buffer %d of group %d, which the owner does not hold", off, id, b.group))
+		}
+		p.out[i] = p.out[len(p.out)-1]
+		p.out = p.out[:len(p.out)-1]
 		b.nHeld--
-		if p.lent > 0 || b.held[w]&bit == 0 {
-			return // the kernel still fills the rest, or a piece is out
+		if len(p.out) > 0 || b.held[w]&bit == 0 {
+			return // a piece is still out, or the kernel still fills the rest
 		}
 		p.used = 0
-	} else if b.inc || int(id) > int(b.mask) || b.held[w]&bit == 0 {
-		panic(fmt.Sprintf("ring: Put of buffer %d of group %d, which the owner does not hold", id, b.group))
-	} else {
+	default:
 		b.nHeld--
 	}
 	b.held[w] &^= bit
 	b.fill(id)
 	b.publish()
+}
+
+// find returns where in p.out the piece at off is, or -1. The owner holds
+// few pieces of one buffer at a time (a loop gives each back in the turn
+// that took it): the search starts at the newest.
+func (p *piece) find(off int) int {
+	for i := len(p.out) - 1; i >= 0; i-- {
+		if p.out[i] == uint32(off) {
+			return i
+		}
+	}
+	return -1
 }
 
 // fill writes buffer id into the next free slot, not yet visible.

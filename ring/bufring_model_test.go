@@ -112,7 +112,7 @@ func TestBufRingModel(t *testing.T) {
 					t.Fatalf("step %d: piece %+v changed while held", steps, h)
 				}
 				before := b.slots[0].resv
-				b.Put(h.id)
+				b.Put(h.id, h.off)
 				if b.slots[0].resv != before {
 					returned++
 				}

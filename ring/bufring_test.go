@@ -94,7 +94,7 @@ func TestRecvMultishotBufRing(t *testing.T) {
 		t.Fatalf("CQE %+v with every buffer held: want -ENOBUFS, the last", c)
 	}
 	for _, id := range ids {
-		b.Put(id)
+		b.Put(id, 0)
 	}
 	arm()
 	c = waitCQEs(t, r, 1)[0]
@@ -103,7 +103,7 @@ func TestRecvMultishotBufRing(t *testing.T) {
 	if !ok || string(third) != "third" {
 		t.Fatalf("after Put: CQE %+v", c)
 	}
-	b.Put(id)
+	b.Put(id, 0)
 	unix.Shutdown(peer, unix.SHUT_WR)
 	c = waitCQEs(t, r, 1)[0]
 	if _, ok := c.Buffer(); c.Res != 0 || c.More() || ok {
@@ -177,8 +177,8 @@ func TestRecvIncremental(t *testing.T) {
 	}
 	// Two of x's three pieces back: x stays the owner's. Then the rest
 	// of y.
-	b.Put(x)
-	b.Put(x)
+	b.Put(x, 5)
+	b.Put(x, 0)
 	write(peer, strings.Repeat("y", 57))
 	if ps := recv(1); ps[0] != (got{y, 7, false, strings.Repeat("y", 57)}) {
 		t.Fatalf("the rest of the second buffer: %+v", ps)
@@ -187,14 +187,14 @@ func TestRecvIncremental(t *testing.T) {
 	if c := waitCQEs(t, r, 1)[0]; c.Res != -int32(unix.ENOBUFS) || c.More() {
 		t.Fatalf("CQE %+v with a piece of one buffer and all of the other out: want -ENOBUFS, the last", c)
 	}
-	b.Put(x) // x's last piece: x goes back
+	b.Put(x, 11) // x's last piece: x goes back
 	prep(t, r, func(s *ring.SQE) { s.PrepRecvSelect(int32(a), b.Group(), true, 9) })
 	if ps := recv(1); ps[0] != (got{x, 0, true, "z"}) {
 		t.Fatalf("after the last Put of a buffer: %+v, want it again from offset 0", ps)
 	}
-	b.Put(x)
-	b.Put(y)
-	b.Put(y)
+	b.Put(x, 0)
+	b.Put(y, 7)
+	b.Put(y, 0)
 	// EOF on one socket, then bytes on another: the piece starts at 1.
 	unix.Shutdown(peer, unix.SHUT_WR)
 	c := waitCQEs(t, r, 1)[0]
@@ -212,7 +212,7 @@ func TestRecvIncremental(t *testing.T) {
 	if ps := recv(1); ps[0] != (got{x, 1, true, "after"}) {
 		t.Fatalf("after an EOF: %+v, want buffer %d from offset 1", ps, x)
 	}
-	b.Put(x)
+	b.Put(x, 1)
 	if b.Held() != 0 {
 		t.Fatalf("Held() = %d at the end", b.Held())
 	}
@@ -236,7 +236,7 @@ func TestRecvSelectMax(t *testing.T) {
 	} else if id, got := take(b, c); string(got) != "ab" {
 		t.Fatalf("poll-first recv after a write: %q", got)
 	} else {
-		b.Put(id)
+		b.Put(id, 0)
 	}
 	if _, err := unix.Write(peer, []byte("0123456789")); err != nil {
 		t.Fatal(err)
@@ -255,7 +255,7 @@ func TestRecvSelectMax(t *testing.T) {
 		if got := string(gotb); got != tc.want {
 			t.Fatalf("max %d: received %q, want %q", tc.max, got, tc.want)
 		}
-		b.Put(id)
+		b.Put(id, 0)
 	}
 	big := bytes.Repeat([]byte{'x'}, 100)
 	if _, err := unix.Write(peer, big); err != nil {
@@ -267,7 +267,7 @@ func TestRecvSelectMax(t *testing.T) {
 		t.Fatalf("max 1000, buffers of 64, 100 bytes queued: CQE %+v, want Res 64", c)
 	}
 	id, _ := take(b, c)
-	b.Put(id)
+	b.Put(id, 0)
 	var rest [64]byte
 	if n, err := unix.Read(a, rest[:]); err != nil || n != 36 {
 		t.Fatalf("after a receive of 64: read %d, %v; want the other 36 still queued", n, err)
@@ -313,11 +313,11 @@ func TestBufRingOwnership(t *testing.T) {
 		}()
 		f()
 	}
-	mustPanic("Put of a buffer never taken", "does not hold", func() { b.Put(1) })
+	mustPanic("Put of a buffer never taken", "does not hold", func() { b.Put(1, 0) })
 	b.Take(1, 10, false)
 	mustPanic("Take twice", "named again", func() { b.Take(1, 10, false) })
-	b.Put(1)
-	mustPanic("Put twice", "does not hold", func() { b.Put(1) })
+	b.Put(1, 0)
+	mustPanic("Put twice", "does not hold", func() { b.Put(1, 0) })
 	mustPanic("Bytes after Put", "does not hold", func() { b.Bytes(1, 0, 10) })
 	mustPanic("Take past the size", "outside", func() { b.Take(2, 65, false) })
 	mustPanic("Take past the count", "outside", func() { b.Take(4, 1, false) })
@@ -338,7 +338,7 @@ func TestBufRingIncrementalOwnership(t *testing.T) {
 		}()
 		f()
 	}
-	mustPanic("Put of a buffer never taken", "does not hold", func() { b.Put(1) })
+	mustPanic("Put of a buffer never taken", "does not hold", func() { b.Put(1, 0) })
 	if off, lent := b.Take(1, 10, true); off != 0 || !lent {
 		t.Fatalf("first piece: off %d, lent %v", off, lent)
 	}
@@ -351,9 +351,11 @@ func TestBufRingIncrementalOwnership(t *testing.T) {
 	}
 	mustPanic("named after its last piece", "named again", func() { b.Take(1, 1, true) })
 	mustPanic("Bytes past the pieces taken", "does not hold", func() { b.Bytes(1, 60, 5) })
-	b.Put(1)
-	b.Put(1)
-	mustPanic("Put with no piece held", "does not hold", func() { b.Put(1) })
+	mustPanic("Put of a piece never lent", "does not hold", func() { b.Put(1, 5) })
+	b.Put(1, 10)
+	mustPanic("the same piece put twice, another still out", "does not hold", func() { b.Put(1, 10) })
+	b.Put(1, 0)
+	mustPanic("Put with no piece held", "does not hold", func() { b.Put(1, 0) })
 	if b.Held() != 0 {
 		t.Fatalf("Held() = %d", b.Held())
 	}
