@@ -44,7 +44,7 @@ type tagKind uint8
 const (
 	kindPoll tagKind = iota
 	kindRecv
-	kindRecvAtMost // from the receive path's whole buffers (uringPoller.atMost)
+	kindRecvBounded // from uringPoller.bounded
 	kindSend
 	kindAccept
 )

@@ -203,10 +203,10 @@ type Event struct {
 	N int32
 	// Buf names the buffer holding them, from Off, when HasBuf: the
 	// caller holds them until RingIO.Release.
-	Buf    uint16
-	HasBuf bool
-	atMost bool // Buf is one of RecvAtMost's buffers
-	Off    uint32
+	Buf     uint16
+	HasBuf  bool
+	bounded bool // Buf is one of the bounded ring's (uringPoller.bounded)
+	Off     uint32
 	// HasFd: N is a connection a RingIO accept opened, which the caller
 	// now owns: it keeps it or closes it, whatever became of the tag.
 	HasFd bool

@@ -52,7 +52,7 @@ func forEachRecv(t *testing.T, fn func(t *testing.T, h *recvHarness)) {
 const recvBufSize = 256
 
 func newRecvHarness(t *testing.T, opts poller.Options, whole bool) *recvHarness {
-	opts.Recv = poller.RecvOptions{Buffers: 8, Size: recvBufSize, Whole: whole}
+	opts.Recv = poller.RecvOptions{Buffers: 8, Size: recvBufSize, Incremental: !whole}
 	h := newHarness(t, opts)
 	rc, why := poller.RingIOOf(h.p)
 	if rc == nil {
@@ -62,7 +62,7 @@ func newRecvHarness(t *testing.T, opts poller.Options, whole bool) *recvHarness 
 		t.Skip("buffers are consumed whole on this kernel (incremental consumption needs Linux 6.12)")
 	}
 	if whole && rc.Incremental() {
-		t.Fatal("RecvOptions.Whole asked for whole buffers and the poller consumes them incrementally")
+		t.Fatal("RecvOptions asked for whole buffers and the poller consumes them incrementally")
 	}
 	return &recvHarness{harness: h, rc: rc, got: map[uint64]*bytes.Buffer{}, ended: map[uint64]poller.Event{}}
 }
@@ -435,8 +435,8 @@ func TestRecvSupport(t *testing.T) {
 }
 
 // TestRecvBufsByKernel: the receive buffers are consumed incrementally
-// where the kernel takes the flag (6.12), whole where it refuses it (6.0
-// to 6.11) or where whole ones were asked for, and a kernel without
+// where that is asked for and the kernel takes the flag (6.12), whole
+// where it refuses it (6.0 to 6.11) or where it was not asked for, and a kernel without
 // buffer rings (before 5.19) leaves no receive path and says why; other
 // refusals are errors. The kernel's answers come from a hook in front of a
 // real ring.
@@ -467,7 +467,7 @@ func TestRecvBufsByKernel(t *testing.T) {
 		why, err string
 	}{
 		{"6.12+", false, nil, nil, []ring.BufRingFlags{ring.BufIncremental}, true, "", ""},
-		{"6.12+, whole asked", true, nil, nil, []ring.BufRingFlags{0}, false, "", ""},
+		{"6.12+, whole (the default)", true, nil, nil, []ring.BufRingFlags{0}, false, "", ""},
 		{"6.0 to 6.11", false, incErr, nil, []ring.BufRingFlags{ring.BufIncremental, 0}, false, "", ""},
 		{"before 5.19", false, incErr, ringErr, []ring.BufRingFlags{ring.BufIncremental, 0}, false, "need Linux 5.19", ""},
 		{"arguments refused", false, incErr, unix.ENOMEM, []ring.BufRingFlags{ring.BufIncremental, 0}, false, "", "receive buffers"},
@@ -477,7 +477,7 @@ func TestRecvBufsByKernel(t *testing.T) {
 				t.Skip("this kernel consumes buffers whole (incremental consumption needs Linux 6.12)")
 			}
 			var asked []ring.BufRingFlags
-			b, why, err := poller.RecvBufs(poller.RecvOptions{Buffers: 4, Size: 64, Whole: tc.whole}, func(f ring.BufRingFlags) (*ring.BufRing, error) {
+			b, why, err := poller.RecvBufs(poller.RecvOptions{Buffers: 4, Size: 64, Incremental: !tc.whole}, func(f ring.BufRingFlags) (*ring.BufRing, error) {
 				asked = append(asked, f)
 				if answer := map[bool]error{true: tc.inc, false: tc.any}[f != 0]; answer != nil {
 					return nil, answer

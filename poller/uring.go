@@ -78,8 +78,15 @@ type uringPoller struct {
 	stats     Stats   // Syscalls here counts eventfd reads; Stats adds Enters
 	closed    bool
 	bufs      *ring.BufRing // the receive path's buffers (RingIO); nil without one
-	atMost    *ring.BufRing // RecvAtMost's: bufs where it is whole, else a whole ring of its own
-	recvWhy   string        // why bufs is nil
+	// bounded: the ring of receives that must not bring more than a
+	// buffer of the options' size, RecvAtMost's and a Recv that is not
+	// multishot: bufs where it is whole, else a whole ring of its own.
+	// An incremental ring's buffers are larger (incShape), and where the
+	// kernel commits a buffer when it picks it (io-wq), it commits a
+	// limited receive's limit, not what it received, so the pieces after
+	// would start where ring.BufRing does not know.
+	bounded *ring.BufRing
+	recvWhy string // why bufs is nil
 }
 
 // NewUring opens the io_uring backend. Call it on the OS thread that will
@@ -466,7 +473,7 @@ func (p *uringPoller) complete(c *ring.CQE) (Event, bool) {
 		panic(fmt.Sprintf("poller: POLL_ADD CQE %+v for a tag not in flight", *c))
 	}
 	switch rec.kind {
-	case kindRecv, kindRecvAtMost, kindSend, kindAccept:
+	case kindRecv, kindRecvBounded, kindSend, kindAccept:
 		return p.completeIO(c, rec), true
 	}
 	st := *rec
@@ -513,7 +520,7 @@ func (p *uringPoller) Close() error {
 		if berr := p.bufs.Close(); berr != nil {
 			err = fmt.Errorf("poller: %w", berr)
 		}
-		if berr := p.atMost.Close(); berr != nil && err == nil {
+		if berr := p.bounded.Close(); berr != nil && err == nil {
 			err = fmt.Errorf("poller: %w", berr)
 		}
 	}

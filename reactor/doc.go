@@ -137,13 +137,17 @@
 // RECV that stays armed: the kernel reads the socket when data arrives,
 // into one of the buffers its loop lent (Config.RecvBuffers), and the loop
 // hands the bytes to OnData and takes the buffer back, so a message costs
-// no poll and no read(2), and an idle Conn holds no buffer. Where the
-// kernel can (Linux 6.12) a receive takes only the bytes it brings, the
-// next one continuing in the same buffer, so a turn in which a thousand
-// Conns receive 64 bytes each uses 4 buffers of 16 KiB, not 1,000: with
-// buffers taken whole, 256 a loop ran out in such turns and sent the
-// Conns still receiving to read after a poll (echod at 1,000 × 64 B: up
-// to 0.4 read(2) a message, none since). On a loop with
+// no poll and no read(2), and an idle Conn holds no buffer. With
+// Config.RecvIncremental, where the kernel can (Linux 6.12), a receive
+// takes only the bytes it brings, the next one continuing in the same
+// buffer, so a turn in which a thousand Conns receive 64 bytes each uses
+// one buffer of 64 KiB, not 1,000: with buffers taken whole, 256 a loop
+// run out in such turns and send the Conns still receiving to read after
+// a poll (echod at 1,000 × 64 B, pinned, 2-second windows: from 0.001 to
+// 0.4 read(2) a message with whole buffers depending on how far the
+// server fell behind, none incrementally). It is not the default because
+// a message that crosses a buffer's end arrives in two pieces (echod at
+// 50 × 16 KiB: 10% more CPU a message). On a loop with
 // 8 Conns or more, or in a turn of 4 Events or more, the Writes of a
 // handler call queue, and the loop sends each Conn's pending output with
 // one SEND, at most one in flight per Conn, all of the turn's sends going

@@ -32,12 +32,5 @@ func Asleep(r *Reactor) bool {
 	return true
 }
 
-// WholeRecvBuffers makes c's receives take a whole buffer each, as on a
-// kernel without incremental consumption (before 6.12).
-func WholeRecvBuffers(c Config) Config {
-	c.wholeBufs = true
-	return c
-}
-
 // ListenerStopped reports whether every listening socket of ln is closed.
 func ListenerStopped(ln *Listener) bool { return ln.openSocks.Load() == 0 }

@@ -124,7 +124,7 @@ func (l *loop) run(backend poller.Backend, started chan<- openResult, done func(
 	cfg := &l.r.cfg
 	opts := poller.Options{Backend: backend, Entries: uint32(cfg.Entries), Setup: poller.UringCoop}
 	if cfg.IO == IOAuto {
-		opts.Recv = poller.RecvOptions{Buffers: cfg.RecvBuffers, Size: cfg.RecvBufferSize, Whole: cfg.wholeBufs}
+		opts.Recv = poller.RecvOptions{Buffers: cfg.RecvBuffers, Size: cfg.RecvBufferSize, Incremental: cfg.RecvIncremental}
 	}
 	p, sel, err := poller.Open(opts)
 	if err != nil {
@@ -133,14 +133,15 @@ func (l *loop) run(backend poller.Backend, started chan<- openResult, done func(
 	}
 	l.p = p
 	var why string
+	var io string
 	l.rcv, why = poller.RingIOOf(p)
-	consumed := "whole, kernel before 6.12"
-	if l.rcv != nil && l.rcv.Incremental() {
-		consumed = "consumed incrementally"
-	} else if cfg.wholeBufs {
-		consumed = "whole, as configured"
+	switch {
+	case l.rcv == nil:
+	case !cfg.RecvIncremental || l.rcv.Incremental():
+		io = "ring (multishot RECV per loop: " + l.rcv.Layout() + ")"
+	default:
+		io = "ring (multishot RECV per loop: " + l.rcv.Layout() + "; not incremental: kernel before 6.12)"
 	}
-	io := fmt.Sprintf("ring (multishot RECV, %d buffers of %d bytes per loop, %s)", cfg.RecvBuffers, cfg.RecvBufferSize, consumed)
 	if l.rcv == nil {
 		if cfg.IO == IOPoll {
 			why = "Config.IO is poll"

@@ -63,9 +63,9 @@ func runDialer(spec string) int {
 // backend is one row of the table every behavioural test runs over: a
 // kernel interface, and how Conns read on it.
 type backend struct {
-	kind  reactor.Backend
-	io    reactor.IOMode
-	whole bool // ring I/O taking a whole buffer a receive (reactor.WholeRecvBuffers)
+	kind reactor.Backend
+	io   reactor.IOMode
+	inc  bool // ring I/O consuming buffers incrementally (Config.RecvIncremental)
 }
 
 var backends = []backend{
@@ -78,17 +78,14 @@ var backends = []backend{
 // RECV.
 var connBackends = append(backends[:len(backends):len(backends)],
 	backend{kind: reactor.BackendUring, io: reactor.IOPoll},
-	backend{kind: reactor.BackendUring, whole: true})
+	backend{kind: reactor.BackendUring, inc: true})
 
 // newReactor starts a reactor on b with loops loops, closed at cleanup
 // (Close is idempotent: a test may close it first); a uring row skips,
 // saying why, where io_uring is unavailable.
 func newReactor(t testing.TB, b backend, loops int) *reactor.Reactor {
 	t.Helper()
-	cfg := reactor.Config{Backend: b.kind, Loops: loops, IO: b.io}
-	if b.whole {
-		cfg = reactor.WholeRecvBuffers(cfg)
-	}
+	cfg := reactor.Config{Backend: b.kind, Loops: loops, IO: b.io, RecvIncremental: b.inc}
 	r, err := reactor.New(cfg)
 	if err != nil {
 		if b.kind == reactor.BackendUring && errors.Is(err, reactor.ErrUnavailable) {
@@ -149,8 +146,8 @@ func name(b backend) string {
 	if b.io == reactor.IOPoll {
 		n += "Poll"
 	}
-	if b.whole {
-		n += "Whole"
+	if b.inc {
+		n += "Inc"
 	}
 	return n
 }

@@ -38,6 +38,7 @@ type config struct {
 	io              string // "auto" or "poll"
 	recvBuffers     int    // per loop; 0 = the reactor's default
 	recvBufferSize  int    // bytes; 0 = the reactor's default
+	recvIncremental bool   // reactor.Config.RecvIncremental
 	loops           int    // 0 = one per CPU (GOMAXPROCS)
 	maxConns        int    // 0 = unlimited
 	idleTimeout     time.Duration
@@ -346,6 +347,11 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 			"receiving at once than buffers read after a poll instead")
 	fs.Var(sizeFlag{&cfg.recvBufferSize}, "recv-buffer-size",
 		"`bytes` per receive buffer (0 = 16KiB); a receive takes a whole one")
+	fs.BoolVar(&cfg.recvIncremental, "recv-incremental", false,
+		"a receive takes only the bytes it brings from a buffer (Linux 6.12),\n"+
+			"so bursts of small messages do not run the buffers out; messages\n"+
+			"that cross a buffer's end then arrive in two pieces (about 10%\n"+
+			"more CPU at 16KiB messages)")
 	fs.Var(nonNegInt{&cfg.loops}, "loops",
 		"`n` event loops; 0 means one per CPU (at most "+strconv.Itoa(loopsPerCPU)+" per CPU)")
 	fs.Var(nonNegInt{&cfg.maxConns}, "max-conns",

@@ -36,10 +36,11 @@ func startReactor(cfg config, log *zap.Logger) (server, error) {
 		Backend: reactor.Backend(cfg.backend),
 		IO:      ioConfig(cfg.io),
 
-		RecvBuffers:    cfg.recvBuffers,
-		RecvBufferSize: cfg.recvBufferSize,
-		Loops:          cfg.loops,
-		Logger:         reactorLogger(log, cfg.logLevel),
+		RecvBuffers:     cfg.recvBuffers,
+		RecvBufferSize:  cfg.recvBufferSize,
+		RecvIncremental: cfg.recvIncremental,
+		Loops:           cfg.loops,
+		Logger:          reactorLogger(log, cfg.logLevel),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("--backend %s: %w", cfg.backend, err)
