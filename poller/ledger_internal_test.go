@@ -189,3 +189,22 @@ func TestUnsubmittedAcrossWrap(t *testing.T) {
 		}
 	}
 }
+
+// TestIncShape: an incremental ring keeps the memory asked for, in
+// buffers of 64 KiB where smaller ones were asked for, a power of two of
+// them; rings with larger buffers, or under 64 KiB in all, keep their
+// shape.
+func TestIncShape(t *testing.T) {
+	for _, tc := range []struct{ count, size, wantCount, wantSize int }{
+		{256, 16 << 10, 64, 64 << 10}, // the reactor's default: 4 MiB
+		{16, 16 << 10, 4, 64 << 10},
+		{512, 12 << 10, 64, 64 << 10}, // 6 MiB: 96 buffers, rounded down to a power of two
+		{8, 256, 8, 256},              // 2 KiB in all: as asked
+		{4, 128 << 10, 4, 128 << 10},  // larger buffers: as asked
+	} {
+		c, s := incShape(tc.count, tc.size)
+		if c != tc.wantCount || s != tc.wantSize {
+			t.Errorf("incShape(%d, %d) = %d, %d; want %d, %d", tc.count, tc.size, c, s, tc.wantCount, tc.wantSize)
+		}
+	}
+}
