@@ -12,6 +12,24 @@ import (
 	"github.com/oneshot-io/oneshot/reactor"
 )
 
+// inheritedListener returns a listening TCP socket as a file the test
+// holds, as a process holds one it inherited, closed at cleanup, and its
+// address.
+func inheritedListener(t *testing.T) (*os.File, net.Addr) {
+	t.Helper()
+	gl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := gl.(*net.TCPListener).File()
+	gl.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f, gl.Addr()
+}
+
 // TestListenFile serves a listening socket the process already holds (as
 // systemd passes one under socket activation) with the callback API: the
 // echo works, f stays the caller's, and a file that is not a listening
@@ -20,23 +38,14 @@ func TestListenFile(t *testing.T) {
 	for _, b := range backends {
 		t.Run(name(b), func(t *testing.T) {
 			r := newReactor(t, b, 1)
-			gl, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			f, err := gl.(*net.TCPListener).File()
-			gl.Close()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
+			f, addr := inheritedListener(t)
 			ln, err := r.ListenFile(f, &echo{}, reactor.ListenConfig{})
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer ln.Close()
-			if ln.Addr().String() != gl.Addr().String() {
-				t.Fatalf("Addr() = %v, want the inherited socket's %v", ln.Addr(), gl.Addr())
+			if ln.Addr().String() != addr.String() {
+				t.Fatalf("Addr() = %v, want the inherited socket's %v", ln.Addr(), addr)
 			}
 			c := dial(t, ln)
 			c.SetDeadline(time.Now().Add(5 * time.Second))
@@ -94,16 +103,7 @@ func TestListenerStopsWhenItsSocketBreaks(t *testing.T) {
 	for _, b := range connBackends {
 		t.Run(name(b), func(t *testing.T) {
 			r := newReactor(t, b, 1)
-			gl, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			f, err := gl.(*net.TCPListener).File()
-			gl.Close()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
+			f, _ := inheritedListener(t)
 			ln, err := r.ListenFile(f, &echo{}, reactor.ListenConfig{})
 			if err != nil {
 				t.Fatal(err)

@@ -300,27 +300,30 @@ func TestRecvCancel(t *testing.T) {
 	}
 }
 
+// mustPanic runs f and fails t unless it panics with a message saying
+// want.
+func mustPanic(t *testing.T, what, want string, f func()) {
+	t.Helper()
+	defer func() {
+		r := recover()
+		if r == nil || !strings.Contains(r.(string), want) {
+			t.Fatalf("%s: panic %v, want one saying %q", what, r, want)
+		}
+	}()
+	f()
+}
+
 // TestBufRingOwnership: Take and Put enforce who holds a buffer.
 func TestBufRingOwnership(t *testing.T) {
 	_, b := recvRing(t, 4, 64)
-	mustPanic := func(what, want string, f func()) {
-		t.Helper()
-		defer func() {
-			r := recover()
-			if r == nil || !strings.Contains(r.(string), want) {
-				t.Fatalf("%s: panic %v, want one saying %q", what, r, want)
-			}
-		}()
-		f()
-	}
-	mustPanic("Put of a buffer never taken", "does not hold", func() { b.Put(1, 0) })
+	mustPanic(t, "Put of a buffer never taken", "does not hold", func() { b.Put(1, 0) })
 	b.Take(1, 10, false)
-	mustPanic("Take twice", "named again", func() { b.Take(1, 10, false) })
+	mustPanic(t, "Take twice", "named again", func() { b.Take(1, 10, false) })
 	b.Put(1, 0)
-	mustPanic("Put twice", "does not hold", func() { b.Put(1, 0) })
-	mustPanic("Bytes after Put", "does not hold", func() { b.Bytes(1, 0, 10) })
-	mustPanic("Take past the size", "outside", func() { b.Take(2, 65, false) })
-	mustPanic("Take past the count", "outside", func() { b.Take(4, 1, false) })
+	mustPanic(t, "Put twice", "does not hold", func() { b.Put(1, 0) })
+	mustPanic(t, "Bytes after Put", "does not hold", func() { b.Bytes(1, 0, 10) })
+	mustPanic(t, "Take past the size", "outside", func() { b.Take(2, 65, false) })
+	mustPanic(t, "Take past the count", "outside", func() { b.Take(4, 1, false) })
 }
 
 // TestBufRingIncrementalOwnership: in an incremental ring a Put needs a
@@ -328,34 +331,24 @@ func TestBufRingOwnership(t *testing.T) {
 // name a buffer after its last piece until the owner gave it back.
 func TestBufRingIncrementalOwnership(t *testing.T) {
 	_, b := recvRingFlags(t, 4, 64, ring.BufIncremental)
-	mustPanic := func(what, want string, f func()) {
-		t.Helper()
-		defer func() {
-			r := recover()
-			if r == nil || !strings.Contains(r.(string), want) {
-				t.Fatalf("%s: panic %v, want one saying %q", what, r, want)
-			}
-		}()
-		f()
-	}
-	mustPanic("Put of a buffer never taken", "does not hold", func() { b.Put(1, 0) })
+	mustPanic(t, "Put of a buffer never taken", "does not hold", func() { b.Put(1, 0) })
 	if off, lent := b.Take(1, 10, true); off != 0 || !lent {
 		t.Fatalf("first piece: off %d, lent %v", off, lent)
 	}
 	if off, lent := b.Take(1, 0, false); off != 10 || lent {
 		t.Fatalf("a piece of 0 bytes: off %d, lent %v; want 10, nothing lent", off, lent)
 	}
-	mustPanic("a piece past the end", "a piece of 60 bytes after 10", func() { b.Take(1, 60, true) })
+	mustPanic(t, "a piece past the end", "a piece of 60 bytes after 10", func() { b.Take(1, 60, true) })
 	if off, _ := b.Take(1, 54, false); off != 10 {
 		t.Fatalf("last piece at %d, want 10", off)
 	}
-	mustPanic("named after its last piece", "named again", func() { b.Take(1, 1, true) })
-	mustPanic("Bytes past the pieces taken", "does not hold", func() { b.Bytes(1, 60, 5) })
-	mustPanic("Put of a piece never lent", "does not hold", func() { b.Put(1, 5) })
+	mustPanic(t, "named after its last piece", "named again", func() { b.Take(1, 1, true) })
+	mustPanic(t, "Bytes past the pieces taken", "does not hold", func() { b.Bytes(1, 60, 5) })
+	mustPanic(t, "Put of a piece never lent", "does not hold", func() { b.Put(1, 5) })
 	b.Put(1, 10)
-	mustPanic("the same piece put twice, another still out", "does not hold", func() { b.Put(1, 10) })
+	mustPanic(t, "the same piece put twice, another still out", "does not hold", func() { b.Put(1, 10) })
 	b.Put(1, 0)
-	mustPanic("Put with no piece held", "does not hold", func() { b.Put(1, 0) })
+	mustPanic(t, "Put with no piece held", "does not hold", func() { b.Put(1, 0) })
 	if b.Held() != 0 {
 		t.Fatalf("Held() = %d", b.Held())
 	}
