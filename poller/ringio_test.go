@@ -327,7 +327,9 @@ func TestRecvHeldBytesStayIntact(t *testing.T) {
 					for len(out) > 0 {
 						release(rng.IntN(len(out)))
 					}
-					h.rc.Recv(e.Tag, socks[int(e.Tag-socks[0].tag)].a, true)
+					if err := h.rc.Recv(e.Tag, socks[int(e.Tag-socks[0].tag)].a, true); err != nil {
+						t.Fatalf("Recv again after %v: %v", e, err)
+					}
 				}
 				for len(out) > 4 || (len(out) > 0 && rng.IntN(3) == 0) {
 					release(rng.IntN(len(out)))

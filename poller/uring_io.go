@@ -254,7 +254,7 @@ func (p *uringPoller) Recv(tag uint64, fd int, multishot bool) error {
 	if !multishot {
 		kind = kindRecvBounded
 	}
-	s.PrepRecvSelect(int32(fd), p.ringFor(kind).Group(), multishot, tag)
+	s.PrepRecvSelect(int32(fd), p.ringOf(!multishot).Group(), multishot, tag)
 	p.book(tag, fd, 0, kind)
 	return nil
 }
@@ -295,28 +295,22 @@ func (p *uringPoller) Bytes(ev *Event) []byte {
 	if !ev.HasBuf {
 		return nil
 	}
-	return p.ringOf(ev).Bytes(ev.Buf, int(ev.Off), int(ev.N))
+	return p.ringOf(ev.bounded).Bytes(ev.Buf, int(ev.Off), int(ev.N))
 }
 
 func (p *uringPoller) Release(ev *Event) {
 	if !ev.HasBuf {
 		panic(fmt.Sprintf("poller: Release of %v, which lent no buffer", *ev))
 	}
-	p.ringOf(ev).Put(ev.Buf, int(ev.Off))
+	p.ringOf(ev.bounded).Put(ev.Buf, int(ev.Off))
 	ev.HasBuf = false // a copy released again still panics, in Put
 }
 
-// ringOf returns the ring ev's buffer belongs to.
-func (p *uringPoller) ringOf(ev *Event) *ring.BufRing {
-	if ev.bounded {
-		return p.bounded
-	}
-	return p.bufs
-}
-
-// ringFor returns the ring a receive of kind selects from.
-func (p *uringPoller) ringFor(kind tagKind) *ring.BufRing {
-	if kind == kindRecvBounded {
+// ringOf returns the bounded ring or the receive path's own: the one a
+// receive of kindRecvBounded selects from, and its Events' buffers belong
+// to (Event.bounded).
+func (p *uringPoller) ringOf(bounded bool) *ring.BufRing {
+	if bounded {
 		return p.bounded
 	}
 	return p.bufs
@@ -366,7 +360,7 @@ func (p *uringPoller) completeIO(c *ring.CQE, rec *tagRec) Event {
 	ev := Event{Tag: rec.tag, More: c.More()}
 	if id, ok := c.Buffer(); ok && (rec.kind == kindRecv || rec.kind == kindRecvBounded) {
 		ev.bounded = rec.kind == kindRecvBounded
-		off, lent := p.ringFor(rec.kind).Take(id, int(max(c.Res, 0)), c.BufMore())
+		off, lent := p.ringOf(ev.bounded).Take(id, int(max(c.Res, 0)), c.BufMore())
 		ev.Buf, ev.Off, ev.HasBuf = id, uint32(off), lent
 	}
 	switch {

@@ -221,9 +221,9 @@ func (s *lsock) acceptedOne(nfd int) {
 // connection, it goes on at once; out of descriptors or memory it backs
 // off, as the poll path does, and after any other error too, rather than
 // spin on an error that stays; a socket that can no longer accept
-// (broken) stops, as on the poll path. (The kernel takes RLIMIT_NOFILE when an
-// accept is submitted: a limit changed while one is armed applies from
-// its next arm.)
+// (broken) stops, as on the poll path. (The kernel takes RLIMIT_NOFILE
+// when an accept is submitted: a limit changed while one is armed applies
+// from its next arm.)
 func (s *lsock) ringEnded(res Result) {
 	var errno unix.Errno
 	switch {

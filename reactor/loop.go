@@ -132,21 +132,17 @@ func (l *loop) run(backend poller.Backend, started chan<- openResult, done func(
 		return
 	}
 	l.p = p
-	var why string
-	var io string
+	var why, io string
 	l.rcv, why = poller.RingIOOf(p)
 	switch {
+	case l.rcv == nil && cfg.IO == IOPoll:
+		io = "poll (Config.IO is poll)"
 	case l.rcv == nil:
-	case !cfg.RecvIncremental || l.rcv.Incremental():
-		io = "ring (multishot RECV per loop: " + l.rcv.Layout() + ")"
-	default:
-		io = "ring (multishot RECV per loop: " + l.rcv.Layout() + "; not incremental: kernel before 6.12)"
-	}
-	if l.rcv == nil {
-		if cfg.IO == IOPoll {
-			why = "Config.IO is poll"
-		}
 		io = "poll (" + why + ")"
+	case cfg.RecvIncremental && !l.rcv.Incremental():
+		io = "ring (multishot RECV per loop: " + l.rcv.Layout() + "; not incremental: kernel before 6.12)"
+	default:
+		io = "ring (multishot RECV per loop: " + l.rcv.Layout() + ")"
 	}
 	pk, err := newParker(p.Fd())
 	if err != nil {
