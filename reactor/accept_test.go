@@ -4,6 +4,7 @@ package reactor_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -112,52 +113,60 @@ func (h *gateEcho) OnData(c *reactor.Conn, b []byte) {
 // completion not yet read (through the ring: Shutdown stops that accept
 // and takes what it accepted before it drains the backlog), or still in
 // the backlog. 10 rounds of 16 clients dialed while the loop is held in a
-// handler, Shutdown asked, then the loop let go.
+// handler, Shutdown asked, then the loop let go. With two loops, Conns
+// are also on their way from the accepting loop to the other one when
+// Shutdown sweeps the loops for its Conns (Listener.sweep).
 func TestShutdownServesEveryEstablishedConnection(t *testing.T) {
 	for _, b := range connBackends {
-		t.Run(name(b), func(t *testing.T) {
-			for round := 0; round < 10; round++ {
-				r := newReactor(t, b, 1)
-				h := &gateEcho{peerLog: peerLog{peers: map[string]int{}}, blocked: make(chan struct{}), gate: make(chan struct{})}
-				ln, err := r.Listen("tcp", "127.0.0.1:0", h, reactor.ListenConfig{})
-				if err != nil {
-					t.Fatal(err)
-				}
-				holder := dialN(t, ln.Addr().String(), 1)[0]
-				waitFor(t, 5*time.Second, "the holder opened", func() bool { return h.first.Load() != nil })
-				holder.Write([]byte{'h'})
-				<-h.blocked
-				cs := dialN(t, ln.Addr().String(), 16)
-				for _, c := range cs {
-					if _, err := c.Write([]byte{'x'}); err != nil {
-						t.Fatal(err)
-					}
-				}
-				done := make(chan error, 1)
-				go func() {
-					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-					defer cancel()
-					done <- ln.Shutdown(ctx)
-				}()
-				waitFor(t, 5*time.Second, "Shutdown to be asked", func() bool { return reactor.ShutdownAsked(ln) })
-				close(h.gate)
-				if err := <-done; err != nil {
-					t.Fatalf("round %d: Shutdown: %v", round, err)
-				}
-				for i, c := range append(cs, holder) {
-					c.SetReadDeadline(time.Now().Add(5 * time.Second))
-					buf := make([]byte, 2)
-					n, err := c.Read(buf)
-					if n != 1 || (buf[0] != 'x' && buf[0] != 'h') {
-						t.Fatalf("round %d: client %d of 17 read %q, %v: its connection was dropped, not served", round, i, buf[:n], err)
-					}
-				}
-				if s := ln.Stats(); s.Accepted != 17 || s.Refused != 0 {
-					t.Fatalf("round %d: %+v: want 17 accepted, none refused", round, s)
-				}
-				r.Close()
+		for _, loops := range []int{1, 2} {
+			t.Run(fmt.Sprintf("%s/loops=%d", name(b), loops), func(t *testing.T) {
+				testShutdownServesEvery(t, b, loops)
+			})
+		}
+	}
+}
+
+func testShutdownServesEvery(t *testing.T, b backend, loops int) {
+	for round := 0; round < 10; round++ {
+		r := newReactor(t, b, loops)
+		h := &gateEcho{peerLog: peerLog{peers: map[string]int{}}, blocked: make(chan struct{}), gate: make(chan struct{})}
+		ln, err := r.Listen("tcp", "127.0.0.1:0", h, reactor.ListenConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		holder := dialN(t, ln.Addr().String(), 1)[0]
+		waitFor(t, 5*time.Second, "the holder opened", func() bool { return h.first.Load() != nil })
+		holder.Write([]byte{'h'})
+		<-h.blocked
+		cs := dialN(t, ln.Addr().String(), 16)
+		for _, c := range cs {
+			if _, err := c.Write([]byte{'x'}); err != nil {
+				t.Fatal(err)
 			}
-		})
+		}
+		done := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			done <- ln.Shutdown(ctx)
+		}()
+		waitFor(t, 5*time.Second, "Shutdown to be asked", func() bool { return reactor.ShutdownAsked(ln) })
+		close(h.gate)
+		if err := <-done; err != nil {
+			t.Fatalf("round %d: Shutdown: %v", round, err)
+		}
+		for i, c := range append(cs, holder) {
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			buf := make([]byte, 2)
+			n, err := c.Read(buf)
+			if n != 1 || (buf[0] != 'x' && buf[0] != 'h') {
+				t.Fatalf("round %d: client %d of 17 read %q, %v: its connection was dropped, not served", round, i, buf[:n], err)
+			}
+		}
+		if s := ln.Stats(); s.Accepted != 17 || s.Refused != 0 {
+			t.Fatalf("round %d: %+v: want 17 accepted, none refused", round, s)
+		}
+		r.Close()
 	}
 }
 

@@ -32,7 +32,7 @@ var errForceStop = fmt.Errorf("reactor: Shutdown's context ended before the conn
 // may be called from any goroutine; the rest of its life runs on one loop.
 type Conn struct {
 	// The fields are ordered so that the small ones share words: an idle
-	// Conn is 208 bytes, a size class of its own (the package doc lists
+	// Conn is 176 bytes, a size class of its own (the package doc lists
 	// what else an idle Conn holds). What only a closing, failed or
 	// oddly addressed Conn needs is in its rare part.
 	l  *loop     // constant: the loop that owns fd
@@ -47,7 +47,7 @@ type Conn struct {
 	// taken by the loop when the call returns (afterCall). See kickLocked.
 	req atomic.Uint32
 	fd  int // constant; unusable once the phase is closed (checked under mu)
-	// pending: atomic; len(out)-off, stored under mu, read by the loop
+	// pending: atomic; len(out), stored under mu, read by the loop
 	// without it (the backpressure check after each OnData). It saturates
 	// at maxPendingLimit, which bounds MaxPending, so the check still
 	// holds where a handler queued more.
@@ -61,13 +61,12 @@ type Conn struct {
 	// becoming pending; what WriteTimeout measures. Guarded by mu.
 	outSince int64
 
-	// Owned by the loop goroutine, as is everything below but prev, next,
-	// rare and ctx.
+	// Owned by the loop goroutine, as is everything below but rare and
+	// ctx.
 	lastRead int64  // nanotime of the last byte read
 	drainBy  int64  // nanotime by which a drain must end; 0 = none
-	timerIdx int32  // the live entry's index+1 in l.timers, kept by the heap; 0 = none
-	timerSeq uint32 // the live timer entry's seq (one Conn's entries, so 32 bits never wrap in use)
 	rd, wr   uint64 // the tags of c's in-flight requests (c.l.reqOf); 0 = none
+	timerIdx int32  // its heap entry's index+1 in l.timers, kept by the heap; 0 = none
 
 	taskQueued bool // guarded by mu: a taskFlush sits in the loop's inbox
 	wrShut     bool // guarded by mu: CloseWrite asked; shut SHUT_WR once drained
@@ -83,9 +82,8 @@ type Conn struct {
 	drained bool
 	peer    peerAddr // constant
 
-	prev, next *Conn                    // guarded by ln.mu: the listener's list of live Conns
-	rare       atomic.Pointer[connRare] // see more
-	ctx        atomic.Pointer[any]      // user data
+	rare atomic.Pointer[connRare] // see more
+	ctx  atomic.Pointer[any]      // user data
 }
 
 // maxPendingLimit is the most Conn.pending holds, and so the largest
@@ -150,7 +148,7 @@ func (c *Conn) Write(b []byte) (int, error) {
 		return 0, err
 	}
 	n := 0
-	if c.out.n == 0 && !c.sendsOnRing() {
+	if c.out.len() == 0 && !c.sendsOnRing() {
 		// Direct path: the fd cannot be closed under us (closing moves
 		// the phase under mu first), so this never reaches another
 		// connection that got the same fd number (gnet #621).
@@ -180,13 +178,13 @@ func (c *Conn) Write(b []byte) (int, error) {
 			return n, nil
 		}
 	}
-	if c.out.n == 0 {
+	if c.out.len() == 0 {
 		c.outSince = nanotime() // output becomes pending
 	}
 	held := c.out.held()
 	c.out.append(b[n:], &c.ln.chunks)
 	c.ln.outBuf.Add(int64(c.out.held() - held))
-	c.storePending(c.out.n)
+	c.storePending(c.out.len())
 	c.kickLocked(taskFlush)
 	c.mu.Unlock()
 	return len(b), nil
@@ -262,8 +260,10 @@ func (c *Conn) runTask(l *loop, task int32) {
 	}
 }
 
-// open runs on the loop once c is registered with its listener.
+// open runs on the loop once c is registered with its listener. From here
+// to finish, c is its fd's Conn in the loop's table.
 func (c *Conn) open() {
+	c.l.desc(c.fd).conn = c
 	if c.l.stopping {
 		// Accepted before the reactor's Close began but handed over
 		// after: close without ever calling OnOpen.
@@ -544,7 +544,7 @@ func (c *Conn) flushed(shut bool) {
 func (c *Conn) flushLocked() (int, error) {
 	moved, held := 0, c.out.held()
 	defer func() { c.ln.outBuf.Add(int64(c.out.held() - held)) }()
-	for c.out.n > 0 {
+	for c.out.len() > 0 {
 		m, err := c.out.writeTo(c.fd, &c.ln.chunks)
 		if err == unix.EINTR {
 			continue
@@ -565,8 +565,8 @@ func (c *Conn) flushLocked() (int, error) {
 		c.outSince = now
 		c.ln.bytesOut.Add(uint64(moved))
 	}
-	c.storePending(c.out.n)
-	return c.out.n, nil
+	c.storePending(c.out.len())
+	return c.out.len(), nil
 }
 
 // String identifies c in logs.

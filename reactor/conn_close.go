@@ -152,13 +152,13 @@ func (c *Conn) finish(err error) {
 		delete(c.l.held, c) // bytes held while paused go with the Conn
 	}
 	// From here no goroutine uses c.fd: Write saw phClosed under mu.
+	c.l.dropConn(c)
 	c.l.closeFdOn(c.fd)
-	c.timerSeq++
 	c.unschedule() // a closed Conn must not stay reachable from the heap
 	if err != nil && c.ln.stopping.Load() && cutByDeadline(err) {
 		c.ln.cutInDrain.Add(1) // Shutdown must not report a clean drain
 	}
-	c.ln.connClosed(c) // counters first: OnClose may read them
+	c.ln.connClosed() // counters first: OnClose may read them
 	if c.opened {
 		c.l.conns.Add(-1)
 		c.ln.h.OnClose(c, err)

@@ -39,7 +39,7 @@ func (c *Conn) deadline() (int64, int) {
 	}
 	if ln.writeTimeout > 0 && c.pending.Load() > 0 {
 		c.mu.Lock()
-		pending, since := c.out.n, c.outSince
+		pending, since := c.out.len(), c.outSince
 		c.mu.Unlock()
 		if pending > 0 {
 			consider(since+int64(ln.writeTimeout), dlWrite)
@@ -76,8 +76,7 @@ func (c *Conn) schedule() {
 		return
 	}
 	c.unschedule()
-	c.timerSeq++
-	c.l.addTimer(timerEntry{when: when, ref: uint64(c.timerSeq), obj: c})
+	c.l.addTimer(timerEntry{when: when, obj: c})
 }
 
 // unschedule takes c's entry, if any, off the heap.
@@ -100,9 +99,11 @@ func (c *Conn) timerAt() int64 {
 func (c *Conn) timerMoved(idx int32) { c.timerIdx = idx }
 
 // fire is c's timer expiring: close c if a deadline passed, else wait for
-// the next one.
-func (c *Conn) fire(_ *loop, seq uint64, now int64) {
-	if seq != uint64(c.timerSeq) || c.phase() == phClosed {
+// the next one. The entry that fires is c's only one: schedule and finish
+// take the one before off the heap, so c needs no sequence number to
+// recognise a superseded entry.
+func (c *Conn) fire(_ *loop, _ uint64, now int64) {
+	if c.phase() == phClosed {
 		return
 	}
 	if when, kind := c.deadline(); kind != dlNone && now >= when {

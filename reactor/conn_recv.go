@@ -213,7 +213,7 @@ func (c *Conn) sendOn() {
 		return // the send in flight goes on when it ends
 	}
 	c.mu.Lock()
-	pending, shut := c.out.n, c.wrShut
+	pending, shut := c.out.len(), c.wrShut
 	c.mu.Unlock()
 	if pending == 0 {
 		c.flushed(shut)
@@ -260,7 +260,7 @@ func (c *Conn) sendEnded(res Result, n int) {
 	now := nanotime()
 	c.lastActive.Store(now)
 	c.outSince = now
-	c.storePending(c.out.n)
+	c.storePending(c.out.len())
 	c.mu.Unlock()
 	c.ln.bytesOut.Add(uint64(n))
 	c.flushAndArm()

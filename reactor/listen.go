@@ -46,8 +46,10 @@ type Listener struct {
 	closedCh  chan struct{}
 	next      atomic.Uint32 // round-robin cursor over r.loops
 
+	// Its Conns are found through their loops' descriptor tables
+	// (sweep), not a list of its own: two links in every Conn, and a lock
+	// per accept and per close, for what only Shutdown needs.
 	mu      sync.Mutex
-	head    *Conn         // guarded by mu: live Conns
 	drained chan struct{} // guarded by mu: closed when live drops to 0 during Shutdown
 
 	accepted, refused, closed, bytesIn, bytesOut atomic.Uint64
@@ -287,10 +289,8 @@ func (ln *Listener) Shutdown(ctx context.Context) error {
 		}
 	}
 	drained := ln.drained
-	for c := ln.head; c != nil; c = c.next {
-		c.l.postTask(c, taskShutdown)
-	}
 	ln.mu.Unlock()
+	ln.sweep(taskShutdown)
 	select {
 	case <-drained:
 		if n := ln.cutInDrain.Load(); n > 0 {
@@ -299,11 +299,7 @@ func (ln *Listener) Shutdown(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 	}
-	ln.mu.Lock()
-	for c := ln.head; c != nil; c = c.next {
-		c.l.postTask(c, taskForceStop)
-	}
-	ln.mu.Unlock()
+	ln.sweep(taskForceStop)
 	<-drained // bounded: each loop closes its Conns at once
 	return ctx.Err()
 }
@@ -318,13 +314,6 @@ func (ln *Listener) adopt(target *loop, nfd int, peer peerAddr, x *connRare, onT
 	if x != nil {
 		c.rare.Store(x)
 	}
-	ln.mu.Lock()
-	c.next = ln.head
-	if ln.head != nil {
-		ln.head.prev = c
-	}
-	ln.head = c
-	ln.mu.Unlock()
 	ln.active.Add(1)
 	ln.live.Add(1)
 	ln.accepted.Add(1)
@@ -335,28 +324,41 @@ func (ln *Listener) adopt(target *loop, nfd int, peer peerAddr, x *connRare, onT
 	if !target.postTask(c, taskOpen) {
 		// The target loop stopped (reactor closing).
 		unix.Close(nfd)
-		ln.connClosed(c)
+		ln.connClosed()
 		ln.connDone()
 		return nil
 	}
 	return c
 }
 
-// connClosed unlinks a closed Conn and counts it.
-func (ln *Listener) connClosed(c *Conn) {
-	ln.mu.Lock()
-	if c.prev != nil {
-		c.prev.next = c.next
-	} else if ln.head == c {
-		ln.head = c.next
-	}
-	if c.next != nil {
-		c.next.prev = c.prev
-	}
-	c.prev, c.next = nil, nil
+// connClosed counts a closed Conn.
+func (ln *Listener) connClosed() {
 	ln.active.Add(-1)
 	ln.closed.Add(1)
-	ln.mu.Unlock()
+}
+
+// sweep runs task (taskShutdown, taskForceStop) for every open Conn of
+// ln, each on its loop. A Conn still on its way to its loop is not
+// missed: Shutdown sweeps once the listening sockets are closed, so every
+// Conn they accepted was posted to its loop's inbox before the sweep was,
+// and is open (in the loop's table) when the sweep runs; and open itself
+// drains a Conn that opens after stopping was set. A loop that stopped
+// refuses the sweep, and its own stop closed its Conns.
+func (ln *Listener) sweep(task int32) {
+	for _, l := range ln.r.loops {
+		l.postTask(lnSweep{ln}, task)
+	}
+}
+
+// lnSweep is a sweep's task on one loop.
+type lnSweep struct{ ln *Listener }
+
+func (s lnSweep) runTask(l *loop, task int32) {
+	for fd := range l.fds.Cap() {
+		if c := l.fds.At(fd).conn; c != nil && c.ln == s.ln {
+			c.runTask(l, task) // may close c: its entry goes, others stay
+		}
+	}
 }
 
 // connDone is the end of a Conn's life, after its OnClose: Shutdown returns

@@ -52,7 +52,7 @@ type reqData struct {
 	timer    int32        // index+1 of the deadline in l.timers; 0 = none
 	ready    Events       // the mask of the event that decided Ready
 	errno    int32        // the event that decided Failed (a unix.Errno)
-	listed   bool         // on l.fdHead's list
+	listed   bool         // on its fd's list (fdDesc.reqs)
 	// err is what a Failed or Closed outcome means when it is not the
 	// errno or ErrClosed: the backend's refusal of the arm (set just
 	// before the loop steals the request as Failed) or a closer's reason
@@ -88,7 +88,7 @@ type loop struct {
 	timers   timerHeap
 	rbuf     []byte                // read buffer lent to OnData/OnPacket
 	accepted int                   // the descriptor handOver is handing over; -1 outside it
-	fdHead   chunked.Array[uint64] // fd → the tag of the first live request armed on it
+	fds      chunked.Array[fdDesc] // by fd: its live requests and its Conn (loop_fd.go)
 	held     map[*Conn]*heldInput  // paused Conns' received bytes (conn_recv.go)
 	stopping bool
 	owned    []stopper // listeners and packet conns served here

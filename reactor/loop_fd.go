@@ -10,13 +10,40 @@ import (
 	"github.com/oneshot-io/oneshot/cancel"
 )
 
-// The loop's list of each fd's live requests (l.fdHead, reqData.prev and
-// next), which closeFdOn completes before close(2), and the tags that
+// The loop's descriptor of each fd it serves (l.fds): the list of the fd's
+// live requests (fdDesc.reqs, reqData.prev and next), which closeFdOn
+// completes before close(2), and the Conn it serves; and the tags that
 // name requests where a handle would take twice the room.
+
+// fdDesc is what a loop knows of one fd, in a table indexed by fd.
+//
+// Invariants: reqs is 0 iff no live request is armed on the fd (link,
+// unlink); conn is the open Conn whose fd this is, set by Conn.open and
+// cleared by Conn.finish before close(2), so a number reused by a later
+// Conn never finds the old one.
+type fdDesc struct {
+	reqs uint64 // the tag of the first live request armed on the fd; 0 = none
+	conn *Conn
+}
+
+// desc returns fd's descriptor, growing the table to hold it.
+func (l *loop) desc(fd int) *fdDesc {
+	l.fds.Grow(fd + 1)
+	return l.fds.At(fd)
+}
+
+// dropConn clears c's entry before its fd is closed (fdDesc's invariant).
+func (l *loop) dropConn(c *Conn) {
+	if d := l.desc(c.fd); d.conn == c {
+		d.conn = nil
+	} else {
+		panic(fmt.Sprintf("reactor: fd %d's descriptor names another Conn than the one closing", c.fd))
+	}
+}
 
 // reqOf returns the handle of a live request from a tag the loop keeps for
 // it: a Conn's in-flight request (Conn.rd, Conn.wr) or a link of an fd's
-// list (l.fdHead, reqData.prev and next), 8 bytes where a handle takes
+// list (fdDesc.reqs, reqData.prev and next), 8 bytes where a handle takes
 // 16, in every idle Conn and every slot. Each is cleared before its
 // request's slot is released (a Conn's by the completion's first act, a
 // link by unlink), so the lookup cannot miss; a miss is a broken
@@ -43,8 +70,8 @@ func (l *loop) closeFdOn(fd int) {
 func (l *loop) forgetFdOn(fd int) {
 	var buf [4]reqHandle
 	hs := buf[:0]
-	if fd < l.fdHead.Cap() {
-		for t := *l.fdHead.At(fd); t != 0; {
+	if fd < l.fds.Cap() {
+		for t := l.fds.At(fd).reqs; t != 0; {
 			h := l.reqOf(t)
 			hs = append(hs, h)
 			t = h.Data().next
@@ -67,14 +94,12 @@ func (l *loop) forgetFdOn(fd int) {
 
 func (l *loop) link(h reqHandle) {
 	d := h.Data()
-	fd := int(d.fd)
-	l.fdHead.Grow(fd + 1)
-	head := l.fdHead.At(fd)
-	d.prev, d.next = 0, *head
+	fdd := l.desc(int(d.fd))
+	d.prev, d.next = 0, fdd.reqs
 	if d.next != 0 {
 		l.reqOf(d.next).Data().prev = h.Tag()
 	}
-	*head = h.Tag()
+	fdd.reqs = h.Tag()
 	d.listed = true
 }
 
@@ -83,7 +108,7 @@ func (l *loop) unlink(h reqHandle) {
 	if d.prev != 0 {
 		l.reqOf(d.prev).Data().next = d.next
 	} else {
-		*l.fdHead.At(int(d.fd)) = d.next
+		l.fds.At(int(d.fd)).reqs = d.next
 	}
 	if d.next != 0 {
 		l.reqOf(d.next).Data().prev = d.prev

@@ -15,10 +15,12 @@ import (
 // peer read slowly, left behind up to its own size at each growth: 64
 // never-reading peers at --max-pending 1MiB cost 1.3-1.7 MB of heap each
 // for 1.07 MB of pending echo. Guarded by its Conn's mu.
+//
+// The pending count is derived (len), not stored: an idle Conn is one size
+// class smaller without it.
 type outBuf struct {
 	chunks []*outChunk // pending: chunks[0][head:], whole middle chunks, the last up to tail
-	n      int         // pending bytes
-	head   int32       // read offset in chunks[0] (32 bits: an idle Conn is one size class smaller)
+	head   int32       // read offset in chunks[0]
 	tail   int32       // fill of the last chunk
 }
 
@@ -44,6 +46,14 @@ func (op *outPool) get() *outChunk {
 
 func (op *outPool) put(c *outChunk) { op.p.Put(c) }
 
+// len returns the bytes pending.
+func (b *outBuf) len() int {
+	if len(b.chunks) == 0 {
+		return 0
+	}
+	return (len(b.chunks)-1)*outChunkSize - int(b.head) + int(b.tail)
+}
+
 // held returns the bytes of chunks b holds.
 func (b *outBuf) held() int { return len(b.chunks) * outChunkSize }
 
@@ -56,7 +66,6 @@ func (b *outBuf) append(p []byte, pool *outPool) {
 		}
 		k := copy(b.chunks[len(b.chunks)-1][b.tail:], p)
 		b.tail += int32(k)
-		b.n += k
 		p = p[k:]
 	}
 }
@@ -96,7 +105,6 @@ func (b *outBuf) writeTo(fd int, pool *outPool) (int, error) {
 
 // consume drops the first k pending bytes, returning emptied chunks.
 func (b *outBuf) consume(k int, pool *outPool) {
-	b.n -= k
 	for k > 0 {
 		end := outChunkSize
 		if len(b.chunks) == 1 {
@@ -113,14 +121,14 @@ func (b *outBuf) consume(k int, pool *outPool) {
 		b.chunks = b.chunks[1:]
 		b.head = 0
 	}
-	if b.n == 0 {
+	if b.len() == 0 {
 		b.reset(pool)
 	}
 }
 
 // first returns the pending bytes of the first chunk: what one send takes.
 func (b *outBuf) first() []byte {
-	if b.n == 0 {
+	if b.len() == 0 {
 		return nil
 	}
 	end := outChunkSize

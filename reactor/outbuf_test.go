@@ -57,16 +57,16 @@ func TestOutBufModel(t *testing.T) {
 			},
 			"drain": func(*rapid.T) { drain() },
 			"": func(rt *rapid.T) {
-				if b.n != len(sent)-written {
-					rt.Fatalf("%d pending, but %d appended and %d written", b.n, len(sent), written)
+				if b.len() != len(sent)-written {
+					rt.Fatalf("%d pending, but %d appended and %d written", b.len(), len(sent), written)
 				}
 				// At most a partly sent first chunk and a partly filled last.
-				if b.held() >= b.n+2*outChunkSize || (b.n == 0 && b.held() != 0) {
-					rt.Fatalf("%d pending in %d bytes of chunks", b.n, b.held())
+				if b.held() >= b.len()+2*outChunkSize || (b.len() == 0 && b.held() != 0) {
+					rt.Fatalf("%d pending in %d bytes of chunks", b.len(), b.held())
 				}
 			},
 		})
-		for b.n > 0 {
+		for b.len() > 0 {
 			if _, err := b.writeTo(fds[0], &pool); err != nil && err != unix.EAGAIN {
 				rt.Fatal(err)
 			}

@@ -24,7 +24,7 @@ type timerObj interface {
 // Conn with a timeout (the package doc's table of an idle Conn's cost).
 type timerEntry struct {
 	when int64    // nanotime()
-	ref  uint64   // obj's own generation for this entry; obj == nil: the request's tag
+	ref  uint64   // obj's own generation for this entry (0 for a Conn, whose entries never overlap); obj == nil: the request's tag
 	obj  timerObj // nil: a request deadline
 }
 
