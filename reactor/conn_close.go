@@ -148,8 +148,8 @@ func (c *Conn) finish(err error) {
 	}
 	c.pending.Store(0)
 	c.mu.Unlock()
-	if len(c.l.held) != 0 {
-		delete(c.l.held, c) // bytes held while paused go with the Conn
+	if x := c.rare.Load(); x != nil {
+		x.held = nil // bytes held while paused go with the Conn
 	}
 	// From here no goroutine uses c.fd: Write saw phClosed under mu.
 	c.l.dropConn(c)

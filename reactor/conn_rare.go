@@ -16,6 +16,10 @@ type connRare struct {
 	wrDone     bool   // loop: shutdown(SHUT_WR) was made
 	peerZone   uint32 // constant: an IPv6 peer's zone id (famInet6)
 	peerName   string // constant: a named Unix peer's name (famUnix)
+	// held: loop; what the receive brought after a pause (conn_recv.go),
+	// made on first use, dropped once delivered. Here rather than in a
+	// map of the loop's: a receive's completion makes no map operation.
+	held *heldInput
 }
 
 // more returns c's rare part, made on first use. Any goroutine: the

@@ -44,12 +44,11 @@ type heldInput struct {
 
 // heldIn returns c's held input, made on first use.
 func (c *Conn) heldIn() *heldInput {
-	h := c.l.held[c]
-	if h == nil {
-		h = &heldInput{}
-		c.l.held[c] = h
+	x := c.more()
+	if x.held == nil {
+		x.held = &heldInput{}
 	}
-	return h
+	return x.held
 }
 
 // received takes bytes c's receive brought (the loop; b is the loop's
@@ -169,10 +168,11 @@ func (c *Conn) readOn() {
 // any. Bytes left when the backlog pauses c again stay held. It reports
 // whether c is still open.
 func (c *Conn) takeHeld() bool {
-	h := c.l.held[c]
-	if h == nil {
+	x := c.rare.Load()
+	if x == nil || x.held == nil {
 		return true
 	}
+	h := x.held
 	for len(h.b) > 0 && c.phase() == phOpen {
 		k := min(len(h.b), len(c.l.rbuf))
 		c.take(h.b[:k])
@@ -181,7 +181,7 @@ func (c *Conn) takeHeld() bool {
 	if len(h.b) > 0 {
 		return false // paused again (or closed): the rest waits
 	}
-	delete(c.l.held, c)
+	x.held = nil
 	if h.eof && c.phase() == phOpen {
 		c.sawEOF()
 	}

@@ -89,7 +89,6 @@ type loop struct {
 	rbuf     []byte                // read buffer lent to OnData/OnPacket
 	accepted int                   // the descriptor handOver is handing over; -1 outside it
 	fds      chunked.Array[fdDesc] // by fd: its live requests and its Conn (loop_fd.go)
-	held     map[*Conn]*heldInput  // paused Conns' received bytes (conn_recv.go)
 	stopping bool
 	owned    []stopper // listeners and packet conns served here
 

@@ -87,8 +87,7 @@ func New(cfg Config) (*Reactor, error) {
 	r.waiters.New = func() any { return &waiter{ch: make(chan Result, 1)} }
 	for i := 0; i < cfg.Loops; i++ {
 		l := &loop{r: r, id: i, table: cancel.NewTable[reqData](256),
-			evs: make([]poller.Event, cfg.EventBatch), rbuf: make([]byte, readBufSize),
-			held: map[*Conn]*heldInput{}}
+			evs: make([]poller.Event, cfg.EventBatch), rbuf: make([]byte, readBufSize)}
 		l.timers.table = l.table
 		l.accepted = -1
 		l.sendBatch.Store(ringSendBatch)
