@@ -17,10 +17,9 @@ import (
 // lsock is one listening socket of a Listener, owned by the loop that
 // accepts on it.
 type lsock struct {
-	ln       *Listener
-	l        *loop // constant
-	fd       int   // constant; closed on l
-	onAccept func(Result)
+	ln *Listener
+	l  *loop // constant
+	fd int   // constant; closed on l
 
 	// Owned by l.
 	acceptTag reqHandle
@@ -83,7 +82,7 @@ func (s *lsock) arm() {
 		s.ln.acceptCalls.Add(1)
 	}
 	// A refused arm completes through acceptable, which closes s.
-	if err := s.l.armOn(s.fd, ev, s.onAccept, &s.acceptTag); err != nil {
+	if err := s.l.armOn(s.fd, ev, s, &s.acceptTag); err != nil {
 		s.ln.r.cfg.Logger.Sugar().Debugw("reactor: arm listener", "addr", s.ln.addr, "err", err)
 		s.close()
 	}

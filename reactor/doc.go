@@ -181,7 +181,7 @@
 //	-----------------------------------  -----  ------------------------------
 //	Conn                                   176  its own object (size class 176),
 //	                                            the peer's address inline
-//	the read request's cancel slot         112  cancel.Slot[reqData], in
+//	the read request's cancel slot          96  cancel.Slot[reqData], in
 //	                                            chunks of 256 slots
 //	the loop's descriptor of the fd         16  fdDesc in l.fds: its requests'
 //	                                            list and its Conn
@@ -191,33 +191,36 @@
 //	a timer entry (with a timeout)          32  timerEntry in l.timers
 //
 // A Conn keeps its requests, and the fd lists their slots, by tag (8
-// bytes, looked up in the slot table) rather than by handle (16); what
-// only a closing, failed or oddly addressed Conn needs (its write error,
-// its close reason, the linger and Shutdown state, an IPv6 zone, a Unix
-// peer's name) is in a part allocated when first needed (connRare). Its
-// pending output's length is derived from the chunks' offsets, its one
-// timer entry needs no sequence number (schedule and finish remove the
-// one before), and it is found by Shutdown through its loop's descriptor
-// table rather than through a list of its Listener's (two links per Conn,
-// and a lock per accept and per close). The tables indexed by fd or by
-// request, and the timer heap, grow by chunks of 256 (internal/chunked):
-// a slice that doubles held up to twice its rows and left its old array
-// as garbage at each growth, which the heap, and so the RSS, grew by
-// before the next collection. Together 395 bytes of live heap per idle
-// Conn on io_uring and 427 on epoll at 10,000 connections
+// bytes, looked up in the slot table) rather than by handle (16); a slot
+// names whom its outcome goes to in one interface (reqData.owner) rather
+// than in a pointer per kind of owner; what only a closing, failed or
+// oddly addressed Conn needs (its write error, its close reason, the
+// linger and Shutdown state, an IPv6 zone, a Unix peer's name, what a
+// paused Conn received) is in a part allocated when first needed
+// (connRare). Its pending output's length is derived from the chunks'
+// offsets, its one timer entry needs no sequence number (schedule and
+// finish remove the one before), and Shutdown finds it through its
+// loop's descriptor table rather than through a list of its Listener's
+// (two links per Conn, and a lock per accept and per close). The tables
+// indexed by fd or by request, and the timer heap, grow by chunks of 256
+// (internal/chunked): a slice that doubles held up to twice its rows and
+// left its old array as garbage at each growth, which the heap, and so
+// the RSS, grew by before the next collection. Together 374 bytes of live
+// heap per idle Conn on io_uring and 406 on epoll at 10,000 connections
 // (BenchmarkIdleConnMemory, of which 32 are the benchmark handler's own),
-// from 416 and 448 with a 208-byte Conn, and 585 and 637 before the first
-// of those changes. make idle-rss measures the process: RSS growth over
-// 10,000 idle connections (echod, with its 5-minute idle timeout, so one
-// timer entry each): 492 bytes per connection on io_uring and 519 on
-// epoll, gnet 568 in the same run (medians of 3, 2026-11-30; 510 and 538
-// with the 208-byte Conn, 936 and 976 at first). The 256 bytes of issue
-// 11 would need about 200 bytes live per Conn: the Conn and its request
-// in one object, and no poller ledger. The loop's per-fd list of requests
-// cannot be left to the poller's record: the poller drops a tag when it
-// decides its Event, and CloseFd must still complete, before close(2), a
-// request whose Event is decided but not yet handled
-// (TestCloseFdInCallbackBeatsDecidedEvents).
+// from 416 and 448 with a 208-byte Conn and a 112-byte slot, and 585 and
+// 637 before the first of those changes. make idle-rss measures the
+// process: RSS growth over 10,000 idle connections (echod, with its
+// 5-minute idle timeout, so one timer entry each): 473 bytes per
+// connection on io_uring and 503 on epoll, gnet 561 in the same run
+// (medians of 3, 2026-11-30; 510 and 538 with the 208-byte Conn and the
+// 112-byte slot, 936 and 976 at first). The 256 bytes of issue 11 would
+// need about 200 bytes live per Conn: the Conn's read held by its
+// descriptor rather than by a slot and a poller record, and a smaller
+// Conn. The loop's per-fd list of requests cannot be left to the
+// poller's record: the poller drops a tag when it decides its Event, and
+// CloseFd must still complete, before close(2), a request whose Event is
+// decided but not yet handled (TestCloseFdInCallbackBeatsDecidedEvents).
 //
 // # Listener strategy: accept on one loop, hand off round robin
 //

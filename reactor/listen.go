@@ -134,7 +134,6 @@ func (r *Reactor) serve(fds []int, addr net.Addr, unixSock bool, h Handler, cfg 
 			l = r.loops[i]
 		}
 		s := &lsock{ln: ln, l: l, fd: fd}
-		s.onAccept = s.acceptable
 		ln.socks = append(ln.socks, s)
 	}
 	ln.openSocks.Store(int32(len(ln.socks)))

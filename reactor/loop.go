@@ -42,17 +42,20 @@ const (
 // submitter until the handle is pushed to the loop's inbox (the push
 // publishes it), then owned by the loop goroutine until the slot is released.
 type reqData struct {
-	fd       int32
-	ev       Events
-	cb       func(Result) // Arm, packet conns
-	conn     *Conn        // a Conn's read (ev In) or write (ev Out) request
-	w        *waiter      // Poll
-	q        *Request     // Arm: told the outcome before the slot is released
-	deadline int64        // nanotime; 0 = none
-	timer    int32        // index+1 of the deadline in l.timers; 0 = none
-	ready    Events       // the mask of the event that decided Ready
-	errno    int32        // the event that decided Failed (a unix.Errno)
-	listed   bool         // on its fd's list (fdDesc.reqs)
+	fd int32
+	ev Events
+	// owner is whom the outcome goes to (deliver), one of: *Conn (its
+	// read or write request: a receive, send or readiness poll), *waiter
+	// (a Poll, or a reader's receive), *Request (an Arm: told the outcome
+	// before the slot is released, then its callback runs), *lsock (an
+	// accept) or *PacketConn (a read poll). One interface where a pointer
+	// per kind took 32 bytes of every slot.
+	owner    any
+	deadline int64  // nanotime; 0 = none
+	timer    int32  // index+1 of the deadline in l.timers; 0 = none
+	ready    Events // the mask of the event that decided Ready
+	errno    int32  // the event that decided Failed (a unix.Errno)
+	listed   bool   // on its fd's list (fdDesc.reqs)
 	// err is what a Failed or Closed outcome means when it is not the
 	// errno or ErrClosed: the backend's refusal of the arm (set just
 	// before the loop steals the request as Failed) or a closer's reason
@@ -261,10 +264,11 @@ func (l *loop) handle(n int) {
 			// the buffer goes back
 			// here, once.
 			if ok && ev.N > 0 && h.Received().Has(cancel.MustConsume) {
-				if d := h.Data(); d.conn != nil {
-					d.conn.received(l.rcv.Bytes(ev))
-				} else {
-					d.w.received(l.rcv.Bytes(ev)) // a reader's (recvInto)
+				switch o := h.Data().owner.(type) {
+				case *Conn:
+					o.received(l.rcv.Bytes(ev))
+				case *waiter:
+					o.received(l.rcv.Bytes(ev)) // a reader's (recvInto)
 				}
 			}
 			l.received.Add(1)
@@ -287,8 +291,8 @@ func (l *loop) handle(n int) {
 			o = cancel.Undecided // only ever seen for a request we canceled
 		case ev.Errno != 0:
 			o, d.errno = cancel.Failed, int32(ev.Errno)
-			if d.w != nil && d.ev&evRecv != 0 {
-				d.w.errno = ev.Errno // even if a cancel decided first
+			if w, ok := d.owner.(*waiter); ok && d.ev&evRecv != 0 {
+				w.errno = ev.Errno // even if a cancel decided first
 			}
 		case d.ev&evSend != 0:
 			d.ready = Events(ev.N)
@@ -317,7 +321,7 @@ func (l *loop) handOver(h reqHandle, ok bool, fd int) {
 	}
 	l.accepted = fd
 	l.enterUser() // the callback opens the Conn: OnOpen runs
-	h.Data().cb(Result{Events: evAccept})
+	h.Data().owner.(*lsock).acceptable(Result{Events: evAccept})
 	if l.accepted >= 0 {
 		panic("reactor: an accept's owner did not take the connection it was handed")
 	}
@@ -387,9 +391,9 @@ func (l *loop) act(h reqHandle, a cancel.Action) {
 		var err error
 		switch {
 		case d.ev&evSend != 0:
-			err = l.rcv.Send(h.Tag(), int(d.fd), d.conn.sendable())
-		case d.ev&evRecv != 0 && d.w != nil:
-			err = l.rcv.RecvAtMost(h.Tag(), int(d.fd), len(d.w.dst))
+			err = l.rcv.Send(h.Tag(), int(d.fd), d.owner.(*Conn).sendable())
+		case d.ev&evRecv != 0 && isWaiter(d.owner):
+			err = l.rcv.RecvAtMost(h.Tag(), int(d.fd), len(d.owner.(*waiter).dst))
 		case d.ev&evRecv != 0:
 			err = l.rcv.Recv(h.Tag(), int(d.fd), d.ev&evRecvOnce == 0)
 		case d.ev&evAccept != 0:
@@ -450,43 +454,63 @@ func (l *loop) deliver(h reqHandle) {
 	if d.timer != 0 {
 		l.timers.remove(int(d.timer - 1))
 	}
-	cb, conn, ev, w, q, sent := d.cb, d.conn, d.ev, d.w, d.q, int(d.ready)
-	if q != nil {
+	owner, ev, sent := d.owner, d.ev, int(d.ready)
+	var cb func(Result)
+	if q, ok := owner.(*Request); ok {
+		// Read before the release: once its outcome is stored, q may be
+		// armed again (ArmRequest), which sets a new callback.
+		cb = q.cb
 		q.outcome.Store(uint32(o)) // before Delivered: Release makes Cancel see Stale
 	}
 	l.outstanding.Add(^uint64(0))
 	if h.Delivered().Has(cancel.MustRelease) {
 		l.table.Release(h)
 	}
-	switch {
-	case cb != nil:
-		l.enterUser()
-		cb(res)
-	case conn != nil:
+	switch owner := owner.(type) {
+	case *Conn:
 		l.enterUser()
 		switch {
 		case ev&evSend != 0:
-			conn.sendEnded(res, sent)
+			owner.sendEnded(res, sent)
 		case ev&evRecv != 0:
-			conn.recvEnded(res)
+			owner.recvEnded(res)
 		case ev&Out != 0:
-			conn.writable(res)
+			owner.writable(res)
 		default:
-			conn.readable(res)
+			owner.readable(res)
 		}
-	case w != nil:
-		w.ch <- res
+	case *waiter:
+		owner.ch <- res
+	case *Request:
+		l.enterUser()
+		cb(res)
+	case *lsock:
+		l.enterUser()
+		owner.acceptable(res)
+	case *PacketConn:
+		l.enterUser()
+		owner.readable(res)
+	default:
+		panic(fmt.Sprintf("reactor: a request owned by %T", owner))
 	}
 }
 
+// isWaiter reports whether a request's owner is a Poll's or a reader's
+// waiter.
+func isWaiter(owner any) bool {
+	_, ok := owner.(*waiter)
+	return ok
+}
+
 // armOn is the connection layer's direct path: a request made on the loop,
-// with no inbox. *into holds its handle before the backend sees it; if the
-// backend refuses the arm, cb runs with the error (through act, as for any
-// request) before armOn returns, and clears what it owns. An error means
-// no request was made (the loop is stopping, or the table is exhausted)
-// and cb will never run.
-func (l *loop) armOn(fd int, ev Events, cb func(Result), into *reqHandle) error {
-	return l.armFor(fd, ev, cb, nil, into, nil)
+// with no inbox, for owner (an *lsock or a *PacketConn). *into holds its
+// handle before the backend sees it; if the backend refuses the arm, the
+// owner is told the error (through act, as for any request) before armOn
+// returns, and clears what it owns. An error means no request was made
+// (the loop is stopping, or the table is exhausted) and the owner will
+// never be told.
+func (l *loop) armOn(fd int, ev Events, owner any, into *reqHandle) error {
+	return l.armFor(fd, ev, owner, into, nil)
 }
 
 // armConn is armOn for c's read (ev without Out) or write (ev Out)
@@ -494,12 +518,12 @@ func (l *loop) armOn(fd int, ev Events, cb func(Result), into *reqHandle) error 
 // idle Conn holds no callback closures (two allocations each). *into
 // holds the request's tag (Conn.rd, Conn.wr; see reqOf).
 func (l *loop) armConn(c *Conn, ev Events, into *uint64) error {
-	return l.armFor(c.fd, ev, nil, c, nil, into)
+	return l.armFor(c.fd, ev, c, nil, into)
 }
 
 // armFor makes the request; its handle goes to *into, or its tag to
 // *intoTag.
-func (l *loop) armFor(fd int, ev Events, cb func(Result), conn *Conn, into *reqHandle, intoTag *uint64) error {
+func (l *loop) armFor(fd int, ev Events, owner any, into *reqHandle, intoTag *uint64) error {
 	if l.stopping {
 		return ErrClosed
 	}
@@ -508,7 +532,7 @@ func (l *loop) armFor(fd int, ev Events, cb func(Result), conn *Conn, into *reqH
 		return fmt.Errorf("reactor: %w", err)
 	}
 	d := h.Data()
-	d.fd, d.ev, d.cb, d.conn = int32(fd), ev, cb, conn
+	d.fd, d.ev, d.owner = int32(fd), ev, owner
 	l.armed.Add(1)
 	l.outstanding.Add(1)
 	if into != nil {

@@ -16,11 +16,10 @@ import (
 // PacketConn is a UDP socket served by one loop. WriteTo and Close may be
 // called from any goroutine.
 type PacketConn struct {
-	l      *loop // constant
-	fd     int   // constant; unusable once closed (checked under mu)
-	h      PacketHandler
-	addr   net.Addr
-	onRead func(Result)
+	l    *loop // constant
+	fd   int   // constant; unusable once closed (checked under mu)
+	h    PacketHandler
+	addr net.Addr
 
 	mu     sync.Mutex
 	closed bool // guarded by mu
@@ -62,7 +61,6 @@ func (r *Reactor) ListenPacket(network, address string, h PacketHandler) (*Packe
 		return nil, fmt.Errorf("reactor: listen packet: %w", err)
 	}
 	p := &PacketConn{fd: fd, h: h, addr: addr, closedCh: make(chan struct{})}
-	p.onRead = p.readable
 	p.l = r.loopFor(fd)
 	if !p.l.postTask(p, pcTaskStart) {
 		unix.Close(fd)
@@ -149,7 +147,7 @@ func (p *PacketConn) finish() {
 
 func (p *PacketConn) arm() {
 	// A refused arm completes through readable, which finishes p.
-	if err := p.l.armOn(p.fd, In, p.onRead, &p.rd); err != nil {
+	if err := p.l.armOn(p.fd, In, p, &p.rd); err != nil {
 		p.finish()
 	}
 }

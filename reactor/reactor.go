@@ -190,6 +190,7 @@ type Request struct {
 	l       *loop
 	h       reqHandle
 	outcome atomic.Uint32 // cancel.Outcome, stored by the loop before the slot is released
+	cb      func(Result)  // set by arm before the push publishes it; read by the loop
 }
 
 // Arm arms a one-shot poll for ev on fd. cb runs exactly once, on the loop
@@ -238,10 +239,11 @@ func (r *Reactor) arm(q *Request, fd int, ev Events, cb func(Result), deadline i
 		return err
 	}
 	q.l = l
+	q.cb = cb
 	q.outcome.Store(0)
 	// submit sets q.h before the push publishes the request; nothing may
 	// write q after that: its callback, which may hold q, can already run.
-	_, err = l.submit(fd, ev, cb, nil, q, deadline)
+	_, err = l.submit(fd, ev, q, deadline)
 	return err
 }
 
@@ -256,7 +258,7 @@ func (r *Reactor) check(fd int, ev Events) (*loop, error) {
 }
 
 // submit hands a new request to l from any goroutine.
-func (l *loop) submit(fd int, ev Events, cb func(Result), w *waiter, q *Request, deadline int64) (reqHandle, error) {
+func (l *loop) submit(fd int, ev Events, owner any, deadline int64) (reqHandle, error) {
 	if l.r.closed.Load() {
 		return reqHandle{}, ErrClosed
 	}
@@ -265,8 +267,8 @@ func (l *loop) submit(fd int, ev Events, cb func(Result), w *waiter, q *Request,
 		return reqHandle{}, fmt.Errorf("reactor: %w", err)
 	}
 	d := h.Data()
-	d.fd, d.ev, d.cb, d.w, d.q, d.deadline = int32(fd), ev, cb, w, q, deadline
-	if q != nil {
+	d.fd, d.ev, d.owner, d.deadline = int32(fd), ev, owner, deadline
+	if q, ok := owner.(*Request); ok {
 		q.h = h // before the push: the callback may run before we return
 	}
 	l.armed.Add(1)
@@ -348,7 +350,7 @@ func (r *Reactor) poll(ctx context.Context, fd int, ev, extra Events) (Events, e
 		return 0, err
 	}
 	w := r.waiters.Get().(*waiter)
-	h, err := l.submit(fd, ev|extra, nil, w, nil, 0)
+	h, err := l.submit(fd, ev|extra, w, 0)
 	if err != nil {
 		r.waiters.Put(w)
 		return 0, err

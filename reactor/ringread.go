@@ -63,7 +63,7 @@ func (r *Reactor) recvInto(ctx context.Context, fd int, p []byte) (n int, eof bo
 		w.dst, w.n = nil, 0 // the pool keeps no reference to p
 		r.waiters.Put(w)
 	}()
-	h, err := l.submit(fd, evRecv|evRecvOnce, nil, w, nil, 0)
+	h, err := l.submit(fd, evRecv|evRecvOnce, w, 0)
 	if err != nil {
 		return 0, false, err
 	}
@@ -112,7 +112,7 @@ func (r *Reactor) recvMax() int { return r.cfg.RecvBufferSize }
 // loop moves it out of there.
 func (l *loop) withdrawal(h reqHandle) cancel.Action {
 	if st := h.State(); st.Gen() == h.Gen() && st.Phase() == cancel.OnQueue {
-		if d := h.Data(); d.ev&evRecv != 0 && d.w != nil || d.ev&evAccept != 0 {
+		if d := h.Data(); d.ev&evRecv != 0 && isWaiter(d.owner) || d.ev&evAccept != 0 {
 			return cancel.MustAskLoopToCancel
 		}
 	}

@@ -19,7 +19,7 @@ func TestIdleConnParts(t *testing.T) {
 		got, want uintptr
 	}{
 		{"Conn", unsafe.Sizeof(Conn{}), 176},
-		{"cancel.Slot[reqData]", unsafe.Sizeof(cancel.Slot[reqData]{}), 112},
+		{"cancel.Slot[reqData]", unsafe.Sizeof(cancel.Slot[reqData]{}), 96},
 		{"an fdDesc (l.fds)", unsafe.Sizeof(fdDesc{}), 16},
 		{"peerAddr (in the Conn)", unsafe.Sizeof(peerAddr{}), 20},
 		{"timerEntry", unsafe.Sizeof(timerEntry{}), 32},
