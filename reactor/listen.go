@@ -361,11 +361,16 @@ func (s lnSweep) runTask(l *loop, task int32) {
 }
 
 // connDone is the end of a Conn's life, after its OnClose: Shutdown returns
-// once every Conn got here.
+// once every Conn got here. Only the last one takes mu: Shutdown makes
+// drained and looks at live under mu, so whichever of the two comes second
+// sees the other's doing and closes drained.
 func (ln *Listener) connDone() {
+	if ln.live.Add(-1) != 0 {
+		return
+	}
 	ln.mu.Lock()
 	defer ln.mu.Unlock()
-	if ln.live.Add(-1) == 0 && ln.drained != nil {
+	if ln.drained != nil {
 		select {
 		case <-ln.drained:
 		default:
