@@ -12,7 +12,7 @@ import (
 )
 
 // Conn tasks, handed to the loop by goroutines that are not running one of
-// the Conn's handler calls (c.inCb false); during a handler call the same
+// the Conn's handler calls (inCall false); during a handler call the same
 // requests go into c.req as 1<<task.
 const (
 	taskOpen      int32 = iota + 1 // a listener on another loop accepted c
@@ -41,7 +41,10 @@ type Conn struct {
 	mu  sync.Mutex
 	out outBuf // guarded by mu: pending output
 
-	// ph: atomic; the connPhase (conn_state.go). Written by the loop only.
+	// ph: atomic; the connPhase (conn_state.go) in its low bits, and
+	// inCallBit while the loop is inside a handler call for c, which
+	// requesters read (kickLocked). Written by the loop only, so a load
+	// and a store of the whole word never lose the other part.
 	ph atomic.Uint32
 	// req: atomic; 1<<task for what was asked during a handler call,
 	// taken by the loop when the call returns (afterCall). See kickLocked.
@@ -52,17 +55,15 @@ type Conn struct {
 	// at maxPendingLimit, which bounds MaxPending, so the check still
 	// holds where a handler queued more.
 	pending atomic.Int32
-	// inCb: atomic; the loop is inside a handler call for c. Written by
-	// the loop, read by requesters (kickLocked).
-	inCb atomic.Bool
+	slot    int32 // owned by the loop: c's index+1 in l.served while open; 0 = none
 
 	lastActive atomic.Int64 // nanotime of the last byte moved either way
 	// outSince: nanotime of the last output progress, or of output
 	// becoming pending; what WriteTimeout measures. Guarded by mu.
 	outSince int64
 
-	// Owned by the loop goroutine, as is everything below but rare and
-	// ctx.
+	// Owned by the loop goroutine, as is everything below but the three
+	// flags guarded by mu, rare and ctx.
 	lastRead int64  // nanotime of the last byte read
 	drainBy  int64  // nanotime by which a drain must end; 0 = none
 	rd, wr   uint64 // the tags of c's in-flight requests (c.l.reqOf); 0 = none
@@ -192,13 +193,13 @@ func (c *Conn) Write(b []byte) (int, error) {
 
 // kickLocked makes sure the loop acts on task for c: during a handler call
 // the loop takes c.req when the call returns; otherwise the task is queued.
-// The request goes into c.req before inCb is read, and the loop clears
-// inCb before it takes c.req, so a request made while the call is
+// The request goes into c.req before inCall is read, and the loop clears
+// inCall before it takes c.req, so a request made while the call is
 // returning is either taken by the loop or queued as a task, never lost
 // (at worst both: every task is safe to repeat).
 func (c *Conn) kickLocked(task int32) {
 	c.req.Or(1 << task)
-	if c.inCb.Load() {
+	if c.inCall() {
 		return
 	}
 	if task == taskFlush {
@@ -261,9 +262,9 @@ func (c *Conn) runTask(l *loop, task int32) {
 }
 
 // open runs on the loop once c is registered with its listener. From here
-// to finish, c is its fd's Conn in the loop's table.
+// to finish, c is among its loop's Conns (l.served).
 func (c *Conn) open() {
-	c.l.desc(c.fd).conn = c
+	c.l.addConn(c)
 	if c.l.stopping {
 		// Accepted before the reactor's Close began but handed over
 		// after: close without ever calling OnOpen.
@@ -287,9 +288,9 @@ func (c *Conn) open() {
 	}
 }
 
-// call runs a handler method with inCb set, then acts on what it asked.
+// call runs a handler method with inCall set, then acts on what it asked.
 func (c *Conn) call(f func()) {
-	c.inCb.Store(true)
+	c.setInCall(true)
 	f()
 	c.afterCall()
 }
@@ -298,15 +299,15 @@ func (c *Conn) call(f func()) {
 // lock of its own, so a read chunk costs at most the one the handler's
 // Write takes.
 func (c *Conn) callData(b []byte) {
-	c.inCb.Store(true)
+	c.setInCall(true)
 	c.ln.h.OnData(c, b)
 	c.afterCall()
 }
 
-// afterCall acts on what the handler asked during its call: inCb is
+// afterCall acts on what the handler asked during its call: inCall is
 // cleared first, then c.req taken (kickLocked says why in this order).
 func (c *Conn) afterCall() {
-	c.inCb.Store(false)
+	c.setInCall(false)
 	if c.req.Load() == 0 {
 		return
 	}

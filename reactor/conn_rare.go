@@ -2,8 +2,8 @@
 
 package reactor
 
-// connRare is the part of a Conn that only a closing, failed or oddly
-// addressed one needs, allocated the first time one of its fields is set
+// connRare is the part of a Conn that only a closing, failed, paused or
+// oddly addressed one needs, allocated the first time one of its fields is set
 // (more), so that an idle Conn does not carry it. Each field keeps the
 // guard it would have in the Conn.
 type connRare struct {

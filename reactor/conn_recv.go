@@ -215,6 +215,12 @@ func (c *Conn) sendOn() {
 	c.mu.Lock()
 	pending, shut := c.out.len(), c.wrShut
 	c.mu.Unlock()
+	c.sendFrom(pending, shut)
+}
+
+// sendFrom is sendOn once it knows what is pending and whether CloseWrite
+// was asked, as sendEnded does from the lock it already holds.
+func (c *Conn) sendFrom(pending int, shut bool) {
 	if pending == 0 {
 		c.flushed(shut)
 		return
@@ -260,10 +266,15 @@ func (c *Conn) sendEnded(res Result, n int) {
 	now := nanotime()
 	c.lastActive.Store(now)
 	c.outSince = now
-	c.storePending(c.out.len())
+	pending, shut := c.out.len(), c.wrShut
+	c.storePending(pending)
 	c.mu.Unlock()
 	c.ln.bytesOut.Add(uint64(n))
-	c.flushAndArm()
+	switch c.phase() {
+	case phClosed, phLingering:
+		return
+	}
+	c.sendFrom(pending, shut) // flushAndArm without taking mu again
 }
 
 // When a handler call's Writes go through the ring: in a turn of at least
@@ -286,6 +297,6 @@ const (
 // the loop to send through the ring rather than written at once: during a
 // handler call (the loop sends when it returns), when sends pay there.
 func (c *Conn) sendsOnRing() bool {
-	return c.l.rcv != nil && c.inCb.Load() &&
+	return c.l.rcv != nil && c.inCall() &&
 		(c.l.batch.Load() >= c.l.sendBatch.Load() || c.l.conns.Load() >= ringSendConns)
 }

@@ -124,3 +124,34 @@ func TestSetPhaseRefusesMovesOutsideTheTable(t *testing.T) {
 		}
 	}
 }
+
+// TestPhaseWordKeepsInCall: the phase and the in-call mark share one word
+// (Conn.ph); every legal move keeps the mark, and marking or clearing it
+// keeps the phase. A Write during a handler call reads the mark to leave
+// its request for the call's end rather than queue a task.
+func TestPhaseWordKeepsInCall(t *testing.T) {
+	ln := &Listener{}
+	for from := range numPhases {
+		for to := range numPhases {
+			if !connEdges[from][to] {
+				continue
+			}
+			for _, in := range []bool{false, true} {
+				c := &Conn{ln: ln, fd: 7}
+				c.ph.Store(uint32(from))
+				c.setInCall(in)
+				if c.phase() != from || c.inCall() != in {
+					t.Fatalf("%v, setInCall(%v): phase %v, inCall %v", from, in, c.phase(), c.inCall())
+				}
+				c.setPhase(to)
+				if c.phase() != to || c.inCall() != in {
+					t.Errorf("%v → %v with inCall %v: phase %v, inCall %v", from, to, in, c.phase(), c.inCall())
+				}
+				c.setInCall(!in)
+				if c.phase() != to || c.inCall() == in {
+					t.Errorf("%v, setInCall(%v): phase %v, inCall %v", to, !in, c.phase(), c.inCall())
+				}
+			}
+		}
+	}
+}

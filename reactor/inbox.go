@@ -28,8 +28,9 @@ type cmd struct {
 	obj task
 }
 
-// task is implemented by the connection layer's objects (*Conn, *Listener,
-// *PacketConn): work another goroutine hands to the object's loop.
+// task is implemented by the connection layer's objects (*Conn, *lsock,
+// lnSweep, *PacketConn): work another goroutine hands to the object's
+// loop.
 type task interface {
 	runTask(l *loop, arg int32)
 }

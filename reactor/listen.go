@@ -46,9 +46,9 @@ type Listener struct {
 	closedCh  chan struct{}
 	next      atomic.Uint32 // round-robin cursor over r.loops
 
-	// Its Conns are found through their loops' descriptor tables
-	// (sweep), not a list of its own: two links in every Conn, and a lock
-	// per accept and per close, for what only Shutdown needs.
+	// Its Conns are found through their loops' lists of the Conns they
+	// serve (sweep), not a list of its own: two links in every Conn, and
+	// a lock per accept and per close, for what only Shutdown needs.
 	mu      sync.Mutex
 	drained chan struct{} // guarded by mu: closed when live drops to 0 during Shutdown
 
@@ -339,10 +339,11 @@ func (ln *Listener) connClosed() {
 // sweep runs task (taskShutdown, taskForceStop) for every open Conn of
 // ln, each on its loop. A Conn still on its way to its loop is not
 // missed: Shutdown sweeps once the listening sockets are closed, so every
-// Conn they accepted was posted to its loop's inbox before the sweep was,
-// and is open (in the loop's table) when the sweep runs; and open itself
-// drains a Conn that opens after stopping was set. A loop that stopped
-// refuses the sweep, and its own stop closed its Conns.
+// Conn they accepted was opened on the accepting loop, or posted to its
+// own loop's inbox before the sweep was, and is open (in l.served) when
+// the sweep runs there; and open itself drains a Conn that opens after
+// stopping was set. A loop that stopped refuses the sweep, and its own
+// stop closed its Conns.
 func (ln *Listener) sweep(task int32) {
 	for _, l := range ln.r.loops {
 		l.postTask(lnSweep{ln}, task)
@@ -353,24 +354,31 @@ func (ln *Listener) sweep(task int32) {
 type lnSweep struct{ ln *Listener }
 
 func (s lnSweep) runTask(l *loop, task int32) {
-	for fd := range l.fds.Cap() {
-		if c := l.fds.At(fd).conn; c != nil && c.ln == s.ln {
-			c.runTask(l, task) // may close c: its entry goes, others stay
+	// Collected first: a task may close Conns, which reorders l.served.
+	var cs []*Conn
+	for i := range l.nServed {
+		if c := *l.served.At(i); c.ln == s.ln {
+			cs = append(cs, c)
 		}
+	}
+	for _, c := range cs {
+		c.runTask(l, task) // a Conn an earlier one closed ignores it
 	}
 }
 
 // connDone is the end of a Conn's life, after its OnClose: Shutdown returns
-// once every Conn got here. Only the last one takes mu: Shutdown makes
-// drained and looks at live under mu, so whichever of the two comes second
-// sees the other's doing and closes drained.
+// once every Conn got here. Only a Conn that took live to 0 takes mu, and
+// it looks at live again there: a Conn accepted after its decrement (from
+// the backlog Shutdown drains) may be live by then, and it closes drained
+// when it ends. Shutdown makes drained and looks at live under mu too, so
+// whichever comes second sees the other's doing.
 func (ln *Listener) connDone() {
 	if ln.live.Add(-1) != 0 {
 		return
 	}
 	ln.mu.Lock()
 	defer ln.mu.Unlock()
-	if ln.drained != nil {
+	if ln.drained != nil && ln.live.Load() == 0 {
 		select {
 		case <-ln.drained:
 		default:

@@ -22,8 +22,8 @@ type reqHandle = cancel.Handle[reqData]
 const _ uint = poller.TagIndexBits - cancel.TagIndexBits
 
 // Request kinds and results of the connection layer, in Events bits the
-// kernel never reports: a receive (reqData.ev; a Conn's, or with reqData.w
-// a parked reader's) and its end at the peer's EOF (reqData.ready).
+// kernel never reports: a receive (reqData.ev; a Conn's, or, owned by a
+// *waiter, a parked reader's) and its end at the peer's EOF (reqData.ready).
 const (
 	evRecv     Events = 1 << 30
 	evRecvOnce Events = 1 << 28 // with evRecv: a receive that ends after one buffer (always, for a reader's: ringread.go)
@@ -91,7 +91,9 @@ type loop struct {
 	timers   timerHeap
 	rbuf     []byte                // read buffer lent to OnData/OnPacket
 	accepted int                   // the descriptor handOver is handing over; -1 outside it
-	fds      chunked.Array[fdDesc] // by fd: its live requests and its Conn (loop_fd.go)
+	fds      chunked.Array[fdDesc] // by fd: its live requests (loop_fd.go)
+	served   chunked.Array[*Conn]  // the Conns open here, packed (Conn.slot)
+	nServed  int
 	stopping bool
 	owned    []stopper // listeners and packet conns served here
 
@@ -269,6 +271,8 @@ func (l *loop) handle(n int) {
 					o.received(l.rcv.Bytes(ev))
 				case *waiter:
 					o.received(l.rcv.Bytes(ev)) // a reader's (recvInto)
+				default:
+					panic(fmt.Sprintf("reactor: a receive owned by %T", o))
 				}
 			}
 			l.received.Add(1)
@@ -459,7 +463,7 @@ func (l *loop) deliver(h reqHandle) {
 	if q, ok := owner.(*Request); ok {
 		// Read before the release: once its outcome is stored, q may be
 		// armed again (ArmRequest), which sets a new callback.
-		cb = q.cb
+		cb, q.cb = q.cb, nil       // q keeps no closure alive once done
 		q.outcome.Store(uint32(o)) // before Delivered: Release makes Cancel see Stale
 	}
 	l.outstanding.Add(^uint64(0))

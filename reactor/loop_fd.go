@@ -12,18 +12,33 @@ import (
 
 // The loop's descriptor of each fd it serves (l.fds): the list of the fd's
 // live requests (fdDesc.reqs, reqData.prev and next), which closeFdOn
-// completes before close(2), and the Conn it serves; and the tags that
-// name requests where a handle would take twice the room.
+// completes before close(2); the Conns open on the loop (l.served); and
+// the tags that name requests where a handle would take twice the room.
+//
+// What is indexed by fd is paid per loop: a Listener hands its Conns to
+// the loops in turn, whatever their numbers, so every loop's table spans
+// about every fd number, and a byte there costs Loops bytes per
+// connection. So the descriptor holds only the list's head, and a loop
+// finds its Conns (for Listener.Shutdown) in l.served, packed, one
+// pointer per Conn of its own.
 
 // fdDesc is what a loop knows of one fd, in a table indexed by fd.
 //
-// Invariants: reqs is 0 iff no live request is armed on the fd (link,
-// unlink); conn is the open Conn whose fd this is, set by Conn.open and
-// cleared by Conn.finish before close(2), so a number reused by a later
-// Conn never finds the old one.
+// Invariant: reqs is 0 iff no live request is armed on the fd (link,
+// unlink).
 type fdDesc struct {
 	reqs uint64 // the tag of the first live request armed on the fd; 0 = none
-	conn *Conn
+}
+
+// addConn enters c in l.served (Conn.open).
+//
+// Invariant: c.slot != 0 iff c is in l.served, at index c.slot-1; the
+// first nServed entries are the open Conns, the rest nil.
+func (l *loop) addConn(c *Conn) {
+	l.served.Grow(l.nServed + 1)
+	*l.served.At(l.nServed) = c
+	l.nServed++
+	c.slot = int32(l.nServed)
 }
 
 // desc returns fd's descriptor, growing the table to hold it.
@@ -32,13 +47,22 @@ func (l *loop) desc(fd int) *fdDesc {
 	return l.fds.At(fd)
 }
 
-// dropConn clears c's entry before its fd is closed (fdDesc's invariant).
+// dropConn takes c out of l.served (Conn.finish), moving the last entry
+// into its place.
 func (l *loop) dropConn(c *Conn) {
-	if d := l.desc(c.fd); d.conn == c {
-		d.conn = nil
-	} else {
-		panic(fmt.Sprintf("reactor: fd %d's descriptor names another Conn than the one closing", c.fd))
+	i := int(c.slot) - 1
+	if i < 0 || i >= l.nServed || *l.served.At(i) != c {
+		panic(fmt.Sprintf("reactor: conn fd %d is not at its place (%d) among its loop's Conns", c.fd, c.slot))
 	}
+	last := l.nServed - 1
+	if i != last {
+		m := *l.served.At(last)
+		*l.served.At(i) = m
+		m.slot = int32(i + 1)
+	}
+	*l.served.At(last) = nil
+	l.nServed = last
+	c.slot = 0
 }
 
 // reqOf returns the handle of a live request from a tag the loop keeps for

@@ -68,6 +68,7 @@ func TestPacketEcho(t *testing.T) {
 
 func itoa(i int) string { return strconv.Itoa(i) }
 
+// closeErrs records OnClose errors.
 type closeErrs struct {
 	echo
 	errs  chan error
@@ -363,9 +364,6 @@ func TestCloseCallsInOneHandlerCall(t *testing.T) {
 		}
 	}
 }
-
-// smallSndbuf is an echo whose Conns get the smallest send buffer, so that
-// output backs up (and backpressure pauses reading) after a few KiB.
 
 // unacked returns the bytes c's kernel still holds unacknowledged by the
 // peer (SIOCOUTQ): 0 means the peer's kernel received all c sent, even

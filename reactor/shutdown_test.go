@@ -130,7 +130,8 @@ func TestShutdownContextEndsForceCloses(t *testing.T) {
 	}
 }
 
-// closeErrs records OnClose errors.
+// smallSndbuf is an echo whose Conns get the smallest send buffer, so that
+// output backs up (and backpressure pauses reading) after a few KiB.
 type smallSndbuf struct{ echo }
 
 func (*smallSndbuf) OnOpen(c *reactor.Conn) {
