@@ -3,6 +3,7 @@ package reactor_test
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -339,6 +340,58 @@ func TestCloseFdInCallbackBeatsDecidedEvents(t *testing.T) {
 					t.Fatalf("round %d: second callback: %v, fd open %v; want ErrFdClosed on an open fd", round, second.err, second.fdOpen)
 				}
 				unix.Close(p)
+			}
+		})
+	}
+}
+
+// outstandingAtClose records, in OnClose, how many requests its reactor
+// still has outstanding.
+type outstandingAtClose struct {
+	r      *reactor.Reactor
+	opened chan *reactor.Conn
+	atEnd  chan int64
+}
+
+func (h *outstandingAtClose) OnOpen(c *reactor.Conn)             { h.opened <- c }
+func (h *outstandingAtClose) OnData(c *reactor.Conn, b []byte)   { c.Write(b) }
+func (h *outstandingAtClose) OnClose(_ *reactor.Conn, err error) { h.atEnd <- h.r.Stats().Outstanding }
+
+// TestConnRequestsEndBeforeItsClose: a Conn closed while its read is in
+// flight (a receive through the ring, or a readiness poll) has that
+// request completed before its fd is closed, so by OnClose the reactor
+// has outstanding only what it had before the Conn came: its listening
+// socket's. A Conn's requests are found through the Conn, not through a
+// list of its fd's (closeConnFd); forgetting one leaves it outstanding
+// past the close.
+func TestConnRequestsEndBeforeItsClose(t *testing.T) {
+	for _, b := range connBackends {
+		t.Run(name(b), func(t *testing.T) {
+			r := newReactor(t, b, 1)
+			h := &outstandingAtClose{r: r, opened: make(chan *reactor.Conn, 1), atEnd: make(chan int64, 1)}
+			ln := listen(t, r, h, reactor.ListenConfig{})
+			waitFor(t, 5*time.Second, "the listener's request", func() bool { return r.Stats().Outstanding > 0 })
+			base := r.Stats().Outstanding
+			for round := range 5 {
+				nc, err := net.Dial("tcp", ln.Addr().String())
+				if err != nil {
+					t.Fatal(err)
+				}
+				c := <-h.opened
+				// An echo first: the read in flight at the close is one
+				// that was re-armed, not the first.
+				if _, err := nc.Write([]byte("x")); err != nil {
+					t.Fatal(err)
+				}
+				nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+				if _, err := io.ReadFull(nc, make([]byte, 1)); err != nil {
+					t.Fatal(err)
+				}
+				c.CloseNow()
+				if got := <-h.atEnd; got != base {
+					t.Fatalf("round %d: %d requests outstanding in OnClose, %d before the Conn: its read outlived its close", round, got, base)
+				}
+				nc.Close()
 			}
 		})
 	}

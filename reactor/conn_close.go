@@ -126,7 +126,7 @@ func (c *Conn) beginDrain(err error) {
 	c.flushAndArm()
 }
 
-// finish closes c now: its requests complete first (through closeFdOn),
+// finish closes c now: its requests complete first (through closeConnFd),
 // then the fd is closed, then OnClose runs, exactly once.
 func (c *Conn) finish(err error) {
 	if c.phase() == phClosed {
@@ -140,7 +140,7 @@ func (c *Conn) finish(err error) {
 	c.ln.outBuf.Add(-int64(c.out.held()))
 	if c.wr != 0 && c.l.reqOf(c.wr).Data().ev&evSend != 0 {
 		// The kernel may read the send's chunk until the send's end,
-		// which closeFdOn does not wait for: the chunk stays with c,
+		// which closeConnFd does not wait for: the chunk stays with c,
 		// which the send's slot holds until then, and is never pooled.
 		c.out.abandon(&c.ln.chunks)
 	} else {
@@ -153,7 +153,7 @@ func (c *Conn) finish(err error) {
 	}
 	// From here no goroutine uses c.fd: Write saw phClosed under mu.
 	c.l.dropConn(c)
-	c.l.closeFdOn(c.fd)
+	c.l.closeConnFd(c)
 	c.unschedule() // a closed Conn must not stay reachable from the heap
 	if err != nil && c.ln.stopping.Load() && cutByDeadline(err) {
 		c.ln.cutInDrain.Add(1) // Shutdown must not report a clean drain

@@ -183,58 +183,54 @@
 //	                                            the peer's address inline
 //	the read request's cancel slot          96  cancel.Slot[reqData], in
 //	                                            chunks of 256 slots
-//	the loop's descriptor of the fd          8  fdDesc in l.fds: its requests'
-//	                                            list (per loop: see below)
 //	its place among the loop's Conns         8  l.served, packed
 //	the poller's tag record                 32  poller ledger, by tag index
 //	the poller's fd record                8-40  io_uring: its tag list; epoll:
 //	                                            that and the registration
 //	a timer entry (with a timeout)          32  timerEntry in l.timers
 //
-// A Conn keeps its requests, and the fd lists their slots, by tag (8
-// bytes, looked up in the slot table) rather than by handle (16); a slot
-// names whom its outcome goes to in one interface (reqData.owner) rather
-// than in a pointer per kind of owner; what only a closing, failed or
-// oddly addressed Conn needs (its write error, its close reason, the
-// linger and Shutdown state, an IPv6 zone, a Unix peer's name, what a
-// paused Conn received) is in a part allocated when first needed
-// (connRare). Its pending output's length is derived from the chunks'
-// offsets, its one timer entry needs no sequence number (schedule and
-// finish remove the one before), whether a handler call is in progress is
-// a bit of its phase word, and Shutdown finds it among its loop's Conns
-// (l.served) rather than in a list of its Listener's (two links per
-// Conn, and a lock per accept and per close). The tables indexed by fd
-// or by request, and the timer heap, grow by chunks of 256
-// (internal/chunked): a slice that doubles held up to twice its rows and
-// left its old array as garbage at each growth, which the heap, and so
-// the RSS, grew by before the next collection. Together 372 bytes of live
-// heap per idle Conn on io_uring and 404 on epoll at 10,000 connections
-// and one loop (BenchmarkIdleConnMemory, of which 32 are the benchmark
-// handler's own), from 416 and 448 with a 208-byte Conn and a 112-byte
-// slot, and 585 and 637 before the first of those changes. make idle-rss
-// measures the process: RSS growth over 10,000 idle connections (echod,
-// one loop, with its 5-minute idle timeout, so one timer entry each): 469
-// bytes per connection on io_uring and 491 on epoll, gnet 558 in the same
-// run (medians of 3, 2026-11-30; 510 and 538 with the 208-byte Conn and
-// the 112-byte slot, 936 and 976 at first).
+// A Conn keeps its requests by tag (8 bytes, looked up in the slot
+// table) rather than by handle (16), and they are on no fd's list: the
+// Conn finds them (closeConnFd), so the loop's table indexed by fd never
+// spans a Conn's number. A slot names whom its outcome goes to in one
+// interface (reqData.owner) rather than in a pointer per kind of owner.
+// What only a closing, failed, paused or oddly addressed Conn needs (its
+// write error, its close reason, the linger and Shutdown state, an IPv6
+// zone, a Unix peer's name, what it received while paused) is in a part
+// allocated when first needed (connRare). Its pending output's length is
+// derived from the chunks' offsets, its one timer entry needs no sequence
+// number (schedule and finish remove the one before), whether a handler
+// call is in progress is a bit of its phase word, and Shutdown finds it
+// among its loop's Conns (l.served) rather than in a list of its
+// Listener's (two links per Conn, and a lock per accept and per close).
+// The tables indexed by fd or by request, and the timer heap, grow by
+// chunks of 256 (internal/chunked): a slice that doubles held up to twice
+// its rows and left its old array as garbage at each growth, which the
+// heap, and so the RSS, grew by before the next collection. Together 364
+// bytes of live heap per idle Conn on io_uring and 396 on epoll at 10,000
+// connections and one loop (BenchmarkIdleConnMemory, of which 32 are the
+// benchmark handler's own), from 416 and 448 with a 208-byte Conn and a
+// 112-byte slot, and 585 and 637 before the first of those changes. make
+// idle-rss measures the process: RSS growth over 10,000 idle connections
+// (echod, one loop, with its 5-minute idle timeout, so one timer entry
+// each): 465 bytes per connection on io_uring and 492 on epoll, gnet 526
+// in the same run (medians of 3, 2026-11-30; 510 and 538 with the
+// 208-byte Conn and the 112-byte slot, 936 and 976 at first).
 //
-// The tables indexed by fd (the loop's descriptors, the poller's fd
-// records: 16 bytes an fd on io_uring) are each loop's own, and a
-// Listener hands Conns to its loops in turn whatever their numbers, so
-// every loop's table spans about every fd: each loop beyond the first
-// adds about 16 bytes per connection. Measured the same way on io_uring
-// (three runs each, 2026-11-30): 472-478 bytes at 1 loop, 543-599 at 4,
-// 731-769 at 16, against 519-531, 643-659 and 773-811 before the changes
-// above. Tables indexed by a loop's own dense numbering, or Conns given to
-// loop fd % Loops as Arm's fds are, would remove that factor.
+// What is indexed by fd is each loop's own, and a Listener hands Conns
+// to its loops in turn whatever their numbers, so such a table spans
+// about every fd number on every loop: a byte there costs a byte per
+// connection per loop. Only the poller's fd record is left of those (8
+// bytes on io_uring). Measured as make idle-rss does, on io_uring, three
+// runs each (2026-11-30): 466-469 bytes at 1 loop, 509-515 at 4, 595-601
+// at 16, against 519-531, 643-659 and 773-811 before the changes above.
 //
 // The 256 bytes of issue 11 would need about 200 bytes live per Conn:
-// the Conn's read held by its descriptor rather than by a slot and a
-// poller record, and a smaller Conn. The loop's per-fd list of requests
-// cannot be left to the poller's record: the poller drops a tag when it
-// decides its Event, and CloseFd must still complete, before close(2), a
-// request whose Event is decided but not yet handled
-// (TestCloseFdInCallbackBeatsDecidedEvents).
+// the Conn's read held by the Conn rather than by a slot and a poller
+// record, and a smaller Conn. An fd's list of requests cannot be left to
+// the poller's record: the poller drops a tag when it decides its Event,
+// and CloseFd must still complete, before close(2), a request whose Event
+// is decided but not yet handled (TestCloseFdInCallbackBeatsDecidedEvents).
 //
 // # Listener strategy: accept on one loop, hand off round robin
 //

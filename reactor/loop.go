@@ -408,7 +408,9 @@ func (l *loop) act(h reqHandle, a cancel.Action) {
 		if err != nil {
 			d.err = err
 			a |= h.Steal(cancel.Failed)
-		} else if !d.listed {
+		} else if _, conn := d.owner.(*Conn); !d.listed && !conn {
+			// A Conn's requests are found through the Conn
+			// (closeConnFd), not through its fd's list.
 			l.link(h)
 			if d.deadline != 0 {
 				l.timers.add(timerEntry{when: d.deadline, ref: h.Tag()})

@@ -16,11 +16,12 @@ import (
 // the tags that name requests where a handle would take twice the room.
 //
 // What is indexed by fd is paid per loop: a Listener hands its Conns to
-// the loops in turn, whatever their numbers, so every loop's table spans
-// about every fd number, and a byte there costs Loops bytes per
-// connection. So the descriptor holds only the list's head, and a loop
-// finds its Conns (for Listener.Shutdown) in l.served, packed, one
-// pointer per Conn of its own.
+// the loops in turn, whatever their numbers, so a table a Conn's number
+// grew would span about every fd number on every loop, and a byte there
+// would cost Loops bytes per connection. So a Conn's requests are on no
+// fd's list (the Conn finds them: closeConnFd), and a loop finds its
+// Conns (for Listener.Shutdown) in l.served, packed, one pointer per Conn
+// of its own.
 
 // fdDesc is what a loop knows of one fd, in a table indexed by fd.
 //
@@ -89,6 +90,23 @@ func (l *loop) closeFdOn(fd int) {
 	_ = unix.Close(fd) // EINTR/EIO on close still release the descriptor
 }
 
+// closeConnFd is closeFdOn for a Conn's fd. A Conn's requests are not on
+// its fd's list: they are c.rd and c.wr, the only requests its fd ever
+// has, so the fd table need not span the fd numbers of Conns (which each
+// loop would pay for every fd: see the package doc).
+func (l *loop) closeConnFd(c *Conn) {
+	var buf [2]reqHandle
+	hs := buf[:0]
+	for _, t := range [2]uint64{c.rd, c.wr} {
+		if t != 0 {
+			hs = append(hs, l.reqOf(t))
+		}
+	}
+	l.closeAll(hs)
+	l.forgetFdOn(c.fd) // its list is empty; the poller forgets fd
+	_ = unix.Close(c.fd)
+}
+
 // forgetFdOn is closeFdOn without the close(2), for a number that may no
 // longer be the reactor's to close.
 func (l *loop) forgetFdOn(fd int) {
@@ -101,6 +119,13 @@ func (l *loop) forgetFdOn(fd int) {
 			t = h.Data().next
 		}
 	}
+	l.closeAll(hs)
+	l.p.Forget(fd)
+}
+
+// closeAll completes the requests hs of an fd being closed (a Closed
+// outcome read as ErrFdClosed, unless something already won).
+func (l *loop) closeAll(hs []reqHandle) {
 	for _, h := range hs {
 		if !h.Current() {
 			continue // a callback run by an earlier one finished it
@@ -113,7 +138,6 @@ func (l *loop) forgetFdOn(fd int) {
 		// inbox is withdrawn now: fd goes away before the inbox is read.
 		l.act(h, l.withdrawal(h))
 	}
-	l.p.Forget(fd)
 }
 
 func (l *loop) link(h reqHandle) {

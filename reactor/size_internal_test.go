@@ -20,7 +20,6 @@ func TestIdleConnParts(t *testing.T) {
 	}{
 		{"Conn", unsafe.Sizeof(Conn{}), 176},
 		{"cancel.Slot[reqData]", unsafe.Sizeof(cancel.Slot[reqData]{}), 96},
-		{"an fdDesc (l.fds)", unsafe.Sizeof(fdDesc{}), 8},
 		{"an l.served entry", unsafe.Sizeof(*new(loop).served.At(0)), 8},
 		{"peerAddr (in the Conn)", unsafe.Sizeof(peerAddr{}), 20},
 		{"timerEntry", unsafe.Sizeof(timerEntry{}), 32},
