@@ -396,3 +396,69 @@ func TestConnRequestsEndBeforeItsClose(t *testing.T) {
 		})
 	}
 }
+
+// quietAtEOF keeps a Conn open after the peer's EOF and writes nothing:
+// the Conn then has no request in flight at all.
+type quietAtEOF struct {
+	eof    chan struct{}
+	closed chan error
+}
+
+func (h *quietAtEOF) OnOpen(*reactor.Conn)               {}
+func (h *quietAtEOF) OnData(*reactor.Conn, []byte)       {}
+func (h *quietAtEOF) OnEOF(*reactor.Conn)                { h.eof <- struct{}{} }
+func (h *quietAtEOF) OnClose(_ *reactor.Conn, err error) { h.closed <- err }
+
+// TestCloseFinishesConnsWithNothingInFlight: the reactor's Close closes
+// every Conn, including one that has no request in flight (its peer sent
+// EOF, its EOFHandler keeps it open and has nothing to write): OnClose
+// runs exactly once, with ErrClosed, and its fd is closed.
+func TestCloseFinishesConnsWithNothingInFlight(t *testing.T) {
+	for _, b := range connBackends {
+		t.Run(name(b), func(t *testing.T) {
+			before := openFds(t)
+			r := newReactor(t, b, 2)
+			h := &quietAtEOF{eof: make(chan struct{}, 4), closed: make(chan error, 8)}
+			ln := listen(t, r, h, reactor.ListenConfig{})
+			var ncs []net.Conn
+			for range 4 {
+				nc, err := net.Dial("tcp", ln.Addr().String())
+				if err != nil {
+					t.Fatal(err)
+				}
+				ncs = append(ncs, nc)
+				nc.Write([]byte("x"))
+				nc.(*net.TCPConn).CloseWrite()
+			}
+			for range ncs {
+				select {
+				case <-h.eof:
+				case <-time.After(5 * time.Second):
+					t.Fatal("OnEOF never came")
+				}
+			}
+			r.Close()
+			for i := range ncs {
+				select {
+				case err := <-h.closed:
+					if !errors.Is(err, reactor.ErrClosed) {
+						t.Errorf("OnClose err = %v, want ErrClosed", err)
+					}
+				case <-time.After(5 * time.Second):
+					t.Fatalf("OnClose ran for %d of %d Conns", i, len(ncs))
+				}
+			}
+			select {
+			case err := <-h.closed:
+				t.Fatalf("a second OnClose (%v)", err)
+			default:
+			}
+			for _, nc := range ncs {
+				nc.Close()
+			}
+			if after := openFds(t); after > before {
+				t.Fatalf("%d fds open after Close, %d before", after, before)
+			}
+		})
+	}
+}

@@ -354,15 +354,11 @@ func (ln *Listener) sweep(task int32) {
 type lnSweep struct{ ln *Listener }
 
 func (s lnSweep) runTask(l *loop, task int32) {
-	// Collected first: a task may close Conns, which reorders l.served.
-	var cs []*Conn
-	for i := range l.nServed {
-		if c := *l.served.At(i); c.ln == s.ln {
-			cs = append(cs, c)
+	// A copy: a task may close Conns, which reorders l.served.
+	for _, c := range l.openConns() {
+		if c.ln == s.ln {
+			c.runTask(l, task) // a Conn an earlier one closed ignores it
 		}
-	}
-	for _, c := range cs {
-		c.runTask(l, task) // a Conn an earlier one closed ignores it
 	}
 }
 

@@ -12,8 +12,9 @@ import (
 
 // The loop's descriptor of each fd it serves (l.fds): the list of the fd's
 // live requests (fdDesc.reqs, reqData.prev and next), which closeFdOn
-// completes before close(2); the Conns open on the loop (l.served); and
-// the tags that name requests where a handle would take twice the room.
+// completes before close(2). Beside it, the Conns open on the loop
+// (l.served), and the tags that name requests where a handle would take
+// twice the room.
 //
 // What is indexed by fd is paid per loop: a Listener hands its Conns to
 // the loops in turn, whatever their numbers, so a table a Conn's number
@@ -66,6 +67,15 @@ func (l *loop) dropConn(c *Conn) {
 	c.slot = 0
 }
 
+// openConns returns a copy of l.served's Conns, which closing them reorders.
+func (l *loop) openConns() []*Conn {
+	cs := make([]*Conn, l.nServed)
+	for i := range cs {
+		cs[i] = *l.served.At(i)
+	}
+	return cs
+}
+
 // reqOf returns the handle of a live request from a tag the loop keeps for
 // it: a Conn's in-flight request (Conn.rd, Conn.wr) or a link of an fd's
 // list (fdDesc.reqs, reqData.prev and next), 8 bytes where a handle takes
@@ -91,8 +101,9 @@ func (l *loop) closeFdOn(fd int) {
 }
 
 // closeConnFd is closeFdOn for a Conn's fd. A Conn's requests are not on
-// its fd's list: they are c.rd and c.wr, the only requests its fd ever
-// has, so the fd table need not span the fd numbers of Conns (which each
+// its fd's list: they are c.rd and c.wr, the only requests the layer arms
+// on it (forgetFdOn still ends any on the list, armed through Arm on
+// c.Fd()), so the fd table need not span the fd numbers of Conns (which each
 // loop would pay for every fd: see the package doc).
 func (l *loop) closeConnFd(c *Conn) {
 	var buf [2]reqHandle

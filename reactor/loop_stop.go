@@ -3,6 +3,7 @@
 package reactor
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/oneshot-io/oneshot/cancel"
@@ -33,6 +34,15 @@ func (l *loop) stop() {
 	}
 	for _, s := range append([]stopper(nil), l.owned...) {
 		s.stopOnLoop()
+	}
+	// A Conn with no request in flight (its peer's EOF heard by an
+	// EOFHandler that has nothing to write) had none for the closes
+	// above to end: it is closed here, and its OnClose runs.
+	for _, c := range l.openConns() {
+		c.finish(ErrClosed)
+	}
+	if l.nServed != 0 {
+		panic(fmt.Sprintf("reactor: loop %d stopped with %d Conns open", l.id, l.nServed))
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for l.p.Stats().Armed > 0 && time.Now().Before(deadline) {
