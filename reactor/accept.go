@@ -24,7 +24,7 @@ type lsock struct {
 	// Owned by l.
 	acceptTag reqHandle
 	backoff   time.Duration
-	timerSeq  uint64
+	resumeAt  int64 // nanotime at which a backoff ends (l.backoffs); 0 = none
 	closed    bool
 	// draining: Shutdown canceled s's accept through the ring, and drains
 	// the backlog at its end.
@@ -98,7 +98,7 @@ func (s *lsock) stop(own bool) {
 		return
 	}
 	s.closed = true
-	s.timerSeq++
+	s.resumeAt = 0 // a backoff's end finds nothing to do
 	s.l.disown(s)
 	if own {
 		// Stop listening now: close(2) alone can leave the socket
@@ -189,8 +189,10 @@ func (s *lsock) acceptable(res Result) {
 func (s *lsock) backOff() {
 	s.ln.backoffs.Add(1)
 	s.backoff = min(max(2*s.backoff, backoffMin), backoffMax)
-	s.timerSeq++
-	s.l.addTimer(timerEntry{when: nanotime() + int64(s.backoff), ref: s.timerSeq, obj: s})
+	if s.resumeAt == 0 {
+		s.l.backoffs = append(s.l.backoffs, s)
+	}
+	s.resumeAt = nanotime() + int64(s.backoff)
 }
 
 // acceptedOne takes a connection the kernel accepted for s through the
@@ -293,16 +295,6 @@ func (s *lsock) drainBacklog() {
 		default:
 			return // EAGAIN: empty; anything else: what is left is reset
 		}
-	}
-}
-
-// timerMoved: s lets superseded backoff entries expire (at most 500 ms).
-func (s *lsock) timerMoved(int32) {}
-
-// fire ends an accept backoff.
-func (s *lsock) fire(_ *loop, seq uint64, _ int64) {
-	if seq == s.timerSeq && !s.closed {
-		s.arm()
 	}
 }
 

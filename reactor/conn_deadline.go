@@ -76,7 +76,7 @@ func (c *Conn) schedule() {
 		return
 	}
 	c.unschedule()
-	c.l.addTimer(timerEntry{when: when, obj: c})
+	c.l.addTimer(timerEntry{when: when, conn: c})
 }
 
 // unschedule takes c's entry, if any, off the heap.
@@ -102,7 +102,7 @@ func (c *Conn) timerMoved(idx int32) { c.timerIdx = idx }
 // the next one. The entry that fires is c's only one: schedule and finish
 // take the one before off the heap, so c needs no sequence number to
 // recognise a superseded entry.
-func (c *Conn) fire(_ *loop, _ uint64, now int64) {
+func (c *Conn) fire(now int64) {
 	if c.phase() == phClosed {
 		return
 	}

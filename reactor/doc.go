@@ -187,7 +187,7 @@
 //	the poller's tag record                 32  poller ledger, by tag index
 //	the poller's fd record                8-40  io_uring: its tag list; epoll:
 //	                                            that and the registration
-//	a timer entry (with a timeout)          32  timerEntry in l.timers
+//	a timer entry (with a timeout)          24  timerEntry in l.timers
 //
 // A Conn keeps its requests by tag (8 bytes, looked up in the slot
 // table) rather than by handle (16), and they are on no fd's list: the
@@ -213,17 +213,19 @@
 // 112-byte slot, and 585 and 637 before the first of those changes. make
 // idle-rss measures the process: RSS growth over 10,000 idle connections
 // (echod, one loop, with its 5-minute idle timeout, so one timer entry
-// each): 465 bytes per connection on io_uring and 492 on epoll, gnet 526
+// each): 454 bytes per connection on io_uring and 480 on epoll, gnet 536
 // in the same run (medians of 3, 2026-11-30; 510 and 538 with the
-// 208-byte Conn and the 112-byte slot, 936 and 976 at first).
+// 208-byte Conn, the 112-byte slot and the 32-byte timer entry, 936 and
+// 976 at first).
 //
 // What is indexed by fd is each loop's own, and a Listener hands Conns
 // to its loops in turn whatever their numbers, so such a table spans
 // about every fd number on every loop: a byte there costs a byte per
 // connection per loop. Only the poller's fd record is left of those (8
 // bytes on io_uring). Measured as make idle-rss does, on io_uring, three
-// runs each (2026-11-30): 466-469 bytes at 1 loop, 509-515 at 4, 595-601
-// at 16, against 519-531, 643-659 and 773-811 before the changes above.
+// runs each (2026-11-30): 447-457 bytes at 1 loop, 583-588 at 16, against
+// 519-531 and 773-811 before the changes above (509-515 at 4 loops,
+// against 643-659, before the timer entry shrank).
 //
 // The 256 bytes of issue 11 would need about 200 bytes live per Conn:
 // the Conn's read held by the Conn rather than by a slot and a poller

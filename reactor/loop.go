@@ -96,6 +96,7 @@ type loop struct {
 	nServed  int
 	stopping bool
 	owned    []stopper // listeners and packet conns served here
+	backoffs []*lsock  // listening sockets waiting out an accept backoff (accept.go)
 
 	// Counters: atomic, written by the loop (wakeups by producers).
 	armed, ready, failed, canceled, closed, stale, rearmed atomic.Uint64
@@ -173,7 +174,7 @@ func (l *loop) turn() bool {
 		l.noteBackend() // the arms made, before the loop may sleep
 	}
 	l.runTimers(nanotime())
-	l.timerCount.Store(int64(l.timers.len()))
+	l.timerCount.Store(int64(l.timers.len() + len(l.backoffs)))
 	if l.r.closing.Load() {
 		l.stop()
 		return true
@@ -201,7 +202,7 @@ func (l *loop) runParked() {
 		if l.turn() {
 			return
 		}
-		l.pk.prepare(l.timers.next())
+		l.pk.prepare(l.nextTimer())
 	}
 }
 
@@ -226,7 +227,7 @@ func (l *loop) parkedTurn() bool {
 			continue
 		}
 		l.leaveUser()
-		l.pk.prepare(l.timers.next()) // before sleeping is published
+		l.pk.prepare(l.nextTimer()) // before sleeping is published
 		l.in.sleeping.Store(true)
 		if l.in.n.Load() == 0 && !l.r.closing.Load() {
 			return false

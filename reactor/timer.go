@@ -7,25 +7,17 @@ import (
 	"github.com/oneshot-io/oneshot/internal/chunked"
 )
 
-// timerObj is what a timer fires into. seq lets the owner recognise and
-// ignore an entry it has since superseded. An owner that keeps the entry's
-// place (timerMoved) keeps one entry at a time and removes it when done (a
-// Conn: a closed Conn's entry would otherwise hold it in memory until due,
-// up to an IdleTimeout later); one that ignores it leaves superseded
-// entries to expire (a listener socket's backoff: at most 500 ms).
-type timerObj interface {
-	fire(l *loop, seq uint64, now int64)
-	// timerMoved tells the owner its entry's index+1 in the heap (0:
-	// removed).
-	timerMoved(idx int32)
-}
-
-// timerEntry is one deadline on a loop's heap: 32 bytes, one for every
+// timerEntry is one deadline on a loop's heap: 24 bytes, one for every
 // Conn with a timeout (the package doc's table of an idle Conn's cost).
+// A Conn keeps one entry at a time, and removes it when done (a closed
+// Conn's entry would otherwise hold it in memory until due, up to an
+// IdleTimeout later). A listening socket's accept backoff, rare and at
+// most one per socket, is not here but in l.backoffs, so that an entry
+// names its Conn with a pointer rather than an interface.
 type timerEntry struct {
-	when int64    // nanotime()
-	ref  uint64   // obj's own generation for this entry (0 for a Conn, whose entries never overlap); obj == nil: the request's tag
-	obj  timerObj // nil: a request deadline
+	when int64  // nanotime()
+	ref  uint64 // conn == nil: the request's tag
+	conn *Conn  // nil: a request deadline
 }
 
 // timerHeap is a binary min-heap of deadlines, owned by the loop goroutine.
@@ -42,8 +34,8 @@ type timerHeap struct {
 
 // moved records that e is now at index i (-1: removed) with its owner.
 func (h *timerHeap) moved(e *timerEntry, i int) {
-	if e.obj != nil {
-		e.obj.timerMoved(int32(i + 1))
+	if e.conn != nil {
+		e.conn.timerMoved(int32(i + 1))
 		return
 	}
 	r, ok := h.table.Lookup(e.ref)
@@ -142,16 +134,53 @@ func (h *timerHeap) popExpired(now int64) (timerEntry, bool) {
 
 func (l *loop) addTimer(e timerEntry) { l.timers.add(e) }
 
+// nextTimer returns the earliest deadline of the heap and the accept
+// backoffs, or -1 when there is none.
+func (l *loop) nextTimer() int64 {
+	next := l.timers.next()
+	for _, s := range l.backoffs {
+		if t := s.resumeAt; t != 0 && (next < 0 || t < next) {
+			next = t
+		}
+	}
+	return next
+}
+
+// runBackoffs re-arms the listening sockets whose accept backoff ended by
+// now, and drops the ones that ended otherwise (the socket stopped).
+func (l *loop) runBackoffs(now int64) {
+	keep := l.backoffs[:0]
+	var due []*lsock
+	for _, s := range l.backoffs {
+		switch {
+		case s.resumeAt == 0:
+		case s.resumeAt <= now:
+			s.resumeAt = 0
+			due = append(due, s)
+		default:
+			keep = append(keep, s)
+		}
+	}
+	clear(l.backoffs[len(keep):])
+	l.backoffs = keep
+	for _, s := range due {
+		s.arm() // may back off again, appending to l.backoffs
+	}
+}
+
 // runTimers fires every deadline due at now.
 func (l *loop) runTimers(now int64) {
+	if len(l.backoffs) != 0 {
+		l.runBackoffs(now)
+	}
 	for {
 		e, ok := l.timers.popExpired(now)
 		if !ok {
 			return
 		}
-		if e.obj != nil {
+		if e.conn != nil {
 			l.enterUser() // a Conn's deadline calls OnClose
-			e.obj.fire(l, e.ref, now)
+			e.conn.fire(now)
 			continue
 		}
 		// A request deadline: one more canceller, deciding Closed with
