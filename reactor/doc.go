@@ -225,7 +225,8 @@
 // bytes on io_uring). Measured as make idle-rss does, on io_uring, three
 // runs each (2026-11-30): 447-457 bytes at 1 loop, 583-588 at 16, against
 // 519-531 and 773-811 before the changes above (509-515 at 4 loops,
-// against 643-659, before the timer entry shrank).
+// against 643-659, before the timer entry shrank), and gnet's 530-543 and
+// 586-616.
 //
 // The 256 bytes of issue 11 would need about 200 bytes live per Conn:
 // the Conn's read held by the Conn rather than by a slot and a poller
