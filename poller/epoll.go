@@ -89,16 +89,53 @@ const (
 // the owner goroutine.
 type epollReg struct {
 	gen   uint32 // generation of the current registration; valid unless regNone
-	mask  uint32 // interest the registration is enabled for in regActive
+	mask  evBits // interest the registration is enabled for in regActive
 	state regState
 	edge  bool // an edge registration (EPOLLET, kept from arm to arm)
 	// pending: what an edge registration reported that no tag took;
 	// decides the next arm that asks for it.
-	pending uint32
+	pending evBits
 	// n counts, per interestBits, the tags armed on the fd that ask for
 	// it: the interest is their union, kept without walking the fd's
 	// list (many waiters on one fd made every Arm a walk of all of them).
 	n [len(interestBits)]uint32
+}
+
+// evBits is an epoll event mask in a byte: In, Pri, Out, Err and Hup keep
+// their bits, RdHup and EPOLLET move to 0x20 and 0x40, and nothing else is
+// kept (epoll reports nothing else here). Each loop keeps a registration
+// record for about every fd number (a Listener hands Conns to the loops in
+// turn), so its bytes are paid per connection per loop: 24, not 32.
+type evBits uint8
+
+const (
+	evLow   = In | Pri | Out | Err | Hup // the bits kept where they are
+	evRdHup = 0x20
+	evET    = 0x40
+)
+
+// packEv packs m.
+func packEv(m uint32) evBits {
+	b := evBits(m & evLow)
+	if m&RdHup != 0 {
+		b |= evRdHup
+	}
+	if m&unix.EPOLLET != 0 {
+		b |= evET
+	}
+	return b
+}
+
+// mask unpacks b.
+func (b evBits) mask() uint32 {
+	m := uint32(b) & evLow
+	if b&evRdHup != 0 {
+		m |= RdHup
+	}
+	if b&evET != 0 {
+		m |= unix.EPOLLET
+	}
+	return m
 }
 
 // interestBits are what a registration's mask is made of; Err and Hup are
@@ -197,8 +234,8 @@ func (p *epollPoller) Arm(tag uint64, fd int, events uint32) error {
 	p.stats.Armed++
 	switch {
 	case reg.edge && edge:
-		if m := readyMask(events, reg.pending); m != 0 {
-			reg.pending &^= m &^ Hup // Hup stays
+		if m := readyMask(events, reg.pending.mask()); m != 0 {
+			reg.pending = packEv(reg.pending.mask() &^ (m &^ Hup)) // Hup stays
 			p.remove(rec)
 			p.emit(Event{Tag: tag, Events: m})
 		}
@@ -238,7 +275,7 @@ func (p *epollPoller) addEdge(fd int) {
 		op = unix.EPOLL_CTL_MOD
 	}
 	reg.gen = p.newGen()
-	reg.mask, reg.edge, reg.pending = edgeMask, true, 0
+	reg.mask, reg.edge, reg.pending = packEv(edgeMask), true, 0
 	err := p.ctl(op, fd)
 	if err == unix.ENOENT && op == unix.EPOLL_CTL_MOD {
 		// The idle registration went with its file (closed behind our
@@ -392,7 +429,7 @@ func (p *epollPoller) harvestEdge(fd int, mask uint32) {
 		}
 	}
 	reg := p.regs.At(fd)
-	reg.pending |= mask&^taken | mask&Hup
+	reg.pending = packEv(reg.pending.mask() | mask&^taken | mask&Hup)
 }
 
 // remove takes rec off the ledger and out of its fd's interest counts.
@@ -416,7 +453,7 @@ func (p *epollPoller) sync(fd int, fresh uint64) {
 		}
 		return
 	}
-	if reg.state == regActive && reg.mask == want && fresh == 0 {
+	if reg.state == regActive && reg.mask.mask() == want && fresh == 0 {
 		// Arm never takes this shortcut: its epoll_ctl is also how a
 		// number that now names another file is noticed (ENOENT below),
 		// so a fresh tag never joins a dead file's registration.
@@ -427,7 +464,7 @@ func (p *epollPoller) sync(fd int, fresh uint64) {
 		op = unix.EPOLL_CTL_ADD
 		reg.gen = p.newGen()
 	}
-	reg.mask = want
+	reg.mask = packEv(want)
 	err := p.ctl(op, fd)
 	switch {
 	case err == nil:
@@ -472,7 +509,7 @@ func (p *epollPoller) ctl(op int, fd int) error {
 	if reg.edge {
 		flags = 0 // edgeMask has EPOLLET
 	}
-	p.ctlEv = unix.EpollEvent{Events: reg.mask | flags, Fd: int32(fd), Pad: int32(reg.gen)}
+	p.ctlEv = unix.EpollEvent{Events: reg.mask.mask() | flags, Fd: int32(fd), Pad: int32(reg.gen)}
 	p.stats.Syscalls++
 	return unix.EpollCtl(p.epfd, op, fd, &p.ctlEv)
 }

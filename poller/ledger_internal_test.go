@@ -158,7 +158,7 @@ func TestEpollInterestFollowsTags(t *testing.T) {
 				if got := reg.want(); got != want {
 					rt.Fatalf("registration wants %#x, the armed tags %#x", got, want)
 				}
-				if len(armed) > 0 && (reg.state != regActive || reg.mask != want) {
+				if len(armed) > 0 && (reg.state != regActive || reg.mask.mask() != want) {
 					rt.Fatalf("registration %+v, want active for %#x", reg, want)
 				}
 			},

@@ -185,7 +185,7 @@
 //	                                            chunks of 256 slots
 //	its place among the loop's Conns         8  l.served, packed
 //	the poller's tag record                 32  poller ledger, by tag index
-//	the poller's fd record                8-40  io_uring: its tag list; epoll:
+//	the poller's fd record                8-32  io_uring: its tag list; epoll:
 //	                                            that and the registration
 //	a timer entry (with a timeout)          24  timerEntry in l.timers
 //
@@ -226,10 +226,11 @@
 // runs each (2026-11-30): 447-457 bytes at 1 loop, 583-588 at 16, against
 // 519-531 and 773-811 before the changes above (509-515 at 4 loops,
 // against 643-659, before the timer entry shrank), and gnet's 530-543 and
-// 586-616. On epoll the poller's fd record is 40 bytes (its tag list and
-// the registration), and each loop adds about 45 bytes per connection:
-// 470-483 at 1 loop, 1,141-1,176 at 16 (1,361-1,381 before), about twice
-// gnet's there.
+// 586-616. On epoll the poller's fd record is 32 bytes (its tag list and
+// the registration, whose event masks are packed in a byte each), and each
+// loop adds about 36 bytes per connection: 469-473 at 1 loop, 1,010-1,022
+// at 16 (1,141-1,176 with a 40-byte record, 1,361-1,381 before the
+// changes above), still about 1.7 times gnet's there.
 //
 // The 256 bytes of issue 11 would need about 200 bytes live per Conn:
 // the Conn's read held by the Conn rather than by a slot and a poller
