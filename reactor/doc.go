@@ -92,6 +92,9 @@
 // heap when its request completes first. A Conn has one entry at a time, due
 // at the earliest of its idle, read and write timeouts and its close-flush
 // bound, recomputed when it fires, so reads and writes only store a time.
+// A listening socket waiting out an accept backoff (rare, one per socket)
+// is kept beside the heap (l.backoffs), so that an entry names its Conn
+// with a pointer.
 //
 // # Connection layer
 //
@@ -207,13 +210,13 @@
 // chunks of 256 (internal/chunked): a slice that doubles held up to twice
 // its rows and left its old array as garbage at each growth, which the
 // heap, and so the RSS, grew by before the next collection. Together 364
-// bytes of live heap per idle Conn on io_uring and 396 on epoll at 10,000
+// bytes of live heap per idle Conn on io_uring and 388 on epoll at 10,000
 // connections and one loop (BenchmarkIdleConnMemory, of which 32 are the
 // benchmark handler's own), from 416 and 448 with a 208-byte Conn and a
 // 112-byte slot, and 585 and 637 before the first of those changes. make
 // idle-rss measures the process: RSS growth over 10,000 idle connections
 // (echod, one loop, with its 5-minute idle timeout, so one timer entry
-// each): 454 bytes per connection on io_uring and 480 on epoll, gnet 536
+// each): 452 bytes per connection on io_uring and 473 on epoll, gnet 541
 // in the same run (medians of 3, 2026-11-30; 510 and 538 with the
 // 208-byte Conn, the 112-byte slot and the 32-byte timer entry, 936 and
 // 976 at first).

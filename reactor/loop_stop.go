@@ -37,7 +37,10 @@ func (l *loop) stop() {
 	}
 	// A Conn with no request in flight (its peer's EOF heard by an
 	// EOFHandler that has nothing to write) had none for the closes
-	// above to end: it is closed here, and its OnClose runs.
+	// above to end, and one whose request was closed but not yet
+	// delivered (a send through the ring, say) ends when the drain below
+	// delivers it: each is closed here, as CloseNow would, and its
+	// OnClose runs (the late delivery finds it closed).
 	for _, c := range l.openConns() {
 		c.finish(ErrClosed)
 	}
