@@ -420,15 +420,14 @@ func TestCloseFinishesConnsWithNothingInFlight(t *testing.T) {
 			r := newReactor(t, b, 2)
 			h := &quietAtEOF{eof: make(chan struct{}, 4), closed: make(chan error, 8)}
 			ln := listen(t, r, h, reactor.ListenConfig{})
-			var ncs []net.Conn
-			for range 4 {
-				nc, err := net.Dial("tcp", ln.Addr().String())
-				if err != nil {
+			ncs := dialN(t, ln.Addr().String(), 4)
+			for _, nc := range ncs {
+				if _, err := nc.Write([]byte("x")); err != nil {
 					t.Fatal(err)
 				}
-				ncs = append(ncs, nc)
-				nc.Write([]byte("x"))
-				nc.(*net.TCPConn).CloseWrite()
+				if err := nc.(*net.TCPConn).CloseWrite(); err != nil {
+					t.Fatal(err)
+				}
 			}
 			for range ncs {
 				select {
@@ -454,7 +453,7 @@ func TestCloseFinishesConnsWithNothingInFlight(t *testing.T) {
 			default:
 			}
 			for _, nc := range ncs {
-				nc.Close()
+				nc.Close() // before the count; dialN's cleanup comes after it
 			}
 			if after := openFds(t); after > before {
 				t.Fatalf("%d fds open after Close, %d before", after, before)

@@ -46,9 +46,10 @@ type Listener struct {
 	closedCh  chan struct{}
 	next      atomic.Uint32 // round-robin cursor over r.loops
 
-	// Its Conns are found through their loops' lists of the Conns they
-	// serve (sweep), not a list of its own: two links in every Conn, and
-	// a lock per accept and per close, for what only Shutdown needs.
+	// A Listener keeps no list of its Conns: Shutdown finds them in their
+	// loops' lists of the Conns they serve (sweep), where a list of its
+	// own cost two links in every Conn, and a lock per accept and close.
+
 	mu      sync.Mutex
 	drained chan struct{} // guarded by mu: closed when live drops to 0 during Shutdown
 
