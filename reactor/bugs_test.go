@@ -517,13 +517,14 @@ func acceptBacksOffOnce(t *testing.T, b backend) bool {
 	time.Sleep(300 * time.Millisecond) // the observation window
 	calls := ln.Stats().AcceptCalls - before
 	accepted := ln.Stats().Accepted
-	if freed() && accepted != 0 {
+	if accepted != 0 {
+		// The kernel numbers no connection at or above the limit, so
+		// an accept here took a number another part of the process
+		// freed during the window (and freed, looking after it, may
+		// find none left): this try proves nothing.
 		return false
 	}
 	restore()
-	if accepted != 0 {
-		t.Fatalf("accepted %d connections with no descriptor free", accepted)
-	}
 	if calls > 20 {
 		t.Fatalf("%d accept attempts in 300ms while out of fds: spinning", calls)
 	}
