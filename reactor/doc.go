@@ -184,7 +184,7 @@
 //	-----------------------------------  -----  ------------------------------
 //	Conn                                   176  its own object (size class 176),
 //	                                            the peer's address inline
-//	the read request's cancel slot          96  cancel.Slot[reqData], in
+//	the read request's cancel slot          72  cancel.Slot[reqData], in
 //	                                            chunks of 256 slots
 //	its place among the loop's Conns         8  l.served, packed
 //	the poller's tag record                 32  poller ledger, by tag index
@@ -196,7 +196,10 @@
 // table) rather than by handle (16), and they are on no fd's list: the
 // Conn finds them (closeConnFd), so the loop's table indexed by fd never
 // spans a Conn's number. A slot names whom its outcome goes to in one
-// interface (reqData.owner) rather than in a pointer per kind of owner.
+// interface (reqData.owner) rather than in a pointer per kind of owner,
+// what its Failed or Closed outcome means beyond the errno in a one-byte
+// code (reqData.why) rather than an error, and a deadline in the command
+// that arms the request rather than in every slot.
 // What only a closing, failed, paused or oddly addressed Conn needs (its
 // write error, its close reason, the linger and Shutdown state, an IPv6
 // zone, a Unix peer's name, what it received while paused) is in a part

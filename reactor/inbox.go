@@ -26,6 +26,9 @@ type cmd struct {
 	fd  int32
 	h   cancel.Handle[reqData]
 	obj task
+	// when: opArm's deadline (nanotime; 0 = none), which the loop puts
+	// on its timer heap once the arm is made (loop.armBy).
+	when int64
 }
 
 // task is implemented by the connection layer's objects (*Conn, *lsock,

@@ -14,60 +14,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// reqHandle names one life of a request slot (cancel's Handle).
-type reqHandle = cancel.Handle[reqData]
-
-// The poller records a tag by its index bits; cancel's tags must not need
-// more (this underflows, failing the build, if they do).
-const _ uint = poller.TagIndexBits - cancel.TagIndexBits
-
-// Request kinds and results of the connection layer, in Events bits the
-// kernel never reports: a receive (reqData.ev; a Conn's, or, owned by a
-// *waiter, a parked reader's) and its end at the peer's EOF (reqData.ready).
-const (
-	evRecv     Events = 1 << 30
-	evRecvOnce Events = 1 << 28 // with evRecv: a receive that ends after one buffer (always, for a reader's: ringread.go)
-	evSend     Events = 1 << 27 // a Conn's send; its reqData.ready holds the bytes sent
-	evEOF      Events = 1 << 29
-	// evAccept: a listening socket's multishot accept through the ring
-	// (listen.go); as a Result's Events, one connection it opened, whose
-	// descriptor waits in loop.accepted during the callback.
-	evAccept Events = 1 << 31
-	// evEdge passes the poller's Edge promise with a poll: armed only
-	// after EAGAIN, on an fd closed only through CloseFd (its Forget).
-	evEdge = Events(poller.Edge)
-)
-
-// reqData is a request's payload in its cancel slot. It is written by the
-// submitter until the handle is pushed to the loop's inbox (the push
-// publishes it), then owned by the loop goroutine until the slot is released.
-type reqData struct {
-	fd int32
-	ev Events
-	// owner is whom the outcome goes to (deliver), one of: *Conn (its
-	// read or write request: a receive, send or readiness poll), *waiter
-	// (a Poll, or a reader's receive), *Request (an Arm: told the outcome
-	// before the slot is released, then its callback runs), *lsock (an
-	// accept) or *PacketConn (a read poll). One interface where a pointer
-	// per kind took 32 bytes of every slot.
-	owner    any
-	deadline int64  // nanotime; 0 = none
-	timer    int32  // index+1 of the deadline in l.timers; 0 = none
-	ready    Events // the mask of the event that decided Ready
-	errno    int32  // the event that decided Failed (a unix.Errno)
-	listed   bool   // on its fd's list (fdDesc.reqs)
-	// err is what a Failed or Closed outcome means when it is not the
-	// errno or ErrClosed: the backend's refusal of the arm (set just
-	// before the loop steals the request as Failed) or a closer's reason
-	// (set, while the outcome is undecided, just before the closer decides
-	// Closed). One field serves both: each is set only on the loop and
-	// only by the party about to decide the outcome it explains, and any
-	// other outcome (Canceled by a racing Cancel) ignores it.
-	err  error
-	prev uint64 // the fd's live requests, doubly linked by tag (see reqOf)
-	next uint64
-}
-
 // loop is one event loop: a goroutine, parked in Go's netpoller between
 // turns (park.go), that owns a poller, a slot table and the fds assigned
 // to it.
@@ -89,8 +35,18 @@ type loop struct {
 	spare    []cmd
 	evs      []poller.Event
 	timers   timerHeap
-	rbuf     []byte                // read buffer lent to OnData/OnPacket
-	accepted int                   // the descriptor handOver is handing over; -1 outside it
+	rbuf     []byte // read buffer lent to OnData/OnPacket
+	accepted int    // the descriptor handOver is handing over; -1 outside it
+	// armBy: the deadline of the request whose first arm exec is
+	// carrying out (cmd.when), 0 otherwise; act puts it on the heap once
+	// the arm is made. In the command, not the slot: only that one arm
+	// needs it, and every slot would carry 8 bytes for it.
+	armBy int64
+	// refusal: the error with which the backend refused the arm act is
+	// stealing as Failed (reqData.why == whyRefused). Steal in OnQueue
+	// always delivers at once, so deliver reads it in the same act and
+	// clears it.
+	refusal  error
 	fds      chunked.Array[fdDesc] // by fd: its live requests (loop_fd.go)
 	served   chunked.Array[*Conn]  // the Conns open here, packed (Conn.slot)
 	nServed  int
@@ -350,7 +306,9 @@ func (l *loop) noteBackend() {
 func (l *loop) exec(c *cmd) {
 	switch c.op {
 	case opArm:
+		l.armBy = c.when
 		l.act(c.h, c.h.Arm())
+		l.armBy = 0
 	case opCancel:
 		l.act(c.h, l.withdrawal(c.h))
 	case opCloseFd:
@@ -407,14 +365,22 @@ func (l *loop) act(h reqHandle, a cancel.Action) {
 			err = l.p.Arm(h.Tag(), int(d.fd), uint32(d.ev))
 		}
 		if err != nil {
-			d.err = err
-			a |= h.Steal(cancel.Failed)
+			d.why, l.refusal = whyRefused, err
+			s := h.Steal(cancel.Failed)
+			if !s.Has(cancel.MustDeliver) {
+				// The arm was the loop's own, on a request OnQueue:
+				// nothing else can have taken it, and deliver, which
+				// reads l.refusal, must run now.
+				panic("reactor: a refused arm was not delivered at once (" + h.State().String() + ")")
+			}
+			a |= s
 		} else if _, conn := d.owner.(*Conn); !d.listed && !conn {
 			// A Conn's requests are found through the Conn
 			// (closeConnFd), not through its fd's list.
 			l.link(h)
-			if d.deadline != 0 {
-				l.timers.add(timerEntry{when: d.deadline, ref: h.Tag()})
+			if l.armBy != 0 {
+				l.timers.add(timerEntry{when: l.armBy, ref: h.Tag()})
+				l.armBy = 0
 			}
 		}
 	}
@@ -439,8 +405,8 @@ func (l *loop) deliver(h reqHandle) {
 		l.ready.Add(1)
 	case cancel.Failed:
 		res.Err = unix.Errno(d.errno)
-		if d.err != nil {
-			res.Err = d.err
+		if err := d.why.err(l.refusal); err != nil {
+			res.Err = err
 		}
 		l.failed.Add(1)
 	case cancel.Canceled:
@@ -448,12 +414,15 @@ func (l *loop) deliver(h reqHandle) {
 		l.canceled.Add(1)
 	case cancel.Closed:
 		res.Err = ErrClosed
-		if d.err != nil {
-			res.Err = d.err
+		if err := d.why.err(l.refusal); err != nil {
+			res.Err = err
 		}
 		l.closed.Add(1)
 	default:
 		panic("reactor: deliver of an undecided request (" + h.State().String() + ")")
+	}
+	if d.why == whyRefused {
+		l.refusal = nil // read above; it is this request's alone
 	}
 	if d.listed {
 		l.unlink(h)

@@ -142,7 +142,7 @@ func (l *loop) closeAll(hs []reqHandle) {
 			continue // a callback run by an earlier one finished it
 		}
 		if h.State().Outcome() == cancel.Undecided {
-			h.Data().err = ErrFdClosed
+			h.Data().why = whyFdClosed
 		}
 		l.act(h, h.Close())
 		// A Cancel that won before and whose withdraw still waits in the

@@ -267,13 +267,13 @@ func (l *loop) submit(fd int, ev Events, owner any, deadline int64) (reqHandle, 
 		return reqHandle{}, fmt.Errorf("reactor: %w", err)
 	}
 	d := h.Data()
-	d.fd, d.ev, d.owner, d.deadline = int32(fd), ev, owner, deadline
+	d.fd, d.ev, d.owner = int32(fd), ev, owner
 	if q, ok := owner.(*Request); ok {
 		q.h = h // before the push: the callback may run before we return
 	}
 	l.armed.Add(1)
 	l.outstanding.Add(1)
-	if !l.post(cmd{op: opArm, h: h}) {
+	if !l.post(cmd{op: opArm, h: h, when: deadline}) {
 		// The loop took its last batch: this request was never accepted.
 		// No one else has the handle, so retire it here without a delivery.
 		l.armed.Add(^uint64(0))

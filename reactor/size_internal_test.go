@@ -19,7 +19,7 @@ func TestIdleConnParts(t *testing.T) {
 		got, want uintptr
 	}{
 		{"Conn", unsafe.Sizeof(Conn{}), 176},
-		{"cancel.Slot[reqData]", unsafe.Sizeof(cancel.Slot[reqData]{}), 96},
+		{"cancel.Slot[reqData]", unsafe.Sizeof(cancel.Slot[reqData]{}), 72},
 		{"an l.served entry", unsafe.Sizeof(*new(loop).served.At(0)), 8},
 		{"peerAddr (in the Conn)", unsafe.Sizeof(peerAddr{}), 20},
 		{"timerEntry", unsafe.Sizeof(timerEntry{}), 24},

@@ -190,7 +190,7 @@ func (l *loop) runTimers(now int64) {
 		if !h.State().Cancellable() {
 			continue
 		}
-		h.Data().err = errDeadline
+		h.Data().why = whyDeadline
 		l.act(h, h.Close())
 	}
 }
