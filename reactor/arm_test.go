@@ -211,6 +211,7 @@ func TestArmErrors(t *testing.T) {
 				cb   func(reactor.Result)
 			}{
 				{"negative fd", -1, reactor.In, never},
+				{"fd beyond 32 bits", a + 1<<32, reactor.In, never}, // not a itself
 				{"no events", a, 0, never},
 				{"unknown events", a, 1 << 20, never},
 				{"nil callback", a, reactor.In, nil},
@@ -218,6 +219,16 @@ func TestArmErrors(t *testing.T) {
 				if q, err := r.Arm(tc.fd, tc.ev, tc.cb); err == nil || q != nil {
 					t.Errorf("%s: Arm = %v, %v; want an error", tc.name, q, err)
 				}
+			}
+			// CloseFd likewise, and closes nothing: a number beyond 32
+			// bits once closed the descriptor of its low bits.
+			for _, fd := range []int{-1, a + 1<<32} {
+				if err := r.CloseFd(fd); err == nil {
+					t.Errorf("CloseFd(%d) = nil; want an error", fd)
+				}
+			}
+			if _, err := unix.FcntlInt(uintptr(a), unix.F_GETFD, 0); err != nil {
+				t.Fatalf("fd %d after the refused CloseFds: %v", a, err)
 			}
 			// The lowest free number is not open: EBADF, once.
 			bad := a

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"runtime"
 	"strconv"
@@ -247,10 +248,20 @@ func (r *Reactor) arm(q *Request, fd int, ev Events, cb func(Result), deadline i
 	return err
 }
 
+// checkFd refuses a number no descriptor can have. The loops keep fds in
+// 32 bits, so a larger one would otherwise name another descriptor.
+func checkFd(fd int) error {
+	if fd < 0 || fd > math.MaxInt32 {
+		return fmt.Errorf("reactor: fd %d out of range", fd)
+	}
+	return nil
+}
+
 func (r *Reactor) check(fd int, ev Events) (*loop, error) {
+	if err := checkFd(fd); err != nil {
+		return nil, err
+	}
 	switch {
-	case fd < 0:
-		return nil, fmt.Errorf("reactor: negative fd %d", fd)
 	case ev&^armMask != 0 || ev == 0:
 		return nil, fmt.Errorf("reactor: events %v outside In|Pri|Out|RdHup|Err|Hup", ev)
 	}
@@ -375,8 +386,8 @@ func (r *Reactor) poll(ctx context.Context, fd int, ev, extra Events) (Events, e
 // the loop acts; the caller must not use fd afterwards. An error means fd
 // was not closed (after Close, ErrClosed): the caller still owns it.
 func (r *Reactor) CloseFd(fd int) error {
-	if fd < 0 {
-		return fmt.Errorf("reactor: negative fd %d", fd)
+	if err := checkFd(fd); err != nil {
+		return err
 	}
 	if r.closed.Load() {
 		return ErrClosed
