@@ -32,14 +32,14 @@ var errForceStop = fmt.Errorf("reactor: Shutdown's context ended before the conn
 // may be called from any goroutine; the rest of its life runs on one loop.
 type Conn struct {
 	// The fields are ordered so that the small ones share words: an idle
-	// Conn is 176 bytes, a size class of its own (the package doc lists
+	// Conn is 144 bytes, a size class of its own (the package doc lists
 	// what else an idle Conn holds). What only a closing, failed or
 	// oddly addressed Conn needs is in its rare part.
 	l  *loop     // constant: the loop that owns fd
 	ln *Listener // constant
 
 	mu  sync.Mutex
-	out outBuf // guarded by mu: pending output
+	out outBuf // guarded by mu: pending output, and since when (outBuf.since)
 
 	// ph: atomic; the connPhase (conn_state.go) in its low bits, and
 	// inCallBit while the loop is inside a handler call for c, which
@@ -49,7 +49,6 @@ type Conn struct {
 	// req: atomic; 1<<task for what was asked during a handler call,
 	// taken by the loop when the call returns (afterCall). See kickLocked.
 	req atomic.Uint32
-	fd  int // constant; unusable once the phase is closed (checked under mu)
 	// pending: atomic; len(out), stored under mu, read by the loop
 	// without it (the backpressure check after each OnData). It saturates
 	// at maxPendingLimit, which bounds MaxPending, so the check still
@@ -58,33 +57,51 @@ type Conn struct {
 	slot    int32 // owned by the loop: c's index+1 in l.served while open; 0 = none
 
 	lastActive atomic.Int64 // nanotime of the last byte moved either way
-	// outSince: nanotime of the last output progress, or of output
-	// becoming pending; what WriteTimeout measures. Guarded by mu.
-	outSince int64
 
-	// Owned by the loop goroutine, as is everything below but the three
-	// flags guarded by mu, rare and ctx.
+	// Owned by the loop goroutine, as is everything below but fd, the
+	// three flags guarded by mu, peer, rare and ctx.
 	lastRead int64  // nanotime of the last byte read
 	drainBy  int64  // nanotime by which a drain must end; 0 = none
 	rd, wr   uint64 // the tags of c's in-flight requests (c.l.reqOf); 0 = none
 	timerIdx int32  // its heap entry's index+1 in l.timers, kept by the heap; 0 = none
+	fd       int32  // constant; unusable once the phase is closed (checked under mu)
 
-	taskQueued bool // guarded by mu: a taskFlush sits in the loop's inbox
-	wrShut     bool // guarded by mu: CloseWrite asked; shut SHUT_WR once drained
-	closeAsked bool // guarded by mu: Close or CloseNow called: Write refuses
-	peerEOF    bool // a read returned end of file: the peer sends nothing more
-	opened     bool // OnOpen was called, so OnClose is owed
-	// pollOnce: the next read goes after a readiness poll, not through
-	// the ring (which had lent every buffer: ENOBUFS).
-	pollOnce bool
-	// drained: the last readSome ended at EAGAIN or a short read, so the
-	// socket held nothing more then, and the next read poll may keep the
-	// promise of poller.Edge (epoll keeps the fd registered).
-	drained bool
-	peer    peerAddr // constant
+	taskQueued bool      // guarded by mu: a taskFlush sits in the loop's inbox
+	wrShut     bool      // guarded by mu: CloseWrite asked; shut SHUT_WR once drained
+	closeAsked bool      // guarded by mu: Close or CloseNow called: Write refuses
+	lf         loopFlags // the loop's own flags, a bit each
+	peer       peerAddr  // constant
 
 	rare atomic.Pointer[connRare] // see more
 	ctx  atomic.Pointer[any]      // user data
+}
+
+// loopFlags are a Conn's yes-or-no facts that only its loop reads and
+// writes, so they share a byte (one more byte would cost the Conn a size
+// class); a flag set by another goroutine (under mu) keeps a field of its
+// own, or two writers would race on the byte.
+type loopFlags uint8
+
+const (
+	lfPeerEOF loopFlags = 1 << iota // a read returned end of file: the peer sends nothing more
+	lfOpened                        // OnOpen was called, so OnClose is owed
+	// lfPollOnce: the next read goes after a readiness poll, not through
+	// the ring (which had lent every buffer: ENOBUFS).
+	lfPollOnce
+	// lfDrained: the last readSome ended at EAGAIN or a short read, so
+	// the socket held nothing more then, and the next read poll may keep
+	// the promise of poller.Edge (epoll keeps the fd registered).
+	lfDrained
+)
+
+func (f loopFlags) has(x loopFlags) bool { return f&x != 0 }
+
+func (f *loopFlags) set(x loopFlags, on bool) {
+	if on {
+		*f |= x
+	} else {
+		*f &^= x
+	}
 }
 
 // maxPendingLimit is the most Conn.pending holds, and so the largest
@@ -108,7 +125,7 @@ func (c *Conn) Context() any {
 
 // Fd returns the connection's descriptor, for diagnostics only: the layer
 // owns it and closes it.
-func (c *Conn) Fd() int { return c.fd }
+func (c *Conn) Fd() int { return int(c.fd) }
 
 // RemoteAddr returns the peer's address. Where it is unknown, which
 // happens when a peer resets its connection before the server looked its
@@ -123,7 +140,7 @@ func (c *Conn) LocalAddr() net.Addr {
 	if c.phase() == phClosed {
 		return nil
 	}
-	sa, err := unix.Getsockname(c.fd)
+	sa, err := unix.Getsockname(int(c.fd))
 	if err != nil {
 		return nil
 	}
@@ -154,7 +171,7 @@ func (c *Conn) Write(b []byte) (int, error) {
 		// the phase under mu first), so this never reaches another
 		// connection that got the same fd number (gnet #621).
 		for n < len(b) {
-			m, err := rawWrite(c.fd, b[n:])
+			m, err := rawWrite(int(c.fd), b[n:])
 			if err == unix.EINTR {
 				continue
 			}
@@ -179,11 +196,12 @@ func (c *Conn) Write(b []byte) (int, error) {
 			return n, nil
 		}
 	}
-	if c.out.len() == 0 {
-		c.outSince = nanotime() // output becomes pending
-	}
+	became := c.out.len() == 0
 	held := c.out.held()
 	c.out.append(b[n:], &c.ln.chunks)
+	if became {
+		c.out.setSince(nanotime()) // output becomes pending
+	}
 	c.ln.outBuf.Add(int64(c.out.held() - held))
 	c.storePending(c.out.len())
 	c.kickLocked(taskFlush)
@@ -271,7 +289,7 @@ func (c *Conn) open() {
 		c.finish(nil)
 		return
 	}
-	c.opened = true
+	c.lf.set(lfOpened, true)
 	c.l.conns.Add(1)
 	c.lastRead = nanotime()
 	c.lastActive.Store(c.lastRead)
@@ -335,11 +353,11 @@ func (c *Conn) armRead() {
 	// the wake-up that says so must not pass for an ordinary one (see
 	// readable), or an edge-triggered wait would sleep through the rest.
 	ev := In | RdHup | Pri
-	if c.drained {
+	if c.lf.has(lfDrained) {
 		ev |= evEdge
 	}
-	c.drained = false
-	if c.l.rcv != nil && !c.pollOnce {
+	c.lf.set(lfDrained, false)
+	if c.l.rcv != nil && !c.lf.has(lfPollOnce) {
 		ev = evRecv | In
 		if c.wr != 0 {
 			ev |= evRecvOnce // the output backs up: see take
@@ -402,7 +420,7 @@ func (c *Conn) readable(res Result) {
 		return
 	}
 	c.readSome(4, res.Events)
-	c.pollOnce = false
+	c.lf.set(lfPollOnce, false)
 	c.armRead() // only while still open
 }
 
@@ -410,7 +428,7 @@ func (c *Conn) readable(res Result) {
 // EAGAIN, EOF, an error, or when the output backlog passes MaxPending.
 // rounds < 0 reads what Shutdown found received (shutLeft) and no more:
 // reading until EAGAIN never ended while a fast peer kept sending. It
-// notes in c.drained whether it ended with the socket empty, judged with
+// notes in c's lfDrained flag whether it ended with the socket empty, judged with
 // wake, the readiness that started it (wakeUnknown: none).
 //
 // EAGAIN means empty, except at TCP's urgent mark, where a read that finds
@@ -426,7 +444,7 @@ func (c *Conn) readSome(rounds int, wake Events) {
 	if rounds < 0 {
 		shut = c.more()
 	}
-	c.drained = false
+	c.lf.set(lfDrained, false)
 	eagainDrains := wake&Pri == 0
 	shortDrains := wake&(RdHup|Hup|Err|Pri) == 0 && !c.ln.unix
 	for i := 0; rounds < 0 || i < rounds; i++ {
@@ -439,12 +457,12 @@ func (c *Conn) readSome(rounds int, wake Events) {
 			}
 			buf = buf[:min(len(buf), int(shut.shutLeft))]
 		}
-		n, err := rawRead(c.fd, buf)
+		n, err := rawRead(int(c.fd), buf)
 		switch {
 		case err == unix.EINTR:
 			continue
 		case err == unix.EAGAIN:
-			c.drained = eagainDrains
+			c.lf.set(lfDrained, eagainDrains)
 			return
 		case err != nil:
 			c.finish(fmt.Errorf("reactor: read: %w", err))
@@ -470,7 +488,7 @@ func (c *Conn) readSome(rounds int, wake Events) {
 			return
 		}
 		if n < len(buf) && rounds >= 0 {
-			c.drained = shortDrains
+			c.lf.set(lfDrained, shortDrains)
 			return
 		}
 	}
@@ -520,7 +538,7 @@ func (c *Conn) flushAndArm() {
 func (c *Conn) flushed(shut bool) {
 	if x := c.rare.Load(); shut && (x == nil || !x.wrDone) {
 		c.more().wrDone = true
-		_ = unix.Shutdown(c.fd, unix.SHUT_WR) // the peer may be gone; reads will tell
+		_ = unix.Shutdown(int(c.fd), unix.SHUT_WR) // the peer may be gone; reads will tell
 	}
 	switch c.phase() {
 	case phDraining:
@@ -546,7 +564,7 @@ func (c *Conn) flushLocked() (int, error) {
 	moved, held := 0, c.out.held()
 	defer func() { c.ln.outBuf.Add(int64(c.out.held() - held)) }()
 	for c.out.len() > 0 {
-		m, err := c.out.writeTo(c.fd, &c.ln.chunks)
+		m, err := c.out.writeTo(int(c.fd), &c.ln.chunks)
 		if err == unix.EINTR {
 			continue
 		}
@@ -563,7 +581,7 @@ func (c *Conn) flushLocked() (int, error) {
 	if moved > 0 {
 		now := nanotime()
 		c.lastActive.Store(now)
-		c.outSince = now
+		c.out.setSince(now)
 		c.ln.bytesOut.Add(uint64(moved))
 	}
 	c.storePending(c.out.len())

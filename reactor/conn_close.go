@@ -159,7 +159,7 @@ func (c *Conn) finish(err error) {
 		c.ln.cutInDrain.Add(1) // Shutdown must not report a clean drain
 	}
 	c.ln.connClosed() // counters first: OnClose may read them
-	if c.opened {
+	if c.lf.has(lfOpened) {
 		c.l.conns.Add(-1)
 		c.ln.h.OnClose(c, err)
 	}
@@ -175,7 +175,7 @@ func cutByDeadline(err error) bool {
 // linger is the last step of a drain, once the output reached the kernel
 // (see the top of this file).
 func (c *Conn) linger() {
-	if c.peerEOF || c.ln.linger < 0 || c.ln.unix {
+	if c.lf.has(lfPeerEOF) || c.ln.linger < 0 || c.ln.unix {
 		c.finish(c.closeReason())
 		return
 	}
@@ -184,7 +184,7 @@ func (c *Conn) linger() {
 		x := c.more()
 		if !x.wrDone {
 			x.wrDone = true
-			_ = unix.Shutdown(c.fd, unix.SHUT_WR) // a peer gone already shows in the read
+			_ = unix.Shutdown(int(c.fd), unix.SHUT_WR) // a peer gone already shows in the read
 		}
 		x.lingerBy = nanotime() + int64(c.ln.linger)
 	}
@@ -196,7 +196,7 @@ func (c *Conn) linger() {
 func (c *Conn) discard() {
 	buf := c.l.rbuf
 	for {
-		n, err := rawRead(c.fd, buf)
+		n, err := rawRead(int(c.fd), buf)
 		switch {
 		case err == unix.EINTR:
 			continue
@@ -222,7 +222,7 @@ func (c *Conn) discard() {
 			c.finish(fmt.Errorf("reactor: read while closing: %w", err))
 			return
 		case n == 0:
-			c.peerEOF = true
+			c.lf.set(lfPeerEOF, true)
 			c.finish(c.closeReason())
 			return
 		}
@@ -236,7 +236,7 @@ const shutUnmeasured int32 = -1 << 31
 // inq returns the bytes waiting in c's receive queue (SIOCINQ), or, if the
 // kernel will not say, as many as an int32 holds: read to EAGAIN.
 func (c *Conn) inq() int32 {
-	n, err := unix.IoctlGetInt(c.fd, unix.SIOCINQ)
+	n, err := unix.IoctlGetInt(int(c.fd), unix.SIOCINQ)
 	if err != nil {
 		return 1<<31 - 1
 	}
@@ -246,7 +246,7 @@ func (c *Conn) inq() int32 {
 // unacked returns the bytes of c's output the peer has not acknowledged
 // (SIOCOUTQ), or 1 if the kernel will not say.
 func (c *Conn) unacked() int {
-	n, err := unix.IoctlGetInt(c.fd, unix.SIOCOUTQ)
+	n, err := unix.IoctlGetInt(int(c.fd), unix.SIOCOUTQ)
 	if err != nil {
 		return 1
 	}

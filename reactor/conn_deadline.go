@@ -39,7 +39,7 @@ func (c *Conn) deadline() (int64, int) {
 	}
 	if ln.writeTimeout > 0 && c.pending.Load() > 0 {
 		c.mu.Lock()
-		pending, since := c.out.len(), c.outSince
+		pending, since := c.out.len(), c.out.since()
 		c.mu.Unlock()
 		if pending > 0 {
 			consider(since+int64(ln.writeTimeout), dlWrite)

@@ -122,7 +122,7 @@ func (c *Conn) recvEnded(res Result) {
 	case errors.Is(res.Err, unix.ENOBUFS):
 		// Every buffer was lent out, to the Conns of this turn; the
 		// bytes wait in the socket, read after a poll this once.
-		c.pollOnce = true
+		c.lf.set(lfPollOnce, true)
 		c.l.nobufs.Add(1)
 		c.readOn()
 	default:
@@ -141,10 +141,10 @@ func (c *Conn) recvEOF() {
 	case phPaused:
 		c.heldIn().eof = true
 	case phLingering:
-		c.peerEOF = true
+		c.lf.set(lfPeerEOF, true)
 		c.finish(c.closeReason())
 	default:
-		c.peerEOF = true // a drain then closes without lingering
+		c.lf.set(lfPeerEOF, true) // a drain then closes without lingering
 	}
 }
 
@@ -190,7 +190,7 @@ func (c *Conn) takeHeld() bool {
 
 // sawEOF is the peer's end of file, read while c is open.
 func (c *Conn) sawEOF() {
-	c.peerEOF = true
+	c.lf.set(lfPeerEOF, true)
 	if eh, ok := c.ln.h.(EOFHandler); ok {
 		// The handler decides when to close.
 		c.setPhase(phPeerEOF)
@@ -238,7 +238,7 @@ func (c *Conn) sendFrom(pending int, shut bool) {
 func (c *Conn) sendable() []byte {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.out.first()
+	return c.out.firstBytes()
 }
 
 // sendEnded is c's send ending, n bytes sent.
@@ -265,7 +265,7 @@ func (c *Conn) sendEnded(res Result, n int) {
 	c.ln.outBuf.Add(int64(c.out.held() - held))
 	now := nanotime()
 	c.lastActive.Store(now)
-	c.outSince = now
+	c.out.setSince(now)
 	pending, shut := c.out.len(), c.wrShut
 	c.storePending(pending)
 	c.mu.Unlock()

@@ -155,3 +155,30 @@ func TestPhaseWordKeepsInCall(t *testing.T) {
 		}
 	}
 }
+
+// TestLoopFlagsKeepEachOther: the loop's flags share a byte; setting or
+// clearing one, from every combination of the others, leaves the others
+// as they were.
+func TestLoopFlagsKeepEachOther(t *testing.T) {
+	all := []loopFlags{lfPeerEOF, lfOpened, lfPollOnce, lfDrained}
+	for start := range 1 << len(all) {
+		for i, x := range all {
+			for _, on := range []bool{false, true} {
+				var f loopFlags
+				for j, y := range all {
+					f.set(y, start&(1<<j) != 0)
+				}
+				f.set(x, on)
+				for j, y := range all {
+					want := start&(1<<j) != 0
+					if j == i {
+						want = on
+					}
+					if f.has(y) != want {
+						t.Fatalf("from %04b, set(flag %d, %v): flag %d is %v, want %v", start, i, on, j, f.has(y), want)
+					}
+				}
+			}
+		}
+	}
+}

@@ -182,7 +182,7 @@
 //
 //	part                                 bytes  where
 //	-----------------------------------  -----  ------------------------------
-//	Conn                                   176  its own object (size class 176),
+//	Conn                                   144  its own object (size class 144),
 //	                                            the peer's address inline
 //	the read request's cancel slot          72  cancel.Slot[reqData], in
 //	                                            chunks of 256 slots

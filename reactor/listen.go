@@ -310,7 +310,7 @@ func (ln *Listener) Shutdown(ctx context.Context) error {
 // target's inbox. It returns nil when target had stopped (the reactor
 // closing): nfd is closed then.
 func (ln *Listener) adopt(target *loop, nfd int, peer peerAddr, x *connRare, onTarget bool) *Conn {
-	c := &Conn{l: target, ln: ln, fd: nfd, peer: peer}
+	c := &Conn{l: target, ln: ln, fd: int32(nfd), peer: peer}
 	if x != nil {
 		c.rare.Store(x)
 	}

@@ -494,7 +494,7 @@ func (l *loop) armOn(fd int, ev Events, owner any, into *reqHandle) error {
 // idle Conn holds no callback closures (two allocations each). *into
 // holds the request's tag (Conn.rd, Conn.wr; see reqOf).
 func (l *loop) armConn(c *Conn, ev Events, into *uint64) error {
-	return l.armFor(c.fd, ev, c, nil, into)
+	return l.armFor(int(c.fd), ev, c, nil, into)
 }
 
 // armFor makes the request; its handle goes to *into, or its tag to

@@ -114,8 +114,8 @@ func (l *loop) closeConnFd(c *Conn) {
 		}
 	}
 	l.closeAll(hs)
-	l.forgetFdOn(c.fd) // its list is empty; the poller forgets fd
-	_ = unix.Close(c.fd)
+	l.forgetFdOn(int(c.fd)) // its list is empty; the poller forgets fd
+	_ = unix.Close(int(c.fd))
 }
 
 // forgetFdOn is closeFdOn without the close(2), for a number that may no

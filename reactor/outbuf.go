@@ -16,22 +16,38 @@ import (
 // never-reading peers at --max-pending 1MiB cost 1.3-1.7 MB of heap each
 // for 1.07 MB of pending echo. Guarded by its Conn's mu.
 //
-// The pending count is derived (len), not stored: an idle Conn is one size
-// class smaller without it.
+// The pending count is derived (len), not stored, and the chunks are
+// linked through their own headers (the first one also names the last),
+// so the queue costs its Conn 16 bytes and makes no allocation of its own:
+// a slice of chunk pointers cost 24, and allocated its array each time
+// output came to be pending.
 type outBuf struct {
-	chunks []*outChunk // pending: chunks[0][head:], whole middle chunks, the last up to tail
-	head   int32       // read offset in chunks[0]
-	tail   int32       // fill of the last chunk
+	first *outChunk // nil when b holds nothing
+	head  uint16    // read offset in first
+	tail  uint16    // fill of the last chunk (first.last)
+	n     uint32    // chunks held
 }
 
 // outChunkSize trades the chunks a large backlog needs (one iovec each, up
-// to outIovecs a writev) against the slack of the last one.
+// to outIovecs a writev) against the slack of the last one. A chunk is
+// one object of that size (a malloc size class), its header included.
 const (
 	outChunkSize = 16 << 10
+	outChunkCap  = outChunkSize - 24 // the bytes a chunk holds
 	outIovecs    = 16
 )
 
-type outChunk [outChunkSize]byte
+type outChunk struct {
+	next *outChunk // the chunk after this one in its queue
+	// Kept on a queue's first chunk only: its last, and the nanotime of
+	// the queue's last progress or of its output becoming pending (what
+	// WriteTimeout measures). Here, not in the Conn: they mean something
+	// only while output is pending, and an idle Conn is a size class
+	// smaller without them.
+	last  *outChunk
+	since int64
+	b     [outChunkCap]byte
+}
 
 // outPool recycles a Listener's chunks; a pool per Listener, not per
 // process, so that nothing in the package is global.
@@ -44,28 +60,55 @@ func (op *outPool) get() *outChunk {
 	return new(outChunk)
 }
 
-func (op *outPool) put(c *outChunk) { op.p.Put(c) }
+func (op *outPool) put(c *outChunk) {
+	c.next, c.last, c.since = nil, nil, 0 // a pooled chunk keeps no queue alive
+	op.p.Put(c)
+}
 
 // len returns the bytes pending.
 func (b *outBuf) len() int {
-	if len(b.chunks) == 0 {
+	if b.n == 0 {
 		return 0
 	}
-	return (len(b.chunks)-1)*outChunkSize - int(b.head) + int(b.tail)
+	return (int(b.n)-1)*outChunkCap - int(b.head) + int(b.tail)
+}
+
+// since returns the nanotime of the last output progress, or of output
+// becoming pending; 0 when nothing is pending.
+func (b *outBuf) since() int64 {
+	if b.len() == 0 {
+		return 0
+	}
+	return b.first.since
+}
+
+// setSince records output progress, or output becoming pending, at t. With
+// nothing pending it does nothing: there is nothing to time.
+func (b *outBuf) setSince(t int64) {
+	if b.n != 0 {
+		b.first.since = t
+	}
 }
 
 // held returns the bytes of chunks b holds.
-func (b *outBuf) held() int { return len(b.chunks) * outChunkSize }
+func (b *outBuf) held() int { return int(b.n) * outChunkSize }
 
 // append queues p.
 func (b *outBuf) append(p []byte, pool *outPool) {
 	for len(p) > 0 {
-		if len(b.chunks) == 0 || b.tail == outChunkSize {
-			b.chunks = append(b.chunks, pool.get())
+		if b.n == 0 || b.tail == outChunkCap {
+			c := pool.get()
+			if b.n == 0 {
+				b.first = c
+			} else {
+				b.first.last.next = c
+			}
+			b.first.last = c
+			b.n++
 			b.tail = 0
 		}
-		k := copy(b.chunks[len(b.chunks)-1][b.tail:], p)
-		b.tail += int32(k)
+		k := copy(b.first.last.b[b.tail:], p)
+		b.tail += uint16(k)
 		p = p[k:]
 	}
 }
@@ -75,19 +118,16 @@ func (b *outBuf) append(p []byte, pool *outPool) {
 func (b *outBuf) writeTo(fd int, pool *outPool) (int, error) {
 	var iov [outIovecs]unix.Iovec
 	cnt := 0
-	for i, c := range b.chunks {
-		if cnt == outIovecs {
-			break
-		}
-		lo, hi := 0, outChunkSize
-		if i == 0 {
+	for c := b.first; c != nil && cnt < outIovecs; c = c.next {
+		lo, hi := 0, outChunkCap
+		if c == b.first {
 			lo = int(b.head)
 		}
-		if i == len(b.chunks)-1 {
+		if c.next == nil {
 			hi = int(b.tail)
 		}
 		if hi > lo {
-			iov[cnt].Base = &c[lo]
+			iov[cnt].Base = &c.b[lo]
 			iov[cnt].SetLen(hi - lo)
 			cnt++
 		}
@@ -106,55 +146,64 @@ func (b *outBuf) writeTo(fd int, pool *outPool) (int, error) {
 // consume drops the first k pending bytes, returning emptied chunks.
 func (b *outBuf) consume(k int, pool *outPool) {
 	for k > 0 {
-		end := outChunkSize
-		if len(b.chunks) == 1 {
+		end := outChunkCap
+		if b.n == 1 {
 			end = int(b.tail)
 		}
 		avail := end - int(b.head)
 		if k < avail {
-			b.head += int32(k)
+			b.head += uint16(k)
 			return
 		}
 		k -= avail
-		pool.put(b.chunks[0])
-		b.chunks[0] = nil
-		b.chunks = b.chunks[1:]
+		c := b.first
+		if c.next != nil {
+			c.next.last, c.next.since = c.last, c.since
+		}
+		b.first = c.next
+		b.n--
 		b.head = 0
+		pool.put(c)
 	}
 	if b.len() == 0 {
 		b.reset(pool)
 	}
 }
 
-// first returns the pending bytes of the first chunk: what one send takes.
-func (b *outBuf) first() []byte {
+// firstBytes returns the pending bytes of the first chunk: what one send takes.
+func (b *outBuf) firstBytes() []byte {
 	if b.len() == 0 {
 		return nil
 	}
-	end := outChunkSize
-	if len(b.chunks) == 1 {
+	end := outChunkCap
+	if b.n == 1 {
 		end = int(b.tail)
 	}
-	return b.chunks[0][b.head:end]
+	return b.first.b[b.head:end]
 }
 
 // abandon drops everything pending but keeps the first chunk out of the
 // pool, referenced by b, for a send the kernel may still be reading.
 func (b *outBuf) abandon(pool *outPool) {
-	if len(b.chunks) == 0 {
+	if b.n == 0 {
 		return
 	}
-	for _, c := range b.chunks[1:] {
+	for c := b.first.next; c != nil; {
+		next := c.next
 		pool.put(c)
+		c = next
 	}
-	*b = outBuf{chunks: b.chunks[:1:1]}
+	b.first.next, b.first.last = nil, b.first
+	b.head, b.tail, b.n = 0, 0, 1
 }
 
 // reset drops everything pending and gives the chunks back, so that an idle
-// Conn holds none (nor the slice that listed them).
+// Conn holds none.
 func (b *outBuf) reset(pool *outPool) {
-	for _, c := range b.chunks {
+	for c := b.first; c != nil; {
+		next := c.next
 		pool.put(c)
+		c = next
 	}
 	*b = outBuf{}
 }

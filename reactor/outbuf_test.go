@@ -27,6 +27,9 @@ func TestOutBufModel(t *testing.T) {
 		var sent, got []byte
 		written := 0
 		seq := byte(0)
+		// since: what setSince last recorded while output stayed
+		// pending, which since must return through any consume.
+		since, marked := int64(0), false
 		drain := func() {
 			buf := make([]byte, 64<<10)
 			for {
@@ -55,6 +58,26 @@ func TestOutBufModel(t *testing.T) {
 				}
 				written += m
 			},
+			"send": func(rt *rapid.T) {
+				// The ring's path: one chunk's bytes, then consume.
+				p := b.firstBytes()
+				if len(p) == 0 {
+					return
+				}
+				m, err := unix.Write(fds[0], p)
+				if err != nil && err != unix.EAGAIN {
+					rt.Fatal(err)
+				}
+				if m > 0 {
+					b.consume(m, &pool)
+					written += m
+				}
+			},
+			"mark": func(rt *rapid.T) {
+				t := rapid.Int64Range(1, 1<<62).Draw(rt, "t")
+				b.setSince(t)
+				since, marked = t, b.len() > 0
+			},
 			"drain": func(*rapid.T) { drain() },
 			"": func(rt *rapid.T) {
 				if b.len() != len(sent)-written {
@@ -63,6 +86,15 @@ func TestOutBufModel(t *testing.T) {
 				// At most a partly sent first chunk and a partly filled last.
 				if b.held() >= b.len()+2*outChunkSize || (b.len() == 0 && b.held() != 0) {
 					rt.Fatalf("%d pending in %d bytes of chunks", b.len(), b.held())
+				}
+				checkOutLinks(rt, &b)
+				if b.len() == 0 {
+					marked = false
+					if b.since() != 0 {
+						rt.Fatalf("nothing pending, yet pending since %d", b.since())
+					}
+				} else if marked && b.since() != since {
+					rt.Fatalf("pending since %d, but %d was recorded", b.since(), since)
 				}
 			},
 		})
@@ -76,8 +108,29 @@ func TestOutBufModel(t *testing.T) {
 		if !bytes.Equal(got, sent) {
 			rt.Fatalf("the peer read %d bytes, %d appended: not the same bytes in the same order", len(got), len(sent))
 		}
-		if b.held() != 0 || b.chunks != nil {
+		if b.held() != 0 || b.first != nil {
 			rt.Fatalf("an empty outBuf holds %d bytes of chunks", b.held())
 		}
 	})
+}
+
+// checkOutLinks: b's chunks, followed from the first, are b.n, and the
+// first names the last.
+func checkOutLinks(rt *rapid.T, b *outBuf) {
+	if b.n == 0 {
+		if b.first != nil {
+			rt.Fatalf("no chunks counted, but a first one linked")
+		}
+		return
+	}
+	k, last := uint32(0), (*outChunk)(nil)
+	for c := b.first; c != nil; c = c.next {
+		k, last = k+1, c
+		if c != b.first && c.last != nil {
+			rt.Fatalf("chunk %d names a last; only the first may", k)
+		}
+	}
+	if k != b.n || b.first.last != last {
+		rt.Fatalf("%d chunks linked, %d counted; the first names %p as last, the last is %p", k, b.n, b.first.last, last)
+	}
 }
