@@ -405,7 +405,7 @@ func (p *epollPoller) harvest(kev *unix.EpollEvent) {
 	for i := p.g.first(fd); i != 0; {
 		rec := p.g.at(i)
 		i = rec.next
-		if m := readyMask(rec.events, kev.Events); m != 0 {
+		if m := readyMask(rec.events(), kev.Events); m != 0 {
 			tag := rec.tag
 			p.remove(rec)
 			p.emit(Event{Tag: tag, Events: m})
@@ -421,7 +421,7 @@ func (p *epollPoller) harvestEdge(fd int, mask uint32) {
 	for i := p.g.first(fd); i != 0; {
 		rec := p.g.at(i)
 		i = rec.next
-		if m := readyMask(rec.events, mask); m != 0 {
+		if m := readyMask(rec.events(), mask); m != 0 {
 			tag := rec.tag
 			taken |= m
 			p.remove(rec)
@@ -434,7 +434,7 @@ func (p *epollPoller) harvestEdge(fd int, mask uint32) {
 
 // remove takes rec off the ledger and out of its fd's interest counts.
 func (p *epollPoller) remove(rec *tagRec) {
-	p.regs.At(int(rec.fd)).count(rec.events, ^uint32(0))
+	p.regs.At(int(rec.fd)).count(rec.events(), ^uint32(0))
 	p.g.remove(rec)
 }
 

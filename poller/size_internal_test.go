@@ -17,7 +17,7 @@ func TestLedgerRecordSizes(t *testing.T) {
 		name      string
 		got, want uintptr
 	}{
-		{"tagRec", unsafe.Sizeof(tagRec{}), 32},
+		{"tagRec", unsafe.Sizeof(tagRec{}), 24},
 		{"fdTags", unsafe.Sizeof(fdTags{}), 8},
 		{"epollReg", unsafe.Sizeof(epollReg{}), 24},
 	} {

@@ -67,15 +67,16 @@ type uringPoller struct {
 	w *waker     // constant after newUring
 
 	// Owned by the owner goroutine (and its OS thread, single-issuer).
-	g         ledger   // the tags in flight; a record's seq: submitted once seq <= p.submitted
-	forget    []uint64 // Forget's scratch list
-	cqes      []ring.CQE
-	out       []Event // decided Events not yet returned (reaped to make room)
-	owed      int     // CQEs the kernel has yet to post for our SQEs
-	armSeq    uint64  // Arms so far
-	submitted uint64  // armSeq when the SQ was last seen empty after an enter
-	wakeArmed bool    // the udWake POLL_ADD is queued or in the kernel
-	stats     Stats   // Syscalls here counts eventfd reads; Stats adds Enters
+	g      ledger   // the tags in flight
+	forget []uint64 // Forget's scratch list
+	cqes   []ring.CQE
+	out    []Event // decided Events not yet returned (reaped to make room)
+	owed   int     // CQEs the kernel has yet to post for our SQEs
+	// queued: the indexes of the tags booked since the SQ was last seen
+	// empty after an enter; noteSubmitted clears their records' queued.
+	queued    []uint32
+	wakeArmed bool  // the udWake POLL_ADD is queued or in the kernel
+	stats     Stats // Syscalls here counts eventfd reads; Stats adds Enters
 	closed    bool
 	bufs      *ring.BufRing // the receive path's buffers (RingIO); nil without one
 	// bounded: the ring of receives that must not bring more than a
@@ -198,25 +199,19 @@ func (p *uringPoller) slot(tag uint64, fd int, events uint32) (*ring.SQE, error)
 // kernel owes its CQE, and the ledger holds its tag.
 func (p *uringPoller) book(tag uint64, fd int, events uint32, kind tagKind) {
 	p.owed++
-	p.armSeq++
 	rec, err := p.g.add(tag, fd, events)
 	if err != nil {
 		panic(err.Error()) // slot said the index was free, and reaping frees only
 	}
-	rec.seq, rec.kind = uint32(p.armSeq), kind
+	rec.kind, rec.queued = kind, true
+	p.queued = append(p.queued, uint32(tag&TagIndexMask))
 	p.stats.Arms++
 	p.stats.Armed++
 }
 
-// unsubmitted reports whether rec's SQE may still sit in the SQ. Records
-// keep their Arm's number modulo 2^32, 8 bytes less in every idle
-// connection's record, so this compares in that modulus: an SQE not yet
-// submitted is less than an SQ's length ahead of p.submitted, never 2^31,
-// so it is always seen; a record armed 2^31 Arms ago or more may be seen
-// as unsubmitted too, which costs Forget one early submit and no more.
-func (p *uringPoller) unsubmitted(rec *tagRec) bool {
-	return int32(rec.seq-uint32(p.submitted)) > 0
-}
+// unsubmitted reports whether rec's SQE may still sit in the SQ: it was
+// booked after the SQ was last seen empty (noteSubmitted).
+func (p *uringPoller) unsubmitted(rec *tagRec) bool { return rec.queued }
 
 func (p *uringPoller) Disarm(tag uint64) bool {
 	if p.closed {
@@ -339,9 +334,15 @@ func (p *uringPoller) sqe() (*ring.SQE, error) {
 // noteSubmitted records that every Arm so far reached the kernel, when the
 // SQ is empty.
 func (p *uringPoller) noteSubmitted() {
-	if p.r.SQReady() == 0 {
-		p.submitted = p.armSeq
+	if p.r.SQReady() != 0 {
+		return
 	}
+	// A listed index may since have been removed (its record zeroed) or
+	// booked again (listed again): either way its SQE has gone too.
+	for _, i := range p.queued {
+		p.g.at(i).queued = false
+	}
+	p.queued = p.queued[:0]
 }
 
 func (p *uringPoller) enterErr(err error) error {
@@ -483,7 +484,7 @@ func (p *uringPoller) complete(c *ring.CQE) (Event, bool) {
 	case c.Res > 0:
 		// The kernel adds bits not asked for (RdHup with Hup); report
 		// what epoll would, unless that leaves nothing.
-		if ev.Events = readyMask(st.events, uint32(c.Res)); ev.Events == 0 {
+		if ev.Events = readyMask(st.events(), uint32(c.Res)); ev.Events == 0 {
 			ev.Events = uint32(c.Res)
 		}
 	case c.Res == -int32(unix.ECANCELED):

@@ -187,7 +187,7 @@
 //	the read request's cancel slot          72  cancel.Slot[reqData], in
 //	                                            chunks of 256 slots
 //	its place among the loop's Conns         8  l.served, packed
-//	the poller's tag record                 32  poller ledger, by tag index
+//	the poller's tag record                 24  poller ledger, by tag index
 //	the poller's fd record                8-32  io_uring: its tag list; epoll:
 //	                                            that and the registration
 //	a timer entry (with a timeout)          24  timerEntry in l.timers
