@@ -152,9 +152,12 @@ func (c *Conn) finish(err error) {
 		x.held = nil // bytes held while paused go with the Conn
 	}
 	// From here no goroutine uses c.fd: Write saw phClosed under mu.
+	// Its heap entry goes first: the entry names c by its place in
+	// l.served, which dropConn gives to another Conn. Once out of
+	// l.served c schedules nothing more (schedule).
+	c.unschedule()
 	c.l.dropConn(c)
 	c.l.closeConnFd(c)
-	c.unschedule() // a closed Conn must not stay reachable from the heap
 	if err != nil && c.ln.stopping.Load() && cutByDeadline(err) {
 		c.ln.cutInDrain.Add(1) // Shutdown must not report a clean drain
 	}

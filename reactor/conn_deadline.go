@@ -71,12 +71,15 @@ func (c *Conn) deadlineErr(kind int) error {
 // already due no later stays (it re-evaluates when it fires); a later one
 // is replaced, so a Conn holds at most one heap entry.
 func (c *Conn) schedule() {
+	if c.slot == 0 {
+		return // closed (finish): no deadline can be told to it
+	}
 	when, _ := c.deadline()
 	if at := c.timerAt(); when == 0 || (at != 0 && at <= when) {
 		return
 	}
 	c.unschedule()
-	c.l.addTimer(timerEntry{when: when, conn: c})
+	c.l.addTimer(connEntry(c, when))
 }
 
 // unschedule takes c's entry, if any, off the heap.

@@ -190,7 +190,7 @@
 //	the poller's tag record                 24  poller ledger, by tag index
 //	the poller's fd record                8-32  io_uring: its tag list; epoll:
 //	                                            that and the registration
-//	a timer entry (with a timeout)          24  timerEntry in l.timers
+//	a timer entry (with a timeout)          16  timerEntry in l.timers
 //
 // A Conn keeps its requests by tag (8 bytes, looked up in the slot
 // table) rather than by handle (16), and they are on no fd's list: the

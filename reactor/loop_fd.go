@@ -56,11 +56,19 @@ func (l *loop) dropConn(c *Conn) {
 	if i < 0 || i >= l.nServed || *l.served.At(i) != c {
 		panic(fmt.Sprintf("reactor: conn fd %d is not at its place (%d) among its loop's Conns", c.fd, c.slot))
 	}
+	if c.timerIdx != 0 {
+		// Its entry names it by this place, which is about to be
+		// another Conn's (finish unschedules c first).
+		panic(fmt.Sprintf("reactor: conn fd %d leaves its loop's Conns with a deadline on the heap", c.fd))
+	}
 	last := l.nServed - 1
 	if i != last {
 		m := *l.served.At(last)
 		*l.served.At(i) = m
 		m.slot = int32(i + 1)
+		if m.timerIdx != 0 {
+			l.timers.at(int(m.timerIdx - 1)).ref = connRef | uint64(m.slot) // m's entry follows it
+		}
 	}
 	*l.served.At(last) = nil
 	l.nServed = last

@@ -90,6 +90,7 @@ func New(cfg Config) (*Reactor, error) {
 		l := &loop{r: r, id: i, table: cancel.NewTable[reqData](256),
 			evs: make([]poller.Event, cfg.EventBatch), rbuf: make([]byte, readBufSize)}
 		l.timers.table = l.table
+		l.timers.conns = &l.served
 		l.accepted = -1
 		l.sendBatch.Store(ringSendBatch)
 		r.loops = append(r.loops, l)

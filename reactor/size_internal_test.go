@@ -22,7 +22,7 @@ func TestIdleConnParts(t *testing.T) {
 		{"cancel.Slot[reqData]", unsafe.Sizeof(cancel.Slot[reqData]{}), 72},
 		{"an l.served entry", unsafe.Sizeof(*new(loop).served.At(0)), 8},
 		{"peerAddr (in the Conn)", unsafe.Sizeof(peerAddr{}), 20},
-		{"timerEntry", unsafe.Sizeof(timerEntry{}), 24},
+		{"timerEntry", unsafe.Sizeof(timerEntry{}), 16},
 	} {
 		if p.got != p.want {
 			t.Errorf("unsafe.Sizeof(%s) = %d, the package doc says %d: update the doc's table (and mind the size class)", p.name, p.got, p.want)

@@ -3,21 +3,36 @@
 package reactor
 
 import (
+	"fmt"
+
 	"github.com/oneshot-io/oneshot/cancel"
 	"github.com/oneshot-io/oneshot/internal/chunked"
 )
 
-// timerEntry is one deadline on a loop's heap: 24 bytes, one for every
+// timerEntry is one deadline on a loop's heap: 16 bytes, one for every
 // Conn with a timeout (the package doc's table of an idle Conn's cost).
-// A Conn keeps one entry at a time, and removes it when done (a closed
-// Conn's entry would otherwise hold it in memory until due, up to an
-// IdleTimeout later). A listening socket's accept backoff, rare and at
-// most one per socket, is not here but in l.backoffs, so that an entry
-// names its Conn with a pointer rather than an interface.
+// It holds no pointer: a Conn is named by its place among its loop's
+// Conns (Conn.slot, which dropConn keeps in the entry when it moves the
+// Conn), so the heap is nothing for the garbage collector to scan, and
+// 8 bytes less than a pointer beside the tag. A Conn keeps one entry at a
+// time, and removes it before it leaves l.served. A listening socket's
+// accept backoff, rare and at most one per socket, is not here but in
+// l.backoffs.
 type timerEntry struct {
 	when int64  // nanotime()
-	ref  uint64 // conn == nil: the request's tag
-	conn *Conn  // nil: a request deadline
+	ref  uint64 // connRef|Conn.slot, or a request's tag (bit 63 clear)
+}
+
+// connRef marks a timerEntry's ref as a Conn's place in l.served; a
+// cancel tag never has bit 63 set.
+const connRef uint64 = 1 << 63
+
+// connEntry is c's entry due at when.
+func connEntry(c *Conn, when int64) timerEntry {
+	if c.slot == 0 {
+		panic(fmt.Sprintf("reactor: a deadline for conn fd %d, which is not among its loop's Conns", c.fd))
+	}
+	return timerEntry{when: when, ref: connRef | uint64(c.slot)}
 }
 
 // timerHeap is a binary min-heap of deadlines, owned by the loop goroutine.
@@ -30,12 +45,21 @@ type timerHeap struct {
 	es    chunked.Array[timerEntry] // [0, n): the heap
 	n     int
 	table *cancel.Table[reqData] // constant: finds a request deadline's slot by its tag
+	conns *chunked.Array[*Conn]  // constant: the loop's l.served, where a Conn's entry finds it
+}
+
+// conn returns the Conn e is for, or nil for a request deadline.
+func (h *timerHeap) conn(e *timerEntry) *Conn {
+	if e.ref&connRef == 0 {
+		return nil
+	}
+	return *h.conns.At(int(e.ref&^connRef) - 1)
 }
 
 // moved records that e is now at index i (-1: removed) with its owner.
 func (h *timerHeap) moved(e *timerEntry, i int) {
-	if e.conn != nil {
-		e.conn.timerMoved(int32(i + 1))
+	if c := h.conn(e); c != nil {
+		c.timerMoved(int32(i + 1))
 		return
 	}
 	r, ok := h.table.Lookup(e.ref)
@@ -100,7 +124,7 @@ func (h *timerHeap) remove(i int) timerEntry {
 	if i != last {
 		*h.es.At(i) = *h.es.At(last)
 	}
-	*h.es.At(last) = timerEntry{} // drop its reference to its owner
+	*h.es.At(last) = timerEntry{}
 	h.n = last
 	if i < last {
 		h.down(i)
@@ -178,9 +202,9 @@ func (l *loop) runTimers(now int64) {
 		if !ok {
 			return
 		}
-		if e.conn != nil {
+		if c := l.timers.conn(&e); c != nil {
 			l.enterUser() // a Conn's deadline calls OnClose
-			e.conn.fire(now)
+			c.fire(now)
 			continue
 		}
 		// A request deadline: one more canceller, deciding Closed with
