@@ -183,6 +183,23 @@ func (t *Table[T]) Lookup(tag uint64) (Handle[T], bool) {
 	return Handle[T]{s: s, tag: tag}, true
 }
 
+// Live returns the handle of the life slot index is in, or false when the
+// slot is Free or there is no such slot. It is for a caller that links its
+// live requests to each other by index (the reactor's lists of an fd's
+// requests): a request stays live while it is linked, so a link need not
+// keep its generation, and the handle Live returns is that life's.
+func (t *Table[T]) Live(index uint32) (Handle[T], bool) {
+	if index >= uint32(t.Cap()) {
+		return Handle[T]{}, false
+	}
+	s := t.slot(index)
+	w := s.state.Load()
+	if State(w).Phase() == Free {
+		return Handle[T]{}, false
+	}
+	return handleOf(s, index, w), true
+}
+
 // Range calls f with the handle and a state snapshot of every slot that is
 // not Free, until f returns false. The closer uses it to find live requests;
 // a request acquired or released during Range may or may not be seen, which

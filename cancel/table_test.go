@@ -265,3 +265,39 @@ func TestFreeListABABalanced(t *testing.T) {
 		t.Fatalf("the next Acquire got slot %d, want %d (Z, the only free one); Y is %d", b.Index(), z.Index(), y.Index())
 	}
 }
+
+// TestLiveFollowsTheSlotsLife: Live names a slot's current life while it
+// is not Free, the same life Acquire handed out, and nothing once the slot
+// is released; a later life of the slot is a new handle.
+func TestLiveFollowsTheSlotsLife(t *testing.T) {
+	tb := cancel.NewTable[payload](1)
+	if _, ok := tb.Live(0); ok {
+		t.Fatal("Live on a table that handed out nothing")
+	}
+	var tags []uint64
+	for round := range 3 {
+		h, err := tb.Acquire()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := tb.Live(uint32(h.Index()))
+		if !ok || got != h {
+			t.Fatalf("round %d: Live(%d) = %v, %v; want the acquired handle %v", round, h.Index(), got, ok, h)
+		}
+		tags = append(tags, h.Tag())
+		h.Arm()
+		if h.Wake(cancel.Ready) != cancel.MustDeliver || h.Delivered() != cancel.MustRelease {
+			t.Fatalf("round %d: lifecycle went wrong: %v", round, h.State())
+		}
+		tb.Release(h)
+		if got, ok := tb.Live(uint32(h.Index())); ok {
+			t.Fatalf("round %d: Live(%d) after the release = %v", round, h.Index(), got)
+		}
+	}
+	if tags[0] == tags[1] || tags[1] == tags[2] {
+		t.Fatalf("the slot's lives share a tag: %#x", tags)
+	}
+	if _, ok := tb.Live(1 << 23); ok {
+		t.Fatal("Live beyond the table")
+	}
+}

@@ -184,7 +184,7 @@
 //	-----------------------------------  -----  ------------------------------
 //	Conn                                   144  its own object (size class 144),
 //	                                            the peer's address inline
-//	the read request's cancel slot          72  cancel.Slot[reqData], in
+//	the read request's cancel slot          64  cancel.Slot[reqData], in
 //	                                            chunks of 256 slots
 //	its place among the loop's Conns         8  l.served, packed
 //	the poller's tag record                 24  poller ledger, by tag index

@@ -13,8 +13,8 @@ import (
 // The loop's descriptor of each fd it serves (l.fds): the list of the fd's
 // live requests (fdDesc.reqs, reqData.prev and next), which closeFdOn
 // completes before close(2). Beside it, the Conns open on the loop
-// (l.served), and the tags that name requests where a handle would take
-// twice the room.
+// (l.served); the list links by slot index, a Conn's requests by tag,
+// where a handle would take twice the room.
 //
 // What is indexed by fd is paid per loop: a Listener hands its Conns to
 // the loops in turn, whatever their numbers, so a table a Conn's number
@@ -29,7 +29,7 @@ import (
 // Invariant: reqs is 0 iff no live request is armed on the fd (link,
 // unlink).
 type fdDesc struct {
-	reqs uint64 // the tag of the first live request armed on the fd; 0 = none
+	reqs uint32 // the slot index+1 of the first live request armed on the fd; 0 = none (reqAt)
 }
 
 // addConn enters c in l.served (Conn.open).
@@ -85,16 +85,26 @@ func (l *loop) openConns() []*Conn {
 }
 
 // reqOf returns the handle of a live request from a tag the loop keeps for
-// it: a Conn's in-flight request (Conn.rd, Conn.wr) or a link of an fd's
-// list (fdDesc.reqs, reqData.prev and next), 8 bytes where a handle takes
-// 16, in every idle Conn and every slot. Each is cleared before its
-// request's slot is released (a Conn's by the completion's first act, a
-// link by unlink), so the lookup cannot miss; a miss is a broken
-// invariant.
+// it: a Conn's in-flight request (Conn.rd, Conn.wr), 8 bytes where a
+// handle takes 16, in every idle Conn. Each is cleared before its
+// request's slot is released (by the completion's first act), so the
+// lookup cannot miss; a miss is a broken invariant.
 func (l *loop) reqOf(tag uint64) reqHandle {
 	h, ok := l.table.Lookup(tag)
 	if !ok {
 		panic(fmt.Sprintf("reactor: tag %#x names no live request", tag))
+	}
+	return h
+}
+
+// reqAt returns the live request a link of an fd's list names (fdDesc.reqs,
+// reqData.prev and next: its slot index+1). unlink takes a request off
+// its list before delivery releases its slot, so the slot is in that
+// request's life; a Free one is a broken invariant.
+func (l *loop) reqAt(link uint32) reqHandle {
+	h, ok := l.table.Live(link - 1)
+	if !ok {
+		panic(fmt.Sprintf("reactor: fd list link %d names no live request", link))
 	}
 	return h
 }
@@ -133,7 +143,7 @@ func (l *loop) forgetFdOn(fd int) {
 	hs := buf[:0]
 	if fd < l.fds.Cap() {
 		for t := l.fds.At(fd).reqs; t != 0; {
-			h := l.reqOf(t)
+			h := l.reqAt(t)
 			hs = append(hs, h)
 			t = h.Data().next
 		}
@@ -162,23 +172,24 @@ func (l *loop) closeAll(hs []reqHandle) {
 func (l *loop) link(h reqHandle) {
 	d := h.Data()
 	fdd := l.desc(int(d.fd))
+	me := uint32(h.Index() + 1)
 	d.prev, d.next = 0, fdd.reqs
 	if d.next != 0 {
-		l.reqOf(d.next).Data().prev = h.Tag()
+		l.reqAt(d.next).Data().prev = me
 	}
-	fdd.reqs = h.Tag()
+	fdd.reqs = me
 	d.listed = true
 }
 
 func (l *loop) unlink(h reqHandle) {
 	d := h.Data()
 	if d.prev != 0 {
-		l.reqOf(d.prev).Data().next = d.next
+		l.reqAt(d.prev).Data().next = d.next
 	} else {
 		l.fds.At(int(d.fd)).reqs = d.next
 	}
 	if d.next != 0 {
-		l.reqOf(d.next).Data().prev = d.prev
+		l.reqAt(d.next).Data().prev = d.prev
 	}
 	d.prev, d.next, d.listed = 0, 0, false
 }

@@ -57,9 +57,11 @@ type reqData struct {
 	// outcome it explains, and any other outcome (Canceled by a racing
 	// Cancel) ignores it. A code, not an error: 16 bytes fewer in every
 	// slot, and each reason is one of three.
-	why  why
-	prev uint64 // the fd's live requests, doubly linked by tag (see reqOf)
-	next uint64
+	why why
+	// prev, next: the fd's live requests, doubly linked by slot index+1
+	// (0 ends the list; reqAt). A linked request is live until unlink,
+	// so a link needs no generation: 4 bytes where a tag takes 8.
+	prev, next uint32
 }
 
 // why says what a request's Failed or Closed outcome means (reqData.why).

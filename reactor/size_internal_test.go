@@ -19,7 +19,7 @@ func TestIdleConnParts(t *testing.T) {
 		got, want uintptr
 	}{
 		{"Conn", unsafe.Sizeof(Conn{}), 144},
-		{"cancel.Slot[reqData]", unsafe.Sizeof(cancel.Slot[reqData]{}), 72},
+		{"cancel.Slot[reqData]", unsafe.Sizeof(cancel.Slot[reqData]{}), 64},
 		{"an l.served entry", unsafe.Sizeof(*new(loop).served.At(0)), 8},
 		{"peerAddr (in the Conn)", unsafe.Sizeof(peerAddr{}), 20},
 		{"timerEntry", unsafe.Sizeof(timerEntry{}), 16},
