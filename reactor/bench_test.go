@@ -421,6 +421,8 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 				runtime.GC()
 				runtime.ReadMemStats(&m1)
 				b.ReportMetric(float64(int64(m1.HeapAlloc)-int64(m0.HeapAlloc))/n, "heapB/conn")
+				b.ReportMetric(float64(int64(m1.Mallocs)-int64(m0.Mallocs))/n, "mallocs/conn")
+				b.ReportMetric(float64(int64(m1.TotalAlloc)-int64(m0.TotalAlloc))/n, "allocB/conn")
 				stdin.Close()
 				child.Wait()
 				deadline = time.Now().Add(30 * time.Second)
