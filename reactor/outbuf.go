@@ -29,15 +29,18 @@ type outBuf struct {
 }
 
 // outChunkSize trades the chunks a large backlog needs (one iovec each, up
-// to outIovecs a writev) against the slack of the last one. A chunk is
-// one object of that size (a malloc size class), its header included.
+// to outIovecs a writev) against the slack of the last one.
 const (
 	outChunkSize = 16 << 10
-	outChunkCap  = outChunkSize - 24 // the bytes a chunk holds
 	outIovecs    = 16
 )
 
+// outChunk is one chunk: its bytes, a malloc size class of their own, and
+// a header beside them, allocated and pooled together. The bytes are not
+// in the header's object: a header inside the 16 KiB would leave a 16 KiB
+// message two chunks, and a send through the ring two sends.
 type outChunk struct {
+	b    *[outChunkSize]byte
 	next *outChunk // the chunk after this one in its queue
 	// Kept on a queue's first chunk only: its last, and the nanotime of
 	// the queue's last progress or of its output becoming pending (what
@@ -46,7 +49,6 @@ type outChunk struct {
 	// smaller without them.
 	last  *outChunk
 	since int64
-	b     [outChunkCap]byte
 }
 
 // outPool recycles a Listener's chunks; a pool per Listener, not per
@@ -57,7 +59,7 @@ func (op *outPool) get() *outChunk {
 	if c, ok := op.p.Get().(*outChunk); ok {
 		return c
 	}
-	return new(outChunk)
+	return &outChunk{b: new([outChunkSize]byte)}
 }
 
 func (op *outPool) put(c *outChunk) {
@@ -70,7 +72,7 @@ func (b *outBuf) len() int {
 	if b.n == 0 {
 		return 0
 	}
-	return (int(b.n)-1)*outChunkCap - int(b.head) + int(b.tail)
+	return (int(b.n)-1)*outChunkSize - int(b.head) + int(b.tail)
 }
 
 // since returns the nanotime of the last output progress, or of output
@@ -96,7 +98,7 @@ func (b *outBuf) held() int { return int(b.n) * outChunkSize }
 // append queues p.
 func (b *outBuf) append(p []byte, pool *outPool) {
 	for len(p) > 0 {
-		if b.n == 0 || b.tail == outChunkCap {
+		if b.n == 0 || b.tail == outChunkSize {
 			c := pool.get()
 			if b.n == 0 {
 				b.first = c
@@ -119,7 +121,7 @@ func (b *outBuf) writeTo(fd int, pool *outPool) (int, error) {
 	var iov [outIovecs]unix.Iovec
 	cnt := 0
 	for c := b.first; c != nil && cnt < outIovecs; c = c.next {
-		lo, hi := 0, outChunkCap
+		lo, hi := 0, outChunkSize
 		if c == b.first {
 			lo = int(b.head)
 		}
@@ -146,7 +148,7 @@ func (b *outBuf) writeTo(fd int, pool *outPool) (int, error) {
 // consume drops the first k pending bytes, returning emptied chunks.
 func (b *outBuf) consume(k int, pool *outPool) {
 	for k > 0 {
-		end := outChunkCap
+		end := outChunkSize
 		if b.n == 1 {
 			end = int(b.tail)
 		}
@@ -175,7 +177,7 @@ func (b *outBuf) firstBytes() []byte {
 	if b.len() == 0 {
 		return nil
 	}
-	end := outChunkCap
+	end := outChunkSize
 	if b.n == 1 {
 		end = int(b.tail)
 	}
