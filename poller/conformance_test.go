@@ -520,3 +520,36 @@ func TestQueued(t *testing.T) {
 		h.await(tag)
 	})
 }
+
+// TestCallerDisarmsForgetBeforeSubmit is TestForgetBeforeSubmit for a
+// caller that disarms first (Options.CallerDisarms, the reactor's way):
+// without fd lists, io_uring's Forget must still hand over an arm that
+// was disarmed while queued, or the arm would resolve the number after
+// the close and report the new file to the old tag.
+func TestCallerDisarmsForgetBeforeSubmit(t *testing.T) {
+	for _, c := range configs {
+		opts := c.opts
+		opts.CallerDisarms = true
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t, opts)
+			a, _ := h.pair()
+			h.poll(0)
+			tag := h.tag()
+			h.arm(tag, a, poller.In)
+			if !h.p.Disarm(tag) {
+				t.Fatal("Disarm of a queued arm reported false")
+			}
+			h.p.Forget(a)
+			h.close(a)
+			c, d := h.pair()
+			if c != a {
+				h.dup2(c, a)
+				h.close(c)
+			}
+			h.write(d) // the new file on the old number is readable
+			if ev := h.await(tag); !ev.Canceled {
+				t.Fatalf("%v, want canceled: the old tag saw the new file", ev)
+			}
+		})
+	}
+}

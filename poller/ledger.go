@@ -20,11 +20,15 @@ import (
 //   - tags[i].tag != 0 iff a tag with index i is armed, and then
 //     tags[i].tag&TagIndexMask == i;
 //   - an armed tag is on exactly one fd's list, the fd it was armed on,
-//     and heads[fd] is 0 iff that list is empty.
+//     and heads[fd] is 0 iff that list is empty (unless unlisted: then
+//     there are no lists).
 type ledger struct {
 	tags  chunked.Array[tagRec] // by tag index; index 0 is never used
-	heads chunked.Array[fdTags] // by fd
+	heads chunked.Array[fdTags] // by fd; empty when unlisted
 	n     int                   // tags armed
+	// unlisted: constant; the lists are not kept (Options.CallerDisarms
+	// on io_uring): first finds nothing, and heads never grows.
+	unlisted bool
 }
 
 // tagRec is one armed tag. prev and next are tag indexes, 0 ending the list.
@@ -100,12 +104,17 @@ func (g *ledger) add(tag uint64, fd int, events uint32) (*tagRec, error) {
 	if r.tag != 0 {
 		return nil, fmt.Errorf("%w: %#x (index %d held by %#x)", ErrTagInUse, tag, i, r.tag)
 	}
-	g.heads.Grow(fd + 1)
-	h := g.heads.At(fd)
 	ev := packEv(events)
 	if ev.mask() != events {
 		panic(fmt.Sprintf("poller: events %#x do not pack in a tag record", events))
 	}
+	if g.unlisted {
+		*r = tagRec{tag: tag, fd: int32(fd), ev: ev}
+		g.n++
+		return r, nil
+	}
+	g.heads.Grow(fd + 1)
+	h := g.heads.At(fd)
 	*r = tagRec{tag: tag, fd: int32(fd), ev: ev, prev: h.tail}
 	if h.tail != 0 {
 		g.tags.At(int(h.tail)).next = i
@@ -122,6 +131,11 @@ func (g *ledger) remove(r *tagRec) {
 	i := uint32(r.tag & TagIndexMask)
 	if g.tags.At(int(i)) != r {
 		panic(fmt.Sprintf("poller: ledger record for %#x is not at its index", r.tag))
+	}
+	if g.unlisted {
+		*r = tagRec{}
+		g.n--
+		return
 	}
 	h := g.heads.At(int(r.fd))
 	if r.prev != 0 {

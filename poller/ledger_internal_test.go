@@ -5,8 +5,10 @@ package poller
 import (
 	"errors"
 	"maps"
+	"runtime"
 	"slices"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 	"pgregory.net/rapid"
@@ -172,6 +174,8 @@ func TestEpollInterestFollowsTags(t *testing.T) {
 // first half (an arm still queued when its fd closes would resolve the
 // fd's next file); the second spares it an early submit per close.
 func TestUnsubmittedUntilTheSQEmpties(t *testing.T) {
+	runtime.LockOSThread() // a single-issuer ring: one thread enters it
+	defer runtime.UnlockOSThread()
 	pp, _, err := newUring(Options{Backend: Uring})
 	if err != nil {
 		t.Skipf("io_uring unavailable here: %v", err)
@@ -238,5 +242,64 @@ func TestIncShape(t *testing.T) {
 		if c != tc.wantCount || s != tc.wantSize {
 			t.Errorf("incShape(%d, %d) = %d, %d; want %d, %d", tc.count, tc.size, c, s, tc.wantCount, tc.wantSize)
 		}
+	}
+}
+
+// TestCallerDisarmsKeepsNoFdRecord: with Options.CallerDisarms an io_uring
+// poller arms, completes and disarms tags on a high fd number without a
+// record for the number (the ledger's heads stay empty), while it still
+// finds each tag and counts it; without it, the record is made.
+func TestCallerDisarmsKeepsNoFdRecord(t *testing.T) {
+	runtime.LockOSThread() // a single-issuer ring: one thread enters it
+	defer runtime.UnlockOSThread()
+	for _, callerDisarms := range []bool{false, true} {
+		pp, _, err := newUring(Options{Backend: Uring, CallerDisarms: callerDisarms})
+		if err != nil {
+			t.Skipf("io_uring unavailable here: %v", err)
+		}
+		p := pp.(*uringPoller)
+		efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const high = 3000
+		fd, err := unix.FcntlInt(uintptr(efd), unix.F_DUPFD_CLOEXEC, high)
+		unix.Close(efd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs := make([]Event, 8)
+		for tag := uint64(1); tag <= 2; tag++ {
+			if err := p.Arm(tag, fd, In); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if p.g.get(1) == nil || p.g.get(2) == nil || p.g.n != 2 {
+			t.Fatalf("CallerDisarms=%v: the ledger lost an armed tag (%d counted)", callerDisarms, p.g.n)
+		}
+		if got := p.g.heads.Cap() > fd; got == callerDisarms {
+			t.Fatalf("CallerDisarms=%v: a record for fd %d is %v", callerDisarms, fd, got)
+		}
+		p.Disarm(1)
+		p.Disarm(2)
+		p.Forget(fd)
+		seen := 0
+		for seen < 2 {
+			n, err := p.Wait(evs, time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, ev := range evs[:n] {
+				if !ev.Canceled {
+					t.Fatalf("CallerDisarms=%v: %v, want canceled", callerDisarms, ev)
+				}
+				seen++
+			}
+		}
+		if p.g.n != 0 {
+			t.Fatalf("CallerDisarms=%v: %d tags still counted", callerDisarms, p.g.n)
+		}
+		unix.Close(fd)
+		p.Close()
 	}
 }

@@ -54,6 +54,11 @@
 // io_uring POLL_ADD resolves its fd number when the kernel takes it, so
 // Forget submits at once an arm on fd that is still queued).
 //
+// A caller that Disarms every tag it armed on fd before Forget(fd) may say
+// so (Options.CallerDisarms): io_uring then keeps no list of an fd's tags,
+// nor a record per fd number, and Forget hands the kernel only what was
+// disarmed while still queued. epoll keeps its lists either way.
+//
 // # Where the backends differ
 //
 // Both meet the contract; these cases reach it by different paths:

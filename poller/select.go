@@ -38,6 +38,15 @@ type Options struct {
 	// Where the kernel lacks one, the poller runs without it and
 	// RingIOOf says why; the zero value asks for none.
 	Recv RecvOptions
+	// CallerDisarms is the caller's promise that it Disarms every tag
+	// armed on an fd before it calls Forget(fd), as the reactor does (it
+	// keeps its own list of an fd's requests). io_uring then keeps no
+	// list of an fd's tags, and so no record per fd number: 8 bytes that
+	// every poller seeing the number pays, and each of a reactor's loops
+	// sees about every connection's number. Forget then only hands the
+	// kernel, before fd closes, an arm still queued that was disarmed.
+	// epoll ignores it: it routes an fd's events through that list.
+	CallerDisarms bool
 }
 
 // Selection tells which backend Open chose and why.

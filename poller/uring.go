@@ -74,11 +74,16 @@ type uringPoller struct {
 	owed   int     // CQEs the kernel has yet to post for our SQEs
 	// queued: the indexes of the tags booked since the SQ was last seen
 	// empty after an enter; noteSubmitted clears their records' queued.
-	queued    []uint32
-	wakeArmed bool  // the udWake POLL_ADD is queued or in the kernel
-	stats     Stats // Syscalls here counts eventfd reads; Stats adds Enters
-	closed    bool
-	bufs      *ring.BufRing // the receive path's buffers (RingIO); nil without one
+	queued []uint32
+	// queuedDisarm: a tag still in the SQ was disarmed since the SQ was
+	// last seen empty. Without fd lists (Options.CallerDisarms) Forget
+	// cannot tell whose it was, so it hands the SQ over whenever this is
+	// set: an arm disarmed in the turn it was made is rare.
+	queuedDisarm bool
+	wakeArmed    bool  // the udWake POLL_ADD is queued or in the kernel
+	stats        Stats // Syscalls here counts eventfd reads; Stats adds Enters
+	closed       bool
+	bufs         *ring.BufRing // the receive path's buffers (RingIO); nil without one
 	// bounded: the ring of receives that must not bring more than a
 	// buffer of the options' size, RecvAtMost's and a Recv that is not
 	// multishot: bufs where it is whole, else a whole ring of its own.
@@ -135,6 +140,7 @@ func newUring(opts Options) (Poller, string, error) {
 		w:    w,
 		cqes: make([]ring.CQE, 2*r.CQEntries()),
 	}
+	p.g.unlisted = opts.CallerDisarms
 	if err := p.setupRecv(opts.Recv, pr); err != nil {
 		w.close()
 		r.Close()
@@ -231,6 +237,7 @@ func (p *uringPoller) Disarm(tag uint64) bool {
 		return false
 	}
 	rec.disarming = true
+	p.queuedDisarm = p.queuedDisarm || rec.queued
 	p.stats.Disarms++
 	return true
 }
@@ -256,7 +263,9 @@ func (p *uringPoller) Forget(fd int) {
 		p.Disarm(tag)
 	}
 	p.forget = list[:0]
-	if unsubmitted {
+	// Without lists the caller disarmed fd's tags before this call, and
+	// one still queued set queuedDisarm.
+	if unsubmitted || p.g.unlisted && p.queuedDisarm {
 		// A POLL_ADD still in the SQ resolves its fd number when the
 		// kernel takes it. Hand it over now, while the number still names
 		// this file: after the caller's close it would arm on the next
@@ -343,6 +352,7 @@ func (p *uringPoller) noteSubmitted() {
 		p.g.at(i).queued = false
 	}
 	p.queued = p.queued[:0]
+	p.queuedDisarm = false
 }
 
 func (p *uringPoller) enterErr(err error) error {

@@ -83,7 +83,10 @@ func (l *loop) run(backend poller.Backend, started chan<- openResult, done func(
 	defer done()
 	l.goid = goid()
 	cfg := &l.r.cfg
-	opts := poller.Options{Backend: backend, Entries: uint32(cfg.Entries), Setup: poller.UringCoop}
+	// CallerDisarms: the loop ends every request on an fd (its fd's list,
+	// or a Conn's c.rd and c.wr) before it makes the poller forget the
+	// fd, so io_uring keeps no record per fd number on each loop.
+	opts := poller.Options{Backend: backend, Entries: uint32(cfg.Entries), Setup: poller.UringCoop, CallerDisarms: true}
 	if cfg.IO == IOAuto {
 		opts.Recv = poller.RecvOptions{Buffers: cfg.RecvBuffers, Size: cfg.RecvBufferSize, Incremental: cfg.RecvIncremental}
 	}
