@@ -198,49 +198,70 @@
 // spans a Conn's number. A slot names whom its outcome goes to in one
 // interface (reqData.owner) rather than in a pointer per kind of owner,
 // what its Failed or Closed outcome means beyond the errno in a one-byte
-// code (reqData.why) rather than an error, and a deadline in the command
-// that arms the request rather than in every slot.
+// code (reqData.why) rather than an error, a deadline in the command that
+// arms the request rather than in every slot, and its neighbours on an
+// fd's list by slot index (4 bytes) rather than by tag (8).
 // What only a closing, failed, paused or oddly addressed Conn needs (its
 // write error, its close reason, the linger and Shutdown state, an IPv6
 // zone, a Unix peer's name, what it received while paused) is in a part
-// allocated when first needed (connRare). Its pending output's length is
-// derived from the chunks' offsets, its one timer entry needs no sequence
-// number (schedule and finish remove the one before), whether a handler
-// call is in progress is a bit of its phase word, and Shutdown finds it
-// among its loop's Conns (l.served) rather than in a list of its
-// Listener's (two links per Conn, and a lock per accept and per close).
-// The tables indexed by fd or by request, and the timer heap, grow by
-// chunks of 256 (internal/chunked): a slice that doubles held up to twice
-// its rows and left its old array as garbage at each growth, which the
-// heap, and so the RSS, grew by before the next collection. Together 364
-// bytes of live heap per idle Conn on io_uring and 388 on epoll at 10,000
-// connections and one loop (BenchmarkIdleConnMemory, of which 32 are the
-// benchmark handler's own), from 416 and 448 with a 208-byte Conn and a
-// 112-byte slot, and 585 and 637 before the first of those changes. make
-// idle-rss measures the process: RSS growth over 10,000 idle connections
-// (echod, one loop, with its 5-minute idle timeout, so one timer entry
-// each): 452 bytes per connection on io_uring and 473 on epoll, gnet 541
-// in the same run (medians of 3, 2026-11-30; 510 and 538 with the
-// 208-byte Conn, the 112-byte slot and the 32-byte timer entry, 936 and
-// 976 at first).
+// allocated when first needed (connRare). Its pending output is a list
+// linked through the chunks' own headers, 16 bytes in the Conn, and what
+// WriteTimeout measures from sits on the first chunk, since it means
+// something only while output is pending; the pending length is derived
+// from the chunks' offsets. Its fd is 32 bits, the loop's four flags
+// share a byte, its one timer entry needs no sequence number (schedule
+// and finish remove the one before), whether a handler call is in
+// progress is a bit of its phase word, and Shutdown finds it among its
+// loop's Conns (l.served) rather than in a list of its Listener's (two
+// links per Conn, and a lock per accept and per close). A timer entry
+// names its Conn by that place in l.served, so the heap holds no pointer.
+// The poller keeps a 24-byte record per armed tag (its events packed in a
+// byte, and whether its SQE may still be queued in a bit), and, told that
+// the loop disarms an fd's requests itself (poller.Options.CallerDisarms),
+// no record per fd number on io_uring. The tables indexed by fd or by
+// request, and the timer heap, grow by chunks of 256 (internal/chunked): a
+// slice that doubles held up to twice its rows and left its old array as
+// garbage at each growth, which the heap, and so the RSS, grew by before
+// the next collection. Accepting leaves no garbage: 3 allocations and as
+// many bytes allocated as stay live per connection.
+//
+// Together 290 bytes of live heap per idle Conn on io_uring and 314 on
+// epoll at 10,000 connections and one loop (BenchmarkIdleConnMemory, of
+// which 32 are the benchmark handler's own), from 364 and 388 with a
+// 176-byte Conn, a 96-byte slot and a 32-byte poller record, 416 and 448
+// before that, and 585 and 637 at first. make idle-rss measures the
+// process: RSS growth over 10,000 idle connections (echod, one loop, with
+// its 5-minute idle timeout, so one timer entry each): 360 bytes per
+// connection on io_uring and 389 on epoll, gnet 543 in the same run
+// (medians of 3, 2026-11-30; 452 and 473 that morning, 936 and 976 at
+// first). What the RSS holds beyond the live heap is the runtime's:
+// about 70 bytes per connection of collector metadata (MemStats.GCSys)
+// and the spans' slack.
 //
 // What is indexed by fd is each loop's own, and a Listener hands Conns
 // to its loops in turn whatever their numbers, so such a table spans
 // about every fd number on every loop: a byte there costs a byte per
-// connection per loop. Only the poller's fd record is left of those (8
-// bytes on io_uring). Measured as make idle-rss does, on io_uring, three
-// runs each (2026-11-30): 447-457 bytes at 1 loop, 583-588 at 16, against
-// 519-531 and 773-811 before the changes above (509-515 at 4 loops,
-// against 643-659, before the timer entry shrank), and gnet's 530-543 and
-// 586-616. On epoll the poller's fd record is 32 bytes (its tag list and
-// the registration, whose event masks are packed in a byte each), and each
-// loop adds about 36 bytes per connection: 469-473 at 1 loop, 1,010-1,022
-// at 16 (1,141-1,176 with a 40-byte record, 1,361-1,381 before the
-// changes above), still about 1.7 times gnet's there.
+// connection per loop. On io_uring nothing is left of those, and the cost
+// no longer grows with the loops: measured as make idle-rss does, three
+// runs each (2026-11-30), 360-364 bytes at 1 loop, 378-381 at 4, 378-391
+// at 16, against 447-457 and 574-595 at 1 and 16 loops that morning,
+// 773-811 at 16 before the first changes above, and gnet's 557-594 at 16.
+// On epoll the poller's fd record stays: its list of the fd's tags, which
+// routes an event to them, and the registration, 32 bytes together, and
+// each loop adds about 36 bytes per connection: 380-392 at 1 loop,
+// 926-931 at 16 (1,014-1,022 that morning, 1,361-1,381 before the
+// changes above), about 1.6 times gnet's there.
 //
-// The 256 bytes of issue 11 would need about 200 bytes live per Conn:
-// the Conn's read held by the Conn rather than by a slot and a poller
-// record, and a smaller Conn. An fd's list of requests cannot be left to
+// The 256 bytes of issue 11 would need about 190 bytes live per Conn,
+// the RSS holding about 1.3 times the live heap. What is left to take:
+// the Conn's read held by the Conn rather than by a 64-byte slot and a
+// 24-byte poller record (only its loop ever moves a Conn's requests, so
+// the slot's atomic state word guards against no one there; but the tag
+// must name the Conn for as long as the kernel may post, and the poller
+// records tags by an index space the slots own), and a Conn of 128 bytes
+// (what is left to move out, the drain bound and an IPv6 peer's address,
+// would cost an allocation to every Conn that drains or every IPv6 one).
+// An fd's list of requests cannot be left to
 // the poller's record: the poller drops a tag when it decides its Event,
 // and CloseFd must still complete, before close(2), a request whose Event
 // is decided but not yet handled (TestCloseFdInCallbackBeatsDecidedEvents).
