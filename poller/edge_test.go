@@ -3,7 +3,9 @@
 package poller_test
 
 import (
+	"errors"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -269,4 +271,38 @@ func TestEdgeAfterLevelWait(t *testing.T) {
 		t.Fatalf("after the switch: %v, want In", ev)
 	}
 	h.p.Forget(a)
+}
+
+// TestEpollRefusesTheTagThatWouldOverflow: epoll counts an fd's tags per
+// event in 16 bits. The 65,536th tag asking for In on one fd is refused
+// with ErrTooManyTags, leaving the others armed and the count whole: a tag
+// for Out is still taken, and once one In tag ends another is. (io_uring
+// keeps no such count.)
+func TestEpollRefusesTheTagThatWouldOverflow(t *testing.T) {
+	for _, b := range []poller.Backend{poller.Epoll} {
+		t.Run(string(b), func(t *testing.T) {
+			h := newHarness(t, poller.Options{Backend: b})
+			a, _ := h.pair()
+			const most = 1<<16 - 1
+			for i := range most {
+				h.arm(uint64(i+1), a, poller.In)
+			}
+			if err := h.p.Arm(most+1, a, poller.In); !errors.Is(err, poller.ErrTooManyTags) {
+				t.Fatalf("tag %d: %v, want ErrTooManyTags", most+1, err)
+			}
+			h.arm(most+2, a, poller.Out) // counted apart: taken
+			if ev := h.await(most + 2); ev.Events&poller.Out == 0 {
+				t.Fatalf("the Out tag: %v", ev)
+			}
+			h.p.Disarm(1)
+			h.await(1)
+			h.arm(most+3, a, poller.In)
+			for tag := range h.armed {
+				h.p.Disarm(tag)
+			}
+			for h.p.Stats().Armed > 0 {
+				h.poll(10 * time.Millisecond)
+			}
+		})
+	}
 }

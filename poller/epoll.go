@@ -4,6 +4,7 @@ package poller
 
 import (
 	"fmt"
+	"math"
 	"time"
 	"unsafe"
 
@@ -98,14 +99,16 @@ type epollReg struct {
 	// n counts, per interestBits, the tags armed on the fd that ask for
 	// it: the interest is their union, kept without walking the fd's
 	// list (many waiters on one fd made every Arm a walk of all of them).
-	n [len(interestBits)]uint32
+	// 16 bits each, so the record is 16 bytes: Arm refuses a tag that
+	// would make a count overflow (ErrTooManyTags).
+	n [len(interestBits)]uint16
 }
 
 // evBits is an epoll event mask in a byte: In, Pri, Out, Err and Hup keep
 // their bits, RdHup and EPOLLET move to 0x20 and 0x40, and nothing else is
 // kept (epoll reports nothing else here). Each loop keeps a registration
 // record for about every fd number (a Listener hands Conns to the loops in
-// turn), so its bytes are paid per connection per loop: 24, not 32.
+// turn), so its bytes are paid per connection per loop: 16, not 32.
 type evBits uint8
 
 const (
@@ -154,12 +157,22 @@ func (r *epollReg) want() uint32 {
 }
 
 // count adds d (1 or -1) to the counts of the bits of events.
-func (r *epollReg) count(events uint32, d uint32) {
+func (r *epollReg) count(events uint32, d uint16) {
 	for i, b := range interestBits {
 		if events&b != 0 {
 			r.n[i] += d
 		}
 	}
+}
+
+// full reports whether a tag asking for events would overflow a count.
+func (r *epollReg) full(events uint32) bool {
+	for i, b := range interestBits {
+		if events&b != 0 && r.n[i] == math.MaxUint16 {
+			return true
+		}
+	}
+	return false
 }
 
 type epollPoller struct {
@@ -223,6 +236,9 @@ func (p *epollPoller) Arm(tag uint64, fd int, events uint32) error {
 	}
 	edge := events&Edge != 0
 	events &^= Edge
+	if fd < p.regs.Cap() && p.regs.At(fd).full(events) {
+		return fmt.Errorf("%w: fd %d, events %#x", ErrTooManyTags, fd, events)
+	}
 	rec, err := p.g.add(tag, fd, events)
 	if err != nil {
 		return err
@@ -434,7 +450,7 @@ func (p *epollPoller) harvestEdge(fd int, mask uint32) {
 
 // remove takes rec off the ledger and out of its fd's interest counts.
 func (p *epollPoller) remove(rec *tagRec) {
-	p.regs.At(int(rec.fd)).count(rec.events(), ^uint32(0))
+	p.regs.At(int(rec.fd)).count(rec.events(), math.MaxUint16)
 	p.g.remove(rec)
 }
 

@@ -25,7 +25,9 @@
 //	Arm returns nil      | exactly one, from a later Wait: Ready (mask), Failed
 //	                     | (Errno, e.g. EBADF for a closed fd) or Canceled
 //	Arm returns an error | none: the arguments were refused (ErrBadTag,
-//	                     | ErrTagInUse, ErrBadFd, ErrBadEvents, ErrClosed)
+//	                     | ErrTagInUse, ErrBadFd, ErrBadEvents, ErrClosed;
+//	                     | on epoll ErrTooManyTags past 65,535 on one fd and
+//	                     | event)
 //	Disarm, not yet fired| Canceled, or the readiness that won the race
 //	Disarm after its     | nothing more: Disarm reports false and does nothing
 //	Event was returned   |
@@ -341,6 +343,11 @@ var ErrBadFd = errors.New("poller: file descriptor out of range")
 
 // ErrBadEvents refuses an interest with bits outside ArmMask.
 var ErrBadEvents = errors.New("poller: events outside ArmMask")
+
+// ErrTooManyTags refuses an epoll Arm that would make 65,536 tags armed at
+// once on one fd ask for one event: the backend counts them in 16 bits, a
+// record it keeps for every fd number it sees.
+var ErrTooManyTags = errors.New("poller: too many tags armed on one fd for one event")
 
 // ErrWrongThread reports a single-issuer io_uring used from an OS thread
 // other than the one that opened it (the kernel answers EEXIST).

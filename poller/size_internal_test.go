@@ -19,7 +19,7 @@ func TestLedgerRecordSizes(t *testing.T) {
 	}{
 		{"tagRec", unsafe.Sizeof(tagRec{}), 24},
 		{"fdTags", unsafe.Sizeof(fdTags{}), 8},
-		{"epollReg", unsafe.Sizeof(epollReg{}), 24},
+		{"epollReg", unsafe.Sizeof(epollReg{}), 16},
 	} {
 		if p.got != p.want {
 			t.Errorf("unsafe.Sizeof(%s) = %d, want %d: update the reactor package doc's table", p.name, p.got, p.want)

@@ -188,8 +188,8 @@
 //	                                            chunks of 256 slots
 //	its place among the loop's Conns         8  l.served, packed
 //	the poller's tag record                 24  poller ledger, by tag index
-//	the poller's fd record                8-32  io_uring: its tag list; epoll:
-//	                                            that and the registration
+//	the poller's fd record (epoll)          24  its tag list and registration,
+//	                                            on each loop (none on io_uring)
 //	a timer entry (with a timeout)          16  timerEntry in l.timers
 //
 // A Conn keeps its requests by tag (8 bytes, looked up in the slot
@@ -247,10 +247,12 @@
 // at 16, against 447-457 and 574-595 at 1 and 16 loops that morning,
 // 773-811 at 16 before the first changes above, and gnet's 557-594 at 16.
 // On epoll the poller's fd record stays: its list of the fd's tags, which
-// routes an event to them, and the registration, 32 bytes together, and
-// each loop adds about 36 bytes per connection: 380-392 at 1 loop,
-// 926-931 at 16 (1,014-1,022 that morning, 1,361-1,381 before the
-// changes above), about 1.6 times gnet's there.
+// routes an event to them, and the registration (whose counts of the
+// tags asking for each event are 16 bits: ErrTooManyTags past 65,535),
+// 24 bytes together, and each loop adds about 28 bytes per connection:
+// 379-386 at 1 loop, 800-807 at 16 (926-931 with a 32-byte record,
+// 1,014-1,022 that morning, 1,361-1,381 before the changes above), about
+// 1.4 times gnet's there.
 //
 // The 256 bytes of issue 11 would need about 190 bytes live per Conn,
 // the RSS holding about 1.3 times the live heap. What is left to take:
