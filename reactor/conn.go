@@ -92,6 +92,9 @@ const (
 	// the socket held nothing more then, and the next read poll may keep
 	// the promise of poller.Edge (epoll keeps the fd registered).
 	lfDrained
+	// lfSendOwed: a send was delivered before the kernel's end, which may
+	// still read its chunk: finish keeps the chunk out of the pool.
+	lfSendOwed
 )
 
 func (f loopFlags) has(x loopFlags) bool { return f&x != 0 }

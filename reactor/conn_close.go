@@ -138,10 +138,12 @@ func (c *Conn) finish(err error) {
 		err = c.writeErr()
 	}
 	c.ln.outBuf.Add(-int64(c.out.held()))
-	if c.wr != 0 && c.l.reqOf(c.wr).Data().ev&evSend != 0 {
+	if c.wr != 0 && c.l.reqOf(c.wr).Data().ev&evSend != 0 || c.lf.has(lfSendOwed) {
 		// The kernel may read the send's chunk until the send's end,
-		// which closeConnFd does not wait for: the chunk stays with c,
-		// which the send's slot holds until then, and is never pooled.
+		// which closeConnFd does not wait for, and which a send
+		// delivered early (the reactor's Close) has not seen either:
+		// the chunk stays with c, which the send's slot holds until
+		// then, and is never pooled.
 		c.out.abandon(&c.ln.chunks)
 	} else {
 		c.out.reset(&c.ln.chunks)

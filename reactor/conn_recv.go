@@ -241,9 +241,14 @@ func (c *Conn) sendable() []byte {
 	return c.out.firstBytes()
 }
 
-// sendEnded is c's send ending, n bytes sent.
-func (c *Conn) sendEnded(res Result, n int) {
+// sendEnded is c's send ending, n bytes sent. owed: the outcome came
+// before the kernel's end (a cancel or the closer won), so the kernel may
+// still read the send's chunk until the slot is released.
+func (c *Conn) sendEnded(res Result, n int, owed bool) {
 	c.wr = 0
+	if owed {
+		c.lf.set(lfSendOwed, true) // finish keeps the chunk out of the pool
+	}
 	if c.phase() == phClosed {
 		return
 	}

@@ -160,7 +160,7 @@ func TestPhaseWordKeepsInCall(t *testing.T) {
 // clearing one, from every combination of the others, leaves the others
 // as they were.
 func TestLoopFlagsKeepEachOther(t *testing.T) {
-	all := []loopFlags{lfPeerEOF, lfOpened, lfPollOnce, lfDrained}
+	all := []loopFlags{lfPeerEOF, lfOpened, lfPollOnce, lfDrained, lfSendOwed}
 	for start := range 1 << len(all) {
 		for i, x := range all {
 			for _, on := range []bool{false, true} {

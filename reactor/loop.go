@@ -388,6 +388,7 @@ func (l *loop) act(h reqHandle, a cancel.Action) {
 		}
 	}
 	if a.Has(cancel.MustDeliver) {
+		l.armBy = 0 // h's alone: not a later arm's that h's callback makes
 		l.deliver(h)
 	}
 	if a.Has(cancel.MustRelease) {
@@ -442,7 +443,11 @@ func (l *loop) deliver(h reqHandle) {
 		q.outcome.Store(uint32(o)) // before Delivered: Release makes Cancel see Stale
 	}
 	l.outstanding.Add(^uint64(0))
-	if h.Delivered().Has(cancel.MustRelease) {
+	// owed: delivered before the kernel's end (a cancel or the closer
+	// won), so the kernel may still be at work on it: a send's chunk must
+	// then not be reused until the slot is released.
+	owed := !h.Delivered().Has(cancel.MustRelease)
+	if !owed {
 		l.table.Release(h)
 	}
 	switch owner := owner.(type) {
@@ -450,7 +455,7 @@ func (l *loop) deliver(h reqHandle) {
 		l.enterUser()
 		switch {
 		case ev&evSend != 0:
-			owner.sendEnded(res, sent)
+			owner.sendEnded(res, sent, owed)
 		case ev&evRecv != 0:
 			owner.recvEnded(res)
 		case ev&Out != 0:

@@ -86,9 +86,10 @@ func (l *loop) openConns() []*Conn {
 
 // reqOf returns the handle of a live request from a tag the loop keeps for
 // it: a Conn's in-flight request (Conn.rd, Conn.wr), 8 bytes where a
-// handle takes 16, in every idle Conn. Each is cleared before its
-// request's slot is released (by the completion's first act), so the
-// lookup cannot miss; a miss is a broken invariant.
+// handle takes 16, in every idle Conn. Each is cleared by the owner's
+// callback that deliver calls just after releasing the slot, with
+// nothing run in between, so the lookup cannot miss; a miss is a broken
+// invariant.
 func (l *loop) reqOf(tag uint64) reqHandle {
 	h, ok := l.table.Lookup(tag)
 	if !ok {
@@ -120,9 +121,10 @@ func (l *loop) closeFdOn(fd int) {
 
 // closeConnFd is closeFdOn for a Conn's fd. A Conn's requests are not on
 // its fd's list: they are c.rd and c.wr, the only requests the layer arms
-// on it (forgetFdOn still ends any on the list, armed through Arm on
-// c.Fd()), so the fd table need not span the fd numbers of Conns (which each
-// loop would pay for every fd: see the package doc).
+// on it (forgetFdOn still ends any on this loop's list; a user's Arm on
+// c.Fd() lands on loopFor(fd), c's loop only by chance, and Fd is for
+// diagnostics), so the fd table need not span the fd numbers of Conns
+// (which each loop would pay for every fd: see the package doc).
 func (l *loop) closeConnFd(c *Conn) {
 	var buf [2]reqHandle
 	hs := buf[:0]
