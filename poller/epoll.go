@@ -351,8 +351,8 @@ func (p *epollPoller) Forget(fd int) {
 		return
 	}
 	for i := p.g.first(fd); i != 0; {
-		rec := p.g.at(i)
-		i = rec.next
+		rec, next := p.g.at(i), p.g.next(i)
+		i = next
 		tag := rec.tag
 		p.remove(rec)
 		p.stats.Disarms++
@@ -419,8 +419,8 @@ func (p *epollPoller) harvest(kev *unix.EpollEvent) {
 	}
 	p.regs.At(fd).state = regIdle // EPOLLONESHOT disabled the whole fd
 	for i := p.g.first(fd); i != 0; {
-		rec := p.g.at(i)
-		i = rec.next
+		rec, next := p.g.at(i), p.g.next(i)
+		i = next
 		if m := readyMask(rec.events(), kev.Events); m != 0 {
 			tag := rec.tag
 			p.remove(rec)
@@ -435,8 +435,8 @@ func (p *epollPoller) harvest(kev *unix.EpollEvent) {
 func (p *epollPoller) harvestEdge(fd int, mask uint32) {
 	taken := uint32(0)
 	for i := p.g.first(fd); i != 0; {
-		rec := p.g.at(i)
-		i = rec.next
+		rec, next := p.g.at(i), p.g.next(i)
+		i = next
 		if m := readyMask(rec.events(), mask); m != 0 {
 			tag := rec.tag
 			taken |= m
@@ -510,8 +510,8 @@ func (p *epollPoller) failAll(fd int, keep uint64, err error) {
 		panic(fmt.Sprintf("poller: epoll_ctl returned a non-errno error %T", err))
 	}
 	for i := p.g.first(fd); i != 0; {
-		rec := p.g.at(i)
-		i = rec.next
+		rec, next := p.g.at(i), p.g.next(i)
+		i = next
 		if tag := rec.tag; tag != keep {
 			p.remove(rec)
 			p.emit(Event{Tag: tag, Errno: errno})

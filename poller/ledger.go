@@ -23,23 +23,24 @@ import (
 //     and heads[fd] is 0 iff that list is empty (unless unlisted: then
 //     there are no lists).
 type ledger struct {
-	tags  chunked.Array[tagRec] // by tag index; index 0 is never used
-	heads chunked.Array[fdTags] // by fd; empty when unlisted
-	n     int                   // tags armed
+	tags  chunked.Array[tagRec]   // by tag index; index 0 is never used
+	links chunked.Array[tagLinks] // by tag index, beside tags; empty when unlisted
+	heads chunked.Array[fdTags]   // by fd; empty when unlisted
+	n     int                     // tags armed
 	// unlisted: constant; the lists are not kept (Options.CallerDisarms
 	// on io_uring): first finds nothing, and heads never grows.
 	unlisted bool
 }
 
-// tagRec is one armed tag. prev and next are tag indexes, 0 ending the list.
-// Every idle connection keeps one, so its fields are packed: 24 bytes.
+// tagRec is one armed tag. Every idle connection keeps one, so its fields
+// are packed: 16 bytes; its place in its fd's list is beside it (links),
+// where a ledger without lists (unlisted) keeps nothing.
 type tagRec struct {
-	tag        uint64 // 0: the index is free
-	fd         int32
-	prev, next uint32
-	ev         evBits  // the events armed (packEv; Edge is never kept)
-	kind       tagKind // io_uring: a poll, or a RingIO receive, send or accept
-	disarming  bool    // io_uring: its ASYNC_CANCEL is queued or done
+	tag       uint64 // 0: the index is free
+	fd        int32
+	ev        evBits  // the events armed (packEv; Edge is never kept)
+	kind      tagKind // io_uring: a poll, or a RingIO receive, send or accept
+	disarming bool    // io_uring: its ASYNC_CANCEL is queued or done
 	// queued: io_uring: booked since the SQ was last seen empty, so its
 	// SQE may still sit there (uringPoller.unsubmitted). Exact, where an
 	// arm's number compared with the submitted count took 4 bytes more
@@ -60,6 +61,9 @@ const (
 	kindSend
 	kindAccept
 )
+
+// tagLinks is a tag's place in its fd's list: tag indexes, 0 ending it.
+type tagLinks struct{ prev, next uint32 }
 
 // fdTags heads one fd's list.
 type fdTags struct{ head, tail uint32 }
@@ -114,10 +118,12 @@ func (g *ledger) add(tag uint64, fd int, events uint32) (*tagRec, error) {
 		return r, nil
 	}
 	g.heads.Grow(fd + 1)
+	g.links.Grow(int(i) + 1)
 	h := g.heads.At(fd)
-	*r = tagRec{tag: tag, fd: int32(fd), ev: ev, prev: h.tail}
+	*r = tagRec{tag: tag, fd: int32(fd), ev: ev}
+	*g.links.At(int(i)) = tagLinks{prev: h.tail}
 	if h.tail != 0 {
-		g.tags.At(int(h.tail)).next = i
+		g.links.At(int(h.tail)).next = i
 	} else {
 		h.head = i
 	}
@@ -138,16 +144,18 @@ func (g *ledger) remove(r *tagRec) {
 		return
 	}
 	h := g.heads.At(int(r.fd))
-	if r.prev != 0 {
-		g.tags.At(int(r.prev)).next = r.next
+	k := g.links.At(int(i))
+	if k.prev != 0 {
+		g.links.At(int(k.prev)).next = k.next
 	} else {
-		h.head = r.next
+		h.head = k.next
 	}
-	if r.next != 0 {
-		g.tags.At(int(r.next)).prev = r.prev
+	if k.next != 0 {
+		g.links.At(int(k.next)).prev = k.prev
 	} else {
-		h.tail = r.prev
+		h.tail = k.prev
 	}
+	*k = tagLinks{}
 	*r = tagRec{}
 	g.n--
 }
@@ -160,5 +168,8 @@ func (g *ledger) first(fd int) uint32 {
 	return g.heads.At(fd).head
 }
 
-// at returns the record at a list index from first or a record's next.
+// at returns the record at a list index from first or next.
 func (g *ledger) at(i uint32) *tagRec { return g.tags.At(int(i)) }
+
+// next returns the index after i on its fd's list, 0 at its end.
+func (g *ledger) next(i uint32) uint32 { return g.links.At(int(i)).next }

@@ -73,7 +73,7 @@ func TestLedgerModel(t *testing.T) {
 				}
 				for fd := 0; fd <= 3; fd++ {
 					var got []uint64
-					for i := g.first(fd); i != 0; i = g.at(i).next {
+					for i := g.first(fd); i != 0; i = g.next(i) {
 						if len(got) > len(armed) {
 							rt.Fatalf("fd %d's list loops", fd)
 						}
@@ -247,8 +247,9 @@ func TestIncShape(t *testing.T) {
 
 // TestCallerDisarmsKeepsNoFdRecord: with Options.CallerDisarms an io_uring
 // poller arms, completes and disarms tags on a high fd number without a
-// record for the number (the ledger's heads stay empty), while it still
-// finds each tag and counts it; without it, the record is made.
+// record for the number or list links for the tags (the ledger's heads
+// and links stay empty), while it still finds each tag and counts it;
+// without it, both are made.
 func TestCallerDisarmsKeepsNoFdRecord(t *testing.T) {
 	runtime.LockOSThread() // a single-issuer ring: one thread enters it
 	defer runtime.UnlockOSThread()
@@ -279,6 +280,9 @@ func TestCallerDisarmsKeepsNoFdRecord(t *testing.T) {
 		}
 		if got := p.g.heads.Cap() > fd; got == callerDisarms {
 			t.Fatalf("CallerDisarms=%v: a record for fd %d is %v", callerDisarms, fd, got)
+		}
+		if got := p.g.links.Cap() > 0; got == callerDisarms {
+			t.Fatalf("CallerDisarms=%v: list links kept: %v", callerDisarms, got)
 		}
 		p.Disarm(1)
 		p.Disarm(2)

@@ -58,8 +58,10 @@
 //
 // A caller that Disarms every tag it armed on fd before Forget(fd) may say
 // so (Options.CallerDisarms): io_uring then keeps no list of an fd's tags,
-// nor a record per fd number, and Forget hands the kernel only what was
-// disarmed while still queued. epoll keeps its lists either way.
+// nor a record per fd number, and Forget disarms nothing: it hands the
+// SQ to the kernel at once when some arm was disarmed while still queued
+// (it cannot tell whose), so that none resolves fd's number after the
+// close. epoll keeps its lists either way.
 //
 // # Where the backends differ
 //

@@ -43,8 +43,9 @@ type Options struct {
 	// keeps its own list of an fd's requests). io_uring then keeps no
 	// list of an fd's tags, and so no record per fd number: 8 bytes that
 	// every poller seeing the number pays, and each of a reactor's loops
-	// sees about every connection's number. Forget then only hands the
-	// kernel, before fd closes, an arm still queued that was disarmed.
+	// sees about every connection's number. Forget then disarms nothing;
+	// it hands the whole SQ to the kernel at once when some arm was
+	// disarmed while still queued, whichever fd it was on.
 	// epoll ignores it: it routes an fd's events through that list.
 	CallerDisarms bool
 }

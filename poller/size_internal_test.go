@@ -17,7 +17,8 @@ func TestLedgerRecordSizes(t *testing.T) {
 		name      string
 		got, want uintptr
 	}{
-		{"tagRec", unsafe.Sizeof(tagRec{}), 24},
+		{"tagRec", unsafe.Sizeof(tagRec{}), 16},
+		{"tagLinks", unsafe.Sizeof(tagLinks{}), 8},
 		{"fdTags", unsafe.Sizeof(fdTags{}), 8},
 		{"epollReg", unsafe.Sizeof(epollReg{}), 16},
 	} {

@@ -254,7 +254,7 @@ func (p *uringPoller) Forget(fd int) {
 	// Disarm does nothing (already disarming).
 	list := p.forget[:0]
 	unsubmitted := false
-	for i := p.g.first(fd); i != 0; i = p.g.at(i).next {
+	for i := p.g.first(fd); i != 0; i = p.g.next(i) {
 		rec := p.g.at(i)
 		list = append(list, rec.tag)
 		unsubmitted = unsubmitted || p.unsubmitted(rec)

@@ -187,7 +187,8 @@
 //	the read request's cancel slot          64  cancel.Slot[reqData], in
 //	                                            chunks of 256 slots
 //	its place among the loop's Conns         8  l.served, packed
-//	the poller's tag record                 24  poller ledger, by tag index
+//	the poller's tag record              16-24  poller ledger, by tag index;
+//	                                            epoll adds its list links
 //	the poller's fd record (epoll)          24  its tag list and registration,
 //	                                            on each loop (none on io_uring)
 //	a timer entry (with a timeout)          16  timerEntry in l.timers
@@ -215,10 +216,11 @@
 // loop's Conns (l.served) rather than in a list of its Listener's (two
 // links per Conn, and a lock per accept and per close). A timer entry
 // names its Conn by that place in l.served, so the heap holds no pointer.
-// The poller keeps a 24-byte record per armed tag (its events packed in a
+// The poller keeps a 16-byte record per armed tag (its events packed in a
 // byte, and whether its SQE may still be queued in a bit), and, told that
 // the loop disarms an fd's requests itself (poller.Options.CallerDisarms),
-// no record per fd number on io_uring. The tables indexed by fd or by
+// on io_uring neither the tag's links in a list of its fd's nor a record
+// per fd number. The tables indexed by fd or by
 // request, and the timer heap, grow by chunks of 256 (internal/chunked): a
 // slice that doubles held up to twice its rows and left its old array as
 // garbage at each growth, which the heap, and so the RSS, grew by before
