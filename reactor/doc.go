@@ -227,14 +227,14 @@
 // the next collection. Accepting leaves no garbage: 3 allocations and as
 // many bytes allocated as stay live per connection.
 //
-// Together 290 bytes of live heap per idle Conn on io_uring and 314 on
+// Together 274 bytes of live heap per idle Conn on io_uring and 306 on
 // epoll at 10,000 connections and one loop (BenchmarkIdleConnMemory, of
 // which 32 are the benchmark handler's own), from 364 and 388 with a
 // 176-byte Conn, a 96-byte slot and a 32-byte poller record, 416 and 448
 // before that, and 585 and 637 at first. make idle-rss measures the
 // process: RSS growth over 10,000 idle connections (echod, one loop, with
-// its 5-minute idle timeout, so one timer entry each): 360 bytes per
-// connection on io_uring and 389 on epoll, gnet 543 in the same run
+// its 5-minute idle timeout, so one timer entry each): 342 bytes per
+// connection on io_uring and 368 on epoll, gnet 532 in the same run
 // (medians of 3, 2026-11-30; 452 and 473 that morning, 936 and 976 at
 // first). What the RSS holds beyond the live heap is the runtime's: the
 // collector's metadata (MemStats.GCSys grows about 0.7 MB, 70 bytes a
@@ -246,21 +246,21 @@
 // about every fd number on every loop: a byte there costs a byte per
 // connection per loop. On io_uring nothing is left of those, and the cost
 // no longer grows with the loops: measured as make idle-rss does, three
-// runs each (2026-11-30), 360-364 bytes at 1 loop, 378-381 at 4, 378-391
+// runs each (2026-11-30), 337-350 bytes at 1 loop, 359-377 at 4, 362-385
 // at 16, against 447-457 and 574-595 at 1 and 16 loops that morning,
-// 773-811 at 16 before the first changes above, and gnet's 557-594 at 16.
+// 773-811 at 16 before the first changes above, and gnet's 555-623 at 16.
 // On epoll the poller's fd record stays: its list of the fd's tags, which
 // routes an event to them, and the registration (whose counts of the
 // tags asking for each event are 16 bits: ErrTooManyTags past 65,535),
 // 24 bytes together, and each loop adds about 28 bytes per connection:
-// 379-386 at 1 loop, 800-807 at 16 (926-931 with a 32-byte record,
+// 362-370 at 1 loop, 789-807 at 16 (926-931 with a 32-byte record,
 // 1,014-1,022 that morning, 1,361-1,381 before the changes above), about
 // 1.4 times gnet's there.
 //
 // The 256 bytes of issue 11 would need about 190 bytes live per Conn,
-// the RSS holding about 1.3 times the live heap. What is left to take:
+// the RSS holding about 1.35 times the live heap. What is left to take:
 // the Conn's read held by the Conn rather than by a 64-byte slot and a
-// 24-byte poller record (only its loop ever moves a Conn's requests, so
+// 16-byte poller record (only its loop ever moves a Conn's requests, so
 // the slot's atomic state word guards against no one there; but the tag
 // must name the Conn for as long as the kernel may post, and the poller
 // records tags by an index space the slots own), and a Conn of 128 bytes
