@@ -87,9 +87,9 @@ func (l *loop) openConns() []*Conn {
 // reqOf returns the handle of a live request from a tag the loop keeps for
 // it: a Conn's in-flight request (Conn.rd, Conn.wr), 8 bytes where a
 // handle takes 16, in every idle Conn. Each is cleared by the owner's
-// callback that deliver calls just after releasing the slot, with
-// nothing run in between, so the lookup cannot miss; a miss is a broken
-// invariant.
+// callback that deliver calls, with nothing run in between, just after
+// it releases the slot (or keeps it, owed, for the kernel's end), so the
+// lookup cannot miss; a miss is a broken invariant.
 func (l *loop) reqOf(tag uint64) reqHandle {
 	h, ok := l.table.Lookup(tag)
 	if !ok {

@@ -146,7 +146,12 @@ func (b *outBuf) writeTo(fd int, pool *outPool) (int, error) {
 }
 
 // consume drops the first k pending bytes, returning emptied chunks.
+// Consuming nothing changes nothing: an abandoned buffer (abandon), which
+// holds a chunk with nothing pending, keeps it.
 func (b *outBuf) consume(k int, pool *outPool) {
+	if k == 0 {
+		return
+	}
 	for k > 0 {
 		end := outChunkSize
 		if b.n == 1 {

@@ -134,3 +134,25 @@ func checkOutLinks(rt *rapid.T, b *outBuf) {
 		rt.Fatalf("%d chunks linked, %d counted; the first names %p as last, the last is %p", k, b.n, b.first.last, last)
 	}
 }
+
+// TestOutBufAbandonKeepsItsChunk: an abandoned buffer (its first chunk
+// lent to a send the kernel may still read) reports nothing pending and
+// keeps that chunk through a consume of nothing; reset gives it back.
+func TestOutBufAbandonKeepsItsChunk(t *testing.T) {
+	var b outBuf
+	var pool outPool
+	b.append(make([]byte, 3*outChunkSize/2), &pool)
+	first := b.first
+	b.abandon(&pool)
+	if b.len() != 0 || b.first != first || first.last != first || first.next != nil {
+		t.Fatalf("after abandon: %d pending, first %p (want %p), last %p, next %p", b.len(), b.first, first, first.last, first.next)
+	}
+	b.consume(0, &pool)
+	if b.first != first || first.last != first {
+		t.Fatal("a consume of nothing gave the abandoned chunk back")
+	}
+	b.reset(&pool)
+	if b.first != nil || first.last != nil {
+		t.Fatal("reset kept the chunk")
+	}
+}
