@@ -297,7 +297,9 @@ func TestLiveFollowsTheSlotsLife(t *testing.T) {
 	if tags[0] == tags[1] || tags[1] == tags[2] {
 		t.Fatalf("the slot's lives share a tag: %#x", tags)
 	}
-	if _, ok := tb.Live(1 << 23); ok {
-		t.Fatal("Live beyond the table")
+	for _, i := range []uint32{uint32(tb.Cap()), 1 << 23} {
+		if _, ok := tb.Live(i); ok {
+			t.Fatalf("Live(%d) beyond the table (capacity %d)", i, tb.Cap())
+		}
 	}
 }
