@@ -458,23 +458,31 @@ func TestDisarmDuringSpuriousWakeup(t *testing.T) {
 // over first it would arm on the new file and report its readiness to the
 // old tag (the gnet #621 class of bug).
 func TestForgetBeforeSubmit(t *testing.T) {
-	forEach(t, func(t *testing.T, h *harness) {
-		a, _ := h.pair()
-		h.poll(0)
-		tag := h.tag()
-		h.arm(tag, a, poller.In)
-		h.p.Forget(a)
-		h.close(a)
-		c, d := h.pair()
-		if c != a {
-			h.dup2(c, a)
-			h.close(c)
-		}
-		h.write(d) // the new file on the old number is readable
-		if ev := h.await(tag); !ev.Canceled {
-			t.Fatalf("%v, want canceled: the old tag saw the new file", ev)
-		}
-	})
+	forEach(t, func(t *testing.T, h *harness) { forgetBeforeSubmit(t, h, false) })
+}
+
+// forgetBeforeSubmit arms on a fresh fd, Forgets it (after a Disarm of its
+// own when disarmFirst) and closes it in one loop turn, then puts a ready
+// file on the number: the old tag must end canceled.
+func forgetBeforeSubmit(t *testing.T, h *harness, disarmFirst bool) {
+	a, _ := h.pair()
+	h.poll(0)
+	tag := h.tag()
+	h.arm(tag, a, poller.In)
+	if disarmFirst && !h.p.Disarm(tag) {
+		t.Fatal("Disarm of a queued arm reported false")
+	}
+	h.p.Forget(a)
+	h.close(a)
+	c, d := h.pair()
+	if c != a {
+		h.dup2(c, a)
+		h.close(c)
+	}
+	h.write(d) // the new file on the old number is readable
+	if ev := h.await(tag); !ev.Canceled {
+		t.Fatalf("%v, want canceled: the old tag saw the new file", ev)
+	}
 }
 
 // TestQueued: Queued says whether the next Wait has work the poller's Fd
@@ -530,26 +538,6 @@ func TestCallerDisarmsForgetBeforeSubmit(t *testing.T) {
 	for _, c := range configs {
 		opts := c.opts
 		opts.CallerDisarms = true
-		t.Run(c.name, func(t *testing.T) {
-			h := newHarness(t, opts)
-			a, _ := h.pair()
-			h.poll(0)
-			tag := h.tag()
-			h.arm(tag, a, poller.In)
-			if !h.p.Disarm(tag) {
-				t.Fatal("Disarm of a queued arm reported false")
-			}
-			h.p.Forget(a)
-			h.close(a)
-			c, d := h.pair()
-			if c != a {
-				h.dup2(c, a)
-				h.close(c)
-			}
-			h.write(d) // the new file on the old number is readable
-			if ev := h.await(tag); !ev.Canceled {
-				t.Fatalf("%v, want canceled: the old tag saw the new file", ev)
-			}
-		})
+		t.Run(c.name, func(t *testing.T) { forgetBeforeSubmit(t, newHarness(t, opts), true) })
 	}
 }

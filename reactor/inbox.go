@@ -27,7 +27,7 @@ type cmd struct {
 	h   cancel.Handle[reqData]
 	obj task
 	// when: opArm's deadline (nanotime; 0 = none), which the loop puts
-	// on its timer heap once the arm is made (loop.armBy).
+	// on its timer heap once the arm is made (loop.exec).
 	when int64
 }
 

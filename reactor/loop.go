@@ -37,11 +37,6 @@ type loop struct {
 	timers   timerHeap
 	rbuf     []byte // read buffer lent to OnData/OnPacket
 	accepted int    // the descriptor handOver is handing over; -1 outside it
-	// armBy: the deadline of the request whose first arm exec is
-	// carrying out (cmd.when), 0 otherwise; act puts it on the heap once
-	// the arm is made. In the command, not the slot: only that one arm
-	// needs it, and every slot would carry 8 bytes for it.
-	armBy int64
 	// refusal: the error with which the backend refused the arm act is
 	// stealing as Failed (reqData.why == whyRefused). Steal in OnQueue
 	// always delivers at once, so deliver reads it in the same act and
@@ -309,9 +304,14 @@ func (l *loop) noteBackend() {
 func (l *loop) exec(c *cmd) {
 	switch c.op {
 	case opArm:
-		l.armBy = c.when
 		l.act(c.h, c.h.Arm())
-		l.armBy = 0
+		// The deadline travels in the command, not the slot (every slot
+		// would carry 8 bytes for it): it goes on the heap once the
+		// arm is made, which linked the request to its fd's list; one
+		// refused or already decided was delivered, and is not linked.
+		if d := c.h.Data(); c.when != 0 && c.h.Current() && d.listed && d.timer == 0 {
+			l.timers.add(timerEntry{when: c.when, ref: c.h.Tag()})
+		}
 	case opCancel:
 		l.act(c.h, l.withdrawal(c.h))
 	case opCloseFd:
@@ -381,14 +381,9 @@ func (l *loop) act(h reqHandle, a cancel.Action) {
 			// A Conn's requests are found through the Conn
 			// (closeConnFd), not through its fd's list.
 			l.link(h)
-			if l.armBy != 0 {
-				l.timers.add(timerEntry{when: l.armBy, ref: h.Tag()})
-				l.armBy = 0
-			}
 		}
 	}
 	if a.Has(cancel.MustDeliver) {
-		l.armBy = 0 // h's alone: not a later arm's that h's callback makes
 		l.deliver(h)
 	}
 	if a.Has(cancel.MustRelease) {

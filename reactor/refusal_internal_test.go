@@ -20,13 +20,7 @@ import (
 func TestRefusedArmSaysWhy(t *testing.T) {
 	for _, b := range []Backend{BackendEpoll, BackendUring} {
 		t.Run(fmt.Sprint(b), func(t *testing.T) {
-			r, err := New(Config{Backend: b, Loops: 1})
-			if err != nil {
-				if errors.Is(err, ErrUnavailable) {
-					t.Skipf("io_uring unavailable here: %v", err)
-				}
-				t.Fatal(err)
-			}
+			r := oneLoopReactor(t, b)
 			defer r.Close()
 			fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 			if err != nil {

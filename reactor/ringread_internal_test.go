@@ -15,6 +15,21 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// oneLoopReactor opens a reactor of one loop on backend b; the io_uring
+// row skips, with the reason, where io_uring is unavailable. The caller
+// closes it.
+func oneLoopReactor(t testing.TB, b Backend) *Reactor {
+	t.Helper()
+	r, err := New(Config{Backend: b, Loops: 1})
+	if err != nil {
+		if errors.Is(err, ErrUnavailable) {
+			t.Skipf("io_uring unavailable here: %v", err)
+		}
+		t.Fatal(err)
+	}
+	return r
+}
+
 // gate is a loop task that holds the loop until released: what lets a
 // test order the loop's work against the kernel's.
 type gate struct{ entered, release chan struct{} }
@@ -53,13 +68,7 @@ func TestReadDeadlineAfterKernelTookBytes(t *testing.T) {
 }
 
 func testReadDeadlineAfterKernelTookBytes(t *testing.T, b Backend, reset bool, round int) {
-	r, err := New(Config{Backend: b, Loops: 1})
-	if err != nil {
-		if errors.Is(err, ErrUnavailable) {
-			t.Skipf("io_uring unavailable here: %v", err)
-		}
-		t.Fatal(err)
-	}
+	r := oneLoopReactor(t, b)
 	defer r.Close()
 	l := r.loops[0]
 	pair := netPairOn
@@ -151,13 +160,7 @@ func TestReactorCloseWithReadParked(t *testing.T) {
 }
 
 func testReactorCloseWithReadParked(t *testing.T, b Backend, round int) {
-	r, err := New(Config{Backend: b, Loops: 1})
-	if err != nil {
-		if errors.Is(err, ErrUnavailable) {
-			t.Skipf("io_uring unavailable here: %v", err)
-		}
-		t.Fatal(err)
-	}
+	r := oneLoopReactor(t, b)
 	closed := make(chan error, 1)
 	defer func() {
 		if closed != nil {

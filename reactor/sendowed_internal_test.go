@@ -3,7 +3,6 @@
 package reactor
 
 import (
-	"errors"
 	"net"
 	"testing"
 	"time"
@@ -65,13 +64,7 @@ func TestCloseKeepsAnInFlightSendsChunk(t *testing.T) {
 }
 
 func closeKeepsInFlightChunk(t *testing.T) bool {
-	r, err := New(Config{Backend: BackendUring, Loops: 1})
-	if err != nil {
-		if errors.Is(err, ErrUnavailable) {
-			t.Skipf("io_uring unavailable here: %v", err)
-		}
-		t.Fatal(err)
-	}
+	r := oneLoopReactor(t, BackendUring)
 	if r.loops[0].rcv == nil {
 		r.Close()
 		t.Skip("no receive path through the ring here: sends go by write(2)")

@@ -1,7 +1,6 @@
 package reactor
 
 import (
-	"errors"
 	"testing"
 	"time"
 
@@ -21,13 +20,7 @@ func TestWakeHammered(t *testing.T) {
 }
 
 func testWakeHammered(t *testing.T, b Backend) {
-	r, err := New(Config{Backend: b, Loops: 1})
-	if err != nil {
-		if errors.Is(err, ErrUnavailable) {
-			t.Skipf("io_uring unavailable here: %v", err)
-		}
-		t.Fatal(err)
-	}
+	r := oneLoopReactor(t, b)
 	lost := false // a loop that cannot be woken cannot be closed either
 	defer func() {
 		if !lost {
