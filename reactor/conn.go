@@ -31,88 +31,49 @@ var errForceStop = fmt.Errorf("reactor: Shutdown's context ended before the conn
 // Conn is one accepted connection. Write, Close, CloseNow and CloseWrite
 // may be called from any goroutine; the rest of its life runs on one loop.
 type Conn struct {
-	// The fields are ordered so that the small ones share words: an idle
-	// Conn is 144 bytes, a size class of its own (the package doc lists
-	// what else an idle Conn holds). What only a closing, failed or
-	// oddly addressed Conn needs is in its rare part.
+	// The fields are ordered so that the small ones share words, and the
+	// smallest share one atomic word (st): an idle Conn is 128 bytes, a
+	// size class of its own (the package doc lists what else an idle Conn
+	// holds). What only a closing, failed or oddly addressed Conn needs is
+	// in its rare part.
 	l  *loop     // constant: the loop that owns fd
 	ln *Listener // constant
 
 	mu  sync.Mutex
 	out outBuf // guarded by mu: pending output, and since when (outBuf.since)
 
-	// ph: atomic; the connPhase (conn_state.go) in its low bits, and
-	// inCallBit while the loop is inside a handler call for c, which
-	// requesters read (kickLocked). Written by the loop only, so a load
-	// and a store of the whole word never lose the other part.
-	ph atomic.Uint32
-	// req: atomic; 1<<task for what was asked during a handler call,
-	// taken by the loop when the call returns (afterCall). See kickLocked.
-	req atomic.Uint32
-	// pending: atomic; len(out), stored under mu, read by the loop
-	// without it (the backpressure check after each OnData). It saturates
-	// at maxPendingLimit, which bounds MaxPending, so the check still
-	// holds where a handler queued more.
-	pending atomic.Int32
-	slot    int32 // owned by the loop: c's index+1 in l.served while open; 0 = none
+	// st: the phase (conn_state.go); whether the loop is inside a handler
+	// call for c, which requesters read (kickLocked), and the tasks they
+	// asked meanwhile; the flags guarded by mu; the loop's own flags; and
+	// len(out), stored under mu and read by the loop without it (the
+	// backpressure check after each OnData), saturating at
+	// maxPendingLimit, which bounds MaxPending, so the check still holds
+	// where a handler queued more. conn_word.go draws it.
+	st connWord
 
 	lastActive atomic.Int64 // nanotime of the last byte moved either way
 
-	// Owned by the loop goroutine, as is everything below but fd, the
-	// three flags guarded by mu, peer, rare and ctx.
+	// Owned by the loop goroutine, as is everything below but fd, peer,
+	// rare and ctx.
 	lastRead int64  // nanotime of the last byte read
 	drainBy  int64  // nanotime by which a drain must end; 0 = none
-	rd, wr   uint64 // the tags of c's in-flight requests (c.l.reqOf); 0 = none
+	rd, wr   uint32 // c's in-flight requests, as links (c.l.reqAt: slot index+1); 0 = none
 	timerIdx int32  // its heap entry's index+1 in l.timers, kept by the heap; 0 = none
 	fd       int32  // constant; unusable once the phase is closed (checked under mu)
+	slot     int32  // c's index+1 in l.served while open; 0 = none
 
-	taskQueued bool      // guarded by mu: a taskFlush sits in the loop's inbox
-	wrShut     bool      // guarded by mu: CloseWrite asked; shut SHUT_WR once drained
-	closeAsked bool      // guarded by mu: Close or CloseNow called: Write refuses
-	lf         loopFlags // the loop's own flags, a bit each
-	peer       peerAddr  // constant
+	peer peerAddr // constant
 
 	rare atomic.Pointer[connRare] // see more
 	ctx  atomic.Pointer[any]      // user data
 }
 
-// loopFlags are a Conn's yes-or-no facts that only its loop reads and
-// writes, so they share a byte (one more byte would cost the Conn a size
-// class); a flag set by another goroutine (under mu) keeps a field of its
-// own, or two writers would race on the byte.
-type loopFlags uint8
-
-const (
-	lfPeerEOF loopFlags = 1 << iota // a read returned end of file: the peer sends nothing more
-	lfOpened                        // OnOpen was called, so OnClose is owed
-	// lfPollOnce: the next read goes after a readiness poll, not through
-	// the ring (which had lent every buffer: ENOBUFS).
-	lfPollOnce
-	// lfDrained: the last readSome ended at EAGAIN or a short read, so
-	// the socket held nothing more then, and the next read poll may keep
-	// the promise of poller.Edge (epoll keeps the fd registered).
-	lfDrained
-	// lfSendOwed: a send was delivered before the kernel's end, which may
-	// still read its chunk: finish keeps the chunk out of the pool.
-	lfSendOwed
-)
-
-func (f loopFlags) has(x loopFlags) bool { return f&x != 0 }
-
-func (f *loopFlags) set(x loopFlags, on bool) {
-	if on {
-		*f |= x
-	} else {
-		*f &^= x
-	}
-}
-
-// maxPendingLimit is the most Conn.pending holds, and so the largest
+// maxPendingLimit is the most a Conn's pending count holds (connWord), and so the largest
 // MaxPending that still pauses reading.
 const maxPendingLimit = 1<<31 - 1
 
 // storePending publishes n pending bytes (under mu).
-func (c *Conn) storePending(n int) { c.pending.Store(int32(min(n, maxPendingLimit))) }
+func (c *Conn) storePending(n int) { c.st.setPending(n) }
 
 // SetContext attaches v to c (any goroutine).
 func (c *Conn) SetContext(v any) { c.ctx.Store(&v) }
@@ -152,7 +113,7 @@ func (c *Conn) LocalAddr() net.Addr {
 
 // Pending returns the bytes written to c and not yet accepted by the
 // kernel, or 2 GiB - 1 where more are.
-func (c *Conn) Pending() int { return int(c.pending.Load()) }
+func (c *Conn) Pending() int { return c.st.pending() }
 
 // Write copies b for sending and never blocks. When nothing is pending it
 // writes to the socket at once, on the caller's goroutine; what the socket
@@ -160,7 +121,7 @@ func (c *Conn) Pending() int { return int(c.pending.Load()) }
 // closing or closed, or the error that condemned the connection.
 func (c *Conn) Write(b []byte) (int, error) {
 	c.mu.Lock()
-	if !c.phase().writable() || c.wrShut || c.closeAsked {
+	if !c.phase().writable() || c.st.has(bWrShut|bCloseAsked) {
 		c.mu.Unlock()
 		return 0, ErrClosed
 	}
@@ -213,21 +174,22 @@ func (c *Conn) Write(b []byte) (int, error) {
 }
 
 // kickLocked makes sure the loop acts on task for c: during a handler call
-// the loop takes c.req when the call returns; otherwise the task is queued.
-// The request goes into c.req before inCall is read, and the loop clears
-// inCall before it takes c.req, so a request made while the call is
-// returning is either taken by the loop or queued as a task, never lost
-// (at worst both: every task is safe to repeat).
+// the loop takes it when the call returns; otherwise the task is queued.
+// Asking reads whether a call runs in the same atomic step (connWord.ask),
+// as the loop ends the call and takes what was asked in one (endCall), so
+// a request made while the call is returning is either taken by the loop
+// or queued as a task, never lost. A task asked outside a call stays
+// asked and is taken again after the next call: every task is safe to
+// repeat.
 func (c *Conn) kickLocked(task int32) {
-	c.req.Or(1 << task)
-	if c.inCall() {
+	if c.st.ask(task) {
 		return
 	}
 	if task == taskFlush {
-		if c.taskQueued {
+		if c.st.has(bTaskQueued) {
 			return
 		}
-		c.taskQueued = true
+		c.st.set(bTaskQueued, true)
 	}
 	c.l.postTask(c, task)
 }
@@ -248,8 +210,8 @@ func (c *Conn) CloseWrite() error {
 	if !c.phase().writable() {
 		return ErrClosed
 	}
-	if !c.wrShut {
-		c.wrShut = true
+	if !c.st.has(bWrShut) {
+		c.st.set(bWrShut, true)
 		c.kickLocked(taskCloseWr)
 	}
 	return nil
@@ -261,7 +223,7 @@ func (c *Conn) requestClose(task int32) error {
 	if c.phase() == phClosed {
 		return nil
 	}
-	c.closeAsked = true // from now on Write refuses, whatever the loop is doing
+	c.st.set(bCloseAsked, true) // from now on Write refuses, whatever the loop is doing
 	c.kickLocked(task)
 	return nil
 }
@@ -274,7 +236,7 @@ func (c *Conn) runTask(l *loop, task int32) {
 		return
 	case taskFlush:
 		c.mu.Lock()
-		c.taskQueued = false
+		c.st.set(bTaskQueued, false)
 		c.mu.Unlock()
 		c.flushAndArm()
 	default:
@@ -292,7 +254,7 @@ func (c *Conn) open() {
 		c.finish(nil)
 		return
 	}
-	c.lf.set(lfOpened, true)
+	c.st.set(lfOpened, true)
 	c.l.conns.Add(1)
 	c.lastRead = nanotime()
 	c.lastActive.Store(c.lastRead)
@@ -311,7 +273,7 @@ func (c *Conn) open() {
 
 // call runs a handler method with inCall set, then acts on what it asked.
 func (c *Conn) call(f func()) {
-	c.setInCall(true)
+	c.st.set(bInCall, true)
 	f()
 	c.afterCall()
 }
@@ -320,19 +282,18 @@ func (c *Conn) call(f func()) {
 // lock of its own, so a read chunk costs at most the one the handler's
 // Write takes.
 func (c *Conn) callData(b []byte) {
-	c.setInCall(true)
+	c.st.set(bInCall, true)
 	c.ln.h.OnData(c, b)
 	c.afterCall()
 }
 
-// afterCall acts on what the handler asked during its call: inCall is
-// cleared first, then c.req taken (kickLocked says why in this order).
+// afterCall acts on what the handler asked during its call, taken in the
+// same atomic step that ends the call (kickLocked says why).
 func (c *Conn) afterCall() {
-	c.setInCall(false)
-	if c.req.Load() == 0 {
+	req := c.st.endCall()
+	if req == 0 {
 		return
 	}
-	req := c.req.Swap(0)
 	switch { // the strongest close asked wins
 	case req&(1<<taskCloseNow) != 0:
 		c.doClose(taskCloseNow, nil)
@@ -356,11 +317,11 @@ func (c *Conn) armRead() {
 	// the wake-up that says so must not pass for an ordinary one (see
 	// readable), or an edge-triggered wait would sleep through the rest.
 	ev := In | RdHup | Pri
-	if c.lf.has(lfDrained) {
+	if c.st.has(lfDrained) {
 		ev |= evEdge
 	}
-	c.lf.set(lfDrained, false)
-	if c.l.rcv != nil && !c.lf.has(lfPollOnce) {
+	c.st.set(lfDrained, false)
+	if c.l.rcv != nil && !c.st.has(lfPollOnce) {
 		ev = evRecv | In
 		if c.wr != 0 {
 			ev |= evRecvOnce // the output backs up: see take
@@ -423,7 +384,7 @@ func (c *Conn) readable(res Result) {
 		return
 	}
 	c.readSome(4, res.Events)
-	c.lf.set(lfPollOnce, false)
+	c.st.set(lfPollOnce, false)
 	c.armRead() // only while still open
 }
 
@@ -447,7 +408,7 @@ func (c *Conn) readSome(rounds int, wake Events) {
 	if rounds < 0 {
 		shut = c.more()
 	}
-	c.lf.set(lfDrained, false)
+	c.st.set(lfDrained, false)
 	eagainDrains := wake&Pri == 0
 	shortDrains := wake&(RdHup|Hup|Err|Pri) == 0 && !c.ln.unix
 	for i := 0; rounds < 0 || i < rounds; i++ {
@@ -465,7 +426,7 @@ func (c *Conn) readSome(rounds int, wake Events) {
 		case err == unix.EINTR:
 			continue
 		case err == unix.EAGAIN:
-			c.lf.set(lfDrained, eagainDrains)
+			c.st.set(lfDrained, eagainDrains)
 			return
 		case err != nil:
 			c.finish(fmt.Errorf("reactor: read: %w", err))
@@ -491,7 +452,7 @@ func (c *Conn) readSome(rounds int, wake Events) {
 			return
 		}
 		if n < len(buf) && rounds >= 0 {
-			c.lf.set(lfDrained, shortDrains)
+			c.st.set(lfDrained, shortDrains)
 			return
 		}
 	}
@@ -523,7 +484,7 @@ func (c *Conn) flushAndArm() {
 	}
 	c.mu.Lock()
 	pending, err := c.flushLocked()
-	shut := c.wrShut
+	shut := c.st.has(bWrShut)
 	c.mu.Unlock()
 	if err != nil {
 		c.finish(err)

@@ -117,7 +117,7 @@ func (c *Conn) beginDrain(err error) {
 		c.more().closeErr = err
 	}
 	if c.rd != 0 {
-		c.l.cancelOn(c.l.reqOf(c.rd))
+		c.l.cancelOn(c.l.reqAt(c.rd))
 	}
 	if c.drainBy == 0 { // Shutdown may have started the bound while paused
 		c.drainBy = nanotime() + int64(c.ln.closeTimeout)
@@ -138,7 +138,7 @@ func (c *Conn) finish(err error) {
 		err = c.writeErr()
 	}
 	c.ln.outBuf.Add(-int64(c.out.held()))
-	if c.wr != 0 && c.l.reqOf(c.wr).Data().ev&evSend != 0 || c.lf.has(lfSendOwed) {
+	if c.wr != 0 && c.l.reqAt(c.wr).Data().ev&evSend != 0 || c.st.has(lfSendOwed) {
 		// The kernel may read the send's chunk until the send's end,
 		// which closeConnFd does not wait for, and which a send
 		// delivered early (the reactor's Close) has not seen either:
@@ -148,7 +148,7 @@ func (c *Conn) finish(err error) {
 	} else {
 		c.out.reset(&c.ln.chunks)
 	}
-	c.pending.Store(0)
+	c.storePending(0)
 	c.mu.Unlock()
 	if x := c.rare.Load(); x != nil {
 		x.held = nil // bytes held while paused go with the Conn
@@ -164,7 +164,7 @@ func (c *Conn) finish(err error) {
 		c.ln.cutInDrain.Add(1) // Shutdown must not report a clean drain
 	}
 	c.ln.connClosed() // counters first: OnClose may read them
-	if c.lf.has(lfOpened) {
+	if c.st.has(lfOpened) {
 		c.l.conns.Add(-1)
 		c.ln.h.OnClose(c, err)
 	}
@@ -180,7 +180,7 @@ func cutByDeadline(err error) bool {
 // linger is the last step of a drain, once the output reached the kernel
 // (see the top of this file).
 func (c *Conn) linger() {
-	if c.lf.has(lfPeerEOF) || c.ln.linger < 0 || c.ln.unix {
+	if c.st.has(lfPeerEOF) || c.ln.linger < 0 || c.ln.unix {
 		c.finish(c.closeReason())
 		return
 	}
@@ -227,7 +227,7 @@ func (c *Conn) discard() {
 			c.finish(fmt.Errorf("reactor: read while closing: %w", err))
 			return
 		case n == 0:
-			c.lf.set(lfPeerEOF, true)
+			c.st.set(lfPeerEOF, true)
 			c.finish(c.closeReason())
 			return
 		}

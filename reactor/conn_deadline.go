@@ -37,7 +37,7 @@ func (c *Conn) deadline() (int64, int) {
 			consider(c.lastRead+int64(ln.readTimeout), dlRead)
 		}
 	}
-	if ln.writeTimeout > 0 && c.pending.Load() > 0 {
+	if ln.writeTimeout > 0 && c.Pending() > 0 {
 		c.mu.Lock()
 		pending, since := c.out.len(), c.out.since()
 		c.mu.Unlock()

@@ -88,7 +88,7 @@ func (c *Conn) take(b []byte) {
 		c.stopRecv()
 		return
 	}
-	if waiting && c.receiving() && c.l.reqOf(c.rd).Data().ev&evRecvOnce == 0 {
+	if waiting && c.receiving() && c.l.reqAt(c.rd).Data().ev&evRecvOnce == 0 {
 		// The output backs up: from now on receive a buffer at a time
 		// (armRead), so that a pause finds at most one buffer in flight
 		// to hold. A multishot receive went on taking the socket's
@@ -100,14 +100,14 @@ func (c *Conn) take(b []byte) {
 
 // receiving reports whether c's read in flight is a receive through the
 // ring (not a readiness poll).
-func (c *Conn) receiving() bool { return c.rd != 0 && c.l.reqOf(c.rd).Data().ev&evRecv != 0 }
+func (c *Conn) receiving() bool { return c.rd != 0 && c.l.reqAt(c.rd).Data().ev&evRecv != 0 }
 
 // stopRecv stops c's receive, if one is in flight; its end comes later
 // (recvEnded). A readiness poll is left armed: paused, its firing is
 // ignored.
 func (c *Conn) stopRecv() {
 	if c.receiving() {
-		c.l.cancelOn(c.l.reqOf(c.rd))
+		c.l.cancelOn(c.l.reqAt(c.rd))
 	}
 }
 
@@ -122,7 +122,7 @@ func (c *Conn) recvEnded(res Result) {
 	case errors.Is(res.Err, unix.ENOBUFS):
 		// Every buffer was lent out, to the Conns of this turn; the
 		// bytes wait in the socket, read after a poll this once.
-		c.lf.set(lfPollOnce, true)
+		c.st.set(lfPollOnce, true)
 		c.l.nobufs.Add(1)
 		c.readOn()
 	default:
@@ -141,10 +141,10 @@ func (c *Conn) recvEOF() {
 	case phPaused:
 		c.heldIn().eof = true
 	case phLingering:
-		c.lf.set(lfPeerEOF, true)
+		c.st.set(lfPeerEOF, true)
 		c.finish(c.closeReason())
 	default:
-		c.lf.set(lfPeerEOF, true) // a drain then closes without lingering
+		c.st.set(lfPeerEOF, true) // a drain then closes without lingering
 	}
 }
 
@@ -190,7 +190,7 @@ func (c *Conn) takeHeld() bool {
 
 // sawEOF is the peer's end of file, read while c is open.
 func (c *Conn) sawEOF() {
-	c.lf.set(lfPeerEOF, true)
+	c.st.set(lfPeerEOF, true)
 	if eh, ok := c.ln.h.(EOFHandler); ok {
 		// The handler decides when to close.
 		c.setPhase(phPeerEOF)
@@ -213,7 +213,7 @@ func (c *Conn) sendOn() {
 		return // the send in flight goes on when it ends
 	}
 	c.mu.Lock()
-	pending, shut := c.out.len(), c.wrShut
+	pending, shut := c.out.len(), c.st.has(bWrShut)
 	c.mu.Unlock()
 	c.sendFrom(pending, shut)
 }
@@ -247,7 +247,7 @@ func (c *Conn) sendable() []byte {
 func (c *Conn) sendEnded(res Result, n int, owed bool) {
 	c.wr = 0
 	if owed {
-		c.lf.set(lfSendOwed, true) // finish keeps the chunk out of the pool
+		c.st.set(lfSendOwed, true) // finish keeps the chunk out of the pool
 	}
 	if c.phase() == phClosed {
 		return
@@ -271,7 +271,7 @@ func (c *Conn) sendEnded(res Result, n int, owed bool) {
 	now := nanotime()
 	c.lastActive.Store(now)
 	c.out.setSince(now)
-	pending, shut := c.out.len(), c.wrShut
+	pending, shut := c.out.len(), c.st.has(bWrShut)
 	c.storePending(pending)
 	c.mu.Unlock()
 	c.ln.bytesOut.Add(uint64(n))

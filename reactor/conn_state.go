@@ -81,24 +81,12 @@ var connEdges = func() (e [numPhases][numPhases]bool) {
 	return e
 }()
 
-// inCallBit marks, in Conn.ph, a handler call in progress.
-const inCallBit = 1 << 31
-
 // phase returns c's phase. Any goroutine.
-func (c *Conn) phase() connPhase { return connPhase(c.ph.Load() &^ inCallBit) }
+func (c *Conn) phase() connPhase { return c.st.phase() }
 
 // inCall reports whether the loop is inside a handler call for c. Any
 // goroutine.
-func (c *Conn) inCall() bool { return c.ph.Load()&inCallBit != 0 }
-
-// setInCall marks a handler call's start or end (the loop only).
-func (c *Conn) setInCall(on bool) {
-	v := c.ph.Load() &^ inCallBit
-	if on {
-		v |= inCallBit
-	}
-	c.ph.Store(v)
-}
+func (c *Conn) inCall() bool { return c.st.has(bInCall) }
 
 // setPhase moves c to phase to (the loop only). A move that changes what
 // Write answers is made under c.mu, so that a Write holding the lock sees
@@ -124,7 +112,7 @@ func (c *Conn) setPhaseLocked(to connPhase) {
 	if to == phPaused {
 		c.ln.paused.Add(1)
 	}
-	c.ph.Store(c.ph.Load()&inCallBit | uint32(to))
+	c.st.setPhase(to)
 }
 
 // edgesString renders connEdges as "from→to" pairs, for tests.

@@ -91,7 +91,7 @@ func TestSetPhaseRefusesMovesOutsideTheTable(t *testing.T) {
 	for from := range numPhases {
 		for to := range numPhases {
 			c := &Conn{ln: ln, fd: 7}
-			c.ph.Store(uint32(from))
+			c.st.setPhase(from)
 			paused := ln.paused.Load()
 			func() {
 				defer func() {
@@ -120,64 +120,6 @@ func TestSetPhaseRefusesMovesOutsideTheTable(t *testing.T) {
 			}
 			if got := ln.paused.Load(); got != want {
 				t.Errorf("%v → %v: Paused %d, want %d", from, to, got, want)
-			}
-		}
-	}
-}
-
-// TestPhaseWordKeepsInCall: the phase and the in-call mark share one word
-// (Conn.ph); every legal move keeps the mark, and marking or clearing it
-// keeps the phase. A Write during a handler call reads the mark to leave
-// its request for the call's end rather than queue a task.
-func TestPhaseWordKeepsInCall(t *testing.T) {
-	ln := &Listener{}
-	for from := range numPhases {
-		for to := range numPhases {
-			if !connEdges[from][to] {
-				continue
-			}
-			for _, in := range []bool{false, true} {
-				c := &Conn{ln: ln, fd: 7}
-				c.ph.Store(uint32(from))
-				c.setInCall(in)
-				if c.phase() != from || c.inCall() != in {
-					t.Fatalf("%v, setInCall(%v): phase %v, inCall %v", from, in, c.phase(), c.inCall())
-				}
-				c.setPhase(to)
-				if c.phase() != to || c.inCall() != in {
-					t.Errorf("%v → %v with inCall %v: phase %v, inCall %v", from, to, in, c.phase(), c.inCall())
-				}
-				c.setInCall(!in)
-				if c.phase() != to || c.inCall() == in {
-					t.Errorf("%v, setInCall(%v): phase %v, inCall %v", to, !in, c.phase(), c.inCall())
-				}
-			}
-		}
-	}
-}
-
-// TestLoopFlagsKeepEachOther: the loop's flags share a byte; setting or
-// clearing one, from every combination of the others, leaves the others
-// as they were.
-func TestLoopFlagsKeepEachOther(t *testing.T) {
-	all := []loopFlags{lfPeerEOF, lfOpened, lfPollOnce, lfDrained, lfSendOwed}
-	for start := range 1 << len(all) {
-		for i, x := range all {
-			for _, on := range []bool{false, true} {
-				var f loopFlags
-				for j, y := range all {
-					f.set(y, start&(1<<j) != 0)
-				}
-				f.set(x, on)
-				for j, y := range all {
-					want := start&(1<<j) != 0
-					if j == i {
-						want = on
-					}
-					if f.has(y) != want {
-						t.Fatalf("from %04b, set(flag %d, %v): flag %d is %v, want %v", start, i, on, j, f.has(y), want)
-					}
-				}
 			}
 		}
 	}

@@ -182,7 +182,7 @@
 //
 //	part                                 bytes  where
 //	-----------------------------------  -----  ------------------------------
-//	Conn                                   144  its own object (size class 144),
+//	Conn                                   128  its own object (size class 128),
 //	                                            the peer's address inline
 //	the read request's cancel slot          64  cancel.Slot[reqData], in
 //	                                            chunks of 256 slots
@@ -193,8 +193,8 @@
 //	                                            on each loop (none on io_uring)
 //	a timer entry (with a timeout)          16  timerEntry in l.timers
 //
-// A Conn keeps its requests by tag (8 bytes, looked up in the slot
-// table) rather than by handle (16), and they are on no fd's list: the
+// A Conn keeps its requests by slot index (4 bytes, loop.reqAt) rather
+// than by handle (16) or tag (8), and they are on no fd's list: the
 // Conn finds them (closeConnFd), so the loop's table indexed by fd never
 // spans a Conn's number. A slot names whom its outcome goes to in one
 // interface (reqData.owner) rather than in a pointer per kind of owner,
@@ -209,11 +209,13 @@
 // linked through the chunks' own headers, 16 bytes in the Conn, and what
 // WriteTimeout measures from sits on the first chunk, since it means
 // something only while output is pending; the pending length is derived
-// from the chunks' offsets. Its fd is 32 bits, the loop's four flags
-// share a byte, its one timer entry needs no sequence number (schedule
-// and finish remove the one before), whether a handler call is in
-// progress is a bit of its phase word, and Shutdown finds it among its
-// loop's Conns (l.served) rather than in a list of its Listener's (two
+// from the chunks' offsets. Its fd is 32 bits; its phase, whether a
+// handler call is in progress, the tasks asked during one, the flags its
+// mutex guards, the loop's own flags and the pending count share one
+// atomic word (connWord: apart they took 8 bytes more, and with them and
+// its requests kept by tag the Conn was 144 bytes, a size class up); its
+// one timer entry needs no sequence number (schedule and finish remove
+// the one before); and Shutdown finds it among its loop's Conns (l.served) rather than in a list of its Listener's (two
 // links per Conn, and a lock per accept and per close). A timer entry
 // names its Conn by that place in l.served, so the heap holds no pointer.
 // The poller keeps a 16-byte record per armed tag (its events packed in a
@@ -227,16 +229,17 @@
 // the next collection. Accepting leaves no garbage: 3 allocations and as
 // many bytes allocated as stay live per connection.
 //
-// Together 274 bytes of live heap per idle Conn on io_uring and 306 on
+// Together 258 bytes of live heap per idle Conn on io_uring and 290 on
 // epoll at 10,000 connections and one loop (BenchmarkIdleConnMemory, of
-// which 32 are the benchmark handler's own), from 364 and 388 with a
-// 176-byte Conn, a 96-byte slot and a 32-byte poller record, 416 and 448
-// before that, and 585 and 637 at first. make idle-rss measures the
-// process: RSS growth over 10,000 idle connections (echod, one loop, with
-// its 5-minute idle timeout, so one timer entry each): 342 bytes per
-// connection on io_uring and 368 on epoll, gnet 532 in the same run
-// (medians of 3, 2026-11-30; 452 and 473 that morning, 936 and 976 at
-// first). What the RSS holds beyond the live heap is the runtime's: the
+// which 32 are the benchmark handler's own), from 274 and 306 with a
+// 144-byte Conn, 364 and 388 with a 176-byte Conn, a 96-byte slot and a
+// 32-byte poller record, 416 and 448 before that, and 585 and 637 at
+// first. make idle-rss measures the process: RSS growth over 10,000 idle
+// connections (echod, one loop, with its 5-minute idle timeout, so one
+// timer entry each): 330 bytes per connection on io_uring and 354 on
+// epoll, gnet 532 in the same run (medians of 3, 2026-11-30; 342 and 368
+// earlier that day with the 144-byte Conn, 452 and 473 that morning, 936
+// and 976 at first). What the RSS holds beyond the live heap is the runtime's: the
 // collector's metadata (MemStats.GCSys grows about 0.7 MB, 70 bytes a
 // connection at 10,000, much of it paid once: 10,000 small objects alone
 // grow it 0.3 MB, and 100,000 only 0.5) and the spans' slack.
@@ -257,15 +260,17 @@
 // 1,014-1,022 that morning, 1,361-1,381 before the changes above), about
 // 1.4 times gnet's there.
 //
-// The 256 bytes of issue 11 would need about 190 bytes live per Conn,
-// the RSS holding about 1.35 times the live heap. What is left to take:
-// the Conn's read held by the Conn rather than by a 64-byte slot and a
-// 16-byte poller record (only its loop ever moves a Conn's requests, so
-// the slot's atomic state word guards against no one there; but the tag
-// must name the Conn for as long as the kernel may post, and the poller
-// records tags by an index space the slots own), and a Conn of 128 bytes
-// (what is left to move out, the drain bound and an IPv6 peer's address,
-// would cost an allocation to every Conn that drains or every IPv6 one).
+// The 256 bytes of issue 11 would need about 180 bytes live per Conn
+// (232 now: Conn 128, slot 64, tag record 16, timer entry 16, l.served
+// 8), the RSS holding about 1.4 times the live heap. What is left to
+// take: the Conn's read held by the Conn rather than by a 64-byte slot
+// and a 16-byte poller record (only its loop ever moves a Conn's
+// requests, so the slot's atomic state word guards against no one there;
+// but the tag must name the Conn for as long as the kernel may post, and
+// the poller records tags by an index space the slots own). A Conn of 112
+// bytes would need what is left in it to move out (the drain bound, an
+// IPv6 peer's address), which costs an allocation to every Conn that
+// drains or every IPv6 one.
 // An fd's list of requests cannot be left to
 // the poller's record: the poller drops a tag when it decides its Event,
 // and CloseFd must still complete, before close(2), a request whose Event

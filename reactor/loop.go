@@ -495,14 +495,14 @@ func (l *loop) armOn(fd int, ev Events, owner any, into *reqHandle) error {
 // armConn is armOn for c's read (ev without Out) or write (ev Out)
 // request: its completion calls c.readable or c.writable directly, so an
 // idle Conn holds no callback closures (two allocations each). *into
-// holds the request's tag (Conn.rd, Conn.wr; see reqOf).
-func (l *loop) armConn(c *Conn, ev Events, into *uint64) error {
+// holds the request's link (Conn.rd, Conn.wr; see reqAt).
+func (l *loop) armConn(c *Conn, ev Events, into *uint32) error {
 	return l.armFor(int(c.fd), ev, c, nil, into)
 }
 
-// armFor makes the request; its handle goes to *into, or its tag to
-// *intoTag.
-func (l *loop) armFor(fd int, ev Events, owner any, into *reqHandle, intoTag *uint64) error {
+// armFor makes the request; its handle goes to *into, or its link (slot
+// index+1, for reqAt) to *intoLink.
+func (l *loop) armFor(fd int, ev Events, owner any, into *reqHandle, intoLink *uint32) error {
 	if l.stopping {
 		return ErrClosed
 	}
@@ -517,7 +517,7 @@ func (l *loop) armFor(fd int, ev Events, owner any, into *reqHandle, intoTag *ui
 	if into != nil {
 		*into = h
 	} else {
-		*intoTag = h.Tag()
+		*intoLink = uint32(h.Index() + 1)
 	}
 	l.act(h, h.Arm())
 	return nil

@@ -84,12 +84,10 @@ func (l *loop) openConns() []*Conn {
 	return cs
 }
 
-// reqOf returns the handle of a live request from a tag the loop keeps for
-// it: a Conn's in-flight request (Conn.rd, Conn.wr), 8 bytes where a
-// handle takes 16, in every idle Conn. Each is cleared by the owner's
-// callback that deliver calls, with nothing run in between, just after
-// it releases the slot (or keeps it, owed, for the kernel's end), so the
-// lookup cannot miss; a miss is a broken invariant.
+// reqOf returns the handle of a live request from the tag a request
+// deadline's heap entry keeps for it (timer.go), which removes the entry
+// before the slot is released, so the lookup cannot miss; a miss is a
+// broken invariant.
 func (l *loop) reqOf(tag uint64) reqHandle {
 	h, ok := l.table.Lookup(tag)
 	if !ok {
@@ -98,14 +96,19 @@ func (l *loop) reqOf(tag uint64) reqHandle {
 	return h
 }
 
-// reqAt returns the live request a link of an fd's list names (fdDesc.reqs,
-// reqData.prev and next: its slot index+1). unlink takes a request off
-// its list before delivery releases its slot, so the slot is in that
-// request's life; a Free one is a broken invariant.
+// reqAt returns the live request a link names: a place on an fd's list
+// (fdDesc.reqs, reqData.prev and next) or a Conn's in-flight request
+// (Conn.rd, Conn.wr), each its slot index+1, 4 bytes where a handle takes
+// 16 and a tag 8. A link is dropped before its request's slot is freed:
+// unlink takes a request off its list before delivery releases the slot,
+// and the Conn's callback that deliver calls clears c.rd or c.wr first
+// thing, with nothing run in between (or the slot stays, owed, for the
+// kernel's end). So the slot is in that request's life; a Free one is a
+// broken invariant.
 func (l *loop) reqAt(link uint32) reqHandle {
 	h, ok := l.table.Live(link - 1)
 	if !ok {
-		panic(fmt.Sprintf("reactor: fd list link %d names no live request", link))
+		panic(fmt.Sprintf("reactor: request link %d names no live request", link))
 	}
 	return h
 }
@@ -128,9 +131,9 @@ func (l *loop) closeFdOn(fd int) {
 func (l *loop) closeConnFd(c *Conn) {
 	var buf [2]reqHandle
 	hs := buf[:0]
-	for _, t := range [2]uint64{c.rd, c.wr} {
+	for _, t := range [2]uint32{c.rd, c.wr} {
 		if t != 0 {
-			hs = append(hs, l.reqOf(t))
+			hs = append(hs, l.reqAt(t))
 		}
 	}
 	l.closeAll(hs)

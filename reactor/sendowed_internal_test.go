@@ -34,7 +34,7 @@ type peeked struct {
 func (p sendPeek) runTask(l *loop, _ int32) {
 	c := p.c
 	var pk peeked
-	if c.wr != 0 && l.reqOf(c.wr).Data().ev&evSend != 0 {
+	if c.wr != 0 && l.reqAt(c.wr).Data().ev&evSend != 0 {
 		c.mu.Lock()
 		pk.chunk, pk.left = c.out.first, len(c.out.firstBytes())
 		c.mu.Unlock()

@@ -18,7 +18,7 @@ func TestIdleConnParts(t *testing.T) {
 		name      string
 		got, want uintptr
 	}{
-		{"Conn", unsafe.Sizeof(Conn{}), 144},
+		{"Conn", unsafe.Sizeof(Conn{}), 128},
 		{"cancel.Slot[reqData]", unsafe.Sizeof(cancel.Slot[reqData]{}), 64},
 		{"an l.served entry", unsafe.Sizeof(*new(loop).served.At(0)), 8},
 		{"peerAddr (in the Conn)", unsafe.Sizeof(peerAddr{}), 20},
