@@ -9,8 +9,6 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/oneshot-io/oneshot/internal/chunked"
 )
 
 // epoll backend: one EPOLLONESHOT registration per fd whose interest is the
@@ -181,8 +179,7 @@ type epollPoller struct {
 	kev  []unix.EpollEvent
 
 	// Owned by the owner goroutine.
-	g       ledger
-	regs    chunked.Array[epollReg] // by fd
+	g       ledger // its fd records (g.fds) hold the registrations
 	nextGen uint32
 	out     []Event // decided Events not yet returned, oldest first from outHead
 	outHead int
@@ -236,15 +233,15 @@ func (p *epollPoller) Arm(tag uint64, fd int, events uint32) error {
 	}
 	edge := events&Edge != 0
 	events &^= Edge
-	if fd < p.regs.Cap() && p.regs.At(fd).full(events) {
+	if r := p.g.fds.find(fd); r != nil && r.reg.full(events) {
 		return fmt.Errorf("%w: fd %d, events %#x", ErrTooManyTags, fd, events)
 	}
 	rec, err := p.g.add(tag, fd, events)
 	if err != nil {
 		return err
 	}
-	p.regs.Grow(fd + 1)
-	reg := p.regs.At(fd)
+	defer p.g.fds.releaseIfEmpty(fd) // an arm that failed may leave nothing
+	reg := p.reg(fd)
 	reg.count(events, 1)
 	p.stats.Arms++
 	p.stats.Armed++
@@ -285,7 +282,7 @@ const edgeMask = In | Pri | Out | RdHup | unix.EPOLLET
 // it; an error fails the tags on fd. The new generation leaves the old
 // registration's reports stale.
 func (p *epollPoller) addEdge(fd int) {
-	reg := p.regs.At(fd)
+	reg := p.reg(fd)
 	op := unix.EPOLL_CTL_ADD
 	if reg.state == regIdle {
 		op = unix.EPOLL_CTL_MOD
@@ -315,7 +312,7 @@ func (p *epollPoller) addEdge(fd int) {
 // (the Edge promise broken): the registration is dropped, the older tags
 // fail and fresh is armed on whatever the number names now.
 func (p *epollPoller) repoll(fd int, fresh uint64) {
-	reg := p.regs.At(fd)
+	reg := p.reg(fd)
 	err := p.ctl(unix.EPOLL_CTL_MOD, fd)
 	switch {
 	case err == nil:
@@ -343,11 +340,12 @@ func (p *epollPoller) Disarm(tag uint64) bool {
 	p.stats.Disarms++
 	p.emit(Event{Tag: tag, Canceled: true})
 	p.sync(fd, 0)
+	p.g.fds.releaseIfEmpty(fd)
 	return true
 }
 
 func (p *epollPoller) Forget(fd int) {
-	if p.closed || !validFd(fd) || fd >= p.regs.Cap() {
+	if p.closed || !validFd(fd) || p.g.fds.find(fd) == nil {
 		return
 	}
 	for i := p.g.first(fd); i != 0; {
@@ -358,12 +356,13 @@ func (p *epollPoller) Forget(fd int) {
 		p.stats.Disarms++
 		p.emit(Event{Tag: tag, Canceled: true})
 	}
-	if p.regs.At(fd).state != regNone {
+	if p.reg(fd).state != regNone {
 		// EBADF/ENOENT here mean the file is already gone, and its
 		// registration with it: the goal is reached either way.
 		p.ctl(unix.EPOLL_CTL_DEL, fd)
 	}
-	*p.regs.At(fd) = epollReg{}
+	*p.reg(fd) = epollReg{}
+	p.g.fds.releaseIfEmpty(fd)
 }
 
 func (p *epollPoller) Wait(evs []Event, timeout time.Duration) (int, error) {
@@ -409,15 +408,19 @@ func (p *epollPoller) harvest(kev *unix.EpollEvent) {
 		return
 	}
 	fd := int(kev.Fd)
-	if fd < 0 || fd >= p.regs.Cap() || p.regs.At(fd).gen != gen || p.regs.At(fd).state != regActive {
+	var r *fdRec
+	if fd >= 0 {
+		r = p.g.fds.find(fd)
+	}
+	if r == nil || r.reg.gen != gen || r.reg.state != regActive {
 		p.stats.Stale++
 		return
 	}
-	if p.regs.At(fd).edge {
+	if r.reg.edge {
 		p.harvestEdge(fd, kev.Events)
 		return
 	}
-	p.regs.At(fd).state = regIdle // EPOLLONESHOT disabled the whole fd
+	r.reg.state = regIdle // EPOLLONESHOT disabled the whole fd
 	for i := p.g.first(fd); i != 0; {
 		rec, next := p.g.at(i), p.g.next(i)
 		i = next
@@ -428,6 +431,7 @@ func (p *epollPoller) harvest(kev *unix.EpollEvent) {
 		}
 	}
 	p.sync(fd, 0) // the side that did not fire is re-armed, never lost
+	p.g.fds.releaseIfEmpty(fd)
 }
 
 // harvestEdge hands an edge registration's report to the tags it
@@ -444,20 +448,20 @@ func (p *epollPoller) harvestEdge(fd int, mask uint32) {
 			p.emit(Event{Tag: tag, Events: m})
 		}
 	}
-	reg := p.regs.At(fd)
+	reg := p.reg(fd)
 	reg.pending = packEv(reg.pending.mask() | mask&^taken | mask&Hup)
 }
 
 // remove takes rec off the ledger and out of its fd's interest counts.
 func (p *epollPoller) remove(rec *tagRec) {
-	p.regs.At(int(rec.fd)).count(rec.events(), math.MaxUint16)
+	p.reg(int(rec.fd)).count(rec.events(), math.MaxUint16)
 	p.g.remove(rec)
 }
 
 // sync makes fd's registration match its armed tags (see the table above).
 // fresh is the tag Arm just added, or 0.
 func (p *epollPoller) sync(fd int, fresh uint64) {
-	reg := p.regs.At(fd)
+	reg := p.reg(fd)
 	if reg.edge {
 		return // enabled for everything until Forget
 	}
@@ -520,7 +524,7 @@ func (p *epollPoller) failAll(fd int, keep uint64, err error) {
 }
 
 func (p *epollPoller) ctl(op int, fd int) error {
-	reg := p.regs.At(fd)
+	reg := p.reg(fd)
 	flags := uint32(unix.EPOLLONESHOT)
 	if reg.edge {
 		flags = 0 // edgeMask has EPOLLET
@@ -529,6 +533,10 @@ func (p *epollPoller) ctl(op int, fd int) error {
 	p.stats.Syscalls++
 	return unix.EpollCtl(p.epfd, op, fd, &p.ctlEv)
 }
+
+// reg returns fd's registration; fd has a record (it has tags, or a
+// registration to keep).
+func (p *epollPoller) reg(fd int) *epollReg { return &p.g.fds.find(fd).reg }
 
 // emit queues a decided Event; drain hands queued Events to Wait's caller.
 func (p *epollPoller) emit(ev Event) { p.out = append(p.out, ev) }
@@ -553,7 +561,6 @@ func (p *epollPoller) Close() error {
 	p.stats.Dropped += uint64(p.stats.Armed)
 	p.stats.Armed = 0
 	p.g, p.out = ledger{}, nil
-	p.regs.Reset()
 	var err error
 	if cerr := unix.Close(p.epfd); cerr != nil {
 		err = fmt.Errorf("poller: close epoll fd: %w", cerr)

@@ -11,24 +11,27 @@ import (
 // ledger is the record both backends keep of the tags armed and not yet
 // returned by Wait: a table indexed by the tag's index bits (TagIndexBits),
 // and per fd a list of its tags threaded through that table in arming
-// order, headed in a table indexed by fd. Arming, completing and disarming
-// a tag are index arithmetic: no map, no search. The tables grow to the
-// largest index and fd seen, which the caller keeps dense (the reactor's
-// tags are cancel-slot numbers, its fds the process's descriptors).
+// order, headed in the fd's record (fdRecs, which epoll's registration
+// shares). Arming, completing and disarming a tag are index arithmetic: no
+// map, no search. The tables grow to the largest index and fd seen, which
+// the caller keeps dense (the reactor's tags are cancel-slot numbers, its
+// fds the process's descriptors); a record per fd exists only for the fds
+// armed here.
 //
 // Invariants, kept by add and remove only:
 //   - tags[i].tag != 0 iff a tag with index i is armed, and then
 //     tags[i].tag&TagIndexMask == i;
 //   - an armed tag is on exactly one fd's list, the fd it was armed on,
-//     and heads[fd] is 0 iff that list is empty (unless unlisted: then
-//     there are no lists).
+//     and fd's record's tags.head is 0 iff that list is empty (unless
+//     unlisted: then there are no lists), an fd with tags always having
+//     a record.
 type ledger struct {
 	tags  chunked.Array[tagRec]   // by tag index; index 0 is never used
 	links chunked.Array[tagLinks] // by tag index, beside tags; empty when unlisted
-	heads chunked.Array[fdTags]   // by fd; empty when unlisted
+	fds   fdRecs                  // by fd: its list's head, and epoll's registration; empty when unlisted
 	n     int                     // tags armed
 	// unlisted: constant; the lists are not kept (Options.CallerDisarms
-	// on io_uring): first finds nothing, and heads never grows.
+	// on io_uring): first finds nothing, and fds never grows.
 	unlisted bool
 }
 
@@ -117,9 +120,8 @@ func (g *ledger) add(tag uint64, fd int, events uint32) (*tagRec, error) {
 		g.n++
 		return r, nil
 	}
-	g.heads.Grow(fd + 1)
 	g.links.Grow(int(i) + 1)
-	h := g.heads.At(fd)
+	h := &g.fds.make(fd).tags
 	*r = tagRec{tag: tag, fd: int32(fd), ev: ev}
 	*g.links.At(int(i)) = tagLinks{prev: h.tail}
 	if h.tail != 0 {
@@ -143,7 +145,7 @@ func (g *ledger) remove(r *tagRec) {
 		g.n--
 		return
 	}
-	h := g.heads.At(int(r.fd))
+	h := &g.fds.find(int(r.fd)).tags
 	k := g.links.At(int(i))
 	if k.prev != 0 {
 		g.links.At(int(k.prev)).next = k.next
@@ -162,10 +164,10 @@ func (g *ledger) remove(r *tagRec) {
 
 // first returns the index of fd's first armed tag, 0 if none.
 func (g *ledger) first(fd int) uint32 {
-	if fd >= g.heads.Cap() {
-		return 0
+	if r := g.fds.find(fd); r != nil {
+		return r.tags.head
 	}
-	return g.heads.At(fd).head
+	return 0
 }
 
 // at returns the record at a list index from first or next.

@@ -154,8 +154,15 @@ func TestEpollInterestFollowsTags(t *testing.T) {
 					want |= ev &^ (Err | Hup)
 				}
 				var reg epollReg
-				if fd < p.regs.Cap() {
-					reg = *p.regs.At(fd)
+				r := p.g.fds.find(fd)
+				if r != nil {
+					reg = r.reg
+				}
+				// fd has a record while it has a tag or a registration,
+				// and not after: one left behind costs the poller a
+				// record per fd number ever armed there.
+				if len(armed) > 0 && r == nil || r != nil && r.empty() {
+					rt.Fatalf("%d tags armed, fd record %+v", len(armed), r)
 				}
 				if got := reg.want(); got != want {
 					rt.Fatalf("registration wants %#x, the armed tags %#x", got, want)
@@ -247,9 +254,10 @@ func TestIncShape(t *testing.T) {
 
 // TestCallerDisarmsKeepsNoFdRecord: with Options.CallerDisarms an io_uring
 // poller arms, completes and disarms tags on a high fd number without a
-// record for the number or list links for the tags (the ledger's heads
-// and links stay empty), while it still finds each tag and counts it;
-// without it, both are made.
+// record for the number or list links for the tags (the ledger's fd
+// records and links stay empty), while it still finds each tag and counts
+// it; without it, both are made, and the fd's record is given back once
+// its last tag ended.
 func TestCallerDisarmsKeepsNoFdRecord(t *testing.T) {
 	runtime.LockOSThread() // a single-issuer ring: one thread enters it
 	defer runtime.UnlockOSThread()
@@ -278,7 +286,7 @@ func TestCallerDisarmsKeepsNoFdRecord(t *testing.T) {
 		if p.g.get(1) == nil || p.g.get(2) == nil || p.g.n != 2 {
 			t.Fatalf("CallerDisarms=%v: the ledger lost an armed tag (%d counted)", callerDisarms, p.g.n)
 		}
-		if got := p.g.heads.Cap() > fd; got == callerDisarms {
+		if got := p.g.fds.find(fd) != nil; got == callerDisarms {
 			t.Fatalf("CallerDisarms=%v: a record for fd %d is %v", callerDisarms, fd, got)
 		}
 		if got := p.g.links.Cap() > 0; got == callerDisarms {
@@ -303,7 +311,48 @@ func TestCallerDisarmsKeepsNoFdRecord(t *testing.T) {
 		if p.g.n != 0 {
 			t.Fatalf("CallerDisarms=%v: %d tags still counted", callerDisarms, p.g.n)
 		}
+		if p.g.fds.find(fd) != nil || p.g.fds.n != 0 {
+			t.Fatalf("CallerDisarms=%v: fd records kept after every tag ended (%d)", callerDisarms, p.g.fds.n)
+		}
 		unix.Close(fd)
 		p.Close()
+	}
+}
+
+// TestFdRecsGiveBackAndReuse: an fd's record exists from make until
+// releaseIfEmpty finds it holding nothing, a record that holds a tag or a
+// registration is kept, and a released record is the next one made, zero,
+// so records stay as many as the fds armed at once, whatever their
+// numbers.
+func TestFdRecsGiveBackAndReuse(t *testing.T) {
+	var t0 fdRecs
+	fds := []int{5, 4000, 70}
+	for _, fd := range fds {
+		if t0.find(fd) != nil {
+			t.Fatalf("fd %d has a record before any make", fd)
+		}
+		t0.make(fd).tags.head = 1
+	}
+	if t0.n != 3 || t0.make(4000) != t0.find(4000) || t0.n != 3 {
+		t.Fatalf("%d records for 3 fds, or make of a recorded fd made another", t0.n)
+	}
+	t0.releaseIfEmpty(70) // holds a tag: kept
+	t0.find(5).tags.head = 0
+	t0.find(5).reg.state = regIdle
+	t0.releaseIfEmpty(5) // holds a registration: kept
+	if t0.find(70) == nil || t0.find(5) == nil {
+		t.Fatal("a record that holds something was given back")
+	}
+	t0.find(5).reg = epollReg{state: regNone, gen: 9, mask: packEv(In)} // DEL left its generation and mask
+	t0.releaseIfEmpty(5)
+	if t0.find(5) != nil || t0.n != 2 {
+		t.Fatalf("an empty record was kept (%d records)", t0.n)
+	}
+	r := t0.make(6)
+	if *r != (fdRec{}) || t0.n != 3 || t0.recs.Cap() != 256 {
+		t.Fatalf("the reused record is %+v (%d records, %d rows), want zero, reused", *r, t0.n, t0.recs.Cap())
+	}
+	if t0.find(5) != nil || t0.find(6) != r {
+		t.Fatal("the reused record still answers for its old fd, or not for its new one")
 	}
 }

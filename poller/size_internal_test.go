@@ -20,6 +20,7 @@ func TestLedgerRecordSizes(t *testing.T) {
 		{"tagRec", unsafe.Sizeof(tagRec{}), 16},
 		{"tagLinks", unsafe.Sizeof(tagLinks{}), 8},
 		{"fdTags", unsafe.Sizeof(fdTags{}), 8},
+		{"fdRec", unsafe.Sizeof(fdRec{}), 24},
 		{"epollReg", unsafe.Sizeof(epollReg{}), 16},
 	} {
 		if p.got != p.want {

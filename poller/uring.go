@@ -489,6 +489,7 @@ func (p *uringPoller) complete(c *ring.CQE) (Event, bool) {
 	}
 	st := *rec
 	p.g.remove(rec)
+	p.g.fds.releaseIfEmpty(int(st.fd))
 	ev := Event{Tag: tag}
 	switch {
 	case c.Res > 0:

@@ -378,7 +378,9 @@ func (p *uringPoller) completeIO(c *ring.CQE, rec *tagRec) Event {
 		ev.Errno = unix.Errno(-c.Res)
 	}
 	if !ev.More {
+		fd := int(rec.fd)
 		p.g.remove(rec)
+		p.g.fds.releaseIfEmpty(fd)
 	}
 	return ev
 }

@@ -190,7 +190,9 @@
 //	the poller's tag record              16-24  poller ledger, by tag index;
 //	                                            epoll adds its list links
 //	the poller's fd record (epoll)          24  its tag list and registration,
-//	                                            on each loop (none on io_uring)
+//	                                            on the loop serving it, and a
+//	                                            4-byte index to it on each
+//	                                            loop (none on io_uring)
 //	a timer entry (with a timeout)          16  timerEntry in l.timers
 //
 // A Conn keeps its requests by slot index (4 bytes, loop.reqAt) rather
@@ -252,13 +254,18 @@
 // runs each (2026-11-30), 337-350 bytes at 1 loop, 359-377 at 4, 362-385
 // at 16, against 447-457 and 574-595 at 1 and 16 loops that morning,
 // 773-811 at 16 before the first changes above, and gnet's 555-623 at 16.
-// On epoll the poller's fd record stays: its list of the fd's tags, which
-// routes an event to them, and the registration (whose counts of the
-// tags asking for each event are 16 bits: ErrTooManyTags past 65,535),
-// 24 bytes together, and each loop adds about 28 bytes per connection:
-// 362-370 at 1 loop, 789-807 at 16 (926-931 with a 32-byte record,
-// 1,014-1,022 that morning, 1,361-1,381 before the changes above), about
-// 1.4 times gnet's there.
+// On epoll the poller keeps a record per fd: its list of the fd's tags,
+// which routes an event to them, and the registration (whose counts of
+// the tags asking for each event are 16 bits: ErrTooManyTags past
+// 65,535), 24 bytes together. It is made on the loop that arms the fd and
+// given back when the fd has neither tag nor registration left; what each
+// loop keeps by fd number is a 4-byte index to it (poller's fdRecs). So
+// each loop adds about 4 bytes per connection, where the record itself
+// by fd number on each loop added about 28: measured as above, three runs
+// each (2026-11-30), 353-371 at 1 loop and 432-437 at 16, against
+// 345-363 and 776-779 with the record on every loop in the same session
+// (926-931 with a 32-byte record, 1,014-1,022 that morning, 1,361-1,381
+// before the changes above), and gnet's 555-623 at 16.
 //
 // The 256 bytes of issue 11 would need about 180 bytes live per Conn
 // (232 now: Conn 128, slot 64, tag record 16, timer entry 16, l.served
