@@ -13,7 +13,7 @@ import (
 
 // Conn tasks, handed to the loop by goroutines that are not running one of
 // the Conn's handler calls (inCall false); during a handler call the same
-// requests go into c.req as 1<<task.
+// requests are asked in c's state word (connWord.ask) as 1<<task.
 const (
 	taskOpen      int32 = iota + 1 // a listener on another loop accepted c
 	taskFlush                      // output became pending: arm Out

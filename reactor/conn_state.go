@@ -12,8 +12,8 @@ import (
 // place that carries out what a move owes (the Listener's Paused count;
 // taking c.mu when Write's answer changes). Other goroutines read it
 // (Write, CloseWrite, Close under c.mu; it is atomic) but never write it:
-// they ask the loop through a task, or through c.req while a handler call
-// runs.
+// they ask the loop through a task, or through the tasks bits of c's
+// state word while a handler call runs (connWord.ask).
 //
 //	phase       reads           Write     output
 //	----------  --------------  --------  -------------------------------

@@ -4,8 +4,11 @@ package reactor
 
 import (
 	"math/rand/v2"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // wordParts is a connWord read part by part, for comparing.
@@ -134,8 +137,9 @@ func TestConnWordAskAndEndCall(t *testing.T) {
 // pending count, Close and CloseWrite setting theirs, requesters asking
 // tasks), and none ever undoes another's write: after each of its own
 // writes a writer reads back what it wrote, and at the end every part
-// holds its writer's last value. A plain load and store of the whole word
-// by any one of them fails this (and -race reports it).
+// holds its writer's last value. A plain load and then store of the whole
+// word by any one of them fails this, not always but almost every run on
+// two CPUs (-race reports nothing there: both accesses are atomic).
 func TestConnWordWritersKeepEachOther(t *testing.T) {
 	const rounds = 1000000
 	var w connWord
@@ -198,5 +202,49 @@ func TestConnWordWritersKeepEachOther(t *testing.T) {
 	if w.phase() != connPhase(last%int(numPhases)) || w.has(lfDrained) != (last%2 == 0) ||
 		w.pending() != last*7 || w.has(bCloseAsked) != (last%3 != 0) || w.endCall() != 1<<taskFlush {
 		t.Fatalf("parts at the end: %+v", partsOf(&w))
+	}
+}
+
+// TestConnWordAskDuringACallIsTaken: a requester's ask and the loop's end
+// of a handler call race, as a Write from another goroutine and OnData's
+// return do; every ask that found a call running must be taken by the
+// loop's endCall. An endCall that read the tasks and then cleared them in
+// a second step would clear an ask made between the two, and the asker
+// would wait for it forever (here, until the deadline).
+func TestConnWordAskDuringACallIsTaken(t *testing.T) {
+	const asks = 300000
+	var w connWord
+	var taken atomic.Int64 // endCalls that took taskFlush
+	done := make(chan struct{})
+	go func() { // the loop: call after call
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			w.set(bInCall, true)
+			if w.endCall()&(1<<taskFlush) != 0 {
+				taken.Add(1)
+			}
+		}
+	}()
+	defer close(done)
+	deadline := time.Now().Add(10 * time.Second)
+	for i := range asks {
+		before := taken.Load()
+		if !w.ask(taskFlush) {
+			// No call ran: the asker queues the task itself (kickLocked).
+			// The bit it left is taken by some later endCall; clearing it
+			// here keeps that from passing for a later ask's.
+			w.v.And(^uint64(1 << taskFlush << askShift))
+			continue
+		}
+		for taken.Load() == before {
+			if time.Now().After(deadline) {
+				t.Fatalf("ask %d found a call running, and no endCall took it", i)
+			}
+			runtime.Gosched()
+		}
 	}
 }

@@ -398,7 +398,7 @@ func (r *Reactor) newListener(addr net.Addr, unixSock bool, h Handler, cfg Liste
 	if ln.maxPending <= 0 {
 		ln.maxPending = 1 << 20
 	}
-	ln.maxPending = min(ln.maxPending, maxPendingLimit-1) // see Conn.pending
+	ln.maxPending = min(ln.maxPending, maxPendingLimit-1) // see maxPendingLimit
 	if ln.closeTimeout <= 0 {
 		ln.closeTimeout = 30 * time.Second
 	}
