@@ -83,9 +83,9 @@ const (
 	regActive
 )
 
-// epollReg is the poller's record of one fd's registration, in a table
-// indexed by fd; the tags armed on the fd are on its ledger list. Owned by
-// the owner goroutine.
+// epollReg is the poller's record of one fd's registration, in the fd's
+// record (fdRecs, beside the head of its ledger list of the tags armed on
+// it). Owned by the owner goroutine.
 type epollReg struct {
 	gen   uint32 // generation of the current registration; valid unless regNone
 	mask  evBits // interest the registration is enabled for in regActive
@@ -104,9 +104,8 @@ type epollReg struct {
 
 // evBits is an epoll event mask in a byte: In, Pri, Out, Err and Hup keep
 // their bits, RdHup and EPOLLET move to 0x20 and 0x40, and nothing else is
-// kept (epoll reports nothing else here). Each loop keeps a registration
-// record for about every fd number (a Listener hands Conns to the loops in
-// turn), so its bytes are paid per connection per loop: 16, not 32.
+// kept (epoll reports nothing else here). Every armed fd keeps a
+// registration, so its bytes are paid per connection: 16, not 32.
 type evBits uint8
 
 const (
@@ -536,7 +535,7 @@ func (p *epollPoller) ctl(op int, fd int) error {
 
 // reg returns fd's registration; fd has a record (it has tags, or a
 // registration to keep).
-func (p *epollPoller) reg(fd int) *epollReg { return &p.g.fds.find(fd).reg }
+func (p *epollPoller) reg(fd int) *epollReg { return &p.g.fds.mustFind(fd).reg }
 
 // emit queues a decided Event; drain hands queued Events to Wait's caller.
 func (p *epollPoller) emit(ev Event) { p.out = append(p.out, ev) }

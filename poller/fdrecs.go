@@ -2,7 +2,11 @@
 
 package poller
 
-import "github.com/oneshot-io/oneshot/internal/chunked"
+import (
+	"fmt"
+
+	"github.com/oneshot-io/oneshot/internal/chunked"
+)
 
 // fdRecs holds what a poller records per fd number, for the fds armed on
 // it only. A program with several pollers (the reactor's loops, each with
@@ -50,6 +54,16 @@ func (t *fdRecs) find(fd int) *fdRec {
 		return nil
 	}
 	return t.recs.At(int(i - 1))
+}
+
+// mustFind is find for an fd that has a record (it has a tag, or a
+// registration to keep); none is a broken invariant.
+func (t *fdRecs) mustFind(fd int) *fdRec {
+	r := t.find(fd)
+	if r == nil {
+		panic(fmt.Sprintf("poller: fd %d has tags or a registration but no record", fd))
+	}
+	return r
 }
 
 // make returns fd's record, made (zero) if it had none.

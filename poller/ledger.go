@@ -145,7 +145,7 @@ func (g *ledger) remove(r *tagRec) {
 		g.n--
 		return
 	}
-	h := &g.fds.find(int(r.fd)).tags
+	h := &g.fds.mustFind(int(r.fd)).tags
 	k := g.links.At(int(i))
 	if k.prev != 0 {
 		g.links.At(int(k.prev)).next = k.next
