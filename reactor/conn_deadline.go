@@ -4,9 +4,14 @@ package reactor
 
 import "fmt"
 
-// A Conn has one timer on its loop's heap, due at the earliest of its
-// deadlines. It is recomputed when it fires, so activity never touches the
-// heap: a read or write only stores a timestamp.
+// A Conn's idle and read deadlines are watched by its loop's sweep
+// (loop.sweep): one deadline for the whole loop, due at the earliest of its
+// Conns' idle and read deadlines, which walks them when it fires. So an
+// idle Conn holds no timer entry, and activity touches nothing but a
+// timestamp. Its other deadlines (the write timeout while output stalls,
+// the drain bound, the linger's next look), which last only while it
+// closes or backs up, are one timer on the loop's heap, due at the earliest
+// of them and recomputed when it fires.
 
 // The deadlines a Conn can pass.
 const (
@@ -19,8 +24,38 @@ const (
 )
 
 // deadline returns the earliest of c's deadlines (idle, read, write, drain
-// bound) and which it is; 0, dlNone when none applies.
+// bound, linger) and which it is; 0, dlNone when none applies.
 func (c *Conn) deadline() (int64, int) {
+	when, kind := c.sweptDeadline()
+	if t, k := c.heapDeadline(); k != dlNone && (kind == dlNone || t < when) {
+		when, kind = t, k
+	}
+	return when, kind
+}
+
+// sweptDeadline returns the earlier of c's idle and read deadlines, the
+// ones its loop's sweep watches, and which it is; 0, dlNone when neither
+// applies.
+func (c *Conn) sweptDeadline() (int64, int) {
+	when, kind := int64(0), dlNone
+	ln := c.ln
+	p := c.phase()
+	if p.writable() {
+		if ln.idle > 0 {
+			when, kind = c.lastActive.Load()+int64(ln.idle), dlIdle
+		}
+		if ln.readTimeout > 0 && p == phOpen {
+			if t := c.lastRead + int64(ln.readTimeout); kind == dlNone || t < when {
+				when, kind = t, dlRead
+			}
+		}
+	}
+	return when, kind
+}
+
+// heapDeadline returns the earliest of c's deadlines kept on the heap
+// (write, drain bound, linger) and which it is; 0, dlNone when none applies.
+func (c *Conn) heapDeadline() (int64, int) {
 	when, kind := int64(0), dlNone
 	consider := func(t int64, k int) {
 		if when == 0 || t < when {
@@ -29,14 +64,6 @@ func (c *Conn) deadline() (int64, int) {
 	}
 	ln := c.ln
 	p := c.phase()
-	if p.writable() {
-		if ln.idle > 0 {
-			consider(c.lastActive.Load()+int64(ln.idle), dlIdle)
-		}
-		if ln.readTimeout > 0 && p == phOpen {
-			consider(c.lastRead+int64(ln.readTimeout), dlRead)
-		}
-	}
 	if ln.writeTimeout > 0 && c.Pending() > 0 {
 		c.mu.Lock()
 		pending, since := c.out.len(), c.out.since()
@@ -67,14 +94,19 @@ func (c *Conn) deadlineErr(kind int) error {
 	return fmt.Errorf("reactor: flush did not finish within %v: %w", c.ln.closeTimeout, ErrClosed)
 }
 
-// schedule makes sure c's timer fires by its earliest deadline. An entry
-// already due no later stays (it re-evaluates when it fires); a later one
-// is replaced, so a Conn holds at most one heap entry.
+// schedule makes sure c's deadlines are watched: its loop's sweep is due
+// no later than its idle or read deadline, and its heap entry fires by the
+// earliest of the others. An entry already due no later stays (it
+// re-evaluates when it fires); a later one is replaced, so a Conn holds at
+// most one heap entry.
 func (c *Conn) schedule() {
 	if c.slot == 0 {
 		return // closed (finish): no deadline can be told to it
 	}
-	when, _ := c.deadline()
+	if when, kind := c.sweptDeadline(); kind != dlNone {
+		c.l.sweepBy(when)
+	}
+	when, _ := c.heapDeadline()
 	if at := c.timerAt(); when == 0 || (at != 0 && at <= when) {
 		return
 	}
@@ -101,8 +133,9 @@ func (c *Conn) timerAt() int64 {
 // timerMoved keeps c's record of its entry's place in the heap.
 func (c *Conn) timerMoved(idx int32) { c.timerIdx = idx }
 
-// fire is c's timer expiring: close c if a deadline passed, else wait for
-// the next one. The entry that fires is c's only one: schedule and finish
+// fire is c's timer expiring, or the sweep finding c's idle or read
+// deadline passed: close c if a deadline passed, else wait for the next
+// one. The entry that fires is c's only one: schedule and finish
 // take the one before off the heap, so c needs no sequence number to
 // recognise a superseded entry.
 func (c *Conn) fire(now int64) {

@@ -89,9 +89,16 @@
 //
 // Timers are a binary heap per loop; the earliest deadline bounds Wait. A
 // request deadline (ArmDeadline) is one more canceller, removed from the
-// heap when its request completes first. A Conn has one entry at a time, due
-// at the earliest of its idle, read and write timeouts and its close-flush
-// bound, recomputed when it fires, so reads and writes only store a time.
+// heap when its request completes first. A Conn's idle and read timeouts
+// hold no entry: one deadline per loop, its sweep, due at the earliest of
+// its Conns' idle and read deadlines, walks the loop's Conns when it
+// passes, and its walks are spaced at least 1/64 of the shortest such
+// timeout apart, so such a timeout closes a Conn up to 1/64 of it late (a
+// 5-minute one, about 5 seconds) and a run of Conns expiring one after
+// another costs a walk per spacing, not one each. What lasts only while a
+// Conn backs up or closes (its write timeout, close-flush bound, linger)
+// is one heap entry at a time, due at the earliest, recomputed when it
+// fires. So reads and writes only store a time.
 // A listening socket waiting out an accept backoff (rare, one per socket)
 // is kept beside the heap (l.backoffs), so that an entry names its Conn
 // with a pointer.
@@ -193,7 +200,10 @@
 //	                                            on the loop serving it, and a
 //	                                            4-byte index to it on each
 //	                                            loop (none on io_uring)
-//	a timer entry (with a timeout)          16  timerEntry in l.timers
+//	a timer entry                            0  idle and read timeouts are
+//	                                            the loop's sweep's (16 in
+//	                                            l.timers while output stalls
+//	                                            or the Conn closes)
 //
 // A Conn keeps its requests by slot index (4 bytes, loop.reqAt) rather
 // than by handle (16) or tag (8), and they are on no fd's list: the
@@ -237,14 +247,18 @@
 // 144-byte Conn, 364 and 388 with a 176-byte Conn, a 96-byte slot and a
 // 32-byte poller record, 416 and 448 before that, and 585 and 637 at
 // first. make idle-rss measures the process: RSS growth over 10,000 idle
-// connections (echod, one loop, with its 5-minute idle timeout, so one
-// timer entry each): 330 bytes per connection on io_uring and 354 on
-// epoll, gnet 532 in the same run (medians of 3, 2026-11-30; 342 and 368
-// earlier that day with the 144-byte Conn, 452 and 473 that morning, 936
-// and 976 at first). What the RSS holds beyond the live heap is the runtime's: the
-// collector's metadata (MemStats.GCSys grows about 0.7 MB, 70 bytes a
-// connection at 10,000, much of it paid once: 10,000 small objects alone
-// grow it 0.3 MB, and 100,000 only 0.5) and the spans' slack.
+// connections (echod, one loop, with its 5-minute idle timeout, which the
+// loop's sweep watches): 249 bytes per connection on io_uring and 347 on
+// epoll (medians of 5, 2026-11-30; 330 and 354 while each Conn held a
+// timer entry, 342 and 368 with the 144-byte Conn, 452 and 473 that
+// morning, 936 and 976 at first), gnet 532-561. On io_uring the figure
+// has two values, 243-252 in four runs of five and 311 in the fifth: the
+// one in which the collector ran while the connections opened. What the
+// RSS holds beyond the live heap is the runtime's, and most of it comes
+// with a collection: the collector's metadata (MemStats.GCSys) grows
+// about 0.7 MB in a collection at this heap's size, whatever the objects
+// (10,000 small objects alone grow it 0.2-0.3 MB), which is 70 bytes a
+// connection at 10,000; epoll's larger heap always meets one.
 //
 // What is indexed by fd is each loop's own, and a Listener hands Conns
 // to its loops in turn whatever their numbers, so such a table spans
@@ -267,10 +281,10 @@
 // (926-931 with a 32-byte record, 1,014-1,022 that morning, 1,361-1,381
 // before the changes above), and gnet's 555-623 at 16.
 //
-// The 256 bytes of issue 11 would need about 180 bytes live per Conn
-// (232 now: Conn 128, slot 64, tag record 16, timer entry 16, l.served
-// 8), the RSS holding about 1.4 times the live heap. What is left to
-// take: the Conn's read held by the Conn rather than by a 64-byte slot
+// Issue 11 asks for 256 bytes: the median above meets it on io_uring,
+// but a run with a collection does not (about 216 bytes live per Conn:
+// Conn 128, slot 64, tag record 16, l.served 8). What is left to take:
+// the Conn's read held by the Conn rather than by a 64-byte slot
 // and a 16-byte poller record (only its loop ever moves a Conn's
 // requests, so the slot's atomic state word guards against no one there;
 // but the tag must name the Conn for as long as the kernel may post, and

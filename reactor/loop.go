@@ -35,6 +35,7 @@ type loop struct {
 	spare    []cmd
 	evs      []poller.Event
 	timers   timerHeap
+	sweepAt  int64  // nanotime the sweep of its Conns' idle and read deadlines is due; 0 = none (timer.go)
 	rbuf     []byte // read buffer lent to OnData/OnPacket
 	accepted int    // the descriptor handOver is handing over; -1 outside it
 	// refusal: the error with which the backend refused the arm act is

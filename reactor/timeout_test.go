@@ -126,3 +126,93 @@ func TestBlockingCallFromOnOpenOfParkedLoop(t *testing.T) {
 		})
 	}
 }
+
+// TestIdleAndReadDeadlinesHoldNoTimerEntry: Conns whose only deadlines are
+// their idle and read timeouts are watched by their loop's sweep and hold
+// no entry on its timer heap (16 bytes each, and a heap operation per Conn
+// opened), while they serve as usual.
+func TestIdleAndReadDeadlinesHoldNoTimerEntry(t *testing.T) {
+	for _, b := range connBackends {
+		t.Run(name(b), func(t *testing.T) {
+			r := newReactor(t, b, 1)
+			h := &closeErrs{errs: make(chan error, 20)}
+			ln := listen(t, r, h, reactor.ListenConfig{IdleTimeout: time.Hour, ReadTimeout: time.Hour})
+			var cs []net.Conn
+			for range 20 {
+				c := dial(t, ln)
+				c.Write([]byte("x"))
+				c.SetReadDeadline(time.Now().Add(5 * time.Second))
+				if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+					t.Fatal(err)
+				}
+				cs = append(cs, c)
+			}
+			if got := r.Stats().Timers; got != 0 {
+				t.Fatalf("%d timer entries for 20 idle Conns with only idle and read timeouts, want 0", got)
+			}
+			for _, c := range cs {
+				c.Close()
+			}
+		})
+	}
+}
+
+// TestSweepClosesEveryConnAtItsDeadline: Conns whose idle deadlines pass
+// together, and others whose deadlines pass one after another, each close
+// with ErrIdleTimeout no earlier than the timeout after their last byte and
+// no later than the sweep's lateness allows (1/64 of it, given a second of
+// slack here for a loaded machine). A walk that skipped the Conn moved into
+// a closed one's place, or a sweep not set again for the Conns still open
+// (the later ones open before the first sweep, and nothing happens after),
+// would leave one open for ever.
+func TestSweepClosesEveryConnAtItsDeadline(t *testing.T) {
+	const idle = 300 * time.Millisecond
+	for _, b := range connBackends {
+		t.Run(name(b), func(t *testing.T) {
+			r := newReactor(t, b, 1)
+			h := &closeErrs{errs: make(chan error, 32)}
+			ln := listen(t, r, h, reactor.ListenConfig{IdleTimeout: idle})
+			type probe struct {
+				c    net.Conn
+				last time.Time // no later than the server's last activity
+			}
+			var ps []probe
+			start := func() {
+				last := time.Now()
+				c := dial(t, ln)
+				c.Write([]byte("x"))
+				c.SetReadDeadline(time.Now().Add(5 * time.Second))
+				if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+					t.Fatal(err)
+				}
+				ps = append(ps, probe{c, last})
+			}
+			for range 8 { // together
+				start()
+			}
+			// One after another, all before the first sweep: nothing
+			// but the sweep setting itself again closes these.
+			for range 3 {
+				time.Sleep(idle / 4)
+				start()
+			}
+			if time.Since(ps[0].last) >= idle {
+				t.Skip("the machine stalled: the last Conn opened after the first ones' deadline, which proves less")
+			}
+			for _, p := range ps {
+				p.c.SetReadDeadline(time.Now().Add(idle + 5*time.Second))
+				if _, err := p.c.Read(make([]byte, 1)); err != io.EOF {
+					t.Fatalf("read after the idle timeout = %v, want EOF", err)
+				}
+				if d := time.Since(p.last); d < idle || d > idle+idle/64+time.Second {
+					t.Fatalf("closed %v after its last byte, want within [%v, %v]", d, idle, idle+idle/64+time.Second)
+				}
+			}
+			for range ps {
+				if err := <-h.errs; !errors.Is(err, reactor.ErrIdleTimeout) {
+					t.Fatalf("OnClose err = %v, want ErrIdleTimeout", err)
+				}
+			}
+		})
+	}
+}

@@ -4,6 +4,7 @@ package reactor
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/oneshot-io/oneshot/cancel"
 	"github.com/oneshot-io/oneshot/internal/chunked"
@@ -162,6 +163,9 @@ func (l *loop) addTimer(e timerEntry) { l.timers.add(e) }
 // backoffs, or -1 when there is none.
 func (l *loop) nextTimer() int64 {
 	next := l.timers.next()
+	if t := l.sweepAt; t != 0 && (next < 0 || t < next) {
+		next = t
+	}
 	for _, s := range l.backoffs {
 		if t := s.resumeAt; t != 0 && (next < 0 || t < next) {
 			next = t
@@ -197,6 +201,9 @@ func (l *loop) runTimers(now int64) {
 	if len(l.backoffs) != 0 {
 		l.runBackoffs(now)
 	}
+	if l.sweepAt != 0 && now >= l.sweepAt {
+		l.sweep(now)
+	}
 	for {
 		e, ok := l.timers.popExpired(now)
 		if !ok {
@@ -217,4 +224,63 @@ func (l *loop) runTimers(now int64) {
 		h.Data().why = whyDeadline
 		l.act(h, h.Close())
 	}
+}
+
+// The sweep watches the idle and read deadlines of a loop's Conns, so that
+// an idle Conn holds no heap entry (16 bytes each, and a heap operation per
+// Conn opened and closed): one deadline per loop, sweepAt, due at the
+// earliest of those deadlines, walks l.served when it passes, closes the
+// Conns whose deadline passed and sets itself to the earliest of the rest.
+// Its walks are spaced at least sweepSpacing of the shortest timeout
+// apart, so a Conn's idle or read timeout closes it at most 1/64 of that
+// timeout late (a 5-minute idle timeout, about 5 seconds), and Conns whose
+// deadlines pass one after another cost a walk per spacing, not one each.
+const (
+	sweepSpacing = 64
+	minSweepGap  = int64(100 * time.Microsecond)
+)
+
+// sweepBy makes the sweep due no later than when (a Conn's idle or read
+// deadline).
+func (l *loop) sweepBy(when int64) {
+	if l.sweepAt == 0 || when < l.sweepAt {
+		l.sweepAt = when
+	}
+}
+
+// sweep closes the Conns whose idle or read deadline passed by now and
+// sets the next sweep.
+func (l *loop) sweep(now int64) {
+	next, gap := int64(0), int64(-1)
+	for i := 0; i < l.nServed; {
+		c := *l.served.At(i)
+		when, kind := c.sweptDeadline()
+		if kind != dlNone && now >= when {
+			l.enterUser() // a Conn's deadline calls OnClose
+			c.fire(now)
+			if c.slot == 0 {
+				continue // c left l.served: the last Conn took its place
+			}
+			when, kind = c.sweptDeadline()
+		}
+		if kind != dlNone {
+			if next == 0 || when < next {
+				next = when
+			}
+			t := c.ln.idle
+			if kind == dlRead {
+				t = c.ln.readTimeout
+			}
+			if g := int64(t) / sweepSpacing; gap < 0 || g < gap {
+				gap = g
+			}
+		}
+		i++
+	}
+	if next != 0 {
+		// At least minSweepGap: a deadline that fire left passed (none
+		// should) must not make the loop sweep turn after turn.
+		next = max(next, now+max(gap, minSweepGap))
+	}
+	l.sweepAt = next
 }
