@@ -26,6 +26,12 @@ type ListenConfig struct {
 	// ReadTimeout closes a Conn from which no byte was read for this long
 	// while the layer was reading it (OnClose's error wraps
 	// os.ErrDeadlineExceeded); 0 is none.
+	//
+	// Both are watched by one sweep per loop rather than a timer per
+	// Conn, so an idle Conn holds none: a Conn closes no earlier than its
+	// timeout says, and at most 1/64 of the shortest idle or read timeout
+	// among its loop's Conns later (for a 5-minute timeout, about 5
+	// seconds; never less than 100µs).
 	ReadTimeout time.Duration
 	// WriteTimeout closes a Conn whose pending output made no progress
 	// for this long: a peer that stopped reading (OnClose's error wraps
