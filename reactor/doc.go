@@ -267,7 +267,8 @@
 // no longer grows with the loops: measured as make idle-rss does, three
 // runs each (2026-11-30), 337-350 bytes at 1 loop, 359-377 at 4, 362-385
 // at 16, against 447-457 and 574-595 at 1 and 16 loops that morning,
-// 773-811 at 16 before the first changes above, and gnet's 555-623 at 16.
+// 773-811 at 16 before the first changes above, and gnet's 555-623 at 16
+// (343-353 at 16 once idle timeouts went to the sweep).
 // On epoll the poller keeps a record per fd: its list of the fd's tags,
 // which routes an event to them, and the registration (whose counts of
 // the tags asking for each event are 16 bits: ErrTooManyTags past
@@ -279,7 +280,8 @@
 // each (2026-11-30), 353-371 at 1 loop and 432-437 at 16, against
 // 345-363 and 776-779 with the record on every loop in the same session
 // (926-931 with a 32-byte record, 1,014-1,022 that morning, 1,361-1,381
-// before the changes above), and gnet's 555-623 at 16.
+// before the changes above), and gnet's 555-623 at 16 (411-417 at 16 once
+// idle timeouts went to the sweep).
 //
 // Issue 11 asks for 256 bytes: the median above meets it on io_uring,
 // but a run with a collection does not (about 216 bytes live per Conn:

@@ -251,6 +251,10 @@ func (l *loop) sweepBy(when int64) {
 // sweep closes the Conns whose idle or read deadline passed by now and
 // sets the next sweep.
 func (l *loop) sweep(now int64) {
+	// Cleared first and kept at the end if lower: a sweepBy made during
+	// the walk (a Conn that fire did not close schedules again) is never
+	// lost, whichever Conn it was for.
+	l.sweepAt = 0
 	next, gap := int64(0), int64(-1)
 	for i := 0; i < l.nServed; {
 		c := *l.served.At(i)
@@ -282,5 +286,7 @@ func (l *loop) sweep(now int64) {
 		// should) must not make the loop sweep turn after turn.
 		next = max(next, now+max(gap, minSweepGap))
 	}
-	l.sweepAt = next
+	if l.sweepAt == 0 || next != 0 && next < l.sweepAt {
+		l.sweepAt = next
+	}
 }
