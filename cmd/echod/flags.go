@@ -359,7 +359,7 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 			"at once and counted as refused (0 = no limit)")
 	fs.Var(durationFlag{&cfg.idleTimeout}, "idle-timeout",
 		"close a connection after this `duration` without a byte in either\n"+
-			"direction (0 = never)")
+			"direction, or up to 1/64 of it later (0 = never)")
 	fs.Var(sizeFlag{&cfg.maxPending}, "max-pending",
 		"`bytes` of unsent echo a connection may hold before echod stops\n"+
 			"reading from it: a peer that sends but never reads costs no more")
