@@ -184,7 +184,7 @@ type Stats struct {
 	EventsReaped    uint64 // events harvested from the backend
 	MaxBatch        uint64 // largest number of events one turn harvested
 	Outstanding     int64  // requests armed and not yet completed
-	Timers          int64  // deadlines on the loops' heaps, and listening sockets waiting out an accept backoff (as of their last turn)
+	Timers          int64  // deadlines on the loops' heaps (request deadlines, Conns' write timeouts and close bounds; not idle and read timeouts, which each loop's sweep watches), and listening sockets waiting out an accept backoff (as of their last turn)
 	BackendArmed    int64  // polls the backends still hold armed, completed requests whose kernel completion is owed included (as of the last turn)
 	Received        uint64 // chunks Conns received through the ring (Config.IO)
 	RecvNoBuffers   uint64 // Conn receives the kernel ended because every receive buffer was lent out (each Conn then read once after a poll)

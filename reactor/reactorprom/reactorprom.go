@@ -77,7 +77,7 @@ func NewFromStats(stats func() reactor.Stats) *Collector {
 			counter("oneshot_kernel_enters_total", "Syscalls the event loops made to arm and wait (io_uring_enter, or epoll_ctl and epoll_wait).", func(v r) uint64 { return v.KernelEnters }),
 			counter("oneshot_events_reaped_total", "Events harvested from the backend.", func(v r) uint64 { return v.EventsReaped }),
 			gauge("oneshot_backend_armed", "Polls the backend (io_uring or epoll) still holds armed, late completions owed included.", func(v r) int64 { return v.BackendArmed }),
-			gauge("oneshot_timers", "Deadlines on the event loops' timer heaps (idle timeouts among them), and listening sockets waiting out an accept backoff.", func(v r) int64 { return v.Timers }),
+			gauge("oneshot_timers", "Deadlines on the event loops' timer heaps (request deadlines, and Conns' write timeouts and close bounds; idle and read timeouts are each loop's one sweep, not counted), and listening sockets waiting out an accept backoff.", func(v r) int64 { return v.Timers }),
 		},
 		listener: []family[s]{
 			counter("oneshot_listener_connections_accepted_total", "Connections accepted and served.", func(v s) uint64 { return v.Accepted }, l),
