@@ -95,7 +95,8 @@
 // passes, and its walks are spaced at least 1/64 of the shortest such
 // timeout apart, so such a timeout closes a Conn up to 1/64 of it late (a
 // 5-minute one, about 5 seconds) and a run of Conns expiring one after
-// another costs a walk per spacing, not one each. What lasts only while a
+// another costs a walk per spacing, not one each (a walk costs about 4 ns
+// a Conn: 36 µs for 10,000, BenchmarkSweepWalk). What lasts only while a
 // Conn backs up or closes (its write timeout, close-flush bound, linger)
 // is one heap entry at a time, due at the earliest, recomputed when it
 // fires. So reads and writes only store a time.
