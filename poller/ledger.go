@@ -37,22 +37,71 @@ type ledger struct {
 
 // tagRec is one armed tag. Every idle connection keeps one, so its fields
 // are packed: 16 bytes; its place in its fd's list is beside it (links),
-// where a ledger without lists (unlisted) keeps nothing.
+// where a ledger without lists (unlisted) keeps nothing. What io_uring
+// needs to know of an armed tag is its TagRecord, which a caller may keep
+// instead (Options.Records).
 type tagRec struct {
-	tag       uint64 // 0: the index is free
-	fd        int32
-	ev        evBits  // the events armed (packEv; Edge is never kept)
-	kind      tagKind // io_uring: a poll, or a RingIO receive, send or accept
-	disarming bool    // io_uring: its ASYNC_CANCEL is queued or done
-	// queued: io_uring: booked since the SQ was last seen empty, so its
-	// SQE may still sit there (uringPoller.unsubmitted). Exact, where an
-	// arm's number compared with the submitted count took 4 bytes more
-	// and could only be sure modulo 2^32.
-	queued bool
+	tag uint64 // 0: the index is free
+	fd  int32
+	TagRecord
 }
 
+// TagRecord is what an io_uring poller records of one armed tag: its
+// events and kind, and whether its cancel is on its way and its SQE may
+// still sit in the SQ; 2 bytes. A caller that keeps it beside its own
+// request (Options.Records) spares the poller a 16-byte record per tag.
+// The zero TagRecord is not armed.
+type TagRecord struct {
+	ev evBits   // the events armed (packEv; Edge is never kept)
+	st recState // its kind, and the flags below
+}
+
+// recState packs a TagRecord's kind (low 3 bits) and flags.
+type recState uint8
+
+const (
+	recKindMask recState = 0x07
+	// recArmed: a Records' record is armed (the ledger's own records
+	// are armed while their tag is set).
+	recArmed recState = 0x08
+	// recDisarming: its ASYNC_CANCEL is queued or done.
+	recDisarming recState = 0x10
+	// recQueued: booked since the SQ was last seen empty, so its SQE may
+	// still sit there (uringPoller.unsubmitted). Exact, where an arm's
+	// number compared with the submitted count took 4 bytes more and
+	// could only be sure modulo 2^32.
+	recQueued recState = 0x20
+)
+
+// The kinds fit their bits.
+const _ = uint(recKindMask) - uint(kindAccept)
+
 // events returns the events r was armed with.
-func (r *tagRec) events() uint32 { return r.ev.mask() }
+func (r *TagRecord) events() uint32 { return r.ev.mask() }
+
+func (r *TagRecord) kind() tagKind       { return tagKind(r.st & recKindMask) }
+func (r *TagRecord) has(f recState) bool { return r.st&f != 0 }
+
+func (r *TagRecord) set(f recState, on bool) {
+	if on {
+		r.st |= f
+	} else {
+		r.st &^= f
+	}
+}
+
+// Records is a caller's store of the poller's TagRecords, one beside each
+// of its requests (Options.Records; io_uring with CallerDisarms only).
+// The poller calls it on its owner's goroutine only.
+type Records interface {
+	// Record returns the record of the caller's live request tag, or nil
+	// when tag names none (a generation past, or never issued). It stays
+	// valid until the caller ends that request, which it never does while
+	// the record is armed.
+	Record(tag uint64) *TagRecord
+	// Armed calls f with the tag of each armed record, for Close.
+	Armed(f func(tag uint64))
+}
 
 // tagKind is what an io_uring tag's request is.
 type tagKind uint8
@@ -116,13 +165,13 @@ func (g *ledger) add(tag uint64, fd int, events uint32) (*tagRec, error) {
 		panic(fmt.Sprintf("poller: events %#x do not pack in a tag record", events))
 	}
 	if g.unlisted {
-		*r = tagRec{tag: tag, fd: int32(fd), ev: ev}
+		*r = tagRec{tag: tag, fd: int32(fd), TagRecord: TagRecord{ev: ev}}
 		g.n++
 		return r, nil
 	}
 	g.links.Grow(int(i) + 1)
 	h := &g.fds.make(fd).tags
-	*r = tagRec{tag: tag, fd: int32(fd), ev: ev}
+	*r = tagRec{tag: tag, fd: int32(fd), TagRecord: TagRecord{ev: ev}}
 	*g.links.At(int(i)) = tagLinks{prev: h.tail}
 	if h.tail != 0 {
 		g.links.At(int(h.tail)).next = i

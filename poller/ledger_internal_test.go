@@ -196,7 +196,7 @@ func TestUnsubmittedUntilTheSQEmpties(t *testing.T) {
 	defer unix.Close(fd)
 	queued := func(tag uint64) bool {
 		t.Helper()
-		rec := p.g.get(tag)
+		rec := p.rec(tag)
 		if rec == nil {
 			t.Fatalf("tag %#x not armed", tag)
 		}
@@ -354,5 +354,100 @@ func TestFdRecsGiveBackAndReuse(t *testing.T) {
 	}
 	if t0.find(5) != nil || t0.find(6) != r {
 		t.Fatal("the reused record still answers for its old fd, or not for its new one")
+	}
+}
+
+// mapRecords is a caller's Records for tests: a record per live tag.
+type mapRecords map[uint64]*TagRecord
+
+func (m mapRecords) Record(tag uint64) *TagRecord { return m[tag] }
+
+func (m mapRecords) Armed(f func(uint64)) {
+	for tag := range m {
+		f(tag)
+	}
+}
+
+// TestRecordsKeepNoLedger: given Options.Records, an io_uring poller keeps
+// its record of each armed tag in the caller's store and none of its own
+// (16 bytes a tag): it arms, completes, disarms and, at Close, cancels and
+// drains through the store; it refuses a tag the store does not know
+// (ErrBadTag) or that is armed (ErrTagInUse); and each record is clear
+// once its tag's last Event is out.
+func TestRecordsKeepNoLedger(t *testing.T) {
+	recs := mapRecords{}
+	pp, _, err := newUring(Options{Backend: Uring, Setup: UringCoop, CallerDisarms: true, Records: recs})
+	if err != nil {
+		t.Skipf("io_uring unavailable here: %v", err)
+	}
+	p := pp.(*uringPoller)
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(efd)
+	for tag := uint64(1); tag <= 3; tag++ {
+		recs[tag] = &TagRecord{}
+	}
+	if err := p.Arm(9, efd, In); !errors.Is(err, ErrBadTag) {
+		t.Fatalf("Arm of a tag the caller does not know: %v, want ErrBadTag", err)
+	}
+	for tag := uint64(1); tag <= 3; tag++ {
+		if err := p.Arm(tag, efd, In); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Arm(2, efd, In); !errors.Is(err, ErrTagInUse) {
+		t.Fatalf("Arm of an armed tag: %v, want ErrTagInUse", err)
+	}
+	if p.g.tags.Cap() != 0 || p.g.n != 3 || p.rec(1) == nil || !recs[1].has(recArmed) || recs[1].events() != In {
+		t.Fatalf("records: ledger rows %d, %d counted, tag 1's %+v", p.g.tags.Cap(), p.g.n, *recs[1])
+	}
+	evs := make([]Event, 8)
+	got := map[uint64]Event{}
+	collect := func(want int) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); len(got) < want && time.Now().Before(deadline); {
+			n, err := p.Wait(evs, 100*time.Millisecond)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, ev := range evs[:n] {
+				if _, dup := got[ev.Tag]; dup {
+					t.Fatalf("a second Event for tag %d: %+v", ev.Tag, ev)
+				}
+				got[ev.Tag] = ev
+			}
+		}
+	}
+	p.Disarm(1) // in the SQ with its arm; the eventfd is not readable yet
+	collect(1)
+	unix.Write(efd, []byte{1, 0, 0, 0, 0, 0, 0, 0}) // tags 2 and 3 fire
+	collect(3)
+	if !got[1].Canceled || got[2].Events&In == 0 || got[3].Events&In == 0 {
+		t.Fatalf("Events %+v: want 1 canceled, 2 and 3 readable", got)
+	}
+	for tag, r := range recs {
+		if *r != (TagRecord{}) {
+			t.Fatalf("tag %d's record %+v after its last Event, want clear", tag, *r)
+		}
+		if p.Disarm(tag) {
+			t.Fatalf("Disarm(%d) after its last Event reported true", tag)
+		}
+	}
+	// Close cancels what is still armed, found through the store.
+	if err := p.Arm(1, efd, Out|In); err != nil { // the eventfd is readable: may fire at once
+		t.Fatal(err)
+	}
+	var buf [8]byte
+	unix.Read(efd, buf[:])
+	if err := p.Arm(2, efd, Pri); err != nil { // never fires
+		t.Fatal(err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatalf("Close with a tag armed in the caller's store: %v", err)
+	}
+	if p.g.n != 0 || recs[2].has(recArmed) {
+		t.Fatalf("after Close: %d counted, tag 2's record %+v", p.g.n, *recs[2])
 	}
 }

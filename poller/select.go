@@ -48,6 +48,13 @@ type Options struct {
 	// disarmed while still queued, whichever fd it was on.
 	// epoll ignores it: it routes an fd's events through that list.
 	CallerDisarms bool
+	// Records, with CallerDisarms, has an io_uring poller keep its record
+	// of each armed tag (a 2-byte TagRecord) where the caller keeps its
+	// request, rather than a 16-byte record of its own per tag, by tag
+	// index. Every tag armed must then name a live request of the
+	// caller's from its arm to its last Event (Arm refuses one that does
+	// not, ErrBadTag). epoll ignores it.
+	Records Records
 }
 
 // Selection tells which backend Open chose and why.

@@ -21,6 +21,7 @@ func TestLedgerRecordSizes(t *testing.T) {
 		{"tagLinks", unsafe.Sizeof(tagLinks{}), 8},
 		{"fdTags", unsafe.Sizeof(fdTags{}), 8},
 		{"fdRec", unsafe.Sizeof(fdRec{}), 24},
+		{"TagRecord", unsafe.Sizeof(TagRecord{}), 2},
 		{"epollReg", unsafe.Sizeof(epollReg{}), 16},
 	} {
 		if p.got != p.want {

@@ -67,14 +67,15 @@ type uringPoller struct {
 	w *waker     // constant after newUring
 
 	// Owned by the owner goroutine (and its OS thread, single-issuer).
-	g      ledger   // the tags in flight
+	g      ledger   // the tags in flight (but their records, with ext)
+	ext    Records  // constant: Options.Records, where the records are kept; nil = in g
 	forget []uint64 // Forget's scratch list
 	cqes   []ring.CQE
 	out    []Event // decided Events not yet returned (reaped to make room)
 	owed   int     // CQEs the kernel has yet to post for our SQEs
-	// queued: the indexes of the tags booked since the SQ was last seen
-	// empty after an enter; noteSubmitted clears their records' queued.
-	queued []uint32
+	// queued: the tags booked since the SQ was last seen empty after an
+	// enter; noteSubmitted clears their records' recQueued.
+	queued []uint64
 	// queuedDisarm: a tag still in the SQ was disarmed since the SQ was
 	// last seen empty. Without fd lists (Options.CallerDisarms) Forget
 	// cannot tell whose it was, so it hands the SQ over whenever this is
@@ -141,6 +142,9 @@ func newUring(opts Options) (Poller, string, error) {
 		cqes: make([]ring.CQE, 2*r.CQEntries()),
 	}
 	p.g.unlisted = opts.CallerDisarms
+	if opts.Records != nil && opts.CallerDisarms {
+		p.ext = opts.Records
+	}
 	if err := p.setupRecv(opts.Recv, pr); err != nil {
 		w.close()
 		r.Close()
@@ -195,7 +199,7 @@ func (p *uringPoller) slot(tag uint64, fd int, events uint32) (*ring.SQE, error)
 	if err := checkArm(tag, fd, events); err != nil {
 		return nil, err
 	}
-	if err := p.g.free(tag); err != nil {
+	if err := p.checkFree(tag); err != nil {
 		return nil, err
 	}
 	return p.sqe() // may reap, which only frees indexes
@@ -205,25 +209,22 @@ func (p *uringPoller) slot(tag uint64, fd int, events uint32) (*ring.SQE, error)
 // kernel owes its CQE, and the ledger holds its tag.
 func (p *uringPoller) book(tag uint64, fd int, events uint32, kind tagKind) {
 	p.owed++
-	rec, err := p.g.add(tag, fd, events)
-	if err != nil {
-		panic(err.Error()) // slot said the index was free, and reaping frees only
-	}
-	rec.kind, rec.queued = kind, true
-	p.queued = append(p.queued, uint32(tag&TagIndexMask))
+	rec := p.addRec(tag, fd, events)
+	rec.st |= recState(kind) | recQueued
+	p.queued = append(p.queued, tag)
 	p.stats.Arms++
 	p.stats.Armed++
 }
 
 // unsubmitted reports whether rec's SQE may still sit in the SQ: it was
 // booked after the SQ was last seen empty (noteSubmitted).
-func (p *uringPoller) unsubmitted(rec *tagRec) bool { return rec.queued }
+func (p *uringPoller) unsubmitted(rec *TagRecord) bool { return rec.has(recQueued) }
 
 func (p *uringPoller) Disarm(tag uint64) bool {
 	if p.closed {
 		return false
 	}
-	if rec := p.g.get(tag); rec == nil || rec.disarming {
+	if rec := p.rec(tag); rec == nil || rec.has(recDisarming) {
 		return false
 	}
 	p.mustCancel(tag)
@@ -232,12 +233,12 @@ func (p *uringPoller) Disarm(tag uint64) bool {
 	// Event is then decided and waits in p.out, and its record is gone, so
 	// it is looked up again rather than marked through the pointer taken
 	// before. The cancel then finds nothing (-ENOENT).
-	rec := p.g.get(tag)
+	rec := p.rec(tag)
 	if rec == nil {
 		return false
 	}
-	rec.disarming = true
-	p.queuedDisarm = p.queuedDisarm || rec.queued
+	rec.set(recDisarming, true)
+	p.queuedDisarm = p.queuedDisarm || rec.has(recQueued)
 	p.stats.Disarms++
 	return true
 }
@@ -257,7 +258,7 @@ func (p *uringPoller) Forget(fd int) {
 	for i := p.g.first(fd); i != 0; i = p.g.next(i) {
 		rec := p.g.at(i)
 		list = append(list, rec.tag)
-		unsubmitted = unsubmitted || p.unsubmitted(rec)
+		unsubmitted = unsubmitted || p.unsubmitted(&rec.TagRecord)
 	}
 	for _, tag := range list {
 		p.Disarm(tag)
@@ -346,10 +347,13 @@ func (p *uringPoller) noteSubmitted() {
 	if p.r.SQReady() != 0 {
 		return
 	}
-	// A listed index may since have been removed (its record zeroed) or
-	// booked again (listed again): either way its SQE has gone too.
-	for _, i := range p.queued {
-		p.g.at(i).queued = false
+	// A tag listed may since have ended (no record found) and its index
+	// been booked again under another tag (listed too): either way its
+	// SQE has gone too.
+	for _, tag := range p.queued {
+		if r := p.rec(tag); r != nil {
+			r.set(recQueued, false)
+		}
 	}
 	p.queued = p.queued[:0]
 	p.queuedDisarm = false
@@ -476,20 +480,19 @@ func (p *uringPoller) complete(c *ring.CQE) (Event, bool) {
 		panic(fmt.Sprintf("poller: CQE with unknown internal user_data %#x", c.UserData))
 	}
 	tag := c.UserData
-	rec := p.g.get(tag)
+	rec := p.rec(tag)
 	if rec == nil {
 		// Tags are unique among polls in flight (ErrTagInUse) and each
 		// poll posts one CQE: a second would be the double this package
 		// exists to prevent.
 		panic(fmt.Sprintf("poller: POLL_ADD CQE %+v for a tag not in flight", *c))
 	}
-	switch rec.kind {
+	switch rec.kind() {
 	case kindRecv, kindRecvBounded, kindSend, kindAccept:
-		return p.completeIO(c, rec), true
+		return p.completeIO(c, tag, rec), true
 	}
 	st := *rec
-	p.g.remove(rec)
-	p.g.fds.releaseIfEmpty(int(st.fd))
+	p.dropRec(tag, rec)
 	ev := Event{Tag: tag}
 	switch {
 	case c.Res > 0:

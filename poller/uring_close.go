@@ -53,8 +53,15 @@ func (p *uringPoller) Close() error {
 func (p *uringPoller) drainKernel() error {
 	// Listed first: queueing a cancel may reap, which frees records.
 	var live []uint64
+	if p.ext != nil {
+		p.ext.Armed(func(tag uint64) {
+			if rec := p.rec(tag); rec != nil && !rec.has(recDisarming) {
+				live = append(live, tag)
+			}
+		})
+	}
 	for i := 0; i < p.g.tags.Cap(); i++ {
-		if rec := p.g.tags.At(i); rec.tag != 0 && !rec.disarming {
+		if rec := p.g.tags.At(i); rec.tag != 0 && !rec.has(recDisarming) {
 			live = append(live, rec.tag)
 		}
 	}

@@ -356,17 +356,17 @@ func (p *uringPoller) Accept(tag uint64, fd int) error {
 // receive brought (in a buffer it now lends), what a send took, the
 // descriptor an accept opened. rec stays armed while the CQE says more
 // will follow (a receive's or an accept's; a send's never does).
-func (p *uringPoller) completeIO(c *ring.CQE, rec *tagRec) Event {
-	ev := Event{Tag: rec.tag, More: c.More()}
-	if id, ok := c.Buffer(); ok && (rec.kind == kindRecv || rec.kind == kindRecvBounded) {
-		ev.bounded = rec.kind == kindRecvBounded
+func (p *uringPoller) completeIO(c *ring.CQE, tag uint64, rec *TagRecord) Event {
+	ev := Event{Tag: tag, More: c.More()}
+	if id, ok := c.Buffer(); ok && (rec.kind() == kindRecv || rec.kind() == kindRecvBounded) {
+		ev.bounded = rec.kind() == kindRecvBounded
 		off, lent := p.ringOf(ev.bounded).Take(id, int(max(c.Res, 0)), c.BufMore())
 		ev.Buf, ev.Off, ev.HasBuf = id, uint32(off), lent
 	}
 	switch {
 	case c.Res >= 0:
 		ev.Events, ev.N = In, c.Res
-		switch rec.kind {
+		switch rec.kind() {
 		case kindSend:
 			ev.Events = Out
 		case kindAccept:
@@ -378,9 +378,7 @@ func (p *uringPoller) completeIO(c *ring.CQE, rec *tagRec) Event {
 		ev.Errno = unix.Errno(-c.Res)
 	}
 	if !ev.More {
-		fd := int(rec.fd)
-		p.g.remove(rec)
-		p.g.fds.releaseIfEmpty(fd)
+		p.dropRec(tag, rec)
 	}
 	return ev
 }

@@ -195,8 +195,10 @@
 //	the read request's cancel slot          64  cancel.Slot[reqData], in
 //	                                            chunks of 256 slots
 //	its place among the loop's Conns         8  l.served, packed
-//	the poller's tag record              16-24  poller ledger, by tag index;
-//	                                            epoll adds its list links
+//	the poller's tag record             0 / 24  io_uring: 2 bytes in the slot
+//	                                            (reqData.pr); epoll: 16 in
+//	                                            its ledger, by tag index, and
+//	                                            8 of list links
 //	the poller's fd record (epoll)          24  its tag list and registration,
 //	                                            on the loop serving it, and a
 //	                                            4-byte index to it on each
@@ -231,35 +233,41 @@
 // the one before); and Shutdown finds it among its loop's Conns (l.served) rather than in a list of its Listener's (two
 // links per Conn, and a lock per accept and per close). A timer entry
 // names its Conn by that place in l.served, so the heap holds no pointer.
-// The poller keeps a 16-byte record per armed tag (its events packed in a
-// byte, and whether its SQE may still be queued in a bit), and, told that
-// the loop disarms an fd's requests itself (poller.Options.CallerDisarms),
-// on io_uring neither the tag's links in a list of its fd's nor a record
-// per fd number. The tables indexed by fd or by
+// The io_uring poller keeps what it must know of an armed tag (its events,
+// its kind, and whether its cancel is on its way and its SQE may still be
+// queued: a 2-byte poller.TagRecord) in the request's slot, in bytes the
+// slot had spare (poller.Options.Records, loop.Record), where its own
+// ledger spent 16 bytes per tag; and, told that the loop disarms an fd's
+// requests itself (poller.Options.CallerDisarms), neither the tag's links
+// in a list of its fd's nor a record per fd number. epoll keeps its
+// 16-byte record per tag, with the fd's list that routes its events. The tables indexed by fd or by
 // request, and the timer heap, grow by chunks of 256 (internal/chunked): a
 // slice that doubles held up to twice its rows and left its old array as
 // garbage at each growth, which the heap, and so the RSS, grew by before
 // the next collection. Accepting leaves no garbage: 3 allocations and as
 // many bytes allocated as stay live per connection.
 //
-// Together 258 bytes of live heap per idle Conn on io_uring and 290 on
+// Together 242 bytes of live heap per idle Conn on io_uring and 294 on
 // epoll at 10,000 connections and one loop (BenchmarkIdleConnMemory, of
-// which 32 are the benchmark handler's own), from 274 and 306 with a
+// which 32 are the benchmark handler's own), from 258 (io_uring) with the
+// poller's own 16-byte tag record, 274 and 306 with a
 // 144-byte Conn, 364 and 388 with a 176-byte Conn, a 96-byte slot and a
 // 32-byte poller record, 416 and 448 before that, and 585 and 637 at
 // first. make idle-rss measures the process: RSS growth over 10,000 idle
 // connections (echod, one loop, with its 5-minute idle timeout, which the
-// loop's sweep watches): 249 bytes per connection on io_uring and 347 on
-// epoll (medians of 5, 2026-11-30; 330 and 354 while each Conn held a
-// timer entry, 342 and 368 with the 144-byte Conn, 452 and 473 that
-// morning, 936 and 976 at first), gnet 532-561. On io_uring the figure
-// has two values, 243-252 in four runs of five and 311 in the fifth: the
-// one in which the collector ran while the connections opened. What the
-// RSS holds beyond the live heap is the runtime's, and most of it comes
-// with a collection: the collector's metadata (MemStats.GCSys) grows
-// about 0.7 MB in a collection at this heap's size, whatever the objects
-// (10,000 small objects alone grow it 0.2-0.3 MB), which is 70 bytes a
-// connection at 10,000; epoll's larger heap always meets one.
+// loop's sweep watches): 233 bytes per connection on io_uring and 345 on
+// epoll, gnet 534 (medians of 5, 2026-11-30, io_uring 227-235 in ten
+// runs; 249 with the poller's own tag record, when one run in three or
+// so met a collection and gave 311-323; 330 and 354 while each Conn held
+// a timer entry, 342 and 368 with the 144-byte Conn, 452 and 473 that
+// morning, 936 and 976 at first). What the RSS holds beyond the live heap
+// is the runtime's, and most of it comes with a collection: the
+// collector's metadata (MemStats.GCSys) grows about 0.7 MB in a collection
+// at this heap's size, whatever the objects (10,000 small objects alone
+// grow it 0.2-0.3 MB), which is 70 bytes a connection at 10,000. So a run
+// in which the collector runs while the connections open (echod with
+// --metrics-addr, whose scrapes allocate, tips it: 299-310 on io_uring)
+// pays it, and epoll's larger heap always does.
 //
 // What is indexed by fd is each loop's own, and a Listener hands Conns
 // to its loops in turn whatever their numbers, so such a table spans
@@ -284,14 +292,14 @@
 // before the changes above), and gnet's 555-623 at 16 (411-417 at 16 once
 // idle timeouts went to the sweep).
 //
-// Issue 11 asks for 256 bytes: the median above meets it on io_uring,
-// but a run with a collection does not (about 216 bytes live per Conn:
-// Conn 128, slot 64, tag record 16, l.served 8). What is left to take:
-// the Conn's read held by the Conn rather than by a 64-byte slot
-// and a 16-byte poller record (only its loop ever moves a Conn's
+// Issue 11 asks for 256 bytes: every run above meets it on io_uring, but
+// a run with a collection does not (about 200 bytes live per Conn: Conn
+// 128, slot 64, l.served 8). What is left to take: the Conn's read held
+// by the Conn rather than by a 64-byte slot (only its loop ever moves a Conn's
 // requests, so the slot's atomic state word guards against no one there;
-// but the tag must name the Conn for as long as the kernel may post, and
-// the poller records tags by an index space the slots own). A Conn of 112
+// but the tag must name the Conn for as long as the kernel may post, which
+// a tag space of the Conns' own, by a stable place on the loop, would
+// give). A Conn of 112
 // bytes would need what is left in it to move out (the drain bound, an
 // IPv6 peer's address), which costs an allocation to every Conn that
 // drains or every IPv6 one.

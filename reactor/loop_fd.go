@@ -8,6 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/oneshot-io/oneshot/cancel"
+	"github.com/oneshot-io/oneshot/poller"
 )
 
 // The loop's descriptor of each fd it serves (l.fds): the list of the fd's
@@ -197,4 +198,25 @@ func (l *loop) unlink(h reqHandle) {
 		l.reqAt(d.next).Data().prev = d.prev
 	}
 	d.prev, d.next, d.listed = 0, 0, false
+}
+
+// Record is poller.Records' lookup: the poller's record of tag, kept in
+// its request's slot (reqData.pr), while tag names a live request. The
+// loop releases a slot only after the poller's last Event for it, so a
+// tag the kernel may still post for always finds its record.
+func (l *loop) Record(tag uint64) *poller.TagRecord {
+	h, ok := l.table.Lookup(tag)
+	if !ok {
+		return nil
+	}
+	return &h.Data().pr
+}
+
+// Armed is poller.Records' walk, for the poller's Close: every live
+// request's tag (the poller keeps those whose record is armed).
+func (l *loop) Armed(f func(tag uint64)) {
+	l.table.Range(func(h reqHandle, _ cancel.State) bool {
+		f(h.Tag())
+		return true
+	})
 }

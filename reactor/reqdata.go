@@ -58,6 +58,11 @@ type reqData struct {
 	// Cancel) ignores it. A code, not an error: 16 bytes fewer in every
 	// slot, and each reason is one of three.
 	why why
+	// pr is the poller's record of the request's tag while armed
+	// (poller.Options.Records, kept here on io_uring rather than in a
+	// 16-byte record of the poller's own per tag; loop.Record). It fits
+	// the bytes why and listed left over: the slot stays 64 bytes.
+	pr poller.TagRecord
 	// prev, next: the fd's live requests, doubly linked by slot index+1
 	// (0 ends the list; reqAt). A linked request is live until unlink,
 	// so a link needs no generation: 4 bytes where a tag takes 8.
