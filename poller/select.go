@@ -53,7 +53,8 @@ type Options struct {
 	// request, rather than a 16-byte record of its own per tag, by tag
 	// index. Every tag armed must then name a live request of the
 	// caller's from its arm to its last Event (Arm refuses one that does
-	// not, ErrBadTag). epoll ignores it.
+	// not, ErrBadTag). Open refuses it without CallerDisarms
+	// (ErrBadOptions); epoll ignores it.
 	Records Records
 }
 
@@ -80,6 +81,9 @@ func (s Selection) String() string { return string(s.Backend) + ": " + s.Reason 
 // Epoll.
 var ErrUnknownBackend = errors.New("poller: unknown backend")
 
+// ErrBadOptions refuses Options that contradict each other.
+var ErrBadOptions = errors.New("poller: inconsistent options")
+
 // Open opens the backend opts asks for. Auto tries io_uring (ring setup plus
 // a probe of the opcodes the backend uses) and falls back to epoll, saying
 // why in the Selection; Uring where io_uring is unavailable is an error that
@@ -88,6 +92,11 @@ func Open(opts Options) (Poller, Selection, error) {
 	sel := Selection{Requested: opts.Backend}
 	if sel.Requested == "" {
 		sel.Requested = Auto
+	}
+	if opts.Records != nil && !opts.CallerDisarms {
+		// The poller's fd lists live in its own ledger; a caller that
+		// keeps the records must also keep the lists.
+		return nil, sel, fmt.Errorf("%w: Records needs CallerDisarms", ErrBadOptions)
 	}
 	switch sel.Requested {
 	case Epoll:

@@ -109,3 +109,25 @@ func TestOpen(t *testing.T) {
 		}
 	}
 }
+
+// noRecords is a Records that knows no tag.
+type noRecords struct{}
+
+func (noRecords) Record(uint64) *poller.TagRecord { return nil }
+func (noRecords) Armed(func(uint64))              {}
+
+// TestOpenRefusesRecordsWithoutCallerDisarms: a caller keeping the poller's
+// tag records must also keep its fd lists (CallerDisarms), which the
+// poller would otherwise keep in the ledger it no longer has; Open says so
+// rather than keep a ledger quietly, on every backend asked for.
+func TestOpenRefusesRecordsWithoutCallerDisarms(t *testing.T) {
+	for _, b := range []poller.Backend{poller.Auto, poller.Uring, poller.Epoll} {
+		p, _, err := poller.Open(poller.Options{Backend: b, Records: noRecords{}})
+		if !errors.Is(err, poller.ErrBadOptions) {
+			if p != nil {
+				p.Close()
+			}
+			t.Fatalf("%s: Open with Records and no CallerDisarms: %v, want ErrBadOptions", b, err)
+		}
+	}
+}

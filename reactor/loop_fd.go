@@ -201,9 +201,15 @@ func (l *loop) unlink(h reqHandle) {
 }
 
 // Record is poller.Records' lookup: the poller's record of tag, kept in
-// its request's slot (reqData.pr), while tag names a live request. The
-// loop releases a slot only after the poller's last Event for it, so a
-// tag the kernel may still post for always finds its record.
+// its request's slot (reqData.pr), while tag names a live request. A
+// record is armed only while its slot owes the kernel's end: the poller
+// arms it in book, after every refusal (which the loop Steals, clearing
+// the debt) and before the kernel can post, and drops it before it hands
+// out the tag's last Event, which the loop's Wake must see before the
+// slot can be released. So a tag the kernel may still post for always
+// finds its record, and a released slot (Release zeroes it) never holds
+// an armed one. A miss counts in the table's StaleLookups, as a late
+// kernel report does.
 func (l *loop) Record(tag uint64) *poller.TagRecord {
 	h, ok := l.table.Lookup(tag)
 	if !ok {
@@ -212,11 +218,16 @@ func (l *loop) Record(tag uint64) *poller.TagRecord {
 	return &h.Data().pr
 }
 
-// Armed is poller.Records' walk, for the poller's Close: every live
-// request's tag (the poller keeps those whose record is armed).
+// Armed is poller.Records' walk, for the poller's Close: the tag of every
+// request whose slot owes the kernel's end, which an armed record implies
+// (see Record; the poller keeps those whose record is armed). A slot that
+// owes nothing may be another goroutine's, retiring a request the loop
+// never took (Reactor.submit), so its data is not the loop's to read.
 func (l *loop) Armed(f func(tag uint64)) {
-	l.table.Range(func(h reqHandle, _ cancel.State) bool {
-		f(h.Tag())
+	l.table.Range(func(h reqHandle, st cancel.State) bool {
+		if st.Owes() {
+			f(h.Tag())
+		}
 		return true
 	})
 }
