@@ -277,7 +277,8 @@
 // runs each (2026-11-30), 337-350 bytes at 1 loop, 359-377 at 4, 362-385
 // at 16, against 447-457 and 574-595 at 1 and 16 loops that morning,
 // 773-811 at 16 before the first changes above, and gnet's 555-623 at 16
-// (343-353 at 16 once idle timeouts went to the sweep).
+// (343-353 at 16 once idle timeouts went to the sweep, 322-340 once the
+// poller's tag record went into the slot).
 // On epoll the poller keeps a record per fd: its list of the fd's tags,
 // which routes an event to them, and the registration (whose counts of
 // the tags asking for each event are 16 bits: ErrTooManyTags past
