@@ -42,7 +42,7 @@ bench: ## run the benchmarks (BENCH=regexp BENCHTIME=1s PKGS=./ring/)
 bench-cycle: ## one waiter's wake cycle (Poll, Arm) per backend vs Go's netpoller, medians and ratios (COUNT=5)
 	scripts/cycle.sh
 
-idle-rss: ## server RSS per idle connection at N=10000: echod (uring, epoll) vs gnet, medians of 3
+idle-rss: ## server RSS per idle connection at N=10000: echod (uring, epoll) vs gnet, medians of 3 (LOOPS=1, SERVERS, ROUNDS)
 	scripts/idle-rss.sh
 
 bench-ring-c: ## ring/ NOP and POLL_ADD costs side by side with liburing in C (installs liburing-dev)

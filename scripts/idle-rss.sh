@@ -5,8 +5,10 @@
 # bench/peers, one after another, ROUNDS
 # rounds, medians. Every process it starts is stopped by its PID.
 #
-#   scripts/idle-rss.sh                 # N=10000, ROUNDS=3
+#   scripts/idle-rss.sh                 # N=10000, ROUNDS=3, one loop
 #   N=2000 ROUNDS=1 scripts/idle-rss.sh
+#   LOOPS=16 SERVERS="echod-epoll gnet" scripts/idle-rss.sh
+#                                       # 16 event loops each; a subset
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ ${1-} == -h || ${1-} == --help ]]; then
@@ -16,6 +18,7 @@ fi
 [[ $# -eq 0 ]] || { echo "idle-rss.sh: unknown argument $1 (try --help)" >&2; exit 2; }
 N=${N:-10000}
 ROUNDS=${ROUNDS:-3}
+LOOPS=${LOOPS:-1}
 SERVERS=${SERVERS:-"echod-uring echod-epoll gnet"}
 bin=$(mktemp -d)
 pids=()
@@ -62,16 +65,16 @@ declare -A got
 for round in $(seq "$ROUNDS"); do
 	for s in $SERVERS; do
 		case $s in
-		echod-uring) v=$(measure "$s" "$bin/echod" --listen 127.0.0.1:0 --backend uring --loops 1 --max-conns 0) ;;
-		echod-epoll) v=$(measure "$s" "$bin/echod" --listen 127.0.0.1:0 --backend epoll --loops 1) ;;
-		gnet) v=$(measure "$s" "$bin/gnet" --addr 127.0.0.1:0 --loops 1) ;;
+		echod-uring) v=$(measure "$s" "$bin/echod" --listen 127.0.0.1:0 --backend uring --loops "$LOOPS" --max-conns 0) ;;
+		echod-epoll) v=$(measure "$s" "$bin/echod" --listen 127.0.0.1:0 --backend epoll --loops "$LOOPS" --max-conns 0) ;;
+		gnet) v=$(measure "$s" "$bin/gnet" --addr 127.0.0.1:0 --loops "$LOOPS") ;;
 		*) echo "idle-rss: unknown server $s" >&2; exit 2 ;;
 		esac
 		got[$s]="${got[$s]-} $v"
 		echo "round $round: $s $v B/conn" >&2
 	done
 done
-printf '%-20s %12s   (%d idle connections, median of %d)\n' server "RSS B/conn" "$N" "$ROUNDS"
+printf '%-20s %12s   (%d idle connections, %d loop(s), median of %d)\n' server "RSS B/conn" "$N" "$LOOPS" "$ROUNDS"
 for s in $SERVERS; do
 	med=$(tr ' ' '\n' <<<"${got[$s]}" | grep . | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
 	printf '%-20s %12s\n' "$s" "$med"
