@@ -229,9 +229,11 @@
 // mutex guards, the loop's own flags and the pending count share one
 // atomic word (connWord: apart they took 8 bytes more, and with them and
 // its requests kept by tag the Conn was 144 bytes, a size class up); its
-// one timer entry needs no sequence number (schedule and finish remove
-// the one before); and Shutdown finds it among its loop's Conns (l.served) rather than in a list of its Listener's (two
-// links per Conn, and a lock per accept and per close). A timer entry
+// idle and read timeouts are its loop's sweep's, and the one heap entry
+// it takes while output stalls or it closes needs no sequence number
+// (schedule and finish remove the one before); and Shutdown finds it
+// among its loop's Conns (l.served) rather than in a list of its
+// Listener's (two links per Conn, and a lock per accept and per close). A timer entry
 // names its Conn by that place in l.served, so the heap holds no pointer.
 // The io_uring poller keeps what it must know of an armed tag (its events,
 // its kind, and whether its cancel is on its way and its SQE may still be

@@ -11,7 +11,9 @@ import (
 )
 
 // timerEntry is one deadline on a loop's heap: 16 bytes, one for every
-// Conn with a timeout (the package doc's table of an idle Conn's cost).
+// request with a deadline and every Conn whose output stalls under a
+// WriteTimeout or which is closing (idle and read timeouts are the loop's
+// sweep's: see below).
 // It holds no pointer: a Conn is named by its place among its loop's
 // Conns (Conn.slot, which dropConn keeps in the entry when it moves the
 // Conn), so the heap is nothing for the garbage collector to scan, and
