@@ -183,17 +183,8 @@ func TestEpollInterestFollowsTags(t *testing.T) {
 func TestUnsubmittedUntilTheSQEmpties(t *testing.T) {
 	runtime.LockOSThread() // a single-issuer ring: one thread enters it
 	defer runtime.UnlockOSThread()
-	pp, _, err := newUring(Options{Backend: Uring})
-	if err != nil {
-		t.Skipf("io_uring unavailable here: %v", err)
-	}
-	p := pp.(*uringPoller)
-	defer p.Close()
-	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(fd)
+	p := testUring(t, Options{Backend: Uring})
+	fd := testEventfd(t, 0)
 	queued := func(tag uint64) bool {
 		t.Helper()
 		rec := p.rec(tag)
@@ -262,21 +253,8 @@ func TestCallerDisarmsKeepsNoFdRecord(t *testing.T) {
 	runtime.LockOSThread() // a single-issuer ring: one thread enters it
 	defer runtime.UnlockOSThread()
 	for _, callerDisarms := range []bool{false, true} {
-		pp, _, err := newUring(Options{Backend: Uring, CallerDisarms: callerDisarms})
-		if err != nil {
-			t.Skipf("io_uring unavailable here: %v", err)
-		}
-		p := pp.(*uringPoller)
-		efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-		if err != nil {
-			t.Fatal(err)
-		}
-		const high = 3000
-		fd, err := unix.FcntlInt(uintptr(efd), unix.F_DUPFD_CLOEXEC, high)
-		unix.Close(efd)
-		if err != nil {
-			t.Fatal(err)
-		}
+		p := testUring(t, Options{Backend: Uring, CallerDisarms: callerDisarms})
+		fd := testEventfd(t, 3000) // a high number: a record for it is plain to see
 		evs := make([]Event, 8)
 		for tag := uint64(1); tag <= 2; tag++ {
 			if err := p.Arm(tag, fd, In); err != nil {
@@ -314,7 +292,6 @@ func TestCallerDisarmsKeepsNoFdRecord(t *testing.T) {
 		if p.g.fds.find(fd) != nil || p.g.fds.n != 0 {
 			t.Fatalf("CallerDisarms=%v: fd records kept after every tag ended (%d)", callerDisarms, p.g.fds.n)
 		}
-		unix.Close(fd)
 		p.Close()
 	}
 }
@@ -376,16 +353,8 @@ func (m mapRecords) Armed(f func(uint64)) {
 // once its tag's last Event is out.
 func TestRecordsKeepNoLedger(t *testing.T) {
 	recs := mapRecords{}
-	pp, _, err := newUring(Options{Backend: Uring, Setup: UringCoop, CallerDisarms: true, Records: recs})
-	if err != nil {
-		t.Skipf("io_uring unavailable here: %v", err)
-	}
-	p := pp.(*uringPoller)
-	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(efd)
+	p := testUring(t, Options{Backend: Uring, Setup: UringCoop, CallerDisarms: true, Records: recs})
+	efd := testEventfd(t, 0)
 	for tag := uint64(1); tag <= 3; tag++ {
 		recs[tag] = &TagRecord{}
 	}
@@ -450,4 +419,38 @@ func TestRecordsKeepNoLedger(t *testing.T) {
 	if p.g.n != 0 || recs[2].has(recArmed) {
 		t.Fatalf("after Close: %d counted, tag 2's record %+v", p.g.n, *recs[2])
 	}
+}
+
+// testUring opens an io_uring poller for a test, which it skips where
+// io_uring is unavailable; the poller closes when the test ends (Close is
+// idempotent, so a test may close it first).
+func testUring(t *testing.T, opts Options) *uringPoller {
+	t.Helper()
+	pp, _, err := newUring(opts)
+	if err != nil {
+		t.Skipf("io_uring unavailable here: %v", err)
+	}
+	p := pp.(*uringPoller)
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+// testEventfd returns a non-blocking eventfd numbered at least atLeast, closed
+// when the test ends.
+func testEventfd(t *testing.T, atLeast int) int {
+	t.Helper()
+	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if atLeast > 0 {
+		high, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, atLeast)
+		unix.Close(fd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fd = high
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	return fd
 }

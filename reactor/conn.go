@@ -68,8 +68,8 @@ type Conn struct {
 	ctx  atomic.Pointer[any]      // user data
 }
 
-// maxPendingLimit is the most a Conn's pending count holds (connWord), and so the largest
-// MaxPending that still pauses reading.
+// maxPendingLimit is the most a Conn's pending count holds (connWord), and
+// so the largest MaxPending that still pauses reading.
 const maxPendingLimit = 1<<31 - 1
 
 // storePending publishes n pending bytes (under mu).

@@ -233,8 +233,9 @@
 // it takes while output stalls or it closes needs no sequence number
 // (schedule and finish remove the one before); and Shutdown finds it
 // among its loop's Conns (l.served) rather than in a list of its
-// Listener's (two links per Conn, and a lock per accept and per close). A timer entry
-// names its Conn by that place in l.served, so the heap holds no pointer.
+// Listener's (two links per Conn, and a lock per accept and per close). A
+// timer entry names its Conn by that place in l.served, so the heap holds
+// no pointer.
 // The io_uring poller keeps what it must know of an armed tag (its events,
 // its kind, and whether its cancel is on its way and its SQE may still be
 // queued: a 2-byte poller.TagRecord) in the request's slot, in bytes the
