@@ -142,21 +142,22 @@ func (a Action) String() string {
 
 // The state word of a slot, one atomic uint64 changed only by CAS:
 //
-//	 63  62                     24 23      8   7      6    5     3 2     0
-//	+---+-------------------------+---------+------+------+-------+-------+
-//	| 0 |    generation (39)      | unused  |stolen| owes |outcome| phase |
-//	+---+-------------------------+---------+------+------+-------+-------+
+//	 63  62  61                 24 23      8   7      6    5     3 2     0
+//	+---+---+---------------------+---------+------+------+-------+-------+
+//	| 0 | 0 |  generation (38)    | unused  |stolen| owes |outcome| phase |
+//	+---+---+---------------------+---------+------+------+-------+-------+
 //
 // The generation sits at the same bits in the word and in the tag, so a tag
 // is the word's generation field ORed with the slot index + 1 (bits 0..23):
-// it is never zero and bit 63, which the poller keeps for its own internal
-// completions, is always clear. The generation moves on when a slot is
+// it is never zero, bit 63, which the poller keeps for its own internal
+// completions, is always clear, and so is bit 62 (CallerBit), which a
+// caller may set in tags of its own to tell them from cancel's. The generation moves on when a slot is
 // released, so a handle or tag from an earlier life never matches again.
 //
 // The fields are written as literal masks, not derived from widths, so the
 // layout reads off this block; TestStateWordLayout checks that the fields
 // are contiguous and disjoint, that they hold every Phase and Outcome, and
-// that the generation stops short of bit 63.
+// that the generation stops short of bit 62.
 const (
 	phaseShift = 0
 	phaseMask  = 0x07 // bits 0-2
@@ -177,13 +178,19 @@ const (
 	indexMask = 0x00ff_ffff // in a tag: slot index + 1; 0 is never a tag
 
 	genShift = 24
-	genBits  = 39
-	genMask  = 0x7fff_ffff_ff00_0000 // bits 24-62
+	genBits  = 38
+	genMask  = 0x3fff_ffff_ff00_0000 // bits 24-61
 	genOne   = 0x0000_0000_0100_0000 // the generation's lowest bit
 
 	// maxSlots: index+1 must fit the tag's index field.
 	maxSlots = indexMask
 )
+
+// CallerBit is never set in a tag of this package's: a caller that names
+// requests of its own to the same kernel (the reactor's Conn receives)
+// sets it in their tags, so that one is never taken for the other. 38
+// bits of generation still take a slot 2.7e11 lives to wrap.
+const CallerBit uint64 = 1 << 62
 
 // TagIndexBits is how many low bits of a tag hold its slot's index + 1
 // (never 0). A backend that records tags by index (the poller's ledger)

@@ -19,6 +19,7 @@ func TestPackRefusesOutOfRange(t *testing.T) {
 		{"outcome", func() { pack(0, Done, numOutcomes, false, false) }, "outcome 5 out of range"},
 		{"generation below its bits", func() { pack(1, Done, Closed, false, false) }, "generation field"},
 		{"generation in bit 63", func() { pack(1<<63, Done, Closed, false, false) }, "generation field"},
+		{"generation in CallerBit", func() { pack(CallerBit, Done, Closed, false, false) }, "generation field"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			msg := ""
@@ -45,7 +46,7 @@ func TestPackRefusesOutOfRange(t *testing.T) {
 // table.go against each other: each field is one contiguous run of bits at
 // its shift, the fields do not overlap, the low fields hold every Phase and
 // Outcome, the generation starts right above the tag's index and stops
-// short of bit 63 (the poller's), and the table's chunks tile the index
+// short of bit 62 (CallerBit; 63 is the poller's), and the table's chunks tile the index
 // field.
 func TestStateWordLayout(t *testing.T) {
 	run := func(mask uint64) (shift, width int) {
@@ -98,8 +99,8 @@ func TestStateWordLayout(t *testing.T) {
 	if lowMask&^indexMask != 0 {
 		t.Errorf("lowMask %#x does not fit under the index field %#x", lowMask, indexMask)
 	}
-	if genShift != indexBits || genOne != 1<<genShift || genMask>>63 != 0 || genShift+genBits != 63 {
-		t.Errorf("generation: shift %d bits %d one %#x mask %#x; want it right above the %d-bit index, up to bit 62",
+	if genShift != indexBits || genOne != 1<<genShift || genMask&(1<<63|CallerBit) != 0 || genShift+genBits != 62 {
+		t.Errorf("generation: shift %d bits %d one %#x mask %#x; want it right above the %d-bit index, up to bit 61 (62 is CallerBit)",
 			genShift, genBits, genOne, genMask, indexBits)
 	}
 	if maxSlots != indexMask || chunkSize != 1<<chunkShift || chunkMask != chunkSize-1 || maxChunks != maxSlots/chunkSize {

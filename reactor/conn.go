@@ -57,7 +57,7 @@ type Conn struct {
 	// rare and ctx.
 	lastRead int64  // nanotime of the last byte read
 	drainBy  int64  // nanotime by which a drain must end; 0 = none
-	rd, wr   uint32 // c's in-flight requests, as links (c.l.reqAt: slot index+1); 0 = none
+	rd, wr   uint32 // c's in-flight poll or send, as links (c.l.reqAt: slot index+1); 0 = none; its receive is in its place (conn_table.go)
 	timerIdx int32  // its heap entry's index+1 in l.timers, kept by the heap; 0 = none
 	fd       int32  // constant; unusable once the phase is closed (checked under mu)
 	slot     int32  // c's index+1 in l.served while open; 0 = none
@@ -247,7 +247,10 @@ func (c *Conn) runTask(l *loop, task int32) {
 // open runs on the loop once c is registered with its listener. From here
 // to finish, c is among its loop's Conns (l.served).
 func (c *Conn) open() {
-	c.l.addConn(c)
+	if err := c.l.addConn(c); err != nil {
+		c.finish(err) // never opened: no OnOpen, so no OnClose
+		return
+	}
 	if c.l.stopping {
 		// Accepted before the reactor's Close began but handed over
 		// after: close without ever calling OnOpen.
@@ -310,7 +313,7 @@ func (c *Conn) afterCall() {
 // through the ring where the loop has one (conn_recv.go), else a readiness
 // poll.
 func (c *Conn) armRead() {
-	if c.rd != 0 || c.phase() != phOpen {
+	if c.reading() || c.phase() != phOpen {
 		return
 	}
 	// Pri: a read stops short at TCP's urgent mark with data behind it;
@@ -322,10 +325,11 @@ func (c *Conn) armRead() {
 	}
 	c.st.set(lfDrained, false)
 	if c.l.rcv != nil && !c.st.has(lfPollOnce) {
-		ev = evRecv | In
-		if c.wr != 0 {
-			ev |= evRecvOnce // the output backs up: see take
+		// One buffer at a time while the output backs up: see take.
+		if err := c.armRecv(c.wr != 0); err != nil {
+			c.finish(fmt.Errorf("reactor: arm read: %w", err))
 		}
+		return
 	}
 	if err := c.l.armConn(c, ev, &c.rd); err != nil {
 		c.finish(fmt.Errorf("reactor: arm read: %w", err))

@@ -119,6 +119,7 @@ func (c *Conn) beginDrain(err error) {
 	if c.rd != 0 {
 		c.l.cancelOn(c.l.reqAt(c.rd))
 	}
+	c.stopRecv()
 	if c.drainBy == 0 { // Shutdown may have started the bound while paused
 		c.drainBy = nanotime() + int64(c.ln.closeTimeout)
 	}
@@ -210,7 +211,7 @@ func (c *Conn) discard() {
 				c.finish(c.closeReason())
 				return
 			}
-			if c.rd == 0 {
+			if !c.reading() {
 				if err := c.l.armConn(c, In|RdHup, &c.rd); err != nil {
 					c.finish(fmt.Errorf("reactor: arm read: %w", err))
 					return

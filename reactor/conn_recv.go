@@ -33,8 +33,8 @@ import (
 //	ends with ENOBUFS        | open       | reads once after a readiness poll
 //	ends with an error       | any        | closes with it
 //
-// Stopping is a cancel that waits for the kernel (loop.act): the bytes it
-// raced come first, the end last.
+// Stopping (stopRecv) disarms it in the kernel and waits for its end: the
+// bytes it raced come first, the end last.
 
 // heldInput is what a paused Conn's receive brought after the pause.
 type heldInput struct {
@@ -88,7 +88,7 @@ func (c *Conn) take(b []byte) {
 		c.stopRecv()
 		return
 	}
-	if waiting && c.receiving() && c.l.reqAt(c.rd).Data().ev&evRecvOnce == 0 {
+	if waiting && c.receiving() && !c.receivingOnce() {
 		// The output backs up: from now on receive a buffer at a time
 		// (armRead), so that a pause finds at most one buffer in flight
 		// to hold. A multishot receive went on taking the socket's
@@ -98,22 +98,12 @@ func (c *Conn) take(b []byte) {
 	}
 }
 
-// receiving reports whether c's read in flight is a receive through the
-// ring (not a readiness poll).
-func (c *Conn) receiving() bool { return c.rd != 0 && c.l.reqAt(c.rd).Data().ev&evRecv != 0 }
-
-// stopRecv stops c's receive, if one is in flight; its end comes later
-// (recvEnded). A readiness poll is left armed: paused, its firing is
-// ignored.
-func (c *Conn) stopRecv() {
-	if c.receiving() {
-		c.l.cancelOn(c.l.reqAt(c.rd))
-	}
-}
+// reading reports whether c has a read in flight: a receive through the
+// ring, or a readiness poll (c.rd).
+func (c *Conn) reading() bool { return c.rd != 0 || c.receiving() }
 
 // recvEnded is c's receive ending (see the table above).
 func (c *Conn) recvEnded(res Result) {
-	c.rd = 0
 	switch {
 	case res.Err == nil && res.Events&evEOF != 0:
 		c.recvEOF()

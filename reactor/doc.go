@@ -21,8 +21,8 @@
 //	loop, arm refused   complete with the error               Steal(Failed)
 //	Cancel (any g.)     decide Canceled; if armed, ask loop   Cancel → MustAskLoopToCancel
 //	loop, opCancel      deliver now, disarm in the kernel     Withdraw
-//	loop, a receive     disarm in the kernel, deliver at its  Cancel, then Wake/Disarmed
-//	stopped             end, bytes before it                  (Received → MustConsume)
+//	loop, a reader's    disarm in the kernel, deliver at its  Cancel, then Wake/Disarmed
+//	receive stopped     end, bytes before it                  (Received → MustConsume)
 //	loop, deadline      decide Closed meaning "deadline"      Close, Withdraw
 //	loop, CloseFd       decide Closed meaning "fd closed",    Close, Withdraw, then
 //	                    forget fd in the poller, close(2)     Poller.Forget, close
@@ -35,7 +35,12 @@
 // completion, a cancel, a deadline, CloseFd, the reactor's Close, and the
 // connection layer's own requests (whose refused arms complete through
 // their callbacks like any other). Off the loop, a Cancel that must
-// withdraw an armed request posts it to the loop.
+// withdraw an armed request posts it to the loop. A Conn's receive
+// through the ring is the one request outside the table: only its loop
+// ever touches it, so it is a small state machine of its own, kept in the
+// Conn's place on the loop (conn_table.go), with the same rule: its end
+// reaches the Conn once, and its tag is reused only after the kernel's
+// end.
 //
 // Kernel tags are cancel's 64-bit (slot, generation) tags, so an event the
 // kernel posts after its request completed, or after the fd's number was
@@ -181,7 +186,7 @@
 //
 // # What an idle Conn costs
 //
-// An idle connection is one Conn, one read request and the ledgers that
+// An idle connection is one Conn, its read in flight and the ledgers that
 // find them; no buffer (reads go to the loop's buffer, output chunks
 // return to the listener's pool when sent), no goroutine, no closure, no
 // map entry. unsafe.Sizeof of each part, on linux/amd64
@@ -192,13 +197,19 @@
 //	-----------------------------------  -----  ------------------------------
 //	Conn                                   128  its own object (size class 128),
 //	                                            the peer's address inline
-//	the read request's cancel slot          64  cancel.Slot[reqData], in
+//	its place among the loop's Conns        16  l.served (connPlace), which
+//	                                            holds its receive's state and
+//	                                            record on io_uring
+//	the read request's cancel slot      0 / 64  io_uring: none, the receive
+//	                                            is the Conn's own
+//	                                            (conn_table.go); epoll: a
+//	                                            readiness poll's
+//	                                            cancel.Slot[reqData], in
 //	                                            chunks of 256 slots
-//	its place among the loop's Conns         8  l.served, packed
-//	the poller's tag record             0 / 24  io_uring: 2 bytes in the slot
-//	                                            (reqData.pr); epoll: 16 in
-//	                                            its ledger, by tag index, and
-//	                                            8 of list links
+//	the poller's tag record             0 / 24  io_uring: 2 bytes in the
+//	                                            place; epoll: 16 in its
+//	                                            ledger, by tag index, and 8
+//	                                            of list links
 //	the poller's fd record (epoll)          24  its tag list and registration,
 //	                                            on the loop serving it, and a
 //	                                            4-byte index to it on each
@@ -208,10 +219,16 @@
 //	                                            l.timers while output stalls
 //	                                            or the Conn closes)
 //
-// A Conn keeps its requests by slot index (4 bytes, loop.reqAt) rather
-// than by handle (16) or tag (8), and they are on no fd's list: the
-// Conn finds them (closeConnFd), so the loop's table indexed by fd never
-// spans a Conn's number. A slot names whom its outcome goes to in one
+// A Conn's receive through the ring is not a cancel request: only its
+// loop arms it, stops it and sees it end, so the atomic state word of a
+// slot guards against no one there. Its tag names the Conn's place on the
+// loop (kept from open to finish, and past it, retired, until the
+// kernel's end of a receive still in flight), and the place keeps the
+// receive's few state bits and the poller's record (conn_table.go draws
+// its table). A Conn keeps its other requests (a readiness poll, a send)
+// by slot index (4 bytes, loop.reqAt) rather than by handle (16) or tag
+// (8), and they are on no fd's list: the Conn finds them (closeConnFd),
+// so the loop's table indexed by fd never spans a Conn's number. A slot names whom its outcome goes to in one
 // interface (reqData.owner) rather than in a pointer per kind of owner,
 // what its Failed or Closed outcome means beyond the errno in a one-byte
 // code (reqData.why) rather than an error, a deadline in the command that
@@ -234,13 +251,13 @@
 // (schedule and finish remove the one before); and Shutdown finds it
 // among its loop's Conns (l.served) rather than in a list of its
 // Listener's (two links per Conn, and a lock per accept and per close). A
-// timer entry names its Conn by that place in l.served, so the heap holds
+// timer entry names its Conn by its place in l.served, so the heap holds
 // no pointer.
 // The io_uring poller keeps what it must know of an armed tag (its events,
 // its kind, and whether its cancel is on its way and its SQE may still be
 // queued: a 2-byte poller.TagRecord) in the request's slot, in bytes the
-// slot had spare (poller.Options.Records, loop.Record), where its own
-// ledger spent 16 bytes per tag; and, told that the loop disarms an fd's
+// slot had spare, or in a Conn's place (poller.Options.Records,
+// loop.Record), where its own ledger spent 16 bytes per tag; and, told that the loop disarms an fd's
 // requests itself (poller.Options.CallerDisarms), neither the tag's links
 // in a list of its fd's nor a record per fd number. epoll keeps its
 // 16-byte record per tag, with the fd's list that routes its events. The tables indexed by fd or by
@@ -250,17 +267,19 @@
 // the next collection. Accepting leaves no garbage: 3 allocations and as
 // many bytes allocated as stay live per connection.
 //
-// Together 242 bytes of live heap per idle Conn on io_uring and 294 on
+// Together 180 bytes of live heap per idle Conn on io_uring and 304 on
 // epoll at 10,000 connections and one loop (BenchmarkIdleConnMemory, of
-// which 32 are the benchmark handler's own), from 258 (io_uring) with the
-// poller's own 16-byte tag record, 274 and 306 with a
+// which 32 are the benchmark handler's own), from 242 and 294 while the
+// receive held a cancel slot and the place was 8 bytes, 258 (io_uring)
+// with the poller's own 16-byte tag record, 274 and 306 with a
 // 144-byte Conn, 364 and 388 with a 176-byte Conn, a 96-byte slot and a
 // 32-byte poller record, 416 and 448 before that, and 585 and 637 at
 // first. make idle-rss measures the process: RSS growth over 10,000 idle
 // connections (echod, one loop, with its 5-minute idle timeout, which the
-// loop's sweep watches): 233 bytes per connection on io_uring and 345 on
-// epoll, gnet 534 (medians of 5, 2026-11-30, io_uring 227-235 in ten
-// runs; 249 with the poller's own tag record, when one run in three or
+// loop's sweep watches): 169 bytes per connection on io_uring and 360 on
+// epoll, gnet 548 (medians of 5, 2026-11-30; 233 and 345 while the
+// receive held a slot, io_uring 227-235 in ten runs; 249 with the
+// poller's own tag record, when one run in three or
 // so met a collection and gave 311-323; 330 and 354 while each Conn held
 // a timer entry, 342 and 368 with the 144-byte Conn, 452 and 473 that
 // morning, 936 and 976 at first). What the RSS holds beyond the live heap
@@ -268,9 +287,13 @@
 // collector's metadata (MemStats.GCSys) grows about 0.7 MB in a collection
 // at this heap's size, whatever the objects (10,000 small objects alone
 // grow it 0.2-0.3 MB), which is 70 bytes a connection at 10,000. So a run
-// in which the collector runs while the connections open (echod with
-// --metrics-addr, whose scrapes allocate, tips it: 299-310 on io_uring)
-// pays it, and epoll's larger heap always does.
+// in which the collector runs while the connections open pays it, and
+// epoll's larger heap always does: echod with --metrics-addr, whose
+// scrapes allocate, met a collection at 10,000 and gave 299-314 on
+// io_uring while the receive held a slot, and meets none now (164-168);
+// GOGC=50 and GOGC=25 force two and four, and give 184 and 156 bytes,
+// against 259 and 221 with the slot (one run each, the two builds side
+// by side).
 //
 // What is indexed by fd is each loop's own, and a Listener hands Conns
 // to its loops in turn whatever their numbers, so such a table spans
@@ -296,14 +319,10 @@
 // before the changes above), and gnet's 555-623 at 16 (411-417 at 16 once
 // idle timeouts went to the sweep).
 //
-// Issue 11 asks for 256 bytes: every run above meets it on io_uring, but
-// a run with a collection does not (about 200 bytes live per Conn: Conn
-// 128, slot 64, l.served 8). What is left to take: the Conn's read held
-// by the Conn rather than by a 64-byte slot (only its loop ever moves a Conn's
-// requests, so the slot's atomic state word guards against no one there;
-// but the tag must name the Conn for as long as the kernel may post, which
-// a tag space of the Conns' own, by a stable place on the loop, would
-// give). A Conn of 112
+// Issue 11 asks for 256 bytes: every run above meets it on io_uring, with
+// a collection or without (about 144 bytes live per Conn: Conn 128, its
+// place 16). On epoll a Conn's readiness poll still takes a slot and the
+// poller's ledger keeps its tag (about 270 bytes live). A Conn of 112
 // bytes would need what is left in it to move out (the drain bound, an
 // IPv6 peer's address), which costs an allocation to every Conn that
 // drains or every IPv6 one.

@@ -42,13 +42,18 @@ type loop struct {
 	// stealing as Failed (reqData.why == whyRefused). Steal in OnQueue
 	// always delivers at once, so deliver reads it in the same act and
 	// clears it.
-	refusal  error
-	fds      chunked.Array[fdDesc] // by fd: its live requests (loop_fd.go)
-	served   chunked.Array[*Conn]  // the Conns open here, packed (Conn.slot)
-	nServed  int
-	stopping bool
-	owned    []stopper // listeners and packet conns served here
-	backoffs []*lsock  // listening sockets waiting out an accept backoff (accept.go)
+	refusal error
+	fds     chunked.Array[fdDesc] // by fd: its live requests (loop_fd.go)
+	// served: the places of the Conns here (Conn.slot; conn_table.go):
+	// [0, hiServed) were ever taken, nServed are open, and freeServed
+	// heads the free ones' list (index+1; 0 = none).
+	served     chunked.Array[connPlace]
+	nServed    int
+	hiServed   int
+	freeServed uint32
+	stopping   bool
+	owned      []stopper // listeners and packet conns served here
+	backoffs   []*lsock  // listening sockets waiting out an accept backoff (accept.go)
 
 	// Counters: atomic, written by the loop (wakeups by producers).
 	armed, ready, failed, canceled, closed, stale, rearmed atomic.Uint64
@@ -213,25 +218,23 @@ func (l *loop) handle(n int) {
 	}
 	for i := 0; i < n; i++ {
 		ev := &l.evs[i]
+		if ev.Tag&cancel.CallerBit != 0 {
+			l.connEvent(ev) // a Conn's receive (conn_table.go)
+			continue
+		}
 		h, ok := l.table.Lookup(ev.Tag)
-		bytes := ev.HasBuf // Release clears it
-		if bytes {
-			// Bytes a receive brought: cancel hands them over whatever
-			// the request's outcome (MustConsume, in every state in
-			// which the kernel owes); a Conn takes them or drops them if
-			// it no longer reads, a parked reader's p takes them (its
-			// receive is delivered only after this: see withdrawal), and
-			// the buffer goes back
-			// here, once.
+		if ev.HasBuf { // Release clears it
+			// Bytes a parked reader's receive brought: cancel hands them
+			// over whatever the request's outcome (MustConsume, in every
+			// state in which the kernel owes); the reader's p takes them
+			// (its receive is delivered only after this: see withdrawal),
+			// and the buffer goes back here, once.
 			if ok && ev.N > 0 && h.Received().Has(cancel.MustConsume) {
-				switch o := h.Data().owner.(type) {
-				case *Conn:
-					o.received(l.rcv.Bytes(ev))
-				case *waiter:
-					o.received(l.rcv.Bytes(ev)) // a reader's (recvInto)
-				default:
-					panic(fmt.Sprintf("reactor: a receive owned by %T", o))
+				w, isW := h.Data().owner.(*waiter)
+				if !isW {
+					panic(fmt.Sprintf("reactor: a receive owned by %T", h.Data().owner))
 				}
+				w.received(l.rcv.Bytes(ev)) // a reader's (recvInto)
 			}
 			l.received.Add(1)
 			l.rcv.Release(ev)
@@ -338,10 +341,10 @@ func (l *loop) act(h reqHandle, a cancel.Action) {
 	}
 	if a.Has(cancel.MustAskLoopToCancel) {
 		if h.Data().ev&(evRecv|evAccept) != 0 {
-			// A receive is not withdrawn but disarmed in the kernel,
-			// and delivered when the kernel reports its end: bytes it
-			// took before the cancel reached the kernel still come, and
-			// come first, so a Conn never has two receives in flight.
+			// A reader's receive is not withdrawn but disarmed in the
+			// kernel, and delivered when the kernel reports its end:
+			// bytes it took before the cancel reached the kernel still
+			// come, and come first, into the reader's p.
 			// An accept likewise: what it accepted comes before its end.
 			l.p.Disarm(h.Tag())
 		} else {
@@ -361,10 +364,9 @@ func (l *loop) act(h reqHandle, a cancel.Action) {
 		switch {
 		case d.ev&evSend != 0:
 			err = l.rcv.Send(h.Tag(), int(d.fd), d.owner.(*Conn).sendable())
-		case d.ev&evRecv != 0 && isWaiter(d.owner):
-			err = l.rcv.RecvAtMost(h.Tag(), int(d.fd), len(d.owner.(*waiter).dst))
 		case d.ev&evRecv != 0:
-			err = l.rcv.Recv(h.Tag(), int(d.fd), d.ev&evRecvOnce == 0)
+			// A reader's: a Conn's receive is the Conn's own (armRecv).
+			err = l.rcv.RecvAtMost(h.Tag(), int(d.fd), len(d.owner.(*waiter).dst))
 		case d.ev&evAccept != 0:
 			err = l.rcv.Accept(h.Tag(), int(d.fd))
 		default:
@@ -454,8 +456,6 @@ func (l *loop) deliver(h reqHandle) {
 		switch {
 		case ev&evSend != 0:
 			owner.sendEnded(res, sent, owed)
-		case ev&evRecv != 0:
-			owner.recvEnded(res)
 		case ev&Out != 0:
 			owner.writable(res)
 		default:

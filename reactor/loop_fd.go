@@ -8,21 +8,20 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/oneshot-io/oneshot/cancel"
-	"github.com/oneshot-io/oneshot/poller"
 )
 
 // The loop's descriptor of each fd it serves (l.fds): the list of the fd's
 // live requests (fdDesc.reqs, reqData.prev and next), which closeFdOn
 // completes before close(2). Beside it, the Conns open on the loop
-// (l.served); the list links by slot index, a Conn's requests by tag,
-// where a handle would take twice the room.
+// (l.served, conn_table.go); the list links by slot index, where a handle
+// would take four times the room.
 //
 // What is indexed by fd is paid per loop: a Listener hands its Conns to
 // the loops in turn, whatever their numbers, so a table a Conn's number
 // grew would span about every fd number on every loop, and a byte there
 // would cost Loops bytes per connection. So a Conn's requests are on no
 // fd's list (the Conn finds them: closeConnFd), and a loop finds its
-// Conns (for Listener.Shutdown) in l.served, packed, one pointer per Conn
+// Conns (for Listener.Shutdown) in l.served, one 16-byte place per Conn
 // of its own.
 
 // fdDesc is what a loop knows of one fd, in a table indexed by fd.
@@ -33,56 +32,10 @@ type fdDesc struct {
 	reqs uint32 // the slot index+1 of the first live request armed on the fd; 0 = none (reqAt)
 }
 
-// addConn enters c in l.served (Conn.open).
-//
-// Invariant: c.slot != 0 iff c is in l.served, at index c.slot-1; the
-// first nServed entries are the open Conns, the rest nil.
-func (l *loop) addConn(c *Conn) {
-	l.served.Grow(l.nServed + 1)
-	*l.served.At(l.nServed) = c
-	l.nServed++
-	c.slot = int32(l.nServed)
-}
-
 // desc returns fd's descriptor, growing the table to hold it.
 func (l *loop) desc(fd int) *fdDesc {
 	l.fds.Grow(fd + 1)
 	return l.fds.At(fd)
-}
-
-// dropConn takes c out of l.served (Conn.finish), moving the last entry
-// into its place.
-func (l *loop) dropConn(c *Conn) {
-	i := int(c.slot) - 1
-	if i < 0 || i >= l.nServed || *l.served.At(i) != c {
-		panic(fmt.Sprintf("reactor: conn fd %d is not at its place (%d) among its loop's Conns", c.fd, c.slot))
-	}
-	if c.timerIdx != 0 {
-		// Its entry names it by this place, which is about to be
-		// another Conn's (finish unschedules c first).
-		panic(fmt.Sprintf("reactor: conn fd %d leaves its loop's Conns with a deadline on the heap", c.fd))
-	}
-	last := l.nServed - 1
-	if i != last {
-		m := *l.served.At(last)
-		*l.served.At(i) = m
-		m.slot = int32(i + 1)
-		if m.timerIdx != 0 {
-			l.timers.at(int(m.timerIdx - 1)).ref = connRef | uint64(m.slot) // m's entry follows it
-		}
-	}
-	*l.served.At(last) = nil
-	l.nServed = last
-	c.slot = 0
-}
-
-// openConns returns a copy of l.served's Conns, which closing them reorders.
-func (l *loop) openConns() []*Conn {
-	cs := make([]*Conn, l.nServed)
-	for i := range cs {
-		cs[i] = *l.served.At(i)
-	}
-	return cs
 }
 
 // reqOf returns the handle of a live request from the tag a request
@@ -198,36 +151,4 @@ func (l *loop) unlink(h reqHandle) {
 		l.reqAt(d.next).Data().prev = d.prev
 	}
 	d.prev, d.next, d.listed = 0, 0, false
-}
-
-// Record is poller.Records' lookup: the poller's record of tag, kept in
-// its request's slot (reqData.pr), while tag names a live request. A
-// record is armed only while its slot owes the kernel's end: the poller
-// arms it in book, after every refusal (which the loop Steals, clearing
-// the debt) and before the kernel can post, and drops it before it hands
-// out the tag's last Event, which the loop's Wake must see before the
-// slot can be released. So a tag the kernel may still post for always
-// finds its record, and a released slot (Release zeroes it) never holds
-// an armed one. A miss counts in the table's StaleLookups, as a late
-// kernel report does.
-func (l *loop) Record(tag uint64) *poller.TagRecord {
-	h, ok := l.table.Lookup(tag)
-	if !ok {
-		return nil
-	}
-	return &h.Data().pr
-}
-
-// Armed is poller.Records' walk, for the poller's Close: the tag of every
-// request whose slot owes the kernel's end, which an armed record implies
-// (see Record; the poller keeps those whose record is armed). A slot that
-// owes nothing may be another goroutine's, retiring a request the loop
-// never took (Reactor.submit), so its data is not the loop's to read.
-func (l *loop) Armed(f func(tag uint64)) {
-	l.table.Range(func(h reqHandle, st cancel.State) bool {
-		if st.Owes() {
-			f(h.Tag())
-		}
-		return true
-	})
 }

@@ -15,11 +15,12 @@ type reqHandle = cancel.Handle[reqData]
 const _ uint = poller.TagIndexBits - cancel.TagIndexBits
 
 // Request kinds and results of the connection layer, in Events bits the
-// kernel never reports: a receive (reqData.ev; a Conn's, or, owned by a
-// *waiter, a parked reader's) and its end at the peer's EOF (reqData.ready).
+// kernel never reports: a parked reader's receive (reqData.ev, owned by a
+// *waiter; a Conn's receive is the Conn's own, conn_table.go) and its end
+// at the peer's EOF (reqData.ready).
 const (
 	evRecv     Events = 1 << 30
-	evRecvOnce Events = 1 << 28 // with evRecv: a receive that ends after one buffer (always, for a reader's: ringread.go)
+	evRecvOnce Events = 1 << 28 // with evRecv: a receive that ends after one buffer (a reader's always is: ringread.go)
 	evSend     Events = 1 << 27 // a Conn's send; its reqData.ready holds the bytes sent
 	evEOF      Events = 1 << 29
 	// evAccept: a listening socket's multishot accept through the ring
@@ -38,7 +39,7 @@ type reqData struct {
 	fd int32
 	ev Events
 	// owner is whom the outcome goes to (deliver), one of: *Conn (its
-	// read or write request: a receive, send or readiness poll), *waiter
+	// send, or its readiness poll for In or Out), *waiter
 	// (a Poll, or a reader's receive), *Request (an Arm: told the outcome
 	// before the slot is released, then its callback runs), *lsock (an
 	// accept) or *PacketConn (a read poll). One interface where a pointer

@@ -20,7 +20,7 @@ func TestIdleConnParts(t *testing.T) {
 	}{
 		{"Conn", unsafe.Sizeof(Conn{}), 128},
 		{"cancel.Slot[reqData]", unsafe.Sizeof(cancel.Slot[reqData]{}), 64},
-		{"an l.served entry", unsafe.Sizeof(*new(loop).served.At(0)), 8},
+		{"its place in l.served", unsafe.Sizeof(*new(loop).served.At(0)), 16},
 		{"peerAddr (in the Conn)", unsafe.Sizeof(peerAddr{}), 20},
 		{"timerEntry", unsafe.Sizeof(timerEntry{}), 16},
 	} {

@@ -20,7 +20,9 @@ func BenchmarkSweepWalk(b *testing.B) {
 		c := &Conn{l: l, ln: ln}
 		c.lastActive.Store(now)
 		c.lastRead = now
-		l.addConn(c)
+		if err := l.addConn(c); err != nil {
+			b.Fatal(err)
+		}
 	}
 	b.ResetTimer()
 	for range b.N {

@@ -15,8 +15,7 @@ import (
 // WriteTimeout or which is closing (idle and read timeouts are the loop's
 // sweep's: see below).
 // It holds no pointer: a Conn is named by its place among its loop's
-// Conns (Conn.slot, which dropConn keeps in the entry when it moves the
-// Conn), so the heap is nothing for the garbage collector to scan, and
+// Conns (Conn.slot, which it keeps from open to finish), so the heap is nothing for the garbage collector to scan, and
 // 8 bytes less than a pointer beside the tag. A Conn keeps one entry at a
 // time, and removes it before it leaves l.served. A listening socket's
 // accept backoff, rare and at most one per socket, is not here but in
@@ -47,8 +46,8 @@ func connEntry(c *Conn, when int64) timerEntry {
 type timerHeap struct {
 	es    chunked.Array[timerEntry] // [0, n): the heap
 	n     int
-	table *cancel.Table[reqData] // constant: finds a request deadline's slot by its tag
-	conns *chunked.Array[*Conn]  // constant: the loop's l.served, where a Conn's entry finds it
+	table *cancel.Table[reqData]    // constant: finds a request deadline's slot by its tag
+	conns *chunked.Array[connPlace] // constant: the loop's l.served, where a Conn's entry finds it
 }
 
 // conn returns the Conn e is for, or nil for a request deadline.
@@ -56,7 +55,7 @@ func (h *timerHeap) conn(e *timerEntry) *Conn {
 	if e.ref&connRef == 0 {
 		return nil
 	}
-	return *h.conns.At(int(e.ref&^connRef) - 1)
+	return h.conns.At(int(e.ref&^connRef) - 1).c
 }
 
 // moved records that e is now at index i (-1: removed) with its owner.
@@ -258,14 +257,17 @@ func (l *loop) sweep(now int64) {
 	// lost, whichever Conn it was for.
 	l.sweepAt = 0
 	next, gap := int64(0), int64(-1)
-	for i := 0; i < l.nServed; {
-		c := *l.served.At(i)
+	for i := 0; i < l.hiServed; i++ {
+		c := l.served.At(i).c
+		if c == nil || c.slot != int32(i+1) {
+			continue // a free place, or a retired one (conn_table.go)
+		}
 		when, kind := c.sweptDeadline()
 		if kind != dlNone && now >= when {
 			l.enterUser() // a Conn's deadline calls OnClose
 			c.fire(now)
 			if c.slot == 0 {
-				continue // c left l.served: the last Conn took its place
+				continue // fire closed it
 			}
 			when, kind = c.sweptDeadline()
 		}
@@ -281,7 +283,6 @@ func (l *loop) sweep(now int64) {
 				gap = g
 			}
 		}
-		i++
 	}
 	if next != 0 {
 		// At least minSweepGap: a deadline that fire left passed (none
