@@ -159,7 +159,9 @@ func (c *Conn) finish(err error) {
 	// l.served, which dropConn gives to another Conn. Once out of
 	// l.served c schedules nothing more (schedule).
 	c.unschedule()
-	c.l.dropConn(c)
+	if c.slot != 0 { // none if open could not give it one
+		c.l.dropConn(c)
+	}
 	c.l.closeConnFd(c)
 	if err != nil && c.ln.stopping.Load() && cutByDeadline(err) {
 		c.ln.cutInDrain.Add(1) // Shutdown must not report a clean drain

@@ -12,8 +12,9 @@ import (
 // A Conn on a loop with a receive path (io_uring, Config.IO) reads
 // through one multishot RECV: the kernel reads the socket when data
 // arrives, into a buffer the loop lent it, and the loop hands the bytes to
-// c.received, then takes the buffer back. Its request, c.rd, lives until
-// the kernel ends it, which it does at the peer's EOF, on an error, when
+// c.received, then takes the buffer back. The receive is c's own, not a
+// cancel request (conn_table.go draws its states); it lives until the
+// kernel ends it, which it does at the peer's EOF, on an error, when
 // every buffer was lent (ENOBUFS), at its own discretion, or when the Conn
 // stops it; and a Conn never has two reads in flight, so bytes keep their
 // order.

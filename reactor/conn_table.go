@@ -29,28 +29,44 @@ import (
 //	stopping                           stopping  decides how), the buffer goes back
 //	armed     stopRecv                 stopping  poller Disarm
 //	armed     the kernel's end         none      the Conn's recvEnded, with what
-//	stopping                                     the kernel said (ECANCELED: the
-//	                                             stop, ErrCanceled)
+//	                                             the kernel said
+//	stopping  the kernel's end         none      the Conn's recvEnded: a socket
+//	                                             error as said, else ErrCanceled
+//	                                             (whoever stopped it goes on)
 //	armed     the Conn finishes        retired   poller Disarm, unless stopping;
 //	stopping                                     counted Closed; the place is kept
 //	retired   bytes                    retired   dropped (counted as discarded),
 //	                                             the buffer goes back
-//	retired   the kernel's end         free      the place is freed
-//	none      the Conn finishes        free      the place is freed
-//	free      bytes or an end          free      stale: counted, the buffer goes back
+//	retired   the kernel's end         free      the place is freed, its
+//	                                             generation moves on
+//	none      the Conn finishes        free      the same
+//	any       an Event of an earlier   same      stale: counted, the buffer goes
+//	          life (its generation)              back
+//	none      an Event of this life    -         a broken invariant: panic
 //
 // So a receive's end reaches its Conn at most once (recvEnded, or the
 // retirement in finish, never both: rxArmed is cleared by whichever comes
-// first), and a place, and so a tag, is given to another Conn only after
-// the kernel's end of the last receive armed with it: nothing the kernel
-// posts for a tag can reach a Conn that did not arm it.
+// first), and a place is given to another Conn only after the kernel's
+// end of the last receive armed there, in a new generation: nothing the
+// kernel posts for a tag, nor a cancel it runs late, can reach a Conn
+// that did not arm it.
 
 // connPlace is one place in l.served: 16 bytes per Conn, where a packed
-// pointer took 8 and the receive's slot 64.
+// pointer took 8 and the receive's slot 64. Places are not compacted (a
+// Conn's place is its name), so the walks over them (the sweep,
+// openConns) span the most Conns the loop has held at once: after a
+// burst of 10,000, a walk looks at 10,000 places (about 4 ns each,
+// BenchmarkSweepWalk) however few remain.
 type connPlace struct {
 	c   *Conn            // the Conn here (a retired one until the kernel's end); nil: free
 	rec poller.TagRecord // the poller's record of c's receive's tag (Records)
 	rx  rxBits
+	// gen moves on each time the place is freed, and is in its tag
+	// (connTag): a cancel the kernel runs late (one punted to a worker)
+	// names an earlier life and finds nothing, rather than the receive
+	// of the place's next Conn. 8 bits: such a cancel would have to lag
+	// 256 reuses of one place to miss.
+	gen uint8
 	// free: while free, the next free place's index+1 (0 ends the list).
 	free uint32
 }
@@ -65,33 +81,45 @@ const (
 	rxRetired                     // the Conn finished; the kernel still owes the end
 )
 
-// connTag is the kernel tag of the receive of the Conn at place i (index):
-// CallerBit tells it from cancel's tags.
-func connTag(i int) uint64 { return cancel.CallerBit | uint64(i+1) }
+// connTag is the kernel tag of the receive of the Conn at place i (index)
+// in the place's life gen: CallerBit tells it from cancel's tags.
+//
+//	 63  62  61       32 31    24 23               0
+//	+---+---+-----------+--------+------------------+
+//	| 0 | 1 |     0     |  gen   |    index + 1     |
+//	+---+---+-----------+--------+------------------+
+func connTag(i int, gen uint8) uint64 {
+	return cancel.CallerBit | uint64(gen)<<poller.TagIndexBits | uint64(i+1)
+}
+
+// tag returns the tag of the receive of c, which has a place.
+func (c *Conn) tag() uint64 {
+	return connTag(int(c.slot)-1, c.l.entry(c).gen)
+}
 
 // maxServed: a Conn's place must fit a tag's index bits.
 const maxServed = 1<<poller.TagIndexBits - 1
 
 // entry returns c's place; c must have one.
 func (l *loop) entry(c *Conn) *connPlace {
-	e := l.served.At(int(c.slot) - 1)
-	if c.slot == 0 || e.c != c {
+	if c.slot <= 0 || int(c.slot) > l.hiServed || l.served.At(int(c.slot)-1).c != c {
 		panic(fmt.Sprintf("reactor: conn fd %d is not at its place (%d) among its loop's Conns", c.fd, c.slot))
 	}
-	return e
+	return l.served.At(int(c.slot) - 1)
 }
 
 // entryOf returns the place a Conn receive's tag names, or nil if it names
-// no taken place.
-func (l *loop) entryOf(tag uint64) *connPlace {
+// no taken place in the life the tag was made in (a late report).
+func (l *loop) entryOf(tag uint64) (*connPlace, int) {
+	const genMask = 0xff << poller.TagIndexBits
 	i := int(tag&poller.TagIndexMask) - 1
-	if tag&^(cancel.CallerBit|poller.TagIndexMask) != 0 || i < 0 || i >= l.hiServed {
-		return nil
+	if tag&^(cancel.CallerBit|genMask|poller.TagIndexMask) != 0 || i < 0 || i >= l.hiServed {
+		return nil, i
 	}
-	if e := l.served.At(i); e.c != nil {
-		return e
+	if e := l.served.At(i); e.c != nil && uint64(e.gen) == tag&genMask>>poller.TagIndexBits {
+		return e, i
 	}
-	return nil
+	return nil, i
 }
 
 // addConn gives c a place in l.served (Conn.open): a freed one if there is
@@ -104,7 +132,8 @@ func (l *loop) entryOf(tag uint64) *connPlace {
 func (l *loop) addConn(c *Conn) error {
 	i := int(l.freeServed) - 1
 	if i >= 0 {
-		l.freeServed = l.served.At(i).free
+		e := l.served.At(i)
+		l.freeServed, e.free = e.free, 0
 	} else {
 		if l.hiServed >= maxServed {
 			return fmt.Errorf("reactor: %d Conns on one loop: %w", l.hiServed, unix.EMFILE)
@@ -113,7 +142,7 @@ func (l *loop) addConn(c *Conn) error {
 		l.hiServed++
 		l.served.Grow(l.hiServed)
 	}
-	*l.served.At(i) = connPlace{c: c}
+	l.served.At(i).c = c // the rest is zero, but for gen
 	l.nServed++
 	c.slot = int32(i + 1)
 	return nil
@@ -129,12 +158,12 @@ func (l *loop) dropConn(c *Conn) {
 	}
 	e := l.entry(c)
 	i := int(c.slot) - 1
+	if e.rx&(rxArmed|rxStopping) == rxArmed {
+		l.p.Disarm(c.tag())
+	}
 	c.slot = 0
 	l.nServed--
 	if e.rx&rxArmed != 0 {
-		if e.rx&rxStopping == 0 {
-			l.p.Disarm(connTag(i))
-		}
 		e.rx |= rxRetired
 		l.closed.Add(1)
 		l.outstanding.Add(^uint64(0))
@@ -143,8 +172,11 @@ func (l *loop) dropConn(c *Conn) {
 	l.freePlace(i)
 }
 
+// freePlace frees place i, whose Conn finished and whose receive the
+// kernel owes nothing, and moves its generation on.
 func (l *loop) freePlace(i int) {
-	*l.served.At(i) = connPlace{free: l.freeServed}
+	e := l.served.At(i)
+	*e = connPlace{gen: e.gen + 1, free: l.freeServed}
 	l.freeServed = uint32(i + 1)
 }
 
@@ -167,14 +199,15 @@ func (c *Conn) armRecv(once bool) error {
 	if e.rx != 0 {
 		panic(fmt.Sprintf("reactor: conn fd %d arms a receive with one in flight (%#x)", c.fd, e.rx))
 	}
-	if err := l.rcv.Recv(connTag(int(c.slot)-1), int(c.fd), !once); err != nil {
+	l.armed.Add(1)
+	if err := l.rcv.Recv(c.tag(), int(c.fd), !once); err != nil {
+		l.failed.Add(1) // as a refused arm of a slot's is
 		return err
 	}
 	e.rx = rxArmed
 	if once {
 		e.rx |= rxOnce
 	}
-	l.armed.Add(1)
 	l.outstanding.Add(1)
 	return nil
 }
@@ -196,22 +229,27 @@ func (c *Conn) stopRecv() {
 	e := c.l.entry(c)
 	if e.rx&rxStopping == 0 {
 		e.rx |= rxStopping
-		c.l.p.Disarm(connTag(int(c.slot) - 1))
+		c.l.p.Disarm(c.tag())
 	}
 }
 
 // connEvent is an Event for a Conn's receive (loop.handle).
 func (l *loop) connEvent(ev *poller.Event) {
-	e := l.entryOf(ev.Tag)
+	e, i := l.entryOf(ev.Tag)
+	if e != nil && e.rx&rxArmed == 0 {
+		// The place's life is the tag's, and its receive ended: the
+		// kernel posted past a request's end.
+		panic(fmt.Sprintf("reactor: an Event for tag %#x, whose receive is not armed (place %d, rx %#x): %v", ev.Tag, i, e.rx, *ev))
+	}
 	if ev.HasBuf {
-		if e != nil && e.rx&rxArmed != 0 && ev.N > 0 {
+		if e != nil && ev.N > 0 {
 			e.c.received(l.rcv.Bytes(ev)) // a retired Conn drops them
 		}
 		l.received.Add(1)
 		l.rcv.Release(ev)
 	}
-	if e == nil || e.rx&rxArmed == 0 {
-		l.stale.Add(1) // a broken invariant: see the table
+	if e == nil {
+		l.stale.Add(1) // a late report for an earlier life of the place
 		return
 	}
 	if ev.More {
@@ -219,7 +257,7 @@ func (l *loop) connEvent(ev *poller.Event) {
 	}
 	rx, c := e.rx, e.c
 	if rx&rxRetired != 0 {
-		l.freePlace(int(ev.Tag&poller.TagIndexMask) - 1)
+		l.freePlace(i)
 		return
 	}
 	e.rx = 0
@@ -229,7 +267,22 @@ func (l *loop) connEvent(ev *poller.Event) {
 	case ev.Canceled:
 		res.Err = ErrCanceled
 		l.canceled.Add(1)
-	case ev.Errno != 0:
+	case ev.Errno != 0 && ev.Errno != unix.ENOBUFS:
+		// A socket's error is passed on even to a receive that was
+		// stopped: the error was the receive's to take, and a reset
+		// must not pass for a clean end.
+		res.Err = ev.Errno
+		l.failed.Add(1)
+	case rx&rxStopping != 0:
+		// Stopped, and ended before the stop reached it: at the peer's
+		// EOF (which the next read finds again), for want of buffers,
+		// or with its buffer's end. Whoever stopped it decides what
+		// comes next, as for any stop (recvEnded, readOn): a pause,
+		// Shutdown's read or a drain must not be overtaken by an EOF
+		// taken on its way (OnEOF, a close).
+		res.Err = ErrCanceled
+		l.canceled.Add(1)
+	case ev.Errno != 0: // ENOBUFS
 		res.Err = ev.Errno
 		l.failed.Add(1)
 	case ev.N == 0:
@@ -257,7 +310,7 @@ func (l *loop) connEvent(ev *poller.Event) {
 // does.
 func (l *loop) Record(tag uint64) *poller.TagRecord {
 	if tag&cancel.CallerBit != 0 {
-		if e := l.entryOf(tag); e != nil {
+		if e, _ := l.entryOf(tag); e != nil {
 			return &e.rec
 		}
 		return nil
@@ -283,8 +336,8 @@ func (l *loop) Armed(f func(tag uint64)) {
 		return true
 	})
 	for i := 0; i < l.hiServed; i++ {
-		if l.served.At(i).rx&rxArmed != 0 {
-			f(connTag(i))
+		if e := l.served.At(i); e.rx&rxArmed != 0 {
+			f(connTag(i, e.gen))
 		}
 	}
 }

@@ -40,11 +40,13 @@
 // ever touches it, so it is a small state machine of its own, kept in the
 // Conn's place on the loop (conn_table.go), with the same rule: its end
 // reaches the Conn once, and its tag is reused only after the kernel's
-// end.
+// end, in a new generation of the place.
 //
-// Kernel tags are cancel's 64-bit (slot, generation) tags, so an event the
-// kernel posts after its request completed, or after the fd's number was
-// reused, finds a different generation and is dropped (Stats.StaleDropped).
+// Kernel tags are cancel's 64-bit (slot, generation) tags, or, for a Conn's
+// receive, (place, generation) tags with cancel.CallerBit set, so an event
+// the kernel posts after its request completed, or after the fd's number
+// was reused, finds a different generation and is dropped
+// (Stats.StaleDropped).
 //
 // # Loops and threads
 //

@@ -355,7 +355,7 @@ func (ln *Listener) sweep(task int32) {
 type lnSweep struct{ ln *Listener }
 
 func (s lnSweep) runTask(l *loop, task int32) {
-	// A copy: a task may close Conns, which reorders l.served.
+	// A copy: a task may close Conns, which frees their places.
 	for _, c := range l.openConns() {
 		if c.ln == s.ln {
 			c.runTask(l, task) // a Conn an earlier one closed ignores it

@@ -85,10 +85,11 @@ func (l *loop) run(backend poller.Backend, started chan<- openResult, done func(
 	l.goid = goid()
 	cfg := &l.r.cfg
 	// CallerDisarms: the loop ends every request on an fd (its fd's list,
-	// or a Conn's c.rd and c.wr) before it makes the poller forget the
-	// fd, so io_uring keeps no record per fd number on each loop. Records:
-	// io_uring keeps its record of each armed tag in the request's slot
-	// (reqData.pr), not in a ledger of its own.
+	// or a Conn's c.rd, c.wr and receive) before it makes the poller
+	// forget the fd, so io_uring keeps no record per fd number on each
+	// loop. Records: io_uring keeps its record of each armed tag in the
+	// request's slot (reqData.pr) or, for a Conn's receive, its place
+	// (connPlace.rec), not in a ledger of its own.
 	opts := poller.Options{Backend: backend, Entries: uint32(cfg.Entries), Setup: poller.UringCoop, CallerDisarms: true, Records: l}
 	if cfg.IO == IOAuto {
 		opts.Recv = poller.RecvOptions{Buffers: cfg.RecvBuffers, Size: cfg.RecvBufferSize, Incremental: cfg.RecvIncremental}

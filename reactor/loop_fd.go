@@ -77,8 +77,9 @@ func (l *loop) closeFdOn(fd int) {
 }
 
 // closeConnFd is closeFdOn for a Conn's fd. A Conn's requests are not on
-// its fd's list: they are c.rd and c.wr, the only requests the layer arms
-// on it (forgetFdOn still ends any on this loop's list; a user's Arm on
+// its fd's list: they are c.rd and c.wr, the only cancel requests the
+// layer arms on it (its receive is its own, which finish retired first:
+// conn_table.go; forgetFdOn still ends any on this loop's list; a user's Arm on
 // c.Fd() lands on loopFor(fd), c's loop only by chance, and Fd is for
 // diagnostics), so the fd table need not span the fd numbers of Conns
 // (which each loop would pay for every fd: see the package doc).

@@ -29,20 +29,22 @@ func (l *loop) stop() {
 		// delivered at its end, in the drain below.
 		l.act(h, l.withdrawal(h))
 	}
+	// A Conn whose read is its own receive (conn_table.go), or with no
+	// request in flight (its peer's EOF heard by an EOFHandler that has
+	// nothing to write), had none for the closes above to end, and one
+	// whose request was closed but not yet delivered (a send through the
+	// ring, say) ends when the drain below delivers it: each is closed
+	// here, as CloseNow would, and its OnClose runs (the late delivery
+	// finds it closed). Before its listener stops: a Conn the reactor's
+	// Close ends is not one a Shutdown's drain cut (Listener.cutInDrain).
+	for _, c := range l.openConns() {
+		c.finish(ErrClosed)
+	}
 	for i := range cmds {
 		l.exec(&cmds[i]) // arms are stolen as Closed; tasks see stopping
 	}
 	for _, s := range append([]stopper(nil), l.owned...) {
 		s.stopOnLoop()
-	}
-	// A Conn with no request in flight (its peer's EOF heard by an
-	// EOFHandler that has nothing to write) had none for the closes
-	// above to end, and one whose request was closed but not yet
-	// delivered (a send through the ring, say) ends when the drain below
-	// delivers it: each is closed here, as CloseNow would, and its
-	// OnClose runs (the late delivery finds it closed).
-	for _, c := range l.openConns() {
-		c.finish(ErrClosed)
 	}
 	if l.nServed != 0 {
 		panic(fmt.Sprintf("reactor: loop %d stopped with %d Conns open", l.id, l.nServed))

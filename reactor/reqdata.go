@@ -19,10 +19,9 @@ const _ uint = poller.TagIndexBits - cancel.TagIndexBits
 // *waiter; a Conn's receive is the Conn's own, conn_table.go) and its end
 // at the peer's EOF (reqData.ready).
 const (
-	evRecv     Events = 1 << 30
-	evRecvOnce Events = 1 << 28 // with evRecv: a receive that ends after one buffer (a reader's always is: ringread.go)
-	evSend     Events = 1 << 27 // a Conn's send; its reqData.ready holds the bytes sent
-	evEOF      Events = 1 << 29
+	evRecv Events = 1 << 30
+	evSend Events = 1 << 27 // a Conn's send; its reqData.ready holds the bytes sent
+	evEOF  Events = 1 << 29
 	// evAccept: a listening socket's multishot accept through the ring
 	// (listen.go); as a Result's Events, one connection it opened, whose
 	// descriptor waits in loop.accepted during the callback.

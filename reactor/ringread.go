@@ -63,7 +63,7 @@ func (r *Reactor) recvInto(ctx context.Context, fd int, p []byte) (n int, eof bo
 		w.dst, w.n = nil, 0 // the pool keeps no reference to p
 		r.waiters.Put(w)
 	}()
-	h, err := l.submit(fd, evRecv|evRecvOnce, w, 0)
+	h, err := l.submit(fd, evRecv, w, 0)
 	if err != nil {
 		return 0, false, err
 	}

@@ -15,8 +15,9 @@ import (
 // WriteTimeout or which is closing (idle and read timeouts are the loop's
 // sweep's: see below).
 // It holds no pointer: a Conn is named by its place among its loop's
-// Conns (Conn.slot, which it keeps from open to finish), so the heap is nothing for the garbage collector to scan, and
-// 8 bytes less than a pointer beside the tag. A Conn keeps one entry at a
+// Conns (Conn.slot, which it keeps from open to finish), so the heap is
+// nothing for the garbage collector to scan, and 8 bytes less than a
+// pointer beside the tag. A Conn keeps one entry at a
 // time, and removes it before it leaves l.served. A listening socket's
 // accept backoff, rare and at most one per socket, is not here but in
 // l.backoffs.

@@ -1,0 +1,106 @@
+//go:build linux
+
+package reactor
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+)
+
+// eofKeeper is an EOFHandler that keeps its Conns open at the peer's EOF.
+type eofKeeper struct {
+	opened chan *Conn
+	closed chan error
+}
+
+func (h eofKeeper) OnOpen(c *Conn)             { h.opened <- c }
+func (h eofKeeper) OnData(*Conn, []byte)       {}
+func (h eofKeeper) OnEOF(*Conn)                {}
+func (h eofKeeper) OnClose(_ *Conn, err error) { h.closed <- err }
+
+// shutAfterGate holds the loop until released, then runs what
+// Listener.Shutdown's sweep runs on c.
+type shutAfterGate struct {
+	gate
+	c *Conn
+}
+
+func (s shutAfterGate) runTask(l *loop, _ int32) {
+	s.gate.runTask(l, 0)
+	s.c.runTask(l, taskShutdown)
+}
+
+// TestShutdownRacesPeerEOF: Shutdown stops a Conn's receive to read what
+// the socket still holds, and the peer's FIN reaches that receive first
+// (the loop is held while the peer half-closes, so the kernel ends the
+// receive at EOF before the stop reaches it). Shutdown's drain must still
+// close the Conn: an EOF taken on the way must not pass for one that an
+// EOFHandler, which keeps its Conns open, is told of instead. Without the
+// hold the FIN may come either side of the stop; with it, it comes first
+// in nearly every round, and every round must close.
+func TestShutdownRacesPeerEOF(t *testing.T) {
+	for _, b := range []Backend{BackendUring, BackendEpoll} {
+		t.Run(string(b), func(t *testing.T) {
+			for round := range 5 {
+				r := oneLoopReactor(t, b)
+				h := eofKeeper{make(chan *Conn, 1), make(chan error, 1)}
+				ln, err := r.Listen("tcp", "127.0.0.1:0", h, ListenConfig{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				peer, err := net.Dial("tcp", ln.Addr().String())
+				if err != nil {
+					t.Fatal(err)
+				}
+				c := <-h.opened
+				s := shutAfterGate{newGate(), c}
+				r.loops[0].postTask(s, 0)
+				<-s.entered
+				peer.(*net.TCPConn).CloseWrite()
+				time.Sleep(10 * time.Millisecond) // the kernel ends the receive at EOF meanwhile
+				close(s.release)
+				select {
+				case <-h.closed:
+				case <-time.After(5 * time.Second):
+					t.Fatalf("round %d: Shutdown asked as the peer's EOF came, and the Conn is still open 5s later", round)
+				}
+				peer.Close()
+				r.Close()
+			}
+		})
+	}
+}
+
+// TestShutdownAfterReactorCloseIsClean: the reactor's Close ends every
+// open Conn with ErrClosed, which is not a Shutdown's drain cut short: a
+// Shutdown after it reports a clean end.
+func TestShutdownAfterReactorCloseIsClean(t *testing.T) {
+	for _, b := range []Backend{BackendUring, BackendEpoll} {
+		t.Run(string(b), func(t *testing.T) {
+			r := oneLoopReactor(t, b)
+			h := eofKeeper{make(chan *Conn, 3), make(chan error, 3)}
+			ln, err := r.Listen("tcp", "127.0.0.1:0", h, ListenConfig{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range 3 {
+				peer, err := net.Dial("tcp", ln.Addr().String())
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer peer.Close()
+				<-h.opened // open, its read in flight
+			}
+			if err := r.Close(); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := ln.Shutdown(ctx); err != nil {
+				t.Fatalf("Shutdown after the reactor's Close: %v (%d Conns counted cut in a drain)", err, ln.cutInDrain.Load())
+			}
+		})
+	}
+}
