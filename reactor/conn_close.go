@@ -163,7 +163,7 @@ func (c *Conn) finish(err error) {
 		c.l.dropConn(c)
 	}
 	c.l.closeConnFd(c)
-	if err != nil && c.ln.stopping.Load() && cutByDeadline(err) {
+	if err != nil && c.ln.shutting.Load() && cutByDeadline(err) {
 		c.ln.cutInDrain.Add(1) // Shutdown must not report a clean drain
 	}
 	c.ln.connClosed() // counters first: OnClose may read them

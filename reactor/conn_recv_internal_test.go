@@ -4,6 +4,8 @@ package reactor
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"testing"
 	"time"
@@ -75,32 +77,61 @@ func TestShutdownRacesPeerEOF(t *testing.T) {
 
 // TestShutdownAfterReactorCloseIsClean: the reactor's Close ends every
 // open Conn with ErrClosed, which is not a Shutdown's drain cut short: a
-// Shutdown after it reports a clean end.
+// Shutdown after it reports a clean end. With two loops, the loop that
+// serves the listening socket stops (and closes it) while the other is
+// held, so the other ends its Conns after the listener stopped.
 func TestShutdownAfterReactorCloseIsClean(t *testing.T) {
 	for _, b := range []Backend{BackendUring, BackendEpoll} {
-		t.Run(string(b), func(t *testing.T) {
-			r := oneLoopReactor(t, b)
-			h := eofKeeper{make(chan *Conn, 3), make(chan error, 3)}
-			ln, err := r.Listen("tcp", "127.0.0.1:0", h, ListenConfig{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			for range 3 {
-				peer, err := net.Dial("tcp", ln.Addr().String())
+		for _, loops := range []int{1, 2} {
+			t.Run(fmt.Sprintf("%s/%d", b, loops), func(t *testing.T) {
+				r, err := New(Config{Backend: b, Loops: loops})
+				if errors.Is(err, ErrUnavailable) {
+					t.Skipf("io_uring unavailable here: %v", err)
+				}
 				if err != nil {
 					t.Fatal(err)
 				}
-				defer peer.Close()
-				<-h.opened // open, its read in flight
-			}
-			if err := r.Close(); err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			if err := ln.Shutdown(ctx); err != nil {
-				t.Fatalf("Shutdown after the reactor's Close: %v (%d Conns counted cut in a drain)", err, ln.cutInDrain.Load())
-			}
-		})
+				h := eofKeeper{make(chan *Conn, 4), make(chan error, 4)}
+				ln, err := r.Listen("tcp", "127.0.0.1:0", h, ListenConfig{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for range 4 {
+					peer, err := net.Dial("tcp", ln.Addr().String())
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer peer.Close()
+					<-h.opened // open, its read in flight
+				}
+				closed := make(chan error, 1)
+				if loops == 1 {
+					closed <- r.Close()
+				} else {
+					other := r.loops[0]
+					if other == ln.socks[0].l {
+						other = r.loops[1]
+					}
+					g := newGate()
+					other.postTask(g, 0)
+					<-g.entered
+					go func() { closed <- r.Close() }()
+					select { // the listener's loop closed its socket (and, on io_uring, set stopping first)
+					case <-ln.closedCh:
+					case <-time.After(5 * time.Second):
+						t.Fatal("the listener's loop did not stop within 5s")
+					}
+					close(g.release)
+				}
+				if err := <-closed; err != nil {
+					t.Fatal(err)
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				if err := ln.Shutdown(ctx); err != nil {
+					t.Fatalf("Shutdown after the reactor's Close: %v (%d Conns counted cut in a drain)", err, ln.cutInDrain.Load())
+				}
+			})
+		}
 	}
 }

@@ -4,6 +4,7 @@ package reactor
 
 import (
 	"fmt"
+	"math"
 
 	"golang.org/x/sys/unix"
 
@@ -28,11 +29,12 @@ import (
 //	armed     bytes                    armed     the Conn takes them (its phase
 //	stopping                           stopping  decides how), the buffer goes back
 //	armed     stopRecv                 stopping  poller Disarm
-//	armed     the kernel's end         none      the Conn's recvEnded, with what
+//	armed     the kernel's end         none      the generation moves on; the
+//	                                             Conn's recvEnded, with what
 //	                                             the kernel said
-//	stopping  the kernel's end         none      the Conn's recvEnded: a socket
-//	                                             error as said, else ErrCanceled
-//	                                             (whoever stopped it goes on)
+//	stopping  the kernel's end         none      the same, but for a socket's
+//	                                             error ErrCanceled (whoever
+//	                                             stopped it goes on)
 //	armed     the Conn finishes        retired   poller Disarm, unless stopping;
 //	stopping                                     counted Closed; the place is kept
 //	retired   bytes                    retired   dropped (counted as discarded),
@@ -61,11 +63,13 @@ type connPlace struct {
 	c   *Conn            // the Conn here (a retired one until the kernel's end); nil: free
 	rec poller.TagRecord // the poller's record of c's receive's tag (Records)
 	rx  rxBits
-	// gen moves on each time the place is freed, and is in its tag
-	// (connTag): a cancel the kernel runs late (one punted to a worker)
-	// names an earlier life and finds nothing, rather than the receive
-	// of the place's next Conn. 8 bits: such a cancel would have to lag
-	// 256 reuses of one place to miss.
+	// gen moves on at each receive's end and each time the place is
+	// freed, and is in the tag (connTag): a cancel the kernel runs late
+	// (one punted to a worker) names an earlier receive and finds
+	// nothing, rather than the next receive here, the same Conn's or
+	// the place's next Conn's. 8 bits: such a cancel would have to lag
+	// 256 receives on one place to hit one, which would then end
+	// ErrCanceled, after its bytes, and be armed again (readOn).
 	gen uint8
 	// free: while free, the next free place's index+1 (0 ends the list).
 	free uint32
@@ -108,15 +112,18 @@ func (l *loop) entry(c *Conn) *connPlace {
 	return l.served.At(int(c.slot) - 1)
 }
 
-// entryOf returns the place a Conn receive's tag names, or nil if it names
-// no taken place in the life the tag was made in (a late report).
+// placeGenMask is where connTag puts a place's generation.
+const placeGenMask = uint64(math.MaxUint8) << poller.TagIndexBits
+
+// entryOf returns the place a Conn receive's tag names (and its index), or
+// nil if the tag is not one (connTag's layout) or names no taken place in
+// the generation it was made in (a late report).
 func (l *loop) entryOf(tag uint64) (*connPlace, int) {
-	const genMask = 0xff << poller.TagIndexBits
 	i := int(tag&poller.TagIndexMask) - 1
-	if tag&^(cancel.CallerBit|genMask|poller.TagIndexMask) != 0 || i < 0 || i >= l.hiServed {
+	if tag&cancel.CallerBit == 0 || tag&^(cancel.CallerBit|placeGenMask|poller.TagIndexMask) != 0 || i < 0 || i >= l.hiServed {
 		return nil, i
 	}
-	if e := l.served.At(i); e.c != nil && uint64(e.gen) == tag&genMask>>poller.TagIndexBits {
+	if e := l.served.At(i); e.c != nil && uint64(e.gen) == tag&placeGenMask>>poller.TagIndexBits {
 		return e, i
 	}
 	return nil, i
@@ -261,6 +268,7 @@ func (l *loop) connEvent(ev *poller.Event) {
 		return
 	}
 	e.rx = 0
+	e.gen++ // the next receive here gets a tag of its own
 	l.outstanding.Add(^uint64(0))
 	var res Result
 	switch {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oneshot-io/oneshot/cancel"
 	"github.com/oneshot-io/oneshot/poller"
 )
 
@@ -325,3 +326,53 @@ func (h *countingHandler) OnData(c *Conn, b []byte) {
 	h.data.Add(int64(len(b)))
 }
 func (h *countingHandler) OnClose(*Conn, error) { h.closed.Add(1) }
+
+// TestPlaceTagsNameOneLife: a place's tag names the place in one
+// generation only. Once the place is freed and taken by another Conn, the
+// old tag finds nothing (a late report, counted stale), the new one finds
+// the place; a tag outside connTag's layout finds nothing; and the
+// generation wraps after 256 lives, the bound the doc gives.
+func TestPlaceTagsNameOneLife(t *testing.T) {
+	l := &loop{}
+	take := func() *Conn {
+		c := &Conn{l: l}
+		if err := l.addConn(c); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	c1 := take()
+	old := c1.tag()
+	if e, i := l.entryOf(old); e == nil || e.c != c1 || i != 0 {
+		t.Fatalf("entryOf(%#x) = %v, %d: want c1's place 0", old, e, i)
+	}
+	l.dropConn(c1)
+	c2 := take()
+	if c2.slot != 1 {
+		t.Fatalf("the freed place was not reused: c2 at %d", c2.slot)
+	}
+	if e, _ := l.entryOf(old); e != nil {
+		t.Fatalf("c1's tag %#x still finds a place after c2 took it", old)
+	}
+	if e, _ := l.entryOf(c2.tag()); e == nil || e.c != c2 {
+		t.Fatalf("c2's tag %#x does not find its place", c2.tag())
+	}
+	for _, bad := range []uint64{
+		c2.tag() &^ cancel.CallerBit,    // a cancel tag
+		c2.tag() | 1<<40,                // a bit outside the layout
+		c2.tag() &^ poller.TagIndexMask, // index+1 of 0
+		connTag(1, l.served.At(0).gen),  // a place never taken
+	} {
+		if e, _ := l.entryOf(bad); e != nil {
+			t.Errorf("entryOf(%#x) found a place", bad)
+		}
+	}
+	for range 255 {
+		c := *l.served.At(0)
+		l.dropConn(c.c)
+		take()
+	}
+	if e, _ := l.entryOf(old); e == nil {
+		t.Fatalf("after 256 lives of place 0 the first tag %#x should match again (8-bit generation)", old)
+	}
+}

@@ -40,8 +40,14 @@ type Listener struct {
 	socks        []*lsock      // constant after Listen
 	chunks       outPool       // the Conns' output chunks
 
-	closing   atomic.Bool  // Close or Shutdown called: stop accepting
-	stopping  atomic.Bool  // Shutdown or the reactor's Close: drain what is open
+	closing  atomic.Bool // Close or Shutdown called: stop accepting
+	stopping atomic.Bool // Shutdown or the reactor's Close: drain what is open
+	// shutting: Shutdown was called, so a deadline that closes a Conn
+	// from now on cuts its drain short (cutInDrain). Not stopping, which
+	// the reactor's Close also sets, on every loop at its own time: a
+	// Conn that Close ends on one loop after another loop stopped the
+	// listener was not in a drain.
+	shutting  atomic.Bool
 	openSocks atomic.Int32 // sockets not yet closed
 	closedCh  chan struct{}
 	next      atomic.Uint32 // round-robin cursor over r.loops
@@ -58,7 +64,7 @@ type Listener struct {
 	bytesDiscarded                               atomic.Uint64 // read from lingering Conns and dropped
 	active, paused, live                         atomic.Int64  // live: Conns whose OnClose has not returned
 	outBuf                                       atomic.Int64  // capacity of the Conns' output buffers
-	cutInDrain                                   atomic.Int64  // Conns a deadline closed after stopping was set
+	cutInDrain                                   atomic.Int64  // Conns a deadline closed after Shutdown was called (shutting)
 }
 
 // Listen opens a listening socket and serves its connections with h.
@@ -280,6 +286,7 @@ func (ln *Listener) Shutdown(ctx context.Context) error {
 	}
 	ln.stopAccepting(lnTaskDrainClose)
 	<-ln.closedCh
+	ln.shutting.Store(true)
 	ln.stopping.Store(true)
 	ln.mu.Lock()
 	if ln.drained == nil {

@@ -35,8 +35,7 @@ func (l *loop) stop() {
 	// whose request was closed but not yet delivered (a send through the
 	// ring, say) ends when the drain below delivers it: each is closed
 	// here, as CloseNow would, and its OnClose runs (the late delivery
-	// finds it closed). Before its listener stops: a Conn the reactor's
-	// Close ends is not one a Shutdown's drain cut (Listener.cutInDrain).
+	// finds it closed).
 	for _, c := range l.openConns() {
 		c.finish(ErrClosed)
 	}
