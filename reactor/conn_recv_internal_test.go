@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"testing"
 	"time"
 )
@@ -113,15 +114,22 @@ func TestShutdownAfterReactorCloseIsClean(t *testing.T) {
 						other = r.loops[1]
 					}
 					g := newGate()
-					other.postTask(g, 0)
+					if !other.postTask(g, 0) {
+						t.Fatal("the loop stopped")
+					}
 					<-g.entered
 					go func() { closed <- r.Close() }()
-					select { // the listener's loop closed its socket (and, on io_uring, set stopping first)
+					// The listener's loop closes its socket (on io_uring
+					// setting stopping first; on epoll the socket's poll
+					// ends ErrClosed and stopping stays unset, so there
+					// this case guards the path, not the regression).
+					select {
 					case <-ln.closedCh:
+						close(g.release)
 					case <-time.After(5 * time.Second):
+						close(g.release)
 						t.Fatal("the listener's loop did not stop within 5s")
 					}
-					close(g.release)
 				}
 				if err := <-closed; err != nil {
 					t.Fatal(err)
@@ -133,5 +141,48 @@ func TestShutdownAfterReactorCloseIsClean(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestReactorCloseCutsARunningShutdown: a Shutdown that has begun when
+// the reactor's Close ends its Conns reports a drain cut short
+// (ErrDrainIncomplete), whichever part of it the loop had run: the loop
+// is held from before Shutdown until Close is asked, so Close finds
+// Shutdown's work still queued.
+func TestReactorCloseCutsARunningShutdown(t *testing.T) {
+	for _, b := range []Backend{BackendUring, BackendEpoll} {
+		t.Run(string(b), func(t *testing.T) {
+			r := oneLoopReactor(t, b)
+			h := eofKeeper{make(chan *Conn, 2), make(chan error, 2)}
+			ln, err := r.Listen("tcp", "127.0.0.1:0", h, ListenConfig{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range 2 {
+				peer, err := net.Dial("tcp", ln.Addr().String())
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer peer.Close()
+				<-h.opened
+			}
+			g := newGate()
+			if !r.loops[0].postTask(g, 0) {
+				t.Fatal("the loop stopped")
+			}
+			<-g.entered
+			var once sync.Once
+			release := func() { once.Do(func() { close(g.release) }) }
+			t.Cleanup(release) // before the reactor's Close, which waits for the loop
+			shut := make(chan error, 1)
+			go func() { shut <- ln.Shutdown(context.Background()) }()
+			waitUntil(t, "Shutdown begun", ln.closing.Load) // its first step: stop accepting
+			go r.Close()
+			waitUntil(t, "Close asked", r.closing.Load)
+			release()
+			if err := <-shut; !errors.Is(err, ErrDrainIncomplete) {
+				t.Fatalf("Shutdown cut by the reactor's Close returned %v, want ErrDrainIncomplete", err)
+			}
+		})
 	}
 }

@@ -32,9 +32,9 @@ import (
 //	armed     the kernel's end         none      the generation moves on; the
 //	                                             Conn's recvEnded, with what
 //	                                             the kernel said
-//	stopping  the kernel's end         none      the same, but for a socket's
-//	                                             error ErrCanceled (whoever
-//	                                             stopped it goes on)
+//	stopping  the kernel's end         none      the same, but ErrCanceled
+//	                                             unless it was a socket error
+//	                                             (whoever stopped it goes on)
 //	armed     the Conn finishes        retired   poller Disarm, unless stopping;
 //	stopping                                     counted Closed; the place is kept
 //	retired   bytes                    retired   dropped (counted as discarded),
@@ -42,16 +42,16 @@ import (
 //	retired   the kernel's end         free      the place is freed, its
 //	                                             generation moves on
 //	none      the Conn finishes        free      the same
-//	any       an Event of an earlier   same      stale: counted, the buffer goes
-//	          life (its generation)              back
-//	none      an Event of this life    -         a broken invariant: panic
+//	none      an Event for the place   -         cannot come (a broken invariant:
+//	free      (or one of an earlier              panic): the poller finds no
+//	          generation)                        record for it and panics first
 //
-// So a receive's end reaches its Conn at most once (recvEnded, or the
-// retirement in finish, never both: rxArmed is cleared by whichever comes
-// first), and a place is given to another Conn only after the kernel's
-// end of the last receive armed there, in a new generation: nothing the
-// kernel posts for a tag, nor a cancel it runs late, can reach a Conn
-// that did not arm it.
+// So a receive's end reaches its Conn at most once (recvEnded, which
+// clears rxArmed, or the retirement in finish, after which the end only
+// frees the place), and a place is given to another Conn only after the
+// kernel's end of the last receive armed there, in a new generation:
+// nothing the kernel posts for a tag, nor a cancel it runs late, can
+// reach a Conn or a receive that did not arm it.
 
 // connPlace is one place in l.served: 16 bytes per Conn, where a packed
 // pointer took 8 and the receive's slot 64. Places are not compacted (a
@@ -243,21 +243,18 @@ func (c *Conn) stopRecv() {
 // connEvent is an Event for a Conn's receive (loop.handle).
 func (l *loop) connEvent(ev *poller.Event) {
 	e, i := l.entryOf(ev.Tag)
-	if e != nil && e.rx&rxArmed == 0 {
-		// The place's life is the tag's, and its receive ended: the
+	if e == nil || e.rx&rxArmed == 0 {
+		// The poller hands out Events only for tags whose record it
+		// found (Record), which is armed only while the receive is: the
 		// kernel posted past a request's end.
-		panic(fmt.Sprintf("reactor: an Event for tag %#x, whose receive is not armed (place %d, rx %#x): %v", ev.Tag, i, e.rx, *ev))
+		panic(fmt.Sprintf("reactor: an Event for tag %#x, which names no armed receive (place %d): %v", ev.Tag, i, *ev))
 	}
 	if ev.HasBuf {
-		if e != nil && ev.N > 0 {
+		if ev.N > 0 {
 			e.c.received(l.rcv.Bytes(ev)) // a retired Conn drops them
 		}
 		l.received.Add(1)
 		l.rcv.Release(ev)
-	}
-	if e == nil {
-		l.stale.Add(1) // a late report for an earlier life of the place
-		return
 	}
 	if ev.More {
 		return // the receive goes on

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/oneshot-io/oneshot/cancel"
 	"github.com/oneshot-io/oneshot/poller"
 )
@@ -203,8 +205,9 @@ func placeClient(addr string, end byte, left *[]net.Conn, mu *sync.Mutex) error 
 // closes c at once and reports c's place as finish left it.
 type retireProbe struct {
 	gate
-	c   *Conn
-	got chan retired
+	c    *Conn
+	want uint64 // the bytes c's peer will have sent
+	got  chan retired
 }
 
 type retired struct {
@@ -219,7 +222,9 @@ func (p retireProbe) runTask(l *loop, _ int32) {
 	c := p.c
 	var r retired
 	for deadline := time.Now().Add(2 * time.Second); l.rcv != nil && time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-		if c.inq() == 0 {
+		// Arrived (loopback may defer delivery to a softirq), and no
+		// longer in the socket: in a receive buffer.
+		if ti, err := unix.GetsockoptTCPInfo(int(c.fd), unix.IPPROTO_TCP, unix.TCP_INFO); err == nil && ti.Bytes_received >= p.want && c.inq() == 0 {
 			r.took = true
 			break
 		}
@@ -263,16 +268,21 @@ func TestRetiredReceiveDropsWhatItBrings(t *testing.T) {
 			defer peer.Close()
 			c := <-h.opened
 			// A first message shows the receive armed and working.
-			peer.Write(make([]byte, 64))
+			if _, err := peer.Write(make([]byte, 64)); err != nil {
+				t.Fatal(err)
+			}
 			waitUntil(t, "the first 64 bytes", func() bool { return h.data.Load() == 64 })
-			probe := retireProbe{gate: newGate(), c: c, got: make(chan retired, 1)}
+			const late = 1000
+			probe := retireProbe{gate: newGate(), c: c, want: 64 + late, got: make(chan retired, 1)}
 			if !l.postTask(probe, 0) {
 				t.Fatal("the loop stopped")
 			}
 			<-probe.entered
-			const late = 1000
-			peer.Write(make([]byte, late))
+			_, err = peer.Write(make([]byte, late))
 			close(probe.release)
+			if err != nil {
+				t.Fatal(err)
+			}
 			got := <-probe.got
 			if l.rcv == nil {
 				if got.sameConn || got.rx != 0 {
@@ -329,9 +339,9 @@ func (h *countingHandler) OnClose(*Conn, error) { h.closed.Add(1) }
 
 // TestPlaceTagsNameOneLife: a place's tag names the place in one
 // generation only. Once the place is freed and taken by another Conn, the
-// old tag finds nothing (a late report, counted stale), the new one finds
-// the place; a tag outside connTag's layout finds nothing; and the
-// generation wraps after 256 lives, the bound the doc gives.
+// old tag finds nothing (the poller would find no record for it), the new
+// one finds the place; a tag outside connTag's layout finds nothing; and
+// the generation wraps after 256 moves, the bound the doc gives.
 func TestPlaceTagsNameOneLife(t *testing.T) {
 	l := &loop{}
 	take := func() *Conn {
@@ -368,11 +378,89 @@ func TestPlaceTagsNameOneLife(t *testing.T) {
 		}
 	}
 	for range 255 {
-		c := *l.served.At(0)
-		l.dropConn(c.c)
+		l.dropConn(l.served.At(0).c)
 		take()
 	}
 	if e, _ := l.entryOf(old); e == nil {
-		t.Fatalf("after 256 lives of place 0 the first tag %#x should match again (8-bit generation)", old)
+		t.Fatalf("after 256 frees of place 0 the first tag %#x should match again (8-bit generation)", old)
+	}
+}
+
+// loopDo runs f on l and waits for it.
+type loopDo struct {
+	f    func(*loop)
+	done chan struct{}
+}
+
+func (d loopDo) runTask(l *loop, _ int32) { d.f(l); close(d.done) }
+
+func onLoop(t *testing.T, l *loop, f func(*loop)) {
+	t.Helper()
+	d := loopDo{f, make(chan struct{})}
+	if !l.postTask(d, 0) {
+		t.Fatal("the loop stopped")
+	}
+	<-d.done
+}
+
+// TestReceiveEndMovesItsTag: each receive on a place gets a tag of its
+// own, so a cancel the kernel runs late cannot hit the next one, the same
+// Conn's: a Conn whose receive is stopped and armed again keeps its place
+// under a new tag, which the old one no longer finds. epoll has no
+// receives: its places keep no receive state.
+func TestReceiveEndMovesItsTag(t *testing.T) {
+	for _, b := range []Backend{BackendUring, BackendEpoll} {
+		t.Run(string(b), func(t *testing.T) {
+			r := oneLoopReactor(t, b)
+			l := r.loops[0]
+			h := &countingHandler{opened: make(chan *Conn, 1)}
+			ln, err := r.Listen("tcp", "127.0.0.1:0", h, ListenConfig{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			peer, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer peer.Close()
+			c := <-h.opened
+			send := func(want int64) {
+				if _, err := peer.Write(make([]byte, 64)); err != nil {
+					t.Fatal(err)
+				}
+				waitUntil(t, "the bytes read", func() bool { return h.data.Load() == want })
+			}
+			send(64)
+			if l.rcv == nil {
+				onLoop(t, l, func(l *loop) {
+					if rx := l.entry(c).rx; rx != 0 {
+						t.Errorf("a place with receive state %#x on a loop without receives", rx)
+					}
+				})
+				return
+			}
+			var old uint64
+			onLoop(t, l, func(l *loop) {
+				if !c.receiving() {
+					t.Error("no receive armed after the first bytes")
+				}
+				old = c.tag()
+				c.stopRecv()
+			})
+			waitUntil(t, "the receive armed again", func() bool {
+				var again bool
+				onLoop(t, l, func(l *loop) { again = c.receiving() && c.tag() != old })
+				return again
+			})
+			onLoop(t, l, func(l *loop) {
+				if e, _ := l.entryOf(old); e != nil {
+					t.Errorf("the stopped receive's tag %#x still finds the place", old)
+				}
+				if int(c.tag()&poller.TagIndexMask) != int(old&poller.TagIndexMask) {
+					t.Errorf("the Conn moved from place %#x to %#x", old&poller.TagIndexMask, c.tag()&poller.TagIndexMask)
+				}
+			})
+			send(128) // the new receive reads
+		})
 	}
 }

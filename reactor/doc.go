@@ -42,11 +42,12 @@
 // reaches the Conn once, and its tag is reused only after the kernel's
 // end, in a new generation of the place.
 //
-// Kernel tags are cancel's 64-bit (slot, generation) tags, or, for a Conn's
-// receive, (place, generation) tags with cancel.CallerBit set, so an event
-// the kernel posts after its request completed, or after the fd's number
-// was reused, finds a different generation and is dropped
-// (Stats.StaleDropped).
+// Kernel tags are cancel's 64-bit (slot, generation) tags, so an event the
+// kernel posts after its request completed, or after the fd's number was
+// reused, finds a different generation and is dropped (Stats.StaleDropped).
+// A Conn's receive's tag is its place and the place's generation, with
+// cancel.CallerBit set: the generation moves on at each receive's end, so
+// a cancel the kernel runs late finds nothing.
 //
 // # Loops and threads
 //
@@ -301,13 +302,14 @@
 // to its loops in turn whatever their numbers, so such a table spans
 // about every fd number on every loop: a byte there costs a byte per
 // connection per loop. On io_uring nothing is left of those, and the cost
-// no longer grows with the loops: measured as make idle-rss does, three
-// runs each (2026-11-30), 337-350 bytes at 1 loop, 359-377 at 4, 362-385
-// at 16, against 447-457 and 574-595 at 1 and 16 loops that morning,
-// 773-811 at 16 before the first changes above, and gnet's 555-623 at 16
-// (343-353 at 16 once idle timeouts went to the sweep, 322-340 once the
-// poller's tag record went into the slot, 233 once a Conn's receive left
-// its slot, against gnet's 588 in the same run).
+// grows little with the loops (what each loop keeps is the runtime's and
+// the ring's): measured as make idle-rss does (2026-11-30), 169 bytes at
+// 1 loop and 233 at 16 (gnet 588 at 16 in the same run), against 337-350
+// at 1, 359-377 at 4 and 362-385 at 16 while a Conn's receive held a slot
+// and its timer entry was on the heap, 447-457 and 574-595 at 1 and 16
+// loops that morning, 773-811 at 16 before the first changes above, and
+// gnet's 555-623 at 16 (343-353 at 16 once idle timeouts went to the
+// sweep, 322-340 once the poller's tag record went into the slot).
 // On epoll the poller keeps a record per fd: its list of the fd's tags,
 // which routes an event to them, and the registration (whose counts of
 // the tags asking for each event are 16 bits: ErrTooManyTags past
@@ -320,7 +322,7 @@
 // 345-363 and 776-779 with the record on every loop in the same session
 // (926-931 with a 32-byte record, 1,014-1,022 that morning, 1,361-1,381
 // before the changes above), and gnet's 555-623 at 16 (411-417 at 16 once
-// idle timeouts went to the sweep).
+// idle timeouts went to the sweep; 432 with the 16-byte place, gnet 588).
 //
 // Issue 11 asks for 256 bytes: every run above meets it on io_uring, with
 // a collection or without (about 144 bytes live per Conn: Conn 128, its

@@ -284,9 +284,11 @@ func (ln *Listener) Shutdown(ctx context.Context) error {
 	if ln.r.onLoop() {
 		return ErrOnLoop
 	}
+	// Before anything can close a Conn: one the reactor's Close cuts
+	// from here on is counted, whichever loop stops when.
+	ln.shutting.Store(true)
 	ln.stopAccepting(lnTaskDrainClose)
 	<-ln.closedCh
-	ln.shutting.Store(true)
 	ln.stopping.Store(true)
 	ln.mu.Lock()
 	if ln.drained == nil {

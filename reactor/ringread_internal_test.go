@@ -27,6 +27,7 @@ func oneLoopReactor(t testing.TB, b Backend) *Reactor {
 		}
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { r.Close() }) // a test that fails early leaves no loop running
 	return r
 }
 
