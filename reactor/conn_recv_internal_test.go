@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // eofKeeper is an EOFHandler that keeps its Conns open at the peer's EOF.
@@ -36,34 +38,37 @@ func (s shutAfterGate) runTask(l *loop, _ int32) {
 }
 
 // TestShutdownRacesPeerEOF: Shutdown stops a Conn's receive to read what
-// the socket still holds, and the peer's FIN reaches that receive first
-// (the loop is held while the peer half-closes, so the kernel ends the
-// receive at EOF before the stop reaches it). Shutdown's drain must still
-// close the Conn: an EOF taken on the way must not pass for one that an
-// EOFHandler, which keeps its Conns open, is told of instead. Without the
-// hold the FIN may come either side of the stop; with it, it comes first
-// in nearly every round, and every round must close.
+// the socket still holds, and the peer's FIN has reached the socket
+// before (the loop is held while the peer half-closes, until the socket
+// is in CLOSE_WAIT), so the kernel ends the receive at EOF before the
+// stop reaches it, unless the task work that ends it runs after the
+// stop's enter. Shutdown's drain must close the Conn either way: an EOF
+// taken on the way must not pass for one that an EOFHandler, which keeps
+// its Conns open, is told of instead.
 func TestShutdownRacesPeerEOF(t *testing.T) {
 	for _, b := range []Backend{BackendUring, BackendEpoll} {
 		t.Run(string(b), func(t *testing.T) {
 			for round := range 5 {
 				r := oneLoopReactor(t, b)
 				h := eofKeeper{make(chan *Conn, 1), make(chan error, 1)}
-				ln, err := r.Listen("tcp", "127.0.0.1:0", h, ListenConfig{})
-				if err != nil {
-					t.Fatal(err)
-				}
-				peer, err := net.Dial("tcp", ln.Addr().String())
-				if err != nil {
-					t.Fatal(err)
-				}
+				_, peer := listenDial(t, r, h)
 				c := <-h.opened
 				s := shutAfterGate{newGate(), c}
-				r.loops[0].postTask(s, 0)
+				if !r.loops[0].postTask(s, 0) {
+					t.Fatal("the loop stopped")
+				}
 				<-s.entered
-				peer.(*net.TCPConn).CloseWrite()
-				time.Sleep(10 * time.Millisecond) // the kernel ends the receive at EOF meanwhile
+				err := peer.(*net.TCPConn).CloseWrite()
+				if err == nil {
+					waitUntil(t, "the peer's FIN at the Conn's socket", func() bool {
+						ti, err := unix.GetsockoptTCPInfo(int(c.fd), unix.IPPROTO_TCP, unix.TCP_INFO)
+						return err == nil && ti.State == unix.BPF_TCP_CLOSE_WAIT
+					})
+				}
 				close(s.release)
+				if err != nil {
+					t.Fatal(err)
+				}
 				select {
 				case <-h.closed:
 				case <-time.After(5 * time.Second):

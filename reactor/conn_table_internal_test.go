@@ -257,15 +257,7 @@ func TestRetiredReceiveDropsWhatItBrings(t *testing.T) {
 			defer r.Close()
 			l := r.loops[0]
 			h := &countingHandler{opened: make(chan *Conn, 1)}
-			ln, err := r.Listen("tcp", "127.0.0.1:0", h, ListenConfig{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			peer, err := net.Dial("tcp", ln.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer peer.Close()
+			ln, peer := listenDial(t, r, h)
 			c := <-h.opened
 			// A first message shows the receive armed and working.
 			if _, err := peer.Write(make([]byte, 64)); err != nil {
@@ -278,7 +270,7 @@ func TestRetiredReceiveDropsWhatItBrings(t *testing.T) {
 				t.Fatal("the loop stopped")
 			}
 			<-probe.entered
-			_, err = peer.Write(make([]byte, late))
+			_, err := peer.Write(make([]byte, late))
 			close(probe.release)
 			if err != nil {
 				t.Fatal(err)
@@ -414,15 +406,7 @@ func TestReceiveEndMovesItsTag(t *testing.T) {
 			r := oneLoopReactor(t, b)
 			l := r.loops[0]
 			h := &countingHandler{opened: make(chan *Conn, 1)}
-			ln, err := r.Listen("tcp", "127.0.0.1:0", h, ListenConfig{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			peer, err := net.Dial("tcp", ln.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer peer.Close()
+			_, peer := listenDial(t, r, h)
 			c := <-h.opened
 			send := func(want int64) {
 				if _, err := peer.Write(make([]byte, 64)); err != nil {

@@ -31,6 +31,22 @@ func oneLoopReactor(t testing.TB, b Backend) *Reactor {
 	return r
 }
 
+// listenDial serves a TCP listener on loopback with h and dials it once;
+// the dialed end closes when the test ends.
+func listenDial(t *testing.T, r *Reactor, h Handler) (*Listener, net.Conn) {
+	t.Helper()
+	ln, err := r.Listen("tcp", "127.0.0.1:0", h, ListenConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { peer.Close() })
+	return ln, peer
+}
+
 // gate is a loop task that holds the loop until released: what lets a
 // test order the loop's work against the kernel's.
 type gate struct{ entered, release chan struct{} }

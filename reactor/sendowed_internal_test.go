@@ -3,7 +3,6 @@
 package reactor
 
 import (
-	"net"
 	"testing"
 	"time"
 )
@@ -70,15 +69,7 @@ func closeKeepsInFlightChunk(t *testing.T) bool {
 		t.Skip("no receive path through the ring here: sends go by write(2)")
 	}
 	h := &stuckWriter{opened: make(chan *Conn, 1)}
-	ln, err := r.Listen("tcp", "127.0.0.1:0", h, ListenConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	peer, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close() // never read: the send sticks once the socket is full
+	ln, _ := listenDial(t, r, h) // the peer never reads: the send sticks once the socket is full
 	c := <-h.opened
 	peek := func() peeked {
 		p := sendPeek{c: c, got: make(chan peeked, 1)}
