@@ -325,8 +325,11 @@ func (c *Conn) armRead() {
 	}
 	c.st.set(lfDrained, false)
 	if c.l.rcv != nil && !c.st.has(lfPollOnce) {
-		// One buffer at a time while the output backs up: see take.
-		if err := c.armRecv(c.wr != 0); err != nil {
+		// One buffer at a time while the output backs up (see take),
+		// not merely while a send is in flight: a handler that answers
+		// each chunk has one queued whenever its receive ends, and its
+		// Conn would never receive more than a buffer a time again.
+		if err := c.armRecv(c.st.has(lfBackedUp)); err != nil {
 			c.finish(fmt.Errorf("reactor: arm read: %w", err))
 		}
 		return
@@ -504,6 +507,9 @@ func (c *Conn) flushAndArm() {
 // flushed goes on once c's output is all in the kernel: the write side
 // shut if CloseWrite asked (shut), a drain's linger, reading resumed.
 func (c *Conn) flushed(shut bool) {
+	if c.st.has(lfBackedUp) {
+		c.st.set(lfBackedUp, false)
+	}
 	if x := c.rare.Load(); shut && (x == nil || !x.wrDone) {
 		c.more().wrDone = true
 		_ = unix.Shutdown(int(c.fd), unix.SHUT_WR) // the peer may be gone; reads will tell

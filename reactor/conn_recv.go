@@ -89,12 +89,18 @@ func (c *Conn) take(b []byte) {
 		c.stopRecv()
 		return
 	}
-	if waiting && c.receiving() && !c.receivingOnce() {
-		// The output backs up: from now on receive a buffer at a time
-		// (armRead), so that a pause finds at most one buffer in flight
-		// to hold. A multishot receive went on taking the socket's
-		// bytes until its stop reached the kernel: a peer that never
-		// reads had megabytes held per Conn.
+	if !waiting {
+		return
+	}
+	// The output backs up: until it drains, receive a buffer at a time
+	// (armRead), so that a pause finds at most one buffer in flight to
+	// hold. A multishot receive went on taking the socket's bytes until
+	// its stop reached the kernel: a peer that never reads had megabytes
+	// held per Conn.
+	if !c.st.has(lfBackedUp) {
+		c.st.set(lfBackedUp, true)
+	}
+	if c.receiving() && !c.receivingOnce() {
 		c.stopRecv()
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -215,6 +216,97 @@ func TestSmallMessagesShareBuffers(t *testing.T) {
 				t.Errorf("RecvNoBuffers = 0 with whole buffers: the burst of %d receives did not outrun 16 buffers, so the test proves nothing", n)
 			}
 			t.Logf("%d receives ran out of buffers", nobufs)
+		})
+	}
+}
+
+// smallWindowDial dials addr with a small receive buffer, so that what the
+// peer sends backs up soon while nothing is read.
+func smallWindowDial(addr string) (net.Conn, error) {
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) {
+			_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 64<<10)
+		})
+	}}
+	return d.Dial("tcp", addr)
+}
+
+// patternByte is byte i of a stream whose repeats, losses and reorderings
+// show.
+func patternByte(i int) byte { return byte(i*7 + i>>13) }
+
+// TestReceiveGoesBackToMultishot: a Conn whose output backed up receives a
+// buffer at a time until the output drains, and then through one multishot
+// receive again: an echo's Conn always has its answer's send queued when a
+// receive ends, and must not be taken for one whose output backs up (each
+// message then cost a receive of its own, armed and ended). Counted with
+// Stats.Armed: each ring send is one arm, so pings answered by one
+// multishot receive cost about one arm each, and a receive armed per
+// message would double that. On epoll and after polls, where every read is a poll,
+// the same exchange only checks the bytes.
+func TestReceiveGoesBackToMultishot(t *testing.T) {
+	for _, b := range connBackends {
+		t.Run(name(b), func(t *testing.T) {
+			r := newReactor(t, b, 1)
+			ln := listen(t, r, &echo{}, reactor.ListenConfig{})
+			nc, err := smallWindowDial(ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nc.Close()
+			nc.SetDeadline(time.Now().Add(20 * time.Second))
+			// Back the output up: 16 MiB sent before any is read back,
+			// more than the peer's window, the server's socket buffer
+			// (up to 4 MiB as the kernel grows it) and MaxPending hold.
+			big := make([]byte, 16<<20)
+			for i := range big {
+				big[i] = patternByte(i)
+			}
+			sent := make(chan error, 1)
+			go func() { _, err := nc.Write(big); sent <- err }()
+			if throughRing(r) {
+				waitFor(t, 10*time.Second, "the echo's output to back up", func() bool {
+					return ln.Stats().OutBuffer >= 512<<10
+				})
+			}
+			got := make([]byte, len(big))
+			if _, err := io.ReadFull(nc, got); err != nil {
+				t.Fatalf("reading the echo of 16 MiB: %v", err)
+			}
+			if err := <-sent; err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, big) {
+				t.Fatal("the echo of 16 MiB differs from what was sent")
+			}
+			const pings = 200
+			ping, pong := make([]byte, 64), make([]byte, 64)
+			exchange := func() {
+				for i := range ping {
+					ping[i] = byte(i)
+				}
+				if _, err := nc.Write(ping); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := io.ReadFull(nc, pong); err != nil || !bytes.Equal(pong, ping) {
+					t.Fatalf("ping: %v, %x", err, pong)
+				}
+			}
+			exchange() // the receive may still be one buffer's: that one ends here
+			before := r.Stats().Armed
+			for range pings {
+				exchange()
+			}
+			arms := r.Stats().Armed - before
+			if !throughRing(r) {
+				return
+			}
+			// A receive may end now and then (for want of a buffer, or
+			// at an incremental buffer's end) and be armed again; one a
+			// message is the bug.
+			if arms > pings+pings/10 {
+				t.Fatalf("%d arms for %d pings after the output drained, want %d sends and a few receives", arms, pings, pings)
+			}
 		})
 	}
 }

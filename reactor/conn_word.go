@@ -60,13 +60,17 @@ const (
 	// lfSendOwed: a send was delivered before the kernel's end, which may
 	// still read its chunk: finish keeps the chunk out of the pool.
 	lfSendOwed
+	// lfBackedUp: the output backed up (a chunk came while a send from
+	// before it was still in flight: take) and has not drained since
+	// (flushed); meanwhile a receive takes one buffer at a time.
+	lfBackedUp
 )
 
 // The phases, the tasks and the loop's flags fit their bits.
 const (
 	_ uint = phaseMask - uint(numPhases-1)
 	_ uint = 7 - uint(taskForceStop)
-	_ uint = 1<<24 - 1 - uint(lfSendOwed)
+	_ uint = 1<<24 - 1 - uint(lfBackedUp)
 	_ uint = 1<<31 - 1 - maxPendingLimit
 )
 
