@@ -18,7 +18,9 @@
 #                      "echod-uring echod-uring-poll echod-epoll c-uring
 #                      c-epoll stdlib gnet netpoll nbio"; echod-uring moves
 #                      bytes through the ring, echod-uring-poll after
-#                      readiness polls, as on a kernel before 6.0)
+#                      readiness polls, as on a kernel before 6.0;
+#                      echod-uring-inc, not in the default list, through
+#                      the ring with --recv-incremental)
 #   CELLS              CONNSxSIZE list (default "1x64 100x64 1000x64 50x16384")
 #   PIPELINE           messages in flight per connection (default 1)
 #   ROUNDS             run the whole matrix this many times, servers taking
@@ -222,6 +224,7 @@ server_cmd() {
 	case $name in
 	echod-uring) echo "$bin/echod --listen 127.0.0.1:0 --backend uring --loops $loops" ;;
 	echod-uring-poll) echo "$bin/echod --listen 127.0.0.1:0 --backend uring --io poll --loops $loops" ;;
+	echod-uring-inc) echo "$bin/echod --listen 127.0.0.1:0 --backend uring --recv-incremental --loops $loops" ;;
 	echod-epoll) echo "$bin/echod --listen 127.0.0.1:0 --backend epoll --loops $loops" ;;
 	stdlib | gnet | netpoll | nbio) echo "$bin/$name --addr 127.0.0.1:0 --loops $loops" ;;
 	c-uring) echo "$bin/echo_uring --addr 127.0.0.1:0 --loops $loops" ;;
