@@ -456,6 +456,7 @@ func (c *Conn) readSome(rounds int, wake Events) {
 			// Backpressure (gnet #764, nbio #255/#479): stop reading
 			// until the peer drains our output.
 			c.setPhase(phPaused)
+			c.st.set(lfBackedUp, true)
 			return
 		}
 		if n < len(buf) && rounds >= 0 {
@@ -507,7 +508,9 @@ func (c *Conn) flushAndArm() {
 // flushed goes on once c's output is all in the kernel: the write side
 // shut if CloseWrite asked (shut), a drain's linger, reading resumed.
 func (c *Conn) flushed(shut bool) {
-	if c.st.has(lfBackedUp) {
+	if c.st.has(lfBackedUp) && c.phase() != phPaused {
+		// Drained while open. A paused Conn resumes still backed up: the
+		// peer went on sending meanwhile, and the socket's queue is full.
 		c.st.set(lfBackedUp, false)
 	}
 	if x := c.rare.Load(); shut && (x == nil || !x.wrDone) {

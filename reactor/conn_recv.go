@@ -86,6 +86,7 @@ func (c *Conn) take(b []byte) {
 	}
 	if c.Pending() > c.ln.maxPending {
 		c.setPhase(phPaused)
+		c.st.set(lfBackedUp, true) // and it resumes so (flushed)
 		c.stopRecv()
 		return
 	}

@@ -191,3 +191,110 @@ func TestReactorCloseCutsARunningShutdown(t *testing.T) {
 		})
 	}
 }
+
+// echoTask is an echo Handler for the internal tests.
+type echoTask struct{ opened chan *Conn }
+
+func (h *echoTask) OnOpen(c *Conn)             { h.opened <- c }
+func (h *echoTask) OnData(c *Conn, b []byte)   { c.Write(b) }
+func (h *echoTask) OnClose(c *Conn, err error) {}
+
+// TestPausedConnHoldsLittle: a Conn whose peer sends faster than it reads
+// pauses on MaxPending, and a receive that brings bytes while it is paused
+// holds them until it resumes. It receives one buffer at a time from the
+// first time its output backs up until the output drains while it is open,
+// resumptions included: a resumed Conn finds the socket's queue full (the
+// peer went on sending), and a multishot receive armed then took all of it
+// before its Conn paused again, megabytes held per Conn. Sampled on the
+// loop while 32 MiB go through a slow reader, what a Conn holds stays
+// within a few buffers. On epoll (and io_uring without ring reads) a paused
+// Conn stops reading and holds nothing at all.
+func TestPausedConnHoldsLittle(t *testing.T) {
+	for _, b := range []Backend{BackendUring, BackendEpoll} {
+		t.Run(string(b), func(t *testing.T) { testPausedConnHoldsLittle(t, b) })
+	}
+}
+
+func testPausedConnHoldsLittle(t *testing.T, b Backend) {
+	r := oneLoopReactor(t, b)
+	l := r.loops[0]
+	h := &echoTask{opened: make(chan *Conn, 1)}
+	ln, err := r.Listen("tcp", "127.0.0.1:0", h, ListenConfig{MaxPending: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	peer.SetDeadline(time.Now().Add(30 * time.Second))
+	c := <-h.opened
+	const total = 32 << 20
+	go func() {
+		chunk := make([]byte, 64<<10)
+		for sent := 0; sent < total; sent += len(chunk) {
+			if _, err := peer.Write(chunk); err != nil {
+				return
+			}
+		}
+	}()
+	read := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 16<<10)
+		for got := 0; got < total; {
+			n, err := peer.Read(buf)
+			if err != nil {
+				read <- err
+				return
+			}
+			got += n
+			time.Sleep(100 * time.Microsecond) // a reader slower than the writer
+		}
+		read <- nil
+	}()
+	// The first pause may hold more: the multishot receive armed at
+	// open has the kernel's batch of completions posted before its stop
+	// reaches the kernel. What follows a resumption is what is bounded.
+	first, most, pauses, resumed := 0, 0, 0, 0
+	wasPaused := false
+	for done := false; !done; {
+		select {
+		case err := <-read:
+			if err != nil {
+				t.Fatalf("reading the echo: %v", err)
+			}
+			done = true
+		case <-time.After(time.Millisecond):
+		}
+		onLoop(t, l, func(*loop) {
+			held := 0
+			if x := c.rare.Load(); x != nil && x.held != nil {
+				held = len(x.held.b)
+			}
+			paused := c.phase() == phPaused
+			switch {
+			case paused:
+				pauses++
+			case wasPaused:
+				resumed++
+			}
+			wasPaused = wasPaused || paused
+			if resumed == 0 {
+				first = max(first, held)
+			} else {
+				most = max(most, held)
+			}
+		})
+	}
+	if resumed == 0 {
+		t.Fatalf("the Conn was seen paused %d times and never resumed: the test proves nothing", pauses)
+	}
+	if l.rcv == nil && (first > 0 || most > 0) {
+		t.Fatalf("a Conn reading after polls held %d bytes while paused", max(first, most))
+	}
+	if limit := 4 * r.cfg.RecvBufferSize; most > limit {
+		t.Fatalf("a paused Conn held %d bytes after it had resumed, more than %d (4 receive buffers)", most, limit)
+	}
+	t.Logf("seen paused %d times, open after a pause %d times; held at most %d bytes, %d before the first resumption", pauses, resumed, most, first)
+}

@@ -281,9 +281,11 @@ func TestReceiveGoesBackToMultishot(t *testing.T) {
 			}
 			const pings = 200
 			ping, pong := make([]byte, 64), make([]byte, 64)
+			k := 0
 			exchange := func() {
+				k++
 				for i := range ping {
-					ping[i] = byte(i)
+					ping[i] = byte(i + k) // each ping its own, so a repeated pong shows
 				}
 				if _, err := nc.Write(ping); err != nil {
 					t.Fatal(err)

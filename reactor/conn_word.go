@@ -61,8 +61,9 @@ const (
 	// still read its chunk: finish keeps the chunk out of the pool.
 	lfSendOwed
 	// lfBackedUp: the output backed up (a chunk came while a send from
-	// before it was still in flight: take) and has not drained since
-	// (flushed); meanwhile a receive takes one buffer at a time.
+	// before it was still in flight, or the Conn paused: take, readSome)
+	// and has not drained since while open (flushed); meanwhile a
+	// receive takes one buffer at a time.
 	lfBackedUp
 )
 
