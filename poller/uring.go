@@ -94,6 +94,10 @@ type uringPoller struct {
 	// would start where ring.BufRing does not know.
 	bounded *ring.BufRing
 	recvWhy string // why bufs is nil
+	// recvLimit: RecvOptions.Limit where the kernel has it (else 0, and
+	// limitWhy says why not).
+	recvLimit uint32
+	limitWhy  string
 }
 
 // NewUring opens the io_uring backend. Call it on the OS thread that will

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -85,6 +86,9 @@ type RingIO interface {
 	// Layout says how the buffers are laid out, for a startup line: their
 	// count and size, and how they are consumed.
 	Layout() string
+	// Limited reports whether a multishot receive ends at
+	// RecvOptions.Limit (where the kernel can).
+	Limited() bool
 	// Accept arms a multishot accept on the listening socket fd under tag
 	// (the rules of Arm): each connection the kernel accepts comes in an
 	// Event with HasFd, opened non-blocking and close-on-exec, whose
@@ -125,6 +129,13 @@ type RecvOptions struct {
 	Buffers     int
 	Size        int
 	Incremental bool
+	// Limit, where the kernel has it (recvLimitSupport), ends a multishot
+	// receive once it has received Limit bytes in all (up to a buffer
+	// more), so that one armed against a peer that floods takes that
+	// much before its owner can stop it, not a turn's worth of buffers;
+	// the owner arms the next. 0: no limit. RingIO.Limited says whether
+	// it holds.
+	Limit int
 }
 
 // recvGroup is the buffer group id of a poller's receive buffers: each
@@ -166,6 +177,13 @@ func (p *uringPoller) setupRecv(opts RecvOptions, pr *ring.Probe) error {
 		return p.r.RegisterBufRing(recvGroup, count, size, flags)
 	})
 	p.bufs, p.bounded, p.recvWhy = b, b, why
+	if b != nil && opts.Limit > 0 {
+		if ok, why := recvLimitSupport(p.r, recvGroup+2); ok {
+			p.recvLimit = uint32(opts.Limit)
+		} else {
+			p.limitWhy = why
+		}
+	}
 	if b == nil || !b.Incremental() {
 		return err
 	}
@@ -255,8 +273,87 @@ func (p *uringPoller) Recv(tag uint64, fd int, multishot bool) error {
 		kind = kindRecvBounded
 	}
 	s.PrepRecvSelect(int32(fd), p.ringOf(!multishot).Group(), multishot, tag)
+	if multishot && p.recvLimit > 0 {
+		s.SetRecvLimit(p.recvLimit)
+	}
 	p.book(tag, fd, 0, kind)
 	return nil
+}
+
+func (p *uringPoller) Limited() bool { return p.recvLimit > 0 }
+
+// recvLimitSupport is the probe of RecvOptions.Limit, a variable so that
+// tests can stand for a kernel without it.
+var recvLimitSupport = probeRecvLimit
+
+// probeRecvLimit reports whether r's kernel ends a multishot RECV at the
+// byte limit of SetRecvLimit: kernels before it fail the RECV with EINVAL.
+// On a socketpair holding 128 bytes, a receive limited to 100 bytes in
+// 64-byte buffers must end, without MORE, after its second buffer. It
+// runs before the poller serves (its CQEs are the probe's alone) and
+// leaves nothing armed: a kernel that ignored the limit sees the pair
+// closed and ends the receive at EOF.
+func probeRecvLimit(r *ring.Ring, group uint16) (bool, string) {
+	b, err := r.RegisterBufRing(group, 4, 64, 0)
+	if err != nil {
+		return false, "no buffer ring for the probe: " + err.Error()
+	}
+	defer b.Close()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return false, "no socketpair for the probe: " + err.Error()
+	}
+	closed := false
+	closePair := func() {
+		if !closed {
+			unix.Close(fds[0])
+			unix.Close(fds[1])
+			closed = true
+		}
+	}
+	defer closePair()
+	if _, err := unix.Write(fds[1], make([]byte, 128)); err != nil {
+		return false, "probe write: " + err.Error()
+	}
+	s, err := r.GetSQE()
+	if err != nil {
+		return false, "probe: " + err.Error()
+	}
+	s.PrepRecvSelect(int32(fds[0]), group, true, 1)
+	s.SetRecvLimit(100)
+	got, ended, res := 0, false, int32(0)
+	cqes := make([]ring.CQE, 8)
+	deadline := time.Now().Add(time.Second)
+	for !ended {
+		if time.Now().After(deadline) {
+			// The CQE is owed still: the ring must not be reused.
+			return false, "the probe's receive did not end within 1s"
+		}
+		if _, err := r.SubmitAndWait(1, 100*time.Millisecond); err != nil && !errors.Is(err, unix.ETIME) && !errors.Is(err, unix.EINTR) {
+			return false, "probe: " + err.Error()
+		}
+		for _, c := range cqes[:r.Reap(cqes)] {
+			if id, ok := c.Buffer(); ok {
+				b.Take(id, int(max(c.Res, 0)), false)
+				b.Put(id, 0)
+			}
+			if c.Res > 0 {
+				got++
+			}
+			if !c.More() {
+				ended, res = true, c.Res
+			} else if got >= 2 {
+				closePair() // the limit was ignored: end it at EOF
+			}
+		}
+	}
+	switch {
+	case res == -int32(unix.EINVAL):
+		return false, "the kernel has no byte limit for multishot receives (IORING_RECV_MSHOT_LIM)"
+	case res > 0 && got == 2 && !closed:
+		return true, ""
+	}
+	return false, fmt.Sprintf("the kernel did not end a limited multishot receive at its limit (%d receives, last %d)", got, res)
 }
 
 func (p *uringPoller) RecvAtMost(tag uint64, fd int, max int) error {
@@ -329,14 +426,23 @@ func (p *uringPoller) Held() int {
 func (p *uringPoller) Incremental() bool { return p.bufs != nil && p.bufs.Incremental() }
 
 func (p *uringPoller) Layout() string {
+	var l string
 	switch {
 	case p.bufs == nil:
 		return "no buffers"
 	case p.bufs.Incremental():
-		return fmt.Sprintf("%d buffers of %d bytes consumed incrementally, and %d whole ones of %d bytes for bounded receives",
+		l = fmt.Sprintf("%d buffers of %d bytes consumed incrementally, and %d whole ones of %d bytes for bounded receives",
 			p.bufs.Count(), p.bufs.Size(), p.bounded.Count(), p.bounded.Size())
+	default:
+		l = fmt.Sprintf("%d buffers of %d bytes, whole", p.bufs.Count(), p.bufs.Size())
 	}
-	return fmt.Sprintf("%d buffers of %d bytes, whole", p.bufs.Count(), p.bufs.Size())
+	switch {
+	case p.recvLimit > 0:
+		l += fmt.Sprintf("; a multishot receive takes %d bytes at most", p.recvLimit)
+	case p.limitWhy != "":
+		l += "; multishot receives unlimited: " + p.limitWhy
+	}
+	return l
 }
 
 func (p *uringPoller) Accept(tag uint64, fd int) error {

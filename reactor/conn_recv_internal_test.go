@@ -207,7 +207,10 @@ func (h *echoTask) OnClose(c *Conn, err error) {}
 // peer went on sending), and a multishot receive armed then took all of it
 // before its Conn paused again, megabytes held per Conn. Sampled on the
 // loop while 32 MiB go through a slow reader, what a Conn holds stays
-// within a few buffers. On epoll (and io_uring without ring reads) a paused
+// within a few buffers. Before its first pause, a Conn's receive is the
+// multishot one armed at open, which a flooding peer keeps busy: where the
+// kernel can limit it (connRecvLimit), that pause holds no more than the
+// limit. On epoll (and io_uring without ring reads) a paused
 // Conn stops reading and holds nothing at all.
 func TestPausedConnHoldsLittle(t *testing.T) {
 	for _, b := range []Backend{BackendUring, BackendEpoll} {
@@ -292,6 +295,11 @@ func testPausedConnHoldsLittle(t *testing.T, b Backend) {
 	}
 	if l.rcv == nil && (first > 0 || most > 0) {
 		t.Fatalf("a Conn reading after polls held %d bytes while paused", max(first, most))
+	}
+	if l.rcv != nil && l.rcv.Limited() && first > connRecvLimit+4*r.cfg.RecvBufferSize {
+		// The kernel ends a multishot receive at connRecvLimit: the
+		// first pause holds no more than that and a buffer or so.
+		t.Fatalf("a Conn held %d bytes at its first pause, more than its receive's limit of %d", first, connRecvLimit)
 	}
 	if limit := 4 * r.cfg.RecvBufferSize; most > limit {
 		t.Fatalf("a paused Conn held %d bytes after it had resumed, more than %d (4 receive buffers)", most, limit)

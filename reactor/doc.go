@@ -156,7 +156,12 @@
 // RECV that stays armed: the kernel reads the socket when data arrives,
 // into one of the buffers its loop lent (Config.RecvBuffers), and the loop
 // hands the bytes to OnData and takes the buffer back, so a message costs
-// no poll and no read(2), and an idle Conn holds no buffer. With
+// no poll and no read(2), and an idle Conn holds no buffer. Where the
+// kernel can (the probe says so in Reactor.IOPath) the receive ends after
+// 1 MiB and is armed again, so a peer that floods a Conn whose output
+// backs up gets at most that much held when the Conn pauses; while the
+// output backs up, and after a pause until it drains with the Conn open,
+// a Conn receives one buffer at a time. With
 // Config.RecvIncremental, where the kernel can (Linux 6.12), a receive
 // takes only the bytes it brings, the next one continuing in the same
 // buffer, so a turn in which a thousand Conns receive 64 bytes each uses

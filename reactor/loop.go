@@ -69,6 +69,14 @@ type loop struct {
 	backendArmed atomic.Int64 // the poller's Armed, less the wake eventfd
 }
 
+// connRecvLimit is what a Conn's multishot receive takes at most before it
+// ends and the Conn arms the next (poller.RecvOptions.Limit, where the
+// kernel has it): a peer that floods a Conn whose output backs up gets that
+// much held before the Conn's pause stops the receive, not a turn's batch
+// of buffers (4 MiB of the default 256 × 16 KiB). The default MaxPending:
+// one arm per MiB received costs nothing measurable.
+const connRecvLimit = 1 << 20
+
 // stopper is a listener or packet conn the loop must close when it stops.
 type stopper interface{ stopOnLoop() }
 
@@ -92,7 +100,7 @@ func (l *loop) run(backend poller.Backend, started chan<- openResult, done func(
 	// (connPlace.rec), not in a ledger of its own.
 	opts := poller.Options{Backend: backend, Entries: uint32(cfg.Entries), Setup: poller.UringCoop, CallerDisarms: true, Records: l}
 	if cfg.IO == IOAuto {
-		opts.Recv = poller.RecvOptions{Buffers: cfg.RecvBuffers, Size: cfg.RecvBufferSize, Incremental: cfg.RecvIncremental}
+		opts.Recv = poller.RecvOptions{Buffers: cfg.RecvBuffers, Size: cfg.RecvBufferSize, Incremental: cfg.RecvIncremental, Limit: connRecvLimit}
 	}
 	p, sel, err := poller.Open(opts)
 	if err != nil {

@@ -109,6 +109,13 @@ func (s *SQE) PrepRecvSelect(fd int32, group uint16, multishot bool, userData ui
 	}
 }
 
+// SetRecvLimit makes the multishot RECV just prepared (PrepRecvSelect) end,
+// with a CQE without MORE, once it has received n bytes in all, the receive
+// that crosses n included (so up to a buffer more). The limit goes in the
+// SQE's optlen (the splice_fd_in slot). Kernels before the limit (IORING_
+// RECV_MSHOT_LIM, 2025) fail such a RECV with EINVAL: probe first.
+func (s *SQE) SetRecvLimit(n uint32) { s.raw.spliceFdIn = int32(n) }
+
 // recvPollFirst is IORING_RECVSEND_POLL_FIRST (5.19): the request waits
 // for readiness before its first attempt.
 const recvPollFirst = 1 << 0
