@@ -10,7 +10,7 @@ var RecvBufs = recvBufs
 
 // SetRecvLimitSupport replaces the probe of RecvOptions.Limit until the
 // returned restore is called.
-func SetRecvLimitSupport(f func(*ring.Ring, uint16) (bool, string)) (restore func()) {
+func SetRecvLimitSupport(f func(*ring.Ring, uint16) (bool, string, error)) (restore func()) {
 	old := recvLimitSupport
 	recvLimitSupport = f
 	return func() { recvLimitSupport = old }

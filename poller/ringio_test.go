@@ -587,7 +587,7 @@ func TestRecvLimit(t *testing.T) {
 // probe's hook says so) gets unlimited multishot receives, and Layout says
 // why.
 func TestRecvLimitProbe(t *testing.T) {
-	defer poller.SetRecvLimitSupport(func(*ring.Ring, uint16) (bool, string) { return false, "no limit (hook)" })()
+	defer poller.SetRecvLimitSupport(func(*ring.Ring, uint16) (bool, string, error) { return false, "no limit (hook)", nil })()
 	opts := recvConfigs[1].opts
 	opts.Recv = poller.RecvOptions{Buffers: 8, Size: recvBufSize, Limit: 300}
 	h := newHarness(t, opts)
@@ -597,5 +597,28 @@ func TestRecvLimitProbe(t *testing.T) {
 	}
 	if rc.Limited() || !strings.Contains(rc.Layout(), "unlimited: no limit (hook)") {
 		t.Fatalf("Limited() = %v, Layout %q: want unlimited, and why", rc.Limited(), rc.Layout())
+	}
+}
+
+// TestRecvLimitProbeFails: a probe whose request never ended leaves a ring
+// a late CQE could reach, so the poller does not open on it.
+func TestRecvLimitProbeFails(t *testing.T) {
+	broken := errors.New("the probe's request never ended (hook)")
+	defer poller.SetRecvLimitSupport(func(*ring.Ring, uint16) (bool, string, error) { return false, "", broken })()
+	opts := recvConfigs[1].opts
+	opts.Recv = poller.RecvOptions{Buffers: 8, Size: recvBufSize, Limit: 300}
+	p, _, err := poller.Open(opts)
+	if err == nil {
+		p.Close()
+		if _, why := poller.RingIOOf(p); why != "" {
+			t.Skipf("no receive path, so no probe: %s", why)
+		}
+		t.Fatal("Open succeeded after the receive-limit probe failed")
+	}
+	if errors.Is(err, ring.ErrUnavailable) {
+		t.Skipf("io_uring unavailable here: %v", err)
+	}
+	if !errors.Is(err, broken) {
+		t.Fatalf("Open: %v, want the probe's error", err)
 	}
 }

@@ -178,8 +178,14 @@ func (p *uringPoller) setupRecv(opts RecvOptions, pr *ring.Probe) error {
 	})
 	p.bufs, p.bounded, p.recvWhy = b, b, why
 	if b != nil && opts.Limit > 0 {
-		if ok, why := recvLimitSupport(p.r, recvGroup+2); ok {
-			p.recvLimit = uint32(opts.Limit)
+		ok, why, err := recvLimitSupport(p.r, recvGroup+2)
+		if err != nil {
+			b.Close()
+			p.bufs, p.bounded = nil, nil
+			return err
+		}
+		if ok {
+			p.recvLimit = uint32(min(opts.Limit, math.MaxInt32))
 		} else {
 			p.limitWhy = why
 		}
@@ -291,17 +297,19 @@ var recvLimitSupport = probeRecvLimit
 // On a socketpair holding 128 bytes, a receive limited to 100 bytes in
 // 64-byte buffers must end, without MORE, after its second buffer. It
 // runs before the poller serves (its CQEs are the probe's alone) and
-// leaves nothing armed: a kernel that ignored the limit sees the pair
-// closed and ends the receive at EOF.
-func probeRecvLimit(r *ring.Ring, group uint16) (bool, string) {
+// leaves nothing armed: a kernel that ignored the limit, or is slow to
+// answer, sees the pair closed and ends the receive at EOF. It fails only
+// if even that never comes, when the ring cannot serve: a CQE of the
+// probe's could come at any time after.
+func probeRecvLimit(r *ring.Ring, group uint16) (bool, string, error) {
 	b, err := r.RegisterBufRing(group, 4, 64, 0)
 	if err != nil {
-		return false, "no buffer ring for the probe: " + err.Error()
+		return false, "no buffer ring for the probe: " + err.Error(), nil
 	}
 	defer b.Close()
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return false, "no socketpair for the probe: " + err.Error()
+		return false, "no socketpair for the probe: " + err.Error(), nil
 	}
 	closed := false
 	closePair := func() {
@@ -313,24 +321,26 @@ func probeRecvLimit(r *ring.Ring, group uint16) (bool, string) {
 	}
 	defer closePair()
 	if _, err := unix.Write(fds[1], make([]byte, 128)); err != nil {
-		return false, "probe write: " + err.Error()
+		return false, "probe write: " + err.Error(), nil
 	}
 	s, err := r.GetSQE()
 	if err != nil {
-		return false, "probe: " + err.Error()
+		return false, "probe: " + err.Error(), nil
 	}
 	s.PrepRecvSelect(int32(fds[0]), group, true, 1)
 	s.SetRecvLimit(100)
 	got, ended, res := 0, false, int32(0)
 	cqes := make([]ring.CQE, 8)
-	deadline := time.Now().Add(time.Second)
+	start := time.Now()
 	for !ended {
-		if time.Now().After(deadline) {
-			// The CQE is owed still: the ring must not be reused.
-			return false, "the probe's receive did not end within 1s"
+		switch waited := time.Since(start); {
+		case waited > 5*time.Second:
+			return false, "", errors.New("poller: the receive-limit probe's RECV did not end within 5s of its socket's close")
+		case waited > time.Second:
+			closePair() // slow: end it at EOF
 		}
 		if _, err := r.SubmitAndWait(1, 100*time.Millisecond); err != nil && !errors.Is(err, unix.ETIME) && !errors.Is(err, unix.EINTR) {
-			return false, "probe: " + err.Error()
+			return false, "", fmt.Errorf("poller: receive-limit probe: %w", err)
 		}
 		for _, c := range cqes[:r.Reap(cqes)] {
 			if id, ok := c.Buffer(); ok {
@@ -349,11 +359,11 @@ func probeRecvLimit(r *ring.Ring, group uint16) (bool, string) {
 	}
 	switch {
 	case res == -int32(unix.EINVAL):
-		return false, "the kernel has no byte limit for multishot receives (IORING_RECV_MSHOT_LIM)"
+		return false, "the kernel has no byte limit for multishot receives (IORING_RECV_MSHOT_LIM)", nil
 	case res > 0 && got == 2 && !closed:
-		return true, ""
+		return true, "", nil
 	}
-	return false, fmt.Sprintf("the kernel did not end a limited multishot receive at its limit (%d receives, last %d)", got, res)
+	return false, fmt.Sprintf("the kernel did not end a limited multishot receive at its limit (%d receives, last %d)", got, res), nil
 }
 
 func (p *uringPoller) RecvAtMost(tag uint64, fd int, max int) error {
