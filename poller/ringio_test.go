@@ -590,7 +590,7 @@ func TestRecvLimitProbe(t *testing.T) {
 	defer poller.SetRecvLimitSupport(func(*ring.Ring, uint16) (bool, string, error) { return false, "no limit (hook)", nil })()
 	opts := recvConfigs[1].opts
 	opts.Recv = poller.RecvOptions{Buffers: 8, Size: recvBufSize, Limit: 300}
-	h := newHarness(t, opts)
+	h := &recvHarness{harness: newHarness(t, opts), got: map[uint64]*bytes.Buffer{}, ended: map[uint64]poller.Event{}}
 	rc, why := poller.RingIOOf(h.p)
 	if rc == nil {
 		t.Skipf("no receive path: %s", why)
@@ -598,6 +598,21 @@ func TestRecvLimitProbe(t *testing.T) {
 	if rc.Limited() || !strings.Contains(rc.Layout(), "unlimited: no limit (hook)") {
 		t.Fatalf("Limited() = %v, Layout %q: want unlimited, and why", rc.Limited(), rc.Layout())
 	}
+	// And the receive is armed without one: it takes all 1,000 bytes and
+	// goes on (where the kernel has the limit, one set anyway would end it
+	// at 300 and a buffer).
+	h.rc = rc
+	a, b := h.pair()
+	tag := h.tag()
+	h.recv(tag, a, true)
+	if _, err := unix.Write(b, make([]byte, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	h.receiveUntil(tag, 1000)
+	if ev, ended := h.ended[tag]; ended {
+		t.Fatalf("the unlimited receive ended: %v", ev)
+	}
+	h.quiet()
 }
 
 // TestRecvLimitProbeFails: a probe whose request never ended leaves a ring
