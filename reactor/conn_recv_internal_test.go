@@ -25,6 +25,20 @@ func (h eofKeeper) OnData(*Conn, []byte)       {}
 func (h eofKeeper) OnEOF(*Conn)                {}
 func (h eofKeeper) OnClose(_ *Conn, err error) { h.closed <- err }
 
+// dialOpened dials ln n times, each once the last one's Conn was opened
+// (it comes on opened); the dialed ends close when the test ends.
+func dialOpened(t *testing.T, ln *Listener, n int, opened <-chan *Conn) {
+	t.Helper()
+	for range n {
+		peer, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { peer.Close() })
+		<-opened
+	}
+}
+
 // shutAfterGate holds the loop until released, then runs what
 // Listener.Shutdown's sweep runs on c.
 type shutAfterGate struct {
@@ -102,14 +116,7 @@ func TestShutdownAfterReactorCloseIsClean(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				for range 4 {
-					peer, err := net.Dial("tcp", ln.Addr().String())
-					if err != nil {
-						t.Fatal(err)
-					}
-					defer peer.Close()
-					<-h.opened // open, its read in flight
-				}
+				dialOpened(t, ln, 4, h.opened) // each open, its read in flight
 				closed := make(chan error, 1)
 				if loops == 1 {
 					closed <- r.Close()
@@ -163,14 +170,7 @@ func TestReactorCloseCutsARunningShutdown(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for range 2 {
-				peer, err := net.Dial("tcp", ln.Addr().String())
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer peer.Close()
-				<-h.opened
-			}
+			dialOpened(t, ln, 2, h.opened)
 			g := newGate()
 			if !r.loops[0].postTask(g, 0) {
 				t.Fatal("the loop stopped")
@@ -192,12 +192,12 @@ func TestReactorCloseCutsARunningShutdown(t *testing.T) {
 	}
 }
 
-// echoTask is an echo Handler for the internal tests.
-type echoTask struct{ opened chan *Conn }
+// echoHandler is an echo Handler for the internal tests.
+type echoHandler struct{ opened chan *Conn }
 
-func (h *echoTask) OnOpen(c *Conn)             { h.opened <- c }
-func (h *echoTask) OnData(c *Conn, b []byte)   { c.Write(b) }
-func (h *echoTask) OnClose(c *Conn, err error) {}
+func (h *echoHandler) OnOpen(c *Conn)             { h.opened <- c }
+func (h *echoHandler) OnData(c *Conn, b []byte)   { c.Write(b) }
+func (h *echoHandler) OnClose(c *Conn, err error) {}
 
 // TestPausedConnHoldsLittle: a Conn whose peer sends faster than it reads
 // pauses on MaxPending, and a receive that brings bytes while it is paused
@@ -221,7 +221,7 @@ func TestPausedConnHoldsLittle(t *testing.T) {
 func testPausedConnHoldsLittle(t *testing.T, b Backend) {
 	r := oneLoopReactor(t, b)
 	l := r.loops[0]
-	h := &echoTask{opened: make(chan *Conn, 1)}
+	h := &echoHandler{opened: make(chan *Conn, 1)}
 	ln, err := r.Listen("tcp", "127.0.0.1:0", h, ListenConfig{MaxPending: 64 << 10})
 	if err != nil {
 		t.Fatal(err)
