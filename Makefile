@@ -15,7 +15,7 @@ STATICCHECK_VERSION ?= v0.8.2
 GREMLINS_VERSION ?= v0.6.0
 GREMLINS   ?= $(or $(shell $(GO) env GOBIN),$(shell $(GO) env GOPATH)/bin)/gremlins
 
-.PHONY: help run build vet test bench bench-cycle idle-rss bench-ring-c fuzz mutation compare lint fmt
+.PHONY: help run build vet test bench bench-cycle idle-rss bench-ring-c fuzz mutation compare scale lint fmt
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
@@ -64,10 +64,13 @@ mutation: ## mutation-test cancel/ with gremlins (installs it if missing; 5-10 m
 	GOFLAGS="$(GOFLAGS) -count=1" $(GREMLINS) unleash --workers 2 --timeout-coefficient 8 \
 		--threshold-efficacy 90 --threshold-mcover 85 ./cancel
 
-# QUICK, ROUNDS, DURATION, WARMUP, SERVERS, CELLS, PIN, SYSCALLS pass
-# through to the script (make compare QUICK=1); see scripts/compare.sh.
+# QUICK, ROUNDS, DURATION, WARMUP, SERVERS, CELLS, PIN, SYSCALLS, PREBUILT,
+# CPUS pass through to the script (make compare QUICK=1); see scripts/compare.sh.
 compare: ## echoload matrix: echod (uring through the ring, uring after polls, epoll) vs C (io_uring, epoll; bench/c), stdlib, gnet, netpoll, nbio; tables under results/
 	scripts/compare.sh
+
+scale: ## echo servers with --loops N on N CPUs of their own, echoload on others: msgs/s and CPU per N (LOOPS, SERVER_CPUS, CLIENT_CPUS; a many-core machine)
+	scripts/scale.sh
 
 lint: vet ## gofmt check, go vet, staticcheck (pinned, fetched through go run), darwin and windows builds
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

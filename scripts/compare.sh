@@ -30,8 +30,16 @@
 #   PIN=0              do not pin server and client to separate CPUs
 #   SYSCALLS=0         do not count the server's syscalls per message (by
 #                      default counted with `perf stat -e raw_syscalls:sys_enter`
-#                      over the measured phase where perf allows it)
+#                      over the measured phase where perf allows it, else
+#                      with bench/c/syscount, which reads the same tracepoint)
 #   ECHOD_TAGS         extra build tags for echod (default none)
+#   PREBUILT=DIR       build nothing: run the binaries already in DIR (echod,
+#                      echoload, the peers, comparetable, and the C servers
+#                      where there), e.g. built here and copied to a
+#                      benchmark machine that has no Go or liburing-dev
+#   CPUS="S C"         pin the server to CPU S and echoload to CPU C rather
+#                      than the first two this process may use (on a big
+#                      machine: two CPUs that are not hyper-thread siblings)
 #
 # The C servers are built with bench/c/Makefile (a C compiler; c-uring also
 # needs liburing-dev, which the script installs with apt-get where it is
@@ -83,9 +91,13 @@ PIN=${PIN:-1}
 SYSCALLS=${SYSCALLS:-1}
 ECHOD_TAGS=${ECHOD_TAGS-}
 
+PREBUILT=${PREBUILT-}
+CPUS=${CPUS-}
+
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 out=$root/results/compare-$stamp
 bin=$root/bin/compare
+[[ -z $PREBUILT ]] || bin=$(cd "$PREBUILT" && pwd)
 mkdir -p "$out/cells" "$out/logs" "$bin"
 
 say() { printf 'compare: %s\n' "$*" >&2; }
@@ -125,49 +137,59 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # --- build -------------------------------------------------------------------
-say "building into $bin"
-go build -o "$bin/echoload" ./cmd/echoload
-have_echod=0
-if [[ -d cmd/echod ]]; then
-	if go build -tags "$ECHOD_TAGS" -o "$bin/echod" ./cmd/echod; then
-		have_echod=1
-	else
-		say "WARNING: cmd/echod does not build; echod is skipped"
-	fi
-else
-	say "WARNING: ./cmd/echod does not exist yet; echod is skipped"
-fi
-(cd bench/peers && go build -o "$bin/" ./stdlib ./gnet ./netpoll ./nbio ./comparetable)
-
-# The C reference servers, each only if asked for. A failed build skips that
-# server (with the compiler's last lines) and never fails the run.
 declare -A c_built=()
 wants() { [[ " $SERVERS " == *" $1 "* ]]; }
-# have_liburing reports whether liburing's header is there, installing
-# liburing-dev with apt-get where it is missing.
-have_liburing() {
-	printf '#include <liburing.h>\n' | "${CC:-cc}" -E -x c - >/dev/null 2>&1 && return 0
-	command -v apt-get >/dev/null || return 1
-	say "installing liburing-dev for c-uring (apt-get)"
-	{ apt-get update -qq && apt-get install -y -qq liburing-dev; } >"$out/logs/apt-get.log" 2>&1
-}
-build_c() {
-	local srv=$1 prog=$2
-	if ! make -s -C bench/c OUT="$bin" "$bin/$prog" >"$out/logs/build-$srv.log" 2>&1; then
-		say "WARNING: $srv does not build; skipped (bench/c/$prog.c; log: $out/logs/build-$srv.log):"
-		tail -n 3 "$out/logs/build-$srv.log" >&2 || true
-		return 1
-	fi
-	c_built[$srv]=1
-}
-if wants c-uring; then
-	if have_liburing; then
-		build_c c-uring echo_uring || true
+have_echod=0
+if [[ -n $PREBUILT ]]; then
+	say "building nothing: running the binaries in $bin (PREBUILT)"
+	for f in echoload comparetable; do
+		[[ -x $bin/$f ]] || { say "PREBUILT=$PREBUILT has no $f"; exit 2; }
+	done
+	[[ -x $bin/echod ]] && have_echod=1
+	[[ -x $bin/echo_uring ]] && c_built[c-uring]=1
+	[[ -x $bin/echo_epoll ]] && c_built[c-epoll]=1
+else
+	say "building into $bin"
+	go build -o "$bin/echoload" ./cmd/echoload
+	if [[ -d cmd/echod ]]; then
+		if go build -tags "$ECHOD_TAGS" -o "$bin/echod" ./cmd/echod; then
+			have_echod=1
+		else
+			say "WARNING: cmd/echod does not build; echod is skipped"
+		fi
 	else
-		say "WARNING: liburing-dev is missing and could not be installed (log: $out/logs/apt-get.log); c-uring is skipped"
+		say "WARNING: ./cmd/echod does not exist yet; echod is skipped"
 	fi
+	(cd bench/peers && go build -o "$bin/" ./stdlib ./gnet ./netpoll ./nbio ./comparetable)
+
+	# The C reference servers, each only if asked for. A failed build skips that
+	# server (with the compiler's last lines) and never fails the run.
+	# have_liburing reports whether liburing's header is there, installing
+	# liburing-dev with apt-get where it is missing.
+	have_liburing() {
+		printf '#include <liburing.h>\n' | "${CC:-cc}" -E -x c - >/dev/null 2>&1 && return 0
+		command -v apt-get >/dev/null || return 1
+		say "installing liburing-dev for c-uring (apt-get)"
+		{ apt-get update -qq && apt-get install -y -qq liburing-dev; } >"$out/logs/apt-get.log" 2>&1
+	}
+	build_c() {
+		local srv=$1 prog=$2
+		if ! make -s -C bench/c OUT="$bin" "$bin/$prog" >"$out/logs/build-$srv.log" 2>&1; then
+			say "WARNING: $srv does not build; skipped (bench/c/$prog.c; log: $out/logs/build-$srv.log):"
+			tail -n 3 "$out/logs/build-$srv.log" >&2 || true
+			return 1
+		fi
+		c_built[$srv]=1
+	}
+	if wants c-uring; then
+		if have_liburing; then
+			build_c c-uring echo_uring || true
+		else
+			say "WARNING: liburing-dev is missing and could not be installed (log: $out/logs/apt-get.log); c-uring is skipped"
+		fi
+	fi
+	if wants c-epoll; then build_c c-epoll echo_epoll || true; fi
 fi
-if wants c-epoll; then build_c c-epoll echo_epoll || true; fi
 
 # --- pinning -----------------------------------------------------------------
 ncpu=$(nproc --all) # the machine's, for the report
@@ -184,6 +206,7 @@ server_pin=()
 client_pin=()
 loops=0
 mapfile -t cpus < <(allowed_cpus)
+[[ -z $CPUS ]] || read -r -a cpus <<<"$CPUS"
 if [[ $PIN == 1 && ${#cpus[@]} -ge 2 ]] && command -v taskset >/dev/null; then
 	server_pin=(taskset -c "${cpus[0]}")
 	client_pin=(taskset -c "${cpus[1]}")
@@ -203,13 +226,19 @@ seconds() {
 	*) say "duration $1: use s or ms"; return 1 ;;
 	esac
 }
+# Where perf is missing, bench/c's syscount counts the same tracepoint.
 count_syscalls=0
 if [[ $SYSCALLS == 1 ]] && command -v perf >/dev/null &&
 	perf stat -x, -e raw_syscalls:sys_enter -o /dev/null -- true 2>/dev/null; then
 	count_syscalls=1
 	say "counting server syscalls with perf over each measured phase"
+elif [[ $SYSCALLS == 1 ]] && { [[ -x $bin/syscount ]] || [[ -n $PREBUILT ]] ||
+	make -s -C bench/c OUT="$bin" "$bin/syscount" >"$out/logs/build-syscount.log" 2>&1; } &&
+	"$bin/syscount" $$ 1 >/dev/null 2>&1; then
+	count_syscalls=2
+	say "counting server syscalls with bench/c/syscount (no perf) over each measured phase"
 else
-	say "not counting syscalls (SYSCALLS=$SYSCALLS, or perf or its raw_syscalls tracepoint is unavailable)"
+	say "not counting syscalls (SYSCALLS=$SYSCALLS, or neither perf nor bench/c/syscount can read the raw_syscalls tracepoint)"
 fi
 warmup_s=$(seconds "$WARMUP")
 duration_s=$(seconds "$DURATION")
@@ -322,12 +351,16 @@ for round in $(seq "$ROUNDS"); do
 				--json --quiet >"$f.json" 2>"$f.err" &
 			cpid=$!
 			live[$cpid]=1
-			if [[ $count_syscalls == 1 ]]; then
+			if [[ $count_syscalls != 0 ]]; then
 				# perf counts over [warmup, warmup+duration], echoload's
 				# measured phase give or take its connect time; comparetable
 				# divides the count by msgs/s × the window.
 				sleep "$warmup_s"
-				perf stat -x, -e raw_syscalls:sys_enter -p "$pid" --timeout "$duration_ms" -o "$f.perf" &
+				if [[ $count_syscalls == 1 ]]; then
+					perf stat -x, -e raw_syscalls:sys_enter -p "$pid" --timeout "$duration_ms" -o "$f.perf" &
+				else
+					"$bin/syscount" "$pid" "$duration_ms" >"$f.perf" &
+				fi
 				perfpid=$!
 				live[$perfpid]=1
 			fi
@@ -351,7 +384,7 @@ elapsed=$(($(date -u +%s) - started))
 
 {
 	echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
-	echo "machine: $ncpu CPUs ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1)), Linux $(uname -r), $(go version | cut -d' ' -f3)"
+	echo "machine: $ncpu CPUs ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1)), Linux $(uname -r), $(command -v go >/dev/null && go version | cut -d' ' -f3 || echo "binaries built elsewhere")"
 	echo "source: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$([[ -n $(git status --porcelain --untracked-files=no 2>/dev/null) ]] && echo ' with uncommitted changes')"
 	echo "pinning: $pinning"
 	echo "each cell: echoload --pipeline $PIPELINE --warmup $WARMUP --duration $DURATION, closed loop, every byte checked; $ROUNDS round(s), median shown"

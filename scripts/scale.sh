@@ -1,0 +1,215 @@
+#!/usr/bin/env bash
+# scale.sh — how echo servers scale with their event loops: for each N in
+# LOOPS, every server runs with --loops N pinned to N CPUs of its own, and
+# one echoload process drives it from other CPUs of its own. Prints, per N
+# and server, throughput (and its multiple of the same server's at the
+# first N), server CPU µs per message and latency, medians over ROUNDS, and
+# writes the table as Markdown under results/scale-<UTC time>/. Meant for a
+# machine with several spare cores (on 2 CPUs there is nothing to scale).
+#
+#   scripts/scale.sh                 # LOOPS="1 2 4", 1000 × 64 B, 3 s each
+#   scripts/scale.sh --help          # this text; nothing is built or run
+#
+# Environment:
+#   LOOPS         loop counts to run (default "1 2 4")
+#   SERVERS       from "echod-uring echod-epoll gnet c-uring" (the default)
+#                 and "c-epoll stdlib netpoll nbio"
+#   CELL          CONNSxSIZE (default 1000x64)
+#   DURATION, WARMUP, ROUNDS   per cell (default 3s, 1s, 1)
+#   SERVER_CPUS   CPUs for the servers, in the order they are taken: N loops
+#                 run on the first N (default: the first half of the CPUs
+#                 this process may use)
+#   CLIENT_CPUS   CPUs for echoload (default: the second half). On a machine
+#                 with hyper-threads, give each side one thread per core
+#                 (see /sys/devices/system/cpu/cpu*/topology/thread_siblings_list)
+#   PREBUILT=DIR  build nothing: run the binaries in DIR, as scripts/compare.sh
+#
+# Every process this script starts is stopped by its PID on exit.
+set -euo pipefail
+
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
+for arg in "$@"; do
+	case $arg in
+	-h | -help | --help | help)
+		usage
+		exit 0
+		;;
+	*)
+		printf 'scale.sh: unknown argument %q: settings are environment variables; see --help\n' "$arg" >&2
+		exit 2
+		;;
+	esac
+done
+
+cd "$(dirname "$0")/.."
+root=$PWD
+LOOPS=${LOOPS:-"1 2 4"}
+SERVERS=${SERVERS:-"echod-uring echod-epoll gnet c-uring"}
+CELL=${CELL:-1000x64}
+DURATION=${DURATION:-3s}
+WARMUP=${WARMUP:-1s}
+ROUNDS=${ROUNDS:-1}
+PREBUILT=${PREBUILT-}
+conns=${CELL%x*}
+size=${CELL#*x}
+
+say() { printf 'scale: %s\n' "$*" >&2; }
+out=$root/results/scale-$(date -u +%Y%m%dT%H%M%SZ)
+mkdir -p "$out/cells" "$out/logs"
+
+declare -A live=()
+running() {
+	local st
+	st=$(sed -E 's/.*\) (.).*/\1/' "/proc/$1/stat" 2>/dev/null) || return 1
+	[[ -n $st && $st != Z ]]
+}
+stop_pid() {
+	local pid=$1
+	if running "$pid"; then
+		kill -TERM "$pid" 2>/dev/null || true
+		for _ in $(seq 50); do
+			running "$pid" || break
+			sleep 0.1
+		done
+		running "$pid" && kill -KILL "$pid" 2>/dev/null || true
+	fi
+	wait "$pid" 2>/dev/null || true
+	unset "live[$pid]"
+}
+cleanup() {
+	local pid
+	for pid in "${!live[@]}"; do stop_pid "$pid"; done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- binaries ------------------------------------------------------------------
+bin=$root/bin/compare
+if [[ -n $PREBUILT ]]; then
+	bin=$(cd "$PREBUILT" && pwd)
+else
+	say "building into $bin"
+	mkdir -p "$bin"
+	go build -o "$bin/echoload" ./cmd/echoload
+	go build -o "$bin/echod" ./cmd/echod
+	(cd bench/peers && go build -o "$bin/" ./stdlib ./gnet ./netpoll ./nbio)
+	if [[ " $SERVERS " == *" c-"* ]]; then
+		make -s -C bench/c OUT="$bin" "$bin/echo_uring" "$bin/echo_epoll" >"$out/logs/build-c.log" 2>&1 ||
+			say "WARNING: the C servers do not build (needs liburing-dev; log: $out/logs/build-c.log)"
+	fi
+fi
+
+# --- CPUs ----------------------------------------------------------------------
+mapfile -t allowed < <(sed -n 's/^Cpus_allowed_list:\s*//p' /proc/self/status | tr ',' '\n' |
+	awk -F- '{ if (NF == 2) for (i = $1; i <= $2; i++) print i; else print $1 }')
+half=$((${#allowed[@]} / 2))
+read -r -a scpus <<<"${SERVER_CPUS:-${allowed[*]:0:half}}"
+read -r -a ccpus <<<"${CLIENT_CPUS:-${allowed[*]:half}}"
+for n in $LOOPS; do
+	if ((n > ${#scpus[@]})); then
+		say "LOOPS has $n but SERVER_CPUS has ${#scpus[@]} CPUs (${scpus[*]}); see --help"
+		exit 2
+	fi
+done
+((${#ccpus[@]} > 0)) || { say "no CPUs left for echoload; see --help"; exit 2; }
+client_list=$(
+	IFS=,
+	echo "${ccpus[*]}"
+)
+say "servers on CPUs ${scpus[*]} (N loops on the first N), echoload on CPUs $client_list"
+
+server_cmd() {
+	local name=$1 n=$2
+	case $name in
+	echod-uring) echo "$bin/echod --listen 127.0.0.1:0 --backend uring --loops $n" ;;
+	echod-epoll) echo "$bin/echod --listen 127.0.0.1:0 --backend epoll --loops $n" ;;
+	stdlib | gnet | netpoll | nbio) echo "$bin/$name --addr 127.0.0.1:0 --loops $n" ;;
+	c-uring) echo "$bin/echo_uring --addr 127.0.0.1:0 --loops $n" ;;
+	c-epoll) echo "$bin/echo_epoll --addr 127.0.0.1:0 --loops $n" ;;
+	*) say "unknown server $name"; return 1 ;;
+	esac
+}
+# bound_addr PID LOG: the address the server logged (see scripts/compare.sh).
+bound_addr() {
+	local pid=$1 log=$2 addr
+	for _ in $(seq 150); do
+		addr=$(sed -n -e 's/.*"msg":"listening".*"addr":\["\([^"]*\)".*/\1/p' \
+			-e 's/.*: listening on tcp:\([^ ]*\) .*/\1/p' "$log" | head -n 1)
+		[[ -n $addr ]] && { echo "$addr"; return 0; }
+		running "$pid" || return 1
+		sleep 0.1
+	done
+	return 1
+}
+# field FILE NAME: a number from echoload's JSON report.
+field() { sed -n "s/.*\"$2\": \([0-9.e+-]*\).*/\1/p" "$1" | head -n 1; }
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR) print (NR % 2 ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2) }'; }
+
+for n in $LOOPS; do
+	cpu_list=$(
+		IFS=,
+		echo "${scpus[*]:0:n}"
+	)
+	declare -A pid_of=() addr_of=()
+	for srv in $SERVERS; do
+		read -r -a cmd <<<"$(server_cmd "$srv" "$n")"
+		if [[ ! -x ${cmd[0]} ]]; then
+			say "$srv: ${cmd[0]} is missing; skipped"
+			continue
+		fi
+		log=$out/logs/${srv}_$n.log
+		taskset -c "$cpu_list" "${cmd[@]}" >"$log" 2>&1 &
+		pid=$!
+		live[$pid]=1
+		if ! addr=$(bound_addr "$pid" "$log"); then
+			say "$srv with $n loops did not start; skipped (log: $log)"
+			stop_pid "$pid"
+			continue
+		fi
+		pid_of[$srv]=$pid
+		addr_of[$srv]=$addr
+	done
+	for round in $(seq "$ROUNDS"); do
+		for srv in $SERVERS; do
+			[[ -n ${pid_of[$srv]-} ]] || continue
+			f=$out/cells/${srv}_${n}_r$round.json
+			taskset -c "$client_list" "$bin/echoload" --addr "${addr_of[$srv]}" --conns "$conns" --size "$size" \
+				--duration "$DURATION" --warmup "$WARMUP" --server-pid "${pid_of[$srv]}" --json --quiet \
+				>"$f" 2>"${f%.json}.err" &
+			cpid=$!
+			live[$cpid]=1
+			rc=0
+			wait "$cpid" || rc=$?
+			unset "live[$cpid]"
+			say "  $n loops, $srv: $(field "$f" msgs_per_sec) msgs/s (exit $rc)"
+		done
+	done
+	for srv in "${!pid_of[@]}"; do stop_pid "${pid_of[$srv]}"; done
+	unset pid_of addr_of
+done
+
+{
+	echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+	echo "- machine: $(nproc --all) CPUs ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1)), Linux $(uname -r)"
+	echo "- cell: $conns connections × $size B, echoload --duration $DURATION --warmup $WARMUP on CPUs $client_list; $ROUNDS round(s), median shown"
+	echo "- servers: N loops on the first N of CPUs ${scpus[*]}"
+	echo "- × N=first: msgs/s over the same server's at the first N"
+	echo
+	echo "| loops | server | msgs/s | × N=first | server CPU µs/msg | p99 µs | p99.9 µs | client CPU µs/msg |"
+	echo "|--:|---|--:|--:|--:|--:|--:|--:|"
+	declare -A first=()
+	for n in $LOOPS; do
+		for srv in $SERVERS; do
+			compgen -G "$out/cells/${srv}_${n}_r*.json" >/dev/null || continue
+			col() { for f in "$out/cells/${srv}_${n}"_r*.json; do field "$f" "$1"; done | median; }
+			mps=$(col msgs_per_sec)
+			[[ -n $mps ]] || continue
+			[[ -n ${first[$srv]-} ]] || first[$srv]=$mps
+			printf '| %s | %s | %.0f | %.2f | %.2f | %.0f | %.0f | %.2f |\n' "$n" "$srv" "$mps" \
+				"$(awk -v a="$mps" -v b="${first[$srv]}" 'BEGIN { print a / b }')" \
+				"$(col server_us_per_msg)" "$(col p99)" "$(col p99_9)" "$(col client_us_per_msg)"
+		done
+	done
+} >"$out/scale.md"
+cat "$out/scale.md"
+say "results: $out/scale.md"
