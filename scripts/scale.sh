@@ -12,8 +12,9 @@
 #
 # Environment:
 #   LOOPS         loop counts to run (default "1 2 4")
-#   SERVERS       from "echod-uring echod-epoll gnet c-uring" (the default)
-#                 and "c-epoll stdlib netpoll nbio"
+#   SERVERS       from "echod-uring echod-epoll gnet" (the default) and
+#                 "echod-uring-inc stdlib netpoll nbio c-uring c-epoll" (the C
+#                 servers have one loop: they run at N=1 only)
 #   CELL          CONNSxSIZE (default 1000x64)
 #   DURATION, WARMUP, ROUNDS   per cell (default 3s, 1s, 1)
 #   SERVER_CPUS   CPUs for the servers, in the order they are taken: N loops
@@ -44,7 +45,7 @@ done
 cd "$(dirname "$0")/.."
 root=$PWD
 LOOPS=${LOOPS:-"1 2 4"}
-SERVERS=${SERVERS:-"echod-uring echod-epoll gnet c-uring"}
+SERVERS=${SERVERS:-"echod-uring echod-epoll gnet"}
 CELL=${CELL:-1000x64}
 DURATION=${DURATION:-3s}
 WARMUP=${WARMUP:-1s}
@@ -122,6 +123,7 @@ server_cmd() {
 	local name=$1 n=$2
 	case $name in
 	echod-uring) echo "$bin/echod --listen 127.0.0.1:0 --backend uring --loops $n" ;;
+	echod-uring-inc) echo "$bin/echod --listen 127.0.0.1:0 --backend uring --recv-incremental --loops $n" ;;
 	echod-epoll) echo "$bin/echod --listen 127.0.0.1:0 --backend epoll --loops $n" ;;
 	stdlib | gnet | netpoll | nbio) echo "$bin/$name --addr 127.0.0.1:0 --loops $n" ;;
 	c-uring) echo "$bin/echo_uring --addr 127.0.0.1:0 --loops $n" ;;
@@ -152,6 +154,10 @@ for n in $LOOPS; do
 	)
 	declare -A pid_of=() addr_of=()
 	for srv in $SERVERS; do
+		if [[ $srv == c-* && $n != 1 ]]; then
+			say "$srv has one event loop: not run with $n"
+			continue
+		fi
 		read -r -a cmd <<<"$(server_cmd "$srv" "$n")"
 		if [[ ! -x ${cmd[0]} ]]; then
 			say "$srv: ${cmd[0]} is missing; skipped"
