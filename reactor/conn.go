@@ -391,7 +391,7 @@ func (c *Conn) readable(res Result) {
 		return
 	}
 	c.readSome(4, res.Events)
-	c.st.set(lfPollOnce, false)
+	c.st.set(lfPollOnce|lfStarved, false)
 	c.armRead() // only while still open
 }
 

@@ -65,13 +65,17 @@ const (
 	// and has not drained since while open (flushed); meanwhile a
 	// receive takes one buffer at a time.
 	lfBackedUp
+	// lfStarved: the receive ended for want of a buffer (ENOBUFS) and
+	// went back into the ring at the turn's end, and no bytes came
+	// since; starved again, the Conn reads once after a poll.
+	lfStarved
 )
 
 // The phases, the tasks and the loop's flags fit their bits.
 const (
 	_ uint = phaseMask - uint(numPhases-1)
 	_ uint = 7 - uint(taskForceStop)
-	_ uint = 1<<24 - 1 - uint(lfBackedUp)
+	_ uint = 1<<24 - 1 - uint(lfStarved)
 	_ uint = 1<<31 - 1 - maxPendingLimit
 )
 

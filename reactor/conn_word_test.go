@@ -19,7 +19,7 @@ type wordParts struct {
 	pending int
 }
 
-var allBits = []connBits{bInCall, bTaskQueued, bWrShut, bCloseAsked, lfPeerEOF, lfOpened, lfPollOnce, lfDrained, lfSendOwed}
+var allBits = []connBits{bInCall, bTaskQueued, bWrShut, bCloseAsked, lfPeerEOF, lfOpened, lfPollOnce, lfDrained, lfSendOwed, lfBackedUp, lfStarved}
 
 func partsOf(w *connWord) wordParts {
 	p := wordParts{phase: w.phase(), pending: w.pending()}
@@ -68,7 +68,7 @@ func TestConnWordPartsKeepEachOther(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	starts := []wordParts{
 		{},
-		{phase: phClosed, bits: bInCall | bTaskQueued | bWrShut | bCloseAsked | lfPeerEOF | lfOpened | lfPollOnce | lfDrained | lfSendOwed, tasks: 0xfe, pending: maxPendingLimit},
+		{phase: phClosed, bits: bInCall | bTaskQueued | bWrShut | bCloseAsked | lfPeerEOF | lfOpened | lfPollOnce | lfDrained | lfSendOwed | lfBackedUp | lfStarved, tasks: 0xfe, pending: maxPendingLimit},
 	}
 	for range 200 {
 		var p wordParts

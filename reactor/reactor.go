@@ -440,6 +440,7 @@ func (r *Reactor) Stats() Stats {
 		s.BackendArmed += l.backendArmed.Load()
 		s.Received += l.received.Load()
 		s.RecvNoBuffers += l.nobufs.Load()
+		s.RecvPolled += l.recvPolled.Load()
 	}
 	return s
 }

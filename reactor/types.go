@@ -94,8 +94,10 @@ type Config struct {
 	// brings, and gives it back once OnData returns; the kernel takes
 	// them in turn, so under load all of them become resident (4 MiB a
 	// loop by default) and stay so. A turn in which more Conns receive
-	// than there are buffers sends the rest to read after a poll
-	// (Stats.RecvNoBuffers). At 1,000 connections × 64 B and 50 × 16 KiB,
+	// than there are buffers ends the rest for want of one
+	// (Stats.RecvNoBuffers): they go back into the ring at the turn's
+	// end, once its buffers are back, and a Conn starved again before any
+	// bytes came reads once after a poll (Stats.RecvPolled). At 1,000 connections × 64 B and 50 × 16 KiB,
 	// 256, 512 and 1,024 buffers measured the same CPU a message within
 	// the machine's noise; buffers of 4 KiB cost twice as much at 16 KiB
 	// messages.
@@ -115,9 +117,11 @@ type Config struct {
 	// pieces no longer line up with the buffers about one 16 KiB message
 	// in four does (echod at 50 × 16 KiB: 10% more CPU a message than with
 	// whole buffers when first measured; unchanged at 64 B). Off by default
-	// for that reason, though pinned probes of 2026-11-30 (three pairs per
-	// cell) found it 2-3% cheaper at 16 KiB and no dearer at 64 B: a full
-	// comparison should settle the default.
+	// for that reason: make compare on a 16-core Xeon (2026-11-30, one
+	// loop, 3 rounds) put its CPU a message at 0.84-0.96× whole buffers'
+	// at 64 B, most where the server fell behind, and at 1.15-1.25× at
+	// 16 KiB (on the 2-vCPU machine where the rest was measured, 1.0× at
+	// 16 KiB: no message split there).
 	RecvIncremental bool
 }
 
@@ -190,7 +194,8 @@ type Stats struct {
 	Timers          int64  // deadlines on the loops' heaps (request deadlines, Conns' write timeouts and close bounds; not idle and read timeouts, which each loop's sweep watches), and listening sockets waiting out an accept backoff (as of their last turn)
 	BackendArmed    int64  // polls the backends still hold armed, completed requests whose kernel completion is owed included (as of the last turn)
 	Received        uint64 // chunks Conns received through the ring (Config.IO)
-	RecvNoBuffers   uint64 // Conn receives the kernel ended because every receive buffer was lent out (each Conn then read once after a poll)
+	RecvNoBuffers   uint64 // Conn receives the kernel ended because every receive buffer was lent out (each went back into the ring at the turn's end, once its buffers were back)
+	RecvPolled      uint64 // of those, the ones whose Conn then read once after a poll: starved twice with no bytes between, or not open
 }
 
 // Completed is the sum of all completions.
