@@ -31,10 +31,9 @@ import (
 //	                         | paused     | held: seen after the held bytes
 //	ends (kernel, or stopped)| open       | arms the next receive (Shutdown:
 //	                         |            | reads what it found received)
-//	ends with ENOBUFS        | open       | goes back into the ring at the
-//	                         |            | turn's end, its buffers returned;
-//	                         |            | starved again before any bytes
-//	                         |            | came: reads once after a poll
+//	ends with ENOBUFS        | open       | arms the next receive; starved
+//	                         |            | again before any bytes came:
+//	                         |            | reads once after a poll
 //	ends with an error       | any        | closes with it
 //
 // Stopping (stopRecv) disarms it in the kernel and waits for its end: the
@@ -125,25 +124,24 @@ func (c *Conn) recvEnded(res Result) {
 		c.readOn()
 	case errors.Is(res.Err, unix.ENOBUFS):
 		// Every buffer was lent out, to the Conns of this turn; the
-		// bytes wait in the socket. Each Event's buffer goes back once
-		// it is handled, so at the turn's end the ring has them again
-		// and the receive goes back in (restarve), first in line: the
-		// enter issues its SQE before it runs the task work that hands
-		// buffers to the others. A poll and a read(2) a message, as
+		// bytes wait in the socket. The receive is armed again at once:
+		// its SQE goes to the kernel in the turn's one enter, by when
+		// each of the turn's Events has given its buffer back, and the
+		// enter issues SQEs before it runs the task work that hands
+		// buffers to other receives. A poll and a read(2) a message, as
 		// every starved receive once cost, made a loop that fell
 		// behind dearer still (echod saturated at 1,000 × 64 B: 0.6
 		// system calls a message against 0.01 with no starving). A
 		// Conn starved again before any bytes came reads once after a
 		// poll, so it cannot starve for good.
 		c.l.nobufs.Add(1)
-		if c.phase() == phOpen && !c.shutAsked() && !c.st.has(lfStarved) {
+		if c.st.has(lfStarved) {
+			c.st.set(lfStarved, false)
+			c.st.set(lfPollOnce, true)
+			c.l.recvPolled.Add(1)
+		} else {
 			c.st.set(lfStarved, true)
-			c.l.starved = append(c.l.starved, c)
-			return
 		}
-		c.st.set(lfStarved, false)
-		c.st.set(lfPollOnce, true)
-		c.l.recvPolled.Add(1)
 		c.readOn()
 	default:
 		var errno unix.Errno

@@ -102,11 +102,11 @@ func TestIOPath(t *testing.T) {
 }
 
 // TestRecvBuffersExhausted starves the ring of receive buffers (one, of
-// 256 bytes, for 16 Conns echoing at once): receives end with ENOBUFS,
-// go back into the ring at the turn's end, and a Conn starved again before
-// any bytes came reads once after a poll; every byte still echoes in
-// order, and both ways back were taken (with one buffer among 16, the one
-// taker at each turn's end leaves the rest starved again).
+// 256 bytes, for 16 Conns echoing at once): receives end with ENOBUFS and
+// are armed again, and a Conn starved again before any bytes came reads
+// once after a poll; every byte still echoes in order, and both ways back
+// were taken (here under one in ten of the starved receives starve
+// again).
 func TestRecvBuffersExhausted(t *testing.T) {
 	if ok, why := kernelRecvs(t); !ok {
 		t.Skipf("kernel without a receive path: %s", why)
@@ -164,8 +164,8 @@ func TestRecvBuffersExhausted(t *testing.T) {
 // burst, while their loop is held in a handler, into a loop with 16
 // receive buffers. Consumed incrementally, the 19,200 bytes fit in two
 // buffers and no receive runs out (Stats.RecvNoBuffers stays 0); taken
-// whole, 16 buffers serve 16 receives and the others end with ENOBUFS and
-// read after a poll (the row checks that the burst did outrun them, so
+// whole, 16 buffers serve 16 receives and the others end with ENOBUFS
+// (the row checks that the burst did outrun them, so
 // that the incremental row's 0 means something). Every Conn's bytes come
 // back either way.
 func TestSmallMessagesShareBuffers(t *testing.T) {

@@ -51,7 +51,7 @@ const (
 	lfPeerEOF connBits = 1 << (16 + iota) // a read returned end of file: the peer sends nothing more
 	lfOpened                              // OnOpen was called, so OnClose is owed
 	// lfPollOnce: the next read goes after a readiness poll, not through
-	// the ring (which had lent every buffer: ENOBUFS).
+	// the ring (which had lent every buffer twice in a row: lfStarved).
 	lfPollOnce
 	// lfDrained: the last readSome ended at EAGAIN or a short read, so
 	// the socket held nothing more then, and the next read poll may keep
@@ -66,8 +66,8 @@ const (
 	// receive takes one buffer at a time.
 	lfBackedUp
 	// lfStarved: the receive ended for want of a buffer (ENOBUFS) and
-	// went back into the ring at the turn's end, and no bytes came
-	// since; starved again, the Conn reads once after a poll.
+	// went back into the ring, and no bytes came since; starved again,
+	// the Conn reads once after a poll.
 	lfStarved
 )
 

@@ -166,15 +166,16 @@
 // takes only the bytes it brings, the next one continuing in the same
 // buffer, so a turn in which a thousand Conns receive 64 bytes each uses
 // one buffer of 64 KiB, not 1,000: with buffers taken whole, 256 a loop
-// run out in such turns. A receive that ends for want of a buffer goes
-// back into the ring at the turn's end, when the turn's buffers are back,
-// and its Conn reads once after a poll only if it starves again before
-// any bytes came, so none can starve for good (echod at 1,000 × 64 B with
-// server and client sharing two CPUs: 0.34-0.46 read(2) a message when
-// every starved receive read after a poll, 0.16-0.27 now, none
-// incrementally; going back into the ring however often it starved made
-// no read(2) at all but doubled p99.9, as some Conns lost every turn). It is not the default because
-// a message that crosses a buffer's end arrives in two pieces (echod at
+// run out in such turns. A receive that ends for want of a buffer is
+// armed again at once, its SQE going to the kernel in the turn's enter,
+// when the turn's buffers are back; its Conn reads once after a poll
+// only if it starves again before any bytes came, so none can starve for
+// good (echod at 1,000 × 64 B with server and client sharing two CPUs:
+// 0.34-0.46 read(2) a message when every starved receive read after a
+// poll, 0.16-0.27 now, none incrementally; arming again however often it
+// starved made no read(2) at all but doubled p99.9, as some Conns lost
+// every turn). Incremental consumption is not the default because a
+// message that crosses a buffer's end arrives in two pieces (echod at
 // 50 × 16 KiB: 10% more CPU a message). On a loop with
 // 8 Conns or more, or in a turn of 4 Events or more, the Writes of a
 // handler call queue, and the loop sends each Conn's pending output with

@@ -54,9 +54,6 @@ type loop struct {
 	stopping   bool
 	owned      []stopper // listeners and packet conns served here
 	backoffs   []*lsock  // listening sockets waiting out an accept backoff (accept.go)
-	// starved: the Conns whose receive ended for want of a buffer in
-	// the turn being handled, armed again at its end (restarve).
-	starved []*Conn
 
 	// Counters: atomic, written by the loop (wakeups by producers).
 	armed, ready, failed, canceled, closed, stale, rearmed atomic.Uint64
@@ -280,21 +277,7 @@ func (l *loop) handle(n int) {
 		}
 		l.act(h, h.Wake(o))
 	}
-	if len(l.starved) > 0 {
-		l.restarve()
-	}
 	l.noteBackend()
-}
-
-// restarve arms again the receives that ended for want of a buffer in the
-// turn just handled (Conn.recvEnded): its Events' buffers are all back in
-// the ring. A Conn closed or paused since then arms nothing (armRead).
-func (l *loop) restarve() {
-	for i, c := range l.starved {
-		l.starved[i] = nil
-		c.armRead()
-	}
-	l.starved = l.starved[:0]
 }
 
 // handOver gives the connection an accept through the ring opened (fd) to

@@ -95,9 +95,9 @@ type Config struct {
 	// them in turn, so under load all of them become resident (4 MiB a
 	// loop by default) and stay so. A turn in which more Conns receive
 	// than there are buffers ends the rest for want of one
-	// (Stats.RecvNoBuffers): they go back into the ring at the turn's
-	// end, once its buffers are back, and a Conn starved again before any
-	// bytes came reads once after a poll (Stats.RecvPolled). At 1,000 connections × 64 B and 50 × 16 KiB,
+	// (Stats.RecvNoBuffers): they are armed again, and a Conn starved
+	// again before any bytes came reads once after a poll
+	// (Stats.RecvPolled). At 1,000 connections × 64 B and 50 × 16 KiB,
 	// 256, 512 and 1,024 buffers measured the same CPU a message within
 	// the machine's noise; buffers of 4 KiB cost twice as much at 16 KiB
 	// messages.
@@ -194,8 +194,8 @@ type Stats struct {
 	Timers          int64  // deadlines on the loops' heaps (request deadlines, Conns' write timeouts and close bounds; not idle and read timeouts, which each loop's sweep watches), and listening sockets waiting out an accept backoff (as of their last turn)
 	BackendArmed    int64  // polls the backends still hold armed, completed requests whose kernel completion is owed included (as of the last turn)
 	Received        uint64 // chunks Conns received through the ring (Config.IO)
-	RecvNoBuffers   uint64 // Conn receives the kernel ended because every receive buffer was lent out (each went back into the ring at the turn's end, once its buffers were back)
-	RecvPolled      uint64 // of those, the ones whose Conn then read once after a poll: starved twice with no bytes between, or not open
+	RecvNoBuffers   uint64 // Conn receives the kernel ended because every receive buffer was lent out (each was armed again at once)
+	RecvPolled      uint64 // of those, the ones whose Conn then read once after a poll, starved twice with no bytes between
 }
 
 // Completed is the sum of all completions.

@@ -343,8 +343,8 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 			"readiness polls); epoll always polls")
 	fs.Var(nonNegInt{&cfg.recvBuffers}, "recv-buffers",
 		"`n` receive buffers each loop lends the kernel with --io auto on\n"+
-			"io_uring, a power of two up to 32768 (0 = 256); more connections\n"+
-			"receiving at once than buffers read after a poll instead")
+			"io_uring, a power of two up to 32768 (0 = 256); a receive that\n"+
+			"finds none lent back is armed again, then read after a poll")
 	fs.Var(sizeFlag{&cfg.recvBufferSize}, "recv-buffer-size",
 		"`bytes` per receive buffer (0 = 16KiB); a receive takes a whole one")
 	fs.BoolVar(&cfg.recvIncremental, "recv-incremental", false,
