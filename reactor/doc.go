@@ -172,7 +172,7 @@
 // only if it starves again before any bytes came, so none can starve for
 // good (echod at 1,000 × 64 B with server and client sharing two CPUs:
 // 0.34-0.46 read(2) a message when every starved receive read after a
-// poll, 0.16-0.27 now, none incrementally; arming again however often it
+// poll, 0.08-0.21 now, none incrementally; arming again however often it
 // starved made no read(2) at all but doubled p99.9, as some Conns lost
 // every turn). Incremental consumption is not the default because a
 // message that crosses a buffer's end arrives in two pieces (echod at
