@@ -4,6 +4,7 @@ package reactor
 
 import (
 	"fmt"
+	"runtime"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -90,6 +91,12 @@ type stopper interface{ stopOnLoop() }
 // package doc keeps the figures.)
 func (l *loop) run(backend poller.Backend, started chan<- openResult, done func()) {
 	defer done()
+	if l.r.cfg.LockLoops {
+		// Before the poller opens: the ring's first requests are then
+		// submitted from the thread that submits all the others.
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+	}
 	l.goid = goid()
 	cfg := &l.r.cfg
 	// CallerDisarms: the loop ends every request on an fd (its fd's list,

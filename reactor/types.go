@@ -123,6 +123,26 @@ type Config struct {
 	// 16 KiB (on the 2-vCPU machine where the rest was measured, 1.0× at
 	// 16 KiB: no message split there).
 	RecvIncremental bool
+
+	// LockLoops locks each loop goroutine to an OS thread of its own
+	// (runtime.LockOSThread) for its life; it still waits in Go's
+	// netpoller. On io_uring the kernel runs a receive's completion work
+	// on the thread that submitted the receive, and a loop that moves
+	// between threads leaves its ring's receives owned by threads that
+	// run other loops, which then post its completions across CPUs. With
+	// several loops that costs more than locking does: echod with 2 loops
+	// on io_uring, sharing 2 CPUs with its load (2026-11-30, 4 alternating
+	// pairs a cell, server CPU a message locked over unlocked, medians):
+	// 0.81× at 100 × 64 B, 0.77× at 1,000 × 64 B, 0.87× at 50 × 16 KiB;
+	// on epoll 0.98× at 1,000 × 64 B. The price is every wake-up of a
+	// parked loop: its thread must take the P back, a futex wake and a
+	// switch. So a lone loop measured 1.05× unlocked's CPU at 1,000 × 64 B,
+	// and the wake cycle of a goroutine waiting in Poll or Arm
+	// (BenchmarkPollCycle, BenchmarkArmCycle, one loop on io_uring) took
+	// 75-83 µs locked against 14-16 µs unlocked and Go's netpoller's
+	// 12-14 µs. For servers with several loops whose handlers answer on
+	// the loop; echod locks its loops when it has more than one.
+	LockLoops bool
 }
 
 // IOMode is Config.IO.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -40,6 +41,7 @@ func startReactor(cfg config, log *zap.Logger) (server, error) {
 		RecvBufferSize:  cfg.recvBufferSize,
 		RecvIncremental: cfg.recvIncremental,
 		Loops:           cfg.loops,
+		LockLoops:       lockLoops(cfg.lockLoops, cfg.loops),
 		Logger:          reactorLogger(log, cfg.logLevel),
 	})
 	if err != nil {
@@ -168,6 +170,16 @@ func (s *reactorServer) backend() (string, string) {
 func (s *reactorServer) io() string { return s.r.IOPath() }
 
 // ioConfig maps --io to reactor.Config.IO.
+// lockLoops resolves --lock-loops for loops loops (0: one per CPU, the
+// reactor's default): auto locks them when there is more than one, where
+// it measured cheaper (reactor.Config.LockLoops).
+func lockLoops(mode string, loops int) bool {
+	if loops == 0 {
+		loops = runtime.GOMAXPROCS(0)
+	}
+	return mode == "on" || mode == "auto" && loops > 1
+}
+
 func ioConfig(io string) reactor.IOMode {
 	if io == "poll" {
 		return reactor.IOPoll
