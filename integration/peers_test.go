@@ -123,7 +123,18 @@ func TestSlowReader(t *testing.T) {
 				t.Errorf("echod holds %v bytes for the slow peer, want at most --max-pending %d + %d", held, maxPending, readSlack)
 			}
 			if p := d.stream(m, "echod_connections_paused"); p != 1 {
-				t.Errorf("echod_connections_paused = %v, want 1 (the slow peer)", p)
+				// The kernel took the whole backlog meanwhile (its send
+				// buffer grows in steps), so echod resumed reading: that
+				// leaves less than --max-pending held, and the pause must
+				// come back, since the peer still never reads. (Asserting
+				// the pause at this instant failed now and then on a
+				// loaded machine: 64 KiB held, read after a resumption.)
+				if p != 0 || held >= maxPending {
+					t.Errorf("echod_connections_paused = %v holding %v bytes, want 1, or 0 below --max-pending %d", p, held, maxPending)
+				}
+				waitUntil(t, "echod pauses the slow peer again", func() bool {
+					return d.stream(d.metrics(), "echod_connections_paused") == 1
+				})
 			}
 			if rss := m["process_resident_memory_bytes"]; rss-rss0 > rssSlack {
 				t.Errorf("echod RSS grew by %v bytes while the slow peer was stuck, want under %d", rss-rss0, rssSlack)
