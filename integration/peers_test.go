@@ -124,13 +124,15 @@ func TestSlowReader(t *testing.T) {
 			}
 			if p := d.stream(m, "echod_connections_paused"); p != 1 {
 				// The kernel took the whole backlog meanwhile (its send
-				// buffer grows in steps), so echod resumed reading: that
-				// leaves less than --max-pending held, and the pause must
-				// come back, since the peer still never reads. (Asserting
-				// the pause at this instant failed now and then on a
-				// loaded machine: 64 KiB held, read after a resumption.)
-				if p != 0 || held >= maxPending {
-					t.Errorf("echod_connections_paused = %v holding %v bytes, want 1, or 0 below --max-pending %d", p, held, maxPending)
+				// buffer grows in steps), so echod resumed reading; the
+				// pause must come back, since the peer still never reads.
+				// (Asserting the pause at this instant failed now and then
+				// on a loaded machine: 64 KiB held, read after a
+				// resumption. held is bounded above whatever the gauge
+				// said: the counters are read one after another, not as
+				// one snapshot.)
+				if p != 0 {
+					t.Errorf("echod_connections_paused = %v, want 1, or 0 after a resumption", p)
 				}
 				waitUntil(t, "echod pauses the slow peer again", func() bool {
 					return d.stream(d.metrics(), "echod_connections_paused") == 1

@@ -77,7 +77,7 @@
 // BenchmarkArmCycle) took 1.2-1.3× Go's netpoller parked and 3.5-5.4×
 // locked, whose every wake crosses threads twice. No load needed the
 // locked loop, so it went. Config.LockLoops locks a parked loop to its
-// thread, which several loops on io_uring measured cheaper (a receive's
+// thread, which 2 loops on io_uring measured cheaper (a receive's
 // completion work runs on the thread that submitted it); a single loop and
 // the wake cycle measured dearer, so it is off by default.
 //

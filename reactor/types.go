@@ -130,7 +130,9 @@ type Config struct {
 	// on the thread that submitted the receive, and a loop that moves
 	// between threads leaves its ring's receives owned by threads that
 	// run other loops, which then post its completions across CPUs. With
-	// several loops that costs more than locking does: echod with 2 loops
+	// 2 loops that cost more than locking did (not yet measured with more
+	// loops, where the unlocked cost was seen: 10.0 µs of CPU a message
+	// at 4 loops against 6.2 at one on a 16-core machine): echod with 2 loops
 	// on io_uring, sharing 2 CPUs with its load (2026-11-30, 4 alternating
 	// pairs a cell, server CPU a message locked over unlocked, medians):
 	// 0.81× at 100 × 64 B, 0.77× at 1,000 × 64 B, 0.87× at 50 × 16 KiB;
@@ -140,8 +142,10 @@ type Config struct {
 	// and the wake cycle of a goroutine waiting in Poll or Arm
 	// (BenchmarkPollCycle, BenchmarkArmCycle, one loop on io_uring) took
 	// 75-83 µs locked against 14-16 µs unlocked and Go's netpoller's
-	// 12-14 µs. For servers with several loops whose handlers answer on
-	// the loop; echod locks its loops when it has more than one.
+	// 12-14 µs (half of that locked cost is the yield a loop makes after
+	// such a wake-up, for fairness: see park.go). For servers with several
+	// loops whose handlers answer on the loop; echod locks its loops when
+	// it has more than one, and more than one P.
 	LockLoops bool
 }
 

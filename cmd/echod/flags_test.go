@@ -278,22 +278,26 @@ func TestCloseTimeoutAboveShutdownTimeout(t *testing.T) {
 }
 
 // TestLockLoopsFlag: --lock-loops auto locks the loops only when there is
-// more than one (0 loops: one per CPU).
+// more than one (0 loops: one per P) and more than one P.
 func TestLockLoopsFlag(t *testing.T) {
-	perCPU := runtime.GOMAXPROCS(0) > 1
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
 	for _, c := range []struct {
 		mode  string
 		loops int
+		procs int
 		want  bool
 	}{
-		{"auto", 1, false},
-		{"auto", 2, true},
-		{"auto", 0, perCPU},
-		{"on", 1, true},
-		{"off", 8, false},
+		{"auto", 1, 2, false},
+		{"auto", 2, 2, true},
+		{"auto", 0, 2, true},
+		{"auto", 0, 1, false},
+		{"auto", 4, 1, false},
+		{"on", 1, 1, true},
+		{"off", 8, 2, false},
 	} {
+		runtime.GOMAXPROCS(c.procs)
 		if got := lockLoops(c.mode, c.loops); got != c.want {
-			t.Errorf("lockLoops(%q, %d) = %v, want %v", c.mode, c.loops, got, c.want)
+			t.Errorf("lockLoops(%q, %d) with GOMAXPROCS %d = %v, want %v", c.mode, c.loops, c.procs, got, c.want)
 		}
 	}
 }

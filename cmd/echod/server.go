@@ -169,17 +169,20 @@ func (s *reactorServer) backend() (string, string) {
 
 func (s *reactorServer) io() string { return s.r.IOPath() }
 
-// ioConfig maps --io to reactor.Config.IO.
 // lockLoops resolves --lock-loops for loops loops (0: one per CPU, the
-// reactor's default): auto locks them when there is more than one, where
-// it measured cheaper (reactor.Config.LockLoops).
+// reactor's default): auto locks them when there is more than one and
+// more than one P to run them, as measured cheaper (reactor.Config.LockLoops);
+// with one P every wake-up of a locked loop would hand that P between
+// threads.
 func lockLoops(mode string, loops int) bool {
+	procs := runtime.GOMAXPROCS(0)
 	if loops == 0 {
-		loops = runtime.GOMAXPROCS(0)
+		loops = procs
 	}
-	return mode == "on" || mode == "auto" && loops > 1
+	return mode == "on" || mode == "auto" && loops > 1 && procs > 1
 }
 
+// ioConfig maps --io to reactor.Config.IO.
 func ioConfig(io string) reactor.IOMode {
 	if io == "poll" {
 		return reactor.IOPoll
