@@ -77,9 +77,10 @@
 // BenchmarkArmCycle) took 1.2-1.3× Go's netpoller parked and 3.5-5.4×
 // locked, whose every wake crosses threads twice. No load needed the
 // locked loop, so it went. Config.LockLoops locks a parked loop to its
-// thread, which 2 loops on io_uring measured cheaper (a receive's
-// completion work runs on the thread that submitted it); a single loop and
-// the wake cycle measured dearer, so it is off by default.
+// thread, which 2 busy loops on io_uring measured cheaper (a receive's
+// completion work runs on the thread that submitted it); a lightly loaded
+// loop, which parks after every message, and the wake cycle measured
+// dearer, so it is off by default.
 //
 // An fd armed through Arm and Poll belongs to loop fd % Loops for its
 // whole life, so a reused fd number

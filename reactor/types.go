@@ -138,14 +138,16 @@ type Config struct {
 	// 0.81× at 100 × 64 B, 0.77× at 1,000 × 64 B, 0.87× at 50 × 16 KiB;
 	// on epoll 0.98× at 1,000 × 64 B. The price is every wake-up of a
 	// parked loop: its thread must take the P back, a futex wake and a
-	// switch. So a lone loop measured 1.05× unlocked's CPU at 1,000 × 64 B,
-	// and the wake cycle of a goroutine waiting in Poll or Arm
-	// (BenchmarkPollCycle, BenchmarkArmCycle, one loop on io_uring) took
-	// 75-83 µs locked against 14-16 µs unlocked and Go's netpoller's
-	// 12-14 µs (half of that locked cost is the yield a loop makes after
-	// such a wake-up, for fairness: see park.go). For servers with several
-	// loops whose handlers answer on the loop; echod locks its loops when
-	// it has more than one, and more than one P.
+	// switch, and a loop that parks after every message pays it every
+	// message: a lone loop measured 1.05× unlocked's CPU at 1,000 × 64 B
+	// and 1.44× at 1 × 64 B, and 2 loops 1.2-1.3× at 10 connections and
+	// 1.9-2.1× at one, with lower throughput. The wake cycle of a
+	// goroutine waiting in Poll or Arm (BenchmarkPollCycle,
+	// BenchmarkArmCycle, one loop on io_uring) took 75-83 µs locked
+	// against 14-16 µs unlocked and Go's netpoller's 12-14 µs (half of
+	// that locked cost is the yield a loop makes after such a wake-up, for
+	// fairness: see park.go). So: for servers with several loops that stay
+	// busy, whose handlers answer on the loop (echod --lock-loops).
 	LockLoops bool
 }
 

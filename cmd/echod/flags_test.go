@@ -109,7 +109,7 @@ func TestParseFlagsDefaults(t *testing.T) {
 func TestParseFlagsValues(t *testing.T) {
 	cfg, err := parseFlags([]string{
 		"--listen", "127.0.0.1:0", "-listen=unix:/tmp/e.sock", "--listen", "udp:[::1]:0", "--listen", "127.0.0.1:0",
-		"--backend", "epoll", "--io", "poll", "--loops", "3", "--lock-loops", "off", "--max-conns", "0", "--idle-timeout", "1m30s",
+		"--backend", "epoll", "--io", "poll", "--loops", "3", "--lock-loops", "--max-conns", "0", "--idle-timeout", "1m30s",
 		"--max-pending", "64KiB", "--log-level", "debug", "--log-format", "console",
 		"--metrics-addr", "127.0.0.1:0", "--shutdown-timeout", "250ms", "--udp-rate", "25",
 	})
@@ -120,7 +120,7 @@ func TestParseFlagsValues(t *testing.T) {
 		listen: []listenAddr{
 			{"tcp", "127.0.0.1:0"}, {"unix", "/tmp/e.sock"}, {"udp", "[::1]:0"}, {"tcp", "127.0.0.1:0"},
 		},
-		backend: "epoll", io: "poll", loops: 3, lockLoops: "off", maxConns: 0, idleTimeout: 90 * time.Second,
+		backend: "epoll", io: "poll", loops: 3, lockLoops: true, maxConns: 0, idleTimeout: 90 * time.Second,
 		maxPending: 64 << 10, udpRate: 25, logLevel: "debug", logFormat: "console",
 		metricsAddr: "127.0.0.1:0", shutdownTimeout: 250 * time.Millisecond,
 	}
@@ -157,7 +157,6 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"--backend", "io_uring"}, `--backend "io_uring": want auto, uring or epoll`},
 		{[]string{"--backend"}, "--backend needs a value"},
 		{[]string{"--io", "ring"}, `--io "ring": want auto or poll`},
-		{[]string{"--lock-loops", "yes"}, `--lock-loops "yes": want auto, on or off`},
 		{[]string{"--recv-buffers", "1000"}, "--recv-buffers 1000: want a power of two up to 32768"},
 		{[]string{"--bogus"}, "unknown flag --bogus"},
 		{[]string{"-x"}, "unknown flag --x"},
@@ -273,31 +272,6 @@ func TestCloseTimeoutAboveShutdownTimeout(t *testing.T) {
 		}
 		if lc.MaxConns != cfg.maxConns || lc.MaxPending != cfg.maxPending || lc.IdleTimeout != cfg.idleTimeout {
 			t.Errorf("listen config %+v does not carry the flags %+v", lc, cfg)
-		}
-	}
-}
-
-// TestLockLoopsFlag: --lock-loops auto locks the loops only when there is
-// more than one (0 loops: one per P) and more than one P.
-func TestLockLoopsFlag(t *testing.T) {
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
-	for _, c := range []struct {
-		mode  string
-		loops int
-		procs int
-		want  bool
-	}{
-		{"auto", 1, 2, false},
-		{"auto", 2, 2, true},
-		{"auto", 0, 2, true},
-		{"auto", 0, 1, false},
-		{"auto", 4, 1, false},
-		{"on", 1, 1, true},
-		{"off", 8, 2, false},
-	} {
-		runtime.GOMAXPROCS(c.procs)
-		if got := lockLoops(c.mode, c.loops); got != c.want {
-			t.Errorf("lockLoops(%q, %d) with GOMAXPROCS %d = %v, want %v", c.mode, c.loops, c.procs, got, c.want)
 		}
 	}
 }

@@ -119,7 +119,7 @@ func runWith(args []string, stdout, stderr io.Writer, signals <-chan os.Signal, 
 		zap.String("backend_reason", reason),
 		zap.String("io", srv.io()),
 		zap.Int("loops", srv.loops()),
-		zap.Bool("lock_loops", lockLoops(cfg.lockLoops, srv.loops())),
+		zap.Bool("lock_loops", cfg.lockLoops),
 	}
 	if metrics != nil {
 		fields = append(fields, zap.String("metrics_addr", metrics.addr.String()))

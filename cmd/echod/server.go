@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -41,7 +40,7 @@ func startReactor(cfg config, log *zap.Logger) (server, error) {
 		RecvBufferSize:  cfg.recvBufferSize,
 		RecvIncremental: cfg.recvIncremental,
 		Loops:           cfg.loops,
-		LockLoops:       lockLoops(cfg.lockLoops, cfg.loops),
+		LockLoops:       cfg.lockLoops,
 		Logger:          reactorLogger(log, cfg.logLevel),
 	})
 	if err != nil {
@@ -168,19 +167,6 @@ func (s *reactorServer) backend() (string, string) {
 }
 
 func (s *reactorServer) io() string { return s.r.IOPath() }
-
-// lockLoops resolves --lock-loops for loops loops (0: one per CPU, the
-// reactor's default): auto locks them when there is more than one and
-// more than one P to run them, as measured cheaper (reactor.Config.LockLoops);
-// with one P every wake-up of a locked loop would hand that P between
-// threads.
-func lockLoops(mode string, loops int) bool {
-	procs := runtime.GOMAXPROCS(0)
-	if loops == 0 {
-		loops = procs
-	}
-	return mode == "on" || mode == "auto" && loops > 1 && procs > 1
-}
 
 // ioConfig maps --io to reactor.Config.IO.
 func ioConfig(io string) reactor.IOMode {
