@@ -12,7 +12,8 @@
 #
 # Environment:
 #   LOOPS         loop counts to run (default "1 2 4")
-#   SERVERS       from "echod-uring echod-epoll gnet" (the default) and
+#   SERVERS       from "echod-uring echod-uring-locked echod-epoll gnet" (the
+#                 default; echod-uring-locked runs --lock-loops) and
 #                 "echod-uring-inc stdlib netpoll nbio c-uring c-epoll" (the C
 #                 servers have one loop: they run at N=1 only)
 #   CELL          CONNSxSIZE (default 1000x64)
@@ -45,7 +46,7 @@ done
 cd "$(dirname "$0")/.."
 root=$PWD
 LOOPS=${LOOPS:-"1 2 4"}
-SERVERS=${SERVERS:-"echod-uring echod-epoll gnet"}
+SERVERS=${SERVERS:-"echod-uring echod-uring-locked echod-epoll gnet"}
 CELL=${CELL:-1000x64}
 DURATION=${DURATION:-3s}
 WARMUP=${WARMUP:-1s}
@@ -124,6 +125,7 @@ server_cmd() {
 	case $name in
 	echod-uring) echo "$bin/echod --listen 127.0.0.1:0 --backend uring --loops $n" ;;
 	echod-uring-inc) echo "$bin/echod --listen 127.0.0.1:0 --backend uring --recv-incremental --loops $n" ;;
+	echod-uring-locked) echo "$bin/echod --listen 127.0.0.1:0 --backend uring --lock-loops --loops $n" ;;
 	echod-epoll) echo "$bin/echod --listen 127.0.0.1:0 --backend epoll --loops $n" ;;
 	stdlib | gnet | netpoll | nbio) echo "$bin/$name --addr 127.0.0.1:0 --loops $n" ;;
 	c-uring) echo "$bin/echo_uring --addr 127.0.0.1:0 --loops $n" ;;
