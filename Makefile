@@ -15,7 +15,7 @@ STATICCHECK_VERSION ?= v0.8.2
 GREMLINS_VERSION ?= v0.6.0
 GREMLINS   ?= $(or $(shell $(GO) env GOBIN),$(shell $(GO) env GOPATH)/bin)/gremlins
 
-.PHONY: help run build vet test bench bench-cycle idle-rss bench-ring-c fuzz mutation compare scale lint fmt
+.PHONY: help run build vet test bench bench-cycle idle-rss bench-ring-c fuzz mutation compare scale bundle lint fmt
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
@@ -68,6 +68,9 @@ mutation: ## mutation-test cancel/ with gremlins (installs it if missing; 5-10 m
 # CPUS pass through to the script (make compare QUICK=1); see scripts/compare.sh.
 compare: ## echoload matrix: echod (uring through the ring, uring after polls, epoll) vs C (io_uring, epoll; bench/c), stdlib, gnet, netpoll, nbio; tables under results/
 	scripts/compare.sh
+
+bundle: ## build what compare and scale run into bin/bundle, for a machine without Go (PREBUILT=bin/bundle there)
+	scripts/bundle.sh
 
 scale: ## echo servers with --loops N on N CPUs of their own, echoload on others: msgs/s and CPU per N (LOOPS, SERVER_CPUS, CLIENT_CPUS; a many-core machine)
 	scripts/scale.sh

@@ -35,8 +35,9 @@
 #   ECHOD_TAGS         extra build tags for echod (default none)
 #   PREBUILT=DIR       build nothing: run the binaries already in DIR (echod,
 #                      echoload, the peers, comparetable, and the C servers
-#                      where there), e.g. built here and copied to a
-#                      benchmark machine that has no Go or liburing-dev
+#                      where there), e.g. built by scripts/bundle.sh and
+#                      copied to a benchmark machine that has no Go or
+#                      liburing-dev
 #   CPUS="S C"         pin the server to CPU S and echoload to CPU C rather
 #                      than the first two this process may use (on a big
 #                      machine: two CPUs that are not hyper-thread siblings)
@@ -384,8 +385,12 @@ elapsed=$(($(date -u +%s) - started))
 
 {
 	echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
-	echo "machine: $ncpu CPUs ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1)), Linux $(uname -r), $(command -v go >/dev/null && go version | cut -d' ' -f3 || echo "binaries built elsewhere")"
-	echo "source: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$([[ -n $(git status --porcelain --untracked-files=no 2>/dev/null) ]] && echo ' with uncommitted changes')"
+	echo "machine: $ncpu CPUs ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1)), Linux $(uname -r), $(if [[ -n $PREBUILT ]]; then echo "prebuilt binaries"; elif command -v go >/dev/null; then go version | cut -d' ' -f3; fi)"
+	if [[ -n $PREBUILT && -f $bin/SOURCE ]]; then
+		echo "source: $(cat "$bin/SOURCE") (binaries built by scripts/bundle.sh)"
+	else
+		echo "source: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$([[ -n $(git status --porcelain --untracked-files=no 2>/dev/null) ]] && echo ' with uncommitted changes')"
+	fi
 	echo "pinning: $pinning"
 	echo "each cell: echoload --pipeline $PIPELINE --warmup $WARMUP --duration $DURATION, closed loop, every byte checked; $ROUNDS round(s), median shown"
 	echo "command: QUICK=$QUICK ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP scripts/compare.sh (matrix took ${elapsed}s)"
