@@ -131,7 +131,8 @@ func (c *Conn) recvEnded(res Result) {
 		// buffers to other receives. A poll and a read(2) a message, as
 		// every starved receive once cost, made a loop that fell
 		// behind dearer still (echod saturated at 1,000 × 64 B: 0.6
-		// system calls a message against 0.01 with no starving). A
+		// system calls a message, against 0.01 with buffers consumed
+		// incrementally, which did not run out). A
 		// Conn starved again before any bytes came reads once after a
 		// poll, so it cannot starve for good.
 		c.l.nobufs.Add(1)
