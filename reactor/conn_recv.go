@@ -132,9 +132,9 @@ func (c *Conn) recvEnded(res Result) {
 		// every starved receive once cost, made a loop that fell
 		// behind dearer still (echod saturated at 1,000 × 64 B: 0.6
 		// system calls a message, against 0.01 with buffers consumed
-		// incrementally, which did not run out). A
-		// Conn starved again before any bytes came reads once after a
-		// poll, so it cannot starve for good.
+		// incrementally, which did not run out). A Conn starved again
+		// before any bytes came reads once after a poll, so it cannot
+		// starve for good.
 		c.l.nobufs.Add(1)
 		if c.st.has(lfStarved) {
 			c.st.set(lfStarved, false)

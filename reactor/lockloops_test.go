@@ -5,7 +5,6 @@ package reactor_test
 import (
 	"errors"
 	"io"
-	"net"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -84,15 +83,10 @@ func TestLockLoops(t *testing.T) {
 				}
 				var clients sync.WaitGroup
 				for range 8 {
+					c := dial(t, ln)
 					clients.Add(1)
 					go func() {
 						defer clients.Done()
-						c, err := net.Dial("tcp", ln.Addr().String())
-						if err != nil {
-							t.Error(err)
-							return
-						}
-						defer c.Close()
 						c.SetDeadline(time.Now().Add(20 * time.Second))
 						msg, got := []byte("ping"), make([]byte, 4)
 						for range 100 {

@@ -19,8 +19,9 @@
 #                      c-epoll stdlib gnet netpoll nbio"; echod-uring moves
 #                      bytes through the ring, echod-uring-poll after
 #                      readiness polls, as on a kernel before 6.0;
-#                      echod-uring-inc, not in the default list, through
-#                      the ring with --recv-incremental)
+#                      echod-uring-inc and echod-uring-locked, not in the
+#                      default list, through the ring with
+#                      --recv-incremental, or with --lock-loops)
 #   CELLS              CONNSxSIZE list (default "1x64 100x64 1000x64 50x16384")
 #   PIPELINE           messages in flight per connection (default 1)
 #   ROUNDS             run the whole matrix this many times, servers taking
@@ -104,36 +105,8 @@ mkdir -p "$out/cells" "$out/logs" "$bin"
 say() { printf 'compare: %s\n' "$*" >&2; }
 
 # --- processes: every one we start is recorded and stopped by PID ---------
-# live holds the PIDs of our children not yet reaped; a PID leaves it only
-# once waited for, so it can never name someone else's process.
-declare -A live=()
-# running PID: the process exists and is not a zombie (a child that exited
-# stays one, and kill -0 still works on it, until waited for).
-running() {
-	local st
-	st=$(sed -E 's/.*\) (.).*/\1/' "/proc/$1/stat" 2>/dev/null) || return 1
-	[[ -n $st && $st != Z ]]
-}
-stop_pid() {
-	local pid=$1
-	if running "$pid"; then
-		kill -TERM "$pid" 2>/dev/null || true
-		for _ in $(seq 50); do
-			running "$pid" || break
-			sleep 0.1
-		done
-		if running "$pid"; then
-			say "pid $pid ignored SIGTERM for 5s; sending SIGKILL"
-			kill -KILL "$pid" 2>/dev/null || true
-		fi
-	fi
-	wait "$pid" 2>/dev/null || true
-	unset "live[$pid]"
-}
-cleanup() {
-	local pid
-	for pid in "${!live[@]}"; do stop_pid "$pid"; done
-}
+# shellcheck source=scripts/servers.sh
+source "$root/scripts/servers.sh"
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -194,15 +167,6 @@ fi
 
 # --- pinning -----------------------------------------------------------------
 ncpu=$(nproc --all) # the machine's, for the report
-# allowed_cpus prints the CPU ids this process may run on (a cgroup or an
-# outer taskset may leave, say, 2 and 3 rather than 0 and 1).
-allowed_cpus() {
-	local list part
-	list=$(sed -n 's/^Cpus_allowed_list:\s*//p' /proc/self/status)
-	for part in ${list//,/ }; do
-		if [[ $part == *-* ]]; then seq "${part%-*}" "${part#*-}"; else echo "$part"; fi
-	done
-}
 server_pin=()
 client_pin=()
 loops=0
@@ -246,41 +210,7 @@ duration_s=$(seconds "$DURATION")
 duration_ms=$(awk -v s="$duration_s" 'BEGIN { printf "%d", s * 1000 }')
 
 # --- servers -----------------------------------------------------------------
-# server_cmd NAME prints the command line that starts server NAME on a port
-# the kernel picks (port 0): no port is ever guessed, so nothing else on
-# the machine can hold it or be hit by mistake.
-server_cmd() {
-	local name=$1
-	case $name in
-	echod-uring) echo "$bin/echod --listen 127.0.0.1:0 --backend uring --loops $loops" ;;
-	echod-uring-poll) echo "$bin/echod --listen 127.0.0.1:0 --backend uring --io poll --loops $loops" ;;
-	echod-uring-inc) echo "$bin/echod --listen 127.0.0.1:0 --backend uring --recv-incremental --loops $loops" ;;
-	echod-epoll) echo "$bin/echod --listen 127.0.0.1:0 --backend epoll --loops $loops" ;;
-	stdlib | gnet | netpoll | nbio) echo "$bin/$name --addr 127.0.0.1:0 --loops $loops" ;;
-	c-uring) echo "$bin/echo_uring --addr 127.0.0.1:0 --loops $loops" ;;
-	c-epoll) echo "$bin/echo_epoll --addr 127.0.0.1:0 --loops $loops" ;;
-	*) say "unknown server $name"; return 1 ;;
-	esac
-}
 
-# bound_addr PID LOG prints the host:port the server logged as bound once its
-# startup line is there (deadline 15 s), or fails if it dies first. echod's
-# line is JSON ("addr":["127.0.0.1:PORT"]); the peers' and the C servers'
-# reads "NAME: listening on tcp:127.0.0.1:PORT ...".
-bound_addr() {
-	local pid=$1 log=$2 addr
-	for _ in $(seq 150); do
-		addr=$(sed -n -e 's/.*"msg":"listening".*"addr":\["\([^"]*\)".*/\1/p' \
-			-e 's/.*: listening on tcp:\([^ ]*\) .*/\1/p' "$log" | head -n 1)
-		if [[ -n $addr ]]; then
-			echo "$addr"
-			return 0
-		fi
-		running "$pid" || return 1
-		sleep 0.1
-	done
-	return 1
-}
 
 # wait_ready PID ADDR: poll with one echoed message until the server answers
 # (deadline 15 s) or dies.
@@ -312,7 +242,7 @@ for srv in $SERVERS; do
 		say "$srv: skipped (not built)"
 		continue
 	fi
-	read -r -a cmd <<<"$(server_cmd "$srv")"
+	read -r -a cmd <<<"$(server_cmd "$srv" "$loops")"
 	log=$out/logs/$srv.log
 	"${server_pin[@]}" "${cmd[@]}" >"$log" 2>&1 &
 	pid=$!

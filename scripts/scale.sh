@@ -59,29 +59,8 @@ say() { printf 'scale: %s\n' "$*" >&2; }
 out=$root/results/scale-$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$out/cells" "$out/logs"
 
-declare -A live=()
-running() {
-	local st
-	st=$(sed -E 's/.*\) (.).*/\1/' "/proc/$1/stat" 2>/dev/null) || return 1
-	[[ -n $st && $st != Z ]]
-}
-stop_pid() {
-	local pid=$1
-	if running "$pid"; then
-		kill -TERM "$pid" 2>/dev/null || true
-		for _ in $(seq 50); do
-			running "$pid" || break
-			sleep 0.1
-		done
-		running "$pid" && kill -KILL "$pid" 2>/dev/null || true
-	fi
-	wait "$pid" 2>/dev/null || true
-	unset "live[$pid]"
-}
-cleanup() {
-	local pid
-	for pid in "${!live[@]}"; do stop_pid "$pid"; done
-}
+# shellcheck source=scripts/servers.sh
+source "$root/scripts/servers.sh"
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -102,8 +81,7 @@ else
 fi
 
 # --- CPUs ----------------------------------------------------------------------
-mapfile -t allowed < <(sed -n 's/^Cpus_allowed_list:\s*//p' /proc/self/status | tr ',' '\n' |
-	awk -F- '{ if (NF == 2) for (i = $1; i <= $2; i++) print i; else print $1 }')
+mapfile -t allowed < <(allowed_cpus)
 half=$((${#allowed[@]} / 2))
 read -r -a scpus <<<"${SERVER_CPUS:-${allowed[*]:0:half}}"
 read -r -a ccpus <<<"${CLIENT_CPUS:-${allowed[*]:half}}"
@@ -120,31 +98,6 @@ client_list=$(
 )
 say "servers on CPUs ${scpus[*]} (N loops on the first N), echoload on CPUs $client_list"
 
-server_cmd() {
-	local name=$1 n=$2
-	case $name in
-	echod-uring) echo "$bin/echod --listen 127.0.0.1:0 --backend uring --loops $n" ;;
-	echod-uring-inc) echo "$bin/echod --listen 127.0.0.1:0 --backend uring --recv-incremental --loops $n" ;;
-	echod-uring-locked) echo "$bin/echod --listen 127.0.0.1:0 --backend uring --lock-loops --loops $n" ;;
-	echod-epoll) echo "$bin/echod --listen 127.0.0.1:0 --backend epoll --loops $n" ;;
-	stdlib | gnet | netpoll | nbio) echo "$bin/$name --addr 127.0.0.1:0 --loops $n" ;;
-	c-uring) echo "$bin/echo_uring --addr 127.0.0.1:0 --loops $n" ;;
-	c-epoll) echo "$bin/echo_epoll --addr 127.0.0.1:0 --loops $n" ;;
-	*) say "unknown server $name"; return 1 ;;
-	esac
-}
-# bound_addr PID LOG: the address the server logged (see scripts/compare.sh).
-bound_addr() {
-	local pid=$1 log=$2 addr
-	for _ in $(seq 150); do
-		addr=$(sed -n -e 's/.*"msg":"listening".*"addr":\["\([^"]*\)".*/\1/p' \
-			-e 's/.*: listening on tcp:\([^ ]*\) .*/\1/p' "$log" | head -n 1)
-		[[ -n $addr ]] && { echo "$addr"; return 0; }
-		running "$pid" || return 1
-		sleep 0.1
-	done
-	return 1
-}
 # field FILE NAME: a number from echoload's JSON report.
 field() { sed -n "s/.*\"$2\": \([0-9.e+-]*\).*/\1/p" "$1" | head -n 1; }
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR) print (NR % 2 ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2) }'; }

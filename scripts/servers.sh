@@ -1,0 +1,89 @@
+# servers.sh — what scripts/compare.sh and scripts/scale.sh share: the
+# processes they start, recorded and stopped by PID, and how each echo
+# server is started and found. Sourced, not run; the sourcing script
+# defines say and bin (the folder of the binaries) and sets its traps:
+#
+#   trap cleanup EXIT
+#   trap 'exit 130' INT TERM
+
+# live holds the PIDs of our children not yet reaped; a PID leaves it only
+# once waited for, so it can never name someone else's process.
+declare -A live=()
+
+# running PID: the process exists and is not a zombie (a child that exited
+# stays one, and kill -0 still works on it, until waited for).
+running() {
+	local st
+	st=$(sed -E 's/.*\) (.).*/\1/' "/proc/$1/stat" 2>/dev/null) || return 1
+	[[ -n $st && $st != Z ]]
+}
+
+stop_pid() {
+	local pid=$1
+	if running "$pid"; then
+		kill -TERM "$pid" 2>/dev/null || true
+		for _ in $(seq 50); do
+			running "$pid" || break
+			sleep 0.1
+		done
+		if running "$pid"; then
+			say "pid $pid ignored SIGTERM for 5s; sending SIGKILL"
+			kill -KILL "$pid" 2>/dev/null || true
+		fi
+	fi
+	wait "$pid" 2>/dev/null || true
+	unset "live[$pid]"
+}
+
+cleanup() {
+	local pid
+	for pid in "${!live[@]}"; do stop_pid "$pid"; done
+}
+
+# allowed_cpus prints the CPU ids this process may run on (a cgroup or an
+# outer taskset may leave, say, 2 and 3 rather than 0 and 1).
+allowed_cpus() {
+	local list part
+	list=$(sed -n 's/^Cpus_allowed_list:\s*//p' /proc/self/status)
+	for part in ${list//,/ }; do
+		if [[ $part == *-* ]]; then seq "${part%-*}" "${part#*-}"; else echo "$part"; fi
+	done
+}
+
+# server_cmd NAME LOOPS prints the command line that starts server NAME
+# with LOOPS event loops (0: its default) on a port the kernel picks (port
+# 0): no port is ever guessed, so nothing else on the machine can hold it
+# or be hit by mistake.
+server_cmd() {
+	local name=$1 n=$2
+	case $name in
+	echod-uring) echo "$bin/echod --listen 127.0.0.1:0 --backend uring --loops $n" ;;
+	echod-uring-poll) echo "$bin/echod --listen 127.0.0.1:0 --backend uring --io poll --loops $n" ;;
+	echod-uring-inc) echo "$bin/echod --listen 127.0.0.1:0 --backend uring --recv-incremental --loops $n" ;;
+	echod-uring-locked) echo "$bin/echod --listen 127.0.0.1:0 --backend uring --lock-loops --loops $n" ;;
+	echod-epoll) echo "$bin/echod --listen 127.0.0.1:0 --backend epoll --loops $n" ;;
+	stdlib | gnet | netpoll | nbio) echo "$bin/$name --addr 127.0.0.1:0 --loops $n" ;;
+	c-uring) echo "$bin/echo_uring --addr 127.0.0.1:0 --loops $n" ;;
+	c-epoll) echo "$bin/echo_epoll --addr 127.0.0.1:0 --loops $n" ;;
+	*) say "unknown server $name"; return 1 ;;
+	esac
+}
+
+# bound_addr PID LOG prints the host:port the server logged as bound once its
+# startup line is there (deadline 15 s), or fails if it dies first. echod's
+# line is JSON ("addr":["127.0.0.1:PORT"]); the peers' and the C servers'
+# reads "NAME: listening on tcp:127.0.0.1:PORT ...".
+bound_addr() {
+	local pid=$1 log=$2 addr
+	for _ in $(seq 150); do
+		addr=$(sed -n -e 's/.*"msg":"listening".*"addr":\["\([^"]*\)".*/\1/p' \
+			-e 's/.*: listening on tcp:\([^ ]*\) .*/\1/p' "$log" | head -n 1)
+		if [[ -n $addr ]]; then
+			echo "$addr"
+			return 0
+		fi
+		running "$pid" || return 1
+		sleep 0.1
+	done
+	return 1
+}
