@@ -1,0 +1,164 @@
+package reactor_test
+
+import (
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/oneshot-io/oneshot/reactor"
+)
+
+// countEcho echoes and counts the bytes it was handed.
+type countEcho struct{ in *atomic.Int64 }
+
+func (h countEcho) OnOpen(*reactor.Conn) {}
+func (h countEcho) OnData(c *reactor.Conn, b []byte) {
+	h.in.Add(int64(len(b)))
+	c.Write(b)
+}
+func (h countEcho) OnClose(*reactor.Conn, error) {}
+
+// markEcho echoes, and for each call reports what flood had counted then.
+type markEcho struct {
+	flood *atomic.Int64
+	marks chan int64
+}
+
+func (h markEcho) OnOpen(*reactor.Conn) {}
+func (h markEcho) OnData(c *reactor.Conn, b []byte) {
+	select {
+	case h.marks <- h.flood.Load():
+	default:
+	}
+	c.Write(b)
+}
+func (h markEcho) OnClose(*reactor.Conn, error) {}
+
+// TestFloodDoesNotStarveOthers: on one loop, four peers send without
+// pause and read their echo back, which keeps the loop busy every turn,
+// while a fifth sends one byte at a time and waits for it. A loop that
+// served a Conn until its socket ran dry, or put a Conn's next receive
+// behind every other's, would let the flooders' bytes pass the ping
+// without bound. Measured in the flooders' bytes the loop handed over
+// between the ping reaching the socket and the ping's OnData, which no
+// machine's speed moves: one turn takes at most a few of each flooder's
+// receives (epoll: 4 reads of the loop's buffer; io_uring: the buffers the
+// flooders hold, 256 of 16 KiB), so a fair loop stays under a few MiB;
+// one that drains a socket passes that bound at once.
+func TestFloodDoesNotStarveOthers(t *testing.T) {
+	type row struct {
+		name string
+		b    backend
+		bufs int // Config.RecvBuffers; 0: the default
+	}
+	var rows []row
+	for _, b := range connBackends {
+		rows = append(rows, row{name(b), b, 0})
+	}
+	// Two buffers for five receives: every turn some run out, are armed
+	// again, and the ping's may run out twice and read after a poll.
+	rows = append(rows, row{"UringTwoBuffers", backend{kind: reactor.BackendUring}, 2})
+	for _, row := range rows {
+		t.Run(row.name, func(t *testing.T) {
+			var r *reactor.Reactor
+			if row.bufs == 0 {
+				r = newReactor(t, row.b, 1)
+			} else {
+				r = starvedReactor(t, row.bufs)
+			}
+			var flood atomic.Int64
+			fl := listen(t, r, countEcho{in: &flood}, reactor.ListenConfig{})
+			h := markEcho{flood: &flood, marks: make(chan int64, 1)}
+			pl := listen(t, r, h, reactor.ListenConfig{})
+
+			// Closing the flooders ends their writes and reads, whatever
+			// the loop does with them.
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			var flooders []net.Conn
+			defer func() {
+				close(stop)
+				for _, c := range flooders {
+					c.Close()
+				}
+				wg.Wait()
+			}()
+			chunk := make([]byte, 64<<10)
+			for range 4 {
+				c := dial(t, fl)
+				flooders = append(flooders, c)
+				wg.Add(2)
+				go func() {
+					defer wg.Done()
+					for {
+						if _, err := c.Write(chunk); err != nil {
+							select {
+							case <-stop:
+							default:
+								t.Errorf("flooder write: %v", err)
+							}
+							return
+						}
+					}
+				}()
+				go func() {
+					defer wg.Done()
+					io.Copy(io.Discard, c)
+				}()
+			}
+			waitFor(t, 10*time.Second, "the flooders under way", func() bool { return flood.Load() > 8<<20 })
+
+			p := dial(t, pl)
+			const pings = 200
+			var worst, total int64
+			buf := make([]byte, 1)
+			for i := range pings {
+				p.SetDeadline(time.Now().Add(10 * time.Second))
+				if _, err := p.Write([]byte{byte(i)}); err != nil {
+					t.Fatal(err)
+				}
+				// Loopback has queued the byte by the time Write returns.
+				sent := flood.Load()
+				if _, err := io.ReadFull(p, buf); err != nil {
+					t.Fatalf("ping %d: %v", i, err)
+				}
+				if buf[0] != byte(i) {
+					t.Fatalf("ping %d came back as %d", i, buf[0])
+				}
+				d := max(<-h.marks-sent, 0)
+				worst = max(worst, d)
+				total += d
+			}
+			const bound = 16 << 20
+			if worst > bound {
+				t.Fatalf("the flooders were handed %d bytes between a ping's arrival and its OnData (mean %d over %d pings); a fair loop stays under %d", worst, total/pings, pings, bound)
+			}
+			if row.bufs != 0 {
+				if st := r.Stats(); st.RecvNoBuffers == 0 {
+					t.Fatal("no receive ran out of buffers: the row tested nothing of its own")
+				}
+			}
+			t.Logf("flooders handed at most %d bytes (mean %d) between a ping's arrival and its OnData; %d in all", worst, total/pings, flood.Load())
+		})
+	}
+}
+
+// starvedReactor is a one-loop reactor on io_uring whose Conns read
+// through the ring with only bufs receive buffers, closed at cleanup; it
+// skips where the kernel has no receive path.
+func starvedReactor(t *testing.T, bufs int) *reactor.Reactor {
+	t.Helper()
+	if ok, why := kernelRecvs(t); !ok {
+		t.Skipf("kernel without a receive path: %s", why)
+	}
+	r, err := reactor.New(reactor.Config{Backend: reactor.BackendUring, Loops: 1, RecvBuffers: bufs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reactor.SendEveryWriteOnRing(r)
+	t.Cleanup(func() { r.Close() })
+	return r
+}
