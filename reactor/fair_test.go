@@ -112,7 +112,7 @@ func TestFloodDoesNotStarveOthers(t *testing.T) {
 			waitFor(t, 10*time.Second, "the flooders under way", func() bool { return flood.Load() > 8<<20 })
 
 			p := dial(t, pl)
-			const pings = 200
+			const pings = 100
 			var worst, total int64
 			buf := make([]byte, 1)
 			for i := range pings {
