@@ -181,7 +181,7 @@
 // every turn). Whatever the path, peers that send without pause cannot
 // starve a quiet Conn on their loop: TestFloodDoesNotStarveOthers counts
 // the flooders' bytes handed over between a ping's arrival and its OnData
-// (at most about 2 MiB, on every path; 48-71 MiB when a Conn read its
+// (at most about 2 MiB, on every path; 46-83 MiB when a Conn read its
 // socket dry, and never served with starved receives always armed again).
 // Incremental consumption is not the default because a
 // message that crosses a buffer's end arrives in two pieces (echod at
