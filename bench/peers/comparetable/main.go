@@ -44,6 +44,7 @@ type report struct {
 	CPU        *struct {
 		ClientUSPerMsg       float64  `json:"client_us_per_msg"`
 		ServerUSPerMsg       *float64 `json:"server_us_per_msg"`
+		ServerUserUSPerMsg   *float64 `json:"server_user_us_per_msg"`
 		ServerSwitchesPerMsg *float64 `json:"server_ctx_switches_per_msg"`
 	} `json:"cpu"`
 }
@@ -61,7 +62,10 @@ type Row struct {
 	P99US          float64  `json:"p99_us"`
 	P999US         float64  `json:"p99_9_us"`
 	ServerUSPerMsg *float64 `json:"server_cpu_us_per_msg"`
-	ClientUSPerMsg float64  `json:"client_cpu_us_per_msg"`
+	// ServerUserUSPerMsg is the part of it in user mode: the server's own
+	// code and runtime, the rest being the kernel's.
+	ServerUserUSPerMsg *float64 `json:"server_user_cpu_us_per_msg"`
+	ClientUSPerMsg     float64  `json:"client_cpu_us_per_msg"`
 	// SyscallsPerMsg and SwitchesPerMsg are the server's, where measured.
 	SyscallsPerMsg *float64 `json:"server_syscalls_per_msg"`
 	SwitchesPerMsg *float64 `json:"server_ctx_switches_per_msg"`
@@ -161,7 +165,7 @@ func load(dir, server, cell string) (Row, error) {
 	if len(files) == 0 {
 		return r, errors.New("no report (server skipped or failed to start)")
 	}
-	var msgs, mb, p50, p99, p999, client, srvCPU, sw, sys []float64
+	var msgs, mb, p50, p99, p999, client, srvCPU, srvUser, sw, sys []float64
 	var notes []string
 	for _, f := range files {
 		round := strings.TrimSuffix(f[strings.LastIndex(f, "_r")+2:], ".json")
@@ -186,6 +190,9 @@ func load(dir, server, cell string) (Row, error) {
 			if c.ServerUSPerMsg != nil {
 				srvCPU = append(srvCPU, *c.ServerUSPerMsg)
 			}
+			if c.ServerUserUSPerMsg != nil {
+				srvUser = append(srvUser, *c.ServerUserUSPerMsg)
+			}
 			if c.ServerSwitchesPerMsg != nil {
 				sw = append(sw, *c.ServerSwitchesPerMsg)
 			}
@@ -209,6 +216,7 @@ func load(dir, server, cell string) (Row, error) {
 		r.ClientUSPerMsg = *m
 	}
 	r.ServerUSPerMsg, r.SwitchesPerMsg, r.SyscallsPerMsg = median(srvCPU), median(sw), median(sys)
+	r.ServerUserUSPerMsg = median(srvUser)
 	return r, nil
 }
 
@@ -247,8 +255,8 @@ func markdown(rows []Row, meta []string, base, ref string) string {
 		refCol, refSep = fmt.Sprintf(" CPU × %s |", ref), "--:|"
 	}
 	b.WriteString("\n| cell (conns × bytes) | server | msgs/s | × | MB/s | p99 µs | × | p99.9 µs | server CPU µs/msg | × |" + refCol +
-		" server syscalls/msg | server ctx switches/msg | client CPU µs/msg | note |\n")
-	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|" + refSep + "--:|--:|--:|---|\n")
+		" of it user µs/msg | server syscalls/msg | server ctx switches/msg | client CPU µs/msg | note |\n")
+	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|" + refSep + "--:|--:|--:|--:|---|\n")
 	x := func(p *float64) string {
 		if p == nil {
 			return "–"
@@ -261,13 +269,13 @@ func markdown(rows []Row, meta []string, base, ref string) string {
 			refVal = " " + x(r.CPURefRatio) + " |"
 		}
 		if !r.OK {
-			dashes := strings.Repeat(" – |", 11+strings.Count(refSep, "|"))
+			dashes := strings.Repeat(" – |", 12+strings.Count(refSep, "|"))
 			fmt.Fprintf(&b, "| %s | %s |%s %s |\n", cellName(r.Cell), r.Server, dashes, r.Note)
 			continue
 		}
-		fmt.Fprintf(&b, "| %s | %s | %.0f | %s | %.1f | %.0f | %s | %.0f | %s | %s |%s %s | %s | %.2f | %s |\n",
+		fmt.Fprintf(&b, "| %s | %s | %.0f | %s | %.1f | %.0f | %s | %.0f | %s | %s |%s %s | %s | %s | %.2f | %s |\n",
 			cellName(r.Cell), r.Server, r.MsgsPerSec, x(r.MsgsRatio), r.MBPerSec, r.P99US, x(r.P99Ratio), r.P999US,
-			x(r.ServerUSPerMsg), x(r.CPURatio), refVal, x(r.SyscallsPerMsg), x(r.SwitchesPerMsg), r.ClientUSPerMsg, r.Note)
+			x(r.ServerUSPerMsg), x(r.CPURatio), refVal, x(r.ServerUserUSPerMsg), x(r.SyscallsPerMsg), x(r.SwitchesPerMsg), r.ClientUSPerMsg, r.Note)
 	}
 	return b.String()
 }

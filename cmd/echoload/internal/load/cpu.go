@@ -19,6 +19,7 @@ const userHZ = 100
 type cpuSample struct {
 	ok        bool          // taken
 	server    time.Duration // utime+stime of Config.ServerPID, if any
+	serverUsr time.Duration // the utime part of server
 	serverErr error         // why server is missing
 	serverCS  int64         // context switches of the server's threads, voluntary or not
 	client    time.Duration // utime+stime of this process
@@ -31,7 +32,7 @@ func takeCPUSample(pid int) cpuSample {
 		s.client = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	}
 	if pid > 0 {
-		s.server, s.serverErr = procCPU(pid)
+		s.serverUsr, s.server, s.serverErr = procCPU(pid)
 		s.serverCS = procSwitches(pid)
 	}
 	return s
@@ -63,34 +64,35 @@ func atoiOrZero(s string) int64 {
 	return v
 }
 
-// procCPU reads utime+stime, summed over every thread, of process pid.
-func procCPU(pid int) (time.Duration, error) {
+// procCPU reads utime and utime+stime, summed over every thread, of
+// process pid.
+func procCPU(pid int) (user, total time.Duration, err error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, fmt.Errorf("server cpu: %w", err)
+		return 0, 0, fmt.Errorf("server cpu: %w", err)
 	}
 	return parseStatCPU(string(b))
 }
 
 // parseStatCPU reads fields 14 (utime) and 15 (stime) of a /proc/PID/stat
-// line. The command name (field 2) is in parentheses and may hold spaces
-// or parentheses itself, so fields are counted from the last ')'.
-func parseStatCPU(stat string) (time.Duration, error) {
+// line, and returns utime and their sum. The command name (field 2) is in
+// parentheses and may hold spaces or parentheses itself, so fields are
+// counted from the last ')'.
+func parseStatCPU(stat string) (user, total time.Duration, err error) {
 	i := strings.LastIndexByte(stat, ')')
 	if i < 0 {
-		return 0, fmt.Errorf("server cpu: no ')' in /proc stat line")
+		return 0, 0, fmt.Errorf("server cpu: no ')' in /proc stat line")
 	}
 	f := strings.Fields(stat[i+1:]) // f[0] is field 3, the state
 	if len(f) < 13 {
-		return 0, fmt.Errorf("server cpu: /proc stat line has %d fields after the name, want >= 13", len(f))
+		return 0, 0, fmt.Errorf("server cpu: /proc stat line has %d fields after the name, want >= 13", len(f))
 	}
-	var ticks int64
-	for _, s := range f[11:13] {
-		v, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("server cpu: %w", err)
+	var ticks [2]int64
+	for j, s := range f[11:13] {
+		if ticks[j], err = strconv.ParseInt(s, 10, 64); err != nil {
+			return 0, 0, fmt.Errorf("server cpu: %w", err)
 		}
-		ticks += v
 	}
-	return time.Duration(ticks) * time.Second / userHZ, nil
+	tick := func(n int64) time.Duration { return time.Duration(n) * time.Second / userHZ }
+	return tick(ticks[0]), tick(ticks[0] + ticks[1]), nil
 }

@@ -141,6 +141,9 @@ func TestDuration(t *testing.T) {
 	if c := rep.CPU; c.ServerSeconds == nil || *c.ServerSeconds <= 0 || c.ServerSwitchesPerMsg == nil || c.ServerError != "" {
 		t.Fatalf("server CPU from /proc/self: %+v", *c)
 	}
+	if c := rep.CPU; c.ServerUserUSPerMsg == nil || *c.ServerUserUSPerMsg < 0 || *c.ServerUserUSPerMsg > *c.ServerUSPerMsg {
+		t.Fatalf("server CPU in user mode from /proc/self: %+v, want between 0 and the whole", *c)
+	}
 }
 
 // TestServerGone checks that a server PID without a /proc entry is reported

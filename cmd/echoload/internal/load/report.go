@@ -78,7 +78,11 @@ type CPU struct {
 	// /proc entry was readable at both ends; ServerError says why not.
 	ServerSeconds  *float64 `json:"server_seconds,omitempty"`
 	ServerUSPerMsg *float64 `json:"server_us_per_msg,omitempty"`
-	ServerError    string   `json:"server_error,omitempty"`
+	// ServerUserUSPerMsg is the part of ServerUSPerMsg spent in user mode
+	// (utime): what a server's own code and runtime cost, the rest being
+	// the kernel's.
+	ServerUserUSPerMsg *float64 `json:"server_user_us_per_msg,omitempty"`
+	ServerError        string   `json:"server_error,omitempty"`
 	// ServerSwitchesPerMsg is the server threads' context switches per
 	// message: how often it slept and woke (or was preempted) per echo.
 	ServerSwitchesPerMsg *float64 `json:"server_ctx_switches_per_msg,omitempty"`
@@ -148,7 +152,8 @@ func (r *Report) setCPU(begin, finish cpuSample) {
 			c.ServerError = err.Error()
 		} else {
 			s, p := (finish.server - begin.server).Seconds(), per(finish.server-begin.server)
-			c.ServerSeconds, c.ServerUSPerMsg = &s, &p
+			u := per(finish.serverUsr - begin.serverUsr)
+			c.ServerSeconds, c.ServerUSPerMsg, c.ServerUserUSPerMsg = &s, &p, &u
 			if r.Messages > 0 {
 				cs := float64(finish.serverCS-begin.serverCS) / float64(r.Messages)
 				c.ServerSwitchesPerMsg = &cs
@@ -219,6 +224,9 @@ func (r *Report) WriteSummary(w io.Writer) error {
 		switch {
 		case r.CPU.ServerUSPerMsg != nil:
 			fmt.Fprintf(&b, "  server %.2f (pid %d)", *r.CPU.ServerUSPerMsg, c.ServerPID)
+			if u := r.CPU.ServerUserUSPerMsg; u != nil {
+				fmt.Fprintf(&b, ", %.2f of it in user mode", *u)
+			}
 			if cs := r.CPU.ServerSwitchesPerMsg; cs != nil {
 				fmt.Fprintf(&b, ", %.3f server context switches/msg", *cs)
 			}
