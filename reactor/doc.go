@@ -152,6 +152,13 @@
 // (2026-11-30): about 5% less CPU per message at 100 connections, 15-20%
 // at 1,000.
 //
+// Peers that send without pause cannot starve a quiet Conn on their loop,
+// on any read path: TestFloodDoesNotStarveOthers measures the flooders'
+// bytes handed over between a ping's Write and its OnData (a mean of
+// about 1 MiB, a worst of about 10 MiB on a loaded machine; a mean of
+// 13-36 MiB when a Conn read its socket dry, and no answer at all when
+// starved receives were always armed again).
+//
 // # Bytes through the ring
 //
 // On io_uring where the kernel has multishot RECV and provided-buffer rings
@@ -178,12 +185,7 @@
 // 0.34-0.46 read(2) a message when every starved receive read after a
 // poll, 0.08-0.21 now, none incrementally; arming again however often it
 // starved made no read(2) at all but doubled p99.9, as some Conns lost
-// every turn). Whatever the path, peers that send without pause cannot
-// starve a quiet Conn on their loop: TestFloodDoesNotStarveOthers counts
-// the flooders' bytes handed over between a ping's arrival and its OnData
-// (at most about 2 MiB, on every path; 46-83 MiB when a Conn read its
-// socket dry, and never served with starved receives always armed again).
-// Incremental consumption is not the default because a
+// every turn). Incremental consumption is not the default because a
 // message that crosses a buffer's end arrives in two pieces (echod at
 // 50 × 16 KiB: 10% more CPU a message). On a loop with
 // 8 Conns or more, or in a turn of 4 Events or more, the Writes of a

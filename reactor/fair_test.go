@@ -42,12 +42,14 @@ func (h markEcho) OnClose(*reactor.Conn, error) {}
 // while a fifth sends one byte at a time and waits for it. A loop that
 // served a Conn until its socket ran dry, or put a Conn's next receive
 // behind every other's, would let the flooders' bytes pass the ping
-// without bound. Measured in the flooders' bytes the loop handed over
-// between the ping reaching the socket and the ping's OnData, which no
-// machine's speed moves: one turn takes at most a few of each flooder's
-// receives (epoll: 4 reads of the loop's buffer; io_uring: the buffers the
-// flooders hold, 256 of 16 KiB), so a fair loop stays under a few MiB;
-// one that drains a socket passes that bound at once.
+// without bound. The measure is the flooders' bytes the loop handed over
+// between the ping's Write and the ping's OnData, counted on the server,
+// so the client's scheduling does not enter it: one turn takes at most a
+// few of each flooder's receives (epoll: 4 reads of the loop's buffer;
+// io_uring: the buffers the flooders hold, 256 of 16 KiB). Single pings
+// vary with how late the kernel delivers the byte (fair loops: up to
+// 10 MiB on a loaded machine), so the mean is what is bounded: fair loops
+// stay near 1 MiB, one that drains a socket took 13-36 MiB.
 func TestFloodDoesNotStarveOthers(t *testing.T) {
 	type row struct {
 		name string
@@ -120,10 +122,10 @@ func TestFloodDoesNotStarveOthers(t *testing.T) {
 				if _, err := p.Write([]byte{byte(i)}); err != nil {
 					t.Fatal(err)
 				}
-				// Loopback has queued the byte by the time Write returns.
+				// Read after Write returned: a late count only shrinks d.
 				sent := flood.Load()
 				if _, err := io.ReadFull(p, buf); err != nil {
-					t.Fatalf("ping %d: %v", i, err)
+					t.Fatalf("ping %d not answered (%v) while the flooders were handed %d bytes: the quiet Conn starved", i, err, flood.Load()-sent)
 				}
 				if buf[0] != byte(i) {
 					t.Fatalf("ping %d came back as %d", i, buf[0])
@@ -132,16 +134,16 @@ func TestFloodDoesNotStarveOthers(t *testing.T) {
 				worst = max(worst, d)
 				total += d
 			}
-			const bound = 16 << 20
-			if worst > bound {
-				t.Fatalf("the flooders were handed %d bytes between a ping's arrival and its OnData (mean %d over %d pings); a fair loop stays under %d", worst, total/pings, pings, bound)
+			const bound = 4 << 20
+			if mean := total / pings; mean > bound {
+				t.Fatalf("the flooders were handed a mean of %d bytes between a ping's Write and its OnData (worst %d, %d pings); a fair loop stays under %d", mean, worst, pings, bound)
 			}
 			if row.bufs != 0 {
 				if st := r.Stats(); st.RecvNoBuffers == 0 {
 					t.Fatal("no receive ran out of buffers: the row tested nothing of its own")
 				}
 			}
-			t.Logf("flooders handed at most %d bytes (mean %d) between a ping's arrival and its OnData; %d in all", worst, total/pings, flood.Load())
+			t.Logf("flooders handed at most %d bytes (mean %d) between a ping's Write and its OnData; %d in all", worst, total/pings, flood.Load())
 		})
 	}
 }
@@ -159,6 +161,10 @@ func starvedReactor(t *testing.T, bufs int) *reactor.Reactor {
 		t.Fatal(err)
 	}
 	reactor.SendEveryWriteOnRing(r)
-	t.Cleanup(func() { r.Close() })
+	t.Cleanup(func() {
+		if err := r.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
 	return r
 }
