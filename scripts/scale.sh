@@ -156,8 +156,8 @@ done
 	echo "- servers: N loops on the first N of CPUs ${scpus[*]}"
 	echo "- × N=first: msgs/s over the same server's at the first N"
 	echo
-	echo "| loops | server | msgs/s | × N=first | server CPU µs/msg | p99 µs | p99.9 µs | client CPU µs/msg |"
-	echo "|--:|---|--:|--:|--:|--:|--:|--:|"
+	echo "| loops | server | msgs/s | × N=first | server CPU µs/msg | of it user | p99 µs | p99.9 µs | client CPU µs/msg |"
+	echo "|--:|---|--:|--:|--:|--:|--:|--:|--:|"
 	declare -A first=()
 	for n in $LOOPS; do
 		for srv in $SERVERS; do
@@ -166,9 +166,11 @@ done
 			mps=$(col msgs_per_sec)
 			[[ -n $mps ]] || continue
 			[[ -n ${first[$srv]-} ]] || first[$srv]=$mps
-			printf '| %s | %s | %.0f | %.2f | %.2f | %.0f | %.0f | %.2f |\n' "$n" "$srv" "$mps" \
+			user=$(col server_user_us_per_msg)
+			[[ -z $user ]] || user=$(printf '%.2f' "$user")
+			printf '| %s | %s | %.0f | %.2f | %.2f | %s | %.0f | %.0f | %.2f |\n' "$n" "$srv" "$mps" \
 				"$(awk -v a="$mps" -v b="${first[$srv]}" 'BEGIN { print a / b }')" \
-				"$(col server_us_per_msg)" "$(col p99)" "$(col p99_9)" "$(col client_us_per_msg)"
+				"$(col server_us_per_msg)" "${user:-–}" "$(col p99)" "$(col p99_9)" "$(col client_us_per_msg)"
 		done
 	done
 } >"$out/scale.md"
