@@ -156,7 +156,7 @@
 // on any read path: TestFloodDoesNotStarveOthers measures the flooders'
 // bytes handed over between a ping's Write and its OnData (a mean of
 // about 1 MiB, a worst of about 10 MiB on a loaded machine; a mean of
-// 13-36 MiB when a Conn read its socket dry, and no answer at all when
+// 12-36 MiB when a Conn read its socket dry, and no answer at all when
 // starved receives were always armed again).
 //
 // # Bytes through the ring

@@ -49,7 +49,7 @@ func (h markEcho) OnClose(*reactor.Conn, error) {}
 // io_uring: the buffers the flooders hold, 256 of 16 KiB). Single pings
 // vary with how late the kernel delivers the byte (fair loops: up to
 // 10 MiB on a loaded machine), so the mean is what is bounded: fair loops
-// stay near 1 MiB, one that drains a socket took 13-36 MiB.
+// stay near 1 MiB, one that drains a socket took 12-36 MiB.
 func TestFloodDoesNotStarveOthers(t *testing.T) {
 	type row struct {
 		name string
