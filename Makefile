@@ -15,7 +15,7 @@ STATICCHECK_VERSION ?= v0.8.2
 GREMLINS_VERSION ?= v0.6.0
 GREMLINS   ?= $(or $(shell $(GO) env GOBIN),$(shell $(GO) env GOPATH)/bin)/gremlins
 
-.PHONY: help run build vet test bench bench-cycle idle-rss bench-ring-c fuzz mutation compare scale bundle lint fmt
+.PHONY: help run build vet test bench bench-cycle idle-rss bench-ring-c fuzz mutation compare scale bundle benchbox lint fmt
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-13s %s\n", $$1, $$2}'
@@ -74,6 +74,9 @@ bundle: ## build what compare and scale run into bin/bundle, for a machine witho
 
 scale: ## echo servers with --loops N on N CPUs of their own, echoload on others: msgs/s and CPU per N (LOOPS, SERVER_CPUS, CLIENT_CPUS; a many-core machine)
 	scripts/scale.sh
+
+benchbox: ## compare, a server behind its load, and scale, on a many-core machine in under 10 minutes (PREBUILT=bin/bundle there)
+	scripts/benchbox.sh
 
 lint: vet ## gofmt check, go vet, staticcheck (pinned, fetched through go run), darwin and windows builds
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
