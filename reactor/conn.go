@@ -512,6 +512,7 @@ func (c *Conn) flushed(shut bool) {
 		// Drained while open. A paused Conn resumes still backed up: the
 		// peer went on sending meanwhile, and the socket's queue is full.
 		c.st.set(lfBackedUp, false)
+		c.l.drainedOpen++
 	}
 	if x := c.rare.Load(); shut && (x == nil || !x.wrDone) {
 		c.more().wrDone = true

@@ -53,8 +53,13 @@ type loop struct {
 	hiServed   int
 	freeServed uint32
 	stopping   bool
-	owned      []stopper // listeners and packet conns served here
-	backoffs   []*lsock  // listening sockets waiting out an accept backoff (accept.go)
+	// drainedOpen counts Conns whose backed-up output drained while they
+	// were open (Conn.flushed), after which each receives whole again:
+	// TestPausedConnHoldsLittle tells a fresh backup from a resumed one
+	// by it.
+	drainedOpen uint64
+	owned       []stopper // listeners and packet conns served here
+	backoffs    []*lsock  // listening sockets waiting out an accept backoff (accept.go)
 
 	// Counters: atomic, written by the loop (wakeups by producers).
 	armed, ready, failed, canceled, closed, stale, rearmed atomic.Uint64
