@@ -281,15 +281,17 @@ func testPausedConnHoldsLittle(t *testing.T, b Backend) {
 				held = len(x.held.b)
 			}
 			paused := c.phase() == phPaused
-			if l.drainedOpen != drains {
-				drains, fresh = l.drainedOpen, true
-			}
 			switch {
 			case paused:
 				pauses++
 			case wasPaused:
 				resumed++
 				fresh = false
+			}
+			// After the resumption: a Conn drains only while open, so a
+			// drain since the last sample came after any resumption.
+			if l.drainedOpen != drains {
+				drains, fresh = l.drainedOpen, true
 			}
 			wasPaused = paused
 			if fresh {

@@ -66,6 +66,7 @@ type backend struct {
 	kind reactor.Backend
 	io   reactor.IOMode
 	inc  bool // ring I/O consuming buffers incrementally (Config.RecvIncremental)
+	bufs int  // Config.RecvBuffers; 0: the default
 }
 
 var backends = []backend{
@@ -85,7 +86,7 @@ var connBackends = append(backends[:len(backends):len(backends)],
 // saying why, where io_uring is unavailable.
 func newReactor(t testing.TB, b backend, loops int) *reactor.Reactor {
 	t.Helper()
-	cfg := reactor.Config{Backend: b.kind, Loops: loops, IO: b.io, RecvIncremental: b.inc}
+	cfg := reactor.Config{Backend: b.kind, Loops: loops, IO: b.io, RecvIncremental: b.inc, RecvBuffers: b.bufs}
 	r, err := reactor.New(cfg)
 	if err != nil {
 		if b.kind == reactor.BackendUring && errors.Is(err, reactor.ErrUnavailable) {
@@ -148,6 +149,9 @@ func name(b backend) string {
 	}
 	if b.inc {
 		n += "Inc"
+	}
+	if b.bufs != 0 {
+		n += fmt.Sprintf("Bufs%d", b.bufs)
 	}
 	return n
 }

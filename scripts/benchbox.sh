@@ -60,27 +60,17 @@ if [[ ! -e /sys/kernel/tracing/events/raw_syscalls && -d /sys/kernel/tracing ]];
 	mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null || echo "- tracefs not mounted: no system call counts"
 fi
 
-# One CPU per physical core (the first thread of each), this process's
-# CPUs only, in order; CPU 0 left out.
-allowed=$(taskset -pc $$ | sed 's/.*: //')
+# One CPU per physical core (the first thread of each), of those this
+# process may use, in order; CPU 0 left out unless USE_CPU0=1.
+say() { echo "benchbox: $*" >&2; }
+# shellcheck source=scripts/servers.sh
+. scripts/servers.sh
 cores=()
-for d in /sys/devices/system/cpu/cpu[0-9]*; do
-	c=${d##*cpu}
+while read -r c; do
 	[[ $c == 0 && ${USE_CPU0-} != 1 ]] && continue
-	sib=$(cat "$d/topology/thread_siblings_list" 2>/dev/null || echo "$c")
-	[[ ${sib%%[,-]*} == "$c" ]] || continue
-	if awk -v c="$c" -v list="$allowed" 'BEGIN {
-		n = split(list, r, ",")
-		for (i = 1; i <= n; i++) {
-			if (split(r[i], b, "-") == 2) { if (c >= b[1] && c <= b[2]) exit 0 } else if (c == r[i]) exit 0
-		}
-		exit 1 }'; then
-		cores+=("$c")
-	fi
-done
-if ((${#cores[@]})); then
-	mapfile -t cores < <(printf '%s\n' "${cores[@]}" | sort -n)
-fi
+	sib=$(cat "/sys/devices/system/cpu/cpu$c/topology/thread_siblings_list" 2>/dev/null || echo "$c")
+	[[ ${sib%%[,-]*} == "$c" ]] && cores+=("$c")
+done < <(allowed_cpus)
 echo "- cores used (one thread each$([[ ${USE_CPU0-} == 1 ]] || echo ', CPU 0 left out')): ${cores[*]}"
 n=${#cores[@]}
 join() {

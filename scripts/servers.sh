@@ -1,7 +1,8 @@
-# servers.sh — what scripts/compare.sh and scripts/scale.sh share: the
-# processes they start, recorded and stopped by PID, and how each echo
-# server is started and found. Sourced, not run; the sourcing script
-# defines say and bin (the folder of the binaries) and sets its traps:
+# servers.sh — what scripts/compare.sh and scripts/scale.sh share (and
+# scripts/benchbox.sh, for allowed_cpus): the processes they start,
+# recorded and stopped by PID, and how each echo server is started and
+# found. Sourced, not run; the sourcing script defines say and bin (the
+# folder of the binaries) and sets its traps:
 #
 #   trap cleanup EXIT
 #   trap 'exit 130' INT TERM
