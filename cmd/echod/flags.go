@@ -48,6 +48,7 @@ type config struct {
 	logLevel        string
 	logFormat       string // "json", "console", or "" for console on a terminal, else json
 	metricsAddr     string // "" = no metrics server
+	pprof           bool   // Go's profiles under /debug/pprof/ on metricsAddr
 	shutdownTimeout time.Duration
 	version         bool
 	help            bool
@@ -379,6 +380,9 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 		"log `format`: json or console (default: console on a terminal,\njson otherwise)")
 	fs.StringVar(&cfg.metricsAddr, "metrics-addr", cfg.metricsAddr,
 		"serve Prometheus /metrics and /healthz over HTTP on this `address`\n(empty = off)")
+	fs.BoolVar(&cfg.pprof, "pprof", false,
+		"also serve Go's profiles (CPU, heap, goroutines, ...) under\n"+
+			"/debug/pprof/ on --metrics-addr, for go tool pprof")
 	fs.Var(durationFlag{&cfg.shutdownTimeout}, "shutdown-timeout",
 		"on SIGTERM, SIGINT or SIGHUP, the `duration` connections get to\n"+
 			"finish echoing before they are closed")
@@ -435,6 +439,9 @@ func parseFlags(args []string) (config, error) {
 	// quietly read 0 as its 1 MiB default, while the startup line said 0.)
 	if cfg.maxPending == 0 {
 		return cfg, fmt.Errorf("%w: --max-pending must be more than 0: echod always bounds what a connection may hold", errUsage)
+	}
+	if cfg.pprof && cfg.metricsAddr == "" {
+		return cfg, fmt.Errorf("%w: --pprof needs --metrics-addr: the profiles are served there", errUsage)
 	}
 	if cfg.metricsAddr != "" {
 		if _, _, err := splitHostPort(cfg.metricsAddr); err != nil {

@@ -111,7 +111,7 @@ func TestParseFlagsValues(t *testing.T) {
 		"--listen", "127.0.0.1:0", "-listen=unix:/tmp/e.sock", "--listen", "udp:[::1]:0", "--listen", "127.0.0.1:0",
 		"--backend", "epoll", "--io", "poll", "--loops", "3", "--lock-loops", "--max-conns", "0", "--idle-timeout", "1m30s",
 		"--max-pending", "64KiB", "--log-level", "debug", "--log-format", "console",
-		"--metrics-addr", "127.0.0.1:0", "--shutdown-timeout", "250ms", "--udp-rate", "25",
+		"--metrics-addr", "127.0.0.1:0", "--pprof", "--shutdown-timeout", "250ms", "--udp-rate", "25",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -122,7 +122,7 @@ func TestParseFlagsValues(t *testing.T) {
 		},
 		backend: "epoll", io: "poll", loops: 3, lockLoops: true, maxConns: 0, idleTimeout: 90 * time.Second,
 		maxPending: 64 << 10, udpRate: 25, logLevel: "debug", logFormat: "console",
-		metricsAddr: "127.0.0.1:0", shutdownTimeout: 250 * time.Millisecond,
+		metricsAddr: "127.0.0.1:0", pprof: true, shutdownTimeout: 250 * time.Millisecond,
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Fatalf("got  %+v\nwant %+v", cfg, want)
@@ -172,6 +172,7 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"--idle-timeout", "-1s"}, `--idle-timeout "-1s"`},
 		{[]string{"--max-pending", "1x"}, `--max-pending "1x": want a byte count`},
 		{[]string{"--max-pending", "0"}, "--max-pending must be more than 0"},
+		{[]string{"--pprof"}, "--pprof needs --metrics-addr"},
 		{[]string{"--udp-rate", "-1"}, `--udp-rate "-1": want a whole number`},
 		{[]string{"--log-level", "verbose"}, `want debug, info, warn or error`},
 		{[]string{"--log-format", "xml"}, `--log-format "xml": want json or console`},

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -181,10 +182,11 @@ type metricsServer struct {
 	once     sync.Once   // guards close
 }
 
-// startMetrics listens on addr and serves the registry of src there. Its
-// registry is private (no global default registry): the process and Go
-// runtime collectors, and the collector over src.
-func startMetrics(addr string, src statsSource, log *zap.Logger) (*metricsServer, error) {
+// startMetrics listens on addr and serves the registry of src there, and
+// with withPprof Go's profiles under /debug/pprof/. Its registry is private
+// (no global default registry): the process and Go runtime collectors, and
+// the collector over src.
+func startMetrics(addr string, withPprof bool, src statsSource, log *zap.Logger) (*metricsServer, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -219,6 +221,9 @@ func startMetrics(addr string, src statsSource, log *zap.Logger) (*metricsServer
 		EnableOpenMetrics: true,
 	}))
 	mux.HandleFunc("GET /healthz", m.healthz)
+	if withPprof {
+		servePprof(mux)
+	}
 	// The timeouts keep a slow or idle client from holding one of the
 	// few connections (capListener) for long; a scrape writes well within
 	// WriteTimeout.
@@ -233,6 +238,20 @@ func startMetrics(addr string, src statsSource, log *zap.Logger) (*metricsServer
 	}
 	go func() { m.done <- m.srv.Serve(ln) }()
 	return m, nil
+}
+
+// servePprof serves net/http/pprof's handlers on mux, not on
+// http.DefaultServeMux (where the package's init also puts them, unserved
+// here). A CPU profile or trace holds one of the server's few connections
+// (capListener) for the seconds it asks for; pprof moves the connection's
+// write deadline past them.
+func servePprof(mux *http.ServeMux) {
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index) // heap, goroutine, allocs, block, mutex, threadcreate
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("POST /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 }
 
 // healthz answers 200 "ok" while echod serves and 503 "draining" once it is

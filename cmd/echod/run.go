@@ -100,7 +100,7 @@ func runWith(args []string, stdout, stderr io.Writer, signals <-chan os.Signal, 
 	if cfg.metricsAddr != "" {
 		src := srv.stats()
 		src.logDropped = sink.dropped.Load
-		if metrics, err = startMetrics(cfg.metricsAddr, src, log); err != nil {
+		if metrics, err = startMetrics(cfg.metricsAddr, cfg.pprof, src, log); err != nil {
 			closeServer()
 			log.Error("cannot start", zap.Error(err))
 			return exitFailure
@@ -122,7 +122,7 @@ func runWith(args []string, stdout, stderr io.Writer, signals <-chan os.Signal, 
 		zap.Bool("lock_loops", cfg.lockLoops),
 	}
 	if metrics != nil {
-		fields = append(fields, zap.String("metrics_addr", metrics.addr.String()))
+		fields = append(fields, zap.String("metrics_addr", metrics.addr.String()), zap.Bool("pprof", cfg.pprof))
 	}
 	fields = append(fields,
 		zap.Int("max_conns", cfg.maxConns),

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -290,12 +291,44 @@ func TestMetricsServer(t *testing.T) {
 	if body, code := get(t, "http://"+addr+"/healthz"); code != http.StatusOK || body != "ok\n" {
 		t.Errorf("/healthz while serving: %d %q, want 200 ok", code, body)
 	}
+	if _, code := get(t, "http://"+addr+"/debug/pprof/"); code != http.StatusNotFound {
+		t.Errorf("/debug/pprof/ without --pprof: status %d, want 404", code)
+	}
 	signals <- syscall.SIGTERM
 	log.wait(t, "shutting down")
 	if body, code := get(t, "http://"+addr+"/healthz"); code != http.StatusServiceUnavailable || body != "draining\n" {
 		t.Errorf("/healthz while draining: %d %q, want 503 draining", code, body)
 	}
 	close(release)
+	if code := waitStatus(t, status, log); code != exitOK {
+		t.Fatalf("exit status %d, want 0", code)
+	}
+}
+
+// TestPprof checks that --pprof serves Go's profiles beside /metrics: the
+// index, and a CPU profile (gzipped protobuf) of the seconds asked for.
+func TestPprof(t *testing.T) {
+	f := &fakeServer{shutdownFn: func(context.Context) error { return nil }}
+	signals, log, line, status := started(t, f, "--metrics-addr", "127.0.0.1:0", "--pprof")
+	if line["pprof"] != true {
+		t.Errorf("startup line %v: want pprof true", line)
+	}
+	addr := "http://" + line["metrics_addr"].(string)
+	if body, code := get(t, addr+"/debug/pprof/"); code != http.StatusOK || !strings.Contains(body, "goroutine") {
+		t.Errorf("/debug/pprof/: status %d, body %.200q: want 200 and the profiles' index", code, body)
+	}
+	body, code := get(t, addr+"/debug/pprof/profile?seconds=1")
+	if code != http.StatusOK {
+		t.Fatalf("/debug/pprof/profile: status %d, body %.200q", code, body)
+	}
+	zr, err := gzip.NewReader(strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("/debug/pprof/profile: not a gzipped profile (%v): %.40q", err, body)
+	}
+	if raw, err := io.ReadAll(zr); err != nil || len(raw) == 0 {
+		t.Errorf("/debug/pprof/profile: %d bytes unzipped, %v", len(raw), err)
+	}
+	signals <- syscall.SIGTERM
 	if code := waitStatus(t, status, log); code != exitOK {
 		t.Fatalf("exit status %d, want 0", code)
 	}
