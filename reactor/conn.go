@@ -162,7 +162,9 @@ func (c *Conn) Write(b []byte) (int, error) {
 	}
 	became := c.out.len() == 0
 	held := c.out.held()
-	c.out.append(b[n:], &c.ln.chunks)
+	if !became || n > 0 || !c.takeLoan(b) {
+		c.out.append(b[n:], &c.ln.chunks)
+	}
 	if became {
 		c.out.setSince(nanotime()) // output becomes pending
 	}

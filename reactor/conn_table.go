@@ -250,11 +250,14 @@ func (l *loop) connEvent(ev *poller.Event) {
 		panic(fmt.Sprintf("reactor: an Event for tag %#x, which names no armed receive (place %d): %v", ev.Tag, i, *ev))
 	}
 	if ev.HasBuf {
+		lent := false
 		if ev.N > 0 {
-			e.c.received(l.rcv.Bytes(ev)) // a retired Conn drops them
+			lent = l.deliverLent(ev, e.c) // a retired Conn drops them
 		}
 		l.received.Add(1)
-		l.rcv.Release(ev)
+		if !lent {
+			l.rcv.Release(ev)
+		}
 	}
 	if ev.More {
 		return // the receive goes on

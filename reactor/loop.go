@@ -23,6 +23,7 @@ type loop struct {
 	id    int                    // constant
 	p     poller.Poller          // constant once started; owned by the loop but Wake
 	rcv   poller.RingIO          // constant once started: p's receive path, or nil
+	lend  lender                 // receive buffers lent to sends (loan.go)
 	table *cancel.Table[reqData] // constant; transitions per cancel's rules
 	in    inbox
 
@@ -122,6 +123,7 @@ func (l *loop) run(backend poller.Backend, started chan<- openResult, done func(
 	l.p = p
 	var why, io string
 	l.rcv, why = poller.RingIOOf(p)
+	l.setupLoans(cfg.RecvBuffers, cfg.RecvBufferSize)
 	switch {
 	case l.rcv == nil && cfg.IO == IOPoll:
 		io = "poll (Config.IO is poll)"
@@ -413,6 +415,11 @@ func (l *loop) act(h reqHandle, a cancel.Action) {
 		l.deliver(h)
 	}
 	if a.Has(cancel.MustRelease) {
+		if d := h.Data(); d.ev&evSend != 0 {
+			if c, ok := d.owner.(*Conn); ok {
+				c.sendSlotReleased()
+			}
+		}
 		l.table.Release(h)
 	}
 }

@@ -49,11 +49,15 @@ type outChunk struct {
 	// smaller without them.
 	last  *outChunk
 	since int64
+	// loan: set on a chunk whose bytes are a receive buffer the loop lent
+	// (loan.go); it goes back to the kernel where a chunk goes back to
+	// the pool.
+	loan *outLoan
 }
 
 // outPool recycles a Listener's chunks; a pool per Listener, not per
 // process, so that nothing in the package is global.
-type outPool struct{ p sync.Pool }
+type outPool struct{ p, loans sync.Pool }
 
 func (op *outPool) get() *outChunk {
 	if c, ok := op.p.Get().(*outChunk); ok {
@@ -63,6 +67,10 @@ func (op *outPool) get() *outChunk {
 }
 
 func (op *outPool) put(c *outChunk) {
+	if c.loan != nil {
+		op.putLoan(c)
+		return
+	}
 	c.next, c.last, c.since = nil, nil, 0 // a pooled chunk keeps no queue alive
 	op.p.Put(c)
 }
@@ -113,6 +121,15 @@ func (b *outBuf) append(p []byte, pool *outPool) {
 		b.tail += uint16(k)
 		p = p[k:]
 	}
+}
+
+// lendFirst makes the loaned chunk c, whose bytes [head, head+n) are
+// pending, b's first and only one (b is empty). Later appends fill the
+// rest of the buffer, which is the Conn's until the chunk goes back.
+func (b *outBuf) lendFirst(c *outChunk, head, n int) {
+	c.last = c
+	b.first, b.n = c, 1
+	b.head, b.tail = uint16(head), uint16(head+n)
 }
 
 // writeTo writes what is pending to fd with one writev of up to outIovecs

@@ -1,0 +1,178 @@
+//go:build linux
+
+package reactor
+
+import (
+	"bytes"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// loanEcho echoes, and keeps its Conns for the test to close.
+type loanEcho struct {
+	mu    sync.Mutex
+	conns []*Conn
+}
+
+func (h *loanEcho) OnOpen(c *Conn) {
+	// A small send buffer, so that a peer that reads nothing backs the
+	// echo up at once (autotuned, the socket would absorb megabytes).
+	unix.SetsockoptInt(c.Fd(), unix.SOL_SOCKET, unix.SO_SNDBUF, 4096)
+	h.mu.Lock()
+	h.conns = append(h.conns, c)
+	h.mu.Unlock()
+}
+func (h *loanEcho) OnData(c *Conn, b []byte) { c.Write(b) }
+func (h *loanEcho) OnEOF(c *Conn)            { c.Close() }
+func (h *loanEcho) OnClose(*Conn, error)     {}
+
+// TestLoansComeBackOnce: receive buffers lent to sends (loan.go) go back to
+// the kernel exactly once however the send ends: sent in full (the echoed
+// bytes are checked, so a buffer given back while its send still read it
+// shows as corruption), cut by CloseNow while the peer reads nothing and
+// the send waits in the kernel, and cut by the reactor's Close the same
+// way. A buffer given back twice panics in ring.BufRing.Put; one never
+// given back is still held when the loop has stopped.
+func TestLoansComeBackOnce(t *testing.T) {
+	for round := range 2 {
+		loanRound(t, round)
+	}
+}
+
+func loanRound(t *testing.T, round int) {
+	r := oneLoopReactor(t, BackendUring)
+	l := r.loops[0]
+	if l.lend.max == 0 {
+		t.Skipf("this loop lends no buffers (receive path %v)", l.rcv)
+	}
+	l.sendBatch.Store(0) // every handler call's Writes go through the ring
+	h := &loanEcho{}
+	ln, err := r.Listen("tcp", "127.0.0.1:0", h, ListenConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	const msg = outChunkSize
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	// Echo clients: every byte comes back as sent.
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			out, in := make([]byte, msg), make([]byte, msg)
+			for range 50 {
+				rand.Read(out)
+				if _, err := c.Write(out); err != nil {
+					errs <- err
+					return
+				}
+				if _, err := io.ReadFull(c, in); err != nil || !bytes.Equal(in, out) {
+					errs <- fmt.Errorf("echo differs from what was sent (%v)", err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	// Clients that send and never read, with a small receive buffer: the
+	// echo's sends wait in the kernel, holding their lent buffers.
+	stuck := make([]net.Conn, 0, 8)
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, 4096) })
+		return serr
+	}}
+	for range 8 {
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stuck = append(stuck, c)
+		c.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+		for range 64 {
+			if _, err := c.Write(make([]byte, msg)); err != nil {
+				break // the server paused reading: its output backed up
+			}
+		}
+	}
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	// Wait (bounded) until the stuck Conns' output backs up, with lent
+	// buffers among it; then half of them are closed at once, with their
+	// sends in flight, and the rest by the reactor's Close.
+	var backed []*Conn
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		backed = backed[:0]
+		h.mu.Lock()
+		for _, c := range h.conns {
+			if c.Pending() > 0 {
+				backed = append(backed, c)
+			}
+		}
+		h.mu.Unlock()
+		if len(backed) == len(stuck) && l.lend.out.Load() > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("round %d: %d of %d Conns had output waiting, %d lent buffers out", round, len(backed), len(stuck), l.lend.out.Load())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	outAtCut := l.lend.out.Load()
+	cut := len(backed) / 2
+	inFlight := 0
+	for _, c := range backed[:cut] {
+		// CloseNow's work, done on the loop so that what it leaves can
+		// be looked at before the send's end reaches the loop: a buffer
+		// lent to a send still in the kernel stays lent.
+		onLoop(t, l, func(l *loop) {
+			lentSend := c.wr != 0 && c.out.first != nil && c.out.first.loan != nil
+			before := l.lend.out.Load()
+			c.finish(nil)
+			if lentSend {
+				inFlight++
+				if after := l.lend.out.Load(); after != before {
+					t.Errorf("round %d: closing a Conn gave its lent buffer back (%d lent, then %d) while its send was still in the kernel", round, before, after)
+				}
+			}
+		})
+	}
+	if inFlight == 0 {
+		t.Errorf("round %d: no Conn closed with a lent buffer in a send in flight: the test checks nothing there", round)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range stuck {
+		c.Close()
+	}
+	// The loop has stopped: its state is this goroutine's to read.
+	if l.lend.taken.Load() == 0 {
+		t.Errorf("round %d: no buffer was lent: the test checks nothing", round)
+	}
+	if n := l.lend.out.Load(); n != 0 {
+		t.Errorf("round %d: %d lent buffers never came back", round, n)
+	}
+	if n := l.rcv.Held(); n != 0 {
+		t.Errorf("round %d: %d receive buffers still held after the loop stopped", round, n)
+	}
+	t.Logf("round %d: %d buffers lent; %d out when %d Conns were cut with output waiting, %d of them with a lent send in flight", round, l.lend.taken.Load(), outAtCut, cut, inFlight)
+}
