@@ -31,6 +31,7 @@ type Listener struct {
 	reusePort    bool
 	maxConns     int
 	maxPending   int
+	sendInPlace  bool // ListenConfig.SendInPlace
 	idle         time.Duration
 	readTimeout  time.Duration
 	writeTimeout time.Duration
@@ -399,7 +400,7 @@ func (ln *Listener) connDone() {
 func (r *Reactor) newListener(addr net.Addr, unixSock bool, h Handler, cfg ListenConfig) *Listener {
 	ln := &Listener{
 		r: r, h: h, addr: addr, unix: unixSock, reusePort: cfg.ReusePort,
-		maxConns: cfg.MaxConns, maxPending: cfg.MaxPending, idle: cfg.IdleTimeout,
+		maxConns: cfg.MaxConns, maxPending: cfg.MaxPending, sendInPlace: cfg.SendInPlace, idle: cfg.IdleTimeout,
 		readTimeout: cfg.ReadTimeout, writeTimeout: cfg.WriteTimeout,
 		closeTimeout: cfg.CloseTimeout, closedCh: make(chan struct{}),
 		sock: sockDefaultsOf(cfg.NoDelay, cfg.KeepAlive),

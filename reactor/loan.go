@@ -9,13 +9,15 @@ import (
 	"github.com/oneshot-io/oneshot/poller"
 )
 
-// Sending from the receive buffer. A handler that writes what it was handed
-// (an echo, a proxy) would have Write copy the bytes into an output chunk
-// and the send read them from there. Where the loop's receive buffers are
+// Sending from the receive buffer (ListenConfig.SendInPlace). A handler that
+// writes what it was handed (an echo, a proxy) would have Write copy the
+// bytes into an output chunk and the send read them from there. Where the
+// Listener allows it (the handler leaves the bytes alone once written:
+// Write's doc promises a copy otherwise) and the loop's receive buffers are
 // whole ones of an output chunk's size, the buffer itself can be the chunk:
 // the loop offers the buffer of the receive it is delivering (lender), a
-// Write whose bytes lie in it, with nothing pending and its send going
-// through the ring, takes it, and the buffer goes back to the kernel when
+// Write of the delivered bytes' tail, with nothing pending and its send
+// going through the ring, takes it, and the buffer goes back to the kernel when
 // the chunk would have gone back to the pool (outPool.put), not when the
 // handler returns. The C reference server sends the same way.
 //
@@ -87,14 +89,20 @@ func (l *loop) deliverLent(ev *poller.Event, c *Conn) (taken bool) {
 // takeLoan makes b's receive buffer, if the loop offers it and b lies in
 // it, the chunk c.out starts with (c.mu held, nothing pending).
 func (c *Conn) takeLoan(b []byte) bool {
+	if !c.ln.sendInPlace || len(b) == 0 {
+		return false // Write copies, as its doc says
+	}
 	lend := &c.l.lend
 	o := lend.offer.Load()
-	if o == nil || len(b) == 0 {
+	if o == nil {
 		return false
 	}
+	// b must end where the delivered bytes end: later Writes append to
+	// the chunk, that is into the buffer past b, and must not overwrite
+	// delivered bytes the handler may still read.
 	p, lo := uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(o.base)
-	if p < lo || p+uintptr(len(b)) > lo+uintptr(o.n) {
-		return false // not the bytes being delivered
+	if p < lo || p+uintptr(len(b)) != lo+uintptr(o.n) {
+		return false // not the bytes being delivered, or not their tail
 	}
 	if lend.out.Load() >= lend.max || !lend.offer.CompareAndSwap(o, nil) {
 		return false

@@ -55,7 +55,7 @@ func loanRound(t *testing.T, round int) {
 	}
 	l.sendBatch.Store(0) // every handler call's Writes go through the ring
 	h := &loanEcho{}
-	ln, err := r.Listen("tcp", "127.0.0.1:0", h, ListenConfig{})
+	ln, err := r.Listen("tcp", "127.0.0.1:0", h, ListenConfig{SendInPlace: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,4 +175,134 @@ func loanRound(t *testing.T, round int) {
 		t.Errorf("round %d: %d receive buffers still held after the loop stopped", round, n)
 	}
 	t.Logf("round %d: %d buffers lent; %d out when %d Conns were cut with output waiting, %d of them with a lent send in flight", round, l.lend.taken.Load(), outAtCut, cut, inFlight)
+}
+
+// inPlaceHandler writes in one of three ways and then touches b.
+type inPlaceHandler struct {
+	mode int // 0: Write(b), then scribble on b; 1: Write(b[:half]), then scribble; 2: Write(b), Write("!"), then compare b
+	errs chan error
+}
+
+func (h *inPlaceHandler) OnOpen(*Conn)         {}
+func (h *inPlaceHandler) OnClose(*Conn, error) {}
+func (h *inPlaceHandler) OnData(c *Conn, b []byte) {
+	switch h.mode {
+	case 0, 1:
+		n := len(b)
+		if h.mode == 1 {
+			n = len(b) / 2
+		}
+		c.Write(b[:n])
+		for i := range b {
+			b[i] = 'X' // allowed: Write copied
+		}
+	case 2:
+		keep := append([]byte(nil), b...)
+		c.Write(b)
+		c.Write([]byte("!"))
+		if !bytes.Equal(b, keep) {
+			h.errs <- fmt.Errorf("a Write after the one that sent b in place overwrote b")
+		}
+	}
+}
+
+// TestSendInPlaceKeepsWhatWriteCopies: Write copies unless the Listener
+// has SendInPlace, and even then it sends in place only the tail of what
+// OnData was handed, so that a handler that changes b after a Write that
+// copies, or reads b after more Writes, sees what Write's doc promises.
+func TestSendInPlaceKeepsWhatWriteCopies(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		inPlace bool
+		mode    int
+		lends   bool
+	}{
+		{"copies by default", false, 0, false},
+		{"copies a head", true, 1, false},
+		{"sends the tail in place, appends past it", true, 2, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := oneLoopReactor(t, BackendUring)
+			l := r.loops[0]
+			if l.lend.max == 0 {
+				t.Skipf("this loop lends no buffers (receive path %v)", l.rcv)
+			}
+			l.sendBatch.Store(0)
+			h := &inPlaceHandler{mode: tc.mode, errs: make(chan error, 64)}
+			ln, err := r.Listen("tcp", "127.0.0.1:0", h, ListenConfig{SendInPlace: tc.inPlace})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			msg := make([]byte, 1000)
+			for range 20 {
+				// Letters only: a scribbled 'X' that reaches the peer
+				// cannot pass for a byte that was sent.
+				rand.Read(msg)
+				for i := range msg {
+					msg[i] = 'a' + msg[i]%26
+				}
+				if _, err := c.Write(msg); err != nil {
+					t.Fatal(err)
+				}
+				var got []byte
+				switch tc.mode {
+				case 1:
+					// Half of each piece the message arrived in: read
+					// until the connection is quiet.
+					buf := make([]byte, len(msg))
+					for {
+						c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+						n, err := c.Read(buf)
+						got = append(got, buf[:n]...)
+						if err != nil {
+							break
+						}
+					}
+					if len(got) == 0 {
+						t.Fatal("nothing came back")
+					}
+				default:
+					got = make([]byte, len(msg))
+					if _, err := io.ReadFull(c, got); err != nil {
+						t.Fatal(err)
+					}
+					if !bytes.Equal(got, msg) {
+						t.Fatalf("the echo differs from what was sent: %.16q", got)
+					}
+				}
+				if i := bytes.IndexByte(got, 'X'); i >= 0 {
+					t.Fatalf("the peer got bytes the handler changed after Write copied them: %.16q", got[i:])
+				}
+				if tc.mode == 2 {
+					// A "!" follows each piece's echo.
+					for {
+						c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+						tail := make([]byte, 64)
+						n, err := c.Read(tail)
+						if len(bytes.Trim(tail[:n], "!")) > 0 {
+							t.Fatalf("after the echo: %q", tail[:n])
+						}
+						if err != nil {
+							break
+						}
+					}
+				}
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+			}
+			select {
+			case err := <-h.errs:
+				t.Fatal(err)
+			default:
+			}
+			if lent := l.lend.taken.Load() > 0; lent != tc.lends {
+				t.Errorf("buffers lent: %v, want %v", lent, tc.lends)
+			}
+		})
+	}
 }

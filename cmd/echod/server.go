@@ -144,6 +144,9 @@ func listenConfig(cfg config) reactor.ListenConfig {
 		MaxPending:   cfg.maxPending,
 		IdleTimeout:  cfg.idleTimeout,
 		CloseTimeout: max(minCloseTimeout, 2*cfg.shutdownTimeout),
+		// The echo handler writes what it is handed and never touches it
+		// again: its sends may read the receive buffer itself.
+		SendInPlace: true,
 	}
 }
 
