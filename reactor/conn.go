@@ -118,7 +118,10 @@ func (c *Conn) Pending() int { return c.st.pending() }
 // Write copies b for sending and never blocks. When nothing is pending it
 // writes to the socket at once, on the caller's goroutine; what the socket
 // does not take waits in c's output buffer. It returns ErrClosed once c is
-// closing or closed, or the error that condemned the connection.
+// closing or closed, or the error that condemned the connection. (Where a
+// Listener has ListenConfig.SendInPlace, a b that is the tail of the bytes
+// OnData is handling may be sent from their receive buffer instead of
+// copied: that handler has promised to leave them alone.)
 func (c *Conn) Write(b []byte) (int, error) {
 	c.mu.Lock()
 	if !c.phase().writable() || c.st.has(bWrShut|bCloseAsked) {

@@ -30,30 +30,39 @@ import (
 // buffers) so that Conns whose peers read slowly cannot leave the receives
 // without buffers; past the cap Write copies.
 //
+// The offer is read by Write, which any goroutine may call, so a Write
+// reads nothing but atomics until it has claimed the offer: a generation
+// and a buffer id in one word, and the delivered bytes' bounds beside it.
+// Once its compare-and-swap took that word, the loop is still in that
+// delivery (its Swap would have failed the CAS), so the buffer's Event and
+// address, which the loop wrote before publishing the word, stay put until
+// the buffer goes back.
+//
 //	who    step                                         why
 //	-----  -------------------------------------------  ----------------------
-//	loop   offer.Store(o) for the receive delivered      a Write during the
-//	       → handler → Write: CAS(o, nil), the buffer    call takes it once
-//	       becomes c's first chunk (Conn's mu held)      (CAS), by aliasing
-//	loop   offer.Swap(nil) == nil: taken, no Release      the handler returned
+//	loop   slot[id], lo, hi; offer.Store(gen|id)         before the handler
+//	       → handler → Write: bounds check, then         runs; a Write takes
+//	       CAS(gen|id, 0); slot[id] becomes c's first    it once, and only the
+//	       chunk (Conn's mu held)                        delivered bytes' tail
+//	loop   offer.Swap(0) == 0: taken, no Release          the handler returned
 //	loop   the chunk's put (consume, reset) → Release     the send is done with it
 type lender struct {
-	offer atomic.Pointer[loanOffer] // the receive being delivered, while a Write may take it
-	o     loanOffer                 // loop-owned; offer points here
+	offer  atomic.Uint64  // gen<<16 | buffer id of the receive being delivered; 0 = none
+	lo, hi atomic.Uintptr // the delivered bytes' bounds while offered
+	gen    uint64         // loop-owned: the last offer's generation
+	slots  []lentSlot     // loop-owned, by buffer id; written before the offer is published
 	// out: loans taken and not yet released (taken by a Write, released
-	// on the loop); max: the cap.
+	// on the loop); max: the cap (0: this loop lends nothing).
 	out atomic.Int32
 	max int32
-	// taken counts the loans ever taken (for tests and Stats-free
-	// checks that the path is used).
+	// taken counts the loans ever taken (for tests: the path is used).
 	taken atomic.Uint64
 }
 
-// loanOffer is the buffer of the receive being delivered.
-type loanOffer struct {
+// lentSlot is what the loop knows of a buffer it offers.
+type lentSlot struct {
 	ev   poller.Event   // the receive's, for Release
 	base unsafe.Pointer // the buffer's first byte (the bytes start there: Off 0)
-	n    int            // bytes received
 }
 
 // outLoan marks an outChunk whose bytes are a loaned receive buffer.
@@ -65,53 +74,62 @@ type outLoan struct {
 // setupLoans decides whether l's receives can be lent: whole buffers (not
 // incremental pieces) of exactly an output chunk's size.
 func (l *loop) setupLoans(bufs, size int) {
-	if l.rcv == nil || l.rcv.Incremental() || size != outChunkSize {
+	if l.rcv == nil || l.rcv.Incremental() || size != outChunkSize || bufs > 1<<16 {
 		return
 	}
 	l.lend.max = int32(bufs / 4)
+	l.lend.slots = make([]lentSlot, bufs)
 }
 
 // deliverLent hands c the bytes ev's receive brought, offering their
-// buffer while it does, and reports whether a Write took it: then the
-// buffer is that Write's Conn's, and the loop must not Release it.
+// buffer while it does if c's Listener allows it (its handler promises to
+// leave written bytes alone), and reports whether a Write took it: then
+// the buffer is that Write's Conn's, and the loop must not Release it.
 func (l *loop) deliverLent(ev *poller.Event, c *Conn) (taken bool) {
 	b := l.rcv.Bytes(ev)
-	if l.lend.max == 0 || ev.Off != 0 {
+	lend := &l.lend
+	if lend.max == 0 || ev.Off != 0 || !c.ln.sendInPlace || int(ev.Buf) >= len(lend.slots) {
 		c.received(b)
 		return false
 	}
-	l.lend.o = loanOffer{ev: *ev, base: unsafe.Pointer(unsafe.SliceData(b)), n: len(b)}
-	l.lend.offer.Store(&l.lend.o)
+	base := unsafe.SliceData(b)
+	lend.slots[ev.Buf] = lentSlot{ev: *ev, base: unsafe.Pointer(base)}
+	lend.lo.Store(uintptr(unsafe.Pointer(base)))
+	lend.hi.Store(uintptr(unsafe.Pointer(base)) + uintptr(len(b)))
+	lend.gen++
+	lend.offer.Store(lend.gen<<16 | uint64(ev.Buf))
 	c.received(b)
-	return l.lend.offer.Swap(nil) == nil
+	return lend.offer.Swap(0) == 0
 }
 
-// takeLoan makes b's receive buffer, if the loop offers it and b lies in
-// it, the chunk c.out starts with (c.mu held, nothing pending).
+// takeLoan makes the receive buffer the loop offers the chunk c.out starts
+// with, if b is the tail of the bytes being delivered (c.mu held, nothing
+// pending). b must end where the delivered bytes end: later Writes append
+// to the chunk, that is into the buffer past b, and must not overwrite
+// delivered bytes the handler may still read.
 func (c *Conn) takeLoan(b []byte) bool {
-	if !c.ln.sendInPlace || len(b) == 0 {
-		return false // Write copies, as its doc says
-	}
 	lend := &c.l.lend
-	o := lend.offer.Load()
-	if o == nil {
+	v := lend.offer.Load()
+	if v == 0 || len(b) == 0 {
 		return false
 	}
-	// b must end where the delivered bytes end: later Writes append to
-	// the chunk, that is into the buffer past b, and must not overwrite
-	// delivered bytes the handler may still read.
-	p, lo := uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(o.base)
-	if p < lo || p+uintptr(len(b)) != lo+uintptr(o.n) {
+	p := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	lo, hi := lend.lo.Load(), lend.hi.Load()
+	if p < lo || p+uintptr(len(b)) != hi {
 		return false // not the bytes being delivered, or not their tail
 	}
-	if lend.out.Load() >= lend.max || !lend.offer.CompareAndSwap(o, nil) {
+	if lend.out.Load() >= lend.max || !lend.offer.CompareAndSwap(v, 0) {
 		return false
 	}
+	// Claimed: lo and hi were v's (the loop publishes new ones only
+	// after its Swap, which would have failed the CAS), and slot is
+	// stable until the buffer goes back.
+	slot := &lend.slots[uint16(v)]
 	lend.out.Add(1)
 	lend.taken.Add(1)
 	ch := c.ln.chunks.getLoan()
-	ch.b = (*[outChunkSize]byte)(o.base)
-	ch.loan.l, ch.loan.ev = c.l, o.ev
+	ch.b = (*[outChunkSize]byte)(slot.base)
+	ch.loan.l, ch.loan.ev = c.l, slot.ev
 	c.out.lendFirst(ch, int(p-lo), len(b))
 	return true
 }

@@ -91,7 +91,9 @@ type Config struct {
 	// RecvBuffers is how many receive buffers each loop lends the kernel
 	// (a power of two up to 32768; 0 = 256), RecvBufferSize their size
 	// (0 = 16 KiB). A receive takes a whole buffer however few bytes it
-	// brings, and gives it back once OnData returns; the kernel takes
+	// brings, and gives it back once OnData returns (or, where a Write
+	// sent the bytes from it in place, ListenConfig.SendInPlace, once that
+	// send is done with them); the kernel takes
 	// them in turn, so under load all of them become resident (4 MiB a
 	// loop by default) and stay so. A turn in which more Conns receive
 	// than there are buffers ends the rest for want of one

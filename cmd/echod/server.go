@@ -243,7 +243,9 @@ func (h echoHandler) OnOpen(c *reactor.Conn) {
 	}
 }
 
-// OnData hands b back to the connection, which copies it: the layer stops
+// OnData hands b back to the connection, which sends it from its receive
+// buffer on io_uring (SendInPlace: b is never touched again) and copies it
+// otherwise: the layer stops
 // reading once --max-pending bytes wait to be sent. A failed Write means the
 // connection is closing, and OnClose reports why: logging it here too would
 // say it twice.
