@@ -239,7 +239,7 @@ func TestSendInPlaceKeepsWhatWriteCopies(t *testing.T) {
 			}
 			defer c.Close()
 			c.SetDeadline(time.Now().Add(10 * time.Second))
-			msg := make([]byte, 1000)
+			msg := make([]byte, 2*lendMin) // offered: lendMin or more
 			for range 20 {
 				// Letters only: a scribbled 'X' that reaches the peer
 				// cannot pass for a byte that was sent.
@@ -340,7 +340,7 @@ func TestSendInPlaceWithForeignWrites(t *testing.T) {
 			t.Fatal("the Conn never opened")
 		}
 	}
-	const msgs, size, foreign = 100, 1000, 2000
+	const msgs, size, foreign = 100, 2 * lendMin, 2000
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -373,5 +373,8 @@ func TestSendInPlaceWithForeignWrites(t *testing.T) {
 	}
 	if !bytes.Equal(echo, sent) {
 		t.Errorf("the echo differs from what was sent (%d bytes against %d)", len(echo), len(sent))
+	}
+	if l.lend.taken.Load() == 0 {
+		t.Error("no buffer was lent: the offers this test races were never made")
 	}
 }
