@@ -16,8 +16,10 @@ import (
 // Write's doc promises a copy otherwise) and the loop's receive buffers are
 // whole ones of an output chunk's size, the buffer itself can be the chunk:
 // the loop offers the buffer of the receive it is delivering (lender), a
-// Write of the delivered bytes' tail, with nothing pending and its send
-// going through the ring, takes it, and the buffer goes back to the kernel when
+// Write of the delivered bytes' tail, with nothing pending, takes it (its
+// send goes through the ring; a Write whose direct write(2) found the
+// socket full at its first byte takes it too, and on a loop with a ring
+// its flush goes through the ring as well), and the buffer goes back to the kernel when
 // the chunk would have gone back to the pool (outPool.put), not when the
 // handler returns. The C reference server sends the same way.
 //
@@ -96,7 +98,7 @@ func (l *loop) setupLoans(bufs, size int) {
 func (l *loop) deliverLent(ev *poller.Event, c *Conn) (taken bool) {
 	b := l.rcv.Bytes(ev)
 	lend := &l.lend
-	if lend.max == 0 || len(b) < lendMin || ev.Off != 0 || !c.ln.sendInPlace || int(ev.Buf) >= len(lend.slots) {
+	if lend.max == 0 || len(b) < lendMin || ev.Off != 0 || !c.ln.sendInPlace || int(ev.Buf) >= len(lend.slots) || c.phase() != phOpen {
 		c.received(b)
 		return false
 	}
@@ -104,7 +106,12 @@ func (l *loop) deliverLent(ev *poller.Event, c *Conn) (taken bool) {
 	lend.slots[ev.Buf] = lentSlot{ev: *ev, base: unsafe.Pointer(base)}
 	lend.lo.Store(uintptr(unsafe.Pointer(base)))
 	lend.hi.Store(uintptr(unsafe.Pointer(base)) + uintptr(len(b)))
-	lend.gen++
+	// 48 bits of generation, never 0: the word 0 means "no offer" (or
+	// "taken"), and must not name buffer 0 after 2^48 offers.
+	lend.gen = (lend.gen + 1) & (1<<48 - 1)
+	if lend.gen == 0 {
+		lend.gen = 1
+	}
 	lend.offer.Store(lend.gen<<16 | uint64(ev.Buf))
 	c.received(b)
 	return lend.offer.Swap(0) == 0
