@@ -57,7 +57,7 @@ type lender struct {
 	// on the loop); max: the cap (0: this loop lends nothing).
 	out atomic.Int32
 	max int32
-	// taken counts the loans ever taken (for tests: the path is used).
+	// taken counts the loans ever taken (Stats.SentInPlace).
 	taken atomic.Uint64
 }
 

@@ -165,6 +165,9 @@ func loanRound(t *testing.T, round int) {
 		c.Close()
 	}
 	// The loop has stopped: its state is this goroutine's to read.
+	if st := r.Stats(); st.SentInPlace != l.lend.taken.Load() || st.InPlaceHeld != 0 {
+		t.Errorf("round %d: Stats say %d sent in place, %d held; the loop lent %d, %d out", round, st.SentInPlace, st.InPlaceHeld, l.lend.taken.Load(), l.lend.out.Load())
+	}
 	if l.lend.taken.Load() == 0 {
 		t.Errorf("round %d: no buffer was lent: the test checks nothing", round)
 	}

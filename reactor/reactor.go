@@ -441,6 +441,8 @@ func (r *Reactor) Stats() Stats {
 		s.Received += l.received.Load()
 		s.RecvNoBuffers += l.nobufs.Load()
 		s.RecvPolled += l.recvPolled.Load()
+		s.SentInPlace += l.lend.taken.Load()
+		s.InPlaceHeld += int64(l.lend.out.Load())
 	}
 	return s
 }

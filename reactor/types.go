@@ -224,6 +224,8 @@ type Stats struct {
 	Received        uint64 // chunks Conns received through the ring (Config.IO)
 	RecvNoBuffers   uint64 // Conn receives the kernel ended because every receive buffer was lent out (each was armed again at once)
 	RecvPolled      uint64 // of those, the ones whose Conn then read once after a poll, starved twice with no bytes between
+	SentInPlace     uint64 // receive buffers Writes sent from instead of copying (ListenConfig.SendInPlace)
+	InPlaceHeld     int64  // of those, the ones still held by a send (the receives cannot use them meanwhile)
 }
 
 // Completed is the sum of all completions.
