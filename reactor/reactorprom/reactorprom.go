@@ -77,6 +77,10 @@ func NewFromStats(stats func() reactor.Stats) *Collector {
 			counter("oneshot_kernel_enters_total", "Syscalls the event loops made to arm and wait (io_uring_enter, or epoll_ctl and epoll_wait).", func(v r) uint64 { return v.KernelEnters }),
 			counter("oneshot_events_reaped_total", "Events harvested from the backend.", func(v r) uint64 { return v.EventsReaped }),
 			gauge("oneshot_backend_armed", "Polls the backend (io_uring or epoll) still holds armed, late completions owed included.", func(v r) int64 { return v.BackendArmed }),
+			counter("oneshot_recv_chunks_total", "Chunks connections received through the io_uring ring.", func(v r) uint64 { return v.Received }),
+			counter("oneshot_recv_no_buffers_total", "Connection receives the kernel ended because every receive buffer was in use (each armed again at once).", func(v r) uint64 { return v.RecvNoBuffers }),
+			counter("oneshot_sent_in_place_total", "Receive buffers writes sent from instead of copying (ListenConfig.SendInPlace).", func(v r) uint64 { return v.SentInPlace }),
+			gauge("oneshot_sent_in_place_held", "Receive buffers sends still hold (ListenConfig.SendInPlace): receives cannot use them meanwhile.", func(v r) int64 { return v.InPlaceHeld }),
 			gauge("oneshot_timers", "Deadlines on the event loops' timer heaps (request deadlines, and Conns' write timeouts and close bounds; idle and read timeouts are each loop's one sweep, not counted), and listening sockets waiting out an accept backoff.", func(v r) int64 { return v.Timers }),
 		},
 		listener: []family[s]{

@@ -98,8 +98,8 @@ oneshot_listener_received_bytes_total{listener="echo"} 5
 			t.Errorf("no oneshot_requests_completed_total series for outcome %q", o)
 		}
 	}
-	if n := len(mfs); n != 22 {
-		t.Errorf("%d families gathered, want 22 (11 reactor, 11 listener)", n)
+	if n := len(mfs); n != 26 {
+		t.Errorf("%d families gathered, want 26 (15 reactor, 11 listener)", n)
 	}
 }
 
@@ -107,7 +107,7 @@ oneshot_listener_received_bytes_total{listener="echo"} 5
 // service can label or combine reactors as it likes.
 func TestCollectorFromStats(t *testing.T) {
 	col := reactorprom.NewFromStats(func() reactor.Stats {
-		return reactor.Stats{Armed: 7, CompletedReady: 5, CompletedCancel: 2, Outstanding: 0, KernelEnters: 11}
+		return reactor.Stats{Armed: 7, CompletedReady: 5, CompletedCancel: 2, Outstanding: 0, KernelEnters: 11, SentInPlace: 9, InPlaceHeld: 2}
 	})
 	col.AddListenerStats("a", func() reactor.ListenerStats { return reactor.ListenerStats{Active: 3, OutBuffer: 4096} })
 	want := `
@@ -120,6 +120,12 @@ oneshot_requests_completed_total{outcome="canceled"} 2
 oneshot_requests_completed_total{outcome="closed"} 0
 oneshot_requests_completed_total{outcome="error"} 0
 oneshot_requests_completed_total{outcome="ready"} 5
+# HELP oneshot_sent_in_place_total Receive buffers writes sent from instead of copying (ListenConfig.SendInPlace).
+# TYPE oneshot_sent_in_place_total counter
+oneshot_sent_in_place_total 9
+# HELP oneshot_sent_in_place_held Receive buffers sends still hold (ListenConfig.SendInPlace): receives cannot use them meanwhile.
+# TYPE oneshot_sent_in_place_held gauge
+oneshot_sent_in_place_held 2
 # HELP oneshot_listener_connections_active Connections open now.
 # TYPE oneshot_listener_connections_active gauge
 oneshot_listener_connections_active{listener="a"} 3
@@ -128,7 +134,7 @@ oneshot_listener_connections_active{listener="a"} 3
 oneshot_listener_output_buffer_bytes{listener="a"} 4096
 `
 	if err := testutil.CollectAndCompare(col, strings.NewReader(want),
-		"oneshot_requests_armed_total", "oneshot_requests_completed_total",
+		"oneshot_requests_armed_total", "oneshot_requests_completed_total", "oneshot_sent_in_place_total", "oneshot_sent_in_place_held",
 		"oneshot_listener_connections_active", "oneshot_listener_output_buffer_bytes"); err != nil {
 		t.Fatal(err)
 	}
