@@ -231,14 +231,18 @@ func TestShutdownWhilePausedIsBounded(t *testing.T) {
 			c.(*net.TCPConn).SetReadBuffer(4 << 10)
 			go func() { // never reads: the echo backs up
 				buf := make([]byte, 64<<10)
-				c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+				// 20 s: the echo must fill the server's send buffer,
+				// which the kernel may grow to 4 MiB, before the Conn
+				// pauses; under -race with other packages' tests beside
+				// it, 5 s was once not enough (Epoll, -count=3).
+				c.SetWriteDeadline(time.Now().Add(20 * time.Second))
 				for {
 					if _, err := c.Write(buf); err != nil {
 						return
 					}
 				}
 			}()
-			waitFor(t, 5*time.Second, "backpressure to pause reading", func() bool { return ln.Stats().Paused == 1 })
+			waitFor(t, 20*time.Second, "backpressure to pause reading", func() bool { return ln.Stats().Paused == 1 })
 			start := time.Now()
 			shut := make(chan error, 1)
 			go func() { shut <- ln.Shutdown(context.Background()) }()
