@@ -123,8 +123,10 @@
 // serves UDP with a PacketHandler. Reads use the loop's one 64 KiB buffer,
 // lent to OnData, and Conn output is a buffer allocated only while output
 // is pending (in 16 KiB chunks from a pool: what is pending plus at most
-// two partly used chunks, never moved once queued), so an idle Conn holds no
-// buffer. Conn.Write writes to the socket at once when nothing is pending
+// two partly used chunks, never moved once queued; with
+// ListenConfig.SendInPlace the first chunk may be the receive buffer the
+// bytes arrived in, lent until their send is done: loan.go), so an idle
+// Conn holds no buffer. Conn.Write writes to the socket at once when nothing is pending
 // (any goroutine; under the Conn's mutex, which close also takes before it
 // frees the fd, so a write can never reach the fd number's next owner);
 // what the socket refuses waits for Out readiness. Above MaxPending unsent

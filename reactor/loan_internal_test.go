@@ -47,13 +47,22 @@ func TestLoansComeBackOnce(t *testing.T) {
 	}
 }
 
-func loanRound(t *testing.T, round int) {
+// lendingLoop returns a one-loop io_uring reactor whose loop lends its
+// receive buffers and sends every handler call's Writes through the ring
+// (skipping where it cannot lend), and that loop.
+func lendingLoop(t *testing.T) (*Reactor, *loop) {
+	t.Helper()
 	r := oneLoopReactor(t, BackendUring)
 	l := r.loops[0]
 	if l.lend.max == 0 {
 		t.Skipf("this loop lends no buffers (receive path %v)", l.rcv)
 	}
-	l.sendBatch.Store(0) // every handler call's Writes go through the ring
+	l.sendBatch.Store(0)
+	return r, l
+}
+
+func loanRound(t *testing.T, round int) {
+	r, l := lendingLoop(t)
 	h := &loanEcho{}
 	ln, err := r.Listen("tcp", "127.0.0.1:0", h, ListenConfig{SendInPlace: true})
 	if err != nil {
@@ -119,7 +128,7 @@ func loanRound(t *testing.T, round int) {
 	// buffers among it; then half of them are closed at once, with their
 	// sends in flight, and the rest by the reactor's Close.
 	var backed []*Conn
-	for deadline := time.Now().Add(5 * time.Second); ; {
+	waitUntil(t, "every stuck Conn's output to back up, with lent buffers among it", func() bool {
 		backed = backed[:0]
 		h.mu.Lock()
 		for _, c := range h.conns {
@@ -128,14 +137,8 @@ func loanRound(t *testing.T, round int) {
 			}
 		}
 		h.mu.Unlock()
-		if len(backed) == len(stuck) && l.lend.out.Load() > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("round %d: %d of %d Conns had output waiting, %d lent buffers out", round, len(backed), len(stuck), l.lend.out.Load())
-		}
-		time.Sleep(time.Millisecond)
-	}
+		return len(backed) == len(stuck) && l.lend.out.Load() > 0
+	})
 	outAtCut := l.lend.out.Load()
 	cut := len(backed) / 2
 	inFlight := 0
@@ -225,22 +228,9 @@ func TestSendInPlaceKeepsWhatWriteCopies(t *testing.T) {
 		{"sends the tail in place, appends past it", true, 2, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := oneLoopReactor(t, BackendUring)
-			l := r.loops[0]
-			if l.lend.max == 0 {
-				t.Skipf("this loop lends no buffers (receive path %v)", l.rcv)
-			}
-			l.sendBatch.Store(0)
+			r, l := lendingLoop(t)
 			h := &inPlaceHandler{mode: tc.mode, errs: make(chan error, 64)}
-			ln, err := r.Listen("tcp", "127.0.0.1:0", h, ListenConfig{SendInPlace: tc.inPlace})
-			if err != nil {
-				t.Fatal(err)
-			}
-			c, err := net.Dial("tcp", ln.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
+			_, c := listenDialWith(t, r, h, ListenConfig{SendInPlace: tc.inPlace})
 			c.SetDeadline(time.Now().Add(10 * time.Second))
 			msg := make([]byte, 2*lendMin) // offered: lendMin or more
 			for range 20 {
@@ -315,34 +305,19 @@ func TestSendInPlaceKeepsWhatWriteCopies(t *testing.T) {
 // while the loop publishes the next) take nothing that is not theirs, and
 // every byte arrives: the echo in order, the other goroutine's among it.
 func TestSendInPlaceWithForeignWrites(t *testing.T) {
-	r := oneLoopReactor(t, BackendUring)
-	l := r.loops[0]
-	if l.lend.max == 0 {
-		t.Skipf("this loop lends no buffers (receive path %v)", l.rcv)
-	}
-	l.sendBatch.Store(0)
+	r, l := lendingLoop(t)
 	h := &loanEcho{}
-	ln, err := r.Listen("tcp", "127.0.0.1:0", h, ListenConfig{SendInPlace: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	_, c := listenDialWith(t, r, h, ListenConfig{SendInPlace: true})
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	var sc *Conn
-	for deadline := time.Now().Add(5 * time.Second); sc == nil; time.Sleep(time.Millisecond) {
+	waitUntil(t, "the Conn to open", func() bool {
 		h.mu.Lock()
+		defer h.mu.Unlock()
 		if len(h.conns) > 0 {
 			sc = h.conns[0]
 		}
-		h.mu.Unlock()
-		if time.Now().After(deadline) {
-			t.Fatal("the Conn never opened")
-		}
-	}
+		return sc != nil
+	})
 	const msgs, size, foreign = 100, 2 * lendMin, 2000
 	// Round trips until a buffer was lent, so that the offers the other
 	// goroutine races are being made (a message the kernel split into

@@ -35,7 +35,13 @@ func oneLoopReactor(t testing.TB, b Backend) *Reactor {
 // the dialed end closes when the test ends.
 func listenDial(t *testing.T, r *Reactor, h Handler) (*Listener, net.Conn) {
 	t.Helper()
-	ln, err := r.Listen("tcp", "127.0.0.1:0", h, ListenConfig{})
+	return listenDialWith(t, r, h, ListenConfig{})
+}
+
+// listenDialWith is listenDial with the Listener configured by cfg.
+func listenDialWith(t *testing.T, r *Reactor, h Handler, cfg ListenConfig) (*Listener, net.Conn) {
+	t.Helper()
+	ln, err := r.Listen("tcp", "127.0.0.1:0", h, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
