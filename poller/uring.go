@@ -82,6 +82,7 @@ type uringPoller struct {
 	// set: an arm disarmed in the turn it was made is rare.
 	queuedDisarm bool
 	wakeArmed    bool  // the udWake POLL_ADD is queued or in the kernel
+	woken        bool  // a wake-up was taken since the last Wait decided to sleep or not
 	stats        Stats // Syscalls here counts eventfd reads; Stats adds Enters
 	closed       bool
 	bufs         *ring.BufRing // the receive path's buffers (RingIO); nil without one
@@ -392,7 +393,13 @@ func (p *uringPoller) Wait(evs []Event, timeout time.Duration) (int, error) {
 	if n < len(evs) {
 		n += p.reap(evs[n:]) // enters only if the kernel flags pending work
 	}
-	if n > 0 || timeout == 0 {
+	// A wake-up already taken (by that look, or by an Arm's early flush)
+	// ends this Wait now: sleeping would not end at the Wake it answers,
+	// and the wake-up poll armed above is not in the kernel yet, so the
+	// Wake after it would be lost too (TestWakeBetweenWaits).
+	woken := p.woken
+	p.woken = false
+	if n > 0 || timeout == 0 || woken {
 		// Busy turn: hand over what this turn queued, without waiting,
 		// and take what that posted. A look (timeout 0) with nothing to
 		// hand over returns what the CQ had without entering the
@@ -415,6 +422,7 @@ func (p *uringPoller) Wait(evs []Event, timeout time.Duration) (int, error) {
 			}
 			p.noteSubmitted()
 			n += p.reap(evs[n:])
+			p.woken = false // this Wait returns: it answers that wake-up too
 		}
 		return p.delivered(evs, n), nil
 	}
@@ -423,7 +431,9 @@ func (p *uringPoller) Wait(evs []Event, timeout time.Duration) (int, error) {
 		return 0, p.enterErr(err)
 	}
 	p.noteSubmitted()
-	return p.delivered(evs, p.reap(evs)), nil
+	n = p.reap(evs)
+	p.woken = false // as above
+	return p.delivered(evs, n), nil
 }
 
 // delivered counts the n Events Wait returns in evs: each ends its tag,
@@ -472,6 +482,7 @@ func (p *uringPoller) complete(c *ring.CQE) (Event, bool) {
 	switch c.UserData {
 	case udWake:
 		p.wakeArmed = false
+		p.woken = true
 		if !p.closed {
 			p.stats.Wakes++
 			p.stats.Syscalls += p.w.ack()

@@ -235,6 +235,33 @@ func TestWakeNeverSwallowed(t *testing.T) {
 	}
 }
 
+// TestWakeBetweenWaits: a Wake made while the owner is between Waits ends
+// the next Wait at once, even where that Wait finds the wake-up's
+// completion already posted (a ring that flags its task work has the
+// completion posted by the look Wait makes first). Such a Wait must not
+// go on to sleep: the wake-up it consumed is then not armed again, and the
+// Wake after it would be lost as well.
+func TestWakeBetweenWaits(t *testing.T) {
+	const patience = 5 * time.Second
+	forEach(t, func(t *testing.T, h *harness) {
+		h.poll(0) // the wake-up is armed in the kernel
+		for round := range 3 {
+			if err := h.p.Wake(); err != nil {
+				t.Fatal(err)
+			}
+			wakes := h.p.Stats().Wakes
+			t0 := time.Now()
+			if _, err := h.p.Wait(make([]poller.Event, 4), patience); err != nil {
+				t.Fatal(err)
+			}
+			if slept := time.Since(t0); slept >= patience || h.p.Stats().Wakes == wakes {
+				t.Fatalf("round %d: the Wait after a Wake slept %v (wake-ups counted %d, before %d)",
+					round, slept.Round(time.Millisecond), h.p.Stats().Wakes, wakes)
+			}
+		}
+	})
+}
+
 // raiseNofile makes sure this process may hold need descriptors, raising
 // the soft limit (and the hard one where permitted), or skips.
 func raiseNofile(t *testing.T, need uint64) {
