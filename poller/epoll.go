@@ -183,6 +183,7 @@ type epollPoller struct {
 	out     []Event // decided Events not yet returned, oldest first from outHead
 	outHead int
 	ctlEv   unix.EpollEvent // epoll_ctl argument, kept here so it never escapes per call
+	hold    bool            // Hold's
 	stats   Stats
 	closed  bool
 }
@@ -363,6 +364,8 @@ func (p *epollPoller) Forget(fd int) {
 	*p.reg(fd) = epollReg{}
 	p.g.fds.releaseIfEmpty(fd)
 }
+
+func (p *epollPoller) Hold(held bool) { p.hold = held }
 
 func (p *epollPoller) Wait(evs []Event, timeout time.Duration) (int, error) {
 	if len(evs) == 0 {
@@ -583,11 +586,12 @@ func (p *epollPoller) Queued() bool { return p.outHead < len(p.out) }
 // which a loop that parks in the netpoller between messages pays per
 // message (see reactor's rawio.go).
 func (p *epollPoller) epollWait(want, ms int) (int, error) {
-	if ms != 0 {
+	if ms != 0 && !p.hold {
 		return unix.EpollWait(p.epfd, p.kev[:want], ms)
 	}
+	// A look (ms 0) cannot sleep; a held wait keeps the P (Hold).
 	n, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(p.epfd),
-		uintptr(unsafe.Pointer(&p.kev[0])), uintptr(want), 0, 0, 0)
+		uintptr(unsafe.Pointer(&p.kev[0])), uintptr(want), uintptr(ms), 0, 0)
 	if e != 0 {
 		return 0, e
 	}

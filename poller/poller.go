@@ -297,6 +297,15 @@ type Poller interface {
 	// Wake makes a blocking Wait (or the next one) return. Safe from any
 	// goroutine; wakes coalesce.
 	Wake() error
+	// Hold sets how the Waits that follow sleep. Held, they go through
+	// the raw system-call entry, which keeps the owner's P (see
+	// ring.SubmitAndWaitHeld): for an owner locked to its thread that
+	// serves nothing but the poller and waits after nearly every message,
+	// where the scheduler's handover of a sleeping thread's P costs more
+	// than the wait. A signal ends a held wait early, and Wait returns
+	// what it has, maybe nothing, so that the runtime's preemption reaches
+	// the owner. Not held (the default), a Wait gives the P up.
+	Hold(held bool)
 	// Close releases the poller (see the package documentation). It is
 	// idempotent.
 	Close() error

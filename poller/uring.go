@@ -69,6 +69,7 @@ type uringPoller struct {
 	// Owned by the owner goroutine (and its OS thread, single-issuer).
 	g      ledger   // the tags in flight (but their records, with ext)
 	ext    Records  // constant: Options.Records, where the records are kept; nil = in g
+	hold   bool     // Hold's
 	forget []uint64 // Forget's scratch list
 	cqes   []ring.CQE
 	out    []Event // decided Events not yet returned (reaped to make room)
@@ -371,6 +372,8 @@ func (p *uringPoller) enterErr(err error) error {
 	return fmt.Errorf("poller: %w", err)
 }
 
+func (p *uringPoller) Hold(held bool) { p.hold = held }
+
 func (p *uringPoller) Wait(evs []Event, timeout time.Duration) (int, error) {
 	if len(evs) == 0 {
 		panic("poller: Wait with an empty buffer")
@@ -427,7 +430,13 @@ func (p *uringPoller) Wait(evs []Event, timeout time.Duration) (int, error) {
 		return p.delivered(evs, n), nil
 	}
 	// Idle turn: submit everything and wait, in one io_uring_enter.
-	if _, err := p.r.SubmitAndWait(1, timeout); err != nil {
+	var err error
+	if p.hold {
+		_, err = p.r.SubmitAndWaitHeld(1, timeout)
+	} else {
+		_, err = p.r.SubmitAndWait(1, timeout)
+	}
+	if err != nil {
 		return 0, p.enterErr(err)
 	}
 	p.noteSubmitted()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/oneshot-io/oneshot/cancel"
 	"golang.org/x/sys/unix"
 )
 
@@ -318,4 +319,32 @@ func (s *lsock) admit(nfd int) {
 	}
 	peer, x := peerOfRaw(&s.rsa)
 	ln.adopt(target, nfd, peer, x, target == s.l)
+}
+
+// handOver gives the connection an accept through the ring opened (fd) to
+// the accept's owner, its callback, which keeps it or closes it. As with a
+// receive's bytes, cancel says whether the request still takes it
+// (MustConsume whatever its outcome, while the kernel owes its end), so
+// one accepted after the accept was canceled, or after the listening
+// socket began closing, still reaches its owner, which closes it. Where no
+// owner takes it, it is closed here: a descriptor the kernel opened for us
+// is never left open.
+func (l *loop) handOver(h reqHandle, ok bool, fd int) {
+	if !ok || !h.Received().Has(cancel.MustConsume) || h.Data().ev&evAccept == 0 {
+		unix.Close(fd)
+		return
+	}
+	l.accepted = fd
+	l.enterUser() // the callback opens the Conn: OnOpen runs
+	h.Data().owner.(*lsock).acceptable(Result{Events: evAccept})
+	if l.accepted >= 0 {
+		panic("reactor: an accept's owner did not take the connection it was handed")
+	}
+}
+
+// takeAccepted returns the descriptor handOver hands the callback running.
+func (l *loop) takeAccepted() int {
+	fd := l.accepted
+	l.accepted = -1
+	return fd
 }

@@ -69,7 +69,9 @@
 //
 // Loops locked to OS threads of their own (blocking in epoll_wait or
 // io_uring_enter, the ring SINGLE_ISSUER|DEFER_TASKRUN) were the first
-// design and, until 2026-11-29, Config.LockThreads. make compare (3 rounds,
+// design and, until 2026-11-29, Config.LockThreads; they came back on
+// 2026-11-30 as Config.KernelWait, below, once the cost that made them
+// lose was found. make compare (3 rounds,
 // one loop pinned to one CPU, server CPU µs per message, parked against
 // locked, io_uring) measured 36.3 against 42.2 at 1 connection × 64 B,
 // 11.9 against 12.2 at 100 × 64 B, 16.0 against 18.6 at 1,000 × 64 B, and
@@ -81,6 +83,24 @@
 // completion work runs on the thread that submitted it); a lightly loaded
 // loop, which parks after every message, and the wake cycle measured
 // dearer, so it is off by default.
+//
+// That cost was the scheduler's, not the kernel's. A goroutine that waits
+// in a system call through the ordinary entry lets sysmon take its P; a
+// loop goroutine, which never passes through the scheduler between
+// messages, looks to sysmon like one that has run too long, so sysmon
+// takes the P at nearly every wait, wakes another thread to hold it, and
+// the loop's thread must win it back when the wait returns: measured on a
+// minimal Go io_uring echo loop at one connection, 0.4-0.7 nanosleep and
+// 0.1-0.7 futex calls and 1.8 context switches a message, and 1.4-1.7×
+// the C server's CPU. Waiting through the raw entry, holding the P, the
+// same loop made 1.99 system calls and 1 context switch a message and
+// cost what C did. Config.KernelWait is that: a locked loop whose busy
+// waits hold its P (runInKernel, kernelwait.go), whose idle ones give it
+// up, for servers whose handlers answer on the loop. echod sets it
+// (--kernel-wait). Its price is everything else on that P: a goroutine the
+// loop readies (a Poll waiter, a net.Conn reader) runs when the loop idles
+// or is preempted, unless another P is free; the net.Conn conformance
+// suite (TestNettestConn) took 13 s with it against 2 s without.
 //
 // An fd armed through Arm and Poll belongs to loop fd % Loops for its
 // whole life, so a reused fd number

@@ -3,6 +3,7 @@
 package reactor
 
 import (
+	"errors"
 	"fmt"
 	"runtime"
 	"strconv"
@@ -91,13 +92,13 @@ type stopper interface{ stopOnLoop() }
 // started before serving. The loop is an ordinary goroutine that waits in
 // Go's netpoller on the poller's descriptor (park.go), so any thread may
 // enter the ring in its turn: the ring is set up COOP_TASKRUN, not
-// SINGLE_ISSUER. (Until 2026-11-29 Config.LockThreads could lock each loop
-// to a thread of its own blocking in the kernel, SINGLE_ISSUER and
-// DEFER_TASKRUN; make compare found no load where that was cheaper, and the
-// package doc keeps the figures.)
+// SINGLE_ISSUER. With Config.KernelWait it waits in the kernel instead, on
+// a thread of its own, the ring SINGLE_ISSUER|DEFER_TASKRUN (kernelwait.go;
+// the package doc says why that mode lost until 2026-11-30, and what
+// changed).
 func (l *loop) run(backend poller.Backend, started chan<- openResult, done func()) {
 	defer done()
-	if l.r.cfg.LockLoops {
+	if l.r.cfg.LockLoops || l.r.cfg.KernelWait {
 		// Before the poller opens: the ring's first requests are then
 		// submitted from the thread that submits all the others.
 		runtime.LockOSThread()
@@ -112,6 +113,12 @@ func (l *loop) run(backend poller.Backend, started chan<- openResult, done func(
 	// request's slot (reqData.pr) or, for a Conn's receive, its place
 	// (connPlace.rec), not in a ledger of its own.
 	opts := poller.Options{Backend: backend, Entries: uint32(cfg.Entries), Setup: poller.UringCoop, CallerDisarms: true, Records: l}
+	if cfg.KernelWait {
+		// Only this thread enters the ring: the kernel may then hold a
+		// completion's work until the loop next waits, instead of
+		// interrupting whatever the thread does.
+		opts.Setup = poller.UringSingleIssuer
+	}
 	if cfg.IO == IOAuto {
 		opts.Recv = poller.RecvOptions{Buffers: cfg.RecvBuffers, Size: cfg.RecvBufferSize, Incremental: cfg.RecvIncremental, Limit: connRecvLimit}
 	}
@@ -133,6 +140,11 @@ func (l *loop) run(backend poller.Backend, started chan<- openResult, done func(
 		io = "ring (multishot RECV per loop: " + l.rcv.Layout() + "; not incremental: kernel before 6.12)"
 	default:
 		io = "ring (multishot RECV per loop: " + l.rcv.Layout() + ")"
+	}
+	if cfg.KernelWait {
+		started <- openResult{sel: sel, io: io}
+		l.runInKernel()
+		return
 	}
 	pk, err := newParker(p.Fd())
 	if err != nil {
@@ -292,34 +304,6 @@ func (l *loop) handle(n int) {
 		l.act(h, h.Wake(o))
 	}
 	l.noteBackend()
-}
-
-// handOver gives the connection an accept through the ring opened (fd) to
-// the accept's owner, its callback, which keeps it or closes it. As with a
-// receive's bytes, cancel says whether the request still takes it
-// (MustConsume whatever its outcome, while the kernel owes its end), so
-// one accepted after the accept was canceled, or after the listening
-// socket began closing, still reaches its owner, which closes it. Where no
-// owner takes it, it is closed here: a descriptor the kernel opened for us
-// is never left open.
-func (l *loop) handOver(h reqHandle, ok bool, fd int) {
-	if !ok || !h.Received().Has(cancel.MustConsume) || h.Data().ev&evAccept == 0 {
-		unix.Close(fd)
-		return
-	}
-	l.accepted = fd
-	l.enterUser() // the callback opens the Conn: OnOpen runs
-	h.Data().owner.(*lsock).acceptable(Result{Events: evAccept})
-	if l.accepted >= 0 {
-		panic("reactor: an accept's owner did not take the connection it was handed")
-	}
-}
-
-// takeAccepted returns the descriptor handOver hands the callback running.
-func (l *loop) takeAccepted() int {
-	fd := l.accepted
-	l.accepted = -1
-	return fd
 }
 
 // noteBackend publishes the poller's counters for Stats.
@@ -578,6 +562,14 @@ func (l *loop) post(c cmd) bool {
 // TestWakeHammered checks that no wake-up is lost.
 func (l *loop) wake() {
 	l.wakeups.Add(1)
+	if l.pk == nil {
+		// A KernelWait loop: the poller's eventfd ends its wait (or the
+		// next one, at once).
+		if err := l.p.Wake(); err != nil && !errors.Is(err, poller.ErrClosed) {
+			panic("reactor: loop " + strconv.Itoa(l.id) + ": wake: " + err.Error())
+		}
+		return
+	}
 	l.pk.unpark()
 }
 

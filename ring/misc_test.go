@@ -163,3 +163,45 @@ func TestSubmitStopsAtBadSQE(t *testing.T) {
 		})
 	}
 }
+
+// TestSubmitAndWaitHeld: the held wait submits and waits as SubmitAndWait
+// does: a NOP's completion ends it, its timeout ends it with nothing, and
+// a timeout of 0 submits without waiting.
+func TestSubmitAndWaitHeld(t *testing.T) {
+	for _, force := range []bool{false, true} {
+		r := newRing(t, ring.Config{Entries: 8})
+		if force {
+			ring.ForceTimeoutSQE(r) // no EXT_ARG: the ordinary timed wait
+		}
+		prep(t, r, func(s *ring.SQE) { s.PrepNop(7) })
+		if n, err := r.SubmitAndWaitHeld(1, -1); err != nil || n != 1 {
+			t.Fatalf("force=%v: SubmitAndWaitHeld(1, -1) with a NOP = %d, %v; want 1 submitted", force, n, err)
+		}
+		var buf [4]ring.CQE
+		if n := r.Reap(buf[:]); n != 1 || buf[0].UserData != 7 {
+			t.Fatalf("force=%v: reaped %+v, want the NOP", force, buf[:n])
+		}
+
+		a, _ := socketpair(t)
+		prep(t, r, func(s *ring.SQE) { s.PrepPollAdd(int32(a), unix.POLLIN, 8) })
+		if n, err := r.SubmitAndWaitHeld(1, 0); err != nil || n != 1 {
+			t.Fatalf("force=%v: SubmitAndWaitHeld(1, 0) = %d, %v; want the poll submitted", force, n, err)
+		}
+		// A signal (the runtime's preemption) may end a held wait early:
+		// wait again for what is left, as a caller would.
+		const d = 30 * time.Millisecond
+		for start := time.Now(); time.Since(start) < d; {
+			left := d - time.Since(start)
+			t0 := time.Now()
+			if _, err := r.SubmitAndWaitHeld(1, left); err != nil {
+				t.Fatalf("force=%v: SubmitAndWaitHeld(1, %v): %v", force, left, err)
+			}
+			if el := time.Since(t0); el > left+time.Second {
+				t.Fatalf("force=%v: a held wait of %v returned after %v", force, left, el)
+			}
+		}
+		if n := r.Reap(buf[:]); n != 0 {
+			t.Fatalf("force=%v: reaped %+v, want nothing", force, buf[:n])
+		}
+	}
+}

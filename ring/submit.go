@@ -70,8 +70,8 @@ func (r *Ring) cqNeedsFlush() bool {
 }
 
 // enter calls io_uring_enter. wait selects the blocking syscall entry (the
-// Go scheduler hands the P to another thread); calls that cannot sleep use
-// the cheaper raw entry. extArg passes r.waitArg (IORING_ENTER_EXT_ARG).
+// Go scheduler hands the P to another thread); calls that cannot sleep, and
+// SubmitAndWaitHeld's, use the cheaper raw entry. extArg passes r.waitArg (IORING_ENTER_EXT_ARG).
 func (r *Ring) enter(toSubmit, minComplete, flags uint32, extArg, wait bool) (int, unix.Errno) {
 	r.enters.Add(1)
 	var arg, argSz uintptr
@@ -200,6 +200,50 @@ func (r *Ring) SubmitAndWait(minComplete uint32, timeout time.Duration) (int, er
 			return submitted, nil
 		}
 	}
+}
+
+// SubmitAndWaitHeld is SubmitAndWait made through the raw system-call
+// entry: the Go scheduler is not told that the thread sleeps, so the
+// calling goroutine keeps its P throughout, and no other thread is woken to
+// take the P over or hand it back. That handover is what the ordinary entry
+// costs a goroutine that waits after every message (sysmon hands the P of a
+// thread in a system call to another thread, and this one must win it back
+// when the call returns), and it is most of what separates a Go loop that
+// waits in io_uring_enter from a C one.
+//
+// The P is held, so the caller must be a goroutine that does nothing but
+// serve the ring: goroutines queued on that P run when the wait ends or
+// when the runtime preempts the caller. The runtime preempts by a signal,
+// which ends the wait: SubmitAndWaitHeld then returns nil and whatever is
+// ready, rather than waiting on, so that the caller reaches a preemption
+// point. Where the runtime does not preempt by signal (GODEBUG
+// asyncpreemptoff=1) only the timeout ends the wait, and it bounds how long
+// a stop-the-world waits for the caller. A timeout < 0 waits without one;
+// 0 does not wait. Kernels without FeatExtArg wait through SubmitAndWait.
+func (r *Ring) SubmitAndWaitHeld(minComplete uint32, timeout time.Duration) (int, error) {
+	if r.closed {
+		return 0, ErrClosed
+	}
+	minComplete = min(minComplete, r.cqEntries)
+	if minComplete == 0 || timeout == 0 || (timeout > 0 && r.noExtArg) {
+		return r.SubmitAndWait(minComplete, timeout)
+	}
+	n := r.flush()
+	if timeout > 0 {
+		r.waitTS = kernelTimespec{sec: int64(timeout / time.Second), nsec: int64(timeout % time.Second)}
+	}
+	got, errno := r.enter(n, minComplete, enterGetEvents, timeout > 0, false)
+	switch errno {
+	case 0:
+		return got, nil
+	case unix.EINTR, unix.ETIME:
+		return 0, nil
+	case unix.EBUSY:
+		if r.CQReady() > 0 {
+			return 0, nil
+		}
+	}
+	return 0, enterError(errno)
 }
 
 // submitNoWait submits and runs deferred completion work without sleeping.

@@ -1,0 +1,143 @@
+//go:build linux
+
+package reactor
+
+import (
+	"os"
+	"runtime/debug"
+	"strings"
+	"time"
+)
+
+// runInKernel serves until the reactor closes, waiting for the poller in
+// the kernel on the loop's own thread (Config.KernelWait) rather than
+// parking in Go's netpoller.
+//
+// While messages keep coming, the loop holds its P across its waits
+// (poller.Poller.Hold): the ordinary system-call entry lets sysmon hand
+// the P of a thread asleep in a system call to another thread and makes
+// this one win it back when the call returns, two thread wake-ups a
+// message for a loop that waits after every message. A held wait needs no
+// timeout of its own (arming a kernel timer per wait costs, in a VM, about
+// what the handover does): the runtime preempts a goroutine that has held
+// its P for 10 ms with a signal, which ends the wait. A held wait that
+// ends with nothing to do (that signal) means the loop is idle: the next
+// wait gives the P up, to the rest of the program, until something
+// arrives.
+//
+// Timers: a held wait is bounded by the next timer only when that is less
+// than heldSlack away; a later timer runs at the turn after the signal at
+// the latest, which is within the 1/64 of its duration that timers may be
+// late. Where the runtime does not preempt by signal (asyncpreemptoff)
+// every held wait is bounded by heldBound instead, which bounds how long a
+// stop-the-world or a goroutine queued on the loop's P waits for it.
+//
+//	who     step                                  why this order
+//	------  ------------------------------------  -------------------------
+//	loop    sleeping.Store(true)                  a waker that finds it set
+//	        if inbox empty and not closing: wait  writes the eventfd, which
+//	waker   push; if sleeping.CAS(true, false):   ends this wait or the next
+//	        the poller's Wake                     at once: never slept
+//	loop    sleeping.Store(false), turn           through
+func (l *loop) runInKernel() {
+	signals := !asyncPreemptOff(os.Getenv("GODEBUG"))
+	held, idle := false, false
+	var timeout time.Duration
+	for {
+		if want := !idle; want != held {
+			held = want
+			l.p.Hold(held)
+		}
+		n := l.wait(timeout)
+		idle = stillIdle(idle, held, timeout, n, l.in.n.Load())
+		l.in.sleeping.Store(false)
+		l.handle(n)
+		if l.turn() {
+			return
+		}
+		timeout = 0
+		if n == len(l.evs) || l.p.Queued() {
+			continue // see parkedTurn
+		}
+		l.leaveUser()
+		l.in.sleeping.Store(true)
+		if l.in.n.Load() != 0 || l.r.closing.Load() {
+			continue
+		}
+		until := time.Duration(-1)
+		if next := l.nextTimer(); next >= 0 {
+			until = max(time.Duration(next-nanotime()), 0)
+		}
+		timeout = kernelTimeout(idle, signals, until)
+	}
+}
+
+// stillIdle is whether a KernelWait loop is idle after a wait (see
+// runInKernel): a wait that brought n Events says no; a held, sleeping wait
+// that ended with nothing and no command queued says yes (the runtime's
+// signal, or a timer: no work came in the meantime); any other says what
+// was said before.
+func stillIdle(idle, held bool, timeout time.Duration, n int, queued int32) bool {
+	switch {
+	case n > 0:
+		return false
+	case held && timeout != 0 && queued == 0:
+		return true
+	}
+	return idle
+}
+
+// kernelTimeout is the timeout of a KernelWait loop's next wait, given
+// until, how far the next timer is (-1: none): an idle loop waits for its
+// timer; a held wait for a timer heldSlack away at most, else without a
+// timeout (the runtime's signal ends it); where the runtime does not
+// signal, heldBound at most.
+func kernelTimeout(idle, signals bool, until time.Duration) time.Duration {
+	switch {
+	case idle:
+		return until
+	case !signals && (until < 0 || until > heldBound):
+		return heldBound
+	case signals && until > heldSlack:
+		return -1
+	}
+	return until
+}
+
+// heldSlack is the farthest timer a held wait is bounded by (see
+// runInKernel). The runtime preempts a goroutine that holds its P within
+// about 20 ms (sysmon looks every 10 ms at most and preempts after 10 ms),
+// and a timer farther away than heldSlack was set for at least that long,
+// so 20 ms late is within its 1/64.
+const heldSlack = 64 * 20 * time.Millisecond
+
+// heldBound bounds every held wait where the runtime does not preempt by
+// signal (see runInKernel).
+const heldBound = time.Millisecond
+
+// asyncPreemptOff reports whether the runtime was told not to preempt by
+// signal: asyncpreemptoff=1 in env (the GODEBUG environment variable) or in
+// the main module's go:debug defaults, the last setting winning.
+func asyncPreemptOff(env string) bool {
+	def := ""
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "DefaultGODEBUG" {
+				def = s.Value
+			}
+		}
+	}
+	return godebugSays(def+","+env, "asyncpreemptoff", "1")
+}
+
+// godebugSays reports whether the last key= setting in a GODEBUG list is
+// value.
+func godebugSays(list, key, value string) bool {
+	is := false
+	for _, kv := range strings.Split(list, ",") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(kv), key+"="); ok {
+			is = v == value
+		}
+	}
+	return is
+}
