@@ -19,9 +19,11 @@
 #                      c-epoll stdlib gnet netpoll nbio"; echod-uring moves
 #                      bytes through the ring, echod-uring-poll after
 #                      readiness polls, as on a kernel before 6.0;
-#                      echod-uring-inc and echod-uring-locked, not in the
-#                      default list, through the ring with
-#                      --recv-incremental, or with --lock-loops)
+#                      echod-uring-inc, echod-uring-locked,
+#                      echod-uring-parked and echod-epoll-parked, not in
+#                      the default list, through the ring with
+#                      --recv-incremental, with --lock-loops, or with
+#                      loops parked in Go's netpoller: --kernel-wait=false)
 #   CELLS              CONNSxSIZE list (default "1x64 100x64 1000x64 50x16384")
 #   PIPELINE           messages in flight per connection (default 1)
 #   ROUNDS             run the whole matrix this many times, servers taking

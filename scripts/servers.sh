@@ -61,7 +61,9 @@ server_cmd() {
 	echod-uring) echo "$bin/echod --listen 127.0.0.1:0 --backend uring --loops $n" ;;
 	echod-uring-poll) echo "$bin/echod --listen 127.0.0.1:0 --backend uring --io poll --loops $n" ;;
 	echod-uring-inc) echo "$bin/echod --listen 127.0.0.1:0 --backend uring --recv-incremental --loops $n" ;;
-	echod-uring-locked) echo "$bin/echod --listen 127.0.0.1:0 --backend uring --lock-loops --loops $n" ;;
+	echod-uring-locked) echo "$bin/echod --listen 127.0.0.1:0 --backend uring --lock-loops --kernel-wait=false --loops $n" ;;
+	echod-uring-parked) echo "$bin/echod --listen 127.0.0.1:0 --backend uring --kernel-wait=false --loops $n" ;;
+	echod-epoll-parked) echo "$bin/echod --listen 127.0.0.1:0 --backend epoll --kernel-wait=false --loops $n" ;;
 	echod-epoll) echo "$bin/echod --listen 127.0.0.1:0 --backend epoll --loops $n" ;;
 	stdlib | gnet | netpoll | nbio) echo "$bin/$name --addr 127.0.0.1:0 --loops $n" ;;
 	c-uring) echo "$bin/echo_uring --addr 127.0.0.1:0 --loops $n" ;;

@@ -109,7 +109,7 @@ func TestParseFlagsDefaults(t *testing.T) {
 func TestParseFlagsValues(t *testing.T) {
 	cfg, err := parseFlags([]string{
 		"--listen", "127.0.0.1:0", "-listen=unix:/tmp/e.sock", "--listen", "udp:[::1]:0", "--listen", "127.0.0.1:0",
-		"--backend", "epoll", "--io", "poll", "--loops", "3", "--lock-loops", "--max-conns", "0", "--idle-timeout", "1m30s",
+		"--backend", "epoll", "--io", "poll", "--loops", "3", "--lock-loops", "--kernel-wait=false", "--max-conns", "0", "--idle-timeout", "1m30s",
 		"--max-pending", "64KiB", "--log-level", "debug", "--log-format", "console",
 		"--metrics-addr", "127.0.0.1:0", "--pprof", "--shutdown-timeout", "250ms", "--udp-rate", "25",
 	})

@@ -120,6 +120,7 @@ func runWith(args []string, stdout, stderr io.Writer, signals <-chan os.Signal, 
 		zap.String("io", srv.io()),
 		zap.Int("loops", srv.loops()),
 		zap.Bool("lock_loops", cfg.lockLoops),
+		zap.Bool("kernel_wait", cfg.kernelWait),
 	}
 	if metrics != nil {
 		fields = append(fields, zap.String("metrics_addr", metrics.addr.String()), zap.Bool("pprof", cfg.pprof))

@@ -167,6 +167,9 @@ func TestStartupLine(t *testing.T) {
 	if line["max_pending"] != float64(64<<10) {
 		t.Errorf("max_pending = %v, want %d", line["max_pending"], 64<<10)
 	}
+	if line["kernel_wait"] != true {
+		t.Errorf("kernel_wait = %v, want true: echod's loops wait in the kernel unless told not to", line["kernel_wait"])
+	}
 	signals <- syscall.SIGTERM
 	if code := waitStatus(t, status, log); code != exitOK {
 		t.Fatalf("exit status %d, want 0", code)

@@ -41,6 +41,7 @@ func startReactor(cfg config, log *zap.Logger) (server, error) {
 		RecvIncremental: cfg.recvIncremental,
 		Loops:           cfg.loops,
 		LockLoops:       cfg.lockLoops,
+		KernelWait:      cfg.kernelWait,
 		Logger:          reactorLogger(log, cfg.logLevel),
 	})
 	if err != nil {
