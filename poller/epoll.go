@@ -183,7 +183,7 @@ type epollPoller struct {
 	out     []Event // decided Events not yet returned, oldest first from outHead
 	outHead int
 	ctlEv   unix.EpollEvent // epoll_ctl argument, kept here so it never escapes per call
-	hold    bool            // Hold's
+	hold    bool            // Hold's: the idle Wait keeps the owner's P (owner only)
 	stats   Stats
 	closed  bool
 }

@@ -304,7 +304,9 @@ type Poller interface {
 	// where the scheduler's handover of a sleeping thread's P costs more
 	// than the wait. A signal ends a held wait early, and Wait returns
 	// what it has, maybe nothing, so that the runtime's preemption reaches
-	// the owner. Not held (the default), a Wait gives the P up.
+	// the owner. Not held (the default), a Wait gives the P up. (A timed
+	// held wait on a kernel without IORING_FEAT_EXT_ARG is an ordinary
+	// one.)
 	Hold(held bool)
 	// Close releases the poller (see the package documentation). It is
 	// idempotent.

@@ -69,7 +69,7 @@ type uringPoller struct {
 	// Owned by the owner goroutine (and its OS thread, single-issuer).
 	g      ledger   // the tags in flight (but their records, with ext)
 	ext    Records  // constant: Options.Records, where the records are kept; nil = in g
-	hold   bool     // Hold's
+	hold   bool     // Hold's: the idle Wait keeps the owner's P (owner only)
 	forget []uint64 // Forget's scratch list
 	cqes   []ring.CQE
 	out    []Event // decided Events not yet returned (reaped to make room)

@@ -4,8 +4,11 @@ package reactor
 
 import (
 	"os"
-	"runtime/debug"
+	"os/signal"
+	"runtime"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -28,9 +31,14 @@ import (
 // Timers: a held wait is bounded by the next timer only when that is less
 // than heldSlack away; a later timer runs at the turn after the signal at
 // the latest, which is within the 1/64 of its duration that timers may be
-// late. Where the runtime does not preempt by signal (asyncpreemptoff)
+// late. Where the runtime does not preempt by signal (preemptsBySignal)
 // every held wait is bounded by heldBound instead, which bounds how long a
-// stop-the-world or a goroutine queued on the loop's P waits for it.
+// stop-the-world or a goroutine queued on the loop's P waits for it. Any
+// other signal (SIGPROF while profiling) also ends a held wait, and costs
+// only an idle turn.
+//
+// A loop holds its P only while the reactor has no more loops than Ps
+// (mayHold): loops that shared Ps would wait for each other's preemption.
 //
 //	who     step                                  why this order
 //	------  ------------------------------------  -------------------------
@@ -40,13 +48,21 @@ import (
 //	        the poller's Wake                     at once: never slept
 //	loop    sleeping.Store(false), turn           through
 func (l *loop) runInKernel() {
-	signals := !asyncPreemptOff(os.Getenv("GODEBUG"))
-	held, idle := false, false
+	held, idle, signals := false, false, false
 	var timeout time.Duration
 	for {
 		if want := !idle; want != held {
-			held = want
-			l.p.Hold(held)
+			// Whether holding the P is safe, looked at again at each
+			// idle-to-busy change (they are rare: about one per 10 ms
+			// while busy), since a program may change either setting.
+			if want && !l.mayHold() {
+				want = false
+			}
+			if want != held {
+				held = want
+				l.p.Hold(held)
+				signals = preemptsBySignal(startGODEBUG)
+			}
 		}
 		n := l.wait(timeout)
 		idle = stillIdle(idle, held, timeout, n, l.in.n.Load())
@@ -62,6 +78,7 @@ func (l *loop) runInKernel() {
 		l.leaveUser()
 		l.in.sleeping.Store(true)
 		if l.in.n.Load() != 0 || l.r.closing.Load() {
+			l.in.sleeping.Store(false) // no waker need write the eventfd
 			continue
 		}
 		until := time.Duration(-1)
@@ -115,29 +132,42 @@ const heldSlack = 64 * 20 * time.Millisecond
 // signal (see runInKernel).
 const heldBound = time.Millisecond
 
-// asyncPreemptOff reports whether the runtime was told not to preempt by
-// signal: asyncpreemptoff=1 in env (the GODEBUG environment variable) or in
-// the main module's go:debug defaults, the last setting winning.
-func asyncPreemptOff(env string) bool {
-	def := ""
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range bi.Settings {
-			if s.Key == "DefaultGODEBUG" {
-				def = s.Value
-			}
-		}
-	}
-	return godebugSays(def+","+env, "asyncpreemptoff", "1")
+// startGODEBUG is GODEBUG as the program started with it, which is what
+// the runtime read its settings from (a later os.Setenv changes nothing
+// there). Read once, before main runs; never written.
+var startGODEBUG = os.Getenv("GODEBUG")
+
+// mayHold reports whether a busy loop may hold its P across its waits: not
+// where the reactor has more loops than the program has Ps, since a held P
+// is taken back only by preemption (10-20 ms), and loops sharing Ps would
+// wait that long for each other (echod with 4 loops on GOMAXPROCS 2 had a
+// p99.9 of 20 ms against 3.4 parked).
+func (l *loop) mayHold() bool {
+	return len(l.r.loops) <= runtime.GOMAXPROCS(0)
 }
 
-// godebugSays reports whether the last key= setting in a GODEBUG list is
-// value.
-func godebugSays(list, key, value string) bool {
-	is := false
+// preemptsBySignal reports whether the runtime ends a held wait when it
+// needs the P: it preempts by SIGURG unless GODEBUG (as the program
+// started with it, godebug) turns asynchronous preemption off (any
+// non-zero asyncpreemptoff, or gccheckmark, which implies it), and the
+// signal reaches the thread unless the program ignores it
+// (signal.Ignore). Where it does not, held waits are bounded by heldBound.
+func preemptsBySignal(godebug string) bool {
+	if signal.Ignored(syscall.SIGURG) {
+		return false
+	}
+	return !godebugNonZero(godebug, "asyncpreemptoff") && !godebugNonZero(godebug, "gccheckmark")
+}
+
+// godebugNonZero reports whether the last key= setting in a GODEBUG list
+// is a non-zero integer, as the runtime reads its own settings.
+func godebugNonZero(list, key string) bool {
+	on := false
 	for _, kv := range strings.Split(list, ",") {
 		if v, ok := strings.CutPrefix(strings.TrimSpace(kv), key+"="); ok {
-			is = v == value
+			n, err := strconv.ParseInt(v, 10, 32)
+			on = err == nil && n != 0
 		}
 	}
-	return is
+	return on
 }

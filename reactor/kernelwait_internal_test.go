@@ -57,7 +57,7 @@ func TestStillIdle(t *testing.T) {
 	}
 }
 
-func TestGodebugSays(t *testing.T) {
+func TestGodebugNonZero(t *testing.T) {
 	for _, tc := range []struct {
 		list string
 		want bool
@@ -65,14 +65,35 @@ func TestGodebugSays(t *testing.T) {
 		{"", false},
 		{",", false},
 		{"asyncpreemptoff=1", true},
+		{"asyncpreemptoff=2", true}, // the runtime reads an integer: non-zero is on
+		{"asyncpreemptoff=10", true},
+		{"asyncpreemptoff=0", false},
+		{"asyncpreemptoff=x", false},
 		{"gctrace=1, asyncpreemptoff=1", true},
 		{"asyncpreemptoff=1,asyncpreemptoff=0", false},
 		{"asyncpreemptoff=0,asyncpreemptoff=1", true},
 		{"xasyncpreemptoff=1", false},
-		{"asyncpreemptoff=10", false},
 	} {
-		if got := godebugSays(tc.list, "asyncpreemptoff", "1"); got != tc.want {
-			t.Errorf("godebugSays(%q) = %v, want %v", tc.list, got, tc.want)
+		if got := godebugNonZero(tc.list, "asyncpreemptoff"); got != tc.want {
+			t.Errorf("godebugNonZero(%q) = %v, want %v", tc.list, got, tc.want)
+		}
+	}
+}
+
+func TestPreemptsBySignal(t *testing.T) {
+	for _, tc := range []struct {
+		godebug string
+		want    bool
+	}{
+		{"", true},
+		{"gctrace=1", true},
+		{"asyncpreemptoff=1", false},
+		{"asyncpreemptoff=3", false},
+		{"gccheckmark=1", false}, // the runtime turns asynchronous preemption off for it
+		{"gccheckmark=0", true},
+	} {
+		if got := preemptsBySignal(tc.godebug); got != tc.want {
+			t.Errorf("preemptsBySignal(%q) = %v, want %v", tc.godebug, got, tc.want)
 		}
 	}
 }

@@ -14,7 +14,8 @@ import (
 // closes, the loop waits for the kernel to post every completion it owes
 // (bounded), and the poller is released.
 func (l *loop) stop() {
-	l.enterUser() // OnClose and callbacks run from here
+	l.p.Hold(false) // a KernelWait loop's drain waits give the P up
+	l.enterUser()   // OnClose and callbacks run from here
 	l.stopping = true
 	cmds := l.in.take(l.spare, true) // later pushes fail: nothing new arrives
 	var live []reqHandle

@@ -167,6 +167,10 @@ type Config struct {
 	// runtime preempts it (10-20 ms), unless another P is free, so it
 	// suits servers whose handlers answer on the loop (echod), not the
 	// net.Conn layer: TestNettestConn took 13 s with it against 2 s.
+	// Loops hold their Ps only while there are no more loops than
+	// GOMAXPROCS: more would wait for each other's preemption (echod, 4
+	// loops on 2 Ps: p99.9 20 ms against 3.4 ms parked), so then every
+	// wait gives the P up.
 	KernelWait bool
 }
 

@@ -1,6 +1,7 @@
 package reactor
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -15,12 +16,21 @@ import (
 // wake routed to poller.Wake this test fails within its hammering window.
 func TestWakeHammered(t *testing.T) {
 	for _, b := range []Backend{BackendEpoll, BackendUring} {
-		t.Run(string(b), func(t *testing.T) { testWakeHammered(t, b) })
+		t.Run(string(b), func(t *testing.T) { testWakeHammered(t, b, false) })
+		// A loop waiting in the kernel is woken through the poller's
+		// eventfd rather than its netpoller deadline.
+		t.Run(string(b)+"/KernelWait", func(t *testing.T) { testWakeHammered(t, b, true) })
 	}
 }
 
-func testWakeHammered(t *testing.T, b Backend) {
-	r := oneLoopReactor(t, b)
+func testWakeHammered(t *testing.T, b Backend, kernelWait bool) {
+	r, err := New(Config{Backend: b, Loops: 1, KernelWait: kernelWait})
+	if err != nil {
+		if errors.Is(err, ErrUnavailable) {
+			t.Skipf("io_uring unavailable here: %v", err)
+		}
+		t.Fatal(err)
+	}
 	lost := false // a loop that cannot be woken cannot be closed either
 	defer func() {
 		if !lost {

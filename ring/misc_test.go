@@ -205,3 +205,27 @@ func TestSubmitAndWaitHeld(t *testing.T) {
 		}
 	}
 }
+
+// TestSubmitAndWaitHeldTimesOut: with the runtime's preemption signal
+// blocked on the waiting thread, only its timeout ends a held wait (where
+// the runtime does not preempt by signal, that bound is all there is).
+func TestSubmitAndWaitHeldTimesOut(t *testing.T) {
+	r := newRing(t, ring.Config{Entries: 8})
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var set, old unix.Sigset_t
+	urg := uint(unix.SIGURG) - 1
+	set.Val[urg/64] |= 1 << (urg % 64)
+	if err := unix.PthreadSigmask(unix.SIG_BLOCK, &set, &old); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.PthreadSigmask(unix.SIG_SETMASK, &old, nil)
+	const d = 50 * time.Millisecond
+	start := time.Now()
+	if _, err := r.SubmitAndWaitHeld(1, d); err != nil {
+		t.Fatal(err)
+	}
+	if el := time.Since(start); el < d || el > d+2*time.Second {
+		t.Fatalf("a held wait of %v with nothing to complete returned after %v", d, el)
+	}
+}

@@ -364,7 +364,8 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.BoolVar(&cfg.lockLoops, "lock-loops", false,
 		"lock each event loop to an OS thread of its own: cheaper for several\n"+
 			"busy loops on io_uring (2 loops at 1,000 connections: 0.77x the CPU a\n"+
-			"message), dearer for lightly loaded ones (2 loops, 1 connection: 2x)")
+			"message), dearer for lightly loaded ones (2 loops, 1 connection: 2x);\n"+
+			"loops that wait in the kernel (--kernel-wait) are locked anyway")
 	fs.Var(nonNegInt{&cfg.maxConns}, "max-conns",
 		"`n` open stream connections at most; beyond it new ones are closed\n"+
 			"at once and counted as refused (0 = no limit)")
