@@ -3,6 +3,7 @@
 package poller_test
 
 import (
+	"runtime/metrics"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -73,4 +74,46 @@ func TestHeldWait(t *testing.T) {
 		h.await(tag)
 		h.quiet()
 	})
+}
+
+// TestHeldWaitKeepsTheP: while a held Wait sleeps, the runtime does not
+// count its goroutine as one in a system call (it kept its P); an ordinary
+// Wait is counted. Sampled from another goroutine, which then ends the
+// Wait with a Wake.
+func TestHeldWaitKeepsTheP(t *testing.T) {
+	forEach(t, func(t *testing.T, h *harness) {
+		h.poll(0) // the wake-up's poll goes to the kernel now, not with the wait
+		inSyscall := func(held bool) bool {
+			h.p.Hold(held)
+			before := notInGo()
+			seen := make(chan bool, 1)
+			go func() {
+				more := false
+				for range 20 {
+					time.Sleep(time.Millisecond)
+					more = more || notInGo() > before
+				}
+				seen <- more
+				h.p.Wake()
+			}()
+			h.poll(5 * time.Second)
+			for h.p.Stats().Wakes == 0 { // a signal may end a held wait first
+				h.poll(5 * time.Second)
+			}
+			return <-seen
+		}
+		if !inSyscall(false) {
+			t.Skip("the runtime's count of goroutines in system calls did not show an ordinary Wait here")
+		}
+		if inSyscall(true) {
+			t.Error("a held Wait was counted as a goroutine in a system call: it gave its P up")
+		}
+	})
+}
+
+// notInGo is the runtime's count of goroutines in a system call.
+func notInGo() uint64 {
+	s := []metrics.Sample{{Name: "/sched/goroutines/not-in-go:goroutines"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
 }
