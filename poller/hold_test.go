@@ -87,7 +87,9 @@ func TestHeldWaitKeepsTheP(t *testing.T) {
 			h.p.Hold(held)
 			before := notInGo()
 			seen := make(chan bool, 1)
+			fin := make(chan struct{}) // the sampler's own Wake is over: it counts no more
 			go func() {
+				defer close(fin)
 				more := false
 				for range 20 {
 					time.Sleep(time.Millisecond)
@@ -96,10 +98,12 @@ func TestHeldWaitKeepsTheP(t *testing.T) {
 				seen <- more
 				h.p.Wake()
 			}()
-			h.poll(5 * time.Second)
-			for h.p.Stats().Wakes == 0 { // a signal may end a held wait first
+			// A signal may end a held wait before the Wake: wait again,
+			// so that every sample sees the owner in a Wait.
+			for w := h.p.Stats().Wakes; h.p.Stats().Wakes == w; {
 				h.poll(5 * time.Second)
 			}
+			<-fin
 			return <-seen
 		}
 		if !inSyscall(false) {

@@ -51,19 +51,6 @@ func (l *loop) runInKernel() {
 	held, idle, signals := false, false, false
 	var timeout time.Duration
 	for {
-		if want := !idle; want != held {
-			// Whether holding the P is safe, looked at again at each
-			// idle-to-busy change (they are rare: about one per 10 ms
-			// while busy), since a program may change either setting.
-			if want && !l.mayHold() {
-				want = false
-			}
-			if want != held {
-				held = want
-				l.p.Hold(held)
-				signals = preemptsBySignal(startGODEBUG)
-			}
-		}
 		n := l.wait(timeout)
 		idle = stillIdle(idle, held, timeout, n, l.in.n.Load())
 		l.in.sleeping.Store(false)
@@ -85,7 +72,22 @@ func (l *loop) runInKernel() {
 		if next := l.nextTimer(); next >= 0 {
 			until = max(time.Duration(next-nanotime()), 0)
 		}
-		timeout = kernelTimeout(idle, signals, until)
+		// Whether to hold the P is decided here, just before the wait
+		// whose timeout depends on it. Whether holding is safe is looked
+		// at only when a loop starts to hold (about once per preemption
+		// while busy), since a program may change GOMAXPROCS or ignore
+		// SIGURG at any time; a loop that then should not hold stops at
+		// its next idle wait.
+		want := !idle
+		if want && !held && !l.mayHold() {
+			want = false
+		}
+		if want != held {
+			held = want
+			l.p.Hold(held)
+			signals = held && godebugPreempts && !signal.Ignored(syscall.SIGURG)
+		}
+		timeout = kernelTimeout(held, signals, until)
 	}
 }
 
@@ -105,13 +107,13 @@ func stillIdle(idle, held bool, timeout time.Duration, n int, queued int32) bool
 }
 
 // kernelTimeout is the timeout of a KernelWait loop's next wait, given
-// until, how far the next timer is (-1: none): an idle loop waits for its
-// timer; a held wait for a timer heldSlack away at most, else without a
-// timeout (the runtime's signal ends it); where the runtime does not
-// signal, heldBound at most.
-func kernelTimeout(idle, signals bool, until time.Duration) time.Duration {
+// until, how far the next timer is (-1: none): a wait that gives the P up
+// waits for its timer; a held one for a timer heldSlack away at most, else
+// without a timeout (the runtime's signal ends it); where the runtime does
+// not signal, heldBound at most.
+func kernelTimeout(held, signals bool, until time.Duration) time.Duration {
 	switch {
-	case idle:
+	case !held:
 		return until
 	case !signals && (until < 0 || until > heldBound):
 		return heldBound
@@ -132,10 +134,11 @@ const heldSlack = 64 * 20 * time.Millisecond
 // signal (see runInKernel).
 const heldBound = time.Millisecond
 
-// startGODEBUG is GODEBUG as the program started with it, which is what
-// the runtime read its settings from (a later os.Setenv changes nothing
-// there). Read once, before main runs; never written.
-var startGODEBUG = os.Getenv("GODEBUG")
+// godebugPreempts is whether GODEBUG, as the program started with it, lets
+// the runtime preempt by signal: it read its settings from there, and a
+// later os.Setenv changes nothing in it. Read once, before main runs;
+// never written.
+var godebugPreempts = preemptsBySignal(os.Getenv("GODEBUG"))
 
 // mayHold reports whether a busy loop may hold its P across its waits: not
 // where the reactor has more loops than the program has Ps, since a held P
@@ -146,27 +149,25 @@ func (l *loop) mayHold() bool {
 	return len(l.r.loops) <= runtime.GOMAXPROCS(0)
 }
 
-// preemptsBySignal reports whether the runtime ends a held wait when it
-// needs the P: it preempts by SIGURG unless GODEBUG (as the program
-// started with it, godebug) turns asynchronous preemption off (any
-// non-zero asyncpreemptoff, or gccheckmark, which implies it), and the
-// signal reaches the thread unless the program ignores it
-// (signal.Ignore). Where it does not, held waits are bounded by heldBound.
+// preemptsBySignal reports whether a GODEBUG list leaves the runtime
+// preempting by SIGURG: not with a non-zero asyncpreemptoff, or with
+// gccheckmark, which implies it. (A program that ignores SIGURG, through
+// signal.Ignore, stops it too: runInKernel asks.) Where the runtime does
+// not, held waits are bounded by heldBound.
 func preemptsBySignal(godebug string) bool {
-	if signal.Ignored(syscall.SIGURG) {
-		return false
-	}
 	return !godebugNonZero(godebug, "asyncpreemptoff") && !godebugNonZero(godebug, "gccheckmark")
 }
 
 // godebugNonZero reports whether the last key= setting in a GODEBUG list
-// is a non-zero integer, as the runtime reads its own settings.
+// that parses is a non-zero integer, as the runtime reads its own
+// settings: one that does not parse leaves the one before it standing.
 func godebugNonZero(list, key string) bool {
 	on := false
 	for _, kv := range strings.Split(list, ",") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(kv), key+"="); ok {
-			n, err := strconv.ParseInt(v, 10, 32)
-			on = err == nil && n != 0
+		if v, ok := strings.CutPrefix(kv, key+"="); ok {
+			if n, err := strconv.ParseInt(v, 10, 32); err == nil {
+				on = n != 0
+			}
 		}
 	}
 	return on

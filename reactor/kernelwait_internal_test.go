@@ -3,6 +3,8 @@
 package reactor
 
 import (
+	"errors"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -11,24 +13,28 @@ func TestKernelTimeout(t *testing.T) {
 	const ms = time.Millisecond
 	for _, tc := range []struct {
 		name          string
-		idle, signals bool
+		held, signals bool
 		until, want   time.Duration
 	}{
-		{"idle waits for its timer", true, true, 5 * ms, 5 * ms},
-		{"idle without a timer waits without a bound", true, true, -1, -1},
-		{"idle without signals still gives the P up", true, false, -1, -1},
-		{"held, a near timer bounds the wait", false, true, 5 * ms, 5 * ms},
-		{"held, a timer due now does not sleep", false, true, 0, 0},
-		{"held, the signal comes before a far timer", false, true, heldSlack + ms, -1},
-		{"held, a timer at heldSlack still bounds it", false, true, heldSlack, heldSlack},
-		{"held, no timer: the signal ends it", false, true, -1, -1},
-		{"held without signals: heldBound at most", false, false, -1, heldBound},
-		{"held without signals, far timer", false, false, time.Hour, heldBound},
-		{"held without signals, nearer timer", false, false, heldBound / 2, heldBound / 2},
+		{"unheld waits for its timer", false, true, 5 * ms, 5 * ms},
+		{"unheld without a timer waits without a bound", false, true, -1, -1},
+		{"unheld without signals still waits for its timer", false, false, -1, -1},
+		// An unheld wait is not a raw one: no signal ends it, so even a
+		// far timer bounds it (a loop that stopped holding with signals
+		// on must still see its timers).
+		{"unheld, a far timer bounds it", false, true, time.Hour, time.Hour},
+		{"held, a near timer bounds the wait", true, true, 5 * ms, 5 * ms},
+		{"held, a timer due now does not sleep", true, true, 0, 0},
+		{"held, the signal comes before a far timer", true, true, heldSlack + ms, -1},
+		{"held, a timer at heldSlack still bounds it", true, true, heldSlack, heldSlack},
+		{"held, no timer: the signal ends it", true, true, -1, -1},
+		{"held without signals: heldBound at most", true, false, -1, heldBound},
+		{"held without signals, far timer", true, false, time.Hour, heldBound},
+		{"held without signals, nearer timer", true, false, heldBound / 2, heldBound / 2},
 	} {
-		if got := kernelTimeout(tc.idle, tc.signals, tc.until); got != tc.want {
-			t.Errorf("%s: kernelTimeout(idle %v, signals %v, until %v) = %v, want %v",
-				tc.name, tc.idle, tc.signals, tc.until, got, tc.want)
+		if got := kernelTimeout(tc.held, tc.signals, tc.until); got != tc.want {
+			t.Errorf("%s: kernelTimeout(held %v, signals %v, until %v) = %v, want %v",
+				tc.name, tc.held, tc.signals, tc.until, got, tc.want)
 		}
 	}
 }
@@ -69,7 +75,10 @@ func TestGodebugNonZero(t *testing.T) {
 		{"asyncpreemptoff=10", true},
 		{"asyncpreemptoff=0", false},
 		{"asyncpreemptoff=x", false},
-		{"gctrace=1, asyncpreemptoff=1", true},
+		{"asyncpreemptoff=", false},
+		{"gctrace=1,asyncpreemptoff=1", true},
+		{"gctrace=1, asyncpreemptoff=1", false},       // the runtime matches no spaced key either
+		{"asyncpreemptoff=1,asyncpreemptoff=x", true}, // an unparsable value leaves the last standing
 		{"asyncpreemptoff=1,asyncpreemptoff=0", false},
 		{"asyncpreemptoff=0,asyncpreemptoff=1", true},
 		{"xasyncpreemptoff=1", false},
@@ -95,5 +104,35 @@ func TestPreemptsBySignal(t *testing.T) {
 		if got := preemptsBySignal(tc.godebug); got != tc.want {
 			t.Errorf("preemptsBySignal(%q) = %v, want %v", tc.godebug, got, tc.want)
 		}
+	}
+}
+
+// TestKernelWaitMoreLoopsThanPs: with more loops than Ps no loop holds its
+// P (mayHold), and an idle loop that does not hold waits for its next timer
+// rather than turning over every heldBound.
+func TestKernelWaitMoreLoopsThanPs(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	for _, b := range []Backend{BackendEpoll, BackendUring} {
+		t.Run(string(b), func(t *testing.T) {
+			r, err := New(Config{Backend: b, Loops: 2, KernelWait: true})
+			if err != nil {
+				if errors.Is(err, ErrUnavailable) {
+					t.Skipf("io_uring unavailable here: %v", err)
+				}
+				t.Fatal(err)
+			}
+			defer r.Close()
+			turns := func() (n uint64) {
+				for _, l := range r.loops {
+					n += l.turns.Load()
+				}
+				return n
+			}
+			before := turns()
+			time.Sleep(300 * time.Millisecond) // the window the idle loops are counted over
+			if n := turns() - before; n > 20 {
+				t.Fatalf("2 idle loops on 1 P turned %d times in 300 ms: they spin instead of waiting for their timers", n)
+			}
+		})
 	}
 }

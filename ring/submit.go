@@ -216,9 +216,9 @@ func (r *Ring) SubmitAndWait(minComplete uint32, timeout time.Duration) (int, er
 // when the runtime preempts the caller. The runtime preempts by a signal,
 // which ends the wait: SubmitAndWaitHeld then returns nil and whatever is
 // ready, rather than waiting on, so that the caller reaches a preemption
-// point. Where the runtime does not preempt by signal (GODEBUG
-// asyncpreemptoff=1) only the timeout ends the wait, and it bounds how long
-// a stop-the-world waits for the caller. A timeout < 0 waits without one;
+// point. Where the runtime does not preempt by signal (a non-zero GODEBUG
+// asyncpreemptoff, gccheckmark, or SIGURG ignored) only the timeout ends
+// the wait, and it bounds how long a stop-the-world waits for the caller. A timeout < 0 waits without one;
 // 0 does not wait. Kernels without FeatExtArg wait through SubmitAndWait.
 func (r *Ring) SubmitAndWaitHeld(minComplete uint32, timeout time.Duration) (int, error) {
 	if r.closed {
