@@ -52,7 +52,7 @@
 // # Loops and threads
 //
 // Each loop is an ordinary goroutine that, between turns, parks in Go's
-// runtime netpoller on its poller's descriptor (the epoll fd, or the ring fd
+// runtime netpoller (unless Config.KernelWait, below) on its poller's descriptor (the epoll fd, or the ring fd
 // of an io_uring set up COOP_TASKRUN, which any thread may enter). A
 // completion readies the loop goroutine on whichever P noticed it, and what
 // the loop readies in turn (a Poll waiter, a goroutine its callback

@@ -3,7 +3,6 @@
 package reactor
 
 import (
-	"errors"
 	"runtime"
 	"testing"
 	"time"
@@ -114,14 +113,7 @@ func TestKernelWaitMoreLoopsThanPs(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	for _, b := range []Backend{BackendEpoll, BackendUring} {
 		t.Run(string(b), func(t *testing.T) {
-			r, err := New(Config{Backend: b, Loops: 2, KernelWait: true})
-			if err != nil {
-				if errors.Is(err, ErrUnavailable) {
-					t.Skipf("io_uring unavailable here: %v", err)
-				}
-				t.Fatal(err)
-			}
-			defer r.Close()
+			r := reactorWith(t, Config{Backend: b, Loops: 2, KernelWait: true})
 			turns := func() (n uint64) {
 				for _, l := range r.loops {
 					n += l.turns.Load()

@@ -4,7 +4,6 @@ package reactor_test
 
 import (
 	"bytes"
-	"errors"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -22,19 +21,7 @@ import (
 // newKernelWaitReactor starts a KernelWait reactor on b (see newReactor).
 func newKernelWaitReactor(t *testing.T, b backend, loops int) *reactor.Reactor {
 	t.Helper()
-	r, err := reactor.New(reactor.Config{Backend: b.kind, Loops: loops, KernelWait: true})
-	if b.kind == reactor.BackendUring && errors.Is(err, reactor.ErrUnavailable) {
-		t.Skipf("io_uring unavailable here: %v", err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := r.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	return r
+	return startReactor(t, b, reactor.Config{Backend: b.kind, Loops: loops, KernelWait: true})
 }
 
 // gcWithin runs a garbage collection, whose stop-the-world must take the P

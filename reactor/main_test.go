@@ -86,7 +86,17 @@ var connBackends = append(backends[:len(backends):len(backends)],
 // saying why, where io_uring is unavailable.
 func newReactor(t testing.TB, b backend, loops int) *reactor.Reactor {
 	t.Helper()
-	cfg := reactor.Config{Backend: b.kind, Loops: loops, IO: b.io, RecvIncremental: b.inc, RecvBuffers: b.bufs}
+	r := startReactor(t, b, reactor.Config{Backend: b.kind, Loops: loops, IO: b.io, RecvIncremental: b.inc, RecvBuffers: b.bufs})
+	if b.kind == reactor.BackendUring && b.io == reactor.IOAuto {
+		reactor.SendEveryWriteOnRing(r)
+	}
+	return r
+}
+
+// startReactor starts a reactor with cfg, which runs b's backend, closed at
+// cleanup; a uring row skips, saying why, where io_uring is unavailable.
+func startReactor(t testing.TB, b backend, cfg reactor.Config) *reactor.Reactor {
+	t.Helper()
 	r, err := reactor.New(cfg)
 	if err != nil {
 		if b.kind == reactor.BackendUring && errors.Is(err, reactor.ErrUnavailable) {
@@ -96,9 +106,6 @@ func newReactor(t testing.TB, b backend, loops int) *reactor.Reactor {
 	}
 	if r.Backend() != b.kind {
 		t.Fatalf("Backend() = %s, want %s", r.Backend(), b.kind)
-	}
-	if b.kind == reactor.BackendUring && b.io == reactor.IOAuto {
-		reactor.SendEveryWriteOnRing(r)
 	}
 	t.Cleanup(func() {
 		if err := r.Close(); err != nil {

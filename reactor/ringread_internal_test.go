@@ -20,7 +20,13 @@ import (
 // closes it.
 func oneLoopReactor(t testing.TB, b Backend) *Reactor {
 	t.Helper()
-	r, err := New(Config{Backend: b, Loops: 1})
+	return reactorWith(t, Config{Backend: b, Loops: 1})
+}
+
+// reactorWith is oneLoopReactor for any Config.
+func reactorWith(t testing.TB, cfg Config) *Reactor {
+	t.Helper()
+	r, err := New(cfg)
 	if err != nil {
 		if errors.Is(err, ErrUnavailable) {
 			t.Skipf("io_uring unavailable here: %v", err)

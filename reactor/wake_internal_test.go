@@ -1,7 +1,6 @@
 package reactor
 
 import (
-	"errors"
 	"testing"
 	"time"
 
@@ -24,13 +23,7 @@ func TestWakeHammered(t *testing.T) {
 }
 
 func testWakeHammered(t *testing.T, b Backend, kernelWait bool) {
-	r, err := New(Config{Backend: b, Loops: 1, KernelWait: kernelWait})
-	if err != nil {
-		if errors.Is(err, ErrUnavailable) {
-			t.Skipf("io_uring unavailable here: %v", err)
-		}
-		t.Fatal(err)
-	}
+	r := reactorWith(t, Config{Backend: b, Loops: 1, KernelWait: kernelWait})
 	lost := false // a loop that cannot be woken cannot be closed either
 	defer func() {
 		if !lost {
