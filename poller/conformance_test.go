@@ -538,6 +538,10 @@ func TestCallerDisarmsForgetBeforeSubmit(t *testing.T) {
 	for _, c := range configs {
 		opts := c.opts
 		opts.CallerDisarms = true
-		t.Run(c.name, func(t *testing.T) { forgetBeforeSubmit(t, newHarness(t, opts), true) })
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t, opts)
+			h.p = c.wrap(h.p)
+			forgetBeforeSubmit(t, h, true)
+		})
 	}
 }

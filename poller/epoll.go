@@ -367,6 +367,10 @@ func (p *epollPoller) Forget(fd int) {
 
 func (p *epollPoller) Hold(held bool) { p.hold = held }
 
+// Gather does nothing: epoll_wait returns at the first event, and cannot
+// be asked for a count.
+func (p *epollPoller) Gather(int, time.Duration) {}
+
 func (p *epollPoller) Wait(evs []Event, timeout time.Duration) (int, error) {
 	if len(evs) == 0 {
 		panic("poller: Wait with an empty buffer")

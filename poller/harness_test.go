@@ -29,22 +29,50 @@ var backends = []poller.Backend{poller.Uring, poller.Epoll}
 
 // configs is the table every conformance test runs over: epoll, and
 // io_uring with each setup the backend offers, so that deferred,
-// cooperative and plain task running all meet the same contract.
-var configs = []struct {
-	name string
-	opts poller.Options
-}{
-	{"uring", poller.Options{Backend: poller.Uring}},
-	{"uring-coop", poller.Options{Backend: poller.Uring, Setup: poller.UringCoop}},
-	{"uring-plain", poller.Options{Backend: poller.Uring, Setup: poller.UringPlain}},
-	{"epoll", poller.Options{Backend: poller.Epoll}},
+// cooperative and plain task running all meet the same contract, and once
+// more with every look gathering (gathering), so that Gather's enter does
+// too.
+var configs = []config{
+	{"uring", poller.Options{Backend: poller.Uring}, false},
+	{"uring-coop", poller.Options{Backend: poller.Uring, Setup: poller.UringCoop}, false},
+	{"uring-plain", poller.Options{Backend: poller.Uring, Setup: poller.UringPlain}, false},
+	{"epoll", poller.Options{Backend: poller.Epoll}, false},
+	{"uring-gather", poller.Options{Backend: poller.Uring}, true},
+}
+
+type config struct {
+	name   string
+	opts   poller.Options
+	gather bool // the poller is wrapped in gathering
+}
+
+// wrap returns p as this config drives it.
+func (c config) wrap(p poller.Poller) poller.Poller {
+	if c.gather {
+		return gathering{p}
+	}
+	return p
+}
+
+// gathering asks every Wait to gather a batch (Poller.Gather), as a busy
+// KernelWait loop asks its looks to: the window is long enough that the
+// enter often waits it out, and the batch larger than most tests make.
+type gathering struct{ poller.Poller }
+
+func (g gathering) Wait(evs []poller.Event, timeout time.Duration) (int, error) {
+	g.Gather(3, 200*time.Microsecond)
+	return g.Poller.Wait(evs, timeout)
 }
 
 // forEach runs fn as a subtest per config.
 func forEach(t *testing.T, fn func(t *testing.T, h *harness)) {
 	t.Helper()
 	for _, c := range configs {
-		t.Run(c.name, func(t *testing.T) { fn(t, newHarness(t, c.opts)) })
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t, c.opts)
+			h.p = c.wrap(h.p)
+			fn(t, h)
+		})
 	}
 }
 

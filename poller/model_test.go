@@ -26,7 +26,7 @@ import (
 func TestModel(t *testing.T) {
 	for _, c := range configs {
 		t.Run(c.name, func(t *testing.T) {
-			p := openPoller(t, c.opts)
+			p := c.wrap(openPoller(t, c.opts))
 			var next uint64
 			var kinds outcomes
 			rapid.Check(t, func(rt *rapid.T) {

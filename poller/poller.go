@@ -308,6 +308,18 @@ type Poller interface {
 	// held wait on a kernel without IORING_FEAT_EXT_ARG is an ordinary
 	// one.)
 	Hold(held bool)
+	// Gather lets the next Wait, and only that one, batch under load:
+	// when it is a look (timeout 0) that has requests to hand to the
+	// kernel and no Event in hand, the io_uring enter that hands them
+	// over also waits, up to within, for n completions (an Event each,
+	// or the backend's own), keeping the P as a held wait does, and the
+	// Wait returns what came, maybe nothing. An owner that has just
+	// served a batch of n and gathers the next one makes one enter and
+	// one wake-up per batch instead of one per message, for a latency of
+	// within at most. A Wake that comes while it waits ends it only at
+	// the batch or at within. n < 2 or within <= 0 gathers nothing; on
+	// epoll, which cannot wait for a count, Gather does nothing.
+	Gather(n int, within time.Duration)
 	// Close releases the poller (see the package documentation). It is
 	// idempotent.
 	Close() error

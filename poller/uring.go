@@ -71,9 +71,12 @@ type uringPoller struct {
 	ext    Records  // constant: Options.Records, where the records are kept; nil = in g
 	hold   bool     // Hold's: the idle Wait keeps the owner's P (owner only)
 	forget []uint64 // Forget's scratch list
-	cqes   []ring.CQE
-	out    []Event // decided Events not yet returned (reaped to make room)
-	owed   int     // CQEs the kernel has yet to post for our SQEs
+	// gatherN, gatherFor: Gather's, for the next Wait only (owner only).
+	gatherN   int
+	gatherFor time.Duration
+	cqes      []ring.CQE
+	out       []Event // decided Events not yet returned (reaped to make room)
+	owed      int     // CQEs the kernel has yet to post for our SQEs
 	// queued: the tags booked since the SQ was last seen empty after an
 	// enter; noteSubmitted clears their records' recQueued.
 	queued []uint64
@@ -374,6 +377,8 @@ func (p *uringPoller) enterErr(err error) error {
 
 func (p *uringPoller) Hold(held bool) { p.hold = held }
 
+func (p *uringPoller) Gather(n int, within time.Duration) { p.gatherN, p.gatherFor = n, within }
+
 func (p *uringPoller) Wait(evs []Event, timeout time.Duration) (int, error) {
 	if len(evs) == 0 {
 		panic("poller: Wait with an empty buffer")
@@ -402,6 +407,8 @@ func (p *uringPoller) Wait(evs []Event, timeout time.Duration) (int, error) {
 	// Wake after it would be lost too (TestWakeBetweenWaits).
 	woken := p.woken
 	p.woken = false
+	gatherN, gatherFor := p.gatherN, p.gatherFor
+	p.gatherN = 0
 	if n > 0 || timeout == 0 || woken {
 		// Busy turn: hand over what this turn queued, without waiting,
 		// and take what that posted. A look (timeout 0) with nothing to
@@ -414,7 +421,16 @@ func (p *uringPoller) Wait(evs []Event, timeout time.Duration) (int, error) {
 		// during the enter that submits it also makes Fd readable: the
 		// look that wake-up causes then costs no system call.)
 		if p.r.SQReady() > 0 || (timeout == 0 && n == 0 && p.r.Flags()&ring.SetupTaskrunFlag == 0) {
-			if _, err := p.r.SubmitAndWait(0, 0); err != nil {
+			var err error
+			if gatherN > 1 && gatherFor > 0 && n == 0 && !woken && p.r.SQReady() > 0 {
+				// Gather's look: the enter that hands the SQEs over
+				// waits for the batch. A wake-up already taken does
+				// not wait: its owner has a command to run.
+				_, err = p.r.SubmitAndWaitHeld(uint32(gatherN), gatherFor)
+			} else {
+				_, err = p.r.SubmitAndWait(0, 0)
+			}
+			if err != nil {
 				if n > 0 {
 					// Events in hand go out now (see Poller.Wait); the
 					// SQEs stay queued and the next enter meets the

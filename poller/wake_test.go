@@ -292,6 +292,7 @@ func TestSmallRing(t *testing.T) {
 			opts := c.opts
 			opts.Entries = 4
 			h := newHarness(t, opts)
+			h.p = c.wrap(h.p)
 			h.buf = make([]poller.Event, 7)
 			for range n {
 				fd, err := unix.Eventfd(1, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC) // readable

@@ -40,6 +40,15 @@ import (
 // A loop holds its P only while the reactor has no more loops than Ps
 // (mayHold): loops that shared Ps would wait for each other's preemption.
 //
+// Batches: a busy loop that served n Events (n > 1) and queued requests
+// hands them to the kernel in an enter that also waits, up to gatherFor,
+// for n more completions (poller.Poller.Gather), instead of one that
+// returns with whatever one message's time brought. Under load a loop
+// then makes one enter and one wake-up per batch rather than about one
+// per message (at 1,000 connections 0.28 io_uring_enter a message against
+// 0.86, and 0.87× the server CPU a message); a loop that serves one
+// message at a time (n = 1) never waits for a second.
+//
 //	who     step                                  why this order
 //	------  ------------------------------------  -------------------------
 //	loop    sleeping.Store(true)                  a waker that finds it set
@@ -60,6 +69,11 @@ func (l *loop) runInKernel() {
 		}
 		timeout = 0
 		if n == len(l.evs) || l.p.Queued() {
+			// A busy loop that may hold its P gathers the next batch
+			// (asked here, where a loop that never sleeps still asks).
+			if n > 1 && n < len(l.evs) && !idle && (held || l.mayHold()) {
+				l.p.Gather(n, l.gatherWindow())
+			}
 			continue // see parkedTurn
 		}
 		l.leaveUser()
@@ -90,6 +104,22 @@ func (l *loop) runInKernel() {
 		timeout = kernelTimeout(held, signals, until)
 	}
 }
+
+// gatherWindow is how long a busy loop's next look may wait for a batch
+// as large as the one it has just served (poller.Poller.Gather): at most
+// gatherFor, and not past the next timer.
+func (l *loop) gatherWindow() time.Duration {
+	if next := l.nextTimer(); next >= 0 {
+		return min(time.Duration(next-nanotime()), gatherFor)
+	}
+	return gatherFor
+}
+
+// gatherFor bounds how long a busy KernelWait loop waits to gather a batch
+// (see runInKernel). Under load the batch comes well before it; where it
+// does not, the loop has served what came and a message waited gatherFor
+// at most. 50, 100 and 200 µs measured alike at 100 and 1,000 connections.
+const gatherFor = 50 * time.Microsecond
 
 // stillIdle is whether a KernelWait loop is idle after a wait (see
 // runInKernel): a wait that brought n Events says no; a held, sleeping wait

@@ -1,0 +1,119 @@
+//go:build linux
+
+package poller_test
+
+import (
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/oneshot-io/oneshot/poller"
+)
+
+// forEachPlain runs fn per config, but the gathering row: these tests ask
+// for Gather themselves.
+func forEachPlain(t *testing.T, fn func(t *testing.T, h *harness, uring bool)) {
+	for _, c := range configs {
+		if c.gather {
+			continue
+		}
+		t.Run(c.name, func(t *testing.T) { fn(t, newHarness(t, c.opts), c.opts.Backend == poller.Uring) })
+	}
+}
+
+// TestGather: a look that Gather asked for waits, while it hands queued
+// requests over, for the batch or the window, whichever comes first, and
+// returns what came; the look after it does not wait. A wake-up already
+// taken is not waited behind. Epoll's Gather does nothing: its looks
+// return at once.
+func TestGather(t *testing.T) {
+	const long = 10 * time.Second // no row may wait this out
+	forEachPlain(t, func(t *testing.T, h *harness, uring bool) {
+		// The runtime's preemption signal ends a gathering wait early, as
+		// it ends every held one (TestHeldWait): blocked on the owner's
+		// thread, only the batch or the window ends it.
+		defer blockSIGURG(t)()
+		look := func() (int, time.Duration) {
+			start := time.Now()
+			n := h.poll(0)
+			return n, time.Since(start)
+		}
+
+		// The batch is there as the arms are handed over: no waiting.
+		a, b := h.pair()
+		c, d := h.pair()
+		h.write(b)
+		h.write(d)
+		ta, tc := h.tag(), h.tag()
+		h.arm(ta, a, poller.In)
+		h.arm(tc, c, poller.In)
+		h.p.Gather(2, long)
+		if n, took := look(); n != 2 || took > long/2 {
+			t.Fatalf("a gathering look with its batch of 2 ready returned %d Events after %v", n, took)
+		}
+
+		// Fewer than the batch: what came, once the window is over.
+		e, f := h.pair()
+		h.write(f)
+		te := h.tag()
+		h.arm(te, e, poller.In)
+		// Two more arms that nothing makes ready but a watchdog, which
+		// completes the batch should the window not end the wait.
+		x, xp := h.pair()
+		y, yp := h.pair()
+		h.arm(h.tag(), x, poller.In)
+		h.arm(h.tag(), y, poller.In)
+		watchdog := time.AfterFunc(long/2, func() { h.write(xp); h.write(yp) })
+		h.p.Gather(3, 20*time.Millisecond)
+		n, took := look()
+		if !watchdog.Stop() || n != 1 {
+			t.Fatalf("a gathering look with 1 of 3 ready returned %d Events after %v", n, took)
+		}
+		if uring && took < 20*time.Millisecond {
+			t.Errorf("a gathering look with 1 of 3 ready returned after %v, before its window", took)
+		}
+
+		// Gather is for one Wait: the look after the gathering one hands
+		// its arm over and returns at once, with nothing. (a and c are
+		// still readable: nothing read their bytes.)
+		h.arm(h.tag(), a, poller.In)
+		h.arm(h.tag(), c, poller.In)
+		h.p.Gather(2, long)
+		if n, took := look(); n != 2 || took > long/2 {
+			t.Fatalf("a gathering look with its batch of 2 ready returned %d Events after %v", n, took)
+		}
+		g, _ := h.pair()
+		h.arm(h.tag(), g, poller.In)
+		if n, took := look(); n != 0 || took > long/2 {
+			t.Fatalf("the look after a gathering one returned %d Events after %v", n, took)
+		}
+
+		// A Wake already posted ends the look without waiting for a batch
+		// (the owner has a command to run).
+		h.p.Wake()
+		to := h.tag()
+		h.arm(to, g, poller.Out) // writable: comes at once
+		for w := h.p.Stats().Wakes; h.p.Stats().Wakes == w; {
+			h.p.Gather(3, long)
+			if _, took := look(); took > long/2 {
+				t.Fatalf("a gathering look after a Wake waited %v for its batch", took)
+			}
+		}
+		h.await(to)
+		h.quiet()
+	})
+}
+
+// blockSIGURG blocks the runtime's preemption signal on the calling
+// thread (the harness's owner is locked to it) until the returned func.
+func blockSIGURG(t *testing.T) func() {
+	t.Helper()
+	var set, old unix.Sigset_t
+	urg := uint(unix.SIGURG) - 1
+	set.Val[urg/64] |= 1 << (urg % 64)
+	if err := unix.PthreadSigmask(unix.SIG_BLOCK, &set, &old); err != nil {
+		t.Fatal(err)
+	}
+	return func() { unix.PthreadSigmask(unix.SIG_SETMASK, &old, nil) }
+}
