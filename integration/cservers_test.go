@@ -29,6 +29,7 @@ var cServers = []cServer{
 	{"c-epoll", "echo_epoll", nil},
 	{"c-uring", "echo_uring", nil},
 	{"c-uring", "echo_uring", []string{"--recv", "oneshot"}},
+	{"c-uring", "echo_uring", []string{"--gather"}},
 }
 
 // startupLine is the line compare.sh reads the bound address from (its

@@ -23,7 +23,10 @@
 #                      echod-uring-parked and echod-epoll-parked, not in
 #                      the default list, through the ring with
 #                      --recv-incremental, with --lock-loops, or with
-#                      loops parked in Go's netpoller: --kernel-wait=false)
+#                      loops parked in Go's netpoller: --kernel-wait=false;
+#                      c-uring-gather, not in it either, is c-uring with
+#                      --gather: batches gathered under load as echod's
+#                      KernelWait loops do)
 #   CELLS              CONNSxSIZE list (default "1x64 100x64 1000x64 50x16384")
 #   PIPELINE           messages in flight per connection (default 1)
 #   ROUNDS             run the whole matrix this many times, servers taking
@@ -122,7 +125,7 @@ if [[ -n $PREBUILT ]]; then
 		[[ -x $bin/$f ]] || { say "PREBUILT=$PREBUILT has no $f"; exit 2; }
 	done
 	[[ -x $bin/echod ]] && have_echod=1
-	[[ -x $bin/echo_uring ]] && c_built[c-uring]=1
+	[[ -x $bin/echo_uring ]] && c_built[c-uring]=1 c_built[c-uring-gather]=1
 	[[ -x $bin/echo_epoll ]] && c_built[c-epoll]=1
 else
 	say "building into $bin"
@@ -157,9 +160,9 @@ else
 		fi
 		c_built[$srv]=1
 	}
-	if wants c-uring; then
+	if wants c-uring || wants c-uring-gather; then
 		if have_liburing; then
-			build_c c-uring echo_uring || true
+			build_c c-uring echo_uring && c_built[c-uring-gather]=1 || true
 		else
 			say "WARNING: liburing-dev is missing and could not be installed (log: $out/logs/apt-get.log); c-uring is skipped"
 		fi

@@ -67,6 +67,7 @@ server_cmd() {
 	echod-epoll) echo "$bin/echod --listen 127.0.0.1:0 --backend epoll --loops $n" ;;
 	stdlib | gnet | netpoll | nbio) echo "$bin/$name --addr 127.0.0.1:0 --loops $n" ;;
 	c-uring) echo "$bin/echo_uring --addr 127.0.0.1:0 --loops $n" ;;
+	c-uring-gather) echo "$bin/echo_uring --gather --addr 127.0.0.1:0 --loops $n" ;;
 	c-epoll) echo "$bin/echo_epoll --addr 127.0.0.1:0 --loops $n" ;;
 	*) say "unknown server $name"; return 1 ;;
 	esac

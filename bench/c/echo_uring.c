@@ -10,6 +10,12 @@
 // (An SQ that fills up mid-turn is submitted early; with 4096 entries that
 // does not happen at these loads.)
 //
+// --gather does what echod's KernelWait loops do under load: after a turn
+// that handled n > 1 CQEs, the enter of step 1 waits, up to 50 µs, for n
+// CQEs rather than one, so that a loaded server makes one enter and one
+// wake-up per batch. Without it (the default) this is the plain loop, the
+// reference the issue named; with it, the same technique in C.
+//
 // Requests:
 //   ACCEPT  multishot on the listener (one-shot where the kernel refuses
 //           multishot); after EMFILE/ENFILE it pauses 100 ms (a TIMEOUT)
@@ -40,7 +46,8 @@
 // them (6.1), else COOP_TASKRUN (5.19), else no flags; the line after the
 // startup line says which, and which recv path is in use.
 //
-// Flags and startup line: see echo_common.h; plus --recv multishot|oneshot.
+// Flags and startup line: see echo_common.h; plus --recv multishot|oneshot
+// and --gather.
 #include "echo_common.h"
 
 #include <liburing.h>
@@ -108,6 +115,9 @@ static struct conn *conns; // indexed by fd
 static size_t nconns;
 static int lfd, sfd;
 static int stopping;
+
+// GATHER_NS bounds how long --gather waits for a batch (echod's gatherFor).
+#define GATHER_NS (50 * 1000)
 
 static int use_bufring;   // recv is multishot from the provided-buffer ring
 static int accept_multi = 1;
@@ -537,10 +547,15 @@ int main(int argc, char **argv) {
 	// --recv multishot|oneshot is this server's own flag; the rest are the
 	// peers' (echo_common.h).
 	int force_oneshot = 0;
-	int n = 1;
+	int n = 1, gather = 0;
+	unsigned last = 0; // CQEs the last turn handled, for --gather
 	for (int i = 1; i < argc; i++) {
 		const char *v = NULL;
 		int skip = 0;
+		if (strcmp(argv[i], "--gather") == 0) {
+			gather = 1;
+			continue;
+		}
 		if (strcmp(argv[i], "--recv") == 0 && i + 1 < argc)
 			v = argv[i + 1], skip = 1;
 		else if (strncmp(argv[i], "--recv=", 7) == 0)
@@ -564,16 +579,22 @@ int main(int argc, char **argv) {
 	const char *flags = ring_setup();
 	use_bufring = !force_oneshot && bufring_setup();
 	lfd = echo_listen(NAME, o, 0);
-	fprintf(stderr, NAME ": ring %s, recv %s, sq %d cq %d\n", flags,
+	fprintf(stderr, NAME ": ring %s, recv %s, sq %d cq %d%s\n", flags,
 		use_bufring ? "multishot from a provided-buffer ring" : "one-shot into per-connection buffers",
-		SQ_ENTRIES, CQ_ENTRIES);
+		SQ_ENTRIES, CQ_ENTRIES, gather ? ", gathering batches" : "");
 
 	arm_signal();
 	arm_accept();
 	while (!stopping) {
 		bufring_publish();
 		rearm_starved();
-		int rc = io_uring_submit_and_wait(&ring, 1);
+		int rc;
+		if (gather && last > 1) {
+			struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = GATHER_NS};
+			struct io_uring_cqe *first;
+			rc = io_uring_submit_and_wait_timeout(&ring, &first, last, &ts, NULL);
+		} else
+			rc = io_uring_submit_and_wait(&ring, 1);
 		if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY && rc != -ETIME)
 			die(NAME, "io_uring_submit_and_wait", rc);
 		struct io_uring_cqe *cqe;
@@ -583,6 +604,7 @@ int main(int argc, char **argv) {
 			seen++;
 		}
 		io_uring_cq_advance(&ring, seen);
+		last = seen;
 	}
 
 	// Tearing the ring down cancels and waits for every request still in
