@@ -170,7 +170,12 @@ type Config struct {
 	// Loops hold their Ps only while there are no more loops than
 	// GOMAXPROCS: more would wait for each other's preemption (echod, 4
 	// loops on 2 Ps: p99.9 20 ms against 3.4 ms parked), so then every
-	// wait gives the P up.
+	// wait gives the P up. On io_uring a busy loop also gathers its
+	// batches (poller.Poller.Gather): after a turn that served n > 1
+	// Events, the enter that hands its requests over waits up to 50 µs
+	// for n completions, which at 100 connections × 64 B took echod from
+	// 0.9 to 0.23 system calls a message and to 0.86× the C io_uring
+	// server's CPU (make compare, 2026-11-30, source c5cf0c3).
 	KernelWait bool
 }
 
