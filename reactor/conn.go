@@ -171,7 +171,7 @@ func (c *Conn) Write(b []byte) (int, error) {
 	if became {
 		c.out.setSince(nanotime()) // output becomes pending
 	}
-	c.ln.outBuf.Add(int64(c.out.held() - held))
+	c.ln.addOutBuf(int64(c.out.held() - held))
 	c.storePending(c.out.len())
 	c.kickLocked(taskFlush)
 	c.mu.Unlock()
@@ -545,7 +545,7 @@ func (c *Conn) flushed(shut bool) {
 // left.
 func (c *Conn) flushLocked() (int, error) {
 	moved, held := 0, c.out.held()
-	defer func() { c.ln.outBuf.Add(int64(c.out.held() - held)) }()
+	defer func() { c.ln.addOutBuf(int64(c.out.held() - held)) }()
 	for c.out.len() > 0 {
 		m, err := c.out.writeTo(int(c.fd), &c.ln.chunks)
 		if err == unix.EINTR {

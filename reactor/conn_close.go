@@ -138,7 +138,7 @@ func (c *Conn) finish(err error) {
 	if err == nil {
 		err = c.writeErr()
 	}
-	c.ln.outBuf.Add(-int64(c.out.held()))
+	c.ln.addOutBuf(-int64(c.out.held()))
 	if c.wr != 0 && c.l.reqAt(c.wr).Data().ev&evSend != 0 || c.st.has(lfSendOwed) {
 		// The kernel may read the send's chunk until the send's end,
 		// which closeConnFd does not wait for, and which a send

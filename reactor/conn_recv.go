@@ -286,7 +286,7 @@ func (c *Conn) sendEnded(res Result, n int, owed bool) {
 	c.mu.Lock()
 	held := c.out.held()
 	c.out.consume(n, &c.ln.chunks)
-	c.ln.outBuf.Add(int64(c.out.held() - held))
+	c.ln.addOutBuf(int64(c.out.held() - held))
 	now := nanotime()
 	c.lastActive.Store(now)
 	c.out.setSince(now)

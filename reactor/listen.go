@@ -64,7 +64,8 @@ type Listener struct {
 	acceptCalls, acceptErrs, backoffs            atomic.Uint64
 	bytesDiscarded                               atomic.Uint64 // read from lingering Conns and dropped
 	active, paused, live                         atomic.Int64  // live: Conns whose OnClose has not returned
-	outBuf                                       atomic.Int64  // capacity of the Conns' output buffers
+	outBuf                                       atomic.Int64  // capacity of the Conns' output buffers (addOutBuf)
+	outBufPeak                                   atomic.Int64  // the most outBuf has been since TakeOutBufferPeak last looked
 	cutInDrain                                   atomic.Int64  // Conns a deadline closed after Shutdown was called (shutting)
 }
 
@@ -232,6 +233,33 @@ func dupFd(sc syscall.Conn) (int, error) {
 		return -1, err
 	}
 	return nfd, nil
+}
+
+// addOutBuf adds d to the Conns' output buffer bytes, raising the peak
+// TakeOutBufferPeak reports where that is a new high.
+func (ln *Listener) addOutBuf(d int64) {
+	v := ln.outBuf.Add(d)
+	if d <= 0 {
+		return
+	}
+	for p := ln.outBufPeak.Load(); v > p; p = ln.outBufPeak.Load() {
+		if ln.outBufPeak.CompareAndSwap(p, v) {
+			return
+		}
+	}
+}
+
+// TakeOutBufferPeak returns the most ListenerStats.OutBuffer has been
+// since the last call (since Listen, the first time), and starts the next
+// period at its value now. A program that hands memory back to the kernel
+// after a burst of pending output has drained (echod does) needs the
+// burst's top: sampling OutBuffer misses a burst that builds and drains
+// between two samples, or while the sampling goroutine waits for a P.
+func (ln *Listener) TakeOutBufferPeak() int64 {
+	now := ln.outBuf.Load()
+	// A high made between the Load and the Swap is either in old, or
+	// raises the new period's peak (its CAS sees now < it).
+	return max(ln.outBufPeak.Swap(now), now)
 }
 
 // Addr returns the bound address (with the port the kernel chose for :0).

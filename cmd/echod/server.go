@@ -120,11 +120,7 @@ func startReactor(cfg config, log *zap.Logger) (server, error) {
 		s.labels = append(s.labels, label)
 		s.bound = append(s.bound, label)
 	}
-	stats := make([]func() reactor.ListenerStats, len(s.streams))
-	for i, l := range s.streams {
-		stats[i] = l.Stats
-	}
-	s.release = startReleaser(stats)
+	s.release = startReleaser(s.streams)
 	return s, nil
 }
 
