@@ -23,13 +23,14 @@ type cServer struct {
 	name string   // as in its startup line and in compare.sh
 	prog string   // the Makefile target's file name
 	args []string // extra flags
+	says string   // what its line after the startup line says the flags did
 }
 
 var cServers = []cServer{
-	{"c-epoll", "echo_epoll", nil},
-	{"c-uring", "echo_uring", nil},
-	{"c-uring", "echo_uring", []string{"--recv", "oneshot"}},
-	{"c-uring", "echo_uring", []string{"--gather"}},
+	{"c-epoll", "echo_epoll", nil, ""},
+	{"c-uring", "echo_uring", nil, ", recv multishot from a provided-buffer ring"},
+	{"c-uring", "echo_uring", []string{"--recv", "oneshot"}, ", recv one-shot into per-connection buffers"},
+	{"c-uring", "echo_uring", []string{"--gather"}, ", gathering batches"},
 }
 
 // startupLine is the line compare.sh reads the bound address from (its
@@ -66,6 +67,9 @@ func TestCServers(t *testing.T) {
 				}
 			}
 			srv := startC(t, s, bin)
+			if s.says != "" {
+				srv.await(t, s.says)
+			}
 			t.Run("many connections", func(t *testing.T) {
 				var wg sync.WaitGroup
 				errs := make(chan error, 500)
@@ -218,6 +222,16 @@ func startC(t *testing.T, s cServer, bin string) *cProc {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// await waits for the server's stderr to say want, or fails the test.
+func (p *cProc) await(t *testing.T, want string) {
+	t.Helper()
+	for deadline := time.Now().Add(bound); !strings.Contains(p.stderr(), want); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v its stderr does not say %q:\n%s", bound, want, p.stderr())
+		}
+	}
 }
 
 func openFDs(pid int) (int, error) {

@@ -24,9 +24,9 @@ func forEachPlain(t *testing.T, fn func(t *testing.T, h *harness, uring bool)) {
 
 // TestGather: a look that Gather asked for waits, while it hands queued
 // requests over, for the batch or the window, whichever comes first, and
-// returns what came; the look after it does not wait. A wake-up already
-// taken is not waited behind. Epoll's Gather does nothing: its looks
-// return at once.
+// returns what came; the look after it does not wait. A look with an Event
+// in hand, with nothing to hand over, or after a wake-up was taken does
+// not wait. Epoll's Gather does nothing: its looks return at once.
 func TestGather(t *testing.T) {
 	const long = 10 * time.Second // no row may wait this out
 	forEachPlain(t, func(t *testing.T, h *harness, uring bool) {
@@ -87,6 +87,30 @@ func TestGather(t *testing.T) {
 		h.arm(h.tag(), g, poller.In)
 		if n, took := look(); n != 0 || took > long/2 {
 			t.Fatalf("the look after a gathering one returned %d Events after %v", n, took)
+		}
+
+		// An Event in hand ends the look without waiting for a batch: one
+		// of two ready arms does not fit a Wait of one Event, and the
+		// look after it, which hands a third arm over (never ready),
+		// returns it at once.
+		buf := h.buf
+		h.buf = h.buf[:1]
+		h.arm(h.tag(), a, poller.In)
+		h.arm(h.tag(), c, poller.In)
+		for h.poll(0) == 0 {
+		}
+		h.arm(h.tag(), g, poller.In)
+		h.p.Gather(3, long)
+		if n, took := look(); n != 1 || took > long/2 {
+			t.Fatalf("a gathering look with an Event in hand returned %d Events after %v", n, took)
+		}
+		h.buf = buf
+
+		// Nor does a look with nothing to hand over wait (a ring that
+		// cannot flag deferred work enters on every look, to run it).
+		h.p.Gather(2, long)
+		if n, took := look(); n != 0 || took > long/2 {
+			t.Fatalf("a gathering look with nothing to hand over returned %d Events after %v", n, took)
 		}
 
 		// A Wake already posted ends the look without waiting for a batch

@@ -38,6 +38,8 @@ var configs = []config{
 	{"uring-plain", poller.Options{Backend: poller.Uring, Setup: poller.UringPlain}, false},
 	{"epoll", poller.Options{Backend: poller.Epoll}, false},
 	{"uring-gather", poller.Options{Backend: poller.Uring}, true},
+	{"uring-coop-gather", poller.Options{Backend: poller.Uring, Setup: poller.UringCoop}, true},
+	{"uring-plain-gather", poller.Options{Backend: poller.Uring, Setup: poller.UringPlain}, true},
 }
 
 type config struct {

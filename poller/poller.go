@@ -284,8 +284,9 @@ type Poller interface {
 	// Call it before closing fd.
 	Forget(fd int)
 	// Wait fills evs with Events and returns how many. It blocks up to
-	// timeout (negative: without limit, zero: not at all) while none is
-	// available, and returns 0, nil on timeout and after a Wake. It may
+	// timeout (negative: without limit, zero: not at all, unless Gather
+	// asked this one to wait for a batch) while none is available, and
+	// returns 0, nil on timeout and after a Wake. It may
 	// also return 0, nil before the timeout without a Wake: epoll_wait
 	// interrupted by a signal, or an io_uring wait ended by the backend's
 	// own completions (a cancel's). Callers loop on their own clock. An error
@@ -294,8 +295,9 @@ type Poller interface {
 	// that stops at an error loses no tag's Event. It panics if evs is
 	// empty.
 	Wait(evs []Event, timeout time.Duration) (int, error)
-	// Wake makes a blocking Wait (or the next one) return. Safe from any
-	// goroutine; wakes coalesce.
+	// Wake makes a blocking Wait (or the next one) return; a gathering
+	// one (Gather) at its batch or window. Safe from any goroutine; wakes
+	// coalesce.
 	Wake() error
 	// Hold sets how the Waits that follow sleep. Held, they go through
 	// the raw system-call entry, which keeps the owner's P (see
@@ -310,15 +312,19 @@ type Poller interface {
 	Hold(held bool)
 	// Gather lets the next Wait, and only that one, batch under load:
 	// when it is a look (timeout 0) that has requests to hand to the
-	// kernel and no Event in hand, the io_uring enter that hands them
-	// over also waits, up to within, for n completions (an Event each,
-	// or the backend's own), keeping the P as a held wait does, and the
-	// Wait returns what came, maybe nothing. An owner that has just
-	// served a batch of n and gathers the next one makes one enter and
-	// one wake-up per batch instead of one per message, for a latency of
-	// within at most. A Wake that comes while it waits ends it only at
-	// the batch or at within. n < 2 or within <= 0 gathers nothing; on
-	// epoll, which cannot wait for a count, Gather does nothing.
+	// kernel, no Event in hand and no wake-up taken, the io_uring enter
+	// that hands them over also waits, up to within, until n completions
+	// are posted (those of the requests it submits that complete at once
+	// count, and so do the backend's own), keeping the P as a held wait
+	// does (on a kernel without IORING_FEAT_EXT_ARG it is an ordinary
+	// timed wait), and the Wait returns what came, maybe nothing. An
+	// owner that has just served a batch of n and gathers the next one
+	// makes one enter and one wake-up per batch instead of about one per
+	// message, for a latency of within at most. A Wake not yet taken when
+	// the look begins, or sent while it waits, ends it only at the batch
+	// or at within; a signal ends it early. n < 2 or within <= 0 gathers
+	// nothing; on epoll, which cannot wait for a count, Gather does
+	// nothing.
 	Gather(n int, within time.Duration)
 	// Close releases the poller (see the package documentation). It is
 	// idempotent.

@@ -410,8 +410,8 @@ func (p *uringPoller) Wait(evs []Event, timeout time.Duration) (int, error) {
 	gatherN, gatherFor := p.gatherN, p.gatherFor
 	p.gatherN = 0
 	if n > 0 || timeout == 0 || woken {
-		// Busy turn: hand over what this turn queued, without waiting,
-		// and take what that posted. A look (timeout 0) with nothing to
+		// Busy turn: hand over what this turn queued, without waiting
+		// (but where Gather asked, below), and take what that posted. A look (timeout 0) with nothing to
 		// hand over returns what the CQ had without entering the
 		// kernel: an owner parked on Fd looks once per wake-up, and the
 		// completions that woke it are already posted. Only a ring that

@@ -38,6 +38,52 @@ func TestKernelTimeout(t *testing.T) {
 	}
 }
 
+func TestGatherWithin(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		until, want time.Duration
+	}{
+		{"no timer: the whole window", -1, gatherFor},
+		{"a far timer: the whole window", time.Second, gatherFor},
+		{"a timer within the window caps it", gatherFor / 5, gatherFor / 5},
+		{"a timer at the window's end", gatherFor, gatherFor},
+		{"a timer due now, or past: no window", 0, 0},
+	} {
+		if got := gatherWithin(tc.until); got != tc.want {
+			t.Errorf("%s: gatherWithin(%v) = %v, want %v", tc.name, tc.until, got, tc.want)
+		}
+	}
+}
+
+func TestAsksGather(t *testing.T) {
+	const size = 256
+	for _, tc := range []struct {
+		name    string
+		n       int
+		held    bool
+		mayHold bool
+		want    bool
+	}{
+		{"a batch, held", 8, true, true, true},
+		{"a batch, not held yet but may hold", 8, false, true, true},
+		{"a batch, more loops than Ps", 8, false, false, false},
+		{"one message at a time", 1, true, true, false},
+		{"nothing", 0, true, true, false},
+		{"a full buffer: more is waiting", size, true, true, false},
+		{"just under a full buffer", size - 1, true, true, true},
+	} {
+		asked := false
+		mayHold := func() bool { asked = true; return tc.mayHold }
+		if got := asksGather(tc.n, size, tc.held, mayHold); got != tc.want {
+			t.Errorf("%s: asksGather(%d, %d, held %v, mayHold %v) = %v, want %v",
+				tc.name, tc.n, size, tc.held, tc.mayHold, got, tc.want)
+		}
+		if asked && (tc.held || tc.n < 2 || tc.n >= size) {
+			t.Errorf("%s: asked mayHold, which takes a lock, where the answer was known", tc.name)
+		}
+	}
+}
+
 func TestStillIdle(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
@@ -126,5 +172,23 @@ func TestKernelWaitMoreLoopsThanPs(t *testing.T) {
 				t.Fatalf("2 idle loops on 1 P turned %d times in 300 ms: they spin instead of waiting for their timers", n)
 			}
 		})
+	}
+}
+
+// TestGatherWindow: a loop's gathering window ends at its next timer, and
+// a timer already past leaves none (not the whole window: past is not
+// "no timer").
+func TestGatherWindow(t *testing.T) {
+	l := &loop{}
+	if got := l.gatherWindow(); got != gatherFor {
+		t.Errorf("no timer: window %v, want %v", got, gatherFor)
+	}
+	l.sweepAt = nanotime() + int64(time.Hour)
+	if got := l.gatherWindow(); got != gatherFor {
+		t.Errorf("a timer an hour away: window %v, want %v", got, gatherFor)
+	}
+	l.sweepAt = 1 // the loops' clock starts at 0 with the package
+	if got := l.gatherWindow(); got != 0 {
+		t.Errorf("a timer past: window %v, want 0", got)
 	}
 }

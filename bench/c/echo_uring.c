@@ -11,10 +11,14 @@
 // does not happen at these loads.)
 //
 // --gather does what echod's KernelWait loops do under load: after a turn
-// that handled n > 1 CQEs, the enter of step 1 waits, up to 50 µs, for n
-// CQEs rather than one, so that a loaded server makes one enter and one
-// wake-up per batch. Without it (the default) this is the plain loop, the
-// reference the issue named; with it, the same technique in C.
+// that handled n > 1 CQEs, where the turn prepared SQEs and no CQE is
+// already waiting, the enter of step 1 waits, up to 50 µs, until n CQEs
+// are posted rather than one, so that a loaded server makes one enter and
+// one wake-up per batch. Without it (the default) this is the plain loop,
+// the reference the issue named; with it, the same technique in C. It
+// needs IORING_FEAT_EXT_ARG (5.11): on older kernels liburing would time
+// the wait with a TIMEOUT request of its own, so --gather does nothing
+// there, and the startup line says so.
 //
 // Requests:
 //   ACCEPT  multishot on the listener (one-shot where the kernel refuses
@@ -579,9 +583,15 @@ int main(int argc, char **argv) {
 	const char *flags = ring_setup();
 	use_bufring = !force_oneshot && bufring_setup();
 	lfd = echo_listen(NAME, o, 0);
+	const char *gathering = "";
+	if (gather && !(ring.features & IORING_FEAT_EXT_ARG)) {
+		gather = 0;
+		gathering = ", --gather off (no IORING_FEAT_EXT_ARG)";
+	} else if (gather)
+		gathering = ", gathering batches";
 	fprintf(stderr, NAME ": ring %s, recv %s, sq %d cq %d%s\n", flags,
 		use_bufring ? "multishot from a provided-buffer ring" : "one-shot into per-connection buffers",
-		SQ_ENTRIES, CQ_ENTRIES, gather ? ", gathering batches" : "");
+		SQ_ENTRIES, CQ_ENTRIES, gathering);
 
 	arm_signal();
 	arm_accept();
@@ -589,7 +599,7 @@ int main(int argc, char **argv) {
 		bufring_publish();
 		rearm_starved();
 		int rc;
-		if (gather && last > 1) {
+		if (gather && last > 1 && io_uring_sq_ready(&ring) > 0 && io_uring_cq_ready(&ring) == 0) {
 			struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = GATHER_NS};
 			struct io_uring_cqe *first;
 			rc = io_uring_submit_and_wait_timeout(&ring, &first, last, &ts, NULL);
