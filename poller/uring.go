@@ -71,12 +71,14 @@ type uringPoller struct {
 	ext    Records  // constant: Options.Records, where the records are kept; nil = in g
 	hold   bool     // Hold's: the idle Wait keeps the owner's P (owner only)
 	forget []uint64 // Forget's scratch list
+	cqes   []ring.CQE
+	out    []Event // decided Events not yet returned (reaped to make room)
+	owed   int     // CQEs the kernel has yet to post for our SQEs
+
 	// gatherN, gatherFor: Gather's, for the next Wait only (owner only).
 	gatherN   int
 	gatherFor time.Duration
-	cqes      []ring.CQE
-	out       []Event // decided Events not yet returned (reaped to make room)
-	owed      int     // CQEs the kernel has yet to post for our SQEs
+
 	// queued: the tags booked since the SQ was last seen empty after an
 	// enter; noteSubmitted clears their records' recQueued.
 	queued []uint64
@@ -411,15 +413,16 @@ func (p *uringPoller) Wait(evs []Event, timeout time.Duration) (int, error) {
 	p.gatherN = 0
 	if n > 0 || timeout == 0 || woken {
 		// Busy turn: hand over what this turn queued, without waiting
-		// (but where Gather asked, below), and take what that posted. A look (timeout 0) with nothing to
-		// hand over returns what the CQ had without entering the
-		// kernel: an owner parked on Fd looks once per wake-up, and the
-		// completions that woke it are already posted. Only a ring that
-		// cannot flag task work it holds back (no SetupTaskrunFlag) is
-		// entered on an empty look, to have that work run; with the
-		// flag, Reap enters when it is raised. (A send that completes
-		// during the enter that submits it also makes Fd readable: the
-		// look that wake-up causes then costs no system call.)
+		// (but where Gather asked, below), and take what that posted. A
+		// look (timeout 0) with nothing to hand over returns what the CQ
+		// had without entering the kernel: an owner parked on Fd looks
+		// once per wake-up, and the completions that woke it are already
+		// posted. Only a ring that cannot flag task work it holds back
+		// (no SetupTaskrunFlag) is entered on an empty look, to have that
+		// work run; with the flag, Reap enters when it is raised. (A send
+		// that completes during the enter that submits it also makes Fd
+		// readable: the look that wake-up causes then costs no system
+		// call.)
 		if p.r.SQReady() > 0 || (timeout == 0 && n == 0 && p.r.Flags()&ring.SetupTaskrunFlag == 0) {
 			var err error
 			if gatherN > 1 && gatherFor > 0 && n == 0 && !woken && p.r.SQReady() > 0 {

@@ -100,10 +100,11 @@
 // (--kernel-wait). Under load such a loop gathers its batches: the enter
 // that hands a turn's requests over waits, for 50 µs at most, for as many
 // completions as the turn served, so that a loaded loop enters the kernel
-// and wakes once a batch rather than once a message. Its price is everything else on that P: a goroutine the
-// loop readies (a Poll waiter, a net.Conn reader) runs when the loop idles
-// or is preempted, unless another P is free; the net.Conn conformance
-// suite (TestNettestConn) took 13 s with it against 2 s without.
+// and wakes once a batch rather than once a message. The mode's price is
+// everything else on that P: a goroutine the loop readies (a Poll waiter,
+// a net.Conn reader) runs when the loop idles or is preempted, unless
+// another P is free; the net.Conn conformance suite (TestNettestConn) took
+// 13 s with it against 2 s without.
 //
 // An fd armed through Arm and Poll belongs to loop fd % Loops for its
 // whole life, so a reused fd number
