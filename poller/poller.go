@@ -262,6 +262,7 @@ type Stats struct {
 	Disarms  uint64 // Disarm calls that found an armed tag (Forget included)
 	Events   uint64 // Events returned by Wait
 	Wakes    uint64 // Wait calls woken by Wake
+	Gathered uint64 // looks that waited to gather a batch (Gather)
 	Stale    uint64 // epoll reports dropped: no registration of that generation
 	Dropped  uint64 // tags Close released without an Event
 	Armed    int    // tags armed whose Event has not been returned yet

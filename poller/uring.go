@@ -430,6 +430,7 @@ func (p *uringPoller) Wait(evs []Event, timeout time.Duration) (int, error) {
 				// waits for the batch. A wake-up already taken does
 				// not wait: its owner has a command to run.
 				_, err = p.r.SubmitAndWaitHeld(uint32(gatherN), gatherFor)
+				p.stats.Gathered++
 			} else {
 				_, err = p.r.SubmitAndWait(0, 0)
 			}

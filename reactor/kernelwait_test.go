@@ -161,3 +161,55 @@ func singleIssuerWorks() bool {
 	rg.Close()
 	return true
 }
+
+// TestKernelWaitGathers: under load a KernelWait loop on io_uring gathers
+// its batches (Stats.Gathered rises) and still echoes every byte; with more
+// loops than Ps none does (a gathering wait keeps the P, and loops sharing
+// Ps would wait for each other), nor does a loop on epoll, which cannot
+// wait for a count.
+func TestKernelWaitGathers(t *testing.T) {
+	for _, b := range backends {
+		for _, tc := range []struct {
+			name         string
+			loops, procs int // procs 0: GOMAXPROCS as it is (at least 1 loop's worth)
+		}{{"loops<=Ps", 1, 0}, {"loops>Ps", 2, 1}} {
+			t.Run(name(b)+"/"+tc.name, func(t *testing.T) {
+				if tc.procs > 0 {
+					defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(tc.procs))
+				}
+				r := newKernelWaitReactor(t, b, tc.loops)
+				ln, err := r.Listen("tcp", "127.0.0.1:0", &echo{}, reactor.ListenConfig{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer ln.Close()
+				conns := make([]net.Conn, 8)
+				for i := range conns {
+					conns[i] = dial(t, ln)
+				}
+				want := b.kind == reactor.BackendUring && tc.procs == 0
+				// Rounds of 8 clients at once until a gather is seen (or,
+				// where none may be, for three rounds): a turn that serves
+				// two Events is all it takes, and 8 clients make many.
+				deadline := time.Now().Add(10 * time.Second)
+				for round := 0; ; round++ {
+					var wg sync.WaitGroup
+					for i, c := range conns {
+						wg.Go(func() { echoRounds(t, c, 50, rand.New(rand.NewPCG(uint64(round), uint64(i)))) })
+					}
+					wg.Wait()
+					g := r.Stats().Gathered
+					if t.Failed() || (want && g > 0) || (!want && round == 2) || time.Now().After(deadline) {
+						break
+					}
+				}
+				switch g := r.Stats().Gathered; {
+				case want && g == 0:
+					t.Errorf("no look gathered a batch in %v of 8 echoing clients", 10*time.Second)
+				case !want && g != 0:
+					t.Errorf("%d looks gathered a batch: want none here", g)
+				}
+			})
+		}
+	}
+}

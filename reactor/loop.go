@@ -66,7 +66,7 @@ type loop struct {
 	// Counters: atomic, written by the loop (wakeups by producers).
 	armed, ready, failed, canceled, closed, stale, rearmed atomic.Uint64
 	wakeups, turns, kernel, events, maxBatch, outstanding  atomic.Uint64
-	received, nobufs, recvPolled                           atomic.Uint64
+	received, nobufs, recvPolled, gathered                 atomic.Uint64
 	// batch: the Events of the turn being handled; Conn.Write compares
 	// it with sendBatch (ringSendBatch; tests lower it to send every
 	// handler call's Writes through the ring).
@@ -310,6 +310,7 @@ func (l *loop) handle(n int) {
 func (l *loop) noteBackend() {
 	ps := l.p.Stats()
 	l.kernel.Store(ps.Syscalls)
+	l.gathered.Store(ps.Gathered)
 	l.backendArmed.Store(int64(ps.Armed))
 }
 

@@ -433,6 +433,7 @@ func (r *Reactor) Stats() Stats {
 		s.Wakeups += l.wakeups.Load()
 		s.LoopTurns += l.turns.Load()
 		s.KernelEnters += l.kernel.Load()
+		s.Gathered += l.gathered.Load()
 		s.EventsReaped += l.events.Load()
 		s.MaxBatch = max(s.MaxBatch, l.maxBatch.Load())
 		s.Outstanding += int64(l.outstanding.Load())

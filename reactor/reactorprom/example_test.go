@@ -35,5 +35,5 @@ func ExampleNew() {
 
 	mfs, _ := reg.Gather()
 	fmt.Println(len(mfs), "metric families")
-	// Output: 26 metric families
+	// Output: 27 metric families
 }

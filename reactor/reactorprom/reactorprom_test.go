@@ -98,8 +98,8 @@ oneshot_listener_received_bytes_total{listener="echo"} 5
 			t.Errorf("no oneshot_requests_completed_total series for outcome %q", o)
 		}
 	}
-	if n := len(mfs); n != 26 {
-		t.Errorf("%d families gathered, want 26 (15 reactor, 11 listener)", n)
+	if n := len(mfs); n != 27 {
+		t.Errorf("%d families gathered, want 27 (16 reactor, 11 listener)", n)
 	}
 }
 
