@@ -262,7 +262,7 @@ type Stats struct {
 	Disarms  uint64 // Disarm calls that found an armed tag (Forget included)
 	Events   uint64 // Events returned by Wait
 	Wakes    uint64 // Wait calls woken by Wake
-	Gathered uint64 // looks that waited to gather a batch (Gather)
+	Gathered uint64 // looks that asked the kernel to wait for a batch (Gather); some found it posted already
 	Stale    uint64 // epoll reports dropped: no registration of that generation
 	Dropped  uint64 // tags Close released without an Event
 	Armed    int    // tags armed whose Event has not been returned yet

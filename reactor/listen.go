@@ -236,17 +236,19 @@ func dupFd(sc syscall.Conn) (int, error) {
 }
 
 // addOutBuf adds d to the Conns' output buffer bytes, raising the peak
-// TakeOutBufferPeak reports where that is a new high.
-func (ln *Listener) addOutBuf(d int64) {
+// TakeOutBufferPeak reports where that is a new high, and returns the new
+// value.
+func (ln *Listener) addOutBuf(d int64) int64 {
 	v := ln.outBuf.Add(d)
 	if d <= 0 {
-		return
+		return v
 	}
 	for p := ln.outBufPeak.Load(); v > p; p = ln.outBufPeak.Load() {
 		if ln.outBufPeak.CompareAndSwap(p, v) {
-			return
+			break
 		}
 	}
+	return v
 }
 
 // TakeOutBufferPeak returns the most ListenerStats.OutBuffer has been
@@ -254,11 +256,13 @@ func (ln *Listener) addOutBuf(d int64) {
 // period at its value now. A program that hands memory back to the kernel
 // after a burst of pending output has drained (echod does) needs the
 // burst's top: sampling OutBuffer misses a burst that builds and drains
-// between two samples, or while the sampling goroutine waits for a P.
+// between two samples. Each call ends a period, so a Listener's peaks are
+// for one consumer. A high that a Write makes while a call runs may be
+// reported by the next call instead; none is lost.
 func (ln *Listener) TakeOutBufferPeak() int64 {
 	now := ln.outBuf.Load()
-	// A high made between the Load and the Swap is either in old, or
-	// raises the new period's peak (its CAS sees now < it).
+	// A high whose CAS lands after the Swap raises the new period's peak
+	// (it is above now, or it was not a high); one before is in the Swap.
 	return max(ln.outBufPeak.Swap(now), now)
 }
 

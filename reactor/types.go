@@ -245,7 +245,7 @@ type Stats struct {
 	LoopTurns       uint64 // loop iterations (one wait each)
 	KernelEnters    uint64 // the loops' polling syscalls: the poller's (epoll_ctl, epoll_wait, io_uring_enter); not the producers' wake-ups (Wakeups, which cost no system call) nor the connection layer's reads and writes
 	EventsReaped    uint64 // events harvested from the backend
-	Gathered        uint64 // KernelEnters that also waited, briefly, to gather a batch (Config.KernelWait on io_uring, under load)
+	Gathered        uint64 // looks that asked the kernel to wait, briefly, for a batch (Config.KernelWait on io_uring, under load); some found it posted already
 	MaxBatch        uint64 // largest number of events one turn harvested
 	Outstanding     int64  // requests armed and not yet completed
 	Timers          int64  // deadlines on the loops' heaps (request deadlines, Conns' write timeouts and close bounds; not idle and read timeouts, which each loop's sweep watches), and listening sockets waiting out an accept backoff (as of their last turn)

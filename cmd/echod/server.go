@@ -120,7 +120,11 @@ func startReactor(cfg config, log *zap.Logger) (server, error) {
 		s.labels = append(s.labels, label)
 		s.bound = append(s.bound, label)
 	}
-	s.release = startReleaser(s.streams)
+	peaks := make([]func() int64, len(s.streams))
+	for i, l := range s.streams {
+		peaks[i] = l.TakeOutBufferPeak
+	}
+	s.release = startReleaser(peaks)
 	return s, nil
 }
 

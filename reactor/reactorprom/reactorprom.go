@@ -76,7 +76,7 @@ func NewFromStats(stats func() reactor.Stats) *Collector {
 			counter("oneshot_loop_turns_total", "Event loop iterations (one wait each).", func(v r) uint64 { return v.LoopTurns }),
 			counter("oneshot_kernel_enters_total", "Syscalls the event loops made to arm and wait (io_uring_enter, or epoll_ctl and epoll_wait).", func(v r) uint64 { return v.KernelEnters }),
 			counter("oneshot_events_reaped_total", "Events harvested from the backend.", func(v r) uint64 { return v.EventsReaped }),
-			counter("oneshot_gathered_total", "Kernel enters that also waited, briefly, to gather a batch of completions (KernelWait loops on io_uring, under load).", func(v r) uint64 { return v.Gathered }),
+			counter("oneshot_gathered_total", "Event-loop looks that asked the kernel to wait, briefly, for a batch of completions (KernelWait loops on io_uring, under load); some found it posted already.", func(v r) uint64 { return v.Gathered }),
 			gauge("oneshot_backend_armed", "Polls the backend (io_uring or epoll) still holds armed, late completions owed included.", func(v r) int64 { return v.BackendArmed }),
 			counter("oneshot_recv_chunks_total", "Chunks connections received through the io_uring ring.", func(v r) uint64 { return v.Received }),
 			counter("oneshot_recv_no_buffers_total", "Connection receives the kernel ended because every receive buffer was in use (each armed again at once).", func(v r) uint64 { return v.RecvNoBuffers }),
