@@ -45,9 +45,8 @@ func TestGather(t *testing.T) {
 		c, d := h.pair()
 		h.write(b)
 		h.write(d)
-		ta, tc := h.tag(), h.tag()
-		h.arm(ta, a, poller.In)
-		h.arm(tc, c, poller.In)
+		h.arm(h.tag(), a, poller.In)
+		h.arm(h.tag(), c, poller.In)
 		h.p.Gather(2, long)
 		if n, took := look(); n != 2 || took > long/2 {
 			t.Fatalf("a gathering look with its batch of 2 ready returned %d Events after %v", n, took)
@@ -56,8 +55,7 @@ func TestGather(t *testing.T) {
 		// Fewer than the batch: what came, once the window is over.
 		e, f := h.pair()
 		h.write(f)
-		te := h.tag()
-		h.arm(te, e, poller.In)
+		h.arm(h.tag(), e, poller.In)
 		// Two more arms that nothing makes ready but a watchdog, which
 		// completes the batch should the window not end the wait.
 		x, xp := h.pair()
