@@ -313,7 +313,8 @@ type Poller interface {
 	Hold(held bool)
 	// Gather lets the next Wait, and only that one, batch under load:
 	// when it is a look (timeout 0) that has requests to hand to the
-	// kernel, no Event in hand and no wake-up taken, the io_uring enter
+	// kernel, no Event in hand and no Wake sent and not yet taken (an
+	// owner so woken has a command to run), the io_uring enter
 	// that hands them over also waits, up to within, until n completions
 	// are posted (those of the requests it submits that complete at once
 	// count, and so do the backend's own), keeping the P as a held wait
@@ -321,9 +322,11 @@ type Poller interface {
 	// timed wait), and the Wait returns what came, maybe nothing. An
 	// owner that has just served a batch of n and gathers the next one
 	// makes one enter and one wake-up per batch instead of about one per
-	// message, for a latency of within at most. A Wake not yet taken when
-	// the look begins, or sent while it waits, ends it only at the batch
-	// or at within; a signal ends it early. n < 2 or within <= 0 gathers
+	// message, for a latency of within at most. A Wake sent while it
+	// waits ends it only at the batch or at within; a signal ends it
+	// early. What the kernel has ready beyond the batch waits for the
+	// next Wait, which takes it in the same enter that hands that turn's
+	// requests over: one system call a turn. n < 2 or within <= 0 gathers
 	// nothing; on epoll, which cannot wait for a count, Gather does
 	// nothing.
 	Gather(n int, within time.Duration)

@@ -232,3 +232,61 @@ func TestSubmitAndWaitHeldTimesOut(t *testing.T) {
 		t.Fatalf("a held wait of %v with nothing to complete returned after %v", d, el)
 	}
 }
+
+// TestReapPostedLeavesDeferredWork: on a DEFER_TASKRUN ring a poll that
+// fires is task work until an enter runs it. ReapPosted takes only what
+// is posted and never enters; Reap enters once to run the flagged work;
+// and an enter that submits runs it too, after which ReapPosted finds the
+// completion without entering again (the busy Wait of poller: one
+// system call a turn).
+func TestReapPostedLeavesDeferredWork(t *testing.T) {
+	const flags = ring.SetupSingleIssuer | ring.SetupDeferTaskrun | ring.SetupTaskrunFlag
+	for _, tc := range []struct {
+		name   string
+		finish func(r *ring.Ring) error // runs the flagged work
+	}{
+		{"Reap", func(r *ring.Ring) error { return nil }},
+		{"submit", func(r *ring.Ring) error {
+			prep(t, r, func(s *ring.SQE) { s.PrepNop(2) })
+			_, err := r.SubmitAndWait(0, 0)
+			return err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lockThread(t, flags)
+			r := newRing(t, ring.Config{Entries: 8, Flags: flags})
+			a, b := socketpair(t)
+			prep(t, r, func(s *ring.SQE) { s.PrepPollAdd(int32(a), unix.POLLIN, 1) })
+			if _, err := r.SubmitAndWait(0, 0); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := unix.Write(b, []byte{1}); err != nil {
+				t.Fatal(err) // the poll's wake queues its completion as task work
+			}
+			var buf [4]ring.CQE
+			enters := r.Enters()
+			if n := r.ReapPosted(buf[:]); n != 0 || r.Enters() != enters {
+				t.Fatalf("ReapPosted with the poll's completion deferred = %d CQEs, %d enters; want 0, 0", n, r.Enters()-enters)
+			}
+			if err := tc.finish(r); err != nil {
+				t.Fatal(err)
+			}
+			var n int
+			if tc.name == "Reap" {
+				n = r.Reap(buf[:])
+			} else {
+				n = r.ReapPosted(buf[:])
+			}
+			polled := false
+			for _, c := range buf[:n] {
+				polled = polled || c.UserData == 1
+			}
+			if !polled {
+				t.Fatalf("after the work ran: CQEs %+v, without the poll's", buf[:n])
+			}
+			if got := r.Enters() - enters; got != 1 {
+				t.Fatalf("%d enters to post the poll's completion, want 1", got)
+			}
+		})
+	}
+}

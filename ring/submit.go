@@ -340,12 +340,21 @@ func (r *Ring) userCQReady() uint32 {
 // On a SetupDeferTaskrun ring without SetupTaskrunFlag, completions are
 // posted only by SubmitAndWait on the owning thread; Reap returns what
 // those calls posted.
-func (r *Ring) Reap(cqes []CQE) int {
+func (r *Ring) Reap(cqes []CQE) int { return r.reap(cqes, true) }
+
+// ReapPosted is Reap without the enter: it copies only what the CQ holds
+// now, and leaves the kernel's overflow list and pending task work to the
+// caller's next io_uring_enter with IORING_ENTER_GETEVENTS (every
+// SubmitAndWait is one). A caller about to submit takes what was posted
+// and what the submit posts in one system call instead of two.
+func (r *Ring) ReapPosted(cqes []CQE) int { return r.reap(cqes, false) }
+
+func (r *Ring) reap(cqes []CQE, flush bool) int {
 	if r.closed {
 		return 0
 	}
 	n := 0
-	for flushed := false; ; flushed = true {
+	for flushed := !flush; ; flushed = true {
 		head := r.cqHead
 		// Acquire pairs with the kernel's release of the CQ tail: the
 		// entries below it are fully written.
