@@ -51,7 +51,11 @@ import (
 // build without it in alternating pinned rounds (3 each, medians,
 // 2026-11-30): 0.87× the server CPU a message at 1,000 connections × 64 B
 // (0.28 io_uring_enter a message against 0.86), 0.89× at 100, 0.90× at 50
-// × 16 KiB, 0.98× at 1 × 64 B. Waiting for a second completion after
+// × 16 KiB, 0.98× at 1 × 64 B. That enter is the turn's only one: the
+// look before it leaves the kernel's deferred work to it, and what the
+// kernel flags after it waits for the next turn's (at 1,000 × 64 B, 1.03
+// enters a turn where looking again for it made 2.4, and 0.08 system
+// calls a message against 0.24). Waiting for a second completion after
 // every single message (n = 1) measured 1.05× at 1 × 64 B: arming the
 // wait's kernel timer costs more in this VM than the enter it saves.
 //

@@ -173,9 +173,11 @@ type Config struct {
 	// wait gives the P up. On io_uring a busy loop also gathers its
 	// batches (poller.Poller.Gather): after a turn that served n > 1
 	// Events, the enter that hands its requests over waits up to 50 µs
-	// for n completions, which at 100 connections × 64 B took echod from
-	// 0.9 to 0.23 system calls a message and to 0.86× the C io_uring
-	// server's CPU (make compare, 2026-11-30, source c5cf0c3). Loops
+	// for n completions, and is the turn's only system call: at 100
+	// connections × 64 B echod went from 0.9 system calls a message to
+	// 0.23 and to 0.86× the C io_uring server's CPU (make compare,
+	// 2026-11-30, source c5cf0c3), and to 0.04 and 0.83× once that enter
+	// was the only one (2026-12-01, source 5247b6d). Loops
 	// gather, as they hold their Ps, only while there are no more loops
 	// than GOMAXPROCS.
 	KernelWait bool
