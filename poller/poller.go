@@ -88,8 +88,8 @@
 //	                             | kernel decides the race  | is decided at once
 //	syscalls per loop turn       | one io_uring_enter (+1   | one epoll_ctl per Arm
 //	                             | per 20 completions of a  | and Disarm, one wait;
-//	                             | burst on DEFER_TASKRUN)  | none for an Edge arm
-//	                             |                          | once fd is registered
+//	                             | burst on DEFER_TASKRUN,  | none for an Edge arm
+//	                             | but after Gather)        | once fd is registered
 //	Edge arm, fd readied while   | a POLL_ADD that finds the| Ready at once from
 //	no tag of it was armed       | level: Ready if still so | what was kept (perhaps
 //	                             |                          | used since: spurious)
@@ -122,7 +122,8 @@
 // submission queue is flushed early, and so is a Forget of an fd whose arm
 // is still queued). A DEFER_TASKRUN ring posts the completions of a burst of
 // readiness 20 per io_uring_enter (Linux 6.13+), so Wait enters once more per
-// 20 of those. On epoll each Arm changes the interest set with one epoll_ctl
+// 20 of those, except after a gathering enter (Gather), which leaves the
+// rest to the next Wait's enter. On epoll each Arm changes the interest set with one epoll_ctl
 // at once; a Disarm does too unless another tag on the fd keeps the same
 // interest. An Edge arm (the caller's promise: armed after EAGAIN, Forget
 // before close) on an fd with no tag enabled makes one edge-triggered
@@ -324,9 +325,10 @@ type Poller interface {
 	// makes one enter and one wake-up per batch instead of about one per
 	// message, for a latency of within at most. A Wake sent while it
 	// waits ends it only at the batch or at within; a signal ends it
-	// early. What the kernel has ready beyond the batch waits for the
-	// next Wait, which takes it in the same enter that hands that turn's
-	// requests over: one system call a turn. n < 2 or within <= 0 gathers
+	// early. What the kernel readies beyond the batch waits for the next
+	// Wait, which takes it in the enter that hands that turn's requests
+	// over (with none, in an enter of its own, or in the one it sleeps
+	// in): a busy owner makes one system call a turn. n < 2 or within <= 0 gathers
 	// nothing; on epoll, which cannot wait for a count, Gather does
 	// nothing.
 	Gather(n int, within time.Duration)

@@ -5,6 +5,7 @@ package reactor
 import (
 	"io"
 	"net"
+	"sync"
 	"testing"
 	"time"
 )
@@ -44,6 +45,7 @@ func TestConnStampsNeverEarly(t *testing.T) {
 			cfg.Loops = 1
 			r := reactorWith(t, cfg)
 			l := r.loops[0]
+			l.sendBatch.Store(0) // the echo goes through the ring: sendEnded stamps
 			h := &stampWatch{opened: make(chan *Conn, 1), stamps: make(chan [2]int64, 1)}
 			ln, err := r.Listen("tcp", "127.0.0.1:0", h, ListenConfig{})
 			if err != nil {
@@ -76,6 +78,112 @@ func TestConnStampsNeverEarly(t *testing.T) {
 				onLoop(t, l, func(*loop) { active = c.lastActive.Load() })
 				if active < start {
 					t.Fatalf("round %d: lastActive %d after the echo, earlier than the write at %d", round, active, start)
+				}
+			}
+		})
+	}
+}
+
+// crossWriter's first OnData, slow, writes to the other Conn: a direct
+// Write stamps that Conn with the clock itself, later in the turn than
+// the turn's clock, before that Conn's own receive of the same batch is
+// delivered.
+type crossWriter struct {
+	opened chan *Conn
+	closed chan *Conn
+	mu     sync.Mutex
+	conns  []*Conn
+	target *Conn
+	before int64 // the clock just before the cross Write
+	wrote  bool
+}
+
+func (h *crossWriter) OnOpen(c *Conn) {
+	h.mu.Lock()
+	h.conns = append(h.conns, c)
+	h.mu.Unlock()
+	h.opened <- c
+}
+
+func (h *crossWriter) OnData(c *Conn, _ []byte) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.wrote {
+		return
+	}
+	h.wrote = true
+	for _, o := range h.conns {
+		if o != c {
+			h.target = o
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // a slow handler, early in the turn
+	h.before = nanotime()
+	h.target.Write([]byte("y"))
+}
+
+func (h *crossWriter) OnClose(c *Conn, _ error) { h.closed <- c }
+
+// TestStampsOnlyMoveForward: a turn's clock is older than a stamp a
+// direct Write took from the clock itself earlier in the same turn, and
+// must not replace it. Two Conns' bytes arrive in one batch; the first's
+// handler runs 100 ms, then writes to the second, whose own bytes are
+// delivered after. With IdleTimeout 150 ms the second must not close
+// within 150 ms of that write: taking the turn's clock over the Write's
+// closed it after 50.
+func TestStampsOnlyMoveForward(t *testing.T) {
+	for _, b := range []Backend{BackendUring, BackendEpoll} {
+		t.Run(string(b), func(t *testing.T) {
+			r := oneLoopReactor(t, b)
+			l := r.loops[0]
+			h := &crossWriter{opened: make(chan *Conn, 2), closed: make(chan *Conn, 2)}
+			const idle = 150 * time.Millisecond
+			ln, err := r.Listen("tcp", "127.0.0.1:0", h, ListenConfig{IdleTimeout: idle})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var peers []net.Conn
+			for range 2 {
+				p, err := net.Dial("tcp", ln.Addr().String())
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer p.Close()
+				peers = append(peers, p)
+			}
+			<-h.opened
+			<-h.opened
+			// Hold the loop while both peers write: loopback has put the
+			// bytes in the sockets when Write returns, so the loop's next
+			// turn finds both.
+			held, release := make(chan struct{}), make(chan struct{})
+			if !l.postTask(loopDo{func(*loop) { close(held); <-release }, make(chan struct{})}, 0) {
+				t.Fatal("the loop stopped")
+			}
+			<-held
+			for _, p := range peers {
+				if _, err := p.Write([]byte("x")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			close(release)
+			timeout := time.After(10 * time.Second)
+			for {
+				select {
+				case c := <-h.closed:
+					at := nanotime()
+					h.mu.Lock()
+					target, before := h.target, h.before
+					h.mu.Unlock()
+					if c != target {
+						continue // the first Conn, idle-closed in its time
+					}
+					if gap := time.Duration(at - before); gap < idle {
+						t.Fatalf("closed %v after the last byte written to it, IdleTimeout %v", gap, idle)
+					}
+					return
+				case <-timeout:
+					t.Fatal("the written-to Conn was never idle-closed")
 				}
 			}
 		})

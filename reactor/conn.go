@@ -155,7 +155,7 @@ func (c *Conn) Write(b []byte) (int, error) {
 			n += m
 		}
 		if n > 0 {
-			c.lastActive.Store(nanotime())
+			c.stampActive(nanotime())
 			c.ln.bytesOut.Add(uint64(n))
 		}
 		if n == len(b) {
@@ -452,7 +452,7 @@ func (c *Conn) readSome(rounds int, wake Events) {
 			shut.shutLeft -= int32(n)
 		}
 		c.lastRead = nanotime()
-		c.lastActive.Store(c.lastRead)
+		c.stampActive(c.lastRead)
 		c.ln.bytesIn.Add(uint64(n))
 		c.callData(buf[:n])
 		if c.phase() != phOpen {
@@ -564,7 +564,7 @@ func (c *Conn) flushLocked() (int, error) {
 	}
 	if moved > 0 {
 		now := nanotime()
-		c.lastActive.Store(now)
+		c.stampActive(now)
 		c.out.setSince(now)
 		c.ln.bytesOut.Add(uint64(moved))
 	}

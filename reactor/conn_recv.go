@@ -77,8 +77,11 @@ func (c *Conn) received(b []byte) {
 // take delivers a chunk read for c, as readSome does, and pauses reading
 // when the output backlog passes MaxPending.
 func (c *Conn) take(b []byte) {
-	c.lastRead = c.l.now // the bytes came before it (loop.now)
-	c.lastActive.Store(c.lastRead)
+	now := c.l.now // the bytes came before it (loop.now)
+	if now > c.lastRead {
+		c.lastRead = now
+	}
+	c.stampActive(now)
 	c.ln.bytesIn.Add(uint64(len(b)))
 	// A send (or Out poll) still in flight from before this chunk means
 	// the socket did not take the last output at once: it backs up. (The
@@ -287,7 +290,7 @@ func (c *Conn) sendEnded(res Result, n int, owed bool) {
 	held := c.out.held()
 	c.out.consume(n, &c.ln.chunks)
 	c.ln.addOutBuf(int64(c.out.held() - held))
-	c.lastActive.Store(c.l.now) // the send ended before it (loop.now)
+	c.stampActive(c.l.now) // the send ended before it (loop.now)
 	c.out.setSince(c.l.now)
 	pending, shut := c.out.len(), c.st.has(bWrShut)
 	c.storePending(pending)
@@ -322,4 +325,18 @@ const (
 func (c *Conn) sendsOnRing() bool {
 	return c.l.rcv != nil && c.inCall() &&
 		(c.l.batch.Load() >= c.l.sendBatch.Load() || c.l.conns.Load() >= ringSendConns)
+}
+
+// stampActive moves lastActive to now unless a later stamp is there
+// already: a stamp from the turn's clock (loop.now) is older than one a
+// direct Write or a read took from the clock itself earlier in the turn,
+// and a Write on another goroutine may store a time it read before the
+// loop's. Every stamp but the one at open goes through here.
+func (c *Conn) stampActive(now int64) {
+	for {
+		old := c.lastActive.Load()
+		if now <= old || c.lastActive.CompareAndSwap(old, now) {
+			return
+		}
+	}
 }

@@ -93,9 +93,11 @@ func (b *outBuf) since() int64 {
 }
 
 // setSince records output progress, or output becoming pending, at t. With
-// nothing pending it does nothing: there is nothing to time.
+// nothing pending it does nothing: there is nothing to time. It never moves
+// since back: a stamp from the loop's turn clock (loop.now) may be older
+// than one a Write or a flush took from the clock itself.
 func (b *outBuf) setSince(t int64) {
-	if b.n != 0 {
+	if b.n != 0 && t > b.first.since {
 		b.first.since = t
 	}
 }

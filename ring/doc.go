@@ -10,7 +10,7 @@
 // # Ownership
 //
 // A Ring has one owner at a time: GetSQE, the Prep methods, Submit,
-// SubmitAndWait and Reap must not run concurrently. Enters, Features,
+// SubmitAndWait, Reap and ReapPosted must not run concurrently. Enters, Features,
 // Flags and the size getters may be called from anywhere. Close must not race the
 // other methods; after it, they return ErrClosed or zero and never touch
 // the unmapped memory.
@@ -56,7 +56,8 @@
 //
 // A completion is never dropped on kernels with FeatNoDrop: when the CQ is
 // full the kernel keeps it on its overflow list and flags the SQ ring, and
-// Reap and Submit ask the kernel to move it into the CQ once there is room.
+// Reap and Submit ask the kernel to move it into the CQ once there is room
+// (ReapPosted leaves that to the caller's next enter).
 // Dropped reports the kernel's own count of completions it lost anyway.
 //
 // # Availability

@@ -344,9 +344,11 @@ func (r *Ring) Reap(cqes []CQE) int { return r.reap(cqes, true) }
 
 // ReapPosted is Reap without the enter: it copies only what the CQ holds
 // now, and leaves the kernel's overflow list and pending task work to the
-// caller's next io_uring_enter with IORING_ENTER_GETEVENTS (every
-// SubmitAndWait is one). A caller about to submit takes what was posted
-// and what the submit posts in one system call instead of two.
+// caller's next io_uring_enter with IORING_ENTER_GETEVENTS (a
+// SubmitAndWait that waits; on a SetupDeferTaskrun ring, or with either
+// flagged, one that does not; or a later Reap). A caller about to submit
+// takes what was posted and what the submit posts in one system call
+// instead of two.
 func (r *Ring) ReapPosted(cqes []CQE) int { return r.reap(cqes, false) }
 
 func (r *Ring) reap(cqes []CQE, flush bool) int {
