@@ -47,7 +47,8 @@ func TestConnStampsNeverEarly(t *testing.T) {
 			l := r.loops[0]
 			l.sendBatch.Store(0) // the echo goes through the ring: sendEnded stamps
 			h := &stampWatch{opened: make(chan *Conn, 1), stamps: make(chan [2]int64, 1)}
-			ln, err := r.Listen("tcp", "127.0.0.1:0", h, ListenConfig{})
+			// A ReadTimeout, so that lastRead is kept.
+			ln, err := r.Listen("tcp", "127.0.0.1:0", h, ListenConfig{ReadTimeout: time.Hour})
 			if err != nil {
 				t.Fatal(err)
 			}

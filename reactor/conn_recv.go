@@ -78,8 +78,8 @@ func (c *Conn) received(b []byte) {
 // when the output backlog passes MaxPending.
 func (c *Conn) take(b []byte) {
 	now := c.l.now // the bytes came before it (loop.now)
-	if now > c.lastRead {
-		c.lastRead = now
+	if c.ln.readTimeout > 0 && now > c.lastRead {
+		c.lastRead = now // on the Conn's second line (Conn)
 	}
 	c.stampActive(now)
 	c.ln.bytesIn.Add(uint64(len(b)))

@@ -29,3 +29,29 @@ func TestIdleConnParts(t *testing.T) {
 		}
 	}
 }
+
+// TestConnHotLine: what every message touches of its Conn lies in the
+// Conn's first 64 bytes (a 128-byte Conn is 128-aligned, so that is one
+// cache line): at 1,000 connections each Conn is out of the caches by its
+// next message, and a field of the path on the second line is a second
+// miss a message.
+func TestConnHotLine(t *testing.T) {
+	var c Conn
+	for _, f := range []struct {
+		name      string
+		off, size uintptr
+	}{
+		{"l", unsafe.Offsetof(c.l), unsafe.Sizeof(c.l)},
+		{"ln", unsafe.Offsetof(c.ln), unsafe.Sizeof(c.ln)},
+		{"mu", unsafe.Offsetof(c.mu), unsafe.Sizeof(c.mu)},
+		{"out", unsafe.Offsetof(c.out), unsafe.Sizeof(c.out)},
+		{"st", unsafe.Offsetof(c.st), unsafe.Sizeof(c.st)},
+		{"lastActive", unsafe.Offsetof(c.lastActive), unsafe.Sizeof(c.lastActive)},
+		{"wr", unsafe.Offsetof(c.wr), unsafe.Sizeof(c.wr)},
+		{"fd", unsafe.Offsetof(c.fd), unsafe.Sizeof(c.fd)},
+	} {
+		if f.off+f.size > 64 {
+			t.Errorf("Conn.%s at bytes [%d, %d): past the first cache line", f.name, f.off, f.off+f.size)
+		}
+	}
+}
