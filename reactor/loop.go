@@ -51,6 +51,7 @@ type loop struct {
 	// Reading the clock twice a turn instead of three times a message
 	// saved 9% of echod's user time at 1,000 connections.
 	now      int64
+	warmed   uint64 // warm's sum
 	rbuf     []byte // read buffer lent to OnData/OnPacket
 	accepted int    // the descriptor handOver is handing over; -1 outside it
 	// refusal: the error with which the backend refused the arm act is
@@ -264,6 +265,9 @@ func (l *loop) handle(n int) {
 	l.events.Add(uint64(n))
 	if uint64(n) > l.maxBatch.Load() {
 		l.maxBatch.Store(uint64(n))
+	}
+	if n > 1 {
+		l.warm(l.evs[:n])
 	}
 	for i := 0; i < n; i++ {
 		ev := &l.evs[i]
