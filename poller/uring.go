@@ -307,7 +307,8 @@ func (p *uringPoller) flush() error {
 func (p *uringPoller) reapOut() {
 	n := p.r.Reap(p.cqes)
 	for i := range n {
-		if ev, ok := p.complete(&p.cqes[i]); ok {
+		var ev Event
+		if p.complete(&p.cqes[i], &ev) {
 			p.out = append(p.out, ev)
 		}
 	}
@@ -521,8 +522,7 @@ func (p *uringPoller) reapWith(evs []Event, flush bool) int {
 			k = p.r.ReapPosted(p.cqes[:want])
 		}
 		for i := range k {
-			if ev, ok := p.complete(&p.cqes[i]); ok {
-				evs[n] = ev
+			if p.complete(&p.cqes[i], &evs[n]) {
 				n++
 			}
 		}
@@ -533,8 +533,13 @@ func (p *uringPoller) reapWith(evs []Event, flush bool) int {
 	return n
 }
 
-// complete settles one CQE and returns the Event it decides, if any.
-func (p *uringPoller) complete(c *ring.CQE) (Event, bool) {
+// complete settles one CQE and writes the Event it decides, if any, to ev
+// (which it may change even when it decides none). In place, not returned:
+// an Event returned by value was copied twice more on the way to its
+// slot, with a stall at each copy that read back what the small stores
+// filling it had not yet written, 13% of echod's user time at 1,000
+// connections.
+func (p *uringPoller) complete(c *ring.CQE, ev *Event) bool {
 	if !c.More() {
 		p.owed-- // a multishot request owes until its last CQE
 	}
@@ -549,9 +554,9 @@ func (p *uringPoller) complete(c *ring.CQE) (Event, bool) {
 			p.stats.Wakes++
 			p.stats.Syscalls += p.w.ack()
 		}
-		return Event{}, false
+		return false
 	case udCancel:
-		return Event{}, false
+		return false
 	}
 	if c.UserData&InternalBit != 0 {
 		panic(fmt.Sprintf("poller: CQE with unknown internal user_data %#x", c.UserData))
@@ -566,11 +571,12 @@ func (p *uringPoller) complete(c *ring.CQE) (Event, bool) {
 	}
 	switch rec.kind() {
 	case kindRecv, kindRecvBounded, kindSend, kindAccept:
-		return p.completeIO(c, tag, rec), true
+		p.completeIO(c, tag, rec, ev)
+		return true
 	}
 	st := *rec
 	p.dropRec(tag, rec)
-	ev := Event{Tag: tag}
+	*ev = Event{Tag: tag}
 	switch {
 	case c.Res > 0:
 		// The kernel adds bits not asked for (RdHup with Hup); report
@@ -585,7 +591,7 @@ func (p *uringPoller) complete(c *ring.CQE) (Event, bool) {
 	default:
 		panic(fmt.Sprintf("poller: POLL_ADD for tag %#x completed with an empty mask", tag))
 	}
-	return ev, true
+	return true
 }
 
 func (p *uringPoller) Fd() int { return p.r.Fd() }

@@ -87,7 +87,8 @@ func (p *uringPoller) drainKernel() error {
 		for {
 			k := p.r.Reap(p.cqes)
 			for i := range k {
-				if ev, ok := p.complete(&p.cqes[i]); ok {
+				var ev Event
+				if p.complete(&p.cqes[i], &ev) {
 					closeAccepted(&ev)
 				}
 			}

@@ -468,12 +468,12 @@ func (p *uringPoller) Accept(tag uint64, fd int) error {
 	return nil
 }
 
-// completeIO turns a RingIO request's CQE into its Event: the bytes a
-// receive brought (in a buffer it now lends), what a send took, the
+// completeIO turns a RingIO request's CQE into its Event, in ev: the bytes
+// a receive brought (in a buffer it now lends), what a send took, the
 // descriptor an accept opened. rec stays armed while the CQE says more
 // will follow (a receive's or an accept's; a send's never does).
-func (p *uringPoller) completeIO(c *ring.CQE, tag uint64, rec *TagRecord) Event {
-	ev := Event{Tag: tag, More: c.More()}
+func (p *uringPoller) completeIO(c *ring.CQE, tag uint64, rec *TagRecord, ev *Event) {
+	*ev = Event{Tag: tag, More: c.More()}
 	if id, ok := c.Buffer(); ok && (rec.kind() == kindRecv || rec.kind() == kindRecvBounded) {
 		ev.bounded = rec.kind() == kindRecvBounded
 		off, lent := p.ringOf(ev.bounded).Take(id, int(max(c.Res, 0)), c.BufMore())
@@ -496,5 +496,4 @@ func (p *uringPoller) completeIO(c *ring.CQE, tag uint64, rec *TagRecord) Event 
 	if !ev.More {
 		p.dropRec(tag, rec)
 	}
-	return ev
 }
