@@ -151,7 +151,7 @@ func (c *Conn) Write(b []byte) (int, error) {
 			}
 			if err != nil {
 				err := fmt.Errorf("reactor: write: %w", err)
-				c.more().werr = err
+				c.failWrite(err)
 				c.kickLocked(taskCloseNow)
 				c.mu.Unlock()
 				return n, err
@@ -564,7 +564,7 @@ func (c *Conn) flushLocked() (int, error) {
 		}
 		if err != nil {
 			err := fmt.Errorf("reactor: write: %w", err)
-			c.more().werr = err
+			c.failWrite(err)
 			return 0, err // finish drops the output
 		}
 		moved += m

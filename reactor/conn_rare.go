@@ -35,12 +35,20 @@ func (c *Conn) more() *connRare {
 	return c.rare.Load()
 }
 
+// failWrite records err as the write error that condemned c (under mu).
+func (c *Conn) failWrite(err error) {
+	c.more().werr = err
+	c.st.set(bWriteFailed, true)
+}
+
 // writeErr returns the write error that condemned c, if any (under mu).
+// The word says whether there is one, so that every Write does not load
+// rare, on the Conn's second cache line (TestConnHotLine).
 func (c *Conn) writeErr() error {
-	if x := c.rare.Load(); x != nil {
-		return x.werr
+	if !c.st.has(bWriteFailed) {
+		return nil
 	}
-	return nil
+	return c.rare.Load().werr
 }
 
 // closeReason returns why c's drain began (nil: a clean close).

@@ -281,7 +281,7 @@ func (c *Conn) sendEnded(res Result, n int, owed bool) {
 			err = fmt.Errorf("reactor: write: %w", errno)
 		}
 		c.mu.Lock()
-		c.more().werr = err
+		c.failWrite(err)
 		c.mu.Unlock()
 		c.finish(err)
 		return

@@ -21,6 +21,8 @@ import "sync/atomic"
 //	8-15   tasks asked during a handler call   any goroutine (ask); the loop
 //	       (1<<task)                           takes them (endCall)
 //	16-23  the loop's flags (lfPeerEOF ...)    the loop
+//	24     bWriteFailed: a write failed; its   any goroutine, under mu
+//	       error is rare's werr
 //	32-63  pending output bytes (saturating    any goroutine, under mu
 //	       at maxPendingLimit)
 //
@@ -39,6 +41,8 @@ const (
 	bTaskQueued connBits = 1 << 5
 	bWrShut     connBits = 1 << 6
 	bCloseAsked connBits = 1 << 7
+
+	bWriteFailed connBits = 1 << 24
 
 	askShift = 8
 	askMask  = 0xff << askShift

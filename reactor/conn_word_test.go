@@ -3,6 +3,7 @@
 package reactor
 
 import (
+	"errors"
 	"math/rand/v2"
 	"runtime"
 	"sync"
@@ -19,7 +20,7 @@ type wordParts struct {
 	pending int
 }
 
-var allBits = []connBits{bInCall, bTaskQueued, bWrShut, bCloseAsked, lfPeerEOF, lfOpened, lfPollOnce, lfDrained, lfSendOwed, lfBackedUp, lfStarved}
+var allBits = []connBits{bInCall, bTaskQueued, bWrShut, bCloseAsked, lfPeerEOF, lfOpened, lfPollOnce, lfDrained, lfSendOwed, lfBackedUp, lfStarved, bWriteFailed}
 
 func partsOf(w *connWord) wordParts {
 	p := wordParts{phase: w.phase(), pending: w.pending()}
@@ -68,7 +69,7 @@ func TestConnWordPartsKeepEachOther(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	starts := []wordParts{
 		{},
-		{phase: phClosed, bits: bInCall | bTaskQueued | bWrShut | bCloseAsked | lfPeerEOF | lfOpened | lfPollOnce | lfDrained | lfSendOwed | lfBackedUp | lfStarved, tasks: 0xfe, pending: maxPendingLimit},
+		{phase: phClosed, bits: bInCall | bTaskQueued | bWrShut | bCloseAsked | lfPeerEOF | lfOpened | lfPollOnce | lfDrained | lfSendOwed | lfBackedUp | lfStarved | bWriteFailed, tasks: 0xfe, pending: maxPendingLimit},
 	}
 	for range 200 {
 		var p wordParts
@@ -246,5 +247,24 @@ func TestConnWordAskDuringACallIsTaken(t *testing.T) {
 			}
 			runtime.Gosched()
 		}
+	}
+}
+
+// TestWriteErrIsRecorded: the error failWrite records is what writeErr,
+// and so every later Write, reports; before it, nothing. (writeErr looks
+// at rare only once the word says a write failed.)
+func TestWriteErrIsRecorded(t *testing.T) {
+	var c Conn
+	if err := c.writeErr(); err != nil {
+		t.Fatalf("writeErr of a fresh Conn = %v", err)
+	}
+	c.more().closeErr = errors.New("a drain's reason, not a write error")
+	if err := c.writeErr(); err != nil {
+		t.Fatalf("writeErr with a rare part but no write error = %v", err)
+	}
+	failed := errors.New("reactor: write: broken pipe")
+	c.failWrite(failed)
+	if err := c.writeErr(); err != failed {
+		t.Fatalf("writeErr after failWrite = %v, want %v", err, failed)
 	}
 }
