@@ -527,9 +527,11 @@ func (c *Conn) flushed(shut bool) {
 		c.st.set(lfBackedUp, false)
 		c.l.drainedOpen++
 	}
-	if x := c.rare.Load(); shut && (x == nil || !x.wrDone) {
-		c.more().wrDone = true
-		_ = unix.Shutdown(int(c.fd), unix.SHUT_WR) // the peer may be gone; reads will tell
+	if shut { // rare is on the Conn's second cache line: not loaded for every drain
+		if x := c.rare.Load(); x == nil || !x.wrDone {
+			c.more().wrDone = true
+			_ = unix.Shutdown(int(c.fd), unix.SHUT_WR) // the peer may be gone; reads will tell
+		}
 	}
 	switch c.phase() {
 	case phDraining:
