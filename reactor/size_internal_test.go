@@ -12,7 +12,7 @@ import (
 // TestIdleConnParts pins the sizes the package doc's table of an idle
 // Conn's cost gives, so that a field added to the Conn or to a request's
 // payload shows up here and in the doc, not only in make idle-rss. The
-// Conn's 144 is a malloc size class: one byte more costs 16.
+// Conn's 128 is a malloc size class: one byte more costs 16.
 func TestIdleConnParts(t *testing.T) {
 	for _, p := range []struct {
 		name      string
