@@ -48,15 +48,7 @@ func TestConnStampsNeverEarly(t *testing.T) {
 			l.sendBatch.Store(0) // the echo goes through the ring: sendEnded stamps
 			h := &stampWatch{opened: make(chan *Conn, 1), stamps: make(chan [2]int64, 1)}
 			// A ReadTimeout, so that lastRead is kept.
-			ln, err := r.Listen("tcp", "127.0.0.1:0", h, ListenConfig{ReadTimeout: time.Hour})
-			if err != nil {
-				t.Fatal(err)
-			}
-			peer, err := net.Dial("tcp", ln.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer peer.Close()
+			_, peer := listenDialWith(t, r, h, ListenConfig{ReadTimeout: time.Hour})
 			peer.SetDeadline(time.Now().Add(10 * time.Second))
 			c := <-h.opened
 			buf := make([]byte, 64)
@@ -139,35 +131,28 @@ func TestStampsOnlyMoveForward(t *testing.T) {
 			l := r.loops[0]
 			h := &crossWriter{opened: make(chan *Conn, 2), closed: make(chan *Conn, 2)}
 			const idle = 150 * time.Millisecond
-			ln, err := r.Listen("tcp", "127.0.0.1:0", h, ListenConfig{IdleTimeout: idle})
+			ln, first := listenDialWith(t, r, h, ListenConfig{IdleTimeout: idle})
+			second, err := net.Dial("tcp", ln.Addr().String())
 			if err != nil {
 				t.Fatal(err)
 			}
-			var peers []net.Conn
-			for range 2 {
-				p, err := net.Dial("tcp", ln.Addr().String())
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer p.Close()
-				peers = append(peers, p)
-			}
+			defer second.Close()
 			<-h.opened
 			<-h.opened
 			// Hold the loop while both peers write: loopback has put the
 			// bytes in the sockets when Write returns, so the loop's next
 			// turn finds both.
-			held, release := make(chan struct{}), make(chan struct{})
-			if !l.postTask(loopDo{func(*loop) { close(held); <-release }, make(chan struct{})}, 0) {
+			g := newGate()
+			if !l.postTask(g, 0) {
 				t.Fatal("the loop stopped")
 			}
-			<-held
-			for _, p := range peers {
+			<-g.entered
+			for _, p := range []net.Conn{first, second} {
 				if _, err := p.Write([]byte("x")); err != nil {
 					t.Fatal(err)
 				}
 			}
-			close(release)
+			close(g.release)
 			timeout := time.After(10 * time.Second)
 			for {
 				select {

@@ -244,9 +244,9 @@ func (c *Conn) stopRecv() {
 // before any is served: at 1,000 connections each is out of the CPU's
 // caches, and the loads of a loop that does nothing else overlap, where
 // the same misses met inside each Event's handling wait one after another
-// (received's first load was 12-15% of echod's user time there; with
-// warm, under 1%, and warm itself 5-6%). The sum is kept only so that
-// the loads have a use.
+// (received's first load was 13-16% of echod's user time there; with
+// warm, 0.5%, and warm itself 5%). The sum is kept only so that the loads
+// have a use.
 func (l *loop) warm(evs []poller.Event) {
 	var sum uint64
 	for i := range evs {

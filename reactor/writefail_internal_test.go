@@ -22,31 +22,24 @@ func TestWriteFailureCondemns(t *testing.T) {
 			r := oneLoopReactor(t, b)
 			l := r.loops[0]
 			h := &eofKeeper{opened: make(chan *Conn, 1), closed: make(chan error, 1)}
-			ln, err := r.Listen("tcp", "127.0.0.1:0", h, ListenConfig{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			peer, err := net.Dial("tcp", ln.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
+			_, peer := listenDial(t, r, h)
 			c := <-h.opened
 			// Hold the loop, so that it cannot close c on the reset's
 			// read error before the Writes below meet it.
-			held, release := make(chan struct{}), make(chan struct{})
-			if !l.postTask(loopDo{func(*loop) { close(held); <-release }, make(chan struct{})}, 0) {
+			g := newGate()
+			if !l.postTask(g, 0) {
 				t.Fatal("the loop stopped")
 			}
-			<-held
+			<-g.entered
 			peer.(*net.TCPConn).SetLinger(0)
 			peer.Close() // a reset, delivered before Close returns on loopback
 			_, first := c.Write([]byte("x"))
 			if !errors.Is(first, unix.ECONNRESET) && !errors.Is(first, unix.EPIPE) {
-				close(release)
+				close(g.release)
 				t.Fatalf("Write to a reset peer = %v, want ECONNRESET or EPIPE", first)
 			}
 			_, again := c.Write([]byte("y"))
-			close(release)
+			close(g.release)
 			if again != first {
 				t.Fatalf("the Write after a failed one = %v, want the error that condemned the Conn (%v)", again, first)
 			}
