@@ -33,8 +33,12 @@ build: ## compile every package and command
 vet: ## go vet
 	$(GO) vet $(PKGS)
 
+# comparetable lives in bench/peers' module (the peers' dependencies stay
+# out of the library's go.mod) but imports nothing outside the standard
+# library, so its tests need no download.
 test: vet ## go vet, then every test under -race (fuzz seed corpora included)
 	$(GO) test -race -timeout $(TEST_TIMEOUT) $(TESTFLAGS) $(PKGS)
+	cd bench/peers && $(GO) test $(TESTFLAGS) ./comparetable/
 
 bench: ## run the benchmarks (BENCH=regexp BENCHTIME=1s PKGS=./ring/)
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -benchtime $(BENCHTIME) $(PKGS)

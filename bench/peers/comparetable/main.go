@@ -11,7 +11,11 @@
 //
 // Reports are read from DIR/cells/SERVER_CELL_rROUND.json; each figure is
 // the median over the rounds without error, and a missing or failed report
-// is named in the row's note. SERVER_CELL_rROUND.sys, if present, holds
+// is named in the row's note. The CPU ratios are given twice: the ratio of
+// the two servers' medians, and the median of the rounds' own ratios (a
+// round runs every server of a cell one after the other, so its ratio
+// compares two servers measured minutes apart rather than across the whole
+// run, which on a shared machine whose speed drifts is the steadier one). SERVER_CELL_rROUND.sys, if present, holds
 // "SYSCALLS SECONDS": the server's syscalls counted by perf over the
 // measured phase, which becomes syscalls per message.
 package main
@@ -76,6 +80,12 @@ type Row struct {
 	// CPURefRatio is server CPU per message over the --ref server's in the
 	// same cell; nil where either is missing or no --ref was given.
 	CPURefRatio *float64 `json:"server_cpu_ref_ratio,omitempty"`
+	// CPURatioPaired and CPURefRatioPaired are the medians, over the rounds
+	// both servers finished without error, of each round's ratio.
+	CPURatioPaired    *float64 `json:"server_cpu_ratio_paired"`
+	CPURefRatioPaired *float64 `json:"server_cpu_ref_ratio_paired,omitempty"`
+
+	cpuByRound map[string]float64 // server CPU µs/msg of each round without error
 }
 
 func main() {
@@ -117,9 +127,11 @@ func run(args []string, stdout io.Writer) error {
 				if r.ServerUSPerMsg != nil && baseRow.ServerUSPerMsg != nil {
 					r.CPURatio = ratio(*r.ServerUSPerMsg, *baseRow.ServerUSPerMsg)
 				}
+				r.CPURatioPaired = pairedRatio(r.cpuByRound, baseRow.cpuByRound)
 			}
 			if r.OK && refRow.OK && r.ServerUSPerMsg != nil && refRow.ServerUSPerMsg != nil {
 				r.CPURefRatio = ratio(*r.ServerUSPerMsg, *refRow.ServerUSPerMsg)
+				r.CPURefRatioPaired = pairedRatio(r.cpuByRound, refRow.cpuByRound)
 			}
 			rows = append(rows, r)
 		}
@@ -160,7 +172,7 @@ func run(args []string, stdout io.Writer) error {
 // of each figure over the rounds that finished without error; a round with
 // errors is named in the note.
 func load(dir, server, cell string) (Row, error) {
-	r := Row{Server: server, Cell: cell}
+	r := Row{Server: server, Cell: cell, cpuByRound: map[string]float64{}}
 	files, _ := filepath.Glob(filepath.Join(dir, "cells", server+"_"+cell+"_r*.json"))
 	if len(files) == 0 {
 		return r, errors.New("no report (server skipped or failed to start)")
@@ -189,6 +201,7 @@ func load(dir, server, cell string) (Row, error) {
 			client = append(client, c.ClientUSPerMsg)
 			if c.ServerUSPerMsg != nil {
 				srvCPU = append(srvCPU, *c.ServerUSPerMsg)
+				r.cpuByRound[round] = *c.ServerUSPerMsg
 			}
 			if c.ServerUserUSPerMsg != nil {
 				srvUser = append(srvUser, *c.ServerUserUSPerMsg)
@@ -234,6 +247,18 @@ func median(v []float64) *float64 {
 	return &m
 }
 
+// pairedRatio is the median, over the rounds in both a and b, of a's
+// figure over b's in that round; nil where they share no round.
+func pairedRatio(a, b map[string]float64) *float64 {
+	var rs []float64
+	for round, x := range a {
+		if y, ok := b[round]; ok && y != 0 {
+			rs = append(rs, x/y)
+		}
+	}
+	return median(rs)
+}
+
 func ratio(a, b float64) *float64 {
 	if b == 0 {
 		return nil
@@ -248,7 +273,8 @@ func markdown(rows []Row, meta []string, base, ref string) string {
 		fmt.Fprintf(&b, "- %s\n", l)
 	}
 	fmt.Fprintf(&b, "- ratios (×) are each server's figure over %s's in the same cell of this run; "+
-		"for msgs/s higher is better, for p99 and CPU µs/msg lower is better\n", base)
+		"for msgs/s higher is better, for p99 and CPU µs/msg lower is better; "+
+		"a CPU ratio in brackets is the median of the rounds' own ratios (each round's servers run one after the other)\n", base)
 	refCol, refSep := "", ""
 	if ref != "" {
 		fmt.Fprintf(&b, "- CPU × %s is server CPU µs/msg over %s's in the same cell (%s is the limit on this machine)\n", ref, ref, ref)
@@ -263,10 +289,18 @@ func markdown(rows []Row, meta []string, base, ref string) string {
 		}
 		return fmt.Sprintf("%.2f", *p)
 	}
+	// xp shows a ratio of medians with the median of the rounds' ratios
+	// beside it, where there are rounds to pair.
+	xp := func(p, paired *float64) string {
+		if p == nil || paired == nil {
+			return x(p)
+		}
+		return fmt.Sprintf("%.2f (%.2f)", *p, *paired)
+	}
 	for _, r := range rows {
 		refVal := ""
 		if ref != "" {
-			refVal = " " + x(r.CPURefRatio) + " |"
+			refVal = " " + xp(r.CPURefRatio, r.CPURefRatioPaired) + " |"
 		}
 		if !r.OK {
 			dashes := strings.Repeat(" – |", 12+strings.Count(refSep, "|"))
@@ -275,7 +309,7 @@ func markdown(rows []Row, meta []string, base, ref string) string {
 		}
 		fmt.Fprintf(&b, "| %s | %s | %.0f | %s | %.1f | %.0f | %s | %.0f | %s | %s |%s %s | %s | %s | %.2f | %s |\n",
 			cellName(r.Cell), r.Server, r.MsgsPerSec, x(r.MsgsRatio), r.MBPerSec, r.P99US, x(r.P99Ratio), r.P999US,
-			x(r.ServerUSPerMsg), x(r.CPURatio), refVal, x(r.ServerUserUSPerMsg), x(r.SyscallsPerMsg), x(r.SwitchesPerMsg), r.ClientUSPerMsg, r.Note)
+			x(r.ServerUSPerMsg), xp(r.CPURatio, r.CPURatioPaired), refVal, x(r.ServerUserUSPerMsg), x(r.SyscallsPerMsg), x(r.SwitchesPerMsg), r.ClientUSPerMsg, r.Note)
 	}
 	return b.String()
 }
