@@ -17,8 +17,8 @@ type ListenConfig struct {
 	// connection is accepted and closed at once, counted as Refused.
 	MaxConns int
 	// MaxPending is the unsent output, in bytes, above which the layer
-	// stops reading a Conn until its peer drains it; 0 means 1 MiB, and
-	// values from 2 GiB - 1 up act as 2 GiB - 2.
+	// stops reading a Conn until the socket has taken all of it; 0 means
+	// 1 MiB, and values from 2 GiB - 1 up act as 2 GiB - 2.
 	MaxPending int
 	// IdleTimeout closes a Conn that moved no byte either way for this
 	// long (OnClose's error wraps ErrIdleTimeout); 0 is none.

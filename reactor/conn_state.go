@@ -18,7 +18,7 @@ import (
 //	phase       reads           Write     output
 //	----------  --------------  --------  -------------------------------
 //	open        yes             accepted  flushed as the socket takes it
-//	paused      no (backlog)    accepted  flushed; reading resumes at half
+//	paused      no (backlog)    accepted  flushed; reading resumes at none
 //	peerEOF     no (peer done)  accepted  flushed; an EOFHandler closes
 //	draining    no              refused   flushed, then linger or close
 //	lingering   discarded       refused   none left; write side shut
@@ -30,7 +30,7 @@ import (
 //	from       to         on
 //	---------  ---------  ------------------------------------------------------
 //	open       paused     pending output above MaxPending after OnData
-//	paused     open       output flushed down to MaxPending/2
+//	paused     open       output all flushed
 //	open       peerEOF    a read returned EOF and the handler is an EOFHandler
 //	open       draining   Close; the peer's EOF (plain Handler); Shutdown, once what was received was served
 //	paused     draining   Close (Shutdown waits for open: what was received is served first)
