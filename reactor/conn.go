@@ -205,8 +205,10 @@ func (c *Conn) kickLocked(task int32) {
 }
 
 // Close flushes pending output, then closes c; OnClose(c, nil) follows. A
-// flush that makes no progress for ListenConfig.CloseTimeout ends in a
-// forced close. Calling it again, or after c closed, returns nil.
+// flush still unfinished ListenConfig.CloseTimeout after Close ends in a
+// forced close, OnClose's error wrapping ErrClosed: the bound is on the
+// whole flush, so a peer that reads slowly, however steadily, can be cut.
+// Calling it again, or after c closed, returns nil.
 func (c *Conn) Close() error { return c.requestClose(taskClose) }
 
 // CloseNow closes c at once, discarding pending output.
@@ -466,10 +468,7 @@ func (c *Conn) readSome(rounds int, wake Events) {
 			return
 		}
 		if c.Pending() > c.ln.maxPending {
-			// Backpressure (gnet #764, nbio #255/#479): stop reading
-			// until the peer drains our output.
-			c.setPhase(phPaused)
-			c.st.set(lfBackedUp, true)
+			c.pause()
 			return
 		}
 		if n < len(buf) && rounds >= 0 {
@@ -516,6 +515,19 @@ func (c *Conn) flushAndArm() {
 		return
 	}
 	c.flushed(shut)
+}
+
+// pause stops reading c, its pending output being above MaxPending
+// (backpressure: gnet #764, nbio #255/#479), until flushed resumes it.
+// Shutdown's wait for a paused Conn is bounded by CloseTimeout wherever the
+// pause began: Shutdown's own last read (shutdownRead) may be what paused
+// it, after the sweep that found it open.
+func (c *Conn) pause() {
+	c.setPhase(phPaused)
+	c.st.set(lfBackedUp, true) // and it resumes so (flushed)
+	if c.shutAsked() {
+		c.boundShutdown()
+	}
 }
 
 // flushed goes on once c's output is all in the kernel: the write side

@@ -86,13 +86,7 @@ func (c *Conn) doClose(task int32, err error) {
 // would reset the peer, unread data being left).
 func (c *Conn) shutdownRead() {
 	if c.phase() == phPaused {
-		// CloseTimeout bounds the wait as it bounds the drain after it
-		// (beginDrain keeps this bound), or a peer that never reads
-		// would hold Shutdown forever.
-		if c.drainBy == 0 {
-			c.drainBy = nanotime() + int64(c.ln.closeTimeout)
-			c.schedule()
-		}
+		c.boundShutdown()
 		return
 	}
 	if c.receiving() {
@@ -107,6 +101,16 @@ func (c *Conn) shutdownRead() {
 	c.readSome(-1, wakeUnknown)
 	if p := c.phase(); p == phOpen || p == phPeerEOF {
 		c.beginDrain(nil)
+	}
+}
+
+// boundShutdown starts the CloseTimeout that bounds Shutdown's wait for a
+// paused Conn, as it bounds the drain after it (beginDrain keeps this
+// bound), or a peer that never reads would hold Shutdown forever.
+func (c *Conn) boundShutdown() {
+	if c.drainBy == 0 {
+		c.drainBy = nanotime() + int64(c.ln.closeTimeout)
+		c.schedule()
 	}
 }
 

@@ -93,8 +93,7 @@ func (c *Conn) take(b []byte) {
 		return
 	}
 	if c.Pending() > c.ln.maxPending {
-		c.setPhase(phPaused)
-		c.st.set(lfBackedUp, true) // and it resumes so (flushed)
+		c.pause()
 		c.stopRecv()
 		return
 	}
