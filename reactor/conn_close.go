@@ -32,6 +32,8 @@ import (
 //	                                                       can cost us output)
 //	                               EAGAIN, output in       wait for input, look
 //	                               flight                  again every lingerPoll
+//	                               discardRounds reads     as at EAGAIN: the read
+//	                               and no EAGAIN yet       armed is ready at once
 //	LingerTimeout passes           SIOCOUTQ == 0           close, clean
 //	                               output unacknowledged   close, errLingerCut
 //	                                                       (a cut drain)
@@ -203,12 +205,23 @@ func (c *Conn) linger() {
 	c.discard()
 }
 
+// discardRounds bounds the reads of one discard, as rounds bound an open
+// Conn's readSome: a peer that sends as fast as the loop drops would
+// otherwise hold the loop in one discard, its other Conns and its timers
+// (this Conn's linger bound among them) waiting.
+const discardRounds = 4
+
 // discard reads and drops what the peer sends while c lingers, and closes
 // c once nothing of its output can be lost any more (see the table above).
+// After discardRounds reads it goes on as at EAGAIN: the read it arms is
+// ready at once if more came, and the loop comes back to c after a turn.
 func (c *Conn) discard() {
 	buf := c.l.rbuf
-	for {
-		n, err := rawRead(int(c.fd), buf)
+	for i := 0; ; i++ {
+		n, err := 0, error(unix.EAGAIN)
+		if i < discardRounds {
+			n, err = rawRead(int(c.fd), buf)
+		}
 		switch {
 		case err == unix.EINTR:
 			continue

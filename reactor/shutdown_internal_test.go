@@ -116,3 +116,63 @@ func TestShutdownPausedByItsOwnRead(t *testing.T) {
 		})
 	}
 }
+
+// TestDiscardIsBounded: a lingering Conn whose peer keeps sending reads at
+// most discardRounds buffers a turn, as an open Conn reads at most a few:
+// a peer that sends as fast as the loop drops once held the loop in one
+// discard, its other Conns and timers (the linger bound among them)
+// waiting. The peer queues more than that many buffers while the loop is
+// held; the held turn then drains the Conn, which, having nothing to
+// flush, lingers at once: its first discard must drop discardRounds
+// buffers, no more. The rest waits for later turns, and the peer's close
+// ends the Conn.
+func TestDiscardIsBounded(t *testing.T) {
+	const queued = (discardRounds + 2) * readBufSize
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"epoll", Config{Backend: BackendEpoll}},
+		{"uring-poll", Config{Backend: BackendUring, IO: IOPoll}},
+		{"uring-kernelwait", Config{Backend: BackendUring, KernelWait: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := tc.cfg
+			cfg.Loops = 1
+			r := reactorWith(t, cfg)
+			h := &bigOnShut{opened: make(chan *Conn, 1), closed: make(chan error, 1)}
+			_, peer := listenDialWith(t, r, h, ListenConfig{LingerTimeout: time.Minute})
+			c := <-h.opened
+			if err := unix.SetsockoptInt(int(c.fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 4*queued); err != nil {
+				t.Fatal(err)
+			}
+			g := newGate()
+			dropped := make(chan uint64, 1)
+			c.l.postTask(gateThen{g, func(l *loop) {
+				c.beginDrain(nil) // nothing to flush: it lingers, and discards
+				dropped <- c.ln.bytesDiscarded.Load()
+			}}, 0)
+			<-g.entered
+			peer.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			if _, err := peer.Write(make([]byte, queued)); err != nil {
+				close(g.release)
+				t.Fatal(err)
+			}
+			waitUntil(t, "the bytes in the server's receive queue", func() bool {
+				n, _ := unix.IoctlGetInt(int(c.fd), unix.SIOCINQ)
+				return n == queued
+			})
+			close(g.release)
+			if n := <-dropped; n != discardRounds*readBufSize {
+				t.Fatalf("one discard dropped %d bytes of %d queued, want %d (%d reads of %d)",
+					n, queued, discardRounds*readBufSize, discardRounds, readBufSize)
+			}
+			peer.Close() // a Conn still lingering ends with the peer's close
+			select {
+			case <-h.closed:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("Conn still %v 10s after its peer closed", c.phase())
+			}
+		})
+	}
+}
