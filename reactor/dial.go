@@ -49,6 +49,12 @@ func (r *Reactor) dialFd(ctx context.Context, network, address string) (int, boo
 	if r.closed.Load() {
 		return -1, false, opErr(nil, errReactorClosed)
 	}
+	// As net.Dialer: a context already done dials nothing, even where the
+	// connect would complete at once (a Unix socket) and no wait would
+	// look at the context.
+	if err := ctx.Err(); err != nil {
+		return -1, false, opErr(nil, err)
+	}
 	switch network {
 	case "unix":
 		ua := &net.UnixAddr{Name: address, Net: "unix"}
