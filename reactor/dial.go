@@ -229,6 +229,29 @@ func closePolled(r *Reactor, fd int) {
 	}
 }
 
+// closePolledWait is closePolled that returns once fd is closed; not for a
+// loop goroutine. A loop that stops runs the tasks it took (loop.stop).
+func closePolledWait(r *Reactor, fd int) {
+	t := fdCloser{fd: fd, done: make(chan struct{})}
+	if checkFd(fd) != nil || r.closed.Load() || !r.loopFor(fd).postTask(t, 0) {
+		unix.Close(fd) // the reactor closed: nothing of fd is left there
+		return
+	}
+	<-t.done
+}
+
+// fdCloser is closePolledWait's task: what CloseFd's command does, then
+// done closed.
+type fdCloser struct {
+	fd   int
+	done chan struct{}
+}
+
+func (t fdCloser) runTask(l *loop, _ int32) {
+	l.closeFdOn(t.fd)
+	close(t.done)
+}
+
 // connected wraps a connected fd as a NetConn with the socket defaults.
 func (r *Reactor) connected(fd int, network string, isUnix bool, cfg NetConfig) *NetConn {
 	if !isUnix {

@@ -54,17 +54,21 @@ func (c *NetConn) Read(b []byte) (int, error) {
 
 // Write writes all of b, waiting on the reactor while the socket's buffer
 // is full. When it returns less than len(b), the error says why: the
-// write deadline passed, the NetConn was closed, or the peer reset.
+// write deadline passed, the NetConn was closed, or the peer reset. One
+// that wrote all of b returns no error, as net's, even where the deadline
+// passed or Close came while it wrote.
 func (c *NetConn) Write(b []byte) (int, error) {
 	n, err := c.fd.Write(b)
 	return n, c.fd.opErr("write", err)
 }
 
 // Close closes the connection. Reads and Writes parked on it return at
-// once with errors wrapping net.ErrClosed; the fd is closed (through
-// Reactor.CloseFd) when the last of them has returned, so none of them can
-// reach a later owner of the fd's number, and Close returns then (at once
-// when called from a loop callback). Calling it from inside a SyscallConn
+// once with errors wrapping net.ErrClosed; the fd is closed (by its loop,
+// once what the kernel holds for it has completed, as Reactor.CloseFd
+// does) when the last of them has returned, so none of them can reach a
+// later owner of the fd's number, and Close returns after that close(2)
+// (at once when called from a loop callback, which the loop cannot wait
+// for). Calling it from inside a SyscallConn
 // callback, which holds the fd, would wait for itself. A second Close
 // returns an error wrapping net.ErrClosed.
 func (c *NetConn) Close() error { return c.fd.opErr("close", c.fd.Close()) }

@@ -306,9 +306,11 @@ func (fd *netFD) recv(w *pollWait, p []byte) (n int, eof bool, err error) {
 }
 
 // destroy closes the fd; called once, by whoever dropped the last
-// reference after Close. Through CloseFd, the loop completes whatever the
-// kernel still holds for the fd before close(2); after the reactor closed
-// there is nothing left there and the fd is closed here.
+// reference after Close. The fd's loop completes whatever the kernel still
+// holds for the fd before close(2), and destroy waits for that, so that
+// Close returns with the fd closed, as net's does, except on a loop (which
+// cannot wait for itself); after the reactor closed there is nothing left
+// there and the fd is closed here.
 func (fd *netFD) destroy() {
 	fd.rd.stop()
 	fd.wr.stop()
@@ -318,7 +320,11 @@ func (fd *netFD) destroy() {
 		// (liburing #932; see lsock.close).
 		_ = unix.Shutdown(fd.sysfd, unix.SHUT_RD) // best effort: the close follows
 	}
-	closePolled(fd.r, fd.sysfd)
+	if fd.r.onLoop() {
+		closePolled(fd.r, fd.sysfd) // a loop cannot wait for itself
+	} else {
+		closePolledWait(fd.r, fd.sysfd)
+	}
 	if fd.unlink != "" {
 		_ = os.Remove(fd.unlink) // best effort, as net's UnixListener
 	}
@@ -336,9 +342,9 @@ func (fd *netFD) decref() {
 // Close marks the fd closed, interrupts parked operations (they return
 // errors wrapping net.ErrClosed) and closes it once the last of them
 // returned. Like internal/poll's FD.Close it waits for that, so that when
-// it returns a listener no longer listens and a Unix socket's path is
-// gone; called on a loop it cannot wait (a parked Poll being canceled
-// needs that loop) and returns at once.
+// it returns the fd is closed, a listener no longer listens and a Unix
+// socket's path is gone; called on a loop it cannot wait (a parked Poll
+// being canceled needs that loop) and returns at once.
 func (fd *netFD) Close() error {
 	if !fd.ref.increfAndClose() {
 		return net.ErrClosed
@@ -392,9 +398,11 @@ func (fd *netFD) Read(p []byte) (int, error) {
 				if err := fd.wait(&fd.rd, In, false); err != nil {
 					return 0, err
 				}
-			case err == ErrOnLoop:
-				// Called from a loop callback, which cannot park: take
-				// what the socket has; if nothing, the wait fails so.
+			case err == ErrOnLoop, err == errReactorClosed:
+				// Called from a loop callback, which cannot park, or
+				// the reactor closed: take what the socket has (bytes,
+				// EOF), as the epoll path does; if nothing, the wait
+				// fails so.
 				ring, fd.waitFirst = false, false
 			default:
 				var errno unix.Errno
@@ -433,19 +441,21 @@ func (fd *netFD) Write(p []byte) (int, error) {
 	defer fd.decref()
 	fd.wmu.Lock()
 	defer fd.wmu.Unlock()
+	// Close and the deadline are looked at here and by each wait (park),
+	// as internal/poll does, and not once all of p is written: a Write
+	// whose last bytes went out then never reports a failure because a
+	// deadline passed or Close came meanwhile.
+	if err := fd.prepare(&fd.wr); err != nil {
+		return 0, err
+	}
 	nn := 0
-	for {
-		if err := fd.prepare(&fd.wr); err != nil {
-			return nn, err
-		}
-		if nn == len(p) {
-			return nn, nil
-		}
+	for nn < len(p) {
 		n, err := rawWrite(fd.sysfd, p[nn:min(len(p), nn+maxRW)])
 		if n > 0 {
 			nn += n
 		}
 		switch {
+		case nn == len(p):
 		case err == nil && n == 0:
 			return nn, io.ErrUnexpectedEOF
 		case err == nil, err == unix.EINTR:
@@ -457,6 +467,7 @@ func (fd *netFD) Write(p []byte) (int, error) {
 			return nn, os.NewSyscallError("write", err)
 		}
 	}
+	return nn, nil
 }
 
 // accept takes one connection, parking on the reactor while none is
