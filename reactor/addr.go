@@ -137,7 +137,9 @@ func addrPortToSockaddr(to netip.AddrPort, local net.Addr) unix.Sockaddr {
 		if ip.Is4() {
 			ip = netip.AddrFrom16(ip.As16())
 		}
-		return &unix.SockaddrInet6{Port: int(to.Port()), Addr: ip.As16()}
+		// A link-local peer's reply leaves by the interface its zone
+		// names, as net's WriteTo does; without it the kernel picks one.
+		return &unix.SockaddrInet6{Port: int(to.Port()), Addr: ip.As16(), ZoneId: zoneID(ip.Zone())}
 	}
 	if ip.Is4In6() {
 		ip = ip.Unmap()

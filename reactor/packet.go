@@ -176,9 +176,23 @@ func (p *PacketConn) readable(res Result) {
 			break
 		}
 		p.h.OnPacket(p, buf[:n], sockaddrToAddrPort(from))
+		p.mu.Lock()
+		closed := p.closed
+		p.mu.Unlock()
+		if closed {
+			// The handler closed p (its close task is queued): no
+			// OnPacket follows a Close, as no OnData follows a Conn's.
+			p.finish()
+			return
+		}
 	}
 	p.arm()
 }
+
+// A datagram is never cut short: the loop's read buffer holds the largest
+// one UDP carries (65,535 bytes less its header), so recvfrom needs no
+// MSG_TRUNC. This stops the build if the buffer ever shrinks below that.
+const _ uint = readBufSize - 65535
 
 // stopOnLoop closes the socket as the reactor closes.
 func (p *PacketConn) stopOnLoop() { p.finish() }
