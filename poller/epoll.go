@@ -92,6 +92,7 @@ type epollPoller struct {
 	hold    bool            // Hold's: the idle Wait keeps the owner's P (owner only)
 	stats   Stats
 	closed  bool
+	maxFd   int // FdLimit, constant after NewEpoll
 }
 
 // maxHarvest bounds one epoll_wait; a caller's bigger buffer is filled over
@@ -119,6 +120,7 @@ func NewEpoll() (Poller, error) {
 	return &epollPoller{
 		epfd:    epfd,
 		w:       w,
+		maxFd:   FdLimit(),
 		kev:     make([]unix.EpollEvent, 128),
 		nextGen: 1,
 	}, nil
@@ -134,7 +136,7 @@ func (p *epollPoller) Arm(tag uint64, fd int, events uint32) error {
 	if p.closed {
 		return ErrClosed
 	}
-	if err := checkArm(tag, fd, events); err != nil {
+	if err := checkArm(tag, fd, events, p.maxFd); err != nil {
 		return err
 	}
 	edge := events&Edge != 0

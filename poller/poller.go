@@ -143,6 +143,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -390,17 +393,40 @@ var ErrTooManyTags = errors.New("poller: too many tags armed on one fd for one e
 // other than the one that opened it (the kernel answers EEXIST).
 var ErrWrongThread = errors.New("poller: single-issuer io_uring used from another OS thread")
 
-// checkArm validates Arm's arguments the same way for both backends.
-func checkArm(tag uint64, fd int, events uint32) error {
+// checkArm validates Arm's arguments the same way for both backends;
+// maxFd is the poller's FdLimit.
+func checkArm(tag uint64, fd int, events uint32, maxFd int) error {
 	switch {
 	case !ValidTag(tag):
 		return fmt.Errorf("%w: %#x", ErrBadTag, tag)
-	case !validFd(fd):
-		return fmt.Errorf("%w: %d", ErrBadFd, fd)
+	case !validFd(fd) || fd >= maxFd:
+		return fmt.Errorf("%w: %d (no descriptor here reaches %d)", ErrBadFd, fd, maxFd)
 	case events&^ArmMask != 0:
 		return fmt.Errorf("%w: %#x", ErrBadEvents, events)
 	}
 	return nil
+}
+
+// FdLimit is the bound on descriptor numbers: no fd the process has or
+// can open reaches it. It is the larger of fs.nr_open, the most that
+// RLIMIT_NOFILE may be raised to, and the process's hard RLIMIT_NOFILE
+// (in case nr_open was lowered after that was raised); the kernel's
+// default nr_open, 1<<20, where /proc cannot say. Tables kept by fd number
+// grow to the largest number armed, so Arm refuses a number at or past the
+// bound (ErrBadFd) rather than pay for it, 4 bytes and more a number: one
+// Arm on fd 1<<26 once kept 258 MiB.
+func FdLimit() int {
+	limit := 1 << 20
+	if b, err := os.ReadFile("/proc/sys/fs/nr_open"); err == nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && n > 0 {
+			limit = n
+		}
+	}
+	var rl unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_NOFILE, &rl) == nil && rl.Max > uint64(limit) {
+		limit = int(min(rl.Max, math.MaxInt32))
+	}
+	return limit
 }
 
 // validFd reports whether fd is a number the kernel's 32-bit int can hold.

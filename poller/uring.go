@@ -63,8 +63,9 @@ var setupLadders = [...][]ring.SetupFlags{
 }
 
 type uringPoller struct {
-	r *ring.Ring // constant after newUring
-	w *waker     // constant after newUring
+	r     *ring.Ring // constant after newUring
+	w     *waker     // constant after newUring
+	maxFd int        // FdLimit, constant after newUring
 
 	// Owned by the owner goroutine (and its OS thread, single-issuer).
 	g      ledger   // the tags in flight (but their records, with ext)
@@ -148,9 +149,10 @@ func newUring(opts Options) (Poller, string, error) {
 		return nil, "", err
 	}
 	p := &uringPoller{
-		r:    r,
-		w:    w,
-		cqes: make([]ring.CQE, 2*r.CQEntries()),
+		r:     r,
+		w:     w,
+		maxFd: FdLimit(),
+		cqes:  make([]ring.CQE, 2*r.CQEntries()),
 	}
 	p.g.unlisted = opts.CallerDisarms
 	if opts.Records != nil && opts.CallerDisarms {
@@ -207,7 +209,7 @@ func (p *uringPoller) Arm(tag uint64, fd int, events uint32) error {
 // SQE to prepare for it; book then records it. Arm, Recv and Send share
 // them, so every tagged request is checked, owed and recorded alike.
 func (p *uringPoller) slot(tag uint64, fd int, events uint32) (*ring.SQE, error) {
-	if err := checkArm(tag, fd, events); err != nil {
+	if err := checkArm(tag, fd, events, p.maxFd); err != nil {
 		return nil, err
 	}
 	if err := p.checkFree(tag); err != nil {

@@ -11,7 +11,8 @@ import (
 // developers' laptops; on Linux the rest of the package serves them, and
 // elsewhere New reports that the reactor is Linux-only (unsupported.go).
 
-// ListenConfig tunes a Listener. The zero value is usable.
+// ListenConfig tunes a Listener. The zero value is usable. A timeout
+// longer than a century acts as a century.
 type ListenConfig struct {
 	// MaxConns bounds the open Conns; 0 is unlimited. Beyond it a new
 	// connection is accepted and closed at once, counted as Refused.

@@ -233,7 +233,7 @@ func closePolled(r *Reactor, fd int) {
 // loop goroutine. A loop that stops runs the tasks it took (loop.stop).
 func closePolledWait(r *Reactor, fd int) {
 	t := fdCloser{fd: fd, done: make(chan struct{})}
-	if checkFd(fd) != nil || r.closed.Load() || !r.loopFor(fd).postTask(t, 0) {
+	if r.checkFd(fd) != nil || r.closed.Load() || !r.loopFor(fd).postTask(t, 0) {
 		unix.Close(fd) // the reactor closed: nothing of fd is left there
 		return
 	}

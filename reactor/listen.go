@@ -450,5 +450,9 @@ func (r *Reactor) newListener(addr net.Addr, unixSock bool, h Handler, cfg Liste
 	case ln.linger < 0:
 		ln.linger = -1
 	}
+	// Each is added to a nanotime to make a deadline (see maxWait).
+	for _, d := range []*time.Duration{&ln.idle, &ln.readTimeout, &ln.writeTimeout, &ln.closeTimeout, &ln.linger} {
+		*d = min(*d, maxWait)
+	}
 	return ln
 }

@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"runtime"
 	"strconv"
@@ -41,6 +40,7 @@ type Reactor struct {
 	backend Backend // constant after New
 	reason  string  // constant after New
 	io      string  // constant after New: IOPath
+	maxFd   int     // constant after New: poller.FdLimit
 
 	closing atomic.Bool // Close began: loops stop at their next turn
 	closed  atomic.Bool // Close began: new requests are refused
@@ -84,7 +84,7 @@ func New(cfg Config) (*Reactor, error) {
 	default:
 		return nil, fmt.Errorf("reactor: unknown backend %q (want auto, uring or epoll)", cfg.Backend)
 	}
-	r := &Reactor{cfg: cfg}
+	r := &Reactor{cfg: cfg, maxFd: poller.FdLimit()}
 	r.waiters.New = func() any { return &waiter{ch: make(chan Result, 1)} }
 	for i := 0; i < cfg.Loops; i++ {
 		l := &loop{r: r, id: i, table: cancel.NewTable[reqData](256),
@@ -219,10 +219,11 @@ func (r *Reactor) ArmRequest(q *Request, fd int, ev Events, cb func(Result)) err
 
 // ArmDeadline is Arm with a deadline: if nothing else completed the request
 // by then, it completes with os.ErrDeadlineExceeded (and Cancel returns
-// false for it: the deadline, not Cancel, decided).
+// false for it: the deadline, not Cancel, decided). A deadline more than a
+// century away acts as one a century away.
 func (r *Reactor) ArmDeadline(fd int, ev Events, deadline time.Time, cb func(Result)) (*Request, error) {
 	q := new(Request)
-	d := nanotime() + int64(time.Until(deadline))
+	d := nanoAfter(nanotime(), time.Until(deadline))
 	if d <= 0 {
 		d = 1
 	}
@@ -249,17 +250,18 @@ func (r *Reactor) arm(q *Request, fd int, ev Events, cb func(Result), deadline i
 	return err
 }
 
-// checkFd refuses a number no descriptor can have. The loops keep fds in
-// 32 bits, so a larger one would otherwise name another descriptor.
-func checkFd(fd int) error {
-	if fd < 0 || fd > math.MaxInt32 {
-		return fmt.Errorf("reactor: fd %d out of range", fd)
+// checkFd refuses a number no descriptor can have: negative, or at or past
+// poller.FdLimit (the loops keep fds in 32 bits, and tables by fd number,
+// which a number that large would grow for nothing: 4 bytes a number).
+func (r *Reactor) checkFd(fd int) error {
+	if fd < 0 || fd >= r.maxFd {
+		return fmt.Errorf("reactor: fd %d out of range (no descriptor here reaches %d)", fd, r.maxFd)
 	}
 	return nil
 }
 
 func (r *Reactor) check(fd int, ev Events) (*loop, error) {
-	if err := checkFd(fd); err != nil {
+	if err := r.checkFd(fd); err != nil {
 		return nil, err
 	}
 	switch {
@@ -387,7 +389,7 @@ func (r *Reactor) poll(ctx context.Context, fd int, ev, extra Events) (Events, e
 // the loop acts; the caller must not use fd afterwards. An error means fd
 // was not closed (after Close, ErrClosed): the caller still owns it.
 func (r *Reactor) CloseFd(fd int) error {
-	if err := checkFd(fd); err != nil {
+	if err := r.checkFd(fd); err != nil {
 		return err
 	}
 	if r.closed.Load() {

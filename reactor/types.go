@@ -293,3 +293,12 @@ func (c Config) withDefaults(gomaxprocs int) Config {
 var epoch = time.Now()
 
 func nanotime() int64 { return int64(time.Since(epoch)) }
+
+// maxWait bounds every timeout and deadline the layer adds to nanotime:
+// longer ones act as it, a century, which is never in practice. Unbounded,
+// a duration of centuries (IdleTimeout: 1<<63 - 1, an ArmDeadline in the
+// year 9999) wrapped the sum negative, which is due at once.
+const maxWait = 100 * 365 * 24 * time.Hour
+
+// nanoAfter returns the nanotime d after base, d bounded by maxWait.
+func nanoAfter(base int64, d time.Duration) int64 { return base + int64(min(d, maxWait)) }
