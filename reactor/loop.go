@@ -306,7 +306,9 @@ func (l *loop) handle(n int) {
 		o := cancel.Ready
 		switch {
 		case ev.Canceled:
-			o = cancel.Undecided // only ever seen for a request we canceled
+			// Ours, or one the kernel ended by itself: the slot
+			// decides; one nobody decided is armed again (MustRequeue).
+			o = cancel.Undecided
 		case ev.Errno != 0:
 			o, d.errno = cancel.Failed, int32(ev.Errno)
 			if w, ok := d.owner.(*waiter); ok && d.ev&evRecv != 0 {
