@@ -22,6 +22,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"os/signal"
@@ -70,7 +71,7 @@ func parse(args []string) (options, error) {
 	fs.SetOutput(io.Discard)
 	addr := fs.String("addr", defaultAddr, "server: host:port (TCP), unix:/path, or udp:host:port")
 	fs.IntVar(&o.cfg.Conns, "conns", 1, "connections")
-	size := fs.String("size", "64", "bytes per message (suffixes k/KiB, m/MiB)")
+	size := fs.String("size", "64", "bytes per message (suffixes k/KiB, m/MiB, g/GiB)")
 	fs.IntVar(&o.cfg.Pipeline, "pipeline", 1, "messages in flight per connection")
 	fs.DurationVar(&o.cfg.Duration, "duration", 0, "length of the measured phase (default 10s unless --messages)")
 	fs.Int64Var(&o.cfg.Messages, "messages", 0, "end after this many measured messages in total")
@@ -105,11 +106,11 @@ func parse(args []string) (options, error) {
 		val  any
 		want string
 	}{
-		{"conns", o.cfg.Conns < 1, o.cfg.Conns, ">= 1"},
+		{"conns", o.cfg.Conns < 1 || o.cfg.Conns > load.MaxConns, o.cfg.Conns, fmt.Sprintf("between 1 and %d", load.MaxConns)},
 		{"pipeline", o.cfg.Pipeline < 1, o.cfg.Pipeline, ">= 1"},
-		{"rate", o.cfg.Rate < 0, o.cfg.Rate, ">= 0"},
+		{"rate", !load.RateOK(o.cfg.Rate), o.cfg.Rate, fmt.Sprintf("0 (closed loop) or between %g and %g", load.MinRate, load.MaxRate)},
 		{"warmup", o.cfg.Warmup < 0, o.cfg.Warmup, ">= 0"},
-		{"connect-rate", o.cfg.ConnectRate < 0, o.cfg.ConnectRate, ">= 0"},
+		{"connect-rate", !(o.cfg.ConnectRate >= 0) || math.IsInf(o.cfg.ConnectRate, 0), o.cfg.ConnectRate, "a finite number >= 0"},
 		{"timeout", o.cfg.Timeout <= 0, o.cfg.Timeout, "> 0"},
 		{"server-pid", set["server-pid"] && o.cfg.ServerPID < 1, o.cfg.ServerPID, "a process ID >= 1"},
 	} {
@@ -202,7 +203,7 @@ func parseSize(s string) (int, error) {
 	for _, suf := range []struct {
 		s string
 		m int
-	}{{"kib", 1 << 10}, {"mib", 1 << 20}, {"k", 1 << 10}, {"m", 1 << 20}} {
+	}{{"kib", 1 << 10}, {"mib", 1 << 20}, {"gib", 1 << 30}, {"k", 1 << 10}, {"m", 1 << 20}, {"g", 1 << 30}} {
 		if p, ok := strings.CutSuffix(lower, suf.s); ok {
 			lower, mult = p, suf.m
 			break

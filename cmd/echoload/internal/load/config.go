@@ -38,6 +38,7 @@ package load
 import (
 	"errors"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -90,6 +91,25 @@ type Progress struct {
 	Errors   int64         // errors so far, all kinds
 }
 
+// MaxConns bounds Config.Conns: far more than one machine's descriptors,
+// and a bound on the tables sized by it (a billion once ran the process
+// out of memory before a socket was opened).
+const MaxConns = 1 << 20
+
+// MinRate and MaxRate bound an open-loop Config.Rate (msgs/s over all
+// connections). Above MaxRate a message's slot in the schedule would be
+// shorter than the clock's nanosecond, and no machine sends that fast;
+// below MinRate one message a connection would take longer than any run
+// (a rate of 1e-300 made the schedule's times infinite).
+const (
+	MinRate = 1e-3
+	MaxRate = 1e9
+)
+
+// RateOK reports whether r is a Rate Validate accepts: 0 (closed loop) or
+// a finite number between MinRate and MaxRate (NaN is neither).
+func RateOK(r float64) bool { return r == 0 || (r >= MinRate && r <= MaxRate) }
+
 // MaxDatagram is the largest UDP message: an IPv4 datagram's payload.
 const MaxDatagram = 65507
 
@@ -113,8 +133,8 @@ func (c *Config) Validate() error {
 	switch {
 	case c.Address == "":
 		return bad("empty address")
-	case c.Conns < 1:
-		return bad("conns %d: want >= 1", c.Conns)
+	case c.Conns < 1 || c.Conns > MaxConns:
+		return bad("conns %d: want between 1 and %d", c.Conns, MaxConns)
 	case c.Size < 1:
 		return bad("size %d: want >= 1", c.Size)
 	case c.Network == "udp" && c.Size > MaxDatagram:
@@ -125,12 +145,12 @@ func (c *Config) Validate() error {
 		return bad("messages %d: want >= 0", c.Messages)
 	case c.Messages == 0 && c.Duration <= 0:
 		return bad("want a duration > 0 or a message count")
-	case c.Rate < 0:
-		return bad("rate %g: want >= 0", c.Rate)
+	case !RateOK(c.Rate):
+		return bad("rate %g: want 0 (closed loop) or between %g and %g", c.Rate, MinRate, MaxRate)
 	case c.Warmup < 0:
 		return bad("warmup %v: want >= 0", c.Warmup)
-	case c.ConnectRate < 0:
-		return bad("connect rate %g: want >= 0", c.ConnectRate)
+	case !(c.ConnectRate >= 0) || math.IsInf(c.ConnectRate, 0):
+		return bad("connect rate %g: want a finite number >= 0", c.ConnectRate)
 	case c.Timeout <= 0:
 		return bad("timeout %v: want > 0", c.Timeout)
 	}

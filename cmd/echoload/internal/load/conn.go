@@ -99,12 +99,15 @@ func (c *conn) next(seq uint64, sentMeasured *int64) (s sent, ok bool) {
 	if e.stopping.Load() {
 		return s, false
 	}
+	now := e.now()
+	s.start = now
 	if e.rate {
 		s.start = e.intended(c.id, seq)
-	} else {
-		s.start = e.now()
 	}
-	if s.start >= e.end {
+	// Open loop, a message due before the end but not sent by then is
+	// left: the phase is over (a rate the machine cannot keep leaves a
+	// backlog that took its whole due span to send again, past --duration).
+	if s.start >= e.end || now >= e.end {
 		return s, false
 	}
 	s.seq, s.measured = seq, s.start >= e.warmupEnd

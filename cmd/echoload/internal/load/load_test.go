@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -304,6 +305,55 @@ func TestInterrupt(t *testing.T) {
 	}
 }
 
+// TestRateAboveReachEnds: an open-loop rate far above what the machine
+// sends leaves the pacer behind schedule, where it never sleeps; the run
+// must still end at its duration, and at once when its context ends. It
+// once spun past both, at 100% CPU, until killed.
+func TestRateAboveReachEnds(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		duration time.Duration
+		ctx      time.Duration // the context's timeout; 0: none
+	}{
+		{"duration", 200 * time.Millisecond, 0},
+		{"interrupt", time.Minute, 200 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := startServer(t, "tcp", echotest.Fault{})
+			cfg := baseConfig("tcp", s.Addr())
+			cfg.Messages, cfg.Duration, cfg.Rate = 0, tc.duration, load.MaxRate
+			ctx := context.Background()
+			if tc.ctx > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, tc.ctx)
+				defer cancel()
+			}
+			type result struct {
+				rep load.Report
+				err error
+			}
+			done := make(chan result, 1)
+			go func() {
+				rep, err := load.Run(ctx, cfg)
+				done <- result{rep, err}
+			}()
+			var rep load.Report
+			select {
+			case r := <-done:
+				if r.err != nil {
+					t.Fatal(r.err)
+				}
+				rep = r.rep
+			case <-time.After(10 * time.Second):
+				t.Fatalf("the run (duration %v, context timeout %v) still going after 10s", tc.duration, tc.ctx)
+			}
+			if !rep.BelowRate {
+				t.Fatalf("a run at %g msgs/s kept its schedule: %+v", load.MaxRate, rep)
+			}
+		})
+	}
+}
+
 func TestNoServer(t *testing.T) {
 	s := startServer(t, "tcp", echotest.Fault{})
 	addr := s.Addr()
@@ -332,6 +382,12 @@ func TestValidate(t *testing.T) {
 		{"pipeline", func(c *load.Config) { c.Pipeline = 0 }},
 		{"no end", func(c *load.Config) { c.Messages, c.Duration = 0, 0 }},
 		{"rate", func(c *load.Config) { c.Rate = -1 }},
+		{"rate NaN", func(c *load.Config) { c.Rate = math.NaN() }},
+		{"rate Inf", func(c *load.Config) { c.Rate = math.Inf(1) }},
+		{"rate above MaxRate", func(c *load.Config) { c.Rate = load.MaxRate * 2 }},
+		{"rate below MinRate", func(c *load.Config) { c.Rate = 1e-300 }},
+		{"conns above MaxConns", func(c *load.Config) { c.Conns = load.MaxConns + 1 }},
+		{"connect rate NaN", func(c *load.Config) { c.ConnectRate = math.NaN() }},
 		{"timeout", func(c *load.Config) { c.Timeout = 0 }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -5,6 +5,7 @@ package load
 import (
 	"fmt"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -34,6 +35,7 @@ type pacer struct {
 	fd    int             // f's descriptor, kept so run never calls f.Fd() while close runs. Constant.
 	ticks []chan struct{} // by connection id; nil where the dial failed. Constant.
 	done  chan struct{}   // closed when run returns
+	stop  atomic.Bool     // set by close: run, even behind schedule, returns
 }
 
 // newPacer makes a pacer for conns, giving each its tick channel.
@@ -59,11 +61,15 @@ func (p *pacer) run() {
 	var buf [8]byte
 	for j := uint64(0); ; {
 		id, seq := int(j%n), j/n
-		t := e.intended(id, seq)
-		if t >= e.end {
+		t, now := e.intended(id, seq), e.now()
+		// Behind schedule the pacer never sleeps, so neither close's read
+		// deadline nor the schedule's end (t, far behind now) would stop
+		// it: a rate above what the machine sends kept it spinning past
+		// --duration, its context canceled.
+		if t >= e.end || now >= e.end || p.stop.Load() {
 			return
 		}
-		if d := t - e.now(); d > 0 {
+		if d := t - now; d > 0 {
 			// Sleep at least pacerQuantum: at high rates one wakeup then
 			// releases several messages, each at most a quantum late,
 			// instead of paying three syscalls per message.
@@ -91,6 +97,7 @@ func (p *pacer) run() {
 // is closed only after run returned: closed earlier, its number could be
 // reused and run's timerfd_settime would reach another file.
 func (p *pacer) close() {
+	p.stop.Store(true)
 	// A deadline in the past fails the blocked Read and every later one.
 	if err := p.f.SetReadDeadline(time.Unix(1, 0)); err != nil {
 		panic(fmt.Sprintf("echoload: the pacer's timerfd is not pollable: %v", err))
