@@ -266,17 +266,25 @@ func (m *metricsServer) healthz(w http.ResponseWriter, _ *http.Request) {
 	fmt.Fprintln(w, "ok")
 }
 
-// close stops the HTTP server, giving in-flight scrapes a moment, and waits
-// for its goroutine to return.
+// close stops the HTTP server, giving in-flight scrapes metricsGrace, then
+// closing what is left, and waits for its goroutine to return. What is
+// left is a connection that sent no whole request: a port probe, a
+// scraper that connected early, a slowloris, which Shutdown alone waited
+// for (2 s then), past --shutdown-timeout and past a second signal.
 func (m *metricsServer) close() error {
 	var err error
 	m.once.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), metricsGrace)
 		defer cancel()
-		err = m.srv.Shutdown(ctx)
+		if m.srv.Shutdown(ctx) != nil {
+			err = m.srv.Close()
+		}
 		if serr := <-m.done; !errors.Is(serr, http.ErrServerClosed) && err == nil {
 			err = serr
 		}
 	})
 	return err
 }
+
+// metricsGrace is how long close lets a scrape in flight finish.
+const metricsGrace = 200 * time.Millisecond

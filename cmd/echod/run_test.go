@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -305,6 +306,48 @@ func TestMetricsServer(t *testing.T) {
 	close(release)
 	if code := waitStatus(t, status, log); code != exitOK {
 		t.Fatalf("exit status %d, want 0", code)
+	}
+}
+
+// TestStuckMetricsClientHoldsNoExit: a connection to --metrics-addr that
+// never sends a whole request (a port probe, a slowloris) must not hold
+// echod's exit, which once waited 2 s for it after a drain that ended at
+// once, and after a second signal. A /healthz answered on a second
+// connection shows the first was accepted: the server accepts in order.
+func TestStuckMetricsClientHoldsNoExit(t *testing.T) {
+	for _, second := range []bool{false, true} {
+		t.Run(map[bool]string{false: "drained", true: "second signal"}[second], func(t *testing.T) {
+			f := &fakeServer{shutdownFn: func(ctx context.Context) error {
+				if second {
+					<-ctx.Done() // a drain the second signal cuts short
+					return ctx.Err()
+				}
+				return nil
+			}}
+			signals, log, line, status := started(t, f, "--metrics-addr", "127.0.0.1:0", "--shutdown-timeout", "1h")
+			addr := line["metrics_addr"].(string)
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if _, err := c.Write([]byte("GET /metrics HTTP/1.1\r\nHost: x\r\n")); err != nil { // and no end
+				t.Fatal(err)
+			}
+			if _, code := get(t, "http://"+addr+"/healthz"); code != http.StatusOK {
+				t.Fatalf("/healthz: %d", code)
+			}
+			signals <- syscall.SIGTERM
+			start := time.Now()
+			if second {
+				log.wait(t, "shutting down")
+				signals <- syscall.SIGINT
+			}
+			waitStatus(t, status, log)
+			if el := time.Since(start); el > time.Second {
+				t.Fatalf("echod exited %v after the signal with a stuck metrics client; log:\n%s", el.Round(time.Millisecond), log.String())
+			}
+		})
 	}
 }
 
