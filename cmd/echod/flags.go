@@ -349,7 +349,8 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 			"io_uring, a power of two up to 32768 (0 = 256); a receive that\n"+
 			"finds none lent back is armed again, then read after a poll")
 	fs.Var(sizeFlag{&cfg.recvBufferSize}, "recv-buffer-size",
-		"`bytes` per receive buffer (0 = 16KiB); a receive takes a whole one")
+		"`bytes` per receive buffer, at least 512 (0 = 16KiB); a receive takes\n"+
+			"a whole one")
 	fs.BoolVar(&cfg.recvIncremental, "recv-incremental", false,
 		"a receive takes only the bytes it brings from a buffer (Linux 6.12),\n"+
 			"so bursts of small messages do not run the buffers out; messages\n"+
@@ -391,7 +392,7 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 			"/debug/pprof/ on --metrics-addr, for go tool pprof")
 	fs.Var(durationFlag{&cfg.shutdownTimeout}, "shutdown-timeout",
 		"on SIGTERM, SIGINT or SIGHUP, the `duration` connections get to\n"+
-			"finish echoing before they are closed")
+			"finish echoing before they are closed (at most 24h)")
 	fs.BoolVar(&cfg.version, "version", false, "print the version and exit")
 	fs.BoolVar(&cfg.help, "help", false, "print this help and exit")
 	fs.BoolVar(&cfg.help, "h", false, "print this help and exit")
@@ -415,6 +416,13 @@ func defaultConfig() config {
 
 // parseFlags parses args. A wrong command line returns an error wrapping
 // errUsage whose text fits on one line.
+// maxShutdownTimeout bounds --shutdown-timeout; minRecvBufferSize bounds
+// a --recv-buffer-size other than 0 from below.
+const (
+	maxShutdownTimeout = 24 * time.Hour
+	minRecvBufferSize  = 512
+)
+
 func parseFlags(args []string) (config, error) {
 	cfg := defaultConfig()
 	fs := newFlagSet(&cfg)
@@ -440,6 +448,11 @@ func parseFlags(args []string) (config, error) {
 	if cfg.shutdownTimeout == 0 {
 		return cfg, fmt.Errorf("%w: --shutdown-timeout must be more than 0", errUsage)
 	}
+	// Twice it bounds each flush (listenConfig), which must outlast it; a
+	// day is past any supervisor's stop timeout.
+	if cfg.shutdownTimeout > maxShutdownTimeout {
+		return cfg, fmt.Errorf("%w: --shutdown-timeout %v: at most %v", errUsage, cfg.shutdownTimeout, maxShutdownTimeout)
+	}
 	// Unlike --max-conns 0 and --idle-timeout 0, 0 cannot mean "no limit":
 	// output that grows without bound on a peer that never reads is the
 	// out-of-memory bug this flag exists to prevent. (The reactor would
@@ -463,6 +476,11 @@ func parseFlags(args []string) (config, error) {
 	}
 	if cfg.recvBufferSize > 1<<30 {
 		return cfg, fmt.Errorf("%w: --recv-buffer-size %d: at most 1GiB", errUsage, cfg.recvBufferSize)
+	}
+	// Smaller buffers are a receive a few bytes long: 1 byte once echoed
+	// 16 KiB messages at 27 a second.
+	if n := cfg.recvBufferSize; n != 0 && n < minRecvBufferSize {
+		return cfg, fmt.Errorf("%w: --recv-buffer-size %d: at least %d (or 0, the reactor's default)", errUsage, n, minRecvBufferSize)
 	}
 	if most := maxLoops(); cfg.loops > most {
 		return cfg, fmt.Errorf("%w: --loops %d: at most %d (%d per CPU, %d CPUs here)", errUsage, cfg.loops, most, loopsPerCPU, runtime.NumCPU())

@@ -185,6 +185,8 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"--listen", "unix:/" + strings.Repeat("d", 107)}, "108 bytes; Linux allows at most 107"},
 		{[]string{"--listen", "unix:@" + strings.Repeat("a", 108)}, "109 bytes; Linux allows at most 108"},
 		{[]string{"--shutdown-timeout", "0"}, "--shutdown-timeout must be more than 0"},
+		{[]string{"--shutdown-timeout", "2000000h"}, "--shutdown-timeout 2000000h0m0s: at most 24h0m0s"},
+		{[]string{"--recv-buffer-size", "1"}, "--recv-buffer-size 1: at least 512 (or 0, the reactor's default)"},
 		{[]string{"--version=maybe"}, "--version takes no value"},
 		{[]string{"127.0.0.1:7007"}, `unexpected argument "127.0.0.1:7007"`},
 	}
@@ -264,7 +266,7 @@ func mustNotStart(t *testing.T) startFunc {
 // --shutdown-timeout does, or a stuck peer's echo is dropped while echod
 // exits 0. (With the reactor's 30s default, --shutdown-timeout 60s did so.)
 func TestCloseTimeoutAboveShutdownTimeout(t *testing.T) {
-	for _, d := range []time.Duration{time.Millisecond, 10 * time.Second, 30 * time.Second, time.Minute, time.Hour} {
+	for _, d := range []time.Duration{time.Millisecond, 10 * time.Second, 30 * time.Second, time.Minute, time.Hour, maxShutdownTimeout} {
 		cfg := defaultConfig()
 		cfg.shutdownTimeout = d
 		lc := listenConfig(cfg)
