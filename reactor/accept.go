@@ -26,6 +26,9 @@ type lsock struct {
 	acceptTag reqHandle
 	backoff   time.Duration
 	resumeAt  int64 // nanotime at which a backoff ends (l.backoffs); 0 = none
+	streak    int   // backoffs since a connection was last accepted
+	warnedAt  int64 // nanotime of the last warning that accepting failed; 0 = none
+	warned    bool  // this streak's start was logged: its end is too
 	closed    bool
 	// draining: Shutdown canceled s's accept through the ring, and drains
 	// the backlog at its end.
@@ -161,14 +164,14 @@ func (s *lsock) acceptable(res Result) {
 		case unix.EINTR, unix.ECONNABORTED:
 			continue
 		case unix.EAGAIN:
-			s.backoff = 0
+			s.accepting()
 			s.arm()
 			return
 		default:
 			ln.acceptErrs.Add(1)
 			errno, _ := err.(unix.Errno)
 			if exhausted(errno) {
-				s.backOff()
+				s.backOff(errno)
 				return
 			}
 			if broken(errno) {
@@ -178,7 +181,7 @@ func (s *lsock) acceptable(res Result) {
 			ln.r.cfg.Logger.Sugar().Debugw("reactor: accept", "addr", ln.addr, "err", err)
 			continue
 		}
-		s.backoff = 0
+		s.accepting()
 		s.admit(nfd)
 	}
 	s.arm() // more may be queued; let other fds have a turn first
@@ -186,15 +189,39 @@ func (s *lsock) acceptable(res Result) {
 
 // backOff waits before accepting again. Out of descriptors or memory
 // (libuv #690), the pending connection stays queued and the socket stays
-// readable, so re-arming now would spin. Wait, doubling up to a bound.
-func (s *lsock) backOff() {
+// readable, so re-arming now would spin. Wait, doubling up to a bound. The
+// first backoff of a streak is logged (at most every acceptWarnEvery), as
+// its end is (accepting): clients meanwhile wait or time out, and the
+// counters alone do not say why.
+func (s *lsock) backOff(errno unix.Errno) {
 	s.ln.backoffs.Add(1)
+	now := nanotime()
+	if s.streak == 0 && (s.warnedAt == 0 || now-s.warnedAt >= int64(acceptWarnEvery)) {
+		s.warnedAt, s.warned = now, true
+		s.ln.r.cfg.Logger.Sugar().Warnw("reactor: accepting failed; backing off until it works again",
+			"addr", s.ln.addr, "err", errno, "backoff_max", backoffMax)
+	}
+	s.streak++
 	s.backoff = min(max(2*s.backoff, backoffMin), backoffMax)
 	if s.resumeAt == 0 {
 		s.l.backoffs = append(s.l.backoffs, s)
 	}
-	s.resumeAt = nanotime() + int64(s.backoff)
+	s.resumeAt = now + int64(s.backoff)
 }
+
+// accepting notes that s accepts again: a connection came, or the backlog
+// was found empty. It ends a streak of backoffs, and says so where its
+// start was logged.
+func (s *lsock) accepting() {
+	if s.warned {
+		s.ln.r.cfg.Logger.Sugar().Infow("reactor: accepting again", "addr", s.ln.addr, "backoffs", s.streak)
+	}
+	s.backoff, s.streak, s.warned = 0, 0, false
+}
+
+// acceptWarnEvery bounds how often a listening socket warns that accepting
+// failed (backOff), and a Listener that it refused connections (admit).
+const acceptWarnEvery = 10 * time.Second
 
 // acceptedOne takes a connection the kernel accepted for s through the
 // ring. The accept brings no address (one buffer would serve every
@@ -213,7 +240,7 @@ func (s *lsock) acceptedOne(nfd int) {
 	// such: its first read reports the reset. rsa is left clear, so its
 	// RemoteAddr is the zero address.
 	_ = rawGetpeername(nfd, &s.rsa)
-	s.backoff = 0
+	s.accepting()
 	s.admit(nfd)
 }
 
@@ -245,10 +272,10 @@ func (s *lsock) ringEnded(res Result) {
 		if !exhausted(errno) {
 			s.ln.r.cfg.Logger.Sugar().Debugw("reactor: accept", "addr", s.ln.addr, "err", errno)
 		}
-		s.backOff()
+		s.backOff(errno)
 		return
 	}
-	s.backoff = 0
+	s.accepting()
 	s.arm()
 }
 
@@ -305,8 +332,11 @@ func (s *lsock) drainBacklog() {
 func (s *lsock) admit(nfd int) {
 	ln := s.ln
 	if s.l.stopping || (ln.maxConns > 0 && ln.active.Load() >= int64(ln.maxConns)) {
-		ln.refused.Add(1) // before the close: the peer sees the close at once
+		n := ln.refused.Add(1) // before the close: the peer sees the close at once
 		unix.Close(nfd)
+		if !s.l.stopping {
+			ln.warnRefused(n)
+		}
 		return
 	}
 	if !ln.unix {

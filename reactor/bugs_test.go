@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 	"golang.org/x/sys/unix"
 
 	"github.com/oneshot-io/oneshot/reactor"
@@ -447,7 +449,8 @@ func acceptBacksOffOnce(t *testing.T, b backend) bool {
 		t.Fatal(err)
 	}
 	defer syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old)
-	r := newReactor(t, b, 1)
+	core, logs := observer.New(zap.InfoLevel)
+	r := startReactor(t, b, reactor.Config{Backend: b.kind, Loops: 1, IO: b.io, RecvIncremental: b.inc, Logger: zap.New(core)})
 	h := &connLog{}
 	ln := listen(t, r, h, reactor.ListenConfig{})
 	addr := ln.Addr().(*net.TCPAddr)
@@ -536,5 +539,14 @@ func acceptBacksOffOnce(t *testing.T, b backend) bool {
 		return ln.Stats().Accepted == k
 	})
 	t.Logf("%d accept attempts in 300ms at EMFILE; %d backoffs", calls, ln.Stats().Backoffs)
+	// Said in the log, once each way: clients waited, and the counters
+	// alone do not say why.
+	failing := logs.FilterMessageSnippet("accepting failed").All()
+	if len(failing) != 1 || failing[0].Level != zap.WarnLevel || failing[0].ContextMap()["err"] != unix.EMFILE.Error() {
+		t.Fatalf("log of the backoffs: %v, want one warning with err EMFILE", failing)
+	}
+	waitFor(t, 5*time.Second, "the log to say accepting works again", func() bool {
+		return logs.FilterMessageSnippet("accepting again").Len() == 1
+	})
 	return true
 }

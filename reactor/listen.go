@@ -61,6 +61,7 @@ type Listener struct {
 	drained chan struct{} // guarded by mu: closed when live drops to 0 during Shutdown
 
 	accepted, refused, closed, bytesIn, bytesOut atomic.Uint64
+	refusedWarnAt                                atomic.Int64 // nanotime of warnRefused's last line; 0 = none
 	acceptCalls, acceptErrs, backoffs            atomic.Uint64
 	bytesDiscarded                               atomic.Uint64 // read from lingering Conns and dropped
 	active, paused, live                         atomic.Int64  // live: Conns whose OnClose has not returned
@@ -455,4 +456,16 @@ func (r *Reactor) newListener(addr net.Addr, unixSock bool, h Handler, cfg Liste
 		*d = min(*d, maxWait)
 	}
 	return ln
+}
+
+// warnRefused says, at most every acceptWarnEvery whichever loop refuses,
+// that ln turned a connection away at MaxConns, with n, the connections
+// refused so far: a peer closed at once leaves nothing else in the log.
+func (ln *Listener) warnRefused(n uint64) {
+	now, last := nanotime(), ln.refusedWarnAt.Load()
+	if last != 0 && now-last < int64(acceptWarnEvery) || !ln.refusedWarnAt.CompareAndSwap(last, now) {
+		return
+	}
+	ln.r.cfg.Logger.Sugar().Warnw("reactor: connection refused: MaxConns connections open",
+		"addr", ln.addr, "max_conns", ln.maxConns, "refused_total", n)
 }

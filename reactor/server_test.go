@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 	"golang.org/x/sys/unix"
 
 	"github.com/oneshot-io/oneshot/reactor"
@@ -124,7 +126,8 @@ func TestIdleTimeout(t *testing.T) {
 func TestMaxConnsRefuses(t *testing.T) {
 	for _, b := range connBackends {
 		t.Run(name(b), func(t *testing.T) {
-			r := newReactor(t, b, 2)
+			core, logs := observer.New(zap.InfoLevel)
+			r := startReactor(t, b, reactor.Config{Backend: b.kind, Loops: 2, IO: b.io, RecvIncremental: b.inc, Logger: zap.New(core)})
 			h := &connLog{}
 			ln := listen(t, r, h, reactor.ListenConfig{MaxConns: 3})
 			var keep []net.Conn
@@ -147,6 +150,10 @@ func TestMaxConnsRefuses(t *testing.T) {
 			extra.Close()
 			if s := ln.Stats(); s.Refused != 1 || s.Active != 3 || h.opens.Load() != 3 {
 				t.Fatalf("stats %+v, opens %d", s, h.opens.Load())
+			}
+			// The peer saw only a close: the log says why.
+			if w := logs.FilterMessageSnippet("MaxConns").All(); len(w) != 1 || w[0].Level != zap.WarnLevel || w[0].ContextMap()["max_conns"] != int64(3) {
+				t.Fatalf("log of the refusal: %v, want one warning naming max_conns 3", w)
 			}
 			keep[0].Close()
 			waitFor(t, 5*time.Second, "a slot freed", func() bool { return ln.Stats().Active == 2 })
