@@ -143,9 +143,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os"
-	"strconv"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -399,34 +396,36 @@ func checkArm(tag uint64, fd int, events uint32, maxFd int) error {
 	switch {
 	case !ValidTag(tag):
 		return fmt.Errorf("%w: %#x", ErrBadTag, tag)
-	case !validFd(fd) || fd >= maxFd:
-		return fmt.Errorf("%w: %d (no descriptor here reaches %d)", ErrBadFd, fd, maxFd)
+	case !validFd(fd) || fd >= maxFd && !FdOpen(fd):
+		return fmt.Errorf("%w: %d (at or past RLIMIT_NOFILE %d, and not open)", ErrBadFd, fd, maxFd)
 	case events&^ArmMask != 0:
 		return fmt.Errorf("%w: %#x", ErrBadEvents, events)
 	}
 	return nil
 }
 
-// FdLimit is the bound on descriptor numbers: no fd the process has or
-// can open reaches it. It is the larger of fs.nr_open, the most that
-// RLIMIT_NOFILE may be raised to, and the process's hard RLIMIT_NOFILE
-// (in case nr_open was lowered after that was raised); the kernel's
-// default nr_open, 1<<20, where /proc cannot say. Tables kept by fd number
-// grow to the largest number armed, so Arm refuses a number at or past the
-// bound (ErrBadFd) rather than pay for it, 4 bytes and more a number: one
-// Arm on fd 1<<26 once kept 258 MiB.
+// FdLimit is where descriptor numbers end in practice: the hard
+// RLIMIT_NOFILE, below which the kernel numbers every new fd (it numbers
+// below the soft limit, at most the hard one); 1<<20 where getrlimit
+// fails. Tables kept by fd number grow to the largest number armed, so Arm
+// takes a number at or past it only if it names an open descriptor (one
+// opened before the limit was lowered), which FdOpen asks the kernel:
+// otherwise one Arm on fd 1<<26 kept 258 MiB for a request bound to fail.
+// (fs.nr_open, the most the limit may be raised to, is 2^30 on systemd
+// hosts: no bound at all.)
 func FdLimit() int {
-	limit := 1 << 20
-	if b, err := os.ReadFile("/proc/sys/fs/nr_open"); err == nil {
-		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && n > 0 {
-			limit = n
-		}
-	}
 	var rl unix.Rlimit
-	if unix.Getrlimit(unix.RLIMIT_NOFILE, &rl) == nil && rl.Max > uint64(limit) {
-		limit = int(min(rl.Max, math.MaxInt32))
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
+		return 1 << 20
 	}
-	return limit
+	return int(min(rl.Max, math.MaxInt32))
+}
+
+// FdOpen reports whether fd names an open descriptor of this process: the
+// check for a number at or past FdLimit, one system call.
+func FdOpen(fd int) bool {
+	_, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
+	return err != unix.EBADF
 }
 
 // validFd reports whether fd is a number the kernel's 32-bit int can hold.

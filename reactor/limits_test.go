@@ -1,9 +1,9 @@
 package reactor_test
 
 import (
-	"fmt"
-	"math"
 	"os"
+	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,39 +13,29 @@ import (
 	"github.com/oneshot-io/oneshot/reactor"
 )
 
-// TestArmRefusesImpossibleFd: a number no descriptor can reach
-// (poller.FdLimit) is refused at once, for Arm and Poll alike, rather than
-// accepted and paid for: the tables kept by fd number grew to it, and one
-// Arm on fd 1<<26 kept 258 MiB (io_uring) or 516 MiB (epoll) for good.
+// TestArmRefusesImpossibleFd: a number at or past the hard RLIMIT_NOFILE
+// that names no open descriptor is refused at once, for Arm, Poll and
+// CloseFd alike, rather than accepted and paid for: the tables kept by fd
+// number grew to it, and one Arm on fd 1<<26 kept 258 MiB (io_uring) or
+// 516 MiB (epoll) for good. An open descriptor at a number that high is
+// served (TestArmServesOpenFdPastLimit).
 func TestArmRefusesImpossibleFd(t *testing.T) {
-	// The bound as the kernel sets it: fs.nr_open, or the hard
-	// RLIMIT_NOFILE where that is higher.
-	limit := 1 << 20
-	if b, err := os.ReadFile("/proc/sys/fs/nr_open"); err == nil {
-		fmt.Sscan(string(b), &limit)
-	}
 	var rl unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
 		t.Fatal(err)
 	}
-	if rl.Max > uint64(limit) {
-		limit = int(min(rl.Max, math.MaxInt32))
-	}
-	if got := poller.FdLimit(); got != limit {
-		t.Fatalf("poller.FdLimit() = %d, want %d (fs.nr_open, or the hard RLIMIT_NOFILE %d if higher)", got, limit, rl.Max)
+	if rl.Max >= 1<<26 {
+		t.Skipf("the hard RLIMIT_NOFILE here (%d) lets descriptors reach 1<<26", rl.Max)
 	}
 	for _, b := range backends {
 		t.Run(name(b), func(t *testing.T) {
 			r := newReactor(t, b, 1)
-			for _, fd := range []int{limit, 1 << 30} {
-				if fd < limit {
-					continue
-				}
+			for _, fd := range []int{int(rl.Max), 1 << 26, 1<<31 - 1} {
 				if _, err := r.Arm(fd, reactor.In, func(reactor.Result) { t.Errorf("callback ran for refused fd %d", fd) }); err == nil {
-					t.Fatalf("Arm(%d) accepted; no descriptor here reaches %d", fd, limit)
+					t.Fatalf("Arm(%d) accepted; the hard RLIMIT_NOFILE is %d", fd, rl.Max)
 				}
 				if _, err := r.Poll(t.Context(), fd, reactor.In); err == nil {
-					t.Fatalf("Poll(%d) succeeded; no descriptor here reaches %d", fd, limit)
+					t.Fatalf("Poll(%d) succeeded; the hard RLIMIT_NOFILE is %d", fd, rl.Max)
 				}
 				if err := r.CloseFd(fd); err == nil {
 					t.Fatalf("CloseFd(%d) accepted", fd)
@@ -53,6 +43,53 @@ func TestArmRefusesImpossibleFd(t *testing.T) {
 			}
 			if s := r.Stats(); s.Outstanding != 0 {
 				t.Fatalf("Outstanding = %d after refused arms", s.Outstanding)
+			}
+		})
+	}
+}
+
+// TestArmServesOpenFdPastLimit: a descriptor opened before RLIMIT_NOFILE
+// was lowered stays open at a number past the limit, and the reactor,
+// made after the lowering, still serves it. In a child process: the hard
+// limit, once lowered, may not come back.
+func TestArmServesOpenFdPastLimit(t *testing.T) {
+	if os.Getenv("ONESHOT_FD_PAST_LIMIT") == "" {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestArmServesOpenFdPastLimit$", "-test.v")
+		cmd.Env = append(os.Environ(), "ONESHOT_FD_PAST_LIMIT=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("child: %v\n%s", err, out)
+		}
+		if !strings.Contains(string(out), "--- PASS: TestArmServesOpenFdPastLimit") {
+			t.Fatalf("child did not pass:\n%s", out)
+		}
+		return
+	}
+	a, b := pair(t)
+	const high = 900
+	if err := unix.Dup2(a, high); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(high) })
+	lim := unix.Rlimit{Cur: 512, Max: 512}
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		t.Skipf("cannot lower RLIMIT_NOFILE: %v", err)
+	}
+	if got := poller.FdLimit(); got != 512 {
+		t.Fatalf("FdLimit = %d, want the hard limit 512", got)
+	}
+	for _, bk := range backends {
+		t.Run(name(bk), func(t *testing.T) {
+			r := newReactor(t, bk, 1)
+			got := make(chan reactor.Result, 1)
+			if _, err := r.Arm(high, reactor.In, func(res reactor.Result) { got <- res }); err != nil {
+				t.Fatalf("Arm(%d), open past the limit: %v", high, err)
+			}
+			if _, err := unix.Write(b, []byte("x")); err != nil {
+				t.Fatal(err)
+			}
+			if res := <-got; res.Err != nil || res.Events&reactor.In == 0 {
+				t.Fatalf("Arm(%d): %+v, want In", high, res)
 			}
 		})
 	}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"runtime"
 	"strconv"
@@ -40,7 +41,7 @@ type Reactor struct {
 	backend Backend // constant after New
 	reason  string  // constant after New
 	io      string  // constant after New: IOPath
-	maxFd   int     // constant after New: poller.FdLimit
+	maxFd   int     // constant after New: poller.FdLimit, as New found it
 
 	closing atomic.Bool // Close began: loops stop at their next turn
 	closed  atomic.Bool // Close began: new requests are refused
@@ -251,11 +252,12 @@ func (r *Reactor) arm(q *Request, fd int, ev Events, cb func(Result), deadline i
 }
 
 // checkFd refuses a number no descriptor can have: negative, or at or past
-// poller.FdLimit (the loops keep fds in 32 bits, and tables by fd number,
-// which a number that large would grow for nothing: 4 bytes a number).
+// poller.FdLimit and not open (poller.FdOpen). The loops keep fds in 32
+// bits, and tables by fd number, which a number that large would grow for
+// nothing: 4 bytes a number.
 func (r *Reactor) checkFd(fd int) error {
-	if fd < 0 || fd >= r.maxFd {
-		return fmt.Errorf("reactor: fd %d out of range (no descriptor here reaches %d)", fd, r.maxFd)
+	if fd < 0 || fd > math.MaxInt32 || fd >= r.maxFd && !poller.FdOpen(fd) {
+		return fmt.Errorf("reactor: fd %d out of range (at or past RLIMIT_NOFILE %d, and not open)", fd, r.maxFd)
 	}
 	return nil
 }
