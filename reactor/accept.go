@@ -189,14 +189,17 @@ func (s *lsock) acceptable(res Result) {
 
 // backOff waits before accepting again. Out of descriptors or memory
 // (libuv #690), the pending connection stays queued and the socket stays
-// readable, so re-arming now would spin. Wait, doubling up to a bound. The
-// first backoff of a streak is logged (at most every acceptWarnEvery), as
-// its end is (accepting): clients meanwhile wait or time out, and the
+// readable, so re-arming now would spin. Wait, doubling up to a bound. A
+// streak of backoffs is logged (at most one warning every acceptWarnEvery),
+// as its end is (accepting): clients meanwhile wait or time out, and the
 // counters alone do not say why.
 func (s *lsock) backOff(errno unix.Errno) {
 	s.ln.backoffs.Add(1)
 	now := nanotime()
-	if s.streak == 0 && (s.warnedAt == 0 || now-s.warnedAt >= int64(acceptWarnEvery)) {
+	// Not only at a streak's first backoff: descriptors run out in
+	// flaps, and a streak that began within acceptWarnEvery of the last
+	// warning is logged once that much has passed.
+	if !s.warned && (s.warnedAt == 0 || now-s.warnedAt >= int64(acceptWarnEvery)) {
 		s.warnedAt, s.warned = now, true
 		s.ln.r.cfg.Logger.Sugar().Warnw("reactor: accepting failed; backing off until it works again",
 			"addr", s.ln.addr, "err", errno, "backoff_max", backoffMax)
