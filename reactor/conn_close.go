@@ -15,8 +15,10 @@ import (
 // reading stops, pending output is flushed (bounded by CloseTimeout), and
 // then a TCP Conn lingers: its write side is shut (the peer reads our FIN
 // after the last byte), and what the peer still sends is read and
-// discarded until its EOF, or until nothing unread is left and the peer
-// has acknowledged all our output, bounded by LingerTimeout. Closing a
+// discarded until its EOF, or until the peer has acknowledged all our
+// output and nothing unread is left (or discardRounds buffers were read in
+// a turn: a peer still sending is then reset, which costs it none of our
+// output), bounded by LingerTimeout. Closing a
 // socket whose receive queue holds unread bytes makes the kernel send a
 // reset and throw away whatever of our output the peer had not yet
 // acknowledged, so closing as soon as the output reached the kernel lost

@@ -67,8 +67,9 @@ func (c *NetConn) Write(b []byte) (int, error) {
 // once what the kernel holds for it has completed, as Reactor.CloseFd
 // does) when the last of them has returned, so none of them can reach a
 // later owner of the fd's number, and Close returns after that close(2)
-// (at once when called from a loop callback, which the loop cannot wait
-// for). Calling it from inside a SyscallConn
+// (at once when called from a callback on one of this reactor's loops,
+// which the loop cannot wait for; from another reactor's loop it waits for
+// this one's). Calling it from inside a SyscallConn
 // callback, which holds the fd, would wait for itself. A second Close
 // returns an error wrapping net.ErrClosed.
 func (c *NetConn) Close() error { return c.fd.opErr("close", c.fd.Close()) }

@@ -124,8 +124,9 @@ func TestShutdownPausedByItsOwnRead(t *testing.T) {
 // waiting. The peer queues more than that many buffers while the loop is
 // held; the held turn then drains the Conn, which, having nothing to
 // flush, lingers at once: its first discard must drop discardRounds
-// buffers, no more. The rest waits for later turns, and the peer's close
-// ends the Conn.
+// buffers, no more. Then, as at EAGAIN, it closes if the peer has
+// acknowledged all its output (a reset, costing the peer none of it), or
+// reads on in later turns until the peer's close ends it.
 func TestDiscardIsBounded(t *testing.T) {
 	const queued = (discardRounds + 2) * readBufSize
 	for _, tc := range []struct {

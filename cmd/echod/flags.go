@@ -414,8 +414,6 @@ func defaultConfig() config {
 	}
 }
 
-// parseFlags parses args. A wrong command line returns an error wrapping
-// errUsage whose text fits on one line.
 // maxShutdownTimeout bounds --shutdown-timeout; minRecvBufferSize bounds
 // a --recv-buffer-size other than 0 from below.
 const (
@@ -423,6 +421,8 @@ const (
 	minRecvBufferSize  = 512
 )
 
+// parseFlags parses args. A wrong command line returns an error wrapping
+// errUsage whose text fits on one line.
 func parseFlags(args []string) (config, error) {
 	cfg := defaultConfig()
 	fs := newFlagSet(&cfg)
