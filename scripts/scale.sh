@@ -101,6 +101,39 @@ say "servers on CPUs ${scpus[*]} (N loops on the first N), echoload on CPUs $cli
 # field FILE NAME: a number from echoload's JSON report.
 field() { sed -n "s/.*\"$2\": \([0-9.e+-]*\).*/\1/p" "$1" | head -n 1; }
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR) print (NR % 2 ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2) }'; }
+# top FILE NAME: a number from the report's top level (two spaces in; the
+# config object, four in, has a "messages" of its own).
+top() { sed -n "s/^  \"$2\": \([0-9.e+-]*\).*/\1/p" "$1" | head -n 1; }
+# round_fault FILE RC SERVER_PID prints why a round is no good (nothing if
+# it is): the server died, echoload failed, or its report shows errors or
+# no message. Such a round is left out of the medians.
+round_fault() {
+	local f=$1 rc=$2 spid=$3 msgs errs
+	if ! running "$spid"; then
+		echo "the server died"
+		return
+	fi
+	if [[ $rc != 0 ]]; then
+		echo "echoload exited $rc"
+		return
+	fi
+	msgs=$(top "$f" messages)
+	errs=$(top "$f" error_total)
+	if [[ -z $msgs || -z $errs ]]; then
+		echo "no report"
+	elif [[ $errs != 0 ]]; then
+		echo "$errs errors"
+	elif [[ $msgs == 0 ]]; then
+		echo "no message echoed"
+	fi
+}
+
+# fault["SRV N"]: why that cell may have no result at all (then it is in
+# the table as failed, listed in failed, and the script exits 1);
+# dropped["SRV N"]: how many of its rounds were left out; notes: one line
+# per round left out, printed under the table.
+declare -A fault=() dropped=()
+notes=() failed=()
 
 for n in $LOOPS; do
 	cpu_list=$(
@@ -116,6 +149,7 @@ for n in $LOOPS; do
 		read -r -a cmd <<<"$(server_cmd "$srv" "$n")"
 		if [[ ! -x ${cmd[0]} ]]; then
 			say "$srv: ${cmd[0]} is missing; skipped"
+			fault["$srv $n"]="not built"
 			continue
 		fi
 		log=$out/logs/${srv}_$n.log
@@ -124,6 +158,7 @@ for n in $LOOPS; do
 		live[$pid]=1
 		if ! addr=$(bound_addr "$pid" "$log"); then
 			say "$srv with $n loops did not start; skipped (log: $log)"
+			fault["$srv $n"]="did not start"
 			stop_pid "$pid"
 			continue
 		fi
@@ -142,7 +177,25 @@ for n in $LOOPS; do
 			rc=0
 			wait "$cpid" || rc=$?
 			unset "live[$cpid]"
-			say "  $n loops, $srv: $(field "$f" msgs_per_sec) msgs/s (exit $rc)"
+			why=$(round_fault "$f" "$rc" "${pid_of[$srv]}")
+			if [[ -z $why ]]; then
+				say "  $n loops, $srv: $(field "$f" msgs_per_sec) msgs/s"
+				continue
+			fi
+			# Kept for a look, under a name the medians do not read.
+			mv "$f" "$f.dropped"
+			dropped["$srv $n"]=$((${dropped["$srv $n"]-0} + 1))
+			if ! running "${pid_of[$srv]}"; then
+				src=0
+				wait "${pid_of[$srv]}" 2>/dev/null || src=$?
+				unset "live[${pid_of[$srv]}]" "pid_of[$srv]"
+				why="the server died (exit $src; log: $out/logs/${srv}_$n.log)"
+				fault["$srv $n"]="the server died in round $round"
+				# Its later rounds cannot run.
+				dropped["$srv $n"]=$((${dropped["$srv $n"]} + ROUNDS - round))
+			fi
+			say "  $n loops, $srv, round $round: $why; round left out (report: $f.dropped)"
+			notes+=("$n loops, $srv, round $round: $why")
 		done
 	done
 	for srv in "${!pid_of[@]}"; do stop_pid "${pid_of[$srv]}"; done
@@ -161,18 +214,42 @@ done
 	declare -A first=()
 	for n in $LOOPS; do
 		for srv in $SERVERS; do
-			compgen -G "$out/cells/${srv}_${n}_r*.json" >/dev/null || continue
+			[[ $srv != c-* || $n == 1 ]] || continue
 			col() { for f in "$out/cells/${srv}_${n}"_r*.json; do field "$f" "$1"; done | median; }
-			mps=$(col msgs_per_sec)
-			[[ -n $mps ]] || continue
+			mps=
+			! compgen -G "$out/cells/${srv}_${n}_r*.json" >/dev/null || mps=$(col msgs_per_sec)
+			if [[ -z $mps ]]; then
+				# No good round: the cell is shown as failed, and the
+				# script's exit status says so.
+				printf '| %s | %s | failed: %s | – | – | – | – | – | – |\n' "$n" "$srv" \
+					"${fault["$srv $n"]:-no good round of $ROUNDS}"
+				failed+=("$srv at $n loops")
+				continue
+			fi
+			name=$srv
+			[[ -z ${dropped["$srv $n"]-} ]] ||
+				name="$srv (median of $((ROUNDS - ${dropped["$srv $n"]})) of $ROUNDS rounds)"
 			[[ -n ${first[$srv]-} ]] || first[$srv]=$mps
 			user=$(col server_user_us_per_msg)
 			[[ -z $user ]] || user=$(printf '%.2f' "$user")
-			printf '| %s | %s | %.0f | %.2f | %.2f | %s | %.0f | %.0f | %.2f |\n' "$n" "$srv" "$mps" \
+			printf '| %s | %s | %.0f | %.2f | %.2f | %s | %.0f | %.0f | %.2f |\n' "$n" "$name" "$mps" \
 				"$(awk -v a="$mps" -v b="${first[$srv]}" 'BEGIN { print a / b }')" \
 				"$(col server_us_per_msg)" "${user:-–}" "$(col p99)" "$(col p99_9)" "$(col client_us_per_msg)"
 		done
 	done
+	if ((${#notes[@]} > 0)); then
+		echo
+		echo "Rounds left out (the server died, echoload failed, or its report had errors or no message):"
+		echo
+		printf -- '- %s\n' "${notes[@]}"
+	fi
 } >"$out/scale.md"
 cat "$out/scale.md"
 say "results: $out/scale.md"
+if ((${#failed[@]} > 0)); then
+	say "FAILED: ${#failed[@]} cell(s) with no good round: $(
+		IFS=,
+		echo "${failed[*]}"
+	)"
+	exit 1
+fi
