@@ -176,7 +176,17 @@ server_pin=()
 client_pin=()
 loops=0
 mapfile -t cpus < <(allowed_cpus)
-[[ -z $CPUS ]] || read -r -a cpus <<<"$CPUS"
+if [[ -n $CPUS ]]; then
+	# A CPU this process may not run on would make taskset fail for every
+	# server: refuse it here, with the list it may use.
+	for c in $CPUS; do
+		if [[ " ${cpus[*]} " != *" $c "* ]]; then
+			say "CPUS=\"$CPUS\": CPU $c is not one this process may use (${cpus[*]}); see --help"
+			exit 2
+		fi
+	done
+	read -r -a cpus <<<"$CPUS"
+fi
 if [[ $PIN == 1 && ${#cpus[@]} -ge 2 ]] && command -v taskset >/dev/null; then
 	server_pin=(taskset -c "${cpus[0]}")
 	client_pin=(taskset -c "${cpus[1]}")
@@ -247,7 +257,7 @@ for srv in $SERVERS; do
 		say "$srv: skipped (not built)"
 		continue
 	fi
-	read -r -a cmd <<<"$(server_cmd "$srv" "$loops")"
+	server_cmd "$srv" "$loops" || continue
 	log=$out/logs/$srv.log
 	"${server_pin[@]}" "${cmd[@]}" >"$log" 2>&1 &
 	pid=$!
@@ -263,8 +273,13 @@ for srv in $SERVERS; do
 	srv_addr[$srv]=$addr
 	ready+=("$srv")
 done
+if ((${#ready[@]} == 0)); then
+	say "FAILED: no server started (SERVERS=\"$SERVERS\"); see the messages above and the logs in $out/logs/"
+	exit 1
+fi
 
 started=$(date -u +%s)
+reports=0 # cells whose echoload wrote a report
 for round in $(seq "$ROUNDS"); do
 	[[ $ROUNDS == 1 ]] || say "round $round of $ROUNDS"
 	for cell in $CELLS; do
@@ -310,6 +325,7 @@ for round in $(seq "$ROUNDS"); do
 					echo "$n $duration_s" >"$f.sys"
 				fi
 			fi
+			[[ -z $summary ]] || reports=$((reports + 1))
 			say "  $cell $srv: ${summary:-no report} (exit $rc)"
 			[[ $rc == 0 ]] || head -n 2 "$f.err" >&2 || true
 		done
@@ -341,6 +357,15 @@ echo
 # server's CPU per message is also shown over its, where it ran.
 ref=()
 have c-uring && ref=(--ref c-uring)
-"$bin/comparetable" --dir "$out" --servers "$SERVERS" --cells "$CELLS" --base "$base" "${ref[@]}" --meta "$out/meta.txt"
+table_rc=0
+"$bin/comparetable" --dir "$out" --servers "$SERVERS" --cells "$CELLS" --base "$base" "${ref[@]}" --meta "$out/meta.txt" || table_rc=$?
 echo
 say "results: $out/compare.md, $out/compare.json, per-cell reports in $out/cells/"
+if ((reports == 0)); then
+	say "FAILED: no cell produced a report; see $out/cells/*.err and $out/logs/"
+	exit 1
+fi
+if ((table_rc != 0)); then
+	say "FAILED: comparetable exited $table_rc"
+	exit "$table_rc"
+fi

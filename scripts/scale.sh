@@ -146,7 +146,10 @@ for n in $LOOPS; do
 			say "$srv has one event loop: not run with $n"
 			continue
 		fi
-		read -r -a cmd <<<"$(server_cmd "$srv" "$n")"
+		if ! server_cmd "$srv" "$n"; then
+			fault["$srv $n"]="unknown server"
+			continue
+		fi
 		if [[ ! -x ${cmd[0]} ]]; then
 			say "$srv: ${cmd[0]} is missing; skipped"
 			fault["$srv $n"]="not built"

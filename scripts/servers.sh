@@ -6,6 +6,8 @@
 #
 #   trap cleanup EXIT
 #   trap 'exit 130' INT TERM
+#
+# shellcheck shell=bash
 
 # live holds the PIDs of our children not yet reaped; a PID leaves it only
 # once waited for, so it can never name someone else's process.
@@ -51,24 +53,27 @@ allowed_cpus() {
 	done
 }
 
-# server_cmd NAME LOOPS prints the command line that starts server NAME
-# with LOOPS event loops (0: its default) on a port the kernel picks (port
-# 0): no port is ever guessed, so nothing else on the machine can hold it
-# or be hit by mistake.
+# server_cmd NAME LOOPS sets the array cmd to the command that starts
+# server NAME with LOOPS event loops (0: its default) on a port the kernel
+# picks (port 0): no port is ever guessed, so nothing else on the machine can
+# hold it or be hit by mistake. An array, not a printed line, so that a path
+# with spaces in it stays one word. Fails, cmd empty, for an unknown NAME.
+# shellcheck disable=SC2034 # cmd is the sourcing script's to run
 server_cmd() {
 	local name=$1 n=$2
+	cmd=()
 	case $name in
-	echod-uring) echo "$bin/echod --listen 127.0.0.1:0 --backend uring --loops $n" ;;
-	echod-uring-poll) echo "$bin/echod --listen 127.0.0.1:0 --backend uring --io poll --loops $n" ;;
-	echod-uring-inc) echo "$bin/echod --listen 127.0.0.1:0 --backend uring --recv-incremental --loops $n" ;;
-	echod-uring-locked) echo "$bin/echod --listen 127.0.0.1:0 --backend uring --lock-loops --kernel-wait=false --loops $n" ;;
-	echod-uring-parked) echo "$bin/echod --listen 127.0.0.1:0 --backend uring --kernel-wait=false --loops $n" ;;
-	echod-epoll-parked) echo "$bin/echod --listen 127.0.0.1:0 --backend epoll --kernel-wait=false --loops $n" ;;
-	echod-epoll) echo "$bin/echod --listen 127.0.0.1:0 --backend epoll --loops $n" ;;
-	stdlib | gnet | netpoll | nbio) echo "$bin/$name --addr 127.0.0.1:0 --loops $n" ;;
-	c-uring) echo "$bin/echo_uring --addr 127.0.0.1:0 --loops $n" ;;
-	c-uring-gather) echo "$bin/echo_uring --gather --addr 127.0.0.1:0 --loops $n" ;;
-	c-epoll) echo "$bin/echo_epoll --addr 127.0.0.1:0 --loops $n" ;;
+	echod-uring) cmd=("$bin/echod" --listen 127.0.0.1:0 --backend uring --loops "$n") ;;
+	echod-uring-poll) cmd=("$bin/echod" --listen 127.0.0.1:0 --backend uring --io poll --loops "$n") ;;
+	echod-uring-inc) cmd=("$bin/echod" --listen 127.0.0.1:0 --backend uring --recv-incremental --loops "$n") ;;
+	echod-uring-locked) cmd=("$bin/echod" --listen 127.0.0.1:0 --backend uring --lock-loops --kernel-wait=false --loops "$n") ;;
+	echod-uring-parked) cmd=("$bin/echod" --listen 127.0.0.1:0 --backend uring --kernel-wait=false --loops "$n") ;;
+	echod-epoll-parked) cmd=("$bin/echod" --listen 127.0.0.1:0 --backend epoll --kernel-wait=false --loops "$n") ;;
+	echod-epoll) cmd=("$bin/echod" --listen 127.0.0.1:0 --backend epoll --loops "$n") ;;
+	stdlib | gnet | netpoll | nbio) cmd=("$bin/$name" --addr 127.0.0.1:0 --loops "$n") ;;
+	c-uring) cmd=("$bin/echo_uring" --addr 127.0.0.1:0 --loops "$n") ;;
+	c-uring-gather) cmd=("$bin/echo_uring" --gather --addr 127.0.0.1:0 --loops "$n") ;;
+	c-epoll) cmd=("$bin/echo_epoll" --addr 127.0.0.1:0 --loops "$n") ;;
 	*) say "unknown server $name"; return 1 ;;
 	esac
 }
