@@ -2,7 +2,9 @@
 # http-bench.sh — net/http serving a small response (14 bytes) on the
 # reactor's NetListen (epoll and io_uring backends) vs on net.Listen, under
 # wrk, in one run. Prints each figure's median over the rounds and its
-# ratio to the standard library.
+# ratio to the standard library. A round in which wrk reports socket errors
+# or non-2xx responses is left out of the medians (and listed); a server
+# with no round left makes the script exit 1.
 #
 #   scripts/http-bench.sh                  # 3 rounds, 10 s each, 50 conns (~2.5 min)
 #   ROUNDS=5 DURATION=5s scripts/http-bench.sh
@@ -59,14 +61,20 @@ pin() { # pin CPU CMD...: run CMD on CPU when pinning
 	if [[ $PIN == 1 ]]; then taskset -c "$cpu" "$@"; else "$@"; fi
 }
 
-pids=()
+# live holds the PIDs of our servers not yet reaped; a PID leaves it once
+# waited for, so the EXIT trap can never name someone else's process.
+declare -A live=()
+work=
 cleanup() {
-	for p in "${pids[@]}"; do
+	local p
+	for p in "${!live[@]}"; do
 		kill "$p" 2>/dev/null || true
 		wait "$p" 2>/dev/null || true
 	done
+	[[ -z $work ]] || rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 clk=$(getconf CLK_TCK)
 work=$(mktemp -d)
@@ -92,7 +100,7 @@ run() {
 		"$root/bin/httpserve" "${args[@]}" >"$log" 2>&1 &
 	fi
 	local pid=$!
-	pids+=("$pid")
+	live[$pid]=1
 	local addr="" i
 	for ((i = 0; i < 100; i++)); do
 		addr=$(sed -n 's/^listening on //p' "$log")
@@ -113,13 +121,21 @@ run() {
 	t1=$(ticks "$pid")
 	kill "$pid"
 	wait "$pid" 2>/dev/null || true
+	unset "live[$pid]"
 	echo "$out" >"$work/$mode.$round.wrk"
 	local reqs rps p99 errs
 	reqs=$(awk '/requests in/ { print $1 }' <<<"$out")
 	rps=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
 	p99=$(awk '$1 == "99%" { v = $2; if (v ~ /us$/) { sub(/us$/, "", v); v /= 1000 } else if (v ~ /ms$/) { sub(/ms$/, "", v) } else if (v ~ /s$/) { sub(/s$/, "", v); v *= 1000 } print v }' <<<"$out")
 	errs=$(awk '/Non-2xx|Socket errors/' <<<"$out")
-	[[ -n $errs ]] && say "$mode round $round: $errs"
+	if [[ -n $errs || -z $rps || ${reqs:-0} == 0 ]]; then
+		# Errors make the figures a different workload's: the round is left
+		# out of the medians.
+		say "round $round $mode: left out: ${errs:-no requests completed}"
+		echo "$mode round $round: ${errs:-no requests completed}" | tr '\n' ' ' >>"$work/dropped"
+		echo >>"$work/dropped"
+		return 0
+	fi
 	local cpu
 	cpu=$(awk -v d=$((t1 - t0)) -v clk="$clk" -v n="$reqs" 'BEGIN { printf "%.2f", d / clk / n * 1e6 }')
 	say "round $round $mode: $rps req/s, $cpu us CPU/req, p99 $p99 ms ($(head -1 "$log" | grep -v '^listening' || true))"
@@ -133,17 +149,36 @@ for ((round = 1; round <= ROUNDS; round++)); do
 	done
 done
 
-# median MODE COLUMN
+touch "$work/results" "$work/dropped"
+# median MODE COLUMN: over the rounds kept; nothing when there is none.
 median() {
 	awk -v m="$1" -v c="$2" '$1 == m { print $c }' "$work/results" | sort -g |
-		awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+		awk '{ v[NR] = $1 } END { if (NR == 0) exit; if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
+# ratio A B: A / B, or – where either is missing.
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "–"; else printf "%.2f", a / b }'; }
 base_rps=$(median std 2) base_cpu=$(median std 3)
+failed=()
 printf '\n%-14s %12s %10s %14s %10s %10s\n' server "req/s" "x std" "CPU us/req" "x std" "p99 ms"
 for mode in $MODES; do
 	rps=$(median "$mode" 2) cpu=$(median "$mode" 3) p99=$(median "$mode" 4)
-	printf '%-14s %12.0f %10.2f %14.2f %10.2f %10s\n' "$mode" "$rps" \
-		"$(awk -v a="$rps" -v b="$base_rps" 'BEGIN { print a / b }')" "$cpu" \
-		"$(awk -v a="$cpu" -v b="$base_cpu" 'BEGIN { print a / b }')" "$p99"
+	kept=$(awk -v m="$mode" '$1 == m' "$work/results" | wc -l)
+	if ((kept == 0)); then
+		printf '%-14s %12s\n' "$mode" "failed: no round without errors"
+		failed+=("$mode")
+		continue
+	fi
+	note=
+	((kept == ROUNDS)) || note=" ($kept of $ROUNDS rounds)"
+	printf '%-14s %12.0f %10s %14.2f %10s %10s%s\n' "$mode" "$rps" "$(ratio "$rps" "$base_rps")" \
+		"$cpu" "$(ratio "$cpu" "$base_cpu")" "$p99" "$note"
 done
-echo "(medians of $ROUNDS rounds; x std: ratio to net/http on net.Listen in this run)"
+echo "(medians of the rounds without errors, of $ROUNDS; x std: ratio to net/http on net.Listen in this run)"
+if [[ -s $work/dropped ]]; then
+	echo "rounds left out (wrk reported errors):"
+	sed 's/^/  /' "$work/dropped"
+fi
+if ((${#failed[@]} > 0)); then
+	say "FAILED: no round without errors for: ${failed[*]}"
+	exit 1
+fi
