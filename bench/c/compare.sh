@@ -4,7 +4,7 @@
 # case, the median over ROUNDS rounds of each side and the ratio Go/C
 # (the goal for the batched NOP loop: <= 1.3).
 #
-#   bench/c/compare.sh            # ROUNDS=5 NOPS=1000000 BENCHTIME=1000000x
+#   bench/c/compare.sh            # ROUNDS=5 NOPS=1000000 BENCHTIME=300ms
 #
 # Needs liburing-dev (apt-get install -y liburing-dev) and Go.
 set -euo pipefail
