@@ -61,6 +61,9 @@
 # connections up, so compare server CPU µs per message there (echoload reads
 # the server's utime+stime from /proc at the measured phase's ends).
 #
+# The script exits 1 when no server started or no cell produced a report,
+# and 2 for a bad setting (CPUS naming a CPU it may not use, say).
+#
 # Every process this script starts is stopped by its PID on exit.
 set -euo pipefail
 

@@ -26,6 +26,11 @@
 #                 (see /sys/devices/system/cpu/cpu*/topology/thread_siblings_list)
 #   PREBUILT=DIR  build nothing: run the binaries in DIR, as scripts/compare.sh
 #
+# A round whose server died, whose echoload failed or whose report has
+# errors or no message is left out of the medians and listed under the
+# table; a cell with no round left is shown as failed and makes the script
+# exit 1.
+#
 # Every process this script starts is stopped by its PID on exit.
 set -euo pipefail
 
