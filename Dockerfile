@@ -18,6 +18,13 @@
 #
 #   docker run --rm -p 7007:7007 \
 #     --security-opt seccomp=contrib/seccomp-io_uring.json echod
+#
+# On `docker stop`, echod drains for up to --shutdown-timeout (10s by
+# default), and Docker kills it after its own 10s: give the container more
+# (`docker run --stop-timeout 15`, or stop_grace_period in compose) or
+# echod less, so that the drain ends before the kill. /healthz is served
+# with --metrics-addr (distroless has no shell or curl for a HEALTHCHECK:
+# probe it from the orchestrator).
 
 FROM golang:1.26 AS build
 ARG VERSION=
