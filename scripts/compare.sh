@@ -62,7 +62,9 @@
 # the server's utime+stime from /proc at the measured phase's ends).
 #
 # The script exits 1 when no server started or no cell produced a report,
-# and 2 for a bad setting (CPUS naming a CPU it may not use, say).
+# and 2 for a bad setting (CPUS naming a CPU it may not use, say). Ctrl-C
+# or SIGTERM (timeout) during the matrix ends it after the cell under way,
+# writes the table from the cells measured, and exits 130.
 #
 # Every process this script starts is stopped by its PID on exit.
 set -euo pipefail
@@ -116,7 +118,16 @@ say() { printf 'compare: %s\n' "$*" >&2; }
 # shellcheck source=scripts/servers.sh
 source "$root/scripts/servers.sh"
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+# INT or TERM before the matrix exits at once; during it, the cell being
+# measured ends, and the table is written from the cells measured so far
+# before the script exits 130 (benchbox.sh bounds each step with timeout,
+# which sends TERM: it must not lose a whole run's table for its tail).
+interrupted=0 in_matrix=0
+on_signal() {
+	interrupted=1
+	((in_matrix)) || exit 130
+}
+trap on_signal INT TERM
 
 # --- build -------------------------------------------------------------------
 declare -A c_built=()
@@ -283,12 +294,16 @@ fi
 
 started=$(date -u +%s)
 reports=0 # cells whose echoload wrote a report
+in_matrix=1
 for round in $(seq "$ROUNDS"); do
+	((interrupted == 0)) || break
 	[[ $ROUNDS == 1 ]] || say "round $round of $ROUNDS"
 	for cell in $CELLS; do
+		((interrupted == 0)) || break
 		conns=${cell%x*}
 		size=${cell#*x}
 		for srv in "${ready[@]}"; do
+			((interrupted == 0)) || break
 			pid=${srv_pid[$srv]}
 			addr=${srv_addr[$srv]}
 			f=$out/cells/${srv}_${cell}_r$round
@@ -319,6 +334,12 @@ for round in $(seq "$ROUNDS"); do
 				live[$perfpid]=1
 			fi
 			wait "$cpid" || rc=$?
+			# A trapped signal ends wait early: the cell goes on to its end
+			# (or its own interruption; comparetable leaves it out then).
+			while ((interrupted)) && kill -0 "$cpid" 2>/dev/null; do
+				rc=0
+				wait "$cpid" || rc=$?
+			done
 			unset "live[$cpid]"
 			summary=$(sed -n 's/.*"msgs_per_sec": \([0-9]*\).*/\1 msgs\/s/p' "$f.json" | head -n 1)
 			if [[ -n $perfpid ]]; then
@@ -334,8 +355,10 @@ for round in $(seq "$ROUNDS"); do
 		done
 	done
 done
+in_matrix=0
 for srv in "${ready[@]}"; do stop_pid "${srv_pid[$srv]}"; done
 elapsed=$(($(date -u +%s) - started))
+((interrupted == 0)) || say "interrupted: the table holds the cells measured before the signal"
 
 {
 	echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
@@ -364,6 +387,7 @@ table_rc=0
 "$bin/comparetable" --dir "$out" --servers "$SERVERS" --cells "$CELLS" --base "$base" "${ref[@]}" --meta "$out/meta.txt" || table_rc=$?
 echo
 say "results: $out/compare.md, $out/compare.json, per-cell reports in $out/cells/"
+((interrupted == 0)) || exit 130
 if ((reports == 0)); then
 	say "FAILED: no cell produced a report; see $out/cells/*.err and $out/logs/"
 	exit 1

@@ -10,8 +10,8 @@
 //	    --cells "1x64 100x64" --base echod-uring --ref c-uring --meta meta.txt
 //
 // Reports are read from DIR/cells/SERVER_CELL_rROUND.json; each figure is
-// the median over the rounds without error, and a missing or failed report
-// is named in the row's note. The CPU ratios are given twice: the ratio of
+// the median over the rounds without error, and a missing, failed or
+// interrupted report is named in the row's note. The CPU ratios are given twice: the ratio of
 // the two servers' medians, and the median of the rounds' own ratios (a
 // round runs every server of a cell one after the other, so its ratio
 // compares two servers measured minutes apart rather than across the whole
@@ -43,9 +43,10 @@ type report struct {
 		P99  float64 `json:"p99"`
 		P999 float64 `json:"p99_9"`
 	} `json:"latency_us"`
-	ErrorTotal int64  `json:"error_total"`
-	FirstError string `json:"first_error"`
-	CPU        *struct {
+	ErrorTotal  int64  `json:"error_total"`
+	FirstError  string `json:"first_error"`
+	Interrupted bool   `json:"interrupted"` // a signal cut the run short: its figures cover part of it
+	CPU         *struct {
 		ClientUSPerMsg       float64  `json:"client_us_per_msg"`
 		ServerUSPerMsg       *float64 `json:"server_us_per_msg"`
 		ServerUserUSPerMsg   *float64 `json:"server_user_us_per_msg"`
@@ -192,6 +193,10 @@ func load(dir, server, cell string) (Row, error) {
 		}
 		if rep.ErrorTotal > 0 || rep.Messages == 0 {
 			notes = append(notes, fmt.Sprintf("round %s: %d errors: %s", round, rep.ErrorTotal, rep.FirstError))
+			continue
+		}
+		if rep.Interrupted {
+			notes = append(notes, fmt.Sprintf("round %s: interrupted", round))
 			continue
 		}
 		msgs, mb = append(msgs, rep.MsgsPerSec), append(mb, rep.MBPerSec)

@@ -12,13 +12,18 @@ import (
 )
 
 // writeReport writes one round's echoload --json report of a server; a
-// cpu of 0 writes a round that failed (errors, no CPU figure).
+// cpu of 0 writes a round that failed (errors, no CPU figure), a negative
+// one a round a signal cut short.
 func writeReport(t *testing.T, dir, server, cell string, round int, cpu float64) {
 	t.Helper()
 	rep := map[string]any{"messages": 1000, "msgs_per_sec": 1000.0, "latency_us": map[string]float64{"p99": 10}}
-	if cpu == 0 {
+	switch {
+	case cpu == 0:
 		rep["error_total"], rep["first_error"] = 1, "connection reset"
-	} else {
+	case cpu < 0:
+		rep["interrupted"] = true
+		rep["cpu"] = map[string]any{"client_us_per_msg": 1.0, "server_us_per_msg": -cpu}
+	default:
 		rep["cpu"] = map[string]any{"client_us_per_msg": 1.0, "server_us_per_msg": cpu}
 	}
 	b, err := json.Marshal(rep)
@@ -48,6 +53,9 @@ func TestCPURatios(t *testing.T) {
 		// are rounds 1 and 3 (0.5, 2), whose median is their mean.
 		{"failed round", []float64{10, 0, 5}, []float64{5, 100, 10}, 10.0 / 7.5, 1.25},
 		{"no pair", []float64{10, 0}, []float64{0, 9}, 0.9, math.NaN()},
+		// Round 2 of other was interrupted: left out as a failed one
+		// (counted, its 100 would make both ratios 5.45).
+		{"interrupted round", []float64{10, 10}, []float64{9, -100}, 0.9, 0.9},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
