@@ -84,6 +84,11 @@ for arg in "$@"; do
 	esac
 done
 
+# A relative PREBUILT names a directory from where the script was started,
+# or else from the repository's root, where it runs.
+if [[ -n ${PREBUILT-} && $PREBUILT != /* && -d $PREBUILT ]]; then
+	PREBUILT=$PWD/$PREBUILT
+fi
 cd "$(dirname "$0")/.."
 root=$PWD
 
@@ -109,7 +114,10 @@ CPUS=${CPUS-}
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 out=$root/results/compare-$stamp
 bin=$root/bin/compare
-[[ -z $PREBUILT ]] || bin=$(cd "$PREBUILT" && pwd)
+if [[ -n $PREBUILT ]] && ! bin=$(cd "$PREBUILT" 2>/dev/null && pwd); then
+	printf "compare: PREBUILT=%s: no such directory (here or under %s)\n" "$PREBUILT" "$root" >&2
+	exit 2
+fi
 mkdir -p "$out/cells" "$out/logs" "$bin"
 
 say() { printf 'compare: %s\n' "$*" >&2; }

@@ -48,6 +48,11 @@ for arg in "$@"; do
 	esac
 done
 
+# A relative PREBUILT names a directory from where the script was started,
+# or else from the repository's root, where it runs.
+if [[ -n ${PREBUILT-} && $PREBUILT != /* && -d $PREBUILT ]]; then
+	PREBUILT=$PWD/$PREBUILT
+fi
 cd "$(dirname "$0")/.."
 root=$PWD
 LOOPS=${LOOPS:-"1 2 4"}
@@ -72,7 +77,10 @@ trap 'exit 130' INT TERM
 # --- binaries ------------------------------------------------------------------
 bin=$root/bin/compare
 if [[ -n $PREBUILT ]]; then
-	bin=$(cd "$PREBUILT" && pwd)
+	bin=$(cd "$PREBUILT" 2>/dev/null && pwd) || {
+		echo "scale: PREBUILT=$PREBUILT: no such directory (here or under $root)" >&2
+		exit 2
+	}
 else
 	say "building into $bin"
 	mkdir -p "$bin"
