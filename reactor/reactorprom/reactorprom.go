@@ -12,6 +12,7 @@
 package reactorprom
 
 import (
+	"slices"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -100,7 +101,9 @@ func NewFromStats(stats func() reactor.Stats) *Collector {
 	}
 }
 
-// AddListener adds ln's counters under the label listener=name.
+// AddListener adds ln's counters under the label listener=name. A name
+// already added is taken over by ln (a listener reopened under its old
+// name: two series under one label would fail every scrape).
 func (c *Collector) AddListener(name string, ln *reactor.Listener) {
 	c.AddListenerStats(name, ln.Stats)
 }
@@ -109,7 +112,21 @@ func (c *Collector) AddListener(name string, ln *reactor.Listener) {
 func (c *Collector) AddListenerStats(name string, stats func() reactor.ListenerStats) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	for i := range c.listeners {
+		if c.listeners[i].label == name {
+			c.listeners[i].stats = stats
+			return
+		}
+	}
 	c.listeners = append(c.listeners, source{name, stats})
+}
+
+// RemoveListener stops exporting the listener added as name, and drops the
+// Collector's reference to it; a name not added is ignored.
+func (c *Collector) RemoveListener(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.listeners = slices.DeleteFunc(c.listeners, func(s source) bool { return s.label == name })
 }
 
 // Describe sends every family's description.

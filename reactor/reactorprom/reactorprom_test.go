@@ -139,3 +139,30 @@ oneshot_listener_output_buffer_bytes{listener="a"} 4096
 		t.Fatal(err)
 	}
 }
+
+// TestListenerReAddedAndRemoved: a listener added again under its name (a
+// service that reopened it) takes the name over, where two series under
+// one label failed every scrape for good, and RemoveListener drops its
+// series.
+func TestListenerReAddedAndRemoved(t *testing.T) {
+	col := reactorprom.NewFromStats(func() reactor.Stats { return reactor.Stats{} })
+	col.AddListenerStats("http", func() reactor.ListenerStats { return reactor.ListenerStats{Active: 1} })
+	col.AddListenerStats("udp", func() reactor.ListenerStats { return reactor.ListenerStats{Active: 5} })
+	col.AddListenerStats("http", func() reactor.ListenerStats { return reactor.ListenerStats{Active: 2} })
+	want := func(series string) string {
+		return "# HELP oneshot_listener_connections_active Connections open now.\n" +
+			"# TYPE oneshot_listener_connections_active gauge\n" + series
+	}
+	if err := testutil.CollectAndCompare(col, strings.NewReader(want(
+		"oneshot_listener_connections_active{listener=\"http\"} 2\noneshot_listener_connections_active{listener=\"udp\"} 5\n")),
+		"oneshot_listener_connections_active"); err != nil {
+		t.Fatalf("after re-adding http: %v", err)
+	}
+	col.RemoveListener("http")
+	col.RemoveListener("nosuch")
+	if err := testutil.CollectAndCompare(col, strings.NewReader(want(
+		"oneshot_listener_connections_active{listener=\"udp\"} 5\n")),
+		"oneshot_listener_connections_active"); err != nil {
+		t.Fatalf("after removing http: %v", err)
+	}
+}
