@@ -287,12 +287,10 @@ func (l *loop) submit(fd int, ev Events, owner any, deadline int64) (reqHandle, 
 	if q, ok := owner.(*Request); ok {
 		q.h = h // before the push: the callback may run before we return
 	}
-	l.armed.Add(1)
 	l.outstanding.Add(1)
 	if !l.post(cmd{op: opArm, h: h, when: deadline}) {
 		// The loop took its last batch: this request was never accepted.
 		// No one else has the handle, so retire it here without a delivery.
-		l.armed.Add(^uint64(0))
 		l.outstanding.Add(^uint64(0))
 		h.Close()
 		if h.Arm().Has(cancel.MustDeliver) && h.Delivered().Has(cancel.MustRelease) {
@@ -300,6 +298,9 @@ func (l *loop) submit(fd int, ev Events, owner any, deadline int64) (reqHandle, 
 		}
 		return reqHandle{}, ErrClosed
 	}
+	// Counted once accepted, never taken back: a counter that went down
+	// while a refused arm was undone read as a reset to Prometheus.
+	l.armed.Add(1)
 	return h, nil
 }
 
