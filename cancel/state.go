@@ -240,7 +240,7 @@ func (s State) Owes() bool { return s&owesBit != 0 }
 func (s State) Stolen() bool { return s&stolenBit != 0 }
 
 // Gen returns the generation: 0 for a slot's first life, then +1 (modulo
-// 2^39) per Release.
+// 2^38) per Release.
 func (s State) Gen() uint64 { return uint64(s&genMask) >> genShift }
 
 // Cancellable reports whether a Cancel on this snapshot's life would still

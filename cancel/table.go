@@ -166,11 +166,13 @@ func (t *Table[T]) Release(h Handle[T]) {
 }
 
 // Lookup returns the live request a tag names. It reports false, counts the
-// tag as stale and touches nothing when the tag is zero, has bit 63 set,
-// names no slot, or names a slot whose current life has another generation.
+// tag as stale and touches nothing when the tag is zero, has bit 63 or
+// CallerBit set (a caller's tag is never taken for one of the table's, as
+// CallerBit promises, whichever the caller asks first), names no slot, or
+// names a slot whose current life has another generation.
 func (t *Table[T]) Lookup(tag uint64) (Handle[T], bool) {
 	i := tag & indexMask
-	if i == 0 || tag>>63 != 0 || i > uint64(t.Cap()) {
+	if i == 0 || tag>>62 != 0 || i > uint64(t.Cap()) {
 		t.stale.Add(1)
 		return Handle[T]{}, false
 	}

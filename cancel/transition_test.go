@@ -303,7 +303,7 @@ func TestTags(t *testing.T) {
 			t.Fatalf("Lookup(%#x) = %v, %v", h.Tag(), got, ok)
 		}
 	}
-	for _, bad := range []uint64{0, 1 << 63, hs[0].Tag() | 1<<63, uint64(tb.Cap()+1) | hs[0].Tag()&^(1<<24-1)} {
+	for _, bad := range []uint64{0, 1 << 63, hs[0].Tag() | 1<<63, hs[0].Tag() | cancel.CallerBit, uint64(tb.Cap()+1) | hs[0].Tag()&^(1<<24-1)} {
 		if _, ok := tb.Lookup(bad); ok {
 			t.Errorf("Lookup(%#x) accepted a malformed tag", bad)
 		}

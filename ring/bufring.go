@@ -283,8 +283,10 @@ func (b *BufRing) publish() {
 
 // Close unregisters b and unmaps its memory. The owner first makes sure no
 // request that selects from b is still in the kernel (the kernel may be
-// writing into a buffer until its CQE is posted). It is idempotent; a ring
-// closed before b leaves only the unmapping to do.
+// writing into a buffer until its CQE is posted): closing the ring first
+// does not, since the kernel tears a ring down after its fd closes, not
+// before Close returns. It is idempotent; a ring closed before b leaves
+// only the unmapping to do.
 func (b *BufRing) Close() error {
 	if b.closed {
 		return nil
