@@ -4,6 +4,7 @@ package reactor
 
 import (
 	"net"
+	"os"
 	"syscall"
 	"time"
 
@@ -125,6 +126,13 @@ func (c *NetConn) SetKeepAlivePeriod(d time.Duration) error {
 // SyscallConn returns a raw connection for socket options and custom I/O;
 // its Read and Write park on the reactor like NetConn's.
 func (c *NetConn) SyscallConn() (syscall.RawConn, error) { return rawConn{c.fd}, nil }
+
+// File returns a copy of the connection's socket, as net.TCPConn's File
+// does; closing either leaves the other open.
+func (c *NetConn) File() (*os.File, error) {
+	f, err := c.fd.file()
+	return f, c.fd.opErr("file", err)
+}
 
 // rawConn is NetConn's syscall.RawConn.
 type rawConn struct{ fd *netFD }

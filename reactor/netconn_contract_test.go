@@ -157,3 +157,74 @@ func TestNetConnReadAfterReactorClose(t *testing.T) {
 		})
 	}
 }
+
+// TestNetListenerFileAndSyscallConn: File and SyscallConn as on
+// net.TCPListener (and File on net.TCPConn): the copy is the same
+// listening socket, accepts what the original's peers dial once the
+// original is closed (a graceful restart's hand-over), and closing it
+// leaves the original listening; Control reaches the socket.
+func TestNetListenerFileAndSyscallConn(t *testing.T) {
+	for _, b := range backends {
+		t.Run(name(b), func(t *testing.T) {
+			r := newReactor(t, b, 1)
+			ln := netListen(t, r, "tcp").(*reactor.NetListener)
+			rc, err := ln.SyscallConn()
+			if err != nil {
+				t.Fatal(err)
+			}
+			listening := 0
+			if err := rc.Control(func(fd uintptr) { listening, _ = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ACCEPTCONN) }); err != nil || listening != 1 {
+				t.Fatalf("Control: SO_ACCEPTCONN %d, %v; want a listening socket", listening, err)
+			}
+			f, err := ln.File()
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Closing the copy leaves the original listening.
+			f2, err := ln.File()
+			if err != nil {
+				t.Fatal(err)
+			}
+			f2.Close()
+			c, s, err := netPair(r, ln)
+			if err != nil {
+				t.Fatalf("the original after its copy closed: %v", err)
+			}
+			c.Close()
+			s.Close()
+			// The hand-over: the original closed, the copy still accepts.
+			addr := ln.Addr().String()
+			ln.Close()
+			heir, err := net.FileListener(f)
+			f.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer heir.Close()
+			d, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatalf("dial after the hand-over: %v", err)
+			}
+			defer d.Close()
+			a, err := heir.Accept()
+			if err != nil {
+				t.Fatal(err)
+			}
+			a.Close()
+			// A NetConn's File is a copy of its socket too.
+			c2, s2 := tcpPair(t, r)
+			cf, err := c2.(*reactor.NetConn).File()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := cf.Write([]byte("x")); err != nil {
+				t.Fatalf("write through the File copy: %v", err)
+			}
+			cf.Close()
+			buf := make([]byte, 1)
+			if _, err := io.ReadFull(s2, buf); err != nil || buf[0] != 'x' {
+				t.Fatalf("read what the copy wrote: %q, %v", buf, err)
+			}
+		})
+	}
+}

@@ -197,6 +197,9 @@ type netFD struct {
 	raddr net.Addr // constant; nil for listeners
 	// listener: a listening socket (accept, no peer); constant.
 	listener bool
+	// copied: File made a copy of the socket, whose holder (a process it
+	// was handed to) may go on listening after Close; set once.
+	copied atomic.Bool
 	// unlink is the path of a Unix listening socket this process bound,
 	// removed at close as net's UnixListener does; constant.
 	unlink string
@@ -314,10 +317,13 @@ func (fd *netFD) recv(w *pollWait, p []byte) (n int, eof bool, err error) {
 func (fd *netFD) destroy() {
 	fd.rd.stop()
 	fd.wr.stop()
-	if fd.listener {
+	if fd.listener && !fd.copied.Load() {
 		// A listening socket: stop the kernel completing handshakes
 		// now, even while an io_uring poll still holds the file
-		// (liburing #932; see lsock.close).
+		// (liburing #932; see lsock.close). Not one File copied: the
+		// shutdown would stop the copy's holder listening too, where
+		// net's Close leaves it (a graceful restart hands a listener
+		// on so), and the copy keeps the socket open whatever the poll.
 		_ = unix.Shutdown(fd.sysfd, unix.SHUT_RD) // best effort: the close follows
 	}
 	if fd.r.onLoop() {
@@ -531,6 +537,34 @@ func (fd *netFD) setDeadline(t time.Time, read, write bool) error {
 }
 
 // control runs f with the fd held open, for socket options.
+// file returns a duplicate of the fd as an *os.File, as net's File
+// methods do: closing either leaves the other open, and the two share the
+// socket (its options, its nonblocking mode).
+func (fd *netFD) file() (*os.File, error) {
+	var f *os.File
+	err := fd.control(func(s int) error {
+		nfd, err := unix.FcntlInt(uintptr(s), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			return os.NewSyscallError("dup", err)
+		}
+		name := fd.net + ":" + addrString(fd.laddr)
+		if fd.raddr != nil {
+			name += "->" + addrString(fd.raddr)
+		}
+		f = os.NewFile(uintptr(nfd), name)
+		fd.copied.Store(true)
+		return nil
+	})
+	return f, err
+}
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}
+
 func (fd *netFD) control(f func(fd int) error) error {
 	if !fd.ref.incref() {
 		return net.ErrClosed

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -97,11 +98,24 @@ func (ln *NetListener) AcceptNet() (*NetConn, error) {
 
 // Close stops listening. A parked Accept returns an error wrapping
 // net.ErrClosed. When Close returns the socket no longer listens (the
-// port can be bound again) and a Unix socket's path is removed.
+// port can be bound again) and a Unix socket's path is removed, unless
+// File copied it: the copy's holder then goes on listening, as with net.
 func (ln *NetListener) Close() error { return ln.fd.opErr("close", ln.fd.Close()) }
 
 // Addr returns the bound address (with the port the kernel chose for :0).
 func (ln *NetListener) Addr() net.Addr { return ln.fd.laddr }
+
+// File returns a copy of the listening socket, as net.TCPListener's File
+// does: for a process that hands its listeners on (a graceful restart).
+// Closing either leaves the other listening (see Close).
+func (ln *NetListener) File() (*os.File, error) {
+	f, err := ln.fd.file()
+	return f, ln.fd.opErr("file", err)
+}
+
+// SyscallConn returns the listening socket's raw connection, for its
+// options (Control), as net.TCPListener's does.
+func (ln *NetListener) SyscallConn() (syscall.RawConn, error) { return rawConn{ln.fd}, nil }
 
 // SetDeadline sets the deadline of Accept, as net.TCPListener's.
 func (ln *NetListener) SetDeadline(t time.Time) error {

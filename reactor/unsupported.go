@@ -131,6 +131,7 @@ func (c *NetConn) SetKeepAlive(on bool) error               { return net.ErrClos
 func (c *NetConn) SetKeepAlivePeriod(d time.Duration) error { return net.ErrClosed }
 func (c *NetConn) SetNoDelay(on bool) error                 { return net.ErrClosed }
 func (c *NetConn) SyscallConn() (syscall.RawConn, error)    { return nil, errors.ErrUnsupported }
+func (c *NetConn) File() (*os.File, error)                  { return nil, errors.ErrUnsupported }
 
 // NetListener is a net.Listener served by a reactor; see the Linux build.
 type NetListener struct{}
@@ -142,3 +143,7 @@ func (ln *NetListener) AcceptNet() (*NetConn, error)  { return nil, net.ErrClose
 func (ln *NetListener) Addr() net.Addr                { return nil }
 func (ln *NetListener) Close() error                  { return nil }
 func (ln *NetListener) SetDeadline(t time.Time) error { return net.ErrClosed }
+func (ln *NetListener) File() (*os.File, error)       { return nil, errors.ErrUnsupported }
+func (ln *NetListener) SyscallConn() (syscall.RawConn, error) {
+	return nil, errors.ErrUnsupported
+}
