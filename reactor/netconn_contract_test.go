@@ -160,9 +160,10 @@ func TestNetConnReadAfterReactorClose(t *testing.T) {
 
 // TestNetListenerFileAndSyscallConn: File and SyscallConn as on
 // net.TCPListener (and File on net.TCPConn): the copy is the same
-// listening socket, accepts what the original's peers dial once the
-// original is closed (a graceful restart's hand-over), and closing it
-// leaves the original listening; Control reaches the socket.
+// listening socket and takes what peers dial while the original does not
+// accept (a graceful restart's hand-over), closing it leaves the original
+// listening, and the original's Close stops both (NetListener.File says
+// why); Control reaches the socket.
 func TestNetListenerFileAndSyscallConn(t *testing.T) {
 	for _, b := range backends {
 		t.Run(name(b), func(t *testing.T) {
@@ -192,9 +193,8 @@ func TestNetListenerFileAndSyscallConn(t *testing.T) {
 			}
 			c.Close()
 			s.Close()
-			// The hand-over: the original closed, the copy still accepts.
+			// The hand-over: the original accepts no more, the copy does.
 			addr := ln.Addr().String()
-			ln.Close()
 			heir, err := net.FileListener(f)
 			f.Close()
 			if err != nil {
@@ -211,6 +211,12 @@ func TestNetListenerFileAndSyscallConn(t *testing.T) {
 				t.Fatal(err)
 			}
 			a.Close()
+			// The original's Close shuts the socket down, the copy's too.
+			ln.Close()
+			if c, err := net.Dial("tcp", addr); err == nil {
+				c.Close()
+				t.Fatal("a dial succeeded after Close: the socket still listens")
+			}
 			// A NetConn's File is a copy of its socket too.
 			c2, s2 := tcpPair(t, r)
 			cf, err := c2.(*reactor.NetConn).File()

@@ -197,9 +197,6 @@ type netFD struct {
 	raddr net.Addr // constant; nil for listeners
 	// listener: a listening socket (accept, no peer); constant.
 	listener bool
-	// copied: File made a copy of the socket, whose holder (a process it
-	// was handed to) may go on listening after Close; set once.
-	copied atomic.Bool
 	// unlink is the path of a Unix listening socket this process bound,
 	// removed at close as net's UnixListener does; constant.
 	unlink string
@@ -317,13 +314,11 @@ func (fd *netFD) recv(w *pollWait, p []byte) (n int, eof bool, err error) {
 func (fd *netFD) destroy() {
 	fd.rd.stop()
 	fd.wr.stop()
-	if fd.listener && !fd.copied.Load() {
+	if fd.listener {
 		// A listening socket: stop the kernel completing handshakes
 		// now, even while an io_uring poll still holds the file
-		// (liburing #932; see lsock.close). Not one File copied: the
-		// shutdown would stop the copy's holder listening too, where
-		// net's Close leaves it (a graceful restart hands a listener
-		// on so), and the copy keeps the socket open whatever the poll.
+		// (liburing #932; see lsock.close). This stops a File copy
+		// listening too (NetListener.File says so).
 		_ = unix.Shutdown(fd.sysfd, unix.SHUT_RD) // best effort: the close follows
 	}
 	if fd.r.onLoop() {
@@ -536,7 +531,6 @@ func (fd *netFD) setDeadline(t time.Time, read, write bool) error {
 	return nil
 }
 
-// control runs f with the fd held open, for socket options.
 // file returns a duplicate of the fd as an *os.File, as net's File
 // methods do: closing either leaves the other open, and the two share the
 // socket (its options, its nonblocking mode).
@@ -552,7 +546,6 @@ func (fd *netFD) file() (*os.File, error) {
 			name += "->" + addrString(fd.raddr)
 		}
 		f = os.NewFile(uintptr(nfd), name)
-		fd.copied.Store(true)
 		return nil
 	})
 	return f, err
@@ -565,6 +558,7 @@ func addrString(a net.Addr) string {
 	return a.String()
 }
 
+// control runs f with the fd held open, for socket options.
 func (fd *netFD) control(f func(fd int) error) error {
 	if !fd.ref.incref() {
 		return net.ErrClosed

@@ -98,8 +98,7 @@ func (ln *NetListener) AcceptNet() (*NetConn, error) {
 
 // Close stops listening. A parked Accept returns an error wrapping
 // net.ErrClosed. When Close returns the socket no longer listens (the
-// port can be bound again) and a Unix socket's path is removed, unless
-// File copied it: the copy's holder then goes on listening, as with net.
+// port can be bound again) and a Unix socket's path is removed.
 func (ln *NetListener) Close() error { return ln.fd.opErr("close", ln.fd.Close()) }
 
 // Addr returns the bound address (with the port the kernel chose for :0).
@@ -107,7 +106,12 @@ func (ln *NetListener) Addr() net.Addr { return ln.fd.laddr }
 
 // File returns a copy of the listening socket, as net.TCPListener's File
 // does: for a process that hands its listeners on (a graceful restart).
-// Closing either leaves the other listening (see Close).
+// Closing the copy leaves the listener listening. Unlike net's, Close
+// stops the copy listening too: it shuts the socket down, so that it
+// stops taking connections at once although an io_uring poll may still
+// hold it (liburing #932). A process that hands its listener on stops
+// accepting and exits (its exit closes the socket without a shutdown),
+// rather than Close it.
 func (ln *NetListener) File() (*os.File, error) {
 	f, err := ln.fd.file()
 	return f, ln.fd.opErr("file", err)
