@@ -37,7 +37,7 @@ vet: ## go vet
 # out of the library's go.mod) but imports nothing outside the standard
 # library, so its tests need no download.
 test: vet ## go vet, then every test under -race (fuzz seed corpora included)
-	scripts/race-deps.sh
+	GO="$(GO)" scripts/race-deps.sh
 	$(GO) test -race -timeout $(TEST_TIMEOUT) $(TESTFLAGS) $(PKGS)
 	cd bench/peers && $(GO) test $(TESTFLAGS) ./comparetable/
 

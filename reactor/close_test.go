@@ -64,8 +64,8 @@ func TestCloseWithOutstanding(t *testing.T) {
 					}
 				}()
 			}
-			// Armed in the kernel, not only counted: Armed moves before a
-			// submitter's hand-off, which Close may still refuse.
+			// Armed in the kernel, not only handed to the loop: a request
+			// in the inbox is not yet the backend's.
 			waitFor(t, 10*time.Second, "all requests armed", func() bool {
 				return r.Stats().BackendArmed == int64(len(fds))
 			})

@@ -201,11 +201,22 @@ mapfile -t cpus < <(allowed_cpus)
 if [[ -n $CPUS ]]; then
 	# A CPU this process may not run on would make taskset fail for every
 	# server: refuse it here, with the list it may use.
-	for c in $CPUS; do
-		if [[ " ${cpus[*]} " != *" $c "* ]]; then
-			say "CPUS=\"$CPUS\": CPU $c is not one this process may use (${cpus[*]}); see --help"
-			exit 2
-		fi
+	# Each word is a taskset list (benchbox.sh gives echoload "1,2,3"):
+	# every CPU in it, ranges expanded, is checked.
+	for word in $CPUS; do
+		for part in ${word//,/ }; do
+			lo=${part%-*} hi=${part#*-}
+			if ! [[ $lo =~ ^[0-9]+$ && $hi =~ ^[0-9]+$ ]]; then
+				say "CPUS=\"$CPUS\": $part is not a CPU number or range; see --help"
+				exit 2
+			fi
+			for ((c = lo; c <= hi; c++)); do
+				if [[ " ${cpus[*]} " != *" $c "* ]]; then
+					say "CPUS=\"$CPUS\": CPU $c is not one this process may use (${cpus[*]}); see --help"
+					exit 2
+				fi
+			done
+		done
 	done
 	read -r -a cpus <<<"$CPUS"
 fi
@@ -321,8 +332,9 @@ for round in $(seq "$ROUNDS"); do
 			fi
 			rc=0
 			perfpid=
-			# echoload runs in the background and is waited for, so that a
-			# signal to this script is handled at once, not after the cell.
+			# echoload runs in the background and is waited for: a signal
+			# to this script ends the wait at once, and the cell is waited
+			# for again below (on_signal).
 			"${client_pin[@]}" "$bin/echoload" --addr "$addr" --conns "$conns" --size "$size" \
 				--pipeline "$PIPELINE" --duration "$DURATION" --warmup "$WARMUP" --server-pid "$pid" \
 				--json --quiet >"$f.json" 2>"$f.err" &
@@ -344,7 +356,7 @@ for round in $(seq "$ROUNDS"); do
 			wait "$cpid" || rc=$?
 			# A trapped signal ends wait early: the cell goes on to its end
 			# (or its own interruption; comparetable leaves it out then).
-			while ((interrupted)) && kill -0 "$cpid" 2>/dev/null; do
+			while ((interrupted && rc > 128)) && running "$cpid"; do
 				rc=0
 				wait "$cpid" || rc=$?
 			done

@@ -6,7 +6,8 @@
 # can (root), else says what to install. Silent when all is there.
 set -euo pipefail
 
-cc=$(go env CC)
+go=${GO:-go} # the Makefile's $(GO)
+cc=$($go env CC)
 cc=${cc:-gcc}
 have_cc() { command -v "${cc%% *}" >/dev/null 2>&1; }
 if ! have_cc; then
@@ -21,7 +22,7 @@ if ! have_cc; then
 		exit 1
 	fi
 fi
-if [[ $(go env CGO_ENABLED) != 1 ]]; then
-	echo "race-deps.sh: go test -race needs cgo, and CGO_ENABLED is $(go env CGO_ENABLED) here: unset it, or set it to 1" >&2
+if [[ $($go env CGO_ENABLED) != 1 ]]; then
+	echo "race-deps.sh: go test -race needs cgo, and CGO_ENABLED is $($go env CGO_ENABLED) here: unset it, or set it to 1" >&2
 	exit 1
 fi

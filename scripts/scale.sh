@@ -29,7 +29,8 @@
 # A round whose server died, whose echoload failed or whose report has
 # errors or no message is left out of the medians and listed under the
 # table; a cell with no round left is shown as failed and makes the script
-# exit 1 (a server not built here is shown as skipped, as compare.sh does).
+# exit 1 (a server not built here is shown as skipped, as compare.sh does,
+# but a run that measured nothing at all exits 1).
 #
 # Every process this script starts is stopped by its PID on exit.
 set -euo pipefail
@@ -228,6 +229,7 @@ done
 	echo "| loops | server | msgs/s | × N=first | server CPU µs/msg | of it user | p99 µs | p99.9 µs | client CPU µs/msg |"
 	echo "|--:|---|--:|--:|--:|--:|--:|--:|--:|"
 	declare -A first=()
+	measured=0 # cells with a result
 	for n in $LOOPS; do
 		for srv in $SERVERS; do
 			[[ $srv != c-* || $n == 1 ]] || continue
@@ -248,6 +250,7 @@ done
 				failed+=("$srv at $n loops")
 				continue
 			fi
+			measured=$((measured + 1))
 			name=$srv
 			[[ -z ${dropped["$srv $n"]-} ]] ||
 				name="$srv (median of $((ROUNDS - ${dropped["$srv $n"]})) of $ROUNDS rounds)"
@@ -268,6 +271,10 @@ done
 } >"$out/scale.md"
 cat "$out/scale.md"
 say "results: $out/scale.md"
+if ((measured == 0)); then
+	say "FAILED: no cell measured (no server built or started; see above)"
+	exit 1
+fi
 if ((${#failed[@]} > 0)); then
 	say "FAILED: ${#failed[@]} cell(s) with no good round: $(
 		IFS=,
