@@ -82,6 +82,14 @@ work=$(mktemp -d)
 # counted after the command name's closing parenthesis).
 ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
 
+# alive PID: the process runs (a dead child not yet waited for is a zombie,
+# whose /proc entry stays).
+alive() {
+	local st
+	st=$(sed -E 's/.*\) (.).*/\1/' "/proc/$1/stat" 2>/dev/null) || return 1
+	[[ -n $st && $st != Z ]]
+}
+
 # run MODE ROUND: one server, one measured wrk run; appends
 # "MODE rps cpu_us_per_req p99_ms" to $work/results.
 run() {
@@ -115,9 +123,18 @@ run() {
 	fi
 	local url=http://$addr/
 	pin "$wrk_cpu" wrk -t1 -c"$CONNS" -d"$WARMUP" "$url" >/dev/null
-	local t0 t1 out
+	local t0 t1=0 out
 	t0=$(ticks "$pid")
-	out=$(pin "$wrk_cpu" wrk -t1 -c"$CONNS" -d"$DURATION" --latency "$url")
+	out=$(pin "$wrk_cpu" wrk -t1 -c"$CONNS" -d"$DURATION" --latency "$url") || true
+	if ! alive "$pid"; then
+		# Its CPU and its answers are no longer one server's run: the
+		# round is left out, and the table says so.
+		wait "$pid" 2>/dev/null || true
+		unset "live[$pid]"
+		say "round $round $mode: left out: the server died during the run (log: $log)"
+		echo "$mode round $round: the server died during the run" >>"$work/dropped"
+		return 0
+	fi
 	t1=$(ticks "$pid")
 	kill "$pid"
 	wait "$pid" 2>/dev/null || true
@@ -175,7 +192,7 @@ for mode in $MODES; do
 done
 echo "(medians of the rounds without errors, of $ROUNDS; x std: ratio to net/http on net.Listen in this run)"
 if [[ -s $work/dropped ]]; then
-	echo "rounds left out (wrk reported errors):"
+	echo "rounds left out (wrk reported errors, or the server died):"
 	sed 's/^/  /' "$work/dropped"
 fi
 if ((${#failed[@]} > 0)); then
