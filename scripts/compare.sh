@@ -64,7 +64,8 @@
 # The script exits 1 when no server started or no cell produced a report,
 # and 2 for a bad setting (CPUS naming a CPU it may not use, say). Ctrl-C
 # or SIGTERM (timeout) during the matrix ends it after the cell under way,
-# writes the table from the cells measured, and exits 130.
+# writes the table from the cells measured, and exits 130; a second one
+# exits at once.
 #
 # Every process this script starts is stopped by its PID on exit.
 set -euo pipefail
@@ -132,8 +133,8 @@ trap cleanup EXIT
 # which sends TERM: it must not lose a whole run's table for its tail).
 interrupted=0 in_matrix=0
 on_signal() {
+	((in_matrix && !interrupted)) || exit 130 # a second signal: at once
 	interrupted=1
-	((in_matrix)) || exit 130
 }
 trap on_signal INT TERM
 
