@@ -9,6 +9,10 @@
 // Each family is declared once, in a table that says how a scrape reads
 // it; Describe and Collect walk the same tables, so a family cannot be
 // described and not collected, or the reverse.
+//
+// Two reactors in one registry export the same families: register each
+// Collector through prometheus.WrapRegistererWith with a label of its own
+// (reactor="a"), or the second registration fails as a duplicate.
 package reactorprom
 
 import (
