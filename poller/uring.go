@@ -63,9 +63,8 @@ var setupLadders = [...][]ring.SetupFlags{
 }
 
 type uringPoller struct {
-	r     *ring.Ring // constant after newUring
-	w     *waker     // constant after newUring
-	maxFd int        // FdLimit, constant after newUring
+	r *ring.Ring // constant after newUring
+	w *waker     // constant after newUring
 
 	// Owned by the owner goroutine (and its OS thread, single-issuer).
 	g      ledger   // the tags in flight (but their records, with ext)
@@ -106,6 +105,7 @@ type uringPoller struct {
 	// limitWhy says why not).
 	recvLimit uint32
 	limitWhy  string
+	maxFd     int // FdLimit, constant after newUring; last, away from the hot fields
 }
 
 // NewUring opens the io_uring backend. Call it on the OS thread that will
