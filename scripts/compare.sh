@@ -46,7 +46,8 @@
 #                      liburing-dev
 #   CPUS="S C"         pin the server to CPU S and echoload to CPU C rather
 #                      than the first two this process may use (on a big
-#                      machine: two CPUs that are not hyper-thread siblings)
+#                      machine: two CPUs that are not hyper-thread siblings);
+#                      each is a taskset list (C may be "1,2,3" or "1-3")
 #
 # The C servers are built with bench/c/Makefile (a C compiler; c-uring also
 # needs liburing-dev, which the script installs with apt-get where it is
@@ -204,14 +205,19 @@ if [[ -n $CPUS ]]; then
 	# server: refuse it here, with the list it may use.
 	# Each word is a taskset list (benchbox.sh gives echoload "1,2,3"):
 	# every CPU in it, ranges expanded, is checked.
-	for word in $CPUS; do
-		for part in ${word//,/ }; do
+	read -r -a words <<<"$CPUS" # read: no globbing of a stray *
+	for word in "${words[@]}"; do
+		IFS=, read -r -a parts <<<"$word"
+		if [[ $word == ,* || $word == *, || $word == *,,* ]]; then
+			parts+=("") # an empty part: refused below
+		fi
+		for part in "${parts[@]}"; do
 			lo=${part%-*} hi=${part#*-}
-			if ! [[ $lo =~ ^[0-9]+$ && $hi =~ ^[0-9]+$ ]]; then
-				say "CPUS=\"$CPUS\": $part is not a CPU number or range; see --help"
+			if ! [[ $lo =~ ^[0-9]+$ && $hi =~ ^[0-9]+$ ]] || ((10#$lo > 10#$hi)); then
+				say "CPUS=\"$CPUS\": \"$part\" is not a CPU number or range (N or N-M); see --help"
 				exit 2
 			fi
-			for ((c = lo; c <= hi; c++)); do
+			for ((c = 10#$lo; c <= 10#$hi; c++)); do
 				if [[ " ${cpus[*]} " != *" $c "* ]]; then
 					say "CPUS=\"$CPUS\": CPU $c is not one this process may use (${cpus[*]}); see --help"
 					exit 2
@@ -357,10 +363,10 @@ for round in $(seq "$ROUNDS"); do
 			wait "$cpid" || rc=$?
 			# A trapped signal ends wait early: the cell goes on to its end
 			# (or its own interruption; comparetable leaves it out then).
-			while ((interrupted && rc > 128)) && running "$cpid"; do
+			if ((interrupted && rc > 128)); then
 				rc=0
 				wait "$cpid" || rc=$?
-			done
+			fi
 			unset "live[$cpid]"
 			summary=$(sed -n 's/.*"msgs_per_sec": \([0-9]*\).*/\1 msgs\/s/p' "$f.json" | head -n 1)
 			if [[ -n $perfpid ]]; then
@@ -376,7 +382,6 @@ for round in $(seq "$ROUNDS"); do
 		done
 	done
 done
-in_matrix=0
 for srv in "${ready[@]}"; do stop_pid "${srv_pid[$srv]}"; done
 elapsed=$(($(date -u +%s) - started))
 ((interrupted == 0)) || say "interrupted: the table holds the cells measured before the signal"
@@ -406,6 +411,7 @@ ref=()
 have c-uring && ref=(--ref c-uring)
 table_rc=0
 "$bin/comparetable" --dir "$out" --servers "$SERVERS" --cells "$CELLS" --base "$base" "${ref[@]}" --meta "$out/meta.txt" || table_rc=$?
+in_matrix=0 # the table is written: a signal now exits at once
 echo
 say "results: $out/compare.md, $out/compare.json, per-cell reports in $out/cells/"
 ((interrupted == 0)) || exit 130

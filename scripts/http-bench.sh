@@ -82,8 +82,9 @@ work=$(mktemp -d)
 # counted after the command name's closing parenthesis).
 ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
 
-# alive PID: the process runs (a dead child not yet waited for is a zombie,
-# whose /proc entry stays).
+# alive PID: the process runs. A dead child bash has not yet reaped is a
+# zombie and counts as dead; one it has reaped has no /proc entry, unless
+# its PID was reused meanwhile (seconds of churn at least: not guarded).
 alive() {
 	local st
 	st=$(sed -E 's/.*\) (.).*/\1/' "/proc/$1/stat" 2>/dev/null) || return 1
@@ -122,10 +123,11 @@ run() {
 		exit 1
 	fi
 	local url=http://$addr/
-	pin "$wrk_cpu" wrk -t1 -c"$CONNS" -d"$WARMUP" "$url" >/dev/null
-	local t0 t1=0 out
-	t0=$(ticks "$pid")
-	out=$(pin "$wrk_cpu" wrk -t1 -c"$CONNS" -d"$DURATION" --latency "$url") || true
+	pin "$wrk_cpu" wrk -t1 -c"$CONNS" -d"$WARMUP" "$url" >/dev/null || true
+	local t0=0 t1=0 out=
+	if alive "$pid" && t0=$(ticks "$pid"); then
+		out=$(pin "$wrk_cpu" wrk -t1 -c"$CONNS" -d"$DURATION" --latency "$url") || true
+	fi
 	if ! alive "$pid"; then
 		# Its CPU and its answers are no longer one server's run: the
 		# round is left out, and the table says so.
