@@ -107,11 +107,13 @@ func (ln *NetListener) Addr() net.Addr { return ln.fd.laddr }
 // File returns a copy of the listening socket, as net.TCPListener's File
 // does: for a process that hands its listeners on (a graceful restart).
 // Closing the copy leaves the listener listening. Unlike net's, Close
-// stops the copy listening too: it shuts the socket down, so that it
-// stops taking connections at once although an io_uring poll may still
-// hold it (liburing #932). A process that hands its listener on stops
-// accepting and exits (its exit closes the socket without a shutdown),
-// rather than Close it.
+// stops the copy listening too, and frees the port for another bind: it
+// shuts the socket down, so that it stops taking connections at once
+// although an io_uring poll may still hold it (liburing #932). So a
+// process that hands its listener on must not Close it, nor let
+// http.Server.Shutdown or Close do so (they close their listeners): it
+// stops accepting (SetDeadline in the past ends a parked Accept) and
+// exits, which closes the socket without a shutdown.
 func (ln *NetListener) File() (*os.File, error) {
 	f, err := ln.fd.file()
 	return f, ln.fd.opErr("file", err)
