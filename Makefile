@@ -36,7 +36,7 @@ vet: ## go vet
 # comparetable lives in bench/peers' module (the peers' dependencies stay
 # out of the library's go.mod) but imports nothing outside the standard
 # library, so its tests need no download.
-test: vet ## go vet, then every test under -race (fuzz seed corpora included)
+test: vet ## go vet, then every test under -race (fuzz seed corpora included; installs a C compiler for -race if missing)
 	GO="$(GO)" scripts/race-deps.sh
 	$(GO) test -race -timeout $(TEST_TIMEOUT) $(TESTFLAGS) $(PKGS)
 	cd bench/peers && $(GO) test $(TESTFLAGS) ./comparetable/

@@ -519,15 +519,9 @@ func (c *Conn) flushAndArm() {
 
 // pause stops reading c, its pending output being above MaxPending
 // (backpressure: gnet #764, nbio #255/#479), until flushed resumes it.
-// Shutdown's wait for a paused Conn is bounded by CloseTimeout wherever the
-// pause began: Shutdown's own last read (shutdownRead) may be what paused
-// it, after the sweep that found it open.
 func (c *Conn) pause() {
 	c.setPhase(phPaused)
 	c.st.set(lfBackedUp, true) // and it resumes so (flushed)
-	if c.shutAsked() {
-		c.boundShutdown()
-	}
 }
 
 // flushed goes on once c's output is all in the kernel: the write side

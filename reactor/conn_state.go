@@ -10,7 +10,8 @@ import (
 // connPhase is where a Conn is in its life. Only the Conn's loop moves it,
 // and only along an edge of the table below, through setPhase, the one
 // place that carries out what a move owes (the Listener's Paused count;
-// taking c.mu when Write's answer changes). Other goroutines read it
+// taking c.mu when Write's answer changes; CloseTimeout's bound on a pause
+// Shutdown is waiting for). Other goroutines read it
 // (Write, CloseWrite, Close under c.mu; it is atomic) but never write it:
 // they ask the loop through a task, or through the tasks bits of c's
 // state word while a handler call runs (connWord.ask).
@@ -96,9 +97,17 @@ func (c *Conn) inCall() bool { return c.st.has(bInCall) }
 func (c *Conn) setPhase(to connPhase) {
 	if c.phase().writable() != to.writable() {
 		c.mu.Lock()
-		defer c.mu.Unlock()
+		c.setPhaseLocked(to)
+		c.mu.Unlock()
+	} else {
+		c.setPhaseLocked(to)
 	}
-	c.setPhaseLocked(to)
+	if to == phPaused && c.shutAsked() {
+		// Shutdown's own last read (shutdownRead) may be what paused c,
+		// after the sweep that found it open: its wait is bounded all
+		// the same.
+		c.boundShutdown()
+	}
 }
 
 func (c *Conn) setPhaseLocked(to connPhase) {

@@ -232,16 +232,16 @@ func closePolled(r *Reactor, fd int) {
 // closePolledWait is closePolled that returns once fd is closed; not for a
 // loop goroutine. A loop that stops runs the tasks it took (loop.stop).
 func closePolledWait(r *Reactor, fd int) {
-	t := fdCloser{fd: fd, done: make(chan struct{})}
-	if r.checkFd(fd) != nil || r.closed.Load() || !r.loopFor(fd).postTask(t, 0) {
+	done := make(chan struct{})
+	if r.closeFd(fd, done) != nil {
 		unix.Close(fd) // the reactor closed: nothing of fd is left there
 		return
 	}
-	<-t.done
+	<-done
 }
 
-// fdCloser is closePolledWait's task: what CloseFd's command does, then
-// done closed.
+// fdCloser is closeFd's task where the caller waits: what CloseFd's
+// command does, then done closed.
 type fdCloser struct {
 	fd   int
 	done chan struct{}

@@ -115,14 +115,18 @@ func (p *PacketConn) Close() error {
 	return nil
 }
 
+// isClosed reports whether Close was asked (or p finished).
+func (p *PacketConn) isClosed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closed
+}
+
 func (p *PacketConn) runTask(l *loop, task int32) {
 	switch task {
 	case pcTaskStart:
 		l.own(p)
-		p.mu.Lock()
-		closed := p.closed
-		p.mu.Unlock()
-		if closed || l.stopping {
+		if p.isClosed() || l.stopping {
 			p.finish()
 			return
 		}
@@ -176,10 +180,7 @@ func (p *PacketConn) readable(res Result) {
 			break
 		}
 		p.h.OnPacket(p, buf[:n], sockaddrToAddrPort(from))
-		p.mu.Lock()
-		closed := p.closed
-		p.mu.Unlock()
-		if closed {
+		if p.isClosed() {
 			// The handler closed p (its close task is queued): no
 			// OnPacket follows a Close, as no OnData follows a Conn's.
 			p.finish()

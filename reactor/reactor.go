@@ -391,14 +391,22 @@ func (r *Reactor) poll(ctx context.Context, fd int, ev, extra Events) (Events, e
 // (with ErrFdClosed, unless they already had a result). It returns before
 // the loop acts; the caller must not use fd afterwards. An error means fd
 // was not closed (after Close, ErrClosed): the caller still owns it.
-func (r *Reactor) CloseFd(fd int) error {
+func (r *Reactor) CloseFd(fd int) error { return r.closeFd(fd, nil) }
+
+// closeFd is CloseFd; with done, the loop closes done once fd is closed
+// (closePolledWait waits for it).
+func (r *Reactor) closeFd(fd int, done chan struct{}) error {
 	if err := r.checkFd(fd); err != nil {
 		return err
 	}
 	if r.closed.Load() {
 		return ErrClosed
 	}
-	if !r.loopFor(fd).post(cmd{op: opCloseFd, fd: int32(fd)}) {
+	c := cmd{op: opCloseFd, fd: int32(fd)}
+	if done != nil {
+		c = cmd{op: opTask, obj: fdCloser{fd: fd, done: done}}
+	}
+	if !r.loopFor(fd).post(c) {
 		return ErrClosed
 	}
 	return nil

@@ -344,7 +344,9 @@ func TestStuckMetricsClientHoldsNoExit(t *testing.T) {
 				signals <- syscall.SIGINT
 			}
 			waitStatus(t, status, log)
-			if el := time.Since(start); el > time.Second {
+			// The old wait was 2 s; the grace is 200 ms. 1.5 s leaves a
+			// loaded CI machine room without passing the old code.
+			if el := time.Since(start); el > 1500*time.Millisecond {
 				t.Fatalf("echod exited %v after the signal with a stuck metrics client; log:\n%s", el.Round(time.Millisecond), log.String())
 			}
 		})
