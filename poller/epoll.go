@@ -504,6 +504,14 @@ func (p *epollPoller) Fd() int { return p.epfd }
 // Queued reports Events decided by Disarm, Forget or an Edge arm and not yet
 // returned:
 // epoll_ctl itself takes effect when made.
+// Settle has nothing to wait for: an epoll registration holds no file.
+func (p *epollPoller) Settle(time.Duration) error {
+	if p.closed {
+		return ErrClosed
+	}
+	return nil
+}
+
 func (p *epollPoller) Queued() bool { return p.outHead < len(p.out) }
 
 // epollWait harvests up to want events into p.kev. A look without sleeping

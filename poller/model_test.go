@@ -110,7 +110,11 @@ func (m *model) actions() map[string]func(*rapid.T) {
 		"fill":   func(rt *rapid.T) { h.fill(m.slots[pick(rt)].a) },
 		"unfill": func(rt *rapid.T) { h.drain(m.slots[pick(rt)].b) },
 		"wait":   func(rt *rapid.T) { m.poll(0) },
-		"reopen": func(rt *rapid.T) { m.reopen(pick(rt), rapid.Bool().Draw(rt, "forget")) },
+		"reopen": func(rt *rapid.T) {
+			forget := rapid.Bool().Draw(rt, "forget")
+			m.reopen(pick(rt), forget, forget && rapid.Bool().Draw(rt, "settle"))
+		},
+		"settle": func(rt *rapid.T) { m.settle() },
 	}
 }
 
@@ -140,13 +144,38 @@ func (m *model) write(i int) {
 	m.written[[2]int{i, m.slots[i].epoch}] = true
 }
 
+// settle Settles and proves that it left no disarmed tag in the kernel:
+// the Waits that follow return each one's Event without waiting.
+func (m *model) settle() {
+	h := m.h
+	if err := h.p.Settle(5 * time.Second); err != nil {
+		h.t.Fatalf("Settle: %v", err)
+	}
+	for seen := -1; seen != len(h.seen); {
+		seen = len(h.seen)
+		m.poll(0)
+	}
+	for tag := range h.armed {
+		if m.info[tag].disarmed {
+			h.t.Fatalf("tag %#x disarmed before Settle has no Event after it", tag)
+		}
+	}
+}
+
 // reopen closes slot i's pair and puts a new one on the same numbers, with
-// Forget first or behind the poller's back.
-func (m *model) reopen(i int, forget bool) {
+// Forget first or behind the poller's back; with settle, Forget and Settle
+// first, and then the close must release the file at once (its peer hangs
+// up with no wait), however many polls held it.
+func (m *model) reopen(i int, forget, settle bool) {
 	h := m.h
 	s := &m.slots[i]
 	if forget {
 		h.p.Forget(s.a)
+		if settle {
+			if err := h.p.Settle(5 * time.Second); err != nil {
+				h.t.Fatalf("Settle: %v", err)
+			}
+		}
 	} else {
 		// Closed behind the poller's back, once the arms have reached
 		// the kernel (a queued io_uring arm would take the next file on
@@ -165,6 +194,12 @@ func (m *model) reopen(i int, forget bool) {
 		}
 	}
 	h.close(s.a)
+	if settle {
+		pfd := []unix.PollFd{{Fd: int32(s.b), Events: unix.POLLIN}}
+		if _, err := unix.Poll(pfd, 0); err != nil || pfd[0].Revents&unix.POLLHUP == 0 {
+			h.t.Fatalf("after Forget, Settle and close(%d) its peer's poll is %#x, %v; want POLLHUP at once: the file outlived close(2)", s.a, pfd[0].Revents, err)
+		}
+	}
 	h.close(s.b)
 	x, y := h.pair()
 	switch s.a {
@@ -196,15 +231,15 @@ func (m *model) everyOutcome() {
 	ready := m.arm(0, poller.In)
 	m.write(0)
 
-	m.reopen(1, true) // a file nobody wrote to
+	m.reopen(1, true, false) // a file nobody wrote to
 	canceled := m.arm(1, poller.In)
 	if !m.disarm(canceled) {
 		h.t.Fatalf("Disarm(%#x) = false for a reader on an unwritten file", canceled)
 	}
 
-	m.reopen(2, true)
+	m.reopen(2, true, true)
 	orphan := m.arm(2, poller.In)
-	m.reopen(2, false)
+	m.reopen(2, false, false)
 	m.arm(2, poller.In)
 
 	if ev := m.await(ready); ev.Events&poller.In == 0 || ev.Canceled || ev.Errno != 0 {

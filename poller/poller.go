@@ -332,6 +332,17 @@ type Poller interface {
 	// nothing; on epoll, which cannot wait for a count, Gather does
 	// nothing.
 	Gather(n int, within time.Duration)
+	// Settle hands what is queued to the kernel and waits, at most bound,
+	// until every request Disarm or Forget asked to cancel has ended; the
+	// Events that decides wait for the next Wait. An io_uring request
+	// holds its file open until it ends (liburing #932), so a file whose
+	// tags were disarmed stays open past close(2) until then: a listening
+	// socket goes on completing handshakes. A caller that needs close(2)
+	// to release the file at once Forgets fd, Settles, then closes. It
+	// fails with ErrNotSettled after bound (the caller then closes anyway,
+	// knowing that the file lives on a while), or when the ring fails.
+	// epoll holds no file: it returns nil at once.
+	Settle(bound time.Duration) error
 	// Close releases the poller (see the package documentation). It is
 	// idempotent.
 	Close() error
@@ -360,6 +371,10 @@ type Poller interface {
 
 // ErrCanceled is Event.Err for a tag whose poll was canceled.
 var ErrCanceled = errors.New("poller: poll canceled")
+
+// ErrNotSettled is Settle's error when the kernel has not ended every
+// canceled request within its bound.
+var ErrNotSettled = errors.New("poller: canceled requests still in the kernel")
 
 // ErrClosed is returned by every method called after Close.
 var ErrClosed = errors.New("poller: closed")

@@ -74,6 +74,10 @@ type uringPoller struct {
 	cqes   []ring.CQE
 	out    []Event // decided Events not yet returned (reaped to make room)
 	owed   int     // CQEs the kernel has yet to post for our SQEs
+	// disarming counts the records marked recDisarming: requests asked to
+	// cancel whose end the kernel has not posted yet, each still holding
+	// its file (Settle waits for none).
+	disarming int
 
 	// gatherN, gatherFor: Gather's, for the next Wait only (owner only).
 	gatherN   int
@@ -251,6 +255,7 @@ func (p *uringPoller) Disarm(tag uint64) bool {
 		return false
 	}
 	rec.set(recDisarming, true)
+	p.disarming++
 	p.queuedDisarm = p.queuedDisarm || rec.has(recQueued)
 	p.stats.Disarms++
 	return true

@@ -3,6 +3,7 @@
 package poller
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -75,21 +76,49 @@ func (p *uringPoller) drainKernel() error {
 			return err
 		}
 	}
-	deadline := time.Now().Add(closeDrain)
-	for p.owed > 0 {
+	settled, err := p.enterUntil(func() bool { return p.owed == 0 }, closeDrain, closeAccepted)
+	if err == nil && !settled {
+		err = fmt.Errorf("poller: close: the kernel still owes %d completions after %v", p.owed, closeDrain)
+	}
+	return err
+}
+
+// Settle waits until the kernel has ended every request Disarm or Forget
+// asked it to cancel: each of them holds its file until then (liburing
+// #932). The Events they decide wait in p.out for the next Wait.
+func (p *uringPoller) Settle(bound time.Duration) error {
+	if p.closed {
+		return ErrClosed
+	}
+	settled, err := p.enterUntil(func() bool { return p.disarming == 0 }, bound, func(ev *Event) { p.out = append(p.out, *ev) })
+	if err == nil && !settled {
+		err = fmt.Errorf("%w: %d canceled requests not ended after %v", ErrNotSettled, p.disarming, bound)
+	}
+	return err
+}
+
+// enterUntil hands the SQ to the kernel and takes its completions, each
+// Event they decide to keep, until done holds (true) or bound has passed
+// (false).
+func (p *uringPoller) enterUntil(done func() bool, bound time.Duration, keep func(*Event)) (bool, error) {
+	deadline := time.Now().Add(bound)
+	for !done() {
 		left := time.Until(deadline)
 		if left <= 0 {
-			return fmt.Errorf("poller: close: the kernel still owes %d completions after %v", p.owed, closeDrain)
+			return false, nil
 		}
-		if _, err := p.r.SubmitAndWait(1, left); err != nil {
-			return p.enterErr(err)
+		// EBUSY: completions wait on the overflow list; the reap below
+		// makes room for them.
+		if _, err := p.r.SubmitAndWait(1, left); err != nil && !errors.Is(err, unix.EBUSY) {
+			return false, p.enterErr(err)
 		}
+		p.noteSubmitted()
 		for {
 			k := p.r.Reap(p.cqes)
 			for i := range k {
 				var ev Event
 				if p.complete(&p.cqes[i], &ev) {
-					closeAccepted(&ev)
+					keep(&ev)
 				}
 			}
 			if k < len(p.cqes) {
@@ -97,7 +126,7 @@ func (p *uringPoller) drainKernel() error {
 			}
 		}
 	}
-	return nil
+	return true, nil
 }
 
 // closeAccepted closes the connection an Event that no caller will see

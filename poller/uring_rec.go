@@ -60,6 +60,9 @@ func (p *uringPoller) addRec(tag uint64, fd int, events uint32) *TagRecord {
 
 // dropRec ends tag's record (its last Event is decided).
 func (p *uringPoller) dropRec(tag uint64, r *TagRecord) {
+	if r.has(recDisarming) {
+		p.disarming--
+	}
 	if p.ext != nil {
 		*r = TagRecord{}
 		p.g.n--
