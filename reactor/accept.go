@@ -94,9 +94,10 @@ func (s *lsock) arm() {
 
 func (s *lsock) close() { s.stop(true) }
 
-// stop ends s; own says whether s.fd is still s's socket, to shut down and
-// close. It is not after EBADF or ENOTSOCK (stopBroken): somebody closed
-// the number behind the reactor's back, and it may name another file now.
+// stop ends s; own says whether s.fd is still s's socket, to close once
+// the kernel holds nothing of it (settle). It is not after EBADF or
+// ENOTSOCK (stopBroken): somebody closed the number behind the reactor's
+// back, and it may name another file now.
 func (s *lsock) stop(own bool) {
 	if s.closed {
 		return
@@ -104,17 +105,9 @@ func (s *lsock) stop(own bool) {
 	s.closed = true
 	s.resumeAt = 0 // a backoff's end finds nothing to do
 	s.l.disown(s)
-	if own {
-		// Stop listening now: close(2) alone can leave the socket
-		// listening while an io_uring request still holds the file
-		// (liburing #932), so the kernel completed handshakes after Close
-		// returned, which the final release then reset (a dial after
-		// Listener.Close succeeded in 13 of 200 runs of
-		// TestBlockingCallsFromACallback on io_uring).
-		_ = unix.Shutdown(s.fd, unix.SHUT_RD) // best effort: the close follows
-	}
 	s.l.forgetFdOn(s.fd)
 	if own {
+		s.l.settle(s.fd)
 		_ = unix.Close(s.fd) // EINTR/EIO on close still release the descriptor
 	}
 	if s.ln.openSocks.Add(-1) == 0 {

@@ -461,3 +461,70 @@ func TestCloseFinishesConnsWithNothingInFlight(t *testing.T) {
 		})
 	}
 }
+
+// TestListenerCloseStopsListeningAtOnce: when a Listener's or a
+// NetListener's Close returns, with its accept in flight (on io_uring a
+// poll or an accept that holds the file, liburing #932), the port refuses
+// the next dial, every round: the loop waits for the kernel to end those
+// requests before close(2), and shuts nothing down, so a File copy would
+// listen on (TestNetListenerFileAndSyscallConn).
+func TestListenerCloseStopsListeningAtOnce(t *testing.T) {
+	refused := func(t *testing.T, round int, addr string) {
+		t.Helper()
+		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+		if err == nil {
+			c.Close()
+			t.Fatalf("round %d: a dial after Close returned connected: the socket still listens", round)
+		}
+		if !errors.Is(err, unix.ECONNREFUSED) {
+			t.Fatalf("round %d: dial after Close: %v, want connection refused", round, err)
+		}
+	}
+	for _, b := range connBackends {
+		t.Run(name(b), func(t *testing.T) {
+			r := newReactor(t, b, 1)
+			for round := range 30 {
+				ln, err := r.Listen("tcp", "127.0.0.1:0", &echo{}, reactor.ListenConfig{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				addr := ln.Addr().String()
+				if round%3 == 0 { // an accept has run: the next is armed again
+					c, err := net.Dial("tcp", addr)
+					if err != nil {
+						t.Fatal(err)
+					}
+					waitFor(t, 5*time.Second, "accepted", func() bool { return ln.Stats().Accepted == 1 })
+					c.Close()
+				}
+				if err := ln.Close(); err != nil {
+					t.Fatal(err)
+				}
+				refused(t, round, addr)
+			}
+			for round := range 30 {
+				nl, err := r.NetListen("tcp", "127.0.0.1:0")
+				if err != nil {
+					t.Fatal(err)
+				}
+				addr := nl.Addr().String()
+				parked := make(chan error, 1)
+				go func() {
+					c, err := nl.Accept()
+					if err == nil {
+						c.Close()
+					}
+					parked <- err
+				}()
+				waitFor(t, 5*time.Second, "Accept parked", func() bool { return r.Stats().Outstanding == 1 })
+				if err := nl.Close(); err != nil {
+					t.Fatal(err)
+				}
+				refused(t, round, addr)
+				if err := <-parked; !errors.Is(err, net.ErrClosed) {
+					t.Fatalf("round %d: Accept parked across Close: %v, want net.ErrClosed", round, err)
+				}
+			}
+		})
+	}
+}

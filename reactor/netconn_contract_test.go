@@ -162,8 +162,8 @@ func TestNetConnReadAfterReactorClose(t *testing.T) {
 // net.TCPListener (and File on net.TCPConn): the copy is the same
 // listening socket and takes what peers dial while the original does not
 // accept (a graceful restart's hand-over), closing it leaves the original
-// listening, and the original's Close stops both (NetListener.File says
-// why); Control reaches the socket.
+// listening, and the original's Close, with an Accept parked, leaves the
+// copy listening, as net's does; Control reaches the socket.
 func TestNetListenerFileAndSyscallConn(t *testing.T) {
 	for _, b := range backends {
 		t.Run(name(b), func(t *testing.T) {
@@ -211,11 +211,40 @@ func TestNetListenerFileAndSyscallConn(t *testing.T) {
 				t.Fatal(err)
 			}
 			a.Close()
-			// The original's Close shuts the socket down, the copy's too.
-			ln.Close()
+			// The original closes (with an Accept parked on it, whose
+			// poll the kernel holds) and the copy listens on, as with
+			// net: dials reach the heir.
+			parked := make(chan error, 1)
+			go func() {
+				c, err := ln.Accept()
+				if err == nil {
+					c.Close()
+				}
+				parked <- err
+			}()
+			waitFor(t, 5*time.Second, "Accept parked", func() bool { return r.Stats().Outstanding >= 1 })
+			if err := ln.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-parked; !errors.Is(err, net.ErrClosed) {
+				t.Fatalf("Accept parked across Close: %v, want net.ErrClosed", err)
+			}
+			for i := range 3 {
+				d, err := net.Dial("tcp", addr)
+				if err != nil {
+					t.Fatalf("dial %d after the original's Close: %v; the copy must listen on", i, err)
+				}
+				a, err := heir.Accept()
+				if err != nil {
+					t.Fatal(err)
+				}
+				a.Close()
+				d.Close()
+			}
+			heir.Close()
 			if c, err := net.Dial("tcp", addr); err == nil {
 				c.Close()
-				t.Fatal("a dial succeeded after Close: the socket still listens")
+				t.Fatal("a dial succeeded after both closed: the socket still listens")
 			}
 			// A NetConn's File is a copy of its socket too.
 			c2, s2 := tcpPair(t, r)

@@ -314,13 +314,6 @@ func (fd *netFD) recv(w *pollWait, p []byte) (n int, eof bool, err error) {
 func (fd *netFD) destroy() {
 	fd.rd.stop()
 	fd.wr.stop()
-	if fd.listener {
-		// A listening socket: stop the kernel completing handshakes
-		// now, even while an io_uring poll still holds the file
-		// (liburing #932; see lsock.close). This stops a File copy
-		// listening too (NetListener.File says so).
-		_ = unix.Shutdown(fd.sysfd, unix.SHUT_RD) // best effort: the close follows
-	}
 	if fd.r.onLoop() {
 		closePolled(fd.r, fd.sysfd) // a loop cannot wait for itself
 	} else {

@@ -98,7 +98,8 @@ func (ln *NetListener) AcceptNet() (*NetConn, error) {
 
 // Close stops listening. A parked Accept returns an error wrapping
 // net.ErrClosed. When Close returns the socket no longer listens (the
-// port can be bound again) and a Unix socket's path is removed.
+// port can be bound again), unless a copy from File holds it, and a Unix
+// socket's path is removed.
 func (ln *NetListener) Close() error { return ln.fd.opErr("close", ln.fd.Close()) }
 
 // Addr returns the bound address (with the port the kernel chose for :0).
@@ -106,14 +107,11 @@ func (ln *NetListener) Addr() net.Addr { return ln.fd.laddr }
 
 // File returns a copy of the listening socket, as net.TCPListener's File
 // does: for a process that hands its listeners on (a graceful restart).
-// Closing the copy leaves the listener listening. Unlike net's, Close
-// stops the copy listening too, and frees the port for another bind: it
-// shuts the socket down, so that it stops taking connections at once
-// although an io_uring poll may still hold it (liburing #932). So a
-// process that hands its listener on must not Close it, nor let
-// http.Server.Shutdown or Close do so (they close their listeners): it
-// stops accepting (SetDeadline in the past ends a parked Accept) and
-// exits, which closes the socket without a shutdown.
+// Closing the copy leaves the listener listening, and closing the
+// listener (Close, or http.Server.Shutdown) leaves the copy listening: the
+// loop waits for the kernel to end the listener's in-flight requests,
+// which hold the socket (liburing #932), and then closes its descriptor
+// without shutting the socket down.
 func (ln *NetListener) File() (*os.File, error) {
 	f, err := ln.fd.file()
 	return f, ln.fd.opErr("file", err)

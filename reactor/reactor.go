@@ -388,9 +388,12 @@ func (r *Reactor) poll(ctx context.Context, fd int, ev, extra Events) (Events, e
 }
 
 // CloseFd closes fd on its loop after completing the requests armed on it
-// (with ErrFdClosed, unless they already had a result). It returns before
-// the loop acts; the caller must not use fd afterwards. An error means fd
-// was not closed (after Close, ErrClosed): the caller still owns it.
+// (with ErrFdClosed, unless they already had a result), and once the
+// kernel has ended them, so that the close releases the file as close(2)
+// alone would (a listening socket stops listening; an io_uring poll holds
+// its file until it ends). It returns before the loop acts; the caller
+// must not use fd afterwards. An error means fd was not closed (after
+// Close, ErrClosed): the caller still owns it.
 func (r *Reactor) CloseFd(fd int) error { return r.closeFd(fd, nil) }
 
 // closeFd is CloseFd; with done, the loop closes done once fd is closed
