@@ -38,6 +38,10 @@ if ! printf '#include <liburing.h>\n' | "${CC:-cc}" -E -x c - >/dev/null 2>&1; t
 	apt-get update -qq && apt-get install -y -qq liburing-dev
 fi
 "${CC:-cc}" -O2 -Wall -Wextra -Werror -o "$out/echo_uring" bench/c/echo_uring.c -Wl,-Bstatic -luring -Wl,-Bdynamic
-make -s -C bench/c OUT="$out" "$out/echo_epoll" "$out/syscount"
+# make cannot name a target whose path holds a space: build C where none is.
+ctmp=$(mktemp -d)
+trap 'rm -rf "$ctmp"' EXIT
+make -s -C bench/c OUT="$ctmp" "$ctmp/echo_epoll" "$ctmp/syscount"
+mv -f "$ctmp/echo_epoll" "$ctmp/syscount" "$out/"
 git rev-parse --short HEAD >"$out/SOURCE" 2>/dev/null || echo unknown >"$out/SOURCE"
 du -sh "$out"

@@ -177,7 +177,7 @@ else
 	}
 	build_c() {
 		local srv=$1 prog=$2
-		if ! make -s -C bench/c OUT="$bin" "$bin/$prog" >"$out/logs/build-$srv.log" 2>&1; then
+		if ! make_c "$out/logs/build-$srv.log" "$prog"; then
 			say "WARNING: $srv does not build; skipped (bench/c/$prog.c; log: $out/logs/build-$srv.log):"
 			tail -n 3 "$out/logs/build-$srv.log" >&2 || true
 			return 1
@@ -253,7 +253,7 @@ if [[ $SYSCALLS == 1 ]] && command -v perf >/dev/null &&
 	count_syscalls=1
 	say "counting server syscalls with perf over each measured phase"
 elif [[ $SYSCALLS == 1 ]] && { [[ -x $bin/syscount ]] || [[ -n $PREBUILT ]] ||
-	make -s -C bench/c OUT="$bin" "$bin/syscount" >"$out/logs/build-syscount.log" 2>&1; } &&
+	make_c "$out/logs/build-syscount.log" syscount; } &&
 	"$bin/syscount" $$ 1 >/dev/null 2>&1; then
 	count_syscalls=2
 	say "counting server syscalls with bench/c/syscount (no perf) over each measured phase"

@@ -89,7 +89,7 @@ else
 	go build -o "$bin/echod" ./cmd/echod
 	(cd bench/peers && go build -o "$bin/" ./stdlib ./gnet ./netpoll ./nbio)
 	if [[ " $SERVERS " == *" c-"* ]]; then
-		make -s -C bench/c OUT="$bin" "$bin/echo_uring" "$bin/echo_epoll" >"$out/logs/build-c.log" 2>&1 ||
+		make_c "$out/logs/build-c.log" echo_uring echo_epoll ||
 			say "WARNING: the C servers do not build (needs liburing-dev; log: $out/logs/build-c.log)"
 	fi
 fi

@@ -96,3 +96,21 @@ bound_addr() {
 	done
 	return 1
 }
+
+# make_c LOG PROG... builds bench/c's PROGs into $bin. make cannot name a
+# target whose path holds a space, so they are built in a folder of their
+# own under TMPDIR and moved; the log gets the compiler's output.
+make_c() {
+	local log=$1 tmp rc=0 prog
+	shift
+	tmp=$(mktemp -d) || return 1
+	local targets=()
+	for prog in "$@"; do targets+=("$tmp/$prog"); done
+	if make -s -C bench/c OUT="$tmp" "${targets[@]}" >"$log" 2>&1; then
+		for prog in "$@"; do mv -f "$tmp/$prog" "$bin/$prog" || rc=1; done
+	else
+		rc=1
+	fi
+	rm -rf "$tmp"
+	return "$rc"
+}
