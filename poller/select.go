@@ -35,7 +35,8 @@ type Options struct {
 	// Setup chooses the io_uring setup flags (default UringSingleIssuer).
 	Setup UringSetup
 	// Recv asks the io_uring backend for a receive path (RingIO).
-	// Where the kernel lacks one, the poller runs without it and
+	// Where the kernel lacks one, or refuses these buffers (memory
+	// they cannot be mapped in), the poller runs without it and
 	// RingIOOf says why; the zero value asks for none.
 	Recv RecvOptions
 	// CallerDisarms is the caller's promise that it Disarms every tag

@@ -158,8 +158,8 @@ func recvSupport(supports func(ring.Opcode) bool) (bool, string) {
 }
 
 // setupRecv gives p a receive path if opts asks for one and the kernel has
-// it; otherwise it records why not. Only a refusal of the arguments is an
-// error: a kernel without it leaves p on readiness polls.
+// it; otherwise it records why not, and p serves by readiness polls. Only
+// a ring that fails its probe is an error.
 func (p *uringPoller) setupRecv(opts RecvOptions, pr *ring.Probe) error {
 	if opts.Buffers == 0 {
 		p.recvWhy = "no receive buffers asked for"
@@ -169,7 +169,7 @@ func (p *uringPoller) setupRecv(opts RecvOptions, pr *ring.Probe) error {
 		p.recvWhy = why
 		return nil
 	}
-	b, why, err := recvBufs(opts, func(flags ring.BufRingFlags) (*ring.BufRing, error) {
+	b, why := recvBufs(opts, func(flags ring.BufRingFlags) (*ring.BufRing, error) {
 		count, size := opts.Buffers, opts.Size
 		if flags&ring.BufIncremental != 0 {
 			count, size = incShape(count, size)
@@ -191,17 +191,19 @@ func (p *uringPoller) setupRecv(opts RecvOptions, pr *ring.Probe) error {
 		}
 	}
 	if b == nil || !b.Incremental() {
-		return err
+		return nil
 	}
 	// Receives that must stay within opts.Size take whole buffers of
 	// their own: see bounded. Each holds one only until the loop copied
 	// the bytes out, so a few suffice; untouched, they cost no resident
 	// memory.
-	p.bounded, err = p.r.RegisterBufRing(recvGroup+1, min(opts.Buffers, boundedBuffers), opts.Size, 0)
+	n := min(opts.Buffers, boundedBuffers)
+	var err error
+	p.bounded, err = p.r.RegisterBufRing(recvGroup+1, n, opts.Size, 0)
 	if err != nil {
 		b.Close()
 		p.bufs, p.bounded = nil, nil
-		return fmt.Errorf("poller: receive buffers: %w", err)
+		p.recvWhy = refusedWhy(n, opts.Size, err)
 	}
 	return nil
 }
@@ -235,9 +237,11 @@ func incShape(count, size int) (int, int) {
 // recvBufs registers the receive buffers with register (the ring's
 // RegisterBufRing, whose answers are the kernel's: the hook for tests),
 // to be consumed incrementally where opts asks for it and the kernel can,
-// else whole. On a kernel without buffer rings it
-// returns no ring and why; an error only when the arguments are refused.
-func recvBufs(opts RecvOptions, register func(ring.BufRingFlags) (*ring.BufRing, error)) (*ring.BufRing, string, error) {
+// else whole. On a kernel without buffer rings, or one that refuses these
+// (memory they cannot be mapped in, say), it returns no ring and why: the
+// poller then serves by readiness polls, as Options.Recv promises where
+// the kernel cannot receive into buffers, rather than leave io_uring.
+func recvBufs(opts RecvOptions, register func(ring.BufRingFlags) (*ring.BufRing, error)) (*ring.BufRing, string) {
 	var b *ring.BufRing
 	err := ring.ErrBufIncUnsupported
 	if opts.Incremental {
@@ -248,11 +252,17 @@ func recvBufs(opts RecvOptions, register func(ring.BufRingFlags) (*ring.BufRing,
 	}
 	switch {
 	case errors.Is(err, ring.ErrBufRingUnsupported):
-		return nil, err.Error(), nil
+		return nil, err.Error()
 	case err != nil:
-		return nil, "", fmt.Errorf("poller: receive buffers: %w", err)
+		return nil, refusedWhy(opts.Buffers, opts.Size, err)
 	}
-	return b, "", nil
+	return b, ""
+}
+
+// refusedWhy says why receive buffers the kernel refused leave no
+// receive path.
+func refusedWhy(n, size int, err error) string {
+	return fmt.Sprintf("the kernel refused %d receive buffers of %d bytes (%v)", n, size, err)
 }
 
 // ioReady refuses ring I/O on a closed poller or one without the path.
