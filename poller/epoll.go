@@ -501,9 +501,6 @@ func (p *epollPoller) Close() error {
 
 func (p *epollPoller) Fd() int { return p.epfd }
 
-// Queued reports Events decided by Disarm, Forget or an Edge arm and not yet
-// returned:
-// epoll_ctl itself takes effect when made.
 // Settle has nothing to wait for: an epoll registration holds no file.
 func (p *epollPoller) Settle(time.Duration) error {
 	if p.closed {
@@ -512,6 +509,9 @@ func (p *epollPoller) Settle(time.Duration) error {
 	return nil
 }
 
+// Queued reports Events decided by Disarm, Forget or an Edge arm and not yet
+// returned:
+// epoll_ctl itself takes effect when made.
 func (p *epollPoller) Queued() bool { return p.outHead < len(p.out) }
 
 // epollWait harvests up to want events into p.kev. A look without sleeping

@@ -246,8 +246,8 @@ func (h *harness) finish() {
 	if len(h.armed) > 0 {
 		h.t.Errorf("tags without an Event after Disarm: %v", h.armed)
 	}
-	if st := h.p.Stats(); st.Armed != 0 {
-		h.t.Errorf("Stats().Armed = %d after every Event came", st.Armed)
+	if st := h.p.Stats(); st.Armed != 0 || st.Disarming != 0 {
+		h.t.Errorf("Stats().Armed = %d, Disarming = %d after every Event came", st.Armed, st.Disarming)
 	}
 }
 

@@ -313,8 +313,8 @@ func (m *model) finish() {
 	if len(h.armed) > 0 {
 		h.t.Fatalf("tags without an Event: %v", h.armed)
 	}
-	if st := h.p.Stats(); st.Armed != 0 {
-		h.t.Fatalf("Stats().Armed = %d at the end", st.Armed)
+	if st := h.p.Stats(); st.Armed != 0 || st.Disarming != 0 {
+		h.t.Fatalf("Stats().Armed = %d, Disarming = %d at the end", st.Armed, st.Disarming)
 	}
 }
 

@@ -54,7 +54,10 @@
 // old one's events (epoll registrations carry a generation; io_uring
 // completions carry the tag), and the old tags never see the new file (an
 // io_uring POLL_ADD resolves its fd number when the kernel takes it, so
-// Forget submits at once an arm on fd that is still queued).
+// Forget submits at once an arm on fd that is still queued). The file
+// itself stays open until the kernel ends the canceled polls: a caller
+// that needs close(2) to release it at once (a listening socket that
+// must stop listening) calls Settle between Forget and close(2).
 //
 // A caller that Disarms every tag it armed on fd before Forget(fd) may say
 // so (Options.CallerDisarms): io_uring then keeps no list of an fd's tags,
@@ -267,6 +270,10 @@ type Stats struct {
 	Stale    uint64 // epoll reports dropped: no registration of that generation
 	Dropped  uint64 // tags Close released without an Event
 	Armed    int    // tags armed whose Event has not been returned yet
+	// Disarming: io_uring requests Disarm or Forget asked to cancel whose
+	// end the kernel has not posted yet, each holding its file (Settle
+	// waits for none); always 0 on epoll.
+	Disarming int
 }
 
 // Poller arms one-shot polls and reports one Event per armed tag. See the

@@ -192,6 +192,7 @@ func (p *uringPoller) Wake() error { return p.w.wake() }
 func (p *uringPoller) Stats() Stats {
 	st := p.stats
 	st.Syscalls += p.r.Enters()
+	st.Disarming = p.disarming
 	return st
 }
 

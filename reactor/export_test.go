@@ -34,3 +34,21 @@ func Asleep(r *Reactor) bool {
 
 // ListenerStopped reports whether every listening socket of ln is closed.
 func ListenerStopped(ln *Listener) bool { return ln.openSocks.Load() == 0 }
+
+// Disarming sums, over r's loops, the requests asked to cancel whose end
+// the kernel has not posted (poller.Stats.Disarming), each read on its
+// loop; ok is false once r is closed.
+func Disarming(r *Reactor) (n int, ok bool) {
+	for _, l := range r.loops {
+		got := make(chan int, 1)
+		if !l.postTask(disarmingReader(got), 0) {
+			return 0, false
+		}
+		n += <-got
+	}
+	return n, true
+}
+
+type disarmingReader chan int
+
+func (c disarmingReader) runTask(l *loop, _ int32) { c <- l.p.Stats().Disarming }

@@ -108,6 +108,16 @@ func startReactor(t testing.TB, b backend, cfg reactor.Config) *reactor.Reactor 
 		t.Fatalf("Backend() = %s, want %s", r.Backend(), b.kind)
 	}
 	t.Cleanup(func() {
+		// Every cancel the test made ends in the kernel: a count that
+		// drifted would make each close Settle's bound long.
+		deadline := time.Now().Add(5 * time.Second)
+		for n, ok := reactor.Disarming(r); ok && n != 0; n, ok = reactor.Disarming(r) {
+			if time.Now().After(deadline) {
+				t.Errorf("%d canceled requests never ended in the kernel", n)
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
 		if err := r.Close(); err != nil {
 			t.Errorf("Close: %v", err)
 		}

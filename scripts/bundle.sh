@@ -38,10 +38,11 @@ if ! printf '#include <liburing.h>\n' | "${CC:-cc}" -E -x c - >/dev/null 2>&1; t
 	apt-get update -qq && apt-get install -y -qq liburing-dev
 fi
 "${CC:-cc}" -O2 -Wall -Wextra -Werror -o "$out/echo_uring" bench/c/echo_uring.c -Wl,-Bstatic -luring -Wl,-Bdynamic
-# make cannot name a target whose path holds a space: build C where none is.
-ctmp=$(mktemp -d)
+# make cannot name a target whose path holds a space: build in a folder
+# named relative to bench/c, then move.
+ctmp=$(mktemp -d bench/c/.build.XXXXXX)
 trap 'rm -rf "$ctmp"' EXIT
-make -s -C bench/c OUT="$ctmp" "$ctmp/echo_epoll" "$ctmp/syscount"
+make -s -C bench/c OUT="${ctmp#bench/c/}" "${ctmp#bench/c/}/echo_epoll" "${ctmp#bench/c/}/syscount"
 mv -f "$ctmp/echo_epoll" "$ctmp/syscount" "$out/"
 git rev-parse --short HEAD >"$out/SOURCE" 2>/dev/null || echo unknown >"$out/SOURCE"
 du -sh "$out"

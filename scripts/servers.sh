@@ -99,14 +99,15 @@ bound_addr() {
 
 # make_c LOG PROG... builds bench/c's PROGs into $bin. make cannot name a
 # target whose path holds a space, so they are built in a folder of their
-# own under TMPDIR and moved; the log gets the compiler's output.
+# own named relative to bench/c (no path above it in the name, wherever
+# the clone or TMPDIR is) and moved; the log gets the compiler's output.
 make_c() {
 	local log=$1 tmp rc=0 prog
 	shift
-	tmp=$(mktemp -d) || return 1
-	local targets=()
-	for prog in "$@"; do targets+=("$tmp/$prog"); done
-	if make -s -C bench/c OUT="$tmp" "${targets[@]}" >"$log" 2>&1; then
+	tmp=$(mktemp -d bench/c/.build.XXXXXX) || return 1
+	local rel=${tmp#bench/c/} targets=()
+	for prog in "$@"; do targets+=("$rel/$prog"); done
+	if make -s -C bench/c OUT="$rel" "${targets[@]}" >"$log" 2>&1; then
 		for prog in "$@"; do mv -f "$tmp/$prog" "$bin/$prog" || rc=1; done
 	else
 		rc=1
