@@ -14,14 +14,22 @@ import (
 )
 
 // tcpListener opens a non-blocking listening socket on 127.0.0.1:0 and
-// returns it with its address.
+// returns it with its address; it is closed at cleanup.
 func tcpListener(t *testing.T) (int, unix.Sockaddr) {
+	t.Helper()
+	ls, addr := openTCPListener(t, func(fd int) { t.Cleanup(func() { unix.Close(fd) }) })
+	return ls, addr
+}
+
+// openTCPListener is tcpListener for a caller that closes the socket
+// itself: own takes it as soon as it is open.
+func openTCPListener(t *testing.T, own func(fd int)) (int, unix.Sockaddr) {
 	t.Helper()
 	ls, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { unix.Close(ls) })
+	own(ls)
 	if err := unix.Bind(ls, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
 		t.Fatal(err)
 	}

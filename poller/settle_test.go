@@ -53,21 +53,7 @@ func TestSettleReleasesFile(t *testing.T) {
 				}
 				// A listening socket stops listening with its close.
 				for round := range 5 {
-					ln, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
-					if err != nil {
-						t.Fatal(err)
-					}
-					h.open[ln] = true
-					if err := unix.Bind(ln, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-						t.Fatal(err)
-					}
-					if err := unix.Listen(ln, 16); err != nil {
-						t.Fatal(err)
-					}
-					sa, err := unix.Getsockname(ln)
-					if err != nil {
-						t.Fatal(err)
-					}
+					ln, sa := openTCPListener(t, func(fd int) { h.open[fd] = true })
 					addr := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: sa.(*unix.SockaddrInet4).Port}
 					tag := h.tag()
 					h.arm(tag, ln, poller.In)

@@ -508,15 +508,7 @@ func TestListenerCloseStopsListeningAtOnce(t *testing.T) {
 					t.Fatal(err)
 				}
 				addr := nl.Addr().String()
-				parked := make(chan error, 1)
-				go func() {
-					c, err := nl.Accept()
-					if err == nil {
-						c.Close()
-					}
-					parked <- err
-				}()
-				waitFor(t, 5*time.Second, "Accept parked", func() bool { return r.Stats().Outstanding == 1 })
+				parked := parkAccept(t, r, nl)
 				if err := nl.Close(); err != nil {
 					t.Fatal(err)
 				}
@@ -527,4 +519,20 @@ func TestListenerCloseStopsListeningAtOnce(t *testing.T) {
 			}
 		})
 	}
+}
+
+// parkAccept parks an Accept on ln, r's only request, and returns what it
+// will return (a connection it got is closed).
+func parkAccept(t *testing.T, r *reactor.Reactor, ln net.Listener) <-chan error {
+	t.Helper()
+	parked := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			c.Close()
+		}
+		parked <- err
+	}()
+	waitFor(t, 5*time.Second, "Accept parked", func() bool { return r.Stats().Outstanding == 1 })
+	return parked
 }

@@ -214,15 +214,7 @@ func TestNetListenerFileAndSyscallConn(t *testing.T) {
 			// The original closes (with an Accept parked on it, whose
 			// poll the kernel holds) and the copy listens on, as with
 			// net: dials reach the heir.
-			parked := make(chan error, 1)
-			go func() {
-				c, err := ln.Accept()
-				if err == nil {
-					c.Close()
-				}
-				parked <- err
-			}()
-			waitFor(t, 5*time.Second, "Accept parked", func() bool { return r.Stats().Outstanding == 1 })
+			parked := parkAccept(t, r, ln)
 			if err := ln.Close(); err != nil {
 				t.Fatal(err)
 			}
