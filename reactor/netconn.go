@@ -123,6 +123,34 @@ func (c *NetConn) SetKeepAlivePeriod(d time.Duration) error {
 	return c.fd.opErr("set", c.fd.control(func(fd int) error { return setKeepAlivePeriod(fd, d) }))
 }
 
+// SetKeepAliveConfig sets keepalive as net.TCPConn's does: probes on or
+// off, and the idle time, interval (whole seconds, rounded up) and probe
+// count, each 0 for net's default (15 s, 15 s, 9) and negative to leave
+// it as it is. TCP only.
+func (c *NetConn) SetKeepAliveConfig(cfg net.KeepAliveConfig) error {
+	return c.fd.opErr("set", c.fd.control(func(fd int) error { return setKeepAliveConfig(fd, cfg) }))
+}
+
+// SetLinger sets what Close does with data not yet sent, as
+// net.TCPConn's does: sec < 0 (the default) sends it in the background,
+// sec == 0 discards it and resets the connection, sec > 0 sends it in the
+// background and resets after sec seconds. TCP only.
+func (c *NetConn) SetLinger(sec int) error {
+	return c.fd.opErr("set", c.fd.control(func(fd int) error { return setLinger(fd, sec) }))
+}
+
+// SetReadBuffer sets the size of the socket's receive buffer (SO_RCVBUF;
+// the kernel doubles it for its bookkeeping).
+func (c *NetConn) SetReadBuffer(bytes int) error {
+	return c.fd.opErr("set", c.fd.control(func(fd int) error { return setSockBuf(fd, unix.SO_RCVBUF, bytes) }))
+}
+
+// SetWriteBuffer sets the size of the socket's send buffer (SO_SNDBUF;
+// the kernel doubles it for its bookkeeping).
+func (c *NetConn) SetWriteBuffer(bytes int) error {
+	return c.fd.opErr("set", c.fd.control(func(fd int) error { return setSockBuf(fd, unix.SO_SNDBUF, bytes) }))
+}
+
 // SyscallConn returns a raw connection for socket options and custom I/O;
 // its Read and Write park on the reactor like NetConn's.
 func (c *NetConn) SyscallConn() (syscall.RawConn, error) { return rawConn{c.fd}, nil }

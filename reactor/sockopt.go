@@ -3,6 +3,8 @@
 package reactor
 
 import (
+	"math"
+	"net"
 	"os"
 	"time"
 
@@ -74,4 +76,51 @@ func setKeepAlivePeriod(fd int, d time.Duration) error {
 		}
 	}
 	return nil
+}
+
+// setKeepAliveConfig is net.TCPConn.SetKeepAliveConfig's: a zero field
+// takes net's default, a negative one leaves the option alone.
+func setKeepAliveConfig(fd int, cfg net.KeepAliveConfig) error {
+	if err := setKeepAlive(fd, cfg.Enable); err != nil {
+		return err
+	}
+	secs := func(d time.Duration) int64 {
+		if d == 0 {
+			d = DefaultKeepAlive
+		}
+		return int64((d + time.Second - 1) / time.Second)
+	}
+	count := int64(cfg.Count)
+	if count == 0 {
+		count = keepAliveCount
+	}
+	for _, o := range []struct {
+		opt  int
+		skip bool
+		v    int64
+	}{
+		{unix.TCP_KEEPIDLE, cfg.Idle < 0, secs(cfg.Idle)},
+		{unix.TCP_KEEPINTVL, cfg.Interval < 0, secs(cfg.Interval)},
+		{unix.TCP_KEEPCNT, cfg.Count < 0, count},
+	} {
+		if o.skip {
+			continue
+		}
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, o.opt, int(min(o.v, math.MaxInt32))); err != nil {
+			return os.NewSyscallError("setsockopt", err)
+		}
+	}
+	return nil
+}
+
+func setLinger(fd, sec int) error {
+	l := unix.Linger{Onoff: 1, Linger: int32(sec)}
+	if sec < 0 {
+		l = unix.Linger{}
+	}
+	return os.NewSyscallError("setsockopt", unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &l))
+}
+
+func setSockBuf(fd, opt, bytes int) error {
+	return os.NewSyscallError("setsockopt", unix.SetsockoptInt(fd, unix.SOL_SOCKET, opt, bytes))
 }

@@ -2,6 +2,7 @@ package reactor_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"slices"
@@ -267,6 +268,126 @@ func TestNetConfig(t *testing.T) {
 			}
 			if got := rawSockOpts(t, dialed); got.noDelay != 1 || got.keepAlive != 0 {
 				t.Errorf("dialed with KeepAlive -1: %+v, want NODELAY on, keepalive off", got)
+			}
+		})
+	}
+}
+
+// moreOpts are the options the net.TCPConn setters NetConn mirrors reach.
+type moreOpts struct {
+	linger                 unix.Linger
+	rcvbuf, sndbuf         int
+	keepAlive, idle, intvl int
+	count                  int
+}
+
+func rawMoreOpts(t *testing.T, c net.Conn) moreOpts {
+	t.Helper()
+	rc, err := c.(syscall.Conn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var o moreOpts
+	var errs []error
+	get := func(fd, level, opt int) int {
+		v, err := unix.GetsockoptInt(fd, level, opt)
+		errs = append(errs, err)
+		return v
+	}
+	if err := rc.Control(func(u uintptr) {
+		fd := int(u)
+		l, err := unix.GetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER)
+		errs = append(errs, err)
+		o = moreOpts{
+			linger: *l,
+			rcvbuf: get(fd, unix.SOL_SOCKET, unix.SO_RCVBUF), sndbuf: get(fd, unix.SOL_SOCKET, unix.SO_SNDBUF),
+			keepAlive: get(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE),
+			idle:      get(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE), intvl: get(fd, unix.IPPROTO_TCP, unix.TCP_KEEPINTVL),
+			count: get(fd, unix.IPPROTO_TCP, unix.TCP_KEEPCNT),
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return o
+}
+
+// tcpSetters are the net.TCPConn setters NetConn has too.
+type tcpSetters interface {
+	SetKeepAliveConfig(net.KeepAliveConfig) error
+	SetLinger(sec int) error
+	SetReadBuffer(bytes int) error
+	SetWriteBuffer(bytes int) error
+}
+
+var _ tcpSetters = (*net.TCPConn)(nil)
+
+// TestNetConnSettersAsNet: SetLinger, SetReadBuffer, SetWriteBuffer and
+// SetKeepAliveConfig leave a NetConn's socket as the same calls leave a
+// net.TCPConn's, defaults and negative "leave it" fields included; after
+// Close they fail with net.ErrClosed.
+func TestNetConnSettersAsNet(t *testing.T) {
+	kac := func(c tcpSetters, cfg net.KeepAliveConfig) error { return c.SetKeepAliveConfig(cfg) }
+	for _, tc := range []struct {
+		name string
+		set  func(tcpSetters) error
+	}{
+		{"linger -1", func(c tcpSetters) error { return c.SetLinger(-1) }},
+		{"linger 0", func(c tcpSetters) error { return c.SetLinger(0) }},
+		{"linger 7", func(c tcpSetters) error { return c.SetLinger(7) }},
+		{"read buffer 4 KiB", func(c tcpSetters) error { return c.SetReadBuffer(4 << 10) }},
+		{"read buffer 1 MiB", func(c tcpSetters) error { return c.SetReadBuffer(1 << 20) }},
+		{"write buffer 8 KiB", func(c tcpSetters) error { return c.SetWriteBuffer(8 << 10) }},
+		{"keepalive defaults", func(c tcpSetters) error {
+			if err := c.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: time.Hour, Interval: time.Hour, Count: 2}); err != nil {
+				return err
+			}
+			return kac(c, net.KeepAliveConfig{Enable: true})
+		}},
+		{"keepalive set", func(c tcpSetters) error {
+			return kac(c, net.KeepAliveConfig{Enable: true, Idle: 90 * time.Second, Interval: 1500 * time.Millisecond, Count: 3})
+		}},
+		{"keepalive off, rest kept", func(c tcpSetters) error {
+			return kac(c, net.KeepAliveConfig{Enable: false, Idle: -1, Interval: -1, Count: -1})
+		}},
+		{"keepalive interval only", func(c tcpSetters) error {
+			return kac(c, net.KeepAliveConfig{Enable: true, Idle: -1, Interval: 7 * time.Second, Count: -1})
+		}},
+		{"keepalive a nanosecond", func(c tcpSetters) error {
+			return kac(c, net.KeepAliveConfig{Enable: true, Idle: 1, Interval: 1, Count: 1})
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			std, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer std.Close()
+			wantErr := tc.set(std.(*net.TCPConn))
+			want := rawMoreOpts(t, std)
+			for _, b := range backends {
+				r := newReactor(t, b, 1)
+				ours, _ := tcpPair(t, r)
+				gotErr := tc.set(ours.(*reactor.NetConn))
+				if (gotErr == nil) != (wantErr == nil) {
+					t.Errorf("%s: error %v, net's %v", name(b), gotErr, wantErr)
+				}
+				if got := rawMoreOpts(t, ours); got != want {
+					t.Errorf("%s: options %+v, net leaves %+v", name(b), got, want)
+				}
+				ours.Close()
+				if err := tc.set(ours.(*reactor.NetConn)); !errors.Is(err, net.ErrClosed) {
+					t.Errorf("%s: after Close: %v, want net.ErrClosed", name(b), err)
+				}
 			}
 		})
 	}

@@ -117,21 +117,25 @@ type NetConn struct{}
 
 var _ net.Conn = (*NetConn)(nil)
 
-func (c *NetConn) Close() error                             { return net.ErrClosed }
-func (c *NetConn) CloseRead() error                         { return net.ErrClosed }
-func (c *NetConn) CloseWrite() error                        { return net.ErrClosed }
-func (c *NetConn) LocalAddr() net.Addr                      { return nil }
-func (c *NetConn) RemoteAddr() net.Addr                     { return nil }
-func (c *NetConn) Read(b []byte) (int, error)               { return 0, net.ErrClosed }
-func (c *NetConn) Write(b []byte) (int, error)              { return 0, net.ErrClosed }
-func (c *NetConn) SetDeadline(t time.Time) error            { return net.ErrClosed }
-func (c *NetConn) SetReadDeadline(t time.Time) error        { return net.ErrClosed }
-func (c *NetConn) SetWriteDeadline(t time.Time) error       { return net.ErrClosed }
-func (c *NetConn) SetKeepAlive(on bool) error               { return net.ErrClosed }
-func (c *NetConn) SetKeepAlivePeriod(d time.Duration) error { return net.ErrClosed }
-func (c *NetConn) SetNoDelay(on bool) error                 { return net.ErrClosed }
-func (c *NetConn) SyscallConn() (syscall.RawConn, error)    { return nil, errors.ErrUnsupported }
-func (c *NetConn) File() (*os.File, error)                  { return nil, errors.ErrUnsupported }
+func (c *NetConn) Close() error                                 { return net.ErrClosed }
+func (c *NetConn) CloseRead() error                             { return net.ErrClosed }
+func (c *NetConn) CloseWrite() error                            { return net.ErrClosed }
+func (c *NetConn) LocalAddr() net.Addr                          { return nil }
+func (c *NetConn) RemoteAddr() net.Addr                         { return nil }
+func (c *NetConn) Read(b []byte) (int, error)                   { return 0, net.ErrClosed }
+func (c *NetConn) Write(b []byte) (int, error)                  { return 0, net.ErrClosed }
+func (c *NetConn) SetDeadline(t time.Time) error                { return net.ErrClosed }
+func (c *NetConn) SetReadDeadline(t time.Time) error            { return net.ErrClosed }
+func (c *NetConn) SetWriteDeadline(t time.Time) error           { return net.ErrClosed }
+func (c *NetConn) SetKeepAlive(on bool) error                   { return net.ErrClosed }
+func (c *NetConn) SetKeepAlivePeriod(d time.Duration) error     { return net.ErrClosed }
+func (c *NetConn) SetNoDelay(on bool) error                     { return net.ErrClosed }
+func (c *NetConn) SetKeepAliveConfig(net.KeepAliveConfig) error { return net.ErrClosed }
+func (c *NetConn) SetLinger(sec int) error                      { return net.ErrClosed }
+func (c *NetConn) SetReadBuffer(bytes int) error                { return net.ErrClosed }
+func (c *NetConn) SetWriteBuffer(bytes int) error               { return net.ErrClosed }
+func (c *NetConn) SyscallConn() (syscall.RawConn, error)        { return nil, errors.ErrUnsupported }
+func (c *NetConn) File() (*os.File, error)                      { return nil, errors.ErrUnsupported }
 
 // NetListener is a net.Listener served by a reactor; see the Linux build.
 type NetListener struct{}
