@@ -56,9 +56,10 @@ func TestRecvSupport(t *testing.T) {
 // TestRecvBufsByKernel: the receive buffers are consumed incrementally
 // where that is asked for and the kernel takes the flag (6.12), whole
 // where it refuses it (6.0 to 6.11) or where it was not asked for; a kernel
-// without buffer rings (before 5.19), or one that refuses these buffers,
-// leaves no receive path and says why. The kernel's answers come from a
-// hook in front of a real ring.
+// without buffer rings (before 5.19), or one that refuses their memory,
+// leaves no receive path and says why; other refusals (of the options)
+// are errors. The kernel's answers come from a hook in front of a real
+// ring.
 func TestRecvBufsByKernel(t *testing.T) {
 	r, err := ring.New(ring.Config{Entries: 2})
 	if err != nil {
@@ -83,20 +84,21 @@ func TestRecvBufsByKernel(t *testing.T) {
 		inc, any error // the kernel's answer with and without the flag
 		want     []ring.BufRingFlags
 		wantInc  bool
-		why      string
+		why, err string
 	}{
-		{"6.12+", false, nil, nil, []ring.BufRingFlags{ring.BufIncremental}, true, ""},
-		{"6.12+, whole (the default)", true, nil, nil, []ring.BufRingFlags{0}, false, ""},
-		{"6.0 to 6.11", false, incErr, nil, []ring.BufRingFlags{ring.BufIncremental, 0}, false, ""},
-		{"before 5.19", false, incErr, ringErr, []ring.BufRingFlags{ring.BufIncremental, 0}, false, "need Linux 5.19"},
-		{"buffers refused", false, incErr, unix.ENOMEM, []ring.BufRingFlags{ring.BufIncremental, 0}, false, "refused 4 receive buffers of 64 bytes (cannot allocate memory)"},
+		{"6.12+", false, nil, nil, []ring.BufRingFlags{ring.BufIncremental}, true, "", ""},
+		{"6.12+, whole (the default)", true, nil, nil, []ring.BufRingFlags{0}, false, "", ""},
+		{"6.0 to 6.11", false, incErr, nil, []ring.BufRingFlags{ring.BufIncremental, 0}, false, "", ""},
+		{"before 5.19", false, incErr, ringErr, []ring.BufRingFlags{ring.BufIncremental, 0}, false, "need Linux 5.19", ""},
+		{"memory refused", false, incErr, unix.ENOMEM, []ring.BufRingFlags{ring.BufIncremental, 0}, false, "refused 4 receive buffers of 64 bytes (cannot allocate memory)", ""},
+		{"options refused", false, incErr, unix.EINVAL, []ring.BufRingFlags{ring.BufIncremental, 0}, false, "", "receive buffers"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.wantInc && !kernelInc {
 				t.Skip("this kernel consumes buffers whole (incremental consumption needs Linux 6.12)")
 			}
 			var asked []ring.BufRingFlags
-			b, why := poller.RecvBufs(poller.RecvOptions{Buffers: 4, Size: 64, Incremental: !tc.whole}, func(f ring.BufRingFlags) (*ring.BufRing, error) {
+			b, why, err := poller.RecvBufs(poller.RecvOptions{Buffers: 4, Size: 64, Incremental: !tc.whole}, func(f ring.BufRingFlags) (*ring.BufRing, error) {
 				asked = append(asked, f)
 				if answer := map[bool]error{true: tc.inc, false: tc.any}[f != 0]; answer != nil {
 					return nil, answer
@@ -110,13 +112,17 @@ func TestRecvBufsByKernel(t *testing.T) {
 				t.Errorf("registered with flags %v, want %v", asked, tc.want)
 			}
 			switch {
+			case tc.err != "":
+				if err == nil || !strings.Contains(err.Error(), tc.err) || b != nil {
+					t.Fatalf("got %v, %q, %v; want an error naming %q", b, why, err, tc.err)
+				}
 			case tc.why != "":
-				if b != nil || !strings.Contains(why, tc.why) {
-					t.Fatalf("got %v, %q; want no ring, saying %q", b, why, tc.why)
+				if err != nil || b != nil || !strings.Contains(why, tc.why) {
+					t.Fatalf("got %v, %q, %v; want no ring, saying %q", b, why, err, tc.why)
 				}
 			default:
-				if b == nil || why != "" || b.Incremental() != tc.wantInc {
-					t.Fatalf("got %v, %q; want a ring, incremental %v", b, why, tc.wantInc)
+				if err != nil || b == nil || why != "" || b.Incremental() != tc.wantInc {
+					t.Fatalf("got %v, %q, %v; want a ring, incremental %v", b, why, err, tc.wantInc)
 				}
 			}
 		})

@@ -67,17 +67,14 @@ type uringPoller struct {
 	w *waker     // constant after newUring
 
 	// Owned by the owner goroutine (and its OS thread, single-issuer).
-	g      ledger   // the tags in flight (but their records, with ext)
-	ext    Records  // constant: Options.Records, where the records are kept; nil = in g
-	hold   bool     // Hold's: the idle Wait keeps the owner's P (owner only)
-	forget []uint64 // Forget's scratch list
-	cqes   []ring.CQE
-	out    []Event // decided Events not yet returned (reaped to make room)
-	owed   int     // CQEs the kernel has yet to post for our SQEs
-	// disarming counts the records marked recDisarming: requests asked to
-	// cancel whose end the kernel has not posted yet, each still holding
-	// its file (Settle waits for none).
-	disarming int
+	g         ledger   // the tags in flight (but their records, with ext)
+	ext       Records  // constant: Options.Records, where the records are kept; nil = in g
+	hold      bool     // Hold's: the idle Wait keeps the owner's P (owner only)
+	forget    []uint64 // Forget's scratch list
+	cqes      []ring.CQE
+	out       []Event // decided Events not yet returned (reaped to make room)
+	owed      int     // CQEs the kernel has yet to post for our SQEs
+	disarming int     // records marked recDisarming: their files still held (Settle)
 
 	// gatherN, gatherFor: Gather's, for the next Wait only (owner only).
 	gatherN   int

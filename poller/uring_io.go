@@ -158,8 +158,9 @@ func recvSupport(supports func(ring.Opcode) bool) (bool, string) {
 }
 
 // setupRecv gives p a receive path if opts asks for one and the kernel has
-// it; otherwise it records why not, and p serves by readiness polls. Only
-// a ring that fails its probe is an error.
+// it; otherwise it records why not, and p serves by readiness polls.
+// Options the kernel refuses for another reason than memory are an error,
+// and so is a ring that fails its probe.
 func (p *uringPoller) setupRecv(opts RecvOptions, pr *ring.Probe) error {
 	if opts.Buffers == 0 {
 		p.recvWhy = "no receive buffers asked for"
@@ -169,13 +170,16 @@ func (p *uringPoller) setupRecv(opts RecvOptions, pr *ring.Probe) error {
 		p.recvWhy = why
 		return nil
 	}
-	b, why := recvBufs(opts, func(flags ring.BufRingFlags) (*ring.BufRing, error) {
+	b, why, err := recvBufs(opts, func(flags ring.BufRingFlags) (*ring.BufRing, error) {
 		count, size := opts.Buffers, opts.Size
 		if flags&ring.BufIncremental != 0 {
 			count, size = incShape(count, size)
 		}
 		return p.r.RegisterBufRing(recvGroup, count, size, flags)
 	})
+	if err != nil {
+		return err
+	}
 	p.bufs, p.bounded, p.recvWhy = b, b, why
 	if b != nil && opts.Limit > 0 {
 		ok, why, err := recvLimitSupport(p.r, recvGroup+2)
@@ -198,11 +202,13 @@ func (p *uringPoller) setupRecv(opts RecvOptions, pr *ring.Probe) error {
 	// the bytes out, so a few suffice; untouched, they cost no resident
 	// memory.
 	n := min(opts.Buffers, boundedBuffers)
-	var err error
 	p.bounded, err = p.r.RegisterBufRing(recvGroup+1, n, opts.Size, 0)
 	if err != nil {
 		b.Close()
 		p.bufs, p.bounded = nil, nil
+		if !memoryRefused(err) {
+			return fmt.Errorf("poller: receive buffers: %w", err)
+		}
 		p.recvWhy = refusedWhy(n, opts.Size, err)
 	}
 	return nil
@@ -237,11 +243,12 @@ func incShape(count, size int) (int, int) {
 // recvBufs registers the receive buffers with register (the ring's
 // RegisterBufRing, whose answers are the kernel's: the hook for tests),
 // to be consumed incrementally where opts asks for it and the kernel can,
-// else whole. On a kernel without buffer rings, or one that refuses these
-// (memory they cannot be mapped in, say), it returns no ring and why: the
-// poller then serves by readiness polls, as Options.Recv promises where
-// the kernel cannot receive into buffers, rather than leave io_uring.
-func recvBufs(opts RecvOptions, register func(ring.BufRingFlags) (*ring.BufRing, error)) (*ring.BufRing, string) {
+// else whole. On a kernel without buffer rings, or where their memory is
+// refused (the mmap, or the pages pinned: memoryRefused), it returns no
+// ring and why: the poller then serves by readiness polls, as
+// Options.Recv promises where the kernel cannot receive into buffers,
+// rather than leave io_uring. Any other refusal is an error.
+func recvBufs(opts RecvOptions, register func(ring.BufRingFlags) (*ring.BufRing, error)) (*ring.BufRing, string, error) {
 	var b *ring.BufRing
 	err := ring.ErrBufIncUnsupported
 	if opts.Incremental {
@@ -252,11 +259,21 @@ func recvBufs(opts RecvOptions, register func(ring.BufRingFlags) (*ring.BufRing,
 	}
 	switch {
 	case errors.Is(err, ring.ErrBufRingUnsupported):
-		return nil, err.Error()
+		return nil, err.Error(), nil
+	case memoryRefused(err):
+		return nil, refusedWhy(opts.Buffers, opts.Size, err), nil
 	case err != nil:
-		return nil, refusedWhy(opts.Buffers, opts.Size, err)
+		return nil, "", fmt.Errorf("poller: receive buffers: %w", err)
 	}
-	return b, ""
+	return b, "", nil
+}
+
+// memoryRefused reports a refusal of receive buffers for the memory they
+// take (the mmap, or the pages the kernel pins): a limit of this process
+// or host, where the receive path is left out. Any other refusal (bad
+// options) is an error.
+func memoryRefused(err error) bool {
+	return errors.Is(err, unix.ENOMEM) || errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.ENOBUFS)
 }
 
 // refusedWhy says why receive buffers the kernel refused leave no

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"io"
-	mrand "math/rand/v2"
 	"net"
 	"strings"
 	"sync"
@@ -85,28 +84,6 @@ func TestIOPath(t *testing.T) {
 			}
 		})
 	}
-	t.Run("UringBuffersRefused", func(t *testing.T) {
-		// 32,768 buffers of 1 GiB: no machine maps 32 TiB. io_uring
-		// stays, on readiness polls, and says why.
-		newReactor(t, backend{kind: reactor.BackendUring}, 1).Close() // skips where io_uring is unavailable
-		if ok, why := kernelRecvs(t); !ok {
-			t.Skipf("kernel without a receive path: %s", why)
-		}
-		r, err := reactor.New(reactor.Config{Backend: reactor.BackendUring, Loops: 1, RecvBuffers: 1 << 15, RecvBufferSize: 1 << 30})
-		if err != nil {
-			t.Fatalf("New: %v; want io_uring on readiness polls", err)
-		}
-		defer r.Close()
-		if got := r.IOPath(); r.Backend() != reactor.BackendUring || !strings.HasPrefix(got, "poll (the kernel refused 32768 receive buffers of 1073741824 bytes") {
-			t.Fatalf("backend %s, IOPath() = %q; want io_uring, on polls, saying the kernel refused the buffers", r.Backend(), got)
-		}
-		ln, err := r.Listen("tcp", "127.0.0.1:0", &echo{}, reactor.ListenConfig{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		echoRounds(t, dial(t, ln), 20, mrand.New(mrand.NewPCG(1, 2)))
-	})
 	for _, bad := range []struct {
 		cfg  reactor.Config
 		want string

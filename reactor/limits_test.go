@@ -1,8 +1,10 @@
 package reactor_test
 
 import (
+	mrand "math/rand/v2"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -141,6 +143,76 @@ func TestFarDeadlinesMeanLater(t *testing.T) {
 			case err := <-h.closed:
 				t.Fatalf("a timeout of 292 years closed the Conn at once: %v", err)
 			case <-time.After(300 * time.Millisecond):
+			}
+		})
+	}
+}
+
+// TestIOPathWhereMemoryRefuses: receive buffers the kernel will not map
+// leave io_uring on readiness polls, said in IOPath, rather than fail New
+// or leave io_uring; where only the second loop's are refused, IOPath says
+// that loop's path too, and both loops serve. A child process runs it
+// under an RLIMIT_AS that holds one loop's 1 GiB of buffers, not two
+// (and not 32 TiB), whatever the host's overcommit policy.
+func TestIOPathWhereMemoryRefuses(t *testing.T) {
+	if os.Getenv("ONESHOT_AS_LIMIT") == "" {
+		newReactor(t, backend{kind: reactor.BackendUring}, 1).Close() // skips where io_uring is unavailable
+		if ok, why := kernelRecvs(t); !ok {
+			t.Skipf("kernel without a receive path: %s", why)
+		}
+		cmd := exec.Command(os.Args[0], "-test.run=^TestIOPathWhereMemoryRefuses$", "-test.v")
+		cmd.Env = append(os.Environ(), "ONESHOT_AS_LIMIT=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("child: %v\n%s", err, out)
+		}
+		if !strings.Contains(string(out), "--- PASS: TestIOPathWhereMemoryRefuses") {
+			t.Fatalf("child did not pass:\n%s", out)
+		}
+		return
+	}
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vmKiB uint64
+	for _, line := range strings.Split(string(status), "\n") {
+		if f := strings.Fields(line); len(f) == 3 && f[0] == "VmSize:" {
+			vmKiB, _ = strconv.ParseUint(f[1], 10, 64)
+		}
+	}
+	if vmKiB == 0 {
+		t.Fatalf("no VmSize in /proc/self/status")
+	}
+	lim := vmKiB<<10 + 1536<<20 // room for one loop's 1 GiB and the test's own growth
+	if err := unix.Setrlimit(unix.RLIMIT_AS, &unix.Rlimit{Cur: lim, Max: unix.RLIM_INFINITY}); err != nil {
+		t.Skipf("cannot set RLIMIT_AS: %v", err)
+	}
+	for _, tc := range []struct {
+		name       string
+		loops      int
+		size       int
+		want, more string
+	}{
+		{"32 TiB", 1, 1 << 30, "poll (the kernel refused 32768 receive buffers of 1073741824 bytes", ""},
+		{"second loop", 2, 32 << 10, "ring (", "; loop 1: poll (the kernel refused 32768 receive buffers of 32768 bytes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := reactor.New(reactor.Config{Backend: reactor.BackendUring, Loops: tc.loops, RecvBuffers: 1 << 15, RecvBufferSize: tc.size})
+			if err != nil {
+				t.Fatalf("New: %v; want io_uring on readiness polls where the buffers are refused", err)
+			}
+			defer r.Close()
+			if got := r.IOPath(); r.Backend() != reactor.BackendUring || !strings.HasPrefix(got, tc.want) || !strings.Contains(got, tc.more) {
+				t.Fatalf("backend %s, IOPath() = %q; want io_uring, %q... naming %q", r.Backend(), got, tc.want, tc.more)
+			}
+			ln, err := r.Listen("tcp", "127.0.0.1:0", &echo{}, reactor.ListenConfig{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			for i := range tc.loops { // a Listener hands its Conns to the loops in turn
+				echoRounds(t, dial(t, ln), 10, mrand.New(mrand.NewPCG(uint64(i), 2)))
 			}
 		})
 	}

@@ -126,29 +126,42 @@ func (c *NetConn) SetKeepAlivePeriod(d time.Duration) error {
 // SetKeepAliveConfig sets keepalive as net.TCPConn's does: probes on or
 // off, and the idle time, interval (whole seconds, rounded up) and probe
 // count, each 0 for net's default (15 s, 15 s, 9) and negative to leave
-// it as it is. TCP only.
+// it as it is. A value past the kernel's range (a C int of seconds) is
+// refused with EINVAL, where net's truncates it to another value. TCP
+// only: on a Unix socket it fails with EOPNOTSUPP and sets nothing.
 func (c *NetConn) SetKeepAliveConfig(cfg net.KeepAliveConfig) error {
-	return c.fd.opErr("set", c.fd.control(func(fd int) error { return setKeepAliveConfig(fd, cfg) }))
+	return c.fd.opErr("set", c.fd.control(func(fd int) error {
+		if err := c.fd.tcpOnly(); err != nil {
+			return err
+		}
+		return setKeepAliveConfig(fd, cfg)
+	}))
 }
 
 // SetLinger sets what Close does with data not yet sent, as
 // net.TCPConn's does: sec < 0 (the default) sends it in the background,
 // sec == 0 discards it and resets the connection, sec > 0 sends it in the
-// background and resets after sec seconds. TCP only.
+// background and resets after sec seconds. TCP only: on a Unix socket it
+// fails with EOPNOTSUPP.
 func (c *NetConn) SetLinger(sec int) error {
-	return c.fd.opErr("set", c.fd.control(func(fd int) error { return setLinger(fd, sec) }))
+	return c.fd.opErr("set", c.fd.control(func(fd int) error {
+		if err := c.fd.tcpOnly(); err != nil {
+			return err
+		}
+		return setLinger(fd, sec)
+	}))
 }
 
 // SetReadBuffer sets the size of the socket's receive buffer (SO_RCVBUF;
-// the kernel doubles it for its bookkeeping).
+// the kernel doubles it for its bookkeeping), as net's conns do.
 func (c *NetConn) SetReadBuffer(bytes int) error {
-	return c.fd.opErr("set", c.fd.control(func(fd int) error { return setSockBuf(fd, unix.SO_RCVBUF, bytes) }))
+	return c.fd.opErrLocal("set", c.fd.control(func(fd int) error { return setSockBuf(fd, unix.SO_RCVBUF, bytes) }))
 }
 
 // SetWriteBuffer sets the size of the socket's send buffer (SO_SNDBUF;
-// the kernel doubles it for its bookkeeping).
+// the kernel doubles it for its bookkeeping), as net's conns do.
 func (c *NetConn) SetWriteBuffer(bytes int) error {
-	return c.fd.opErr("set", c.fd.control(func(fd int) error { return setSockBuf(fd, unix.SO_SNDBUF, bytes) }))
+	return c.fd.opErrLocal("set", c.fd.control(func(fd int) error { return setSockBuf(fd, unix.SO_SNDBUF, bytes) }))
 }
 
 // SyscallConn returns a raw connection for socket options and custom I/O;

@@ -575,3 +575,22 @@ func (fd *netFD) opErr(op string, err error) error {
 	}
 	return &net.OpError{Op: op, Net: fd.net, Source: src, Addr: dst, Err: err}
 }
+
+// opErrLocal is opErr naming only the local address, as net's errors of
+// the options every socket has (SetReadBuffer, SetWriteBuffer) do.
+func (fd *netFD) opErrLocal(op string, err error) error {
+	err = fd.opErr(op, err)
+	if oe, ok := err.(*net.OpError); ok {
+		oe.Source, oe.Addr = nil, fd.laddr
+	}
+	return err
+}
+
+// tcpOnly refuses, as the kernel refuses TCP_NODELAY there, a TCP
+// option on a Unix socket before any of it is set.
+func (fd *netFD) tcpOnly() error {
+	if fd.net == "unix" {
+		return unix.EOPNOTSUPP
+	}
+	return nil
+}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -118,16 +119,22 @@ func New(cfg Config) (*Reactor, error) {
 		if i == 0 {
 			r.backend, r.reason, r.io = Backend(res.sel.Backend), res.sel.Reason, res.io
 			want = res.sel.Backend
-			cfg.Logger.Info("reactor started", zapString("backend", string(r.backend)),
-				zapString("reason", r.reason), zapString("io", r.io), zapInt("loops", cfg.Loops))
+		} else if res.io != r.io && !strings.Contains(r.io, "; loop ") {
+			// Receive buffers one loop's kernel memory refused leave that
+			// loop on polls (poller.Options.Recv): said, not hidden.
+			r.io += fmt.Sprintf("; loop %d: %s", i, res.io)
 		}
 	}
+	cfg.Logger.Info("reactor started", zapString("backend", string(r.backend)),
+		zapString("reason", r.reason), zapString("io", r.io), zapInt("loops", cfg.Loops))
 	return r, nil
 }
 
 // IOPath says how Conns move bytes: "ring (...)" through io_uring
 // (multishot RECV), or "poll (why)" after readiness polls with read(2)
-// and write(2).
+// and write(2). Should a loop not get what the first got (receive
+// buffers its memory refused), "; loop N: poll (why)" follows, for the
+// first such loop.
 func (r *Reactor) IOPath() string { return r.io }
 
 // Backend reports the backend in use: BackendUring or BackendEpoll.

@@ -3,6 +3,7 @@ package reactor_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"slices"
@@ -374,6 +375,8 @@ func TestNetConnSettersAsNet(t *testing.T) {
 			defer std.Close()
 			wantErr := tc.set(std.(*net.TCPConn))
 			want := rawMoreOpts(t, std)
+			std.Close()
+			wantClosed := errShape(std, tc.set(std.(*net.TCPConn)))
 			for _, b := range backends {
 				r := newReactor(t, b, 1)
 				ours, _ := tcpPair(t, r)
@@ -385,9 +388,71 @@ func TestNetConnSettersAsNet(t *testing.T) {
 					t.Errorf("%s: options %+v, net leaves %+v", name(b), got, want)
 				}
 				ours.Close()
-				if err := tc.set(ours.(*reactor.NetConn)); !errors.Is(err, net.ErrClosed) {
+				err := tc.set(ours.(*reactor.NetConn))
+				if !errors.Is(err, net.ErrClosed) {
 					t.Errorf("%s: after Close: %v, want net.ErrClosed", name(b), err)
 				}
+				if got := errShape(ours, err); got != wantClosed {
+					t.Errorf("%s: after Close: error %q, net's is %q", name(b), got, wantClosed)
+				}
+			}
+		})
+	}
+}
+
+// errShape is an OpError of c's as its text would be with c's addresses
+// named by role, so that two conns' errors compare.
+func errShape(c net.Conn, err error) string {
+	var oe *net.OpError
+	if !errors.As(err, &oe) {
+		return fmt.Sprintf("not an OpError: %v", err)
+	}
+	role := func(a net.Addr) string {
+		switch {
+		case a == nil:
+			return "-"
+		case a.String() == c.LocalAddr().String():
+			return "local"
+		case a.String() == c.RemoteAddr().String():
+			return "remote"
+		}
+		return "other"
+	}
+	return fmt.Sprintf("%s %s source %s addr %s: %v", oe.Op, oe.Net, role(oe.Source), role(oe.Addr), oe.Err)
+}
+
+// TestNetConnTCPSettersOnUnix: the TCP-only setters fail on a Unix-socket
+// NetConn and leave its options as they were.
+func TestNetConnTCPSettersOnUnix(t *testing.T) {
+	for _, b := range backends {
+		t.Run(name(b), func(t *testing.T) {
+			r := newReactor(t, b, 1)
+			c, s, err := netPair(r, netListen(t, r, "unix"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			defer c.Close()
+			nc := c.(*reactor.NetConn)
+			rc, _ := nc.SyscallConn()
+			keepalive := func() (v int) {
+				rc.Control(func(fd uintptr) { v, _ = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_KEEPALIVE) })
+				return v
+			}
+			before := keepalive()
+			for what, err := range map[string]error{
+				"SetKeepAliveConfig": nc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: before == 0}),
+				"SetLinger":          nc.SetLinger(3),
+			} {
+				if !errors.Is(err, unix.EOPNOTSUPP) {
+					t.Errorf("%s on a Unix socket: %v, want EOPNOTSUPP", what, err)
+				}
+			}
+			if got := keepalive(); got != before {
+				t.Errorf("SO_KEEPALIVE %d after the refused SetKeepAliveConfig, was %d", got, before)
+			}
+			if err := nc.SetReadBuffer(64 << 10); err != nil {
+				t.Errorf("SetReadBuffer on a Unix socket: %v", err)
 			}
 		})
 	}

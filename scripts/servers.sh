@@ -41,6 +41,7 @@ stop_pid() {
 cleanup() {
 	local pid
 	for pid in "${!live[@]}"; do stop_pid "$pid"; done
+	if [[ -n ${make_c_tmp:-} ]]; then rm -rf "$make_c_tmp"; fi
 }
 
 # allowed_cpus prints the CPU ids this process may run on (a cgroup or an
@@ -105,6 +106,7 @@ make_c() {
 	local log=$1 tmp rc=0 prog
 	shift
 	tmp=$(mktemp -d bench/c/.build.XXXXXX) || return 1
+	make_c_tmp=$tmp # cleanup's, should a signal end the build
 	local rel=${tmp#bench/c/} targets=()
 	for prog in "$@"; do targets+=("$rel/$prog"); done
 	if make -s -C bench/c OUT="$rel" "${targets[@]}" >"$log" 2>&1; then
@@ -113,5 +115,6 @@ make_c() {
 		rc=1
 	fi
 	rm -rf "$tmp"
+	make_c_tmp=
 	return "$rc"
 }
