@@ -255,3 +255,56 @@ func TestNetListenerFileAndSyscallConn(t *testing.T) {
 		})
 	}
 }
+
+// TestNetListenerUnixHandOver: a Unix listener handed on through File,
+// with SetUnlinkOnClose(false), keeps its path when the original closes
+// (Accept parked on it), and peers dialing the path reach the copy; by
+// default Close removes the path, as net's UnixListener does.
+func TestNetListenerUnixHandOver(t *testing.T) {
+	for _, b := range backends {
+		t.Run(name(b), func(t *testing.T) {
+			r := newReactor(t, b, 1)
+			for _, keep := range []bool{false, true} {
+				ln := netListen(t, r, "unix").(*reactor.NetListener)
+				path := ln.Addr().String()
+				f, err := ln.File()
+				if err != nil {
+					t.Fatal(err)
+				}
+				heir, err := net.FileListener(f)
+				f.Close()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if keep {
+					ln.SetUnlinkOnClose(false)
+				}
+				parked := parkAccept(t, r, ln)
+				if err := ln.Close(); err != nil {
+					t.Fatal(err)
+				}
+				if err := <-parked; !errors.Is(err, net.ErrClosed) {
+					t.Fatalf("Accept parked across Close: %v, want net.ErrClosed", err)
+				}
+				_, statErr := os.Stat(path)
+				if keep != (statErr == nil) {
+					t.Fatalf("keep path %v: after Close, stat %s: %v", keep, path, statErr)
+				}
+				if keep {
+					d, err := net.Dial("unix", path)
+					if err != nil {
+						t.Fatalf("dial the kept path: %v; the copy must listen on", err)
+					}
+					a, err := heir.Accept()
+					if err != nil {
+						t.Fatal(err)
+					}
+					a.Close()
+					d.Close()
+				}
+				heir.Close()
+				os.Remove(path)
+			}
+		})
+	}
+}

@@ -198,8 +198,10 @@ type netFD struct {
 	// listener: a listening socket (accept, no peer); constant.
 	listener bool
 	// unlink is the path of a Unix listening socket this process bound,
-	// removed at close as net's UnixListener does; constant.
-	unlink string
+	// removed at close as net's UnixListener does, unless keepPath;
+	// constant.
+	unlink   string
+	keepPath atomic.Bool // NetListener.SetUnlinkOnClose(false)
 
 	// ringRead: reads may park on a receive through the ring
 	// (recvInto), the fd's loop having that path; constant.
@@ -319,7 +321,7 @@ func (fd *netFD) destroy() {
 	} else {
 		closePolledWait(fd.r, fd.sysfd)
 	}
-	if fd.unlink != "" {
+	if fd.unlink != "" && !fd.keepPath.Load() {
 		_ = os.Remove(fd.unlink) // best effort, as net's UnixListener
 	}
 	close(fd.done)

@@ -102,6 +102,13 @@ func (ln *NetListener) AcceptNet() (*NetConn, error) {
 // socket's path is removed.
 func (ln *NetListener) Close() error { return ln.fd.opErr("close", ln.fd.Close()) }
 
+// SetUnlinkOnClose sets whether Close removes the path of a Unix socket
+// NetListen bound, as net.UnixListener's does (true by default). A
+// process that hands a Unix listener on (File) sets false, so that the
+// path still leads to the copy. The path of a socket adopted
+// (FileListener) is never removed, and TCP has none.
+func (ln *NetListener) SetUnlinkOnClose(unlink bool) { ln.fd.keepPath.Store(!unlink) }
+
 // Addr returns the bound address (with the port the kernel chose for :0).
 func (ln *NetListener) Addr() net.Addr { return ln.fd.laddr }
 

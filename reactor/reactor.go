@@ -11,7 +11,6 @@ import (
 	"os"
 	"runtime"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -99,6 +98,7 @@ func New(cfg Config) (*Reactor, error) {
 	}
 	// The first loop resolves auto; the others open what it got, so every
 	// loop runs the same backend.
+	var first string // the first loop's I/O path
 	for i, l := range r.loops {
 		started := make(chan openResult, 1)
 		r.wg.Add(1)
@@ -116,10 +116,11 @@ func New(cfg Config) (*Reactor, error) {
 			}
 			return nil, fmt.Errorf("reactor: starting loop %d: %w", i, res.err)
 		}
-		if i == 0 {
+		switch {
+		case i == 0:
 			r.backend, r.reason, r.io = Backend(res.sel.Backend), res.sel.Reason, res.io
-			want = res.sel.Backend
-		} else if res.io != r.io && !strings.Contains(r.io, "; loop ") {
+			want, first = res.sel.Backend, res.io
+		case res.io != first && r.io == first:
 			// Receive buffers one loop's kernel memory refused leave that
 			// loop on polls (poller.Options.Recv): said, not hidden.
 			r.io += fmt.Sprintf("; loop %d: %s", i, res.io)
