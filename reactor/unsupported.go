@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -134,6 +135,7 @@ func (c *NetConn) SetKeepAliveConfig(net.KeepAliveConfig) error { return net.Err
 func (c *NetConn) SetLinger(sec int) error                      { return net.ErrClosed }
 func (c *NetConn) SetReadBuffer(bytes int) error                { return net.ErrClosed }
 func (c *NetConn) SetWriteBuffer(bytes int) error               { return net.ErrClosed }
+func (c *NetConn) ReadFrom(r io.Reader) (int64, error)          { return 0, net.ErrClosed }
 func (c *NetConn) SyscallConn() (syscall.RawConn, error)        { return nil, errors.ErrUnsupported }
 func (c *NetConn) File() (*os.File, error)                      { return nil, errors.ErrUnsupported }
 

@@ -1,0 +1,180 @@
+package reactor_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"io"
+	mrand "math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/oneshot-io/oneshot/reactor"
+)
+
+// tempFile writes size random bytes to a file in t's temporary folder and
+// returns it open for reading, with its bytes.
+func tempFile(t *testing.T, size int) (*os.File, []byte) {
+	t.Helper()
+	data := make([]byte, size)
+	rnd := mrand.New(mrand.NewPCG(uint64(size), 7))
+	for i := range data {
+		data[i] = byte(rnd.Uint32())
+	}
+	path := filepath.Join(t.TempDir(), "body")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f, data
+}
+
+// TestNetConnReadFrom: ReadFrom sends a whole file, a LimitedReader's
+// part of one (N and the file's offset moved by what was sent), and a
+// reader that is no file, each byte once and in order, over TCP and Unix
+// sockets on both backends; 9 MiB cross sendfile's 4 MiB chunks and fill
+// the socket, so the sender parks.
+func TestNetConnReadFrom(t *testing.T) {
+	const size = 9<<20 + 123
+	for _, b := range backends {
+		for _, network := range []string{"tcp", "unix"} {
+			t.Run(name(b)+"/"+network, func(t *testing.T) {
+				r := newReactor(t, b, 1)
+				c, s, err := netPair(r, netListen(t, r, network))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				defer s.Close()
+				f, data := tempFile(t, size)
+				const skip, part = 1000, 5 << 20
+				var want []byte
+				want = append(want, data...)
+				want = append(want, data[skip:skip+part]...)
+				want = append(want, "not a file"...)
+				got := make(chan []byte, 1)
+				go func() {
+					buf := make([]byte, len(want))
+					n, _ := io.ReadFull(s, buf)
+					got <- buf[:n]
+				}()
+				rf := c.(io.ReaderFrom)
+				if n, err := rf.ReadFrom(f); n != size || err != nil {
+					t.Fatalf("ReadFrom(file) = %d, %v; want %d", n, err, size)
+				}
+				if _, err := f.Seek(skip, io.SeekStart); err != nil {
+					t.Fatal(err)
+				}
+				lr := &io.LimitedReader{R: f, N: part}
+				if n, err := rf.ReadFrom(lr); n != part || err != nil || lr.N != 0 {
+					t.Fatalf("ReadFrom(LimitedReader) = %d, %v, N left %d; want %d, N 0", n, err, lr.N, part)
+				}
+				if off, _ := f.Seek(0, io.SeekCurrent); off != skip+part {
+					t.Fatalf("file offset %d after the LimitedReader, want %d", off, skip+part)
+				}
+				if n, err := rf.ReadFrom(bytes.NewReader([]byte("not a file"))); n != 10 || err != nil {
+					t.Fatalf("ReadFrom(bytes.Reader) = %d, %v", n, err)
+				}
+				if g := <-got; !bytes.Equal(g, want) {
+					t.Fatalf("peer read %d bytes (sha %x), want %d (sha %x)", len(g), sha256.Sum256(g), len(want), sha256.Sum256(want))
+				}
+			})
+		}
+	}
+}
+
+// TestNetConnReadFromDeadline: a peer that reads nothing holds a file
+// send at the write deadline: ReadFrom returns the timeout with the bytes
+// it sent, which are exactly those the peer then reads; after Close it
+// fails with net.ErrClosed.
+func TestNetConnReadFromDeadline(t *testing.T) {
+	for _, b := range backends {
+		t.Run(name(b), func(t *testing.T) {
+			r := newReactor(t, b, 1)
+			c, s, err := netPair(r, netListen(t, r, "tcp"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			f, data := tempFile(t, 64<<20)
+			c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+			n, err := c.(io.ReaderFrom).ReadFrom(f)
+			if !errors.Is(err, os.ErrDeadlineExceeded) || n <= 0 || n >= int64(len(data)) {
+				t.Fatalf("ReadFrom to a peer that reads nothing = %d, %v; want some bytes and the deadline", n, err)
+			}
+			c.Close()
+			rest, err := io.ReadAll(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if int64(len(rest)) != n || !bytes.Equal(rest, data[:n]) {
+				t.Fatalf("ReadFrom said %d bytes; the peer read %d (equal to the file's first bytes: %v)", n, len(rest), bytes.Equal(rest, data[:min(int64(len(rest)), n)]))
+			}
+			if _, err := c.(io.ReaderFrom).ReadFrom(f); !errors.Is(err, net.ErrClosed) {
+				t.Fatalf("ReadFrom after Close: %v, want net.ErrClosed", err)
+			}
+		})
+	}
+}
+
+var _ io.ReaderFrom = (*reactor.NetConn)(nil)
+
+// TestHTTPServeFileOnReactor: net/http serves a file on NetListen, whole
+// and by range, where its response hands the body to NetConn.ReadFrom
+// (sendfile), and a std client gets every byte.
+func TestHTTPServeFileOnReactor(t *testing.T) {
+	for _, b := range backends {
+		t.Run(name(b), func(t *testing.T) {
+			r := newReactor(t, b, 1)
+			f, data := tempFile(t, 3<<20+17)
+			ln, err := r.NetListen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+				http.ServeContent(w, req, "body", time.Time{}, f)
+			})}
+			served := make(chan error, 1)
+			go func() { served <- srv.Serve(ln) }()
+			url := "http://" + ln.Addr().String() + "/"
+			for _, tc := range []struct {
+				rng  string
+				want []byte
+			}{
+				{"", data},
+				{"bytes=1000-2000999", data[1000:2001000]},
+			} {
+				req, _ := http.NewRequest("GET", url, nil)
+				if tc.rng != "" {
+					req.Header.Set("Range", tc.rng)
+				}
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil || !bytes.Equal(got, tc.want) {
+					t.Fatalf("GET %q: %d bytes, %v; want %d bytes, equal", tc.rng, len(got), err, len(tc.want))
+				}
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := srv.Shutdown(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+				t.Fatal(err)
+			}
+		})
+	}
+}
