@@ -11,8 +11,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/oneshot-io/oneshot/reactor"
 )
@@ -175,6 +178,55 @@ func TestHTTPServeFileOnReactor(t *testing.T) {
 			if err := <-served; !errors.Is(err, http.ErrServerClosed) {
 				t.Fatal(err)
 			}
+		})
+	}
+}
+
+// BenchmarkNetConnReadFrom sends a 16 MiB file over loopback TCP to a peer
+// that discards it: through ReadFrom (sendfile) and through io.Copy's
+// buffer (Write), for the ratio, with the CPU per MiB of the sending
+// goroutine's thread (locked to it; the peer and the loop run elsewhere).
+func BenchmarkNetConnReadFrom(b *testing.B) {
+	for _, how := range []string{"sendfile", "copy"} {
+		b.Run(how, func(b *testing.B) {
+			r := newReactor(b, backend{kind: reactor.BackendEpoll}, 1)
+			c, s, err := netPair(r, netListen(b, r, "tcp"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			defer s.Close()
+			go io.Copy(io.Discard, s)
+			path := filepath.Join(b.TempDir(), "body")
+			if err := os.WriteFile(path, make([]byte, 16<<20), 0o600); err != nil {
+				b.Fatal(err)
+			}
+			f, err := os.Open(path)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer f.Close()
+			b.SetBytes(16 << 20)
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			var ru0, ru1 unix.Rusage
+			unix.Getrusage(unix.RUSAGE_THREAD, &ru0)
+			b.ResetTimer()
+			for b.Loop() {
+				f.Seek(0, io.SeekStart)
+				var err error
+				if how == "sendfile" {
+					_, err = c.(io.ReaderFrom).ReadFrom(f)
+				} else {
+					_, err = io.Copy(struct{ io.Writer }{c}, struct{ io.Reader }{f})
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			unix.Getrusage(unix.RUSAGE_THREAD, &ru1)
+			cpu := time.Duration(ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano())
+			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N*16), "cpu-µs/MiB")
 		})
 	}
 }
