@@ -221,17 +221,8 @@ func TestNetListenerFileAndSyscallConn(t *testing.T) {
 			if err := <-parked; !errors.Is(err, net.ErrClosed) {
 				t.Fatalf("Accept parked across Close: %v, want net.ErrClosed", err)
 			}
-			for i := range 3 {
-				d, err := net.Dial("tcp", addr)
-				if err != nil {
-					t.Fatalf("dial %d after the original's Close: %v; the copy must listen on", i, err)
-				}
-				a, err := heir.Accept()
-				if err != nil {
-					t.Fatal(err)
-				}
-				a.Close()
-				d.Close()
+			for range 3 {
+				heirTakes(t, heir, "tcp", addr)
 			}
 			heir.Close()
 			if c, err := net.Dial("tcp", addr); err == nil {
@@ -291,20 +282,27 @@ func TestNetListenerUnixHandOver(t *testing.T) {
 					t.Fatalf("keep path %v: after Close, stat %s: %v", keep, path, statErr)
 				}
 				if keep {
-					d, err := net.Dial("unix", path)
-					if err != nil {
-						t.Fatalf("dial the kept path: %v; the copy must listen on", err)
-					}
-					a, err := heir.Accept()
-					if err != nil {
-						t.Fatal(err)
-					}
-					a.Close()
-					d.Close()
+					heirTakes(t, heir, "unix", path)
 				}
 				heir.Close()
 				os.Remove(path)
 			}
 		})
 	}
+}
+
+// heirTakes proves that heir, a listener handed on, takes a dial to
+// addr after the original closed.
+func heirTakes(t *testing.T, heir net.Listener, network, addr string) {
+	t.Helper()
+	d, err := net.Dial(network, addr)
+	if err != nil {
+		t.Fatalf("dial %s after the original's Close: %v; the copy must listen on", addr, err)
+	}
+	defer d.Close()
+	a, err := heir.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
 }
