@@ -6,12 +6,13 @@ import (
 	"io"
 	"net"
 	"os"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
 
 // ReadFrom writes what r yields, as net.TCPConn's does: from a regular
-// *os.File, or an *io.LimitedReader of one, with sendfile(2), so that the
+// *os.File (io.Copy(conn, f) included), or an *io.LimitedReader of one, with sendfile(2), so that the
 // bytes go from the page cache to the socket without a copy through this
 // process (net/http's file serving hands its response body over this
 // way); from anything else, through a buffer, as io.Copy does. When the
@@ -23,7 +24,8 @@ func (c *NetConn) ReadFrom(r io.Reader) (int64, error) {
 	if handled {
 		return n, c.fd.opErr("readfrom", err)
 	}
-	return io.Copy(writerOnly{c}, r)
+	n, err = io.Copy(writerOnly{c}, r)
+	return n, c.fd.opErr("readfrom", err)
 }
 
 var _ io.ReaderFrom = (*NetConn)(nil)
@@ -32,9 +34,16 @@ var _ io.ReaderFrom = (*NetConn)(nil)
 // again.
 type writerOnly struct{ io.Writer }
 
-// maxSendfile bounds one sendfile(2), as internal/poll does, so that a
-// deadline is looked at between chunks of a large file.
+// maxSendfile bounds one sendfile(2), so that one call's count fits an
+// int anywhere; the deadline and Close are looked at where a send parks
+// (fd.wait), as Write's are.
 const maxSendfile = 4 << 20
+
+// sendable is a file sendFile can take: *os.File, or what embeds one.
+type sendable interface {
+	syscall.Conn
+	Stat() (os.FileInfo, error)
+}
 
 // sendFile sends r with sendfile(2) where r is a file it can take (see
 // ReadFrom); handled is false, with nothing sent, where it is not.
@@ -47,7 +56,9 @@ func (fd *netFD) sendFile(r io.Reader) (written int64, handled bool, err error) 
 		}
 		remain, r = lr.N, lr.R
 	}
-	f, ok := r.(*os.File)
+	// Not *os.File: io.Copy(conn, f) goes through f's WriteTo, which
+	// hands ReadFrom a wrapper of f that still has these two.
+	f, ok := r.(sendable)
 	if !ok {
 		return 0, false, nil
 	}

@@ -10,8 +10,9 @@ import (
 	"testing"
 )
 
-// TestSendFileTakes: ReadFrom's sendfile(2) path takes a regular file and
-// a LimitedReader of one, and leaves a pipe, a reader that is no file and
+// TestSendFileTakes: ReadFrom's sendfile(2) path takes a regular file, one
+// wrapped (io.Copy(conn, f) reaches ReadFrom through f's WriteTo, which
+// wraps f) and a LimitedReader of one, and leaves a pipe, a reader that is no file and
 // a LimitedReader of one to io.Copy with nothing sent; a LimitedReader
 // with nothing left sends nothing. (TestNetConnReadFrom checks the bytes.)
 func TestSendFileTakes(t *testing.T) {
@@ -60,6 +61,7 @@ func TestSendFileTakes(t *testing.T) {
 	}{
 		{"file", file(), true, 10},
 		{"limited file", &io.LimitedReader{R: file(), N: 4}, true, 4},
+		{"file wrapped, as io.Copy's WriteTo hands it", struct{ *os.File }{file()}, true, 10},
 		{"limited, nothing left", &io.LimitedReader{R: file(), N: 0}, true, 0},
 		{"pipe", pr, false, 0},
 		{"limited pipe", &io.LimitedReader{R: pr, N: 2}, false, 0},

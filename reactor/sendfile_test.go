@@ -42,10 +42,11 @@ func tempFile(t *testing.T, size int) (*os.File, []byte) {
 }
 
 // TestNetConnReadFrom: ReadFrom sends a whole file, a LimitedReader's
-// part of one (N and the file's offset moved by what was sent), and a
-// reader that is no file, each byte once and in order, over TCP and Unix
-// sockets on both backends; 9 MiB cross sendfile's 4 MiB chunks and fill
-// the socket, so the sender parks.
+// part of one (N and the file's offset moved by what was sent), a reader
+// that is no file, and a file through io.Copy, each byte once and in
+// order, and wraps a failing reader's error as net's does; over TCP and
+// Unix sockets on both backends. 9 MiB cross sendfile's 4 MiB chunks and
+// fill the socket, so the sender parks.
 func TestNetConnReadFrom(t *testing.T) {
 	const size = 9<<20 + 123
 	for _, b := range backends {
@@ -64,6 +65,7 @@ func TestNetConnReadFrom(t *testing.T) {
 				want = append(want, data...)
 				want = append(want, data[skip:skip+part]...)
 				want = append(want, "not a file"...)
+				want = append(want, data...)
 				got := make(chan []byte, 1)
 				go func() {
 					buf := make([]byte, len(want))
@@ -86,6 +88,17 @@ func TestNetConnReadFrom(t *testing.T) {
 				}
 				if n, err := rf.ReadFrom(bytes.NewReader([]byte("not a file"))); n != 10 || err != nil {
 					t.Fatalf("ReadFrom(bytes.Reader) = %d, %v", n, err)
+				}
+				if _, err := f.Seek(0, io.SeekStart); err != nil {
+					t.Fatal(err)
+				}
+				if n, err := io.Copy(c, f); n != size || err != nil { // through f's WriteTo
+					t.Fatalf("io.Copy(conn, file) = %d, %v; want %d", n, err, size)
+				}
+				boom := errors.New("boom")
+				var oe *net.OpError
+				if _, err := rf.ReadFrom(io.MultiReader(bytes.NewReader(nil), errReader{boom})); !errors.As(err, &oe) || oe.Op != "readfrom" || !errors.Is(err, boom) {
+					t.Fatalf("ReadFrom of a failing reader: %v; want a readfrom *net.OpError wrapping it, as net's", err)
 				}
 				if g := <-got; !bytes.Equal(g, want) {
 					t.Fatalf("peer read %d bytes (sha %x), want %d (sha %x)", len(g), sha256.Sum256(g), len(want), sha256.Sum256(want))
@@ -230,3 +243,8 @@ func BenchmarkNetConnReadFrom(b *testing.B) {
 		})
 	}
 }
+
+// errReader fails every Read with its error.
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
