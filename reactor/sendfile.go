@@ -12,13 +12,14 @@ import (
 )
 
 // ReadFrom writes what r yields, as net.TCPConn's does: from a regular
-// *os.File (io.Copy(conn, f) included), or an *io.LimitedReader of one, with sendfile(2), so that the
-// bytes go from the page cache to the socket without a copy through this
-// process (net/http's file serving hands its response body over this
-// way); from anything else, through a buffer, as io.Copy does. When the
-// socket is full it parks on the reactor as Write does; the write deadline
-// and Close end it, with the bytes written so far counted. An
-// io.LimitedReader's N goes down by what was sent.
+// *os.File (io.Copy(conn, f) included), or an *io.LimitedReader of one,
+// with sendfile(2), so that the bytes go from the page cache to the
+// socket without a copy through this process (net/http's file serving
+// hands its response body over this way); from anything else, through a
+// buffer, as io.Copy does. When the socket is full it parks on the
+// reactor as Write does; the write deadline and Close end it, with the
+// bytes written so far counted. An io.LimitedReader's N goes down by what
+// was sent.
 func (c *NetConn) ReadFrom(r io.Reader) (int64, error) {
 	n, handled, err := c.fd.sendFile(r)
 	if handled {

@@ -66,8 +66,7 @@ func setKeepAlive(fd int, on bool) error {
 // interval between probes to d (rounded up to whole seconds, at least
 // one), and net's probe count.
 func setKeepAlivePeriod(fd int, d time.Duration) error {
-	secs := int((d + time.Second - 1) / time.Second)
-	secs = max(secs, 1)
+	secs := int(max(ceilSeconds(d), 1))
 	for _, o := range []struct{ opt, v int }{
 		{unix.TCP_KEEPIDLE, secs}, {unix.TCP_KEEPINTVL, secs}, {unix.TCP_KEEPCNT, keepAliveCount},
 	} {
@@ -88,7 +87,7 @@ func setKeepAliveConfig(fd int, cfg net.KeepAliveConfig) error {
 		if d == 0 {
 			d = DefaultKeepAlive
 		}
-		return int64((d + time.Second - 1) / time.Second)
+		return ceilSeconds(d)
 	}
 	count := int64(cfg.Count)
 	if count == 0 {
@@ -124,3 +123,7 @@ func setLinger(fd, sec int) error {
 func setSockBuf(fd, opt, bytes int) error {
 	return os.NewSyscallError("setsockopt", unix.SetsockoptInt(fd, unix.SOL_SOCKET, opt, bytes))
 }
+
+// ceilSeconds is d in whole seconds, rounded up, as net rounds keepalive
+// times.
+func ceilSeconds(d time.Duration) int64 { return int64((d + time.Second - 1) / time.Second) }
