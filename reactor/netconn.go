@@ -50,6 +50,7 @@ func newNetConn(fd *netFD) *NetConn { return &NetConn{fd: fd} }
 // io.EOF.
 func (c *NetConn) Read(b []byte) (int, error) {
 	n, err := c.fd.Read(b)
+	c.fd.countIn(n)
 	return n, c.fd.opErr("read", err)
 }
 
@@ -60,6 +61,7 @@ func (c *NetConn) Read(b []byte) (int, error) {
 // passed or Close came while it wrote.
 func (c *NetConn) Write(b []byte) (int, error) {
 	n, err := c.fd.Write(b)
+	c.fd.countOut(int64(n))
 	return n, c.fd.opErr("write", err)
 }
 

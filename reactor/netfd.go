@@ -207,6 +207,10 @@ type netFD struct {
 	// (recvInto), the fd's loop having that path; constant.
 	ringRead bool
 
+	// ctr: an accepted NetConn's counts for its listener (NetListener.Stats);
+	// nil on others; constant.
+	ctr *connCounters
+
 	ref  fdRef
 	done chan struct{} // closed by destroy: Close waits for it
 	rmu  sync.Mutex    // serializes readers (and accepters): one Poll for In at a time
@@ -323,6 +327,9 @@ func (fd *netFD) destroy() {
 	}
 	if fd.unlink != "" && !fd.keepPath.Load() {
 		_ = os.Remove(fd.unlink) // best effort, as net's UnixListener
+	}
+	if fd.ctr != nil {
+		fd.ctr.retire()
 	}
 	close(fd.done)
 }

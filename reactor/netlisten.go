@@ -16,9 +16,10 @@ import (
 // with Poll until a connection is queued, and returns *NetConns. Its
 // methods are safe from any goroutine.
 type NetListener struct {
-	fd   *netFD
-	sock sockDefaults // applied to accepted TCP connections; constant
-	unix bool         // constant
+	fd    *netFD
+	stats *netStats    // constant
+	sock  sockDefaults // applied to accepted TCP connections; constant
+	unix  bool         // constant
 }
 
 var _ net.Listener = (*NetListener)(nil)
@@ -65,7 +66,7 @@ func (r *Reactor) NetListenWith(network, address string, cfg NetConfig) (*NetLis
 func newNetListener(r *Reactor, sysfd int, network string, addr net.Addr) *NetListener {
 	fd := newNetFD(r, sysfd, network, addr, nil)
 	fd.listener = true
-	return &NetListener{fd: fd, sock: NetConfig{}.sock(), unix: network == "unix"}
+	return &NetListener{fd: fd, stats: newNetStats(), sock: NetConfig{}.sock(), unix: network == "unix"}
 }
 
 // Accept waits on the reactor for the next connection and returns it as a
@@ -84,6 +85,7 @@ func (ln *NetListener) Accept() (net.Conn, error) {
 func (ln *NetListener) AcceptNet() (*NetConn, error) {
 	nfd, sa, err := ln.fd.accept()
 	if err != nil {
+		ln.stats.acceptFailed(err)
 		return nil, ln.fd.opErr("accept", err)
 	}
 	if !ln.unix {
@@ -93,7 +95,9 @@ func (ln *NetListener) AcceptNet() (*NetConn, error) {
 	if lsa, err := unix.Getsockname(nfd); err == nil {
 		laddr = sockaddrToAddr(lsa, ln.unix)
 	}
-	return newNetConn(newNetFD(ln.fd.r, nfd, ln.fd.net, laddr, sockaddrToAddr(sa, ln.unix))), nil
+	fd := newNetFD(ln.fd.r, nfd, ln.fd.net, laddr, sockaddrToAddr(sa, ln.unix))
+	ln.stats.adopt(fd)
+	return newNetConn(fd), nil
 }
 
 // Close stops listening. A parked Accept returns an error wrapping

@@ -23,6 +23,7 @@ import (
 func (c *NetConn) ReadFrom(r io.Reader) (int64, error) {
 	n, handled, err := c.fd.sendFile(r)
 	if handled {
+		c.fd.countOut(n) // io.Copy's below are counted by Write
 		return n, c.fd.opErr("readfrom", err)
 	}
 	n, err = io.Copy(writerOnly{c}, r)

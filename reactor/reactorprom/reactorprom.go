@@ -1,8 +1,8 @@
 // Package reactorprom exposes a reactor's counters to Prometheus, so that a
 // service embedding the reactor can scrape what echod scrapes. A Collector
 // reads Reactor.Stats for the oneshot_* families and, for every Listener
-// added, its ListenerStats for the oneshot_listener_* families, labelled by
-// the listener's name. It keeps no counters of its own: every scrape reads
+// or NetListener added, its ListenerStats for the oneshot_listener_*
+// families, labelled by the listener's name. It keeps no counters of its own: every scrape reads
 // the live values, so the figures cannot drift from what the reactor
 // counted. The reactor package itself does not import Prometheus.
 //
@@ -109,6 +109,15 @@ func NewFromStats(stats func() reactor.Stats) *Collector {
 // already added is taken over by ln (a listener reopened under its old
 // name: two series under one label would fail every scrape).
 func (c *Collector) AddListener(name string, ln *reactor.Listener) {
+	c.AddListenerStats(name, ln.Stats)
+}
+
+// AddNetListener adds the counters of ln, a net.Listener on the reactor
+// (what net/http serves on), under the label listener=name, in the same
+// families as a Listener's; those of a Listener's loop alone (paused,
+// output buffer, discarded, backoffs, refused) stay 0 for it (see
+// NetListener.Stats). A name already added is taken over by ln.
+func (c *Collector) AddNetListener(name string, ln *reactor.NetListener) {
 	c.AddListenerStats(name, ln.Stats)
 }
 

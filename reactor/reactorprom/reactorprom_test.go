@@ -1,7 +1,11 @@
 package reactorprom_test
 
 import (
+	"errors"
+	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -164,5 +168,74 @@ func TestListenerReAddedAndRemoved(t *testing.T) {
 		"oneshot_listener_connections_active{listener=\"udp\"} 5\n")),
 		"oneshot_listener_connections_active"); err != nil {
 		t.Fatalf("after removing http: %v", err)
+	}
+}
+
+// TestCollectorNetListener: a NetListener net/http serves on exports its
+// connections and bytes in the listener families, beside a Listener's.
+func TestCollectorNetListener(t *testing.T) {
+	r, err := reactor.New(reactor.Config{Backend: reactor.BackendEpoll, Loops: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	nl, err := r.NetListenWith("tcp", "127.0.0.1:0", reactor.NetConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		io.WriteString(w, "hello")
+	})}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(nl) }()
+	defer func() {
+		srv.Close()
+		if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+			t.Errorf("Serve: %v", err)
+		}
+	}()
+	col := reactorprom.New(r)
+	col.AddNetListener("http", nl)
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(col)
+
+	// One keep-alive connection, two requests, then closed by the client.
+	tr := &http.Transport{}
+	cl := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	for range 2 {
+		resp, err := cl.Get("http://" + nl.Addr().String() + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	tr.CloseIdleConnections()
+	deadline := time.Now().Add(10 * time.Second)
+	for nl.Stats().Closed != 1 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	st := nl.Stats()
+	if st.Accepted != 1 || st.Active != 0 || st.Closed != 1 || st.BytesIn == 0 || st.BytesOut == 0 {
+		t.Fatalf("NetListener.Stats = %+v, want one connection accepted and closed, bytes both ways", st)
+	}
+	want := fmt.Sprintf(`
+# HELP oneshot_listener_connections_accepted_total Connections accepted and served.
+# TYPE oneshot_listener_connections_accepted_total counter
+oneshot_listener_connections_accepted_total{listener="http"} 1
+# HELP oneshot_listener_connections_active Connections open now.
+# TYPE oneshot_listener_connections_active gauge
+oneshot_listener_connections_active{listener="http"} 0
+# HELP oneshot_listener_received_bytes_total Bytes read from connections.
+# TYPE oneshot_listener_received_bytes_total counter
+oneshot_listener_received_bytes_total{listener="http"} %d
+# HELP oneshot_listener_sent_bytes_total Bytes written to connections.
+# TYPE oneshot_listener_sent_bytes_total counter
+oneshot_listener_sent_bytes_total{listener="http"} %d
+`, st.BytesIn, st.BytesOut)
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
+		"oneshot_listener_connections_accepted_total", "oneshot_listener_connections_active",
+		"oneshot_listener_received_bytes_total", "oneshot_listener_sent_bytes_total"); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1,0 +1,137 @@
+package reactor_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/oneshot-io/oneshot/reactor"
+)
+
+// TestNetListenerStats: a NetListener counts its accepted NetConns from
+// Accept to Close, its own Close notwithstanding, and the bytes their
+// Reads, Writes and ReadFroms (sendfile) moved, exactly; an Accept that
+// fails by the listener's own deadline is no accept error, and a dialed
+// NetConn counts nowhere.
+func TestNetListenerStats(t *testing.T) {
+	for _, b := range backends {
+		t.Run(name(b), func(t *testing.T) {
+			r := newReactor(t, b, 2)
+			ln, err := r.NetListenWith("tcp", "127.0.0.1:0", reactor.NetConfig{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			want := reactor.ListenerStats{}
+			check := func(step string) {
+				t.Helper()
+				if got := ln.Stats(); got != want {
+					t.Fatalf("%s: Stats = %+v, want %+v", step, got, want)
+				}
+			}
+			check("new")
+
+			ln.SetDeadline(time.Now().Add(time.Millisecond))
+			if _, err := ln.Accept(); !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("Accept past its deadline: %v", err)
+			}
+			ln.SetDeadline(time.Time{})
+			check("after the deadline") // not an accept error
+
+			var clients [3]net.Conn
+			var servers [3]*reactor.NetConn
+			for i := range clients {
+				c, err := net.Dial("tcp", ln.Addr().String())
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				s, err := ln.AcceptNet()
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer s.Close()
+				clients[i], servers[i] = c, s
+			}
+			want.Accepted, want.Active = 3, 3
+			check("three accepted")
+
+			// Reads, Writes and a ReadFrom through sendfile.
+			if _, err := clients[0].Write(make([]byte, 100)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := io.ReadFull(servers[0], make([]byte, 100)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := servers[0].Write(make([]byte, 250)); err != nil {
+				t.Fatal(err)
+			}
+			f, err := os.CreateTemp(t.TempDir(), "stats")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if _, err := f.Write(bytes.Repeat([]byte("x"), 1000)); err != nil {
+				t.Fatal(err)
+			}
+			f.Seek(0, io.SeekStart)
+			if n, err := servers[1].ReadFrom(f); n != 1000 || err != nil {
+				t.Fatalf("ReadFrom(file) = %d, %v", n, err)
+			}
+			for i, n := range []int{250, 1000} {
+				if _, err := io.ReadFull(clients[i], make([]byte, n)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want.BytesIn, want.BytesOut = 100, 1250
+			check("after the I/O")
+
+			// A closed NetConn's bytes stay counted.
+			if err := servers[0].Close(); err != nil {
+				t.Fatal(err)
+			}
+			want.Active, want.Closed = 2, 1
+			check("one closed")
+			servers[0].Close() // a second Close counts nothing
+			check("closed twice")
+
+			// The listener closes; its NetConns still count for it.
+			if err := ln.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := servers[2].Write(make([]byte, 7)); err != nil {
+				t.Fatal(err)
+			}
+			servers[1].Close()
+			servers[2].Close()
+			want.Active, want.Closed, want.BytesOut = 0, 3, 1257
+			check("listener and all closed")
+			if _, err := ln.Accept(); !errors.Is(err, net.ErrClosed) {
+				t.Fatalf("Accept after Close: %v", err)
+			}
+			check("Accept after Close") // not an accept error
+
+			// A dialed NetConn belongs to no listener.
+			other, err := r.NetListenWith("tcp", "127.0.0.1:0", reactor.NetConfig{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer other.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			d, err := r.DialContext(ctx, "tcp", other.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			d.Write([]byte("hi"))
+			d.Close()
+			check("after a dialed NetConn")
+		})
+	}
+}
