@@ -41,7 +41,11 @@ var (
 	_ interface{ CloseWrite() error } = (*NetConn)(nil)
 )
 
-func newNetConn(fd *netFD) *NetConn { return &NetConn{fd: fd} }
+// newNetConn wraps fd, fully built, as a NetConn (collectable).
+func newNetConn(fd *netFD) *NetConn {
+	fd.collectable()
+	return &NetConn{fd: fd}
+}
 
 // Read reads up to len(b) bytes, waiting on the reactor until some are
 // there, the read deadline passes (an error wrapping

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -65,6 +66,34 @@ func (f *fdRef) take(mark uint64) bool {
 		if f.state.CompareAndSwap(old, (old|mark)+refOne) {
 			return true
 		}
+	}
+}
+
+// collectable arranges that fd's socket is closed, as Close would, if fd
+// becomes unreachable without Close, as net's netFD finalizer does: a
+// program that drops a NetConn or NetListener unclosed leaks neither its
+// descriptor nor its loop's record of it. Whatever still references fd
+// keeps it open: its NetConn or NetListener, a SyscallConn's RawConn, an
+// operation parked on it, and a deadline timer until it fires. The close
+// goes through the reactor without waiting for it (the runtime runs
+// cleanups one at a time); a Unix listener's path is left, as net's
+// finalizer leaves it. Call it once fd is built (ctr included).
+func (fd *netFD) collectable() {
+	fd.cleanup = runtime.AddCleanup(fd, closeDropped, dropped{r: fd.r, sysfd: fd.sysfd, ctr: fd.ctr})
+}
+
+// dropped is what closing an unreachable netFD needs; nothing in it
+// references the netFD, which would keep it reachable.
+type dropped struct {
+	r     *Reactor
+	sysfd int
+	ctr   *connCounters
+}
+
+func closeDropped(d dropped) {
+	closePolled(d.r, d.sysfd)
+	if d.ctr != nil {
+		d.ctr.retire()
 	}
 }
 
@@ -210,6 +239,9 @@ type netFD struct {
 	// ctr: an accepted NetConn's counts for its listener (NetListener.Stats);
 	// nil on others; constant.
 	ctr *connCounters
+	// cleanup closes the socket of a netFD dropped without Close
+	// (collectable); destroy stops it. Set before the netFD is shared.
+	cleanup runtime.Cleanup
 
 	ref  fdRef
 	done chan struct{} // closed by destroy: Close waits for it
@@ -318,6 +350,7 @@ func (fd *netFD) recv(w *pollWait, p []byte) (n int, eof bool, err error) {
 // cannot wait for itself); after the reactor closed there is nothing left
 // there and the fd is closed here.
 func (fd *netFD) destroy() {
+	fd.cleanup.Stop() // fd is reachable here: the cleanup has not run
 	fd.rd.stop()
 	fd.wr.stop()
 	if fd.r.onLoop() {

@@ -66,6 +66,7 @@ func (r *Reactor) NetListenWith(network, address string, cfg NetConfig) (*NetLis
 func newNetListener(r *Reactor, sysfd int, network string, addr net.Addr) *NetListener {
 	fd := newNetFD(r, sysfd, network, addr, nil)
 	fd.listener = true
+	fd.collectable()
 	return &NetListener{fd: fd, stats: newNetStats(), sock: NetConfig{}.sock(), unix: network == "unix"}
 }
 
