@@ -49,6 +49,7 @@ type Reactor struct {
 	wg        sync.WaitGroup // the loop goroutines
 	closeOnce sync.Once
 	waiters   sync.Pool // *waiter, for Poll
+	pipes     pipePool  // for NetConn.ReadFrom's splice(2)
 }
 
 type openResult struct {
@@ -426,7 +427,8 @@ func (r *Reactor) closeFd(fd int, done chan struct{}) error {
 // Close completes every outstanding request with ErrClosed (or the result
 // that already won), closes every listener and connection, waits until the
 // kernel has posted every completion it owes, releases the pollers and ends
-// the loop goroutines. It is idempotent; called from a loop callback it
+// the loop goroutines (and closes the pipes NetConn.ReadFrom keeps). It is
+// idempotent; called from a loop callback it
 // returns ErrOnLoop.
 func (r *Reactor) Close() error {
 	if r.onLoop() {
@@ -440,6 +442,7 @@ func (r *Reactor) Close() error {
 		}
 	})
 	r.wg.Wait()
+	r.pipes.close()
 	return nil
 }
 

@@ -15,13 +15,21 @@ import (
 // *os.File (io.Copy(conn, f) included), or an *io.LimitedReader of one,
 // with sendfile(2), so that the bytes go from the page cache to the
 // socket without a copy through this process (net/http's file serving
-// hands its response body over this way); from anything else, through a
-// buffer, as io.Copy does. When the socket is full it parks on the
-// reactor as Write does; the write deadline and Close end it, with the
-// bytes written so far counted. An io.LimitedReader's N goes down by what
-// was sent.
+// hands its response body over this way); from a stream socket (another
+// NetConn, a net.TCPConn or net.UnixConn: a proxy's io.Copy), or a
+// LimitedReader of one, with splice(2) through a pipe (splice.go), until
+// the source's end of stream; from anything else, through a buffer, as
+// io.Copy does. When the socket is full it parks on the reactor as Write
+// does; the write deadline and Close end it, with the bytes written so
+// far counted. Waiting for a socket source's bytes is under that source's
+// read deadline, as its Read would be, and holds this NetConn's writes
+// (and its Close) until they come, as net's does. An io.LimitedReader's N
+// goes down by what was sent.
 func (c *NetConn) ReadFrom(r io.Reader) (int64, error) {
 	n, handled, err := c.fd.sendFile(r)
+	if !handled {
+		n, handled, err = c.fd.spliceFrom(r)
+	}
 	if handled {
 		c.fd.countOut(n) // io.Copy's below are counted by Write
 		return n, c.fd.opErr("readfrom", err)

@@ -1,0 +1,168 @@
+//go:build linux
+
+package reactor
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"os"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestSpliceTakes: ReadFrom's splice(2) path takes a stream socket (ours,
+// net's TCP and Unix conns, an *os.File of one, a LimitedReader of one)
+// to its end of stream or N, and leaves a datagram socket, a pipe and a
+// reader that is no file to io.Copy with nothing moved; a LimitedReader
+// with nothing left moves nothing. (TestNetConnReadFromSocket checks the
+// bytes.) NetConn.ReadFrom takes the path.
+func TestSpliceTakes(t *testing.T) {
+	r := oneLoopReactor(t, BackendEpoll)
+	ln, err := r.NetListen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := r.DialContext(t.Context(), "tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	go func() { // the peer: drains what is sent
+		s, err := ln.Accept()
+		if err == nil {
+			io.Copy(io.Discard, s)
+			s.Close()
+		}
+	}()
+	// fed returns the near end of a pair of network whose far end sent
+	// "hello" and closed.
+	fed := func(network string) net.Conn {
+		addr := "127.0.0.1:0"
+		if network == "unix" {
+			addr = t.TempDir() + "/s.sock"
+		}
+		l, err := net.Listen(network, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		far, err := net.Dial(network, l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		far.Write([]byte("hello"))
+		far.Close()
+		near, err := l.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { near.Close() })
+		return near
+	}
+	ours := func() net.Conn {
+		l, err := r.NetListen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		far, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		far.Write([]byte("hello"))
+		far.Close()
+		near, err := l.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { near.Close() })
+		return near
+	}
+	asFile := func(c net.Conn) *os.File {
+		f, err := c.(interface{ File() (*os.File, error) }).File()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		return f
+	}
+	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer udp.Close()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	pw.Write([]byte("xyz"))
+	pw.Close()
+	for _, tc := range []struct {
+		name    string
+		r       io.Reader
+		handled bool
+		n       int64
+	}{
+		{"NetConn", ours(), true, 5},
+		{"net.TCPConn", fed("tcp"), true, 5},
+		{"net.UnixConn", fed("unix"), true, 5},
+		{"file of a TCP socket", asFile(fed("tcp")), true, 5},
+		{"limited TCPConn", &io.LimitedReader{R: fed("tcp"), N: 3}, true, 3},
+		{"limited, nothing left", &io.LimitedReader{R: fed("tcp"), N: 0}, true, 0},
+		{"UDP socket", udp.(io.Reader), false, 0},
+		{"pipe", pr, false, 0},
+		{"bytes", bytes.NewReader([]byte("abc")), false, 0},
+	} {
+		n, handled, err := c.(*NetConn).fd.spliceFrom(tc.r)
+		if handled != tc.handled || n != tc.n || err != nil {
+			t.Errorf("%s: spliceFrom = %d, handled %v, %v; want %d, handled %v", tc.name, n, handled, err, tc.n, tc.handled)
+		}
+	}
+	// ReadFrom takes the path: its pipe, emptied, is kept for the next.
+	r.pipes.close()
+	r.pipes = pipePool{}
+	if n, err := c.(*NetConn).ReadFrom(fed("tcp")); n != 5 || err != nil || len(r.pipes.free) != 1 {
+		t.Errorf("ReadFrom(net.TCPConn) = %d, %v, with %d pipes kept; want 5 through a pipe", n, err, len(r.pipes.free))
+	}
+}
+
+// TestPipePool: a ReadFrom's pipe, emptied, serves the next one; a pipe
+// still holding bytes is closed rather than kept; the reactor's Close
+// closes those kept, and one given back after it is closed at once.
+func TestPipePool(t *testing.T) {
+	r := oneLoopReactor(t, BackendEpoll)
+	open := func(p *splicePipe) bool {
+		_, err := unix.FcntlInt(uintptr(p.r), unix.F_GETFD, 0)
+		return err == nil
+	}
+	p1, err := r.pipes.get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.pipes.put(p1)
+	if p2, _ := r.pipes.get(); p2 != p1 {
+		t.Fatal("an empty pipe given back did not serve the next get")
+	}
+	p1.n = 1 // bytes left in it
+	r.pipes.put(p1)
+	if open(p1) || len(r.pipes.free) != 0 {
+		t.Fatalf("a pipe holding bytes: open %v, kept %d; want closed, not kept", open(p1), len(r.pipes.free))
+	}
+	p3, _ := r.pipes.get()
+	p4, _ := r.pipes.get()
+	r.pipes.put(p3)
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if open(p3) {
+		t.Fatal("a kept pipe is open after the reactor's Close")
+	}
+	r.pipes.put(p4)
+	if open(p4) {
+		t.Fatal("a pipe given back after the reactor's Close is open")
+	}
+}

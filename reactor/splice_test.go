@@ -1,0 +1,247 @@
+package reactor_test
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"io"
+	mrand "math/rand/v2"
+	"net"
+	"os"
+	"runtime"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/oneshot-io/oneshot/reactor"
+)
+
+// randomBytes returns n bytes of a stream seeded by seed.
+func randomBytes(n int, seed uint64) []byte {
+	b := make([]byte, n)
+	rnd := mrand.New(mrand.NewPCG(seed, 11))
+	for i := range b {
+		b[i] = byte(rnd.Uint32())
+	}
+	return b
+}
+
+// socketSource is a stream socket ReadFrom may splice from, with the end
+// that feeds it.
+type socketSource struct {
+	name string
+	make func(t *testing.T, r *reactor.Reactor) (src io.Reader, feed net.Conn)
+}
+
+// stdPair is a connected pair from net: the far end and the near one.
+func stdPair(t *testing.T, network string) (far, near net.Conn) {
+	t.Helper()
+	addr := "127.0.0.1:0"
+	if network == "unix" {
+		addr = t.TempDir() + "/src.sock"
+	}
+	ln, err := net.Listen(network, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	far, err = net.Dial(network, ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	near, err = ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { far.Close(); near.Close() })
+	return far, near
+}
+
+var socketSources = []socketSource{
+	{"NetConn", func(t *testing.T, r *reactor.Reactor) (io.Reader, net.Conn) {
+		feed, src := tcpPair(t, r)
+		return src, feed
+	}},
+	{"net.TCPConn", func(t *testing.T, _ *reactor.Reactor) (io.Reader, net.Conn) {
+		feed, src := stdPair(t, "tcp")
+		return src, feed
+	}},
+	{"net.UnixConn", func(t *testing.T, _ *reactor.Reactor) (io.Reader, net.Conn) {
+		feed, src := stdPair(t, "unix")
+		return src, feed
+	}},
+}
+
+// TestNetConnReadFromSocket: ReadFrom of a stream socket (a NetConn, a
+// net.TCPConn, a net.UnixConn: a proxy's io.Copy) moves every byte once
+// and in order to the source's end of stream, and a LimitedReader of one
+// exactly N, leaving the rest in the source; over TCP and Unix on every
+// backend. 9 MiB cross the 1 MiB drains and fill the destination, so the
+// pump parks; the source's feeder starts late, so the drain parks too.
+func TestNetConnReadFromSocket(t *testing.T) {
+	const size, part = 9<<20 + 77, 3<<20 + 5
+	for _, b := range connBackends {
+		for _, network := range []string{"tcp", "unix"} {
+			for _, ss := range socketSources {
+				t.Run(name(b)+"/"+network+"/"+ss.name, func(t *testing.T) {
+					r := newReactor(t, b, 1)
+					c, s, err := netPair(r, netListen(t, r, network))
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer c.Close()
+					defer s.Close()
+					src, feed := ss.make(t, r)
+					data := randomBytes(size, uint64(len(ss.name)))
+					fed := make(chan error, 1)
+					go func() {
+						time.Sleep(20 * time.Millisecond) // the first drain parks
+						_, err := feed.Write(data)
+						if err == nil {
+							err = feed.(interface{ CloseWrite() error }).CloseWrite()
+						}
+						fed <- err
+					}()
+					got := make(chan []byte, 1)
+					go func() {
+						buf := make([]byte, size)
+						n, _ := io.ReadFull(s, buf)
+						got <- buf[:n]
+					}()
+					rf := c.(io.ReaderFrom)
+					lr := &io.LimitedReader{R: src, N: part}
+					if n, err := rf.ReadFrom(lr); n != part || err != nil || lr.N != 0 {
+						t.Fatalf("ReadFrom(LimitedReader of a %s) = %d, %v, N left %d; want %d, N 0", ss.name, n, err, lr.N, part)
+					}
+					if n, err := rf.ReadFrom(src); n != size-part || err != nil {
+						t.Fatalf("ReadFrom(%s) = %d, %v; want %d", ss.name, n, err, size-part)
+					}
+					if err := <-fed; err != nil {
+						t.Fatal(err)
+					}
+					if g := <-got; !bytes.Equal(g, data) {
+						t.Fatalf("peer read %d bytes (sha %x), want %d (sha %x)", len(g), sha256.Sum256(g), len(data), sha256.Sum256(data))
+					}
+				})
+			}
+		}
+	}
+}
+
+// TestNetConnReadFromSocketDeadlines: a splice waits for its source under
+// the source's read deadline (nothing moved: the source's timeout), and
+// pumps under its own write deadline: with a peer that reads nothing it
+// returns the timeout with the bytes it wrote, exactly those the peer
+// then reads. Bytes the source still had stay readable from it.
+func TestNetConnReadFromSocketDeadlines(t *testing.T) {
+	for _, b := range backends {
+		t.Run(name(b), func(t *testing.T) {
+			r := newReactor(t, b, 1)
+			c, s, err := netPair(r, netListen(t, r, "tcp"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			feed, src := tcpPair(t, r)
+			rf := c.(io.ReaderFrom)
+
+			src.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+			if n, err := rf.ReadFrom(src); n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("ReadFrom of a silent source past its read deadline = %d, %v; want 0 and the deadline", n, err)
+			}
+			src.SetReadDeadline(time.Time{})
+
+			// 64 MiB fed, the destination's peer reading nothing.
+			data := randomBytes(64<<20, 3)
+			fed := make(chan int, 1)
+			go func() {
+				n, _ := feed.Write(data)
+				feed.(interface{ CloseWrite() error }).CloseWrite()
+				fed <- n
+			}()
+			c.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+			n, err := rf.ReadFrom(src)
+			if !errors.Is(err, os.ErrDeadlineExceeded) || n <= 0 || n >= int64(len(data)) {
+				t.Fatalf("ReadFrom to a peer that reads nothing = %d, %v; want some bytes and the deadline", n, err)
+			}
+			c.Close()
+			rest, err := io.ReadAll(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if int64(len(rest)) != n || !bytes.Equal(rest, data[:n]) {
+				t.Fatalf("ReadFrom said %d bytes; the peer read %d (equal to the source's first bytes: %v)", n, len(rest), bytes.Equal(rest, data[:min(int64(len(rest)), n)]))
+			}
+			// What the source still holds is the stream's tail: the
+			// splice took from it only what it moved or lost in its pipe.
+			tail, err := io.ReadAll(src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if <-fed != len(data) || !bytes.HasSuffix(data, tail) || int64(len(tail)) > int64(len(data))-n {
+				t.Fatalf("the source kept %d bytes, not a tail of what was fed after the %d moved", len(tail), n)
+			}
+		})
+	}
+}
+
+// BenchmarkNetConnReadFromSocket: a proxy's copy of 16 MiB from a TCP
+// socket into a NetConn, spliced (ReadFrom) and through io.Copy's buffer;
+// cpu-µs/MiB is the copying thread's CPU.
+func BenchmarkNetConnReadFromSocket(b *testing.B) {
+	const size = 16 << 20
+	for _, how := range []string{"splice", "copy"} {
+		b.Run(how, func(b *testing.B) {
+			r := newReactor(b, backend{kind: reactor.BackendEpoll}, 1)
+			c, s, err := netPair(r, netListen(b, r, "tcp"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			defer s.Close()
+			go io.Copy(io.Discard, s)
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer ln.Close()
+			feed, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer feed.Close()
+			src, err := ln.Accept()
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer src.Close()
+			chunk := make([]byte, 1<<20)
+			b.SetBytes(size)
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			var ru0, ru1 unix.Rusage
+			unix.Getrusage(unix.RUSAGE_THREAD, &ru0)
+			b.ResetTimer()
+			for b.Loop() {
+				go func() {
+					for range size / len(chunk) {
+						feed.Write(chunk)
+					}
+				}()
+				lr := &io.LimitedReader{R: src, N: size}
+				if how == "splice" {
+					_, err = c.(io.ReaderFrom).ReadFrom(lr)
+				} else {
+					_, err = io.Copy(struct{ io.Writer }{c}, lr)
+				}
+				if err != nil || lr.N != 0 {
+					b.Fatal(err, lr.N)
+				}
+			}
+			unix.Getrusage(unix.RUSAGE_THREAD, &ru1)
+			cpu := time.Duration(ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano())
+			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N*size>>20), "cpu-µs/MiB")
+		})
+	}
+}
