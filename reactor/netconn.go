@@ -54,7 +54,6 @@ func newNetConn(fd *netFD) *NetConn {
 // io.EOF.
 func (c *NetConn) Read(b []byte) (int, error) {
 	n, err := c.fd.Read(b)
-	c.fd.countIn(n)
 	return n, c.fd.opErr("read", err)
 }
 
@@ -65,7 +64,6 @@ func (c *NetConn) Read(b []byte) (int, error) {
 // passed or Close came while it wrote.
 func (c *NetConn) Write(b []byte) (int, error) {
 	n, err := c.fd.Write(b)
-	c.fd.countOut(int64(n))
 	return n, c.fd.opErr("write", err)
 }
 

@@ -399,11 +399,12 @@ const maxRW = 1 << 30
 
 // Read reads into p, parking on the reactor while nothing is there. A
 // closed peer is io.EOF.
-func (fd *netFD) Read(p []byte) (int, error) {
+func (fd *netFD) Read(p []byte) (n int, err error) {
 	if !fd.ref.incref() {
 		return 0, net.ErrClosed
 	}
 	defer fd.decref()
+	defer func() { fd.countIn(n) }() // before the decref that may retire
 	fd.rmu.Lock()
 	defer fd.rmu.Unlock()
 	if len(p) > maxRW {
@@ -470,11 +471,12 @@ func (fd *netFD) Read(p []byte) (int, error) {
 
 // Write writes all of p, parking on the reactor while the socket's buffer
 // is full. It returns how much was written and, if less than p, why.
-func (fd *netFD) Write(p []byte) (int, error) {
+func (fd *netFD) Write(p []byte) (nn int, err error) {
 	if !fd.ref.incref() {
 		return 0, net.ErrClosed
 	}
 	defer fd.decref()
+	defer func() { fd.countOut(int64(nn)) }() // before the decref that may retire
 	fd.wmu.Lock()
 	defer fd.wmu.Unlock()
 	// Close and the deadline are looked at here and by each wait (park),
@@ -484,7 +486,6 @@ func (fd *netFD) Write(p []byte) (int, error) {
 	if err := fd.prepare(&fd.wr); err != nil {
 		return 0, err
 	}
-	nn := 0
 	for nn < len(p) {
 		n, err := rawWrite(fd.sysfd, p[nn:min(len(p), nn+maxRW)])
 		if n > 0 {

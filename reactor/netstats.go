@@ -4,7 +4,6 @@ package reactor
 
 import (
 	"errors"
-	"net"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -75,10 +74,12 @@ func (fd *netFD) countOut(n int64) {
 	}
 }
 
-// acceptFailed counts err, an accept's failure, unless it is the
-// listener's own doing: its Close or its deadline.
+// acceptFailed counts err, an accept's failure, where accept4 failed (not
+// with EAGAIN or ECONNABORTED, which accept retries): not the listener's
+// own doing (its Close, its deadline), nor its wait's.
 func (s *netStats) acceptFailed(err error) {
-	if !errors.Is(err, net.ErrClosed) && !errors.Is(err, os.ErrDeadlineExceeded) {
+	var se *os.SyscallError
+	if errors.As(err, &se) && se.Syscall == "accept4" {
 		s.acceptErrors.Add(1)
 	}
 }

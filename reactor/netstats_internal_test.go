@@ -11,8 +11,8 @@ import (
 )
 
 // TestAcceptFailedCounts: an accept's failure counts as an accept error
-// unless the listener caused it (its Close or its deadline), wrapped or
-// not.
+// where accept4 failed, wrapped or not; not where the listener caused it
+// (its Close or its deadline) or its wait failed.
 func TestAcceptFailedCounts(t *testing.T) {
 	for _, tc := range []struct {
 		err   error
@@ -24,7 +24,9 @@ func TestAcceptFailedCounts(t *testing.T) {
 		{&net.OpError{Op: "accept", Err: os.ErrDeadlineExceeded}, false},
 		{os.NewSyscallError("accept4", unix.EMFILE), true},
 		{os.NewSyscallError("accept4", unix.ENOBUFS), true},
-		{errors.New("reactor: something else"), true},
+		{&net.OpError{Op: "accept", Err: os.NewSyscallError("accept4", unix.EMFILE)}, true},
+		{errors.New("reactor: a wait's failure"), false},
+		{os.NewSyscallError("read", unix.EIO), false},
 	} {
 		s := newNetStats()
 		s.acceptFailed(tc.err)

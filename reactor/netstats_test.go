@@ -135,3 +135,57 @@ func TestNetListenerStats(t *testing.T) {
 		})
 	}
 }
+
+// TestNetListenerStatsAtClose: the bytes of a Write that Close ends, and
+// of a NetConn a splice reads (a proxy's io.Copy(upstream, accepted)),
+// count for the listener: each counts before the operation lets the
+// NetConn go, so a close that retires it cannot drop them.
+func TestNetListenerStatsAtClose(t *testing.T) {
+	for _, b := range backends {
+		t.Run(name(b), func(t *testing.T) {
+			r := newReactor(t, b, 1)
+			ln, err := r.NetListenWith("tcp", "127.0.0.1:0", reactor.NetConfig{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			accept := func() (net.Conn, *reactor.NetConn) {
+				c, err := net.Dial("tcp", ln.Addr().String())
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { c.Close() })
+				s, err := ln.AcceptNet()
+				if err != nil {
+					t.Fatal(err)
+				}
+				return c, s
+			}
+			_, s := accept() // a peer that reads nothing
+			wrote := make(chan int, 1)
+			go func() {
+				n, _ := s.Write(make([]byte, 64<<20))
+				wrote <- n
+			}()
+			waitFor(t, 10*time.Second, "the Write parked on a full socket", func() bool { return r.Stats().Outstanding == 1 })
+			s.Close()
+			n := <-wrote
+			if st := ln.Stats(); n <= 0 || st.BytesOut != uint64(n) || st.Closed != 1 {
+				t.Fatalf("a Write that Close ended wrote %d; Stats %+v, want BytesOut %d and one closed", n, st, n)
+			}
+
+			client, s2 := accept()
+			up, upPeer := tcpPair(t, r) // a NetConn destination: ReadFrom splices
+			go io.Copy(io.Discard, upPeer)
+			client.Write(make([]byte, 1000))
+			client.(*net.TCPConn).CloseWrite()
+			if n, err := io.Copy(up, s2); n != 1000 || err != nil {
+				t.Fatalf("io.Copy(NetConn, accepted NetConn) = %d, %v", n, err)
+			}
+			s2.Close()
+			if st := ln.Stats(); st.BytesIn != 1000 || st.Closed != 2 {
+				t.Fatalf("after a splice read 1000 bytes of an accepted NetConn: Stats %+v, want BytesIn 1000", st)
+			}
+		})
+	}
+}

@@ -22,16 +22,18 @@ import (
 // io.Copy does. When the socket is full it parks on the reactor as Write
 // does; the write deadline and Close end it, with the bytes written so
 // far counted. Waiting for a socket source's bytes is under that source's
-// read deadline, as its Read would be, and holds this NetConn's writes
-// (and its Close) until they come, as net's does. An io.LimitedReader's N
-// goes down by what was sent.
+// read deadline, as its Read would be; a Close of this NetConn meanwhile
+// returns at once, and the ReadFrom fails with it when the bytes come
+// (they are lost, as those in io.Copy's buffer would be), as net's does.
+// Only a source's own types splice (not a type that embeds one, whose
+// Read may differ: a bufio.Reader holding peeked bytes). An
+// io.LimitedReader's N goes down by what was sent.
 func (c *NetConn) ReadFrom(r io.Reader) (int64, error) {
 	n, handled, err := c.fd.sendFile(r)
 	if !handled {
 		n, handled, err = c.fd.spliceFrom(r)
 	}
 	if handled {
-		c.fd.countOut(n) // io.Copy's below are counted by Write
 		return n, c.fd.opErr("readfrom", err)
 	}
 	n, err = io.Copy(writerOnly{c}, r)
@@ -90,6 +92,7 @@ func (fd *netFD) sendFile(r io.Reader) (written int64, handled bool, err error) 
 		written, handled, werr = fd.sendFileFrom(int(src), remain)
 		return true
 	})
+	fd.countOut(written) // under the reference
 	if limited {
 		lr.N -= written
 	}

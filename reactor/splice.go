@@ -3,9 +3,11 @@
 package reactor
 
 import (
+	"errors"
 	"io"
 	"net"
 	"os"
+	"reflect"
 	"sync"
 	"syscall"
 
@@ -115,19 +117,13 @@ func (fd *netFD) spliceFrom(r io.Reader) (written int64, handled bool, err error
 		remain, r = lr.N, lr.R
 	}
 	sc, ok := r.(syscall.Conn)
-	if !ok {
+	if !ok || !spliceable(r) {
 		return 0, false, nil
 	}
 	src, err := sc.SyscallConn()
 	if err != nil || !streamSocket(src) {
 		return 0, false, nil
 	}
-	if !fd.ref.incref() {
-		return 0, true, net.ErrClosed
-	}
-	defer fd.decref()
-	fd.wmu.Lock()
-	defer fd.wmu.Unlock()
 	if err := fd.prepare(&fd.wr); err != nil {
 		return 0, true, err
 	}
@@ -136,21 +132,28 @@ func (fd *netFD) spliceFrom(r io.Reader) (written int64, handled bool, err error
 		return 0, false, nil // no pipe (descriptors ran out): io.Copy's path
 	}
 	defer fd.r.pipes.put(p)
-	written, handled, err = fd.spliceRounds(src, p, remain)
+	var in *netFD // a NetConn source's bytes count for its listener
+	if nc, ok := r.(*NetConn); ok {
+		in = nc.fd
+	}
+	written, handled, err = fd.spliceRounds(src, in, p, remain)
 	if limited {
 		lr.N -= written
 	}
 	return written, handled, err
 }
 
-// spliceRounds is spliceFrom's loop, with the write lock held.
-func (fd *netFD) spliceRounds(src syscall.RawConn, p *splicePipe, remain int64) (written int64, handled bool, err error) {
+// spliceRounds is spliceFrom's loop. It holds fd (a reference, the write
+// lock) only while it pumps, as net's does: a Close or a write deadline
+// while it waits for the source ends it at the next pump, and the Close
+// returns at once.
+func (fd *netFD) spliceRounds(src syscall.RawConn, in *netFD, p *splicePipe, remain int64) (written int64, handled bool, err error) {
 	for remain != 0 {
 		chunk := maxSplice
 		if remain > 0 && remain < int64(chunk) {
 			chunk = int(remain)
 		}
-		n, err := p.drain(src, chunk)
+		n, err := p.drain(src, in, chunk)
 		switch {
 		case err != nil && written == 0 && (err == unix.EINVAL || err == unix.ENOSYS):
 			return 0, false, nil // a socket splice cannot read: io.Copy's path
@@ -174,13 +177,16 @@ func (fd *netFD) spliceRounds(src syscall.RawConn, p *splicePipe, remain int64) 
 // drain splices up to max bytes from src into the empty pipe p, waiting
 // until src has some (or its end of stream: 0). An error from the wait is
 // the source's: its deadline, or its Close.
-func (p *splicePipe) drain(src syscall.RawConn, max int) (int, error) {
+func (p *splicePipe) drain(src syscall.RawConn, in *netFD, max int) (int, error) {
 	var n int64
 	var serr error
 	werr := src.Read(func(s uintptr) bool {
 		for {
 			n, serr = unix.Splice(int(s), nil, p.w, nil, max, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
 			if serr != unix.EINTR {
+				if serr == nil && in != nil {
+					in.countIn(int(n)) // under the source's reference
+				}
 				return serr != unix.EAGAIN // the pipe is empty: the source is
 			}
 		}
@@ -196,8 +202,17 @@ func (p *splicePipe) drain(src syscall.RawConn, max int) (int, error) {
 }
 
 // pump splices everything in p into fd, parking while fd's socket is full.
-func (fd *netFD) pump(p *splicePipe) (int64, error) {
-	var written int64
+func (fd *netFD) pump(p *splicePipe) (written int64, err error) {
+	if !fd.ref.incref() {
+		return 0, net.ErrClosed
+	}
+	defer fd.decref()
+	defer func() { fd.countOut(written) }()
+	fd.wmu.Lock()
+	defer fd.wmu.Unlock()
+	if err := fd.prepare(&fd.wr); err != nil {
+		return 0, err
+	}
 	for p.n > 0 {
 		n, err := unix.Splice(p.r, nil, fd.sysfd, nil, p.n, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
 		if n > 0 {
@@ -220,12 +235,31 @@ func (fd *netFD) pump(p *splicePipe) (int64, error) {
 }
 
 // wrapSplice names a drain's system-call failure as net does; the
-// source's own errors (its deadline, its Close) pass as they came.
+// source's own errors (its deadline, its Close) pass as its wait gave
+// them, less the source's *net.OpError (ReadFrom wraps in its own).
 func wrapSplice(err error) error {
 	if errno, ok := err.(unix.Errno); ok {
 		return os.NewSyscallError("splice", errno)
 	}
+	var oe *net.OpError
+	if errors.As(err, &oe) {
+		return oe.Err
+	}
 	return err
+}
+
+// spliceable: r's Read is the socket's own read(2), so splice may stand in
+// for it. A type that merely embeds a conn (and so has SyscallConn) may
+// have its own Read (a bufio.Reader holding peeked bytes); net likewise
+// splices only from its own concrete types.
+func spliceable(r io.Reader) bool {
+	switch r.(type) {
+	case *NetConn, *net.TCPConn, *net.UnixConn, *os.File:
+		return true
+	}
+	t := reflect.TypeOf(r) // io.Copy's wrappers from TCPConn.WriteTo, File.WriteTo
+	return t.PkgPath() == "net" && t.Name() == "tcpConnWithoutWriteTo" ||
+		t.PkgPath() == "os" && t.Name() == "fileWithoutWriteTo"
 }
 
 // streamSocket reports whether c's descriptor is a stream socket, which

@@ -123,10 +123,20 @@ func TestSpliceTakes(t *testing.T) {
 		}
 	}
 	// ReadFrom takes the path: its pipe, emptied, is kept for the next.
-	r.pipes.close()
-	r.pipes = pipePool{}
-	if n, err := c.(*NetConn).ReadFrom(fed("tcp")); n != 5 || err != nil || len(r.pipes.free) != 1 {
-		t.Errorf("ReadFrom(net.TCPConn) = %d, %v, with %d pipes kept; want 5 through a pipe", n, err, len(r.pipes.free))
+	// So does io.Copy from a net.TCPConn, which reaches ReadFrom through
+	// the TCPConn's WriteTo with a wrapper of it (spliceable).
+	for _, tc := range []struct {
+		name string
+		copy func(src net.Conn) (int64, error)
+	}{
+		{"ReadFrom(net.TCPConn)", func(src net.Conn) (int64, error) { return c.(*NetConn).ReadFrom(src) }},
+		{"io.Copy(NetConn, net.TCPConn)", func(src net.Conn) (int64, error) { return io.Copy(c, src) }},
+	} {
+		r.pipes.close()
+		r.pipes = pipePool{}
+		if n, err := tc.copy(fed("tcp")); n != 5 || err != nil || len(r.pipes.free) != 1 {
+			t.Errorf("%s = %d, %v, with %d pipes kept; want 5 through a pipe", tc.name, n, err, len(r.pipes.free))
+		}
 	}
 }
 
@@ -135,16 +145,30 @@ func TestSpliceTakes(t *testing.T) {
 // closes those kept, and one given back after it is closed at once.
 func TestPipePool(t *testing.T) {
 	r := oneLoopReactor(t, BackendEpoll)
+	// A pipe is open while its read end's number still names its inode:
+	// a closed number may be reused at once by another file.
+	inodes := map[*splicePipe]uint64{}
+	get := func() *splicePipe {
+		p, err := r.pipes.get()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := inodes[p]; !ok {
+			var st unix.Stat_t
+			if err := unix.Fstat(p.r, &st); err != nil {
+				t.Fatal(err)
+			}
+			inodes[p] = st.Ino
+		}
+		return p
+	}
 	open := func(p *splicePipe) bool {
-		_, err := unix.FcntlInt(uintptr(p.r), unix.F_GETFD, 0)
-		return err == nil
+		var st unix.Stat_t
+		return unix.Fstat(p.r, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFIFO && st.Ino == inodes[p]
 	}
-	p1, err := r.pipes.get()
-	if err != nil {
-		t.Fatal(err)
-	}
+	p1 := get()
 	r.pipes.put(p1)
-	if p2, _ := r.pipes.get(); p2 != p1 {
+	if p2 := get(); p2 != p1 {
 		t.Fatal("an empty pipe given back did not serve the next get")
 	}
 	p1.n = 1 // bytes left in it
@@ -152,8 +176,7 @@ func TestPipePool(t *testing.T) {
 	if open(p1) || len(r.pipes.free) != 0 {
 		t.Fatalf("a pipe holding bytes: open %v, kept %d; want closed, not kept", open(p1), len(r.pipes.free))
 	}
-	p3, _ := r.pipes.get()
-	p4, _ := r.pipes.get()
+	p3, p4 := get(), get()
 	r.pipes.put(p3)
 	if err := r.Close(); err != nil {
 		t.Fatal(err)

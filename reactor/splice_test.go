@@ -1,6 +1,7 @@
 package reactor_test
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"errors"
@@ -147,8 +148,15 @@ func TestNetConnReadFromSocketDeadlines(t *testing.T) {
 			rf := c.(io.ReaderFrom)
 
 			src.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
-			if n, err := rf.ReadFrom(src); n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
-				t.Fatalf("ReadFrom of a silent source past its read deadline = %d, %v; want 0 and the deadline", n, err)
+			n0, err := rf.ReadFrom(src)
+			if n0 != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("ReadFrom of a silent source past its read deadline = %d, %v; want 0 and the deadline", n0, err)
+			}
+			// Shaped as net's: readfrom's OpError around the timeout, not
+			// around the source's own OpError.
+			var oe *net.OpError
+			if !errors.As(err, &oe) || oe.Op != "readfrom" || errors.As(oe.Err, new(*net.OpError)) {
+				t.Fatalf("ReadFrom's error %q: want a readfrom *net.OpError around the source's timeout itself", err)
 			}
 			src.SetReadDeadline(time.Time{})
 
@@ -242,6 +250,116 @@ func BenchmarkNetConnReadFromSocket(b *testing.B) {
 			unix.Getrusage(unix.RUSAGE_THREAD, &ru1)
 			cpu := time.Duration(ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano())
 			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N*size>>20), "cpu-µs/MiB")
+		})
+	}
+}
+
+// TestNetConnReadFromSocketCloseAndDeadline: while a splice waits for its
+// source, it holds nothing of the destination, as net's: the
+// destination's Close returns at once (net/http's Server.Close waits for
+// it) and the ReadFrom fails with net.ErrClosed when the source's bytes
+// come. A write deadline that passes while a slow source trickles into a
+// destination with room ends the ReadFrom at its next pump.
+func TestNetConnReadFromSocketCloseAndDeadline(t *testing.T) {
+	for _, b := range backends {
+		t.Run(name(b), func(t *testing.T) {
+			r := newReactor(t, b, 1)
+			dst, _ := tcpPair(t, r)    // nothing parks on the peer: Outstanding is the source's
+			feed, src := tcpPair(t, r) // a NetConn source: its wait is a request
+			rf := make(chan error, 1)
+			go func() {
+				_, err := dst.(io.ReaderFrom).ReadFrom(src)
+				rf <- err
+			}()
+			waitFor(t, 10*time.Second, "ReadFrom parked on its source", func() bool { return r.Stats().Outstanding == 1 })
+			closed := make(chan struct{})
+			go func() { dst.Close(); close(closed) }()
+			select {
+			case <-closed:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the destination's Close still waits, 10s on, for a ReadFrom parked on a silent source")
+			}
+			feed.Write([]byte("late"))
+			if err := <-rf; !errors.Is(err, net.ErrClosed) {
+				t.Fatalf("ReadFrom whose destination closed: %v, want net.ErrClosed", err)
+			}
+
+			dst2, peer2 := tcpPair(t, r)
+			go io.Copy(io.Discard, peer2)
+			feed2, src2 := tcpPair(t, r)
+			stop := make(chan struct{})
+			trickled := make(chan struct{})
+			go func() {
+				defer close(trickled)
+				tick := time.NewTicker(5 * time.Millisecond)
+				defer tick.Stop()
+				for {
+					select {
+					case <-stop:
+						feed2.(interface{ CloseWrite() error }).CloseWrite()
+						return
+					case <-tick.C:
+						feed2.Write([]byte{'x'})
+					}
+				}
+			}()
+			dst2.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
+			go func() {
+				_, err := dst2.(io.ReaderFrom).ReadFrom(src2)
+				rf <- err
+			}()
+			select {
+			case err := <-rf:
+				if !errors.Is(err, os.ErrDeadlineExceeded) {
+					t.Errorf("ReadFrom of a trickle past the write deadline: %v, want the deadline", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Error("ReadFrom of a trickle still runs 10s past its write deadline")
+			}
+			close(stop)
+			<-trickled
+		})
+	}
+}
+
+// peekedConn is the usual "sniff the first bytes, then hand the conn on"
+// wrapper: its Read goes through a bufio.Reader that holds bytes already,
+// and it has SyscallConn, from the NetConn it embeds.
+type peekedConn struct {
+	*reactor.NetConn
+	br *bufio.Reader
+}
+
+func (c *peekedConn) Read(b []byte) (int, error) { return c.br.Read(b) }
+
+// TestNetConnReadFromWrapperReads: ReadFrom of a type that embeds a conn
+// reads through the type's own Read, never past it on the socket: the
+// bytes its bufio.Reader peeked arrive, then the rest.
+func TestNetConnReadFromWrapperReads(t *testing.T) {
+	for _, b := range backends {
+		t.Run(name(b), func(t *testing.T) {
+			r := newReactor(t, b, 1)
+			dst, peer := tcpPair(t, r)
+			feed, src := tcpPair(t, r)
+			feed.Write([]byte("HEADER|"))
+			br := bufio.NewReader(src)
+			if _, err := br.Peek(7); err != nil {
+				t.Fatal(err)
+			}
+			feed.Write([]byte("body"))
+			feed.(interface{ CloseWrite() error }).CloseWrite()
+			got := make(chan []byte, 1)
+			go func() {
+				b, _ := io.ReadAll(peer)
+				got <- b
+			}()
+			if n, err := io.Copy(dst, &peekedConn{src.(*reactor.NetConn), br}); n != 11 || err != nil {
+				t.Fatalf("io.Copy(NetConn, wrapper) = %d, %v; want 11", n, err)
+			}
+			dst.Close()
+			if g := <-got; string(g) != "HEADER|body" {
+				t.Fatalf("peer read %q, want %q", g, "HEADER|body")
+			}
 		})
 	}
 }
