@@ -151,7 +151,9 @@ func TestMaxConnsRefuses(t *testing.T) {
 			if s := ln.Stats(); s.Refused != 1 || s.Active != 3 || h.opens.Load() != 3 {
 				t.Fatalf("stats %+v, opens %d", s, h.opens.Load())
 			}
-			// The peer saw only a close: the log says why.
+			// The peer saw only a close: the log says why. The loop logs
+			// after the close, so the line may come after the peer's EOF.
+			waitFor(t, 5*time.Second, "the refusal logged", func() bool { return logs.FilterMessageSnippet("MaxConns").Len() > 0 })
 			if w := logs.FilterMessageSnippet("MaxConns").All(); len(w) != 1 || w[0].Level != zap.WarnLevel || w[0].ContextMap()["max_conns"] != int64(3) {
 				t.Fatalf("log of the refusal: %v, want one warning naming max_conns 3", w)
 			}
