@@ -150,6 +150,7 @@ func (ln *NetListener) Addr() net.Addr                { return nil }
 func (ln *NetListener) Close() error                  { return nil }
 func (ln *NetListener) SetDeadline(t time.Time) error { return net.ErrClosed }
 func (ln *NetListener) SetUnlinkOnClose(unlink bool)  {}
+func (ln *NetListener) Stats() ListenerStats          { return ListenerStats{} }
 func (ln *NetListener) File() (*os.File, error)       { return nil, errors.ErrUnsupported }
 func (ln *NetListener) SyscallConn() (syscall.RawConn, error) {
 	return nil, errors.ErrUnsupported
