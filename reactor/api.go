@@ -1,8 +1,10 @@
 package reactor
 
 import (
+	"net"
 	"net/netip"
 	"strconv"
+	"syscall"
 	"time"
 )
 
@@ -194,4 +196,20 @@ type NetConfig struct {
 	KeepAlive time.Duration
 	// Backlog is listen(2)'s backlog; 0 means the kernel's somaxconn.
 	Backlog int
+	// Control, when set, is called with each socket NetListenWith or
+	// DialWith makes, after it is made and before it is bound or
+	// connected, as net.ListenConfig's and net.Dialer's Control are: for
+	// the options that must come first (SO_REUSEPORT, SO_MARK,
+	// SO_BINDTODEVICE, IP_TRANSPARENT). network and address are what net
+	// passes: "tcp4", "tcp6" or "unix", and the address being bound or
+	// dialed. Only c's Control may be used. An error fails the listen, or
+	// the dial of that address (a dial goes on to the name's next
+	// address), and the socket is closed.
+	Control func(network, address string, c syscall.RawConn) error
+	// LocalAddr is the local address DialWith binds to before it
+	// connects, as net.Dialer's: a *net.TCPAddr for TCP (nil IP: any;
+	// port 0: the kernel's choice), only the name's addresses of its
+	// family being tried; a *net.UnixAddr for Unix. nil lets the kernel
+	// choose. NetListenWith ignores it.
+	LocalAddr net.Addr
 }

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -31,9 +32,9 @@ func (r *Reactor) DialContext(ctx context.Context, network, address string) (net
 }
 
 // DialWith is DialContext with the socket options of cfg (its Backlog is
-// unused).
+// unused), its Control hook and its LocalAddr.
 func (r *Reactor) DialWith(ctx context.Context, network, address string, cfg NetConfig) (*NetConn, error) {
-	fd, isUnix, err := r.dialFd(ctx, network, address)
+	fd, isUnix, err := r.dialFd(ctx, network, address, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -41,10 +42,11 @@ func (r *Reactor) DialWith(ctx context.Context, network, address string, cfg Net
 }
 
 // dialFd connects a nonblocking socket to address, trying each address the
-// name resolves to in turn, waiting with Poll; errors are *net.OpErrors.
-func (r *Reactor) dialFd(ctx context.Context, network, address string) (int, bool, error) {
+// name resolves to in turn (those of LocalAddr's family, if it has an IP),
+// waiting with Poll; errors are *net.OpErrors.
+func (r *Reactor) dialFd(ctx context.Context, network, address string, cfg NetConfig) (int, bool, error) {
 	opErr := func(addr net.Addr, err error) error {
-		return &net.OpError{Op: "dial", Net: network, Addr: addr, Err: err}
+		return &net.OpError{Op: "dial", Net: network, Source: cfg.LocalAddr, Addr: addr, Err: err}
 	}
 	if r.closed.Load() {
 		return -1, false, opErr(nil, errReactorClosed)
@@ -58,7 +60,15 @@ func (r *Reactor) dialFd(ctx context.Context, network, address string) (int, boo
 	switch network {
 	case "unix":
 		ua := &net.UnixAddr{Name: address, Net: "unix"}
-		fd, err := r.connect(ctx, unix.AF_UNIX, &unix.SockaddrUnix{Name: address})
+		var bind unix.Sockaddr
+		switch la := cfg.LocalAddr.(type) {
+		case nil:
+		case *net.UnixAddr:
+			bind = &unix.SockaddrUnix{Name: la.Name}
+		default:
+			return -1, false, opErr(ua, &net.AddrError{Err: "mismatched local address type", Addr: la.String()})
+		}
+		fd, err := r.connect(ctx, unix.AF_UNIX, &unix.SockaddrUnix{Name: address}, dialPrep(cfg.Control, "unix", address, bind))
 		if err != nil {
 			return -1, false, opErr(ua, err)
 		}
@@ -67,29 +77,100 @@ func (r *Reactor) dialFd(ctx context.Context, network, address string) (int, boo
 	default:
 		return -1, false, opErr(nil, net.UnknownNetworkError(network))
 	}
+	var local *net.TCPAddr
+	switch la := cfg.LocalAddr.(type) {
+	case nil:
+	case *net.TCPAddr:
+		local = la
+	default:
+		return -1, false, opErr(nil, &net.AddrError{Err: "mismatched local address type", Addr: la.String()})
+	}
 	ips, port, err := resolveTCP(ctx, network, address)
 	if err != nil {
 		return -1, false, opErr(nil, err)
 	}
 	var first error
 	for _, ip := range ips {
+		raddr := net.TCPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port)))
 		family, sa := unix.AF_INET6, unix.Sockaddr(&unix.SockaddrInet6{Port: port, Addr: ip.As16(), ZoneId: zoneID(ip.Zone())})
 		if ip.Is4() {
 			family, sa = unix.AF_INET, &unix.SockaddrInet4{Port: port, Addr: ip.As4()}
 		}
-		fd, err := r.connect(ctx, family, sa)
+		bind, ok := localSockaddr(local, family)
+		if !ok {
+			continue // not of LocalAddr's family
+		}
+		cnet := "tcp6"
+		if family == unix.AF_INET {
+			cnet = "tcp4"
+		}
+		fd, err := r.connect(ctx, family, sa, dialPrep(cfg.Control, cnet, raddr.String(), bind))
 		if err == nil {
 			return fd, false, nil
 		}
 		if first == nil {
-			first = opErr(net.TCPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port))), err)
+			first = opErr(raddr, err)
 		}
 		if ctx.Err() != nil || errors.Is(err, ErrClosed) {
 			break
 		}
 	}
+	if first == nil { // every address was of another family than LocalAddr
+		first = opErr(nil, &net.AddrError{Err: "no suitable address found", Addr: address})
+	}
 	return -1, false, first
 }
+
+// localSockaddr is what a dial of family binds to for local (nil: nothing
+// to bind), and false where local's IP is of the other family.
+func localSockaddr(local *net.TCPAddr, family int) (unix.Sockaddr, bool) {
+	if local == nil {
+		return nil, true
+	}
+	ip4 := local.IP.To4()
+	switch {
+	case local.IP == nil && family == unix.AF_INET:
+		return &unix.SockaddrInet4{Port: local.Port}, true
+	case local.IP == nil:
+		return &unix.SockaddrInet6{Port: local.Port}, true
+	case family == unix.AF_INET && ip4 != nil:
+		return &unix.SockaddrInet4{Port: local.Port, Addr: [4]byte(ip4)}, true
+	case family == unix.AF_INET6 && ip4 == nil:
+		return &unix.SockaddrInet6{Port: local.Port, Addr: [16]byte(local.IP.To16()), ZoneId: zoneID(local.Zone)}, true
+	}
+	return nil, false
+}
+
+// dialPrep is what connect does to a dial's socket before it connects:
+// control's hook (NetConfig.Control), then the bind to LocalAddr.
+func dialPrep(control func(network, address string, c syscall.RawConn) error, network, address string, bind unix.Sockaddr) func(fd int) error {
+	if control == nil && bind == nil {
+		return nil
+	}
+	return func(fd int) error {
+		if control != nil {
+			if err := control(network, address, controlConn(fd)); err != nil {
+				return err
+			}
+		}
+		if bind != nil {
+			if err := unix.Bind(fd, bind); err != nil {
+				return os.NewSyscallError("bind", err)
+			}
+		}
+		return nil
+	}
+}
+
+// controlConn is the syscall.RawConn a Control hook gets: the socket is
+// neither bound nor connected yet, and nothing may read or write it.
+type controlConn int
+
+func (c controlConn) Control(f func(fd uintptr)) error { f(uintptr(c)); return nil }
+func (controlConn) Read(func(fd uintptr) bool) error   { return errControlOnly }
+func (controlConn) Write(func(fd uintptr) bool) error  { return errControlOnly }
+
+var errControlOnly = errors.New("reactor: a Control hook's RawConn has only Control")
 
 // Dial connects to address ("tcp", "tcp4", "tcp6" or "unix") and serves the
 // connection with h on one of r's loops, as a Listener serves one it
@@ -100,7 +181,7 @@ func (r *Reactor) dialFd(ctx context.Context, network, address string) (int, boo
 // returns; the Conn may be written to at once. An error means no
 // connection: h is never called.
 func (r *Reactor) Dial(ctx context.Context, network, address string, h Handler, cfg ListenConfig) (*Conn, error) {
-	fd, isUnix, err := r.dialFd(ctx, network, address)
+	fd, isUnix, err := r.dialFd(ctx, network, address, NetConfig{})
 	if err != nil {
 		return nil, err
 	}
@@ -179,10 +260,16 @@ func zoneID(zone string) uint32 {
 // connect opens a nonblocking stream socket and connects it to sa, waiting
 // for Out on the reactor while the handshake runs. It returns the
 // connected fd, or the connect error after closing the fd.
-func (r *Reactor) connect(ctx context.Context, family int, sa unix.Sockaddr) (int, error) {
+func (r *Reactor) connect(ctx context.Context, family int, sa unix.Sockaddr, prep func(fd int) error) (int, error) {
 	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return -1, os.NewSyscallError("socket", err)
+	}
+	if prep != nil {
+		if err := prep(fd); err != nil {
+			unix.Close(fd) // never polled
+			return -1, err
+		}
 	}
 	switch err := unix.Connect(fd, sa); err {
 	case nil:

@@ -90,7 +90,7 @@ func (r *Reactor) Listen(network, address string, h Handler, cfg ListenConfig) (
 	var fds []int
 	var first net.Addr
 	for i := 0; i < n; i++ {
-		fd, addr, err := listenFd(network, address, cfg)
+		fd, addr, err := listenFd(network, address, cfg.Backlog, cfg.ReusePort, nil)
 		if err != nil {
 			for _, fd := range fds {
 				unix.Close(fd)
@@ -167,18 +167,25 @@ func (r *Reactor) serve(fds []int, addr net.Addr, unixSock bool, h Handler, cfg 
 
 // listenFd opens one listening socket through net (which resolves the
 // address and sets the usual options) and keeps a dup of its own.
-func listenFd(network, address string, cfg ListenConfig) (int, net.Addr, error) {
+func listenFd(network, address string, backlog int, reusePort bool, control func(network, address string, c syscall.RawConn) error) (int, net.Addr, error) {
 	lc := net.ListenConfig{}
-	if cfg.ReusePort {
-		lc.Control = func(_, _ string, c syscall.RawConn) error {
-			var serr error
-			err := c.Control(func(fd uintptr) {
-				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
-			})
-			if err != nil {
-				return err
+	if reusePort || control != nil {
+		lc.Control = func(network, address string, c syscall.RawConn) error {
+			if reusePort {
+				var serr error
+				if err := c.Control(func(fd uintptr) {
+					serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+				}); err != nil {
+					return err
+				}
+				if serr != nil {
+					return serr
+				}
 			}
-			return serr
+			if control != nil {
+				return control(network, address, c)
+			}
+			return nil
 		}
 	}
 	gl, err := lc.Listen(context.Background(), network, address)
@@ -193,8 +200,8 @@ func listenFd(network, address string, cfg ListenConfig) (int, net.Addr, error) 
 	if cerr := gl.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
-	if err == nil && cfg.Backlog > 0 {
-		err = unix.Listen(fd, cfg.Backlog)
+	if err == nil && backlog > 0 {
+		err = unix.Listen(fd, backlog)
 	}
 	if err != nil {
 		if fd >= 0 {

@@ -51,7 +51,7 @@ func (r *Reactor) NetListenWith(network, address string, cfg NetConfig) (*NetLis
 	default:
 		return nil, &net.OpError{Op: "listen", Net: network, Err: net.UnknownNetworkError(network)}
 	}
-	sysfd, addr, err := listenFd(network, address, ListenConfig{Backlog: cfg.Backlog})
+	sysfd, addr, err := listenFd(network, address, cfg.Backlog, false, cfg.Control)
 	if err != nil {
 		return nil, err // net's *OpError already
 	}
