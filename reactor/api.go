@@ -207,9 +207,14 @@ type NetConfig struct {
 	// address), and the socket is closed.
 	Control func(network, address string, c syscall.RawConn) error
 	// LocalAddr is the local address DialWith binds to before it
-	// connects, as net.Dialer's: a *net.TCPAddr for TCP (nil IP: any;
-	// port 0: the kernel's choice), only the name's addresses of its
-	// family being tried; a *net.UnixAddr for Unix. nil lets the kernel
-	// choose. NetListenWith ignores it.
+	// connects, as net.Dialer's: a *net.TCPAddr for TCP, only the name's
+	// addresses of its IP's family being tried (a nil or unspecified IP,
+	// 0.0.0.0 or ::, is any address of either family, and binds only the
+	// port; port 0 is the kernel's choice); a *net.UnixAddr for Unix (no
+	// name: nothing bound). nil lets the kernel choose. One difference
+	// from net: each address is dialed in its own family, so from :: to
+	// an IPv4 address the socket is IPv4 and Control is told "tcp4",
+	// where net dials from a dual-stack IPv6 socket. NetListenWith
+	// ignores it.
 	LocalAddr net.Addr
 }

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -46,6 +47,10 @@ func (r *Reactor) DialWith(ctx context.Context, network, address string, cfg Net
 // waiting with Poll; errors are *net.OpErrors.
 func (r *Reactor) dialFd(ctx context.Context, network, address string, cfg NetConfig) (int, bool, error) {
 	opErr := func(addr net.Addr, err error) error {
+		return &net.OpError{Op: "dial", Net: network, Addr: addr, Err: err}
+	}
+	// An address's own failure names LocalAddr as its source, as net's.
+	attemptErr := func(addr net.Addr, err error) error {
 		return &net.OpError{Op: "dial", Net: network, Source: cfg.LocalAddr, Addr: addr, Err: err}
 	}
 	if r.closed.Load() {
@@ -64,13 +69,15 @@ func (r *Reactor) dialFd(ctx context.Context, network, address string, cfg NetCo
 		switch la := cfg.LocalAddr.(type) {
 		case nil:
 		case *net.UnixAddr:
-			bind = &unix.SockaddrUnix{Name: la.Name}
+			if la != nil && la.Name != "" { // "": any, as net, which binds nothing
+				bind = &unix.SockaddrUnix{Name: la.Name}
+			}
 		default:
-			return -1, false, opErr(ua, &net.AddrError{Err: "mismatched local address type", Addr: la.String()})
+			return -1, false, opErr(nil, &net.AddrError{Err: "mismatched local address type", Addr: la.String()})
 		}
 		fd, err := r.connect(ctx, unix.AF_UNIX, &unix.SockaddrUnix{Name: address}, dialPrep(cfg.Control, "unix", address, bind))
 		if err != nil {
-			return -1, false, opErr(ua, err)
+			return -1, false, attemptErr(ua, err)
 		}
 		return fd, true, nil
 	case "tcp", "tcp4", "tcp6":
@@ -91,6 +98,9 @@ func (r *Reactor) dialFd(ctx context.Context, network, address string, cfg NetCo
 	}
 	var first error
 	for _, ip := range ips {
+		if ip.IsUnspecified() && local != nil && len(local.IP) == net.IPv6len && local.IP.To4() == nil && !local.IP.IsUnspecified() {
+			ip = netip.IPv6Unspecified() // the local system, in LocalAddr's family, as net
+		}
 		raddr := net.TCPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port)))
 		family, sa := unix.AF_INET6, unix.Sockaddr(&unix.SockaddrInet6{Port: port, Addr: ip.As16(), ZoneId: zoneID(ip.Zone())})
 		if ip.Is4() {
@@ -109,34 +119,39 @@ func (r *Reactor) dialFd(ctx context.Context, network, address string, cfg NetCo
 			return fd, false, nil
 		}
 		if first == nil {
-			first = opErr(raddr, err)
+			first = attemptErr(raddr, err)
 		}
 		if ctx.Err() != nil || errors.Is(err, ErrClosed) {
 			break
 		}
 	}
 	if first == nil { // every address was of another family than LocalAddr
-		first = opErr(nil, &net.AddrError{Err: "no suitable address found", Addr: address})
+		first = opErr(nil, &net.AddrError{Err: "no suitable address found", Addr: local.String()})
 	}
 	return -1, false, first
 }
 
 // localSockaddr is what a dial of family binds to for local (nil: nothing
-// to bind), and false where local's IP is of the other family.
+// to bind), and false where local's IP is of the other family or is no IP.
+// A nil or unspecified IP (0.0.0.0, ::) is any address of either family,
+// as net has it: its port alone is bound.
 func localSockaddr(local *net.TCPAddr, family int) (unix.Sockaddr, bool) {
 	if local == nil {
 		return nil, true
 	}
-	ip4 := local.IP.To4()
+	ip := local.IP
 	switch {
-	case local.IP == nil && family == unix.AF_INET:
-		return &unix.SockaddrInet4{Port: local.Port}, true
-	case local.IP == nil:
+	case ip == nil || ip.IsUnspecified(): // an empty, non-nil IP is no IP
+		if family == unix.AF_INET {
+			return &unix.SockaddrInet4{Port: local.Port}, true
+		}
 		return &unix.SockaddrInet6{Port: local.Port}, true
-	case family == unix.AF_INET && ip4 != nil:
-		return &unix.SockaddrInet4{Port: local.Port, Addr: [4]byte(ip4)}, true
-	case family == unix.AF_INET6 && ip4 == nil:
-		return &unix.SockaddrInet6{Port: local.Port, Addr: [16]byte(local.IP.To16()), ZoneId: zoneID(local.Zone)}, true
+	case ip.To4() != nil:
+		if family == unix.AF_INET {
+			return &unix.SockaddrInet4{Port: local.Port, Addr: [4]byte(ip.To4())}, true
+		}
+	case len(ip) == net.IPv6len && family == unix.AF_INET6:
+		return &unix.SockaddrInet6{Port: local.Port, Addr: [16]byte(ip), ZoneId: zoneID(local.Zone)}, true
 	}
 	return nil, false
 }
@@ -149,7 +164,10 @@ func dialPrep(control func(network, address string, c syscall.RawConn) error, ne
 	}
 	return func(fd int) error {
 		if control != nil {
-			if err := control(network, address, controlConn(fd)); err != nil {
+			c := &controlConn{fd: fd}
+			err := control(network, address, c)
+			c.done.Store(true) // a RawConn kept past the hook names no file
+			if err != nil {
 				return err
 			}
 		}
@@ -163,12 +181,24 @@ func dialPrep(control func(network, address string, c syscall.RawConn) error, ne
 }
 
 // controlConn is the syscall.RawConn a Control hook gets: the socket is
-// neither bound nor connected yet, and nothing may read or write it.
-type controlConn int
+// neither bound nor connected yet, so nothing may read or write it, and
+// once the hook returned its number is the conn's (or, after a failure,
+// nothing's): Control then refuses, as net's does once its fd closed.
+type controlConn struct {
+	fd   int
+	done atomic.Bool
+}
 
-func (c controlConn) Control(f func(fd uintptr)) error { f(uintptr(c)); return nil }
-func (controlConn) Read(func(fd uintptr) bool) error   { return errControlOnly }
-func (controlConn) Write(func(fd uintptr) bool) error  { return errControlOnly }
+func (c *controlConn) Control(f func(fd uintptr)) error {
+	if c.done.Load() {
+		return net.ErrClosed
+	}
+	f(uintptr(c.fd))
+	return nil
+}
+
+func (*controlConn) Read(func(fd uintptr) bool) error  { return errControlOnly }
+func (*controlConn) Write(func(fd uintptr) bool) error { return errControlOnly }
 
 var errControlOnly = errors.New("reactor: a Control hook's RawConn has only Control")
 

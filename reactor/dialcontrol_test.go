@@ -160,3 +160,109 @@ func TestNetConfigLocalAddr(t *testing.T) {
 		})
 	}
 }
+
+// TestNetConfigLocalAddrAsNet: DialWith treats LocalAddr as net.Dialer
+// does, each case dialed by both: an unspecified IP (0.0.0.0, ::) binds
+// only its port, in either family; an empty host with an IPv6 LocalAddr
+// dials the local system over IPv6; a malformed IP fails, never panics; a
+// Unix LocalAddr with no name binds nothing. A Control hook's RawConn
+// kept past the hook refuses, as net's does once its fd is gone.
+func TestNetConfigLocalAddrAsNet(t *testing.T) {
+	for _, b := range backends {
+		t.Run(name(b), func(t *testing.T) {
+			r := newReactor(t, b, 1)
+			ln4, err := net.Listen("tcp4", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln4.Close()
+			ln6, err := net.Listen("tcp6", "[::1]:0")
+			if err != nil {
+				t.Skipf("no IPv6 loopback here: %v", err)
+			}
+			defer ln6.Close()
+			for _, l := range []net.Listener{ln4, ln6} {
+				go func() {
+					for {
+						c, err := l.Accept()
+						if err != nil {
+							return
+						}
+						c.Close()
+					}
+				}()
+			}
+			p6 := strconv.Itoa(ln6.Addr().(*net.TCPAddr).Port)
+			for _, tc := range []struct {
+				network, address string
+				local            net.Addr
+				ok               bool
+			}{
+				{"tcp", ln4.Addr().String(), &net.TCPAddr{IP: net.IPv6unspecified}, true},
+				{"tcp", "[::1]:" + p6, &net.TCPAddr{IP: net.IPv4zero}, true},
+				{"tcp6", "[::1]:" + p6, &net.TCPAddr{IP: net.IPv4zero}, true},
+				{"tcp", ":" + p6, &net.TCPAddr{IP: net.IPv6loopback}, true},
+				{"tcp", "[::1]:" + p6, &net.TCPAddr{}, true},
+				{"tcp", "[::1]:" + p6, &net.TCPAddr{IP: net.IP{}}, false},
+				{"tcp", "[::1]:" + p6, &net.TCPAddr{IP: net.IP{1, 2, 3, 4, 5}}, false},
+				{"tcp", ln4.Addr().String(), &net.TCPAddr{IP: net.IP{1, 2, 3, 4, 5}}, false},
+			} {
+				what := tc.network + " " + tc.address + " from " + tc.local.String()
+				nc, nerr := (&net.Dialer{LocalAddr: tc.local}).DialContext(t.Context(), tc.network, tc.address)
+				if nc != nil {
+					nc.Close()
+				}
+				c, err := r.DialWith(t.Context(), tc.network, tc.address, reactor.NetConfig{LocalAddr: tc.local})
+				if c != nil {
+					c.Close()
+				}
+				if (err == nil) != tc.ok || (nerr == nil) != tc.ok {
+					t.Errorf("%s: DialWith: %v; net.Dialer: %v; want both to succeed: %v", what, err, nerr, tc.ok)
+				}
+			}
+
+			path := t.TempDir() + "/s.sock"
+			uln, err := net.Listen("unix", path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer uln.Close()
+			go func() {
+				for {
+					c, err := uln.Accept()
+					if err != nil {
+						return
+					}
+					c.Close()
+				}
+			}()
+			unnamed := &net.UnixAddr{Name: "", Net: "unix"}
+			nc, err := (&net.Dialer{LocalAddr: unnamed}).Dial("unix", path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nc.Close()
+			c, err := r.DialWith(t.Context(), "unix", path, reactor.NetConfig{LocalAddr: unnamed})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if got, want := c.LocalAddr().String(), nc.LocalAddr().String(); got != want {
+				t.Errorf("Unix dial from an unnamed LocalAddr: local %q, net's %q (bound where net binds nothing)", got, want)
+			}
+
+			var kept syscall.RawConn
+			c2, err := r.DialWith(t.Context(), "tcp", ln4.Addr().String(), reactor.NetConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+				kept = rc
+				return nil
+			}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c2.Close()
+			if err := kept.Control(func(uintptr) { t.Error("a Control hook's RawConn ran f after the hook returned") }); !errors.Is(err, net.ErrClosed) {
+				t.Errorf("Control on a hook's RawConn kept past the hook: %v, want net.ErrClosed", err)
+			}
+		})
+	}
+}
