@@ -69,34 +69,6 @@ func (f *fdRef) take(mark uint64) bool {
 	}
 }
 
-// collectable arranges that fd's socket is closed, as Close would, if fd
-// becomes unreachable without Close, as net's netFD finalizer does: a
-// program that drops a NetConn or NetListener unclosed leaks neither its
-// descriptor nor its loop's record of it. Whatever still references fd
-// keeps it open: its NetConn or NetListener, a SyscallConn's RawConn, an
-// operation parked on it, and a deadline timer until it fires. The close
-// goes through the reactor without waiting for it (the runtime runs
-// cleanups one at a time); a Unix listener's path is left, as net's
-// finalizer leaves it. Call it once fd is built (ctr included).
-func (fd *netFD) collectable() {
-	fd.cleanup = runtime.AddCleanup(fd, closeDropped, dropped{r: fd.r, sysfd: fd.sysfd, ctr: fd.ctr})
-}
-
-// dropped is what closing an unreachable netFD needs; nothing in it
-// references the netFD, which would keep it reachable.
-type dropped struct {
-	r     *Reactor
-	sysfd int
-	ctr   *connCounters
-}
-
-func closeDropped(d dropped) {
-	closePolled(d.r, d.sysfd)
-	if d.ctr != nil {
-		d.ctr.retire()
-	}
-}
-
 // decref drops a reference. It reports whether that was the last one of a
 // closed fd: the caller must then close the fd; nobody else will.
 func (f *fdRef) decref() bool {
@@ -365,6 +337,34 @@ func (fd *netFD) destroy() {
 		fd.ctr.retire()
 	}
 	close(fd.done)
+}
+
+// collectable arranges that fd's socket is closed, as Close would, if fd
+// becomes unreachable without Close, as net's netFD finalizer does: a
+// program that drops a NetConn or NetListener unclosed leaks neither its
+// descriptor nor its loop's record of it. Whatever still references fd
+// keeps it open: its NetConn or NetListener, a SyscallConn's RawConn, an
+// operation parked on it, and a deadline timer until it fires. The close
+// goes through the reactor without waiting for it (the runtime runs
+// cleanups one at a time); a Unix listener's path is left, as net's
+// finalizer leaves it. Call it once fd is built (ctr included).
+func (fd *netFD) collectable() {
+	fd.cleanup = runtime.AddCleanup(fd, closeDropped, dropped{r: fd.r, sysfd: fd.sysfd, ctr: fd.ctr})
+}
+
+// dropped is what closing an unreachable netFD needs; nothing in it
+// references the netFD, which would keep it reachable.
+type dropped struct {
+	r     *Reactor
+	sysfd int
+	ctr   *connCounters
+}
+
+func closeDropped(d dropped) {
+	closePolled(d.r, d.sysfd)
+	if d.ctr != nil {
+		d.ctr.retire()
+	}
 }
 
 // decref drops a reference and closes the fd if it was the last of a
