@@ -233,7 +233,8 @@ func TestReadWriteTimeouts(t *testing.T) {
 			h2 := &closeErrs{errs: make(chan error, 2)}
 			ln2 := listen(t, r, h2, reactor.ListenConfig{WriteTimeout: 80 * time.Millisecond, MaxPending: 64 << 10})
 			c2 := dial(t, ln2)
-			c2.(*net.TCPConn).SetReadBuffer(4 << 10)
+			// The peer's receive buffer keeps its default size: see
+			// TestShutdownContextEndsForceCloses.
 			go func() { // never reads: the echo backs up
 				buf := make([]byte, 64<<10)
 				c2.SetWriteDeadline(time.Now().Add(5 * time.Second))

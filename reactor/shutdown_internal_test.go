@@ -74,7 +74,8 @@ func TestShutdownPausedByItsOwnRead(t *testing.T) {
 			r := reactorWith(t, cfg)
 			h := &bigOnShut{opened: make(chan *Conn, 1), closed: make(chan error, 1)}
 			ln, peer := listenDialWith(t, r, h, ListenConfig{MaxPending: 4 << 10, CloseTimeout: closeTimeout})
-			peer.(interface{ SetReadBuffer(int) error }).SetReadBuffer(4 << 10)
+			// The peer's receive buffer keeps its default size: see
+			// TestShutdownContextEndsForceCloses.
 			c := <-h.opened
 			g := newGate()
 			c.l.postTask(gateThen{g, func(l *loop) {
