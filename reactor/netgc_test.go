@@ -23,22 +23,11 @@ func TestDroppedNetConnCloses(t *testing.T) {
 	for _, b := range connBackends {
 		t.Run(name(b), func(t *testing.T) {
 			r := newReactor(t, b, 2)
-			ln, err := r.NetListenWith("tcp", "127.0.0.1:0", reactor.NetConfig{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			client, err := net.Dial("tcp", ln.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer client.Close()
-			client.SetDeadline(time.Now().Add(20 * time.Second))
+			ln := tcpNetListener(t, r)
+			var client net.Conn
 			func() {
-				s, err := ln.AcceptNet()
-				if err != nil {
-					t.Fatal(err)
-				}
+				var s *reactor.NetConn
+				client, s = acceptNet(t, ln)
 				// Two round trips: the second Read parks before the
 				// bytes come.
 				for i := range 2 {

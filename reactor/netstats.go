@@ -20,13 +20,13 @@ import (
 // ones' from what each left at its close. A scrape costs O(active); a
 // Read one uncontended atomic add.
 type netStats struct {
-	accepted, acceptErrors atomic.Uint64
+	acceptErrors atomic.Uint64
 
-	mu      sync.Mutex
-	live    map[*connCounters]struct{} // of NetConns accepted, not yet closed; guarded by mu
-	closed  uint64                     // guarded by mu
-	doneIn  uint64                     // bytes of closed NetConns; guarded by mu
-	doneOut uint64                     // guarded by mu
+	mu       sync.Mutex
+	accepted uint64                     // guarded by mu; those closed are accepted - len(live)
+	live     map[*connCounters]struct{} // of NetConns accepted, not yet closed; guarded by mu
+	doneIn   uint64                     // bytes of closed NetConns; guarded by mu
+	doneOut  uint64                     // guarded by mu
 }
 
 // connCounters is an accepted NetConn's byte counts. It names its
@@ -42,8 +42,8 @@ func newNetStats() *netStats { return &netStats{live: make(map[*connCounters]str
 // adopt counts fd, just accepted, as the listener's.
 func (s *netStats) adopt(fd *netFD) {
 	fd.ctr = &connCounters{owner: s}
-	s.accepted.Add(1)
 	s.mu.Lock()
+	s.accepted++
 	s.live[fd.ctr] = struct{}{}
 	s.mu.Unlock()
 }
@@ -54,7 +54,6 @@ func (c *connCounters) retire() {
 	s := c.owner
 	s.mu.Lock()
 	delete(s.live, c)
-	s.closed++
 	s.doneIn += c.in.Load()
 	s.doneOut += c.out.Load()
 	s.mu.Unlock()
@@ -85,10 +84,11 @@ func (s *netStats) acceptFailed(err error) {
 }
 
 func (s *netStats) snapshot() ListenerStats {
-	st := ListenerStats{Accepted: s.accepted.Load(), AcceptErrors: s.acceptErrors.Load()}
+	st := ListenerStats{AcceptErrors: s.acceptErrors.Load()}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st.Active, st.Closed = int64(len(s.live)), s.closed
+	st.Accepted, st.Active = s.accepted, int64(len(s.live))
+	st.Closed = st.Accepted - uint64(st.Active)
 	st.BytesIn, st.BytesOut = s.doneIn, s.doneOut
 	for c := range s.live {
 		st.BytesIn += c.in.Load()

@@ -22,11 +22,7 @@ func TestNetListenerStats(t *testing.T) {
 	for _, b := range backends {
 		t.Run(name(b), func(t *testing.T) {
 			r := newReactor(t, b, 2)
-			ln, err := r.NetListenWith("tcp", "127.0.0.1:0", reactor.NetConfig{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
+			ln := tcpNetListener(t, r)
 			want := reactor.ListenerStats{}
 			check := func(step string) {
 				t.Helper()
@@ -46,18 +42,8 @@ func TestNetListenerStats(t *testing.T) {
 			var clients [3]net.Conn
 			var servers [3]*reactor.NetConn
 			for i := range clients {
-				c, err := net.Dial("tcp", ln.Addr().String())
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				s, err := ln.AcceptNet()
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer s.Close()
-				clients[i], servers[i] = c, s
+				clients[i], servers[i] = acceptNet(t, ln)
+				defer servers[i].Close()
 			}
 			want.Accepted, want.Active = 3, 3
 			check("three accepted")
@@ -144,24 +130,8 @@ func TestNetListenerStatsAtClose(t *testing.T) {
 	for _, b := range backends {
 		t.Run(name(b), func(t *testing.T) {
 			r := newReactor(t, b, 1)
-			ln, err := r.NetListenWith("tcp", "127.0.0.1:0", reactor.NetConfig{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			accept := func() (net.Conn, *reactor.NetConn) {
-				c, err := net.Dial("tcp", ln.Addr().String())
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { c.Close() })
-				s, err := ln.AcceptNet()
-				if err != nil {
-					t.Fatal(err)
-				}
-				return c, s
-			}
-			_, s := accept() // a peer that reads nothing
+			ln := tcpNetListener(t, r)
+			_, s := acceptNet(t, ln) // a peer that reads nothing
 			wrote := make(chan int, 1)
 			go func() {
 				n, _ := s.Write(make([]byte, 64<<20))
@@ -174,7 +144,7 @@ func TestNetListenerStatsAtClose(t *testing.T) {
 				t.Fatalf("a Write that Close ended wrote %d; Stats %+v, want BytesOut %d and one closed", n, st, n)
 			}
 
-			client, s2 := accept()
+			client, s2 := acceptNet(t, ln)
 			up, upPeer := tcpPair(t, r) // a NetConn destination: ReadFrom splices
 			go io.Copy(io.Discard, upPeer)
 			client.Write(make([]byte, 1000))
@@ -188,4 +158,33 @@ func TestNetListenerStatsAtClose(t *testing.T) {
 			}
 		})
 	}
+}
+
+// tcpNetListener is NetListenWith on a loopback TCP port, closed at
+// cleanup.
+func tcpNetListener(t *testing.T, r *reactor.Reactor) *reactor.NetListener {
+	t.Helper()
+	ln, err := r.NetListenWith("tcp", "127.0.0.1:0", reactor.NetConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
+
+// acceptNet dials ln with net and accepts: the client, closed at cleanup,
+// and the accepted NetConn, the caller's to close (or to drop).
+func acceptNet(t *testing.T, ln *reactor.NetListener) (net.Conn, *reactor.NetConn) {
+	t.Helper()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	s, err := ln.AcceptNet()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, s
 }

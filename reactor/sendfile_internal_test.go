@@ -16,24 +16,7 @@ import (
 // a LimitedReader of one to io.Copy with nothing sent; a LimitedReader
 // with nothing left sends nothing. (TestNetConnReadFrom checks the bytes.)
 func TestSendFileTakes(t *testing.T) {
-	r := oneLoopReactor(t, BackendEpoll)
-	ln, err := r.NetListen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := r.DialContext(t.Context(), "tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	go func() { // the peer: drains what is sent
-		s, err := ln.Accept()
-		if err == nil {
-			io.Copy(io.Discard, s)
-			s.Close()
-		}
-	}()
+	c := drainedNetConn(t, oneLoopReactor(t, BackendEpoll))
 	path := filepath.Join(t.TempDir(), "f")
 	if err := os.WriteFile(path, []byte("0123456789"), 0o600); err != nil {
 		t.Fatal(err)
@@ -67,9 +50,33 @@ func TestSendFileTakes(t *testing.T) {
 		{"limited pipe", &io.LimitedReader{R: pr, N: 2}, false, 0},
 		{"bytes", bytes.NewReader([]byte("abc")), false, 0},
 	} {
-		n, handled, err := c.(*NetConn).fd.sendFile(tc.r)
+		n, handled, err := c.fd.sendFile(tc.r)
 		if handled != tc.handled || n != tc.n || err != nil {
 			t.Errorf("%s: sendFile = %d, handled %v, %v; want %d, handled %v", tc.name, n, handled, err, tc.n, tc.handled)
 		}
 	}
+}
+
+// drainedNetConn is a NetConn dialed on r whose peer reads everything
+// sent and discards it; both are closed at cleanup.
+func drainedNetConn(t *testing.T, r *Reactor) *NetConn {
+	t.Helper()
+	ln, err := r.NetListen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	c, err := r.DialWith(t.Context(), "tcp", ln.Addr().String(), NetConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	go func() {
+		s, err := ln.Accept()
+		if err == nil {
+			io.Copy(io.Discard, s)
+			s.Close()
+		}
+	}()
+	return c
 }

@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"io"
-	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -24,11 +23,7 @@ import (
 // returns it open for reading, with its bytes.
 func tempFile(t *testing.T, size int) (*os.File, []byte) {
 	t.Helper()
-	data := make([]byte, size)
-	rnd := mrand.New(mrand.NewPCG(uint64(size), 7))
-	for i := range data {
-		data[i] = byte(rnd.Uint32())
-	}
+	data := randomBytes(size, uint64(size))
 	path := filepath.Join(t.TempDir(), "body")
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
@@ -127,14 +122,7 @@ func TestNetConnReadFromDeadline(t *testing.T) {
 			if !errors.Is(err, os.ErrDeadlineExceeded) || n <= 0 || n >= int64(len(data)) {
 				t.Fatalf("ReadFrom to a peer that reads nothing = %d, %v; want some bytes and the deadline", n, err)
 			}
-			c.Close()
-			rest, err := io.ReadAll(s)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if int64(len(rest)) != n || !bytes.Equal(rest, data[:n]) {
-				t.Fatalf("ReadFrom said %d bytes; the peer read %d (equal to the file's first bytes: %v)", n, len(rest), bytes.Equal(rest, data[:min(int64(len(rest)), n)]))
-			}
+			peerReadExactly(t, c, s, data, n)
 			if _, err := c.(io.ReaderFrom).ReadFrom(f); !errors.Is(err, net.ErrClosed) {
 				t.Fatalf("ReadFrom after Close: %v, want net.ErrClosed", err)
 			}
@@ -202,14 +190,7 @@ func TestHTTPServeFileOnReactor(t *testing.T) {
 func BenchmarkNetConnReadFrom(b *testing.B) {
 	for _, how := range []string{"sendfile", "copy"} {
 		b.Run(how, func(b *testing.B) {
-			r := newReactor(b, backend{kind: reactor.BackendEpoll}, 1)
-			c, s, err := netPair(r, netListen(b, r, "tcp"))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer c.Close()
-			defer s.Close()
-			go io.Copy(io.Discard, s)
+			c := drainedPair(b)
 			path := filepath.Join(b.TempDir(), "body")
 			if err := os.WriteFile(path, make([]byte, 16<<20), 0o600); err != nil {
 				b.Fatal(err)
@@ -219,29 +200,65 @@ func BenchmarkNetConnReadFrom(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer f.Close()
-			b.SetBytes(16 << 20)
-			runtime.LockOSThread()
-			defer runtime.UnlockOSThread()
-			var ru0, ru1 unix.Rusage
-			unix.Getrusage(unix.RUSAGE_THREAD, &ru0)
-			b.ResetTimer()
-			for b.Loop() {
+			threadCPUPerMiB(b, 16, func() error {
 				f.Seek(0, io.SeekStart)
-				var err error
 				if how == "sendfile" {
-					_, err = c.(io.ReaderFrom).ReadFrom(f)
-				} else {
-					_, err = io.Copy(struct{ io.Writer }{c}, struct{ io.Reader }{f})
+					_, err := c.(io.ReaderFrom).ReadFrom(f)
+					return err
 				}
-				if err != nil {
-					b.Fatal(err)
-				}
-			}
-			unix.Getrusage(unix.RUSAGE_THREAD, &ru1)
-			cpu := time.Duration(ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano())
-			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N*16), "cpu-µs/MiB")
+				_, err := io.Copy(struct{ io.Writer }{c}, struct{ io.Reader }{f})
+				return err
+			})
 		})
 	}
+}
+
+// peerReadExactly closes c, whose ReadFrom of data stopped at its write
+// deadline having sent n bytes, and checks that its peer s then reads
+// exactly those: data's first n bytes, nothing more.
+func peerReadExactly(t *testing.T, c, s net.Conn, data []byte, n int64) {
+	t.Helper()
+	c.Close()
+	rest, err := io.ReadAll(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int64(len(rest)) != n || !bytes.Equal(rest, data[:n]) {
+		t.Fatalf("ReadFrom said %d bytes; the peer read %d (equal to the source's first bytes: %v)", n, len(rest), bytes.Equal(rest, data[:min(int64(len(rest)), n)]))
+	}
+}
+
+// drainedPair is a NetConn dialed on a fresh epoll reactor whose peer
+// reads and discards everything; closed at cleanup.
+func drainedPair(b *testing.B) net.Conn {
+	r := newReactor(b, backend{kind: reactor.BackendEpoll}, 1)
+	c, s, err := netPair(r, netListen(b, r, "tcp"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close(); s.Close() })
+	go io.Copy(io.Discard, s)
+	return c
+}
+
+// threadCPUPerMiB runs send, which moves mib MiB, for b's loop on a
+// thread locked to the benchmark goroutine (the peer and the loop run
+// elsewhere), and reports that thread's CPU per MiB.
+func threadCPUPerMiB(b *testing.B, mib int, send func() error) {
+	b.SetBytes(int64(mib) << 20)
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var ru0, ru1 unix.Rusage
+	unix.Getrusage(unix.RUSAGE_THREAD, &ru0)
+	b.ResetTimer()
+	for b.Loop() {
+		if err := send(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	unix.Getrusage(unix.RUSAGE_THREAD, &ru1)
+	cpu := time.Duration(ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano())
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N*mib), "cpu-µs/MiB")
 }
 
 // errReader fails every Read with its error.

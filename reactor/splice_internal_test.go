@@ -20,31 +20,15 @@ import (
 // bytes.) NetConn.ReadFrom takes the path.
 func TestSpliceTakes(t *testing.T) {
 	r := oneLoopReactor(t, BackendEpoll)
-	ln, err := r.NetListen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := r.DialContext(t.Context(), "tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	go func() { // the peer: drains what is sent
-		s, err := ln.Accept()
-		if err == nil {
-			io.Copy(io.Discard, s)
-			s.Close()
-		}
-	}()
-	// fed returns the near end of a pair of network whose far end sent
-	// "hello" and closed.
-	fed := func(network string) net.Conn {
+	c := drainedNetConn(t, r)
+	// fed returns the near end of a pair whose far end sent "hello" and
+	// closed, accepted by listen on network (net's, or NetListen: ours).
+	fed := func(listen func(network, address string) (net.Listener, error), network string) net.Conn {
 		addr := "127.0.0.1:0"
 		if network == "unix" {
 			addr = t.TempDir() + "/s.sock"
 		}
-		l, err := net.Listen(network, addr)
+		l, err := listen(network, addr)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -62,25 +46,7 @@ func TestSpliceTakes(t *testing.T) {
 		t.Cleanup(func() { near.Close() })
 		return near
 	}
-	ours := func() net.Conn {
-		l, err := r.NetListen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		far, err := net.Dial("tcp", l.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		far.Write([]byte("hello"))
-		far.Close()
-		near, err := l.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { near.Close() })
-		return near
-	}
+	std := func(network string) net.Conn { return fed(net.Listen, network) }
 	asFile := func(c net.Conn) *os.File {
 		f, err := c.(interface{ File() (*os.File, error) }).File()
 		if err != nil {
@@ -107,17 +73,17 @@ func TestSpliceTakes(t *testing.T) {
 		handled bool
 		n       int64
 	}{
-		{"NetConn", ours(), true, 5},
-		{"net.TCPConn", fed("tcp"), true, 5},
-		{"net.UnixConn", fed("unix"), true, 5},
-		{"file of a TCP socket", asFile(fed("tcp")), true, 5},
-		{"limited TCPConn", &io.LimitedReader{R: fed("tcp"), N: 3}, true, 3},
-		{"limited, nothing left", &io.LimitedReader{R: fed("tcp"), N: 0}, true, 0},
+		{"NetConn", fed(r.NetListen, "tcp"), true, 5},
+		{"net.TCPConn", std("tcp"), true, 5},
+		{"net.UnixConn", std("unix"), true, 5},
+		{"file of a TCP socket", asFile(std("tcp")), true, 5},
+		{"limited TCPConn", &io.LimitedReader{R: std("tcp"), N: 3}, true, 3},
+		{"limited, nothing left", &io.LimitedReader{R: std("tcp"), N: 0}, true, 0},
 		{"UDP socket", udp.(io.Reader), false, 0},
 		{"pipe", pr, false, 0},
 		{"bytes", bytes.NewReader([]byte("abc")), false, 0},
 	} {
-		n, handled, err := c.(*NetConn).fd.spliceFrom(tc.r)
+		n, handled, err := c.fd.spliceFrom(tc.r)
 		if handled != tc.handled || n != tc.n || err != nil {
 			t.Errorf("%s: spliceFrom = %d, handled %v, %v; want %d, handled %v", tc.name, n, handled, err, tc.n, tc.handled)
 		}
@@ -129,12 +95,12 @@ func TestSpliceTakes(t *testing.T) {
 		name string
 		copy func(src net.Conn) (int64, error)
 	}{
-		{"ReadFrom(net.TCPConn)", func(src net.Conn) (int64, error) { return c.(*NetConn).ReadFrom(src) }},
+		{"ReadFrom(net.TCPConn)", func(src net.Conn) (int64, error) { return c.ReadFrom(src) }},
 		{"io.Copy(NetConn, net.TCPConn)", func(src net.Conn) (int64, error) { return io.Copy(c, src) }},
 	} {
 		r.pipes.close()
 		r.pipes = pipePool{}
-		if n, err := tc.copy(fed("tcp")); n != 5 || err != nil || len(r.pipes.free) != 1 {
+		if n, err := tc.copy(std("tcp")); n != 5 || err != nil || len(r.pipes.free) != 1 {
 			t.Errorf("%s = %d, %v, with %d pipes kept; want 5 through a pipe", tc.name, n, err, len(r.pipes.free))
 		}
 	}

@@ -5,15 +5,13 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	mrand "math/rand/v2"
 	"net"
 	"os"
-	"runtime"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/oneshot-io/oneshot/reactor"
 )
@@ -36,7 +34,7 @@ type socketSource struct {
 }
 
 // stdPair is a connected pair from net: the far end and the near one.
-func stdPair(t *testing.T, network string) (far, near net.Conn) {
+func stdPair(t testing.TB, network string) (far, near net.Conn) {
 	t.Helper()
 	addr := "127.0.0.1:0"
 	if network == "unix" {
@@ -173,14 +171,7 @@ func TestNetConnReadFromSocketDeadlines(t *testing.T) {
 			if !errors.Is(err, os.ErrDeadlineExceeded) || n <= 0 || n >= int64(len(data)) {
 				t.Fatalf("ReadFrom to a peer that reads nothing = %d, %v; want some bytes and the deadline", n, err)
 			}
-			c.Close()
-			rest, err := io.ReadAll(s)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if int64(len(rest)) != n || !bytes.Equal(rest, data[:n]) {
-				t.Fatalf("ReadFrom said %d bytes; the peer read %d (equal to the source's first bytes: %v)", n, len(rest), bytes.Equal(rest, data[:min(int64(len(rest)), n)]))
-			}
+			peerReadExactly(t, c, s, data, n)
 			// What the source still holds is the stream's tail: the
 			// splice took from it only what it moved or lost in its pipe.
 			tail, err := io.ReadAll(src)
@@ -201,55 +192,27 @@ func BenchmarkNetConnReadFromSocket(b *testing.B) {
 	const size = 16 << 20
 	for _, how := range []string{"splice", "copy"} {
 		b.Run(how, func(b *testing.B) {
-			r := newReactor(b, backend{kind: reactor.BackendEpoll}, 1)
-			c, s, err := netPair(r, netListen(b, r, "tcp"))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer c.Close()
-			defer s.Close()
-			go io.Copy(io.Discard, s)
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer ln.Close()
-			feed, err := net.Dial("tcp", ln.Addr().String())
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer feed.Close()
-			src, err := ln.Accept()
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer src.Close()
+			c := drainedPair(b)
+			feed, src := stdPair(b, "tcp")
 			chunk := make([]byte, 1<<20)
-			b.SetBytes(size)
-			runtime.LockOSThread()
-			defer runtime.UnlockOSThread()
-			var ru0, ru1 unix.Rusage
-			unix.Getrusage(unix.RUSAGE_THREAD, &ru0)
-			b.ResetTimer()
-			for b.Loop() {
+			threadCPUPerMiB(b, size>>20, func() error {
 				go func() {
 					for range size / len(chunk) {
 						feed.Write(chunk)
 					}
 				}()
 				lr := &io.LimitedReader{R: src, N: size}
+				var err error
 				if how == "splice" {
 					_, err = c.(io.ReaderFrom).ReadFrom(lr)
 				} else {
 					_, err = io.Copy(struct{ io.Writer }{c}, lr)
 				}
-				if err != nil || lr.N != 0 {
-					b.Fatal(err, lr.N)
+				if err == nil && lr.N != 0 {
+					err = fmt.Errorf("%d bytes not moved", lr.N)
 				}
-			}
-			unix.Getrusage(unix.RUSAGE_THREAD, &ru1)
-			cpu := time.Duration(ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano())
-			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N*size>>20), "cpu-µs/MiB")
+				return err
+			})
 		})
 	}
 }
