@@ -22,9 +22,15 @@
 # On `docker stop`, echod drains for up to --shutdown-timeout (10s by
 # default), and Docker kills it after its own 10s: give the container more
 # (`docker run --stop-timeout 15`, or stop_grace_period in compose) or
-# echod less, so that the drain ends before the kill. /healthz is served
-# with --metrics-addr (distroless has no shell or curl for a HEALTHCHECK:
-# probe it from the orchestrator).
+# echod less, so that the drain ends before the kill.
+#
+# The HEALTHCHECK is echod itself: `echod --probe ADDR` sends 16 bytes and
+# exits 0 only if they come back (distroless has no shell, nc or curl to
+# probe with). It probes the default address; a container run with another
+# --listen must probe that one instead, in exec form since there is no
+# shell (compose: `healthcheck: test: ["CMD", "/usr/local/bin/echod",
+# "--probe", "127.0.0.1:8000"]`), or run with --no-healthcheck. /healthz,
+# served with --metrics-addr, is there for orchestrators that probe HTTP.
 
 FROM golang:1.26 AS build
 ARG VERSION=
@@ -52,3 +58,7 @@ EXPOSE 7007
 # overridden, only added to).
 ENTRYPOINT ["/usr/local/bin/echod", "--log-format", "json"]
 CMD ["--listen", "0.0.0.0:7007"]
+# A probe takes at most 2s (--probe-timeout), well inside --timeout; a
+# starting echod listens within milliseconds.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=5s --retries=3 \
+  CMD ["/usr/local/bin/echod", "--probe", "127.0.0.1:7007"]

@@ -3,12 +3,15 @@ package integration_test
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // No Docker engine runs where these tests do, so the image is never built
@@ -118,6 +121,79 @@ func TestDockerfileListen(t *testing.T) {
 		t.Fatalf("ENTRYPOINT + --listen 127.0.0.1:0 serves %q: want that address only", d.addrs)
 	}
 	d.stop()
+}
+
+// TestDockerfileHealthcheck: the image's HEALTHCHECK is echod --probe of
+// the address the default CMD serves, finishing inside Docker's timeout,
+// and run with the real echod it says healthy (0) while an echod serves
+// there and unhealthy (1) once it has stopped. The daemon listens on a
+// port of its own choosing, so the check's port is swapped for it.
+func TestDockerfileHealthcheck(t *testing.T) {
+	stages := parseDockerfile(t, filepath.Join("..", "Dockerfile"))
+	final := stages[len(stages)-1]
+	entry, cmd := final.exec(t, "ENTRYPOINT"), final.exec(t, "CMD")
+	var opts, check []string
+	for _, in := range final.instrs {
+		rest, ok := strings.CutPrefix(in, "HEALTHCHECK ")
+		if !ok {
+			continue
+		}
+		o, js, ok := strings.Cut(rest, "CMD ")
+		if !ok {
+			t.Fatalf("HEALTHCHECK without CMD: %q", in)
+		}
+		check = nil
+		if err := json.Unmarshal([]byte(js), &check); err != nil {
+			t.Fatalf("HEALTHCHECK CMD is not in exec (JSON) form (the image has no shell): %q: %v", in, err)
+		}
+		opts = strings.Fields(o)
+	}
+	if check == nil {
+		t.Fatal("the final stage has no HEALTHCHECK")
+	}
+	i := slices.Index(check, "--probe")
+	if len(check) != 3 || check[0] != entry[0] || i != 1 {
+		t.Fatalf("HEALTHCHECK runs %q: want [%s --probe ADDR]", check, entry[0])
+	}
+	served := cmd[slices.Index(cmd, "--listen")+1]
+	_, servedPort, _ := strings.Cut(served, ":")
+	host, port, err := net.SplitHostPort(check[2])
+	if err != nil || port != servedPort || !net.ParseIP(host).IsLoopback() {
+		t.Fatalf("HEALTHCHECK probes %q, CMD serves %q: want loopback on the same port", check[2], served)
+	}
+	timeout := 30 * time.Second // Docker's default
+	for _, o := range opts {
+		if v, ok := strings.CutPrefix(o, "--timeout="); ok {
+			if timeout, err = time.ParseDuration(v); err != nil {
+				t.Fatalf("HEALTHCHECK %s: %v", o, err)
+			}
+		}
+	}
+	if timeout <= 2*time.Second {
+		t.Fatalf("HEALTHCHECK --timeout %v: a probe may take 2s (--probe-timeout's default)", timeout)
+	}
+
+	d := launch(t, exec.Command(echodPath), "--listen", "127.0.0.1:0")
+	if err := d.waitListening(); err != nil {
+		t.Fatal(err)
+	}
+	_, live, _ := strings.Cut(d.addrs[0], ":")
+	probe := func() (int, string) {
+		c := exec.Command(echodPath, check[1], net.JoinHostPort(host, live))
+		out, err := c.CombinedOutput()
+		var exit *exec.ExitError
+		if err != nil && !errors.As(err, &exit) {
+			t.Fatal(err)
+		}
+		return c.ProcessState.ExitCode(), string(out)
+	}
+	if code, out := probe(); code != 0 {
+		t.Fatalf("health check against a serving echod: exit %d, %q; want 0", code, out)
+	}
+	d.stop()
+	if code, out := probe(); code != 1 || !strings.Contains(out, "connection refused") {
+		t.Fatalf("health check after echod stopped: exit %d, %q; want 1, connection refused", code, out)
+	}
 }
 
 // TestDockerfileStampsVersion runs the build stage's go build line through

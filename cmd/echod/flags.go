@@ -51,6 +51,8 @@ type config struct {
 	metricsAddr     string // "" = no metrics server
 	pprof           bool   // Go's profiles under /debug/pprof/ on metricsAddr
 	shutdownTimeout time.Duration
+	probe           listenAddr // --probe: the server to probe; network "" = serve instead
+	probeTimeout    time.Duration
 	version         bool
 	help            bool
 }
@@ -323,13 +325,15 @@ Listen addresses:
 
 Exit status: 0 after a clean shutdown, 1 when echod cannot start (address in
 use, io_uring unavailable with --backend uring) or shutdown had to drop
-connections, 2 for a bad command line.
+connections, 2 for a bad command line. With --probe: 0 when the server
+echoed, 1 when it did not.
 
 Examples:
   echod
   echod --listen 0.0.0.0:7007 --listen udp:0.0.0.0:7007 \
         --metrics-addr 127.0.0.1:9107
   echod --listen unix:/run/echod/echod.sock --backend epoll
+  echod --probe 127.0.0.1:7007
 `
 
 // newFlagSet declares every flag on cfg, which holds the defaults.
@@ -393,6 +397,12 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.Var(durationFlag{&cfg.shutdownTimeout}, "shutdown-timeout",
 		"on SIGTERM, SIGINT or SIGHUP, the `duration` connections get to\n"+
 			"finish echoing before they are closed (at most 24h)")
+	fs.Var(probeFlag{&cfg.probe}, "probe",
+		"serve nothing: send a few bytes to the echo server at `address`\n"+
+			"(HOST:PORT, unix:PATH, udp:HOST:PORT) and exit 0 if they come back\n"+
+			"within --probe-timeout, else 1; a container's HEALTHCHECK")
+	fs.Var(durationFlag{&cfg.probeTimeout}, "probe-timeout",
+		"the `duration` a --probe may take, from dial to the last byte back")
 	fs.BoolVar(&cfg.version, "version", false, "print the version and exit")
 	fs.BoolVar(&cfg.help, "help", false, "print this help and exit")
 	fs.BoolVar(&cfg.help, "h", false, "print this help and exit")
@@ -410,6 +420,7 @@ func defaultConfig() config {
 		udpRate:         1000,
 		logLevel:        "info",
 		shutdownTimeout: 10 * time.Second,
+		probeTimeout:    defaultProbeTimeout,
 		kernelWait:      true,
 	}
 }
@@ -437,6 +448,9 @@ func parseFlags(args []string) (config, error) {
 	}
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("%w: unexpected argument %q (addresses go in --listen)", errUsage, fs.Arg(0))
+	}
+	if err := probeAlone(fs, cfg); err != nil {
+		return cfg, fmt.Errorf("%w: %w", errUsage, err)
 	}
 	if len(cfg.listen) == 0 {
 		a, err := parseListenAddr(defaultListen)
@@ -495,6 +509,59 @@ func parseFlags(args []string) (config, error) {
 		seen[a.String()] = true
 	}
 	return cfg, nil
+}
+
+// probeAlone refuses a command line that mixes --probe with flags that
+// only a server reads: the probe would ignore them, and whoever wrote them
+// meant something else. --help and --version still win, as everywhere.
+func probeAlone(fs *flag.FlagSet, cfg config) error {
+	var err error
+	timeoutSet := false
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "probe", "help", "h", "version":
+		case "probe-timeout":
+			timeoutSet = true
+		default:
+			if cfg.probe.network != "" && err == nil {
+				err = fmt.Errorf("--probe takes no server flags (got --%s): it serves nothing", f.Name)
+			}
+		}
+	})
+	switch {
+	case err != nil:
+		return err
+	case timeoutSet && cfg.probe.network == "":
+		return errors.New("--probe-timeout needs --probe")
+	case cfg.probeTimeout == 0:
+		return errors.New("--probe-timeout must be more than 0")
+	}
+	return nil
+}
+
+// probeFlag is --probe: one address as --listen takes it, of a server
+// that can be dialed.
+type probeFlag struct{ a *listenAddr }
+
+func (f probeFlag) String() string {
+	if f.a == nil || f.a.network == "" {
+		return ""
+	}
+	return f.a.String()
+}
+
+func (f probeFlag) Set(v string) error {
+	a, err := parseListenAddr(v)
+	switch {
+	case err != nil:
+		return err
+	case a.network == "fd":
+		return fmt.Errorf("%q: an inherited descriptor cannot be dialed; want HOST:PORT, unix:PATH or udp:HOST:PORT", v)
+	case a.network != "unix" && strings.HasSuffix(a.address, ":0"):
+		return fmt.Errorf("%q: port 0 cannot be dialed; want the port the server listens on", v)
+	}
+	*f.a = a
+	return nil
 }
 
 // flagError rewrites the flag package's messages in --flag spelling, which

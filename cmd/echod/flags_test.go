@@ -189,6 +189,13 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"--recv-buffer-size", "1"}, "--recv-buffer-size 1: at least 512 (or 0, the reactor's default)"},
 		{[]string{"--version=maybe"}, "--version takes no value"},
 		{[]string{"127.0.0.1:7007"}, `unexpected argument "127.0.0.1:7007"`},
+		{[]string{"--probe", "fd:3"}, `--probe "fd:3": an inherited descriptor cannot be dialed`},
+		{[]string{"--probe", "127.0.0.1:0"}, `--probe "127.0.0.1:0": port 0 cannot be dialed`},
+		{[]string{"--probe", "7007"}, `--probe "7007": want HOST:PORT`},
+		{[]string{"--probe", "127.0.0.1:7007", "--loops", "2"}, "--probe takes no server flags (got --loops)"},
+		{[]string{"--listen", "127.0.0.1:0", "--probe", "127.0.0.1:7007"}, "--probe takes no server flags (got --listen)"},
+		{[]string{"--probe-timeout", "1s"}, "--probe-timeout needs --probe"},
+		{[]string{"--probe", "127.0.0.1:7007", "--probe-timeout", "0"}, "--probe-timeout must be more than 0"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

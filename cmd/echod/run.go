@@ -71,6 +71,8 @@ func runWith(args []string, stdout, stderr io.Writer, signals <-chan os.Signal, 
 	case cfg.version:
 		fmt.Fprintln(stdout, version.String("echod"))
 		return exitOK
+	case cfg.probe.network != "":
+		return runProbe(cfg, stdout, stderr)
 	}
 	if cfg.logFormat == "" {
 		cfg.logFormat = "json"
