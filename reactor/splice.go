@@ -29,6 +29,16 @@ import (
 // that the pipe is full. Bytes a failed pump leaves in the pipe were read
 // from the source and are lost with it, as those in io.Copy's buffer
 // would be; written counts only what this socket took.
+//
+// NetConn has no WriteTo, on purpose. A type that embeds a *NetConn and
+// reads through its own Read (a protocol sniffer's bufio.Reader holding
+// peeked bytes) would inherit it, and io.Copy from that type would call
+// it and read the socket past the peeked bytes, losing them: net.TCPConn
+// does that since its WriteTo came in Go 1.22 (go1.26: io.Copy of such a
+// wrapper with "HEADER|" peeked yields only "body"). So io.Copy(w,
+// netConn) reads through a buffer, and io.Copy(netConn, r) is where
+// splicing happens. TestNetConnReadFromWrapperReads fails if a WriteTo
+// appears.
 
 // maxSplice bounds one drain, and is the pipe size asked for.
 const maxSplice = 1 << 20
