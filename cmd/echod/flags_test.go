@@ -123,7 +123,19 @@ func TestParseFlagsValues(t *testing.T) {
 		backend: "epoll", io: "poll", loops: 3, lockLoops: true, maxConns: 0, idleTimeout: 90 * time.Second,
 		maxPending: 64 << 10, udpRate: 25, logLevel: "debug", logFormat: "console",
 		metricsAddr: "127.0.0.1:0", pprof: true, shutdownTimeout: 250 * time.Millisecond,
+		probeTimeout: defaultProbeTimeout,
 	}
+	if !reflect.DeepEqual(cfg, want) {
+		t.Fatalf("got  %+v\nwant %+v", cfg, want)
+	}
+	// A probe's command line: the server's flags keep their defaults.
+	cfg, err = parseFlags([]string{"--probe", "udp:[::1]:007", "--probe-timeout", "500ms"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = defaultConfig()
+	want.listen = []listenAddr{{"tcp", defaultListen}}
+	want.probe, want.probeTimeout = listenAddr{"udp", "[::1]:7"}, 500*time.Millisecond
 	if !reflect.DeepEqual(cfg, want) {
 		t.Fatalf("got  %+v\nwant %+v", cfg, want)
 	}
