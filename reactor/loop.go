@@ -51,7 +51,7 @@ type loop struct {
 	// turn, by a Write or a read, is later than now. Timers run at it too,
 	// so one falling due while a turn handles Events runs at the next
 	// turn, which the wait before it, bounded by that timer, begins at
-	// once: late by a look, never early.
+	// once: late by one wake-up of the loop, never early.
 	// Reading the clock once or twice a turn instead of three times a
 	// message saved 9% of echod's user time at 1,000 connections.
 	now      int64

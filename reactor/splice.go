@@ -36,9 +36,9 @@ import (
 // it and read the socket past the peeked bytes, losing them: net.TCPConn
 // does that since its WriteTo came in Go 1.22 (go1.26: io.Copy of such a
 // wrapper with "HEADER|" peeked yields only "body"). So io.Copy(w,
-// netConn) reads through a buffer, and io.Copy(netConn, r) is where
-// splicing happens. TestNetConnReadFromWrapperReads fails if a WriteTo
-// appears.
+// netConn) reads through a buffer unless w is a NetConn, whose ReadFrom
+// splices: io.Copy(netConn, r) is where splicing happens.
+// TestNetConnReadFromWrapperReads fails if a WriteTo appears.
 
 // maxSplice bounds one drain, and is the pipe size asked for.
 const maxSplice = 1 << 20

@@ -513,7 +513,8 @@ func parseFlags(args []string) (config, error) {
 
 // probeAlone refuses a command line that mixes --probe with flags that
 // only a server reads: the probe would ignore them, and whoever wrote them
-// meant something else. --help and --version still win, as everywhere.
+// meant something else. --help or --version beside --probe alone print as
+// they would without it.
 func probeAlone(fs *flag.FlagSet, cfg config) error {
 	var err error
 	timeoutSet := false
@@ -555,6 +556,8 @@ func (f probeFlag) Set(v string) error {
 	switch {
 	case err != nil:
 		return err
+	case f.a.network != "":
+		return fmt.Errorf("%q: given twice; a probe checks one server", v)
 	case a.network == "fd":
 		return fmt.Errorf("%q: an inherited descriptor cannot be dialed; want HOST:PORT, unix:PATH or udp:HOST:PORT", v)
 	case a.network != "unix" && strings.HasSuffix(a.address, ":0"):

@@ -207,6 +207,7 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"--probe", "127.0.0.1:7007", "--loops", "2"}, "--probe takes no server flags (got --loops)"},
 		{[]string{"--listen", "127.0.0.1:0", "--probe", "127.0.0.1:7007"}, "--probe takes no server flags (got --listen)"},
 		{[]string{"--probe-timeout", "1s"}, "--probe-timeout needs --probe"},
+		{[]string{"--probe", "127.0.0.1:7007", "--probe", "127.0.0.1:7008"}, `--probe "127.0.0.1:7008": given twice`},
 		{[]string{"--probe", "127.0.0.1:7007", "--probe-timeout", "0"}, "--probe-timeout must be more than 0"},
 	}
 	for _, tt := range tests {
