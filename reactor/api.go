@@ -217,4 +217,11 @@ type NetConfig struct {
 	// where net dials from a dual-stack IPv6 socket. NetListenWith
 	// ignores it.
 	LocalAddr net.Addr
+	// FallbackDelay is how long a "tcp" dial of a name with both IPv6
+	// and IPv4 addresses waits for the first family's before it also
+	// dials the other's (RFC 6555 Happy Eyeballs, as net.Dialer's): 0
+	// means 300 ms; negative dials every address one after another, in
+	// the resolver's order. "tcp4", "tcp6" and "unix" dials, and
+	// NetListenWith, ignore it.
+	FallbackDelay time.Duration
 }

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -20,7 +21,13 @@ import (
 // net.Dialer.DialContext's, so it plugs into http.Transport.DialContext
 // and other dial hooks. A TCP address is resolved with net.DefaultResolver
 // (an empty host is the local system); the addresses are tried in the
-// resolver's order, one at a time, until one connects. The connect is
+// resolver's order, one at a time, until one connects, each given an
+// equal share of the time left before ctx's deadline (at least 2s where
+// there is that much), as net.Dialer does. For "tcp", a name with
+// addresses of both families has those of the other family tried too
+// from NetConfig.FallbackDelay (300 ms) on if the first family has not
+// connected by then (RFC 6555, as net.Dialer); the first to connect
+// wins. The connect is
 // nonblocking and waits on the reactor with Poll; when ctx ends first the
 // dial fails with ctx.Err() in its chain. TCP connections get TCP_NODELAY
 // and a keepalive of DefaultKeepAlive, as with net.Dial.
@@ -96,39 +103,172 @@ func (r *Reactor) dialFd(ctx context.Context, network, address string, cfg NetCo
 	if err != nil {
 		return -1, false, opErr(nil, err)
 	}
-	var first error
+	var addrs []dialAddr
 	for _, ip := range ips {
 		if ip.IsUnspecified() && local != nil && len(local.IP) == net.IPv6len && local.IP.To4() == nil && !local.IP.IsUnspecified() {
 			ip = netip.IPv6Unspecified() // the local system, in LocalAddr's family, as net
 		}
-		raddr := net.TCPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port)))
-		family, sa := unix.AF_INET6, unix.Sockaddr(&unix.SockaddrInet6{Port: port, Addr: ip.As16(), ZoneId: zoneID(ip.Zone())})
+		a := dialAddr{raddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port))), family: unix.AF_INET6, cnet: "tcp6"}
+		a.sa = &unix.SockaddrInet6{Port: port, Addr: ip.As16(), ZoneId: zoneID(ip.Zone())}
 		if ip.Is4() {
-			family, sa = unix.AF_INET, &unix.SockaddrInet4{Port: port, Addr: ip.As4()}
+			a.family, a.cnet, a.sa = unix.AF_INET, "tcp4", &unix.SockaddrInet4{Port: port, Addr: ip.As4()}
 		}
-		bind, ok := localSockaddr(local, family)
-		if !ok {
-			continue // not of LocalAddr's family
+		var ok bool
+		if a.bind, ok = localSockaddr(local, a.family); ok { // else not of LocalAddr's family
+			addrs = append(addrs, a)
 		}
-		cnet := "tcp6"
-		if family == unix.AF_INET {
-			cnet = "tcp4"
+	}
+	if len(addrs) == 0 {
+		return -1, false, opErr(nil, &net.AddrError{Err: "no suitable address found", Addr: local.String()})
+	}
+	primaries, fallbacks := addrs, []dialAddr(nil)
+	if network == "tcp" && cfg.FallbackDelay >= 0 {
+		primaries, fallbacks = splitFamilies(addrs)
+	}
+	delay := cfg.FallbackDelay
+	if delay == 0 {
+		delay = defaultFallbackDelay
+	}
+	fd, err := r.dialParallel(ctx, primaries, fallbacks, delay, func(a dialAddr, err error) error {
+		return attemptErr(a.raddr, err)
+	}, cfg.Control)
+	return fd, false, err
+}
+
+// dialAddr is one address a TCP dial tries, as connect takes it.
+type dialAddr struct {
+	raddr  *net.TCPAddr
+	family int
+	sa     unix.Sockaddr
+	bind   unix.Sockaddr // LocalAddr's, of this family; nil: none
+	cnet   string        // "tcp4" or "tcp6", what Control is told
+}
+
+// defaultFallbackDelay is NetConfig.FallbackDelay's 0, net.Dialer's
+// default (RFC 6555 suggests 300 ms).
+const defaultFallbackDelay = 300 * time.Millisecond
+
+// splitFamilies splits addrs, in order, into those of the first one's
+// family and the rest, as net.Dialer does for its fallback.
+func splitFamilies(addrs []dialAddr) (primaries, fallbacks []dialAddr) {
+	for _, a := range addrs {
+		if a.family == addrs[0].family {
+			primaries = append(primaries, a)
+		} else {
+			fallbacks = append(fallbacks, a)
 		}
-		fd, err := r.connect(ctx, family, sa, dialPrep(cfg.Control, cnet, raddr.String(), bind))
+	}
+	return primaries, fallbacks
+}
+
+// dialParallel dials primaries one after another and, where there are
+// fallbacks (the other family's addresses), starts dialing those too
+// once delay has passed or the primaries have all failed, whichever is
+// first (RFC 6555, as net.Dialer). The first to connect wins and the
+// other is canceled; a loser that connected anyway closes its socket,
+// having found the dial returned. When both fail the primaries' error
+// is returned. Neither racer outlives the dial by more than its cancel
+// (a Poll ends at once on a canceled context or a closed reactor).
+func (r *Reactor) dialParallel(ctx context.Context, primaries, fallbacks []dialAddr, delay time.Duration, wrap func(dialAddr, error) error, control func(string, string, syscall.RawConn) error) (int, error) {
+	if len(fallbacks) == 0 {
+		return r.dialSerial(ctx, primaries, wrap, control)
+	}
+	type result struct {
+		fd      int
+		err     error
+		primary bool
+	}
+	returned := make(chan struct{})
+	defer close(returned)
+	results := make(chan result) // unbuffered: a racer sends, or sees returned
+	race := func(ctx context.Context, addrs []dialAddr, primary bool) {
+		fd, err := r.dialSerial(ctx, addrs, wrap, control)
+		select {
+		case results <- result{fd, err, primary}:
+		case <-returned:
+			if err == nil {
+				closePolled(r, fd)
+			}
+		}
+	}
+	pctx, pcancel := context.WithCancel(ctx)
+	defer pcancel()
+	fctx, fcancel := context.WithCancel(ctx)
+	defer fcancel()
+	go race(pctx, primaries, true)
+	timer := time.NewTimer(delay)
+	defer timer.Stop()
+	running, fallbackStarted := 1, false
+	startFallback := func() {
+		if !fallbackStarted {
+			fallbackStarted = true
+			running++
+			go race(fctx, fallbacks, false)
+		}
+	}
+	var primaryErr error
+	for {
+		select {
+		case <-timer.C:
+			startFallback()
+		case res := <-results:
+			running--
+			if res.err == nil {
+				return res.fd, nil // the deferred cancel ends the other racer
+			}
+			if res.primary {
+				primaryErr = res.err
+				startFallback()
+			}
+			if running == 0 {
+				if primaryErr == nil {
+					primaryErr = res.err // cannot be: the primaries ran
+				}
+				return -1, primaryErr
+			}
+		}
+	}
+}
+
+// dialSerial tries addrs in order until one connects, giving each an
+// equal share of the time ctx has left (at least minDialShare, or all of
+// it where less is left, as net.Dialer), so that an address that drops
+// SYNs leaves time for the next. It returns the first attempt's error.
+func (r *Reactor) dialSerial(ctx context.Context, addrs []dialAddr, wrap func(dialAddr, error) error, control func(string, string, syscall.RawConn) error) (int, error) {
+	var first error
+	for i, a := range addrs {
+		actx, cancel := ctx, context.CancelFunc(func() {})
+		if dl, ok := ctx.Deadline(); ok {
+			actx, cancel = context.WithDeadline(ctx, dialShare(time.Now(), dl, len(addrs)-i))
+		}
+		fd, err := r.connect(actx, a.family, a.sa, dialPrep(control, a.cnet, a.raddr.String(), a.bind))
+		cancel()
 		if err == nil {
-			return fd, false, nil
+			return fd, nil
 		}
 		if first == nil {
-			first = attemptErr(raddr, err)
+			first = wrap(a, err)
 		}
 		if ctx.Err() != nil || errors.Is(err, ErrClosed) {
 			break
 		}
 	}
-	if first == nil { // every address was of another family than LocalAddr
-		first = opErr(nil, &net.AddrError{Err: "no suitable address found", Addr: local.String()})
+	return -1, first
+}
+
+// minDialShare is the least time dialSerial gives one address, where
+// there is that much left: net.Dialer's.
+const minDialShare = 2 * time.Second
+
+// dialShare is the deadline of the next of n addresses still to try,
+// given the dial's deadline.
+func dialShare(now, deadline time.Time, n int) time.Time {
+	left := deadline.Sub(now)
+	share := left / time.Duration(n)
+	if share < minDialShare {
+		share = min(left, minDialShare)
 	}
-	return -1, false, first
+	return now.Add(share)
 }
 
 // localSockaddr is what a dial of family binds to for local (nil: nothing

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -270,5 +271,121 @@ func echoOnce(t *testing.T, a, b net.Conn) {
 	}
 	if _, err := io.ReadFull(a, buf); err != nil || string(buf) != "hello" {
 		t.Fatalf("read back %q, %v", buf, err)
+	}
+}
+
+// tcpAddr parses a loopback "host:port" a test listens on.
+func tcpAddr(t *testing.T, s string) *net.TCPAddr {
+	t.Helper()
+	a, err := net.ResolveTCPAddr("tcp", s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// listening returns the address of a loopback listener that accepts
+// nothing (the kernel completes connects into its queue), and refused
+// one where nobody listens.
+func listening(t *testing.T) *net.TCPAddr {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln.Addr().(*net.TCPAddr)
+}
+
+func refused(t *testing.T) *net.TCPAddr {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := ln.Addr().(*net.TCPAddr)
+	ln.Close()
+	return a
+}
+
+// TestDialSharesTheDeadline: a dial of several addresses gives each an
+// equal share of the time left (at least 2s, as net.Dialer), so an
+// address that drops SYNs (a full accept queue) leaves time for the next:
+// with 3s and two addresses the second connects after about 2s. Tried
+// with all of ctx's time, the first used it all and the dial failed.
+func TestDialSharesTheDeadline(t *testing.T) {
+	for _, b := range backends {
+		t.Run(name(b), func(t *testing.T) {
+			r := newReactor(t, b, 1)
+			hole, good := tcpAddr(t, fullListener(t)), listening(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			start := time.Now()
+			peer, err := reactor.DialAddrs(ctx, r, []*net.TCPAddr{hole, good}, nil, 0)
+			took := time.Since(start)
+			if err != nil || peer.String() != good.String() {
+				t.Fatalf("dial of [SYN-dropping, listening] = %v, %v after %v; want %v", peer, err, took, good)
+			}
+			if took < 1500*time.Millisecond {
+				t.Fatalf("connected after %v: the SYN-dropping address was not tried for its 2s", took)
+			}
+		})
+	}
+}
+
+// TestDialFallback: a dial with fallbacks (in a real dial, the other
+// family's addresses) starts them after the delay while the primaries
+// still wait, or at once when the primaries fail; the first to connect
+// wins and the primaries' dial is canceled, its socket closed; when both
+// fail the primaries' error is returned; canceling ctx ends both.
+func TestDialFallback(t *testing.T) {
+	for _, b := range backends {
+		t.Run(name(b), func(t *testing.T) {
+			r := newReactor(t, b, 1)
+			hole, hole2 := tcpAddr(t, fullListener(t)), tcpAddr(t, fullListener(t))
+			good, good2, down, down2 := listening(t), listening(t), refused(t), refused(t)
+			before := openFds(t)
+			addrs := func(as ...*net.TCPAddr) []*net.TCPAddr { return as }
+			for _, tc := range []struct {
+				name                string
+				primaries, fallback []*net.TCPAddr
+				delay               time.Duration
+				want                *net.TCPAddr // nil: the dial fails
+				wantErr             string
+			}{
+				{"primary waits, fallback after the delay", addrs(hole), addrs(good), 50 * time.Millisecond, good, ""},
+				{"primary refused, fallback at once", addrs(down), addrs(good), time.Hour, good, ""},
+				{"primary connects", addrs(good), addrs(hole), time.Hour, good, ""},
+				{"both at once, one wins", addrs(good), addrs(good2), 0, nil, ""},
+				{"both refused", addrs(down), addrs(down2), 50 * time.Millisecond, nil, down.String()},
+			} {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				start := time.Now()
+				peer, err := reactor.DialAddrs(ctx, r, tc.primaries, tc.fallback, tc.delay)
+				cancel()
+				took := time.Since(start)
+				switch {
+				case tc.want == nil && tc.wantErr == "":
+					if err != nil || (peer.String() != good.String() && peer.String() != good2.String()) {
+						t.Errorf("%s: dial = %v, %v; want either listener", tc.name, peer, err)
+					}
+				case tc.want != nil && (err != nil || peer.String() != tc.want.String()):
+					t.Errorf("%s: dial = %v, %v; want %v", tc.name, peer, err, tc.want)
+				case tc.want == nil && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+					t.Errorf("%s: dial = %v, %v; want the primary's error, naming %s", tc.name, peer, err, tc.wantErr)
+				case took > 5*time.Second:
+					t.Errorf("%s: took %v", tc.name, took)
+				}
+				waitFor(t, 5*time.Second, tc.name+": every socket of the dial closed", func() bool { return openFds(t) == before })
+			}
+
+			// Canceled while both wait on SYN-dropping addresses.
+			ctx, cancel := context.WithCancel(context.Background())
+			time.AfterFunc(100*time.Millisecond, cancel)
+			if _, err := reactor.DialAddrs(ctx, r, addrs(hole), addrs(hole2), 10*time.Millisecond); !errors.Is(err, context.Canceled) {
+				t.Fatalf("dial canceled while both families wait: %v", err)
+			}
+			waitFor(t, 5*time.Second, "the canceled dial's sockets closed", func() bool { return openFds(t) == before })
+		})
 	}
 }
