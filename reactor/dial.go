@@ -20,16 +20,17 @@ import (
 // "unix") and returns a *NetConn served by r. Its signature is
 // net.Dialer.DialContext's, so it plugs into http.Transport.DialContext
 // and other dial hooks. A TCP address is resolved with net.DefaultResolver
-// (an empty host is the local system); the addresses are tried in the
-// resolver's order, one at a time, until one connects, each given an
-// equal share of the time left before ctx's deadline (at least 2s where
-// there is that much), as net.Dialer does. For "tcp", a name with
-// addresses of both families has those of the other family tried too
-// from NetConfig.FallbackDelay (300 ms) on if the first family has not
-// connected by then (RFC 6555, as net.Dialer); the first to connect
-// wins. The connect is
-// nonblocking and waits on the reactor with Poll; when ctx ends first the
-// dial fails with ctx.Err() in its chain. TCP connections get TCP_NODELAY
+// (an empty host is the local system), and its addresses are tried as
+// net.Dialer tries them: in the resolver's order until one connects, each
+// given an equal share of the time left before ctx's deadline (at least
+// 2s where there is that much); and for "tcp", where the name has
+// addresses of both families, those of the family other than the first
+// address's are tried alongside from NetConfig.FallbackDelay (300 ms) on,
+// or once the first family's have all failed (RFC 6555); the first to
+// connect wins. The connect is nonblocking and waits on the reactor with
+// Poll. When ctx ends first the dial fails with ctx.Err() in its chain,
+// unless an address had failed otherwise before: a dial reports its
+// first address's error, as net's does. TCP connections get TCP_NODELAY
 // and a keepalive of DefaultKeepAlive, as with net.Dial.
 func (r *Reactor) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
 	c, err := r.DialWith(ctx, network, address, NetConfig{})
@@ -218,7 +219,11 @@ func (r *Reactor) dialParallel(ctx context.Context, primaries, fallbacks []dialA
 			}
 			if res.primary {
 				primaryErr = res.err
-				startFallback()
+				// A dial that ended (ctx, the reactor's Close) starts
+				// no connect: net's checks ctx before each address.
+				if dialEnded(ctx) == nil && !errors.Is(res.err, ErrClosed) {
+					startFallback()
+				}
 			}
 			if running == 0 {
 				if primaryErr == nil {
@@ -237,6 +242,12 @@ func (r *Reactor) dialParallel(ctx context.Context, primaries, fallbacks []dialA
 func (r *Reactor) dialSerial(ctx context.Context, addrs []dialAddr, wrap func(dialAddr, error) error, control func(string, string, syscall.RawConn) error) (int, error) {
 	var first error
 	for i, a := range addrs {
+		if err := dialEnded(ctx); err != nil {
+			if first == nil {
+				first = wrap(a, err)
+			}
+			break // no socket, no Control call, for a dial that ended
+		}
 		actx, cancel := ctx, context.CancelFunc(func() {})
 		if dl, ok := ctx.Deadline(); ok {
 			actx, cancel = context.WithDeadline(ctx, dialShare(time.Now(), dl, len(addrs)-i))
@@ -254,6 +265,19 @@ func (r *Reactor) dialSerial(ctx context.Context, addrs []dialAddr, wrap func(di
 		}
 	}
 	return -1, first
+}
+
+// dialEnded is ctx.Err(), or DeadlineExceeded once ctx's deadline has
+// passed: a share that ends with the deadline is seen before ctx's own
+// timer has canceled it.
+func dialEnded(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+		return context.DeadlineExceeded
+	}
+	return nil
 }
 
 // minDialShare is the least time dialSerial gives one address, where
