@@ -23,7 +23,7 @@ func TestCloseWithOutstanding(t *testing.T) {
 	const pairs = 5000
 	for _, b := range connBackends {
 		t.Run(name(b), func(t *testing.T) {
-			before := openFds(t)
+			before := openFdSet(t)
 			r := newReactor(t, b, 2) // closed by the test too (idempotent)
 			fds := make([]int, 0, 2*pairs)
 			closed := false
@@ -97,8 +97,8 @@ func TestCloseWithOutstanding(t *testing.T) {
 				unix.Close(fd)
 			}
 			closed = true
-			if after := openFds(t); after != before {
-				t.Fatalf("fds: %d before New, %d after Close", before, after)
+			if l := before.leaked(t); len(l) != 0 {
+				t.Fatalf("fds open after Close that were not before New: %v", l)
 			}
 		})
 	}
@@ -240,7 +240,7 @@ func TestStaleEventAfterFdReuse(t *testing.T) {
 func TestCloseWithListenerAndConns(t *testing.T) {
 	for _, b := range connBackends {
 		t.Run(name(b), func(t *testing.T) {
-			before := openFds(t)
+			before := openFdSet(t)
 			r := newReactor(t, b, 2) // closed by the test too (idempotent)
 			h := &closeErrs{errs: make(chan error, 64)}
 			ln, err := r.Listen("tcp", "127.0.0.1:0", h, reactor.ListenConfig{})
@@ -283,8 +283,8 @@ func TestCloseWithListenerAndConns(t *testing.T) {
 			for _, fd := range clients {
 				unix.Close(fd)
 			}
-			if after := openFds(t); after != before {
-				t.Fatalf("fds: %d before, %d after", before, after)
+			if l := before.leaked(t); len(l) != 0 {
+				t.Fatalf("fds open after that were not before: %v", l)
 			}
 		})
 	}
@@ -416,7 +416,7 @@ func (h *quietAtEOF) OnClose(_ *reactor.Conn, err error) { h.closed <- err }
 func TestCloseFinishesConnsWithNothingInFlight(t *testing.T) {
 	for _, b := range connBackends {
 		t.Run(name(b), func(t *testing.T) {
-			before := openFds(t)
+			before := openFdSet(t)
 			r := newReactor(t, b, 2)
 			h := &quietAtEOF{eof: make(chan struct{}, 4), closed: make(chan error, 8)}
 			ln := listen(t, r, h, reactor.ListenConfig{})
@@ -455,8 +455,8 @@ func TestCloseFinishesConnsWithNothingInFlight(t *testing.T) {
 			for _, nc := range ncs {
 				nc.Close() // before the count; dialN's cleanup comes after it
 			}
-			if after := openFds(t); after > before {
-				t.Fatalf("%d fds open after Close, %d before", after, before)
+			if l := before.leaked(t); len(l) != 0 {
+				t.Fatalf("fds open after Close that were not before: %v", l)
 			}
 		})
 	}

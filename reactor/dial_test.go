@@ -81,7 +81,7 @@ func TestDialContextRefused(t *testing.T) {
 			}
 			addr := l.Addr().String()
 			l.Close()
-			before := openFds(t)
+			before := openFdSet(t)
 			c, err := r.DialContext(context.Background(), "tcp", addr)
 			if !errors.Is(err, syscall.ECONNREFUSED) {
 				t.Fatalf("DialContext to a closed port: %v, %v", c, err)
@@ -90,7 +90,7 @@ func TestDialContextRefused(t *testing.T) {
 			if !errors.As(err, &oe) || oe.Op != "dial" {
 				t.Fatalf("error %#v is not a dial *net.OpError", err)
 			}
-			waitFor(t, 5*time.Second, "the failed dial's fd closed", func() bool { return openFds(t) == before })
+			waitFor(t, 5*time.Second, "the failed dial's fd closed", func() bool { return len(before.leaked(t)) == 0 })
 		})
 	}
 }
@@ -104,7 +104,7 @@ func TestDialContextEndsWithCtx(t *testing.T) {
 		t.Run(name(b), func(t *testing.T) {
 			r := newReactor(t, b, 2)
 			addr := fullListener(t)
-			before := openFds(t)
+			before := openFdSet(t)
 			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 			defer cancel()
 			c, err := r.DialContext(ctx, "tcp", addr)
@@ -116,7 +116,7 @@ func TestDialContextEndsWithCtx(t *testing.T) {
 			if !errors.Is(err, context.DeadlineExceeded) || !errors.As(err, &ne) || !ne.Timeout() {
 				t.Fatalf("DialContext past its deadline: %v", err)
 			}
-			waitFor(t, 5*time.Second, "the canceled dial's fd closed", func() bool { return openFds(t) == before })
+			waitFor(t, 5*time.Second, "the canceled dial's fd closed", func() bool { return len(before.leaked(t)) == 0 })
 
 			done, cancel2 := context.WithCancel(context.Background())
 			cancel2()
@@ -344,7 +344,7 @@ func TestDialFallback(t *testing.T) {
 			r := newReactor(t, b, 1)
 			hole, hole2 := tcpAddr(t, fullListener(t)), tcpAddr(t, fullListener(t))
 			good, good2, down, down2 := listening(t), listening(t), refused(t), refused(t)
-			before := openFds(t)
+			before := openFdSet(t)
 			addrs := func(as ...*net.TCPAddr) []*net.TCPAddr { return as }
 			for _, tc := range []struct {
 				name                string
@@ -376,7 +376,7 @@ func TestDialFallback(t *testing.T) {
 				case took > 5*time.Second:
 					t.Errorf("%s: took %v", tc.name, took)
 				}
-				waitFor(t, 5*time.Second, tc.name+": every socket of the dial closed", func() bool { return openFds(t) == before })
+				waitFor(t, 5*time.Second, tc.name+": every socket of the dial closed", func() bool { return len(before.leaked(t)) == 0 })
 			}
 
 			// Whether a loser connects too is the scheduler's choice (about
@@ -385,7 +385,7 @@ func TestDialFallback(t *testing.T) {
 				if _, err := reactor.DialAddrs(context.Background(), r, addrs(good), addrs(good2), 0); err != nil {
 					t.Fatal(err)
 				}
-				waitFor(t, 5*time.Second, "a loser's socket closed", func() bool { return openFds(t) == before })
+				waitFor(t, 5*time.Second, "a loser's socket closed", func() bool { return len(before.leaked(t)) == 0 })
 			}
 
 			// Canceled while both wait on SYN-dropping addresses.
@@ -394,7 +394,7 @@ func TestDialFallback(t *testing.T) {
 			if _, err := reactor.DialAddrs(ctx, r, addrs(hole), addrs(hole2), 10*time.Millisecond); !errors.Is(err, context.Canceled) {
 				t.Fatalf("dial canceled while both families wait: %v", err)
 			}
-			waitFor(t, 5*time.Second, "the canceled dial's sockets closed", func() bool { return openFds(t) == before })
+			waitFor(t, 5*time.Second, "the canceled dial's sockets closed", func() bool { return len(before.leaked(t)) == 0 })
 		})
 	}
 }

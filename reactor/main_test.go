@@ -146,6 +146,45 @@ func openFds(t testing.TB) int {
 	return len(ents)
 }
 
+// fdSet is a snapshot of this process's descriptors, each named by its
+// number and what it refers to ("12 socket:[4711]"), so that one opened
+// since is told apart from one closed since even where a number was
+// reused. Leak checks compare sets, not counts: a count moves under a
+// test that leaked nothing when the runtime closes, at a garbage
+// collection, the pipes net keeps for splice(2) (an io.Copy between two
+// net.TCPConns in an earlier test leaves some) or a net.Conn a test
+// dropped.
+type fdSet map[string]bool
+
+func openFdSet(t testing.TB) fdSet {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatalf("reading /proc/self/fd: %v", err)
+	}
+	s := make(fdSet, len(ents))
+	for _, e := range ents {
+		target, err := os.Readlink("/proc/self/fd/" + e.Name())
+		if err != nil || strings.HasPrefix(target, "/proc/") {
+			continue // closed meanwhile, or ReadDir's own
+		}
+		s[e.Name()+" "+target] = true
+	}
+	return s
+}
+
+// leaked lists the descriptors open now that were not when s was taken.
+func (s fdSet) leaked(t testing.TB) []string {
+	t.Helper()
+	var out []string
+	for k := range openFdSet(t) {
+		if !s[k] {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
 // waitFor polls cond until it holds or d passes (bounded polling, no
 // fixed sleep standing in for a synchronisation).
 func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {

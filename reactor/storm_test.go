@@ -47,7 +47,7 @@ func TestStorm(t *testing.T) {
 	}
 	for _, b := range connBackends {
 		t.Run(name(b), func(t *testing.T) {
-			fdsBefore := openFds(t)
+			fdsBefore := openFdSet(t)
 			r := newReactor(t, b, 2) // closed by the test too (idempotent)
 			const npairs = 32
 			type sockPair struct {
@@ -244,8 +244,8 @@ func TestStorm(t *testing.T) {
 			}
 			unix.Close(ia)
 			unix.Close(ip)
-			if after := openFds(t); after != fdsBefore {
-				t.Fatalf("fds: %d before, %d after", fdsBefore, after)
+			if l := fdsBefore.leaked(t); len(l) != 0 {
+				t.Fatalf("fds open after that were not before: %v", l)
 			}
 			for _, want := range []string{"ready", "canceled", "closed"} {
 				if outcomes[want] == 0 {
