@@ -226,4 +226,7 @@ type NetConfig struct {
 	// the resolver's order. "tcp4", "tcp6" and "unix" dials, and
 	// NetListenWith, ignore it.
 	FallbackDelay time.Duration
+	// Resolver looks up a dial's TCP host and port, as net.Dialer's:
+	// nil means net.DefaultResolver. NetListenWith ignores it.
+	Resolver *net.Resolver
 }

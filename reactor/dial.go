@@ -20,7 +20,8 @@ import (
 // "unix") and returns a *NetConn served by r. Its signature is
 // net.Dialer.DialContext's, so it plugs into http.Transport.DialContext
 // and other dial hooks. A TCP address is resolved with net.DefaultResolver
-// (an empty host is the local system), and its addresses are tried as
+// (NetConfig.Resolver with DialWith; an empty host is the local system),
+// and its addresses are tried as
 // net.Dialer tries them: in the resolver's order until one connects, each
 // given an equal share of the time left before ctx's deadline (at least
 // 2s where there is that much); and for "tcp", where the name has
@@ -100,7 +101,7 @@ func (r *Reactor) dialFd(ctx context.Context, network, address string, cfg NetCo
 	default:
 		return -1, false, opErr(nil, &net.AddrError{Err: "mismatched local address type", Addr: la.String()})
 	}
-	ips, port, err := resolveTCP(ctx, network, address)
+	ips, port, err := resolveTCP(ctx, cfg.Resolver, network, address)
 	if err != nil {
 		return -1, false, opErr(nil, err)
 	}
@@ -394,13 +395,17 @@ func (r *Reactor) Dial(ctx context.Context, network, address string, h Handler, 
 	return c, nil
 }
 
-// resolveTCP resolves a "host:port" for network with net.DefaultResolver.
-func resolveTCP(ctx context.Context, network, address string) ([]netip.Addr, int, error) {
+// resolveTCP resolves a "host:port" for network with res (nil:
+// net.DefaultResolver).
+func resolveTCP(ctx context.Context, res *net.Resolver, network, address string) ([]netip.Addr, int, error) {
 	host, service, err := net.SplitHostPort(address)
 	if err != nil {
 		return nil, 0, err
 	}
-	port, err := net.DefaultResolver.LookupPort(ctx, network, service)
+	if res == nil {
+		res = net.DefaultResolver
+	}
+	port, err := res.LookupPort(ctx, network, service)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -421,7 +426,7 @@ func resolveTCP(ctx context.Context, network, address string) ([]netip.Addr, int
 	case "tcp6":
 		ipnet = "ip6"
 	}
-	found, err := net.DefaultResolver.LookupNetIP(ctx, ipnet, host)
+	found, err := res.LookupNetIP(ctx, ipnet, host)
 	if err != nil {
 		return nil, 0, err
 	}

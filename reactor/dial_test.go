@@ -3,8 +3,10 @@ package reactor_test
 import (
 	"context"
 	"errors"
+	"golang.org/x/net/dns/dnsmessage"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"syscall"
@@ -130,14 +132,17 @@ func TestDialContextEndsWithCtx(t *testing.T) {
 // fullListener returns the address of a listening socket (backlog 0) whose
 // accept queue is full: a further connect stays in SYN_SENT. The sockets
 // are closed at cleanup.
-func fullListener(t *testing.T) string {
+func fullListener(t *testing.T) string { return fullListenerOn(t, [4]byte{127, 0, 0, 1}, 0) }
+
+// fullListenerOn is fullListener on ip and port (0: any free one).
+func fullListenerOn(t *testing.T, ip [4]byte, port int) string {
 	t.Helper()
 	lfd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { unix.Close(lfd) })
-	if err := unix.Bind(lfd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+	if err := unix.Bind(lfd, &unix.SockaddrInet4{Addr: ip, Port: port}); err != nil {
 		t.Fatal(err)
 	}
 	if err := unix.Listen(lfd, 0); err != nil {
@@ -147,7 +152,7 @@ func fullListener(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := net.JoinHostPort("127.0.0.1", itoa(sa.(*unix.SockaddrInet4).Port))
+	addr := net.JoinHostPort(net.IP(ip[:]).String(), itoa(sa.(*unix.SockaddrInet4).Port))
 	for i := 0; i < 8; i++ {
 		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
 		if err != nil {
@@ -439,5 +444,106 @@ func TestDialEndedStartsNoFallback(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// fakeDNS serves A and AAAA answers for one name over UDP on loopback, and
+// returns a Resolver that asks it (and nobody else).
+func fakeDNS(t *testing.T, name string, addrs ...netip.Addr) *net.Resolver {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			var p dnsmessage.Parser
+			h, err := p.Start(buf[:n])
+			if err != nil {
+				continue
+			}
+			q, err := p.Question()
+			if err != nil {
+				continue
+			}
+			b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true})
+			b.StartQuestions()
+			b.Question(q)
+			b.StartAnswers()
+			rh := dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: 60}
+			for _, a := range addrs {
+				switch {
+				case q.Name.String() != name:
+				case q.Type == dnsmessage.TypeA && a.Is4():
+					b.AResource(rh, dnsmessage.AResource{A: a.As4()})
+				case q.Type == dnsmessage.TypeAAAA && a.Is6():
+					b.AAAAResource(rh, dnsmessage.AAAAResource{AAAA: a.As16()})
+				}
+			}
+			if msg, err := b.Finish(); err == nil {
+				pc.WriteTo(msg, from)
+			}
+		}
+	}()
+	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "udp", pc.LocalAddr().String())
+	}}
+}
+
+// TestDialWithResolver: DialWith resolves through NetConfig.Resolver, and
+// a name's addresses are dialed as net.Dialer dials them: with two IPv4
+// addresses, the first dropping SYNs, the second connects once the first
+// has had its share (2 of 3s); with an IPv6 address nobody listens on and
+// an IPv4 one that listens, the IPv4 one connects at once, whichever
+// comes first, racing or (FallbackDelay negative) not.
+func TestDialWithResolver(t *testing.T) {
+	for _, b := range backends {
+		t.Run(name(b), func(t *testing.T) {
+			r := newReactor(t, b, 1)
+			hole := tcpAddr(t, fullListenerOn(t, [4]byte{127, 0, 0, 2}, 0))
+			good, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", itoa(hole.Port)))
+			if err != nil {
+				t.Skipf("no second listener on the port of the first: %v", err)
+			}
+			defer good.Close()
+			port := itoa(hole.Port)
+
+			res := fakeDNS(t, "two.test.", netip.MustParseAddr("127.0.0.2"), netip.MustParseAddr("127.0.0.1"))
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			c, err := r.DialWith(ctx, "tcp", "two.test:"+port, reactor.NetConfig{Resolver: res})
+			if err != nil {
+				t.Fatalf("DialWith(two.test) = %v; want the second address", err)
+			}
+			if got := c.RemoteAddr().String(); got != good.Addr().String() {
+				t.Errorf("DialWith(two.test) reached %s, want %s", got, good.Addr())
+			}
+			c.Close()
+
+			if ln6, err := net.Listen("tcp6", "[::1]:0"); err != nil {
+				t.Logf("no IPv6 loopback here, dual-stack case skipped: %v", err)
+				return
+			} else {
+				ln6.Close()
+			}
+			res = fakeDNS(t, "dual.test.", netip.MustParseAddr("::1"), netip.MustParseAddr("127.0.0.1"))
+			for _, delay := range []time.Duration{0, -1} {
+				c, err := r.DialWith(context.Background(), "tcp", "dual.test:"+port, reactor.NetConfig{Resolver: res, FallbackDelay: delay})
+				if err != nil {
+					t.Fatalf("DialWith(dual.test), FallbackDelay %v = %v; want the IPv4 address", delay, err)
+				}
+				if got := c.RemoteAddr().String(); got != good.Addr().String() {
+					t.Errorf("DialWith(dual.test), FallbackDelay %v reached %s, want %s", delay, got, good.Addr())
+				}
+				c.Close()
+			}
+		})
 	}
 }
