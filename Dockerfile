@@ -58,9 +58,9 @@ EXPOSE 7007
 # overridden, only added to).
 ENTRYPOINT ["/usr/local/bin/echod", "--log-format", "json"]
 CMD ["--listen", "0.0.0.0:7007"]
-# A probe takes at most 2s (--probe-timeout), well inside --timeout. Docker
-# runs the first check one --interval after the start, so a container
-# reads "starting" for 30s. A bad probe command line exits 2, which Docker
-# also counts as unhealthy.
+# A probe takes at most 2s (--probe-timeout), well inside --timeout. With
+# --start-period=5s, Docker 25 and later run the first check about 5s
+# after the start; older engines wait one --interval (30s). A bad probe
+# command line exits 2, which Docker also counts as unhealthy.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=5s --retries=3 \
   CMD ["/usr/local/bin/echod", "--probe", "127.0.0.1:7007"]

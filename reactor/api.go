@@ -204,9 +204,9 @@ type NetConfig struct {
 	// passes: "tcp4", "tcp6" or "unix", and the address being bound or
 	// dialed. Only c's Control may be used. An error fails the listen, or
 	// the dial of that address (a dial goes on to the name's next
-	// address), and the socket is closed. A dial calls it on goroutines
-	// of its own, two at once while the families race (FallbackDelay),
-	// as net.Dialer does.
+	// address), and the socket is closed. A dial may call it from
+	// goroutines other than the caller's, two at once while the families
+	// race (FallbackDelay), as net.Dialer does.
 	Control func(network, address string, c syscall.RawConn) error
 	// LocalAddr is the local address DialWith binds to before it
 	// connects, as net.Dialer's: a *net.TCPAddr for TCP, only the name's

@@ -97,8 +97,8 @@ func TestCloseWithOutstanding(t *testing.T) {
 				unix.Close(fd)
 			}
 			closed = true
-			if l := before.leaked(t); len(l) != 0 {
-				t.Fatalf("fds open after Close that were not before New: %v", l)
+			if l := before.changed(t); len(l) != 0 {
+				t.Fatalf("fds opened or closed between New and after Close: %v", l)
 			}
 		})
 	}
@@ -283,8 +283,8 @@ func TestCloseWithListenerAndConns(t *testing.T) {
 			for _, fd := range clients {
 				unix.Close(fd)
 			}
-			if l := before.leaked(t); len(l) != 0 {
-				t.Fatalf("fds open after that were not before: %v", l)
+			if l := before.changed(t); len(l) != 0 {
+				t.Fatalf("fds opened or closed between before and after: %v", l)
 			}
 		})
 	}
@@ -455,8 +455,8 @@ func TestCloseFinishesConnsWithNothingInFlight(t *testing.T) {
 			for _, nc := range ncs {
 				nc.Close() // before the count; dialN's cleanup comes after it
 			}
-			if l := before.leaked(t); len(l) != 0 {
-				t.Fatalf("fds open after Close that were not before: %v", l)
+			if l := before.changed(t); len(l) != 0 {
+				t.Fatalf("fds opened or closed between before and after Close: %v", l)
 			}
 		})
 	}

@@ -42,7 +42,7 @@ func (r *Reactor) DialContext(ctx context.Context, network, address string) (net
 }
 
 // DialWith is DialContext with the socket options of cfg (its Backlog is
-// unused), its Control hook and its LocalAddr.
+// unused), its Control hook, LocalAddr, FallbackDelay and Resolver.
 func (r *Reactor) DialWith(ctx context.Context, network, address string, cfg NetConfig) (*NetConn, error) {
 	fd, isUnix, err := r.dialFd(ctx, network, address, cfg)
 	if err != nil {

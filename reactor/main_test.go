@@ -147,13 +147,14 @@ func openFds(t testing.TB) int {
 }
 
 // fdSet is a snapshot of this process's descriptors, each named by its
-// number and what it refers to ("12 socket:[4711]"), so that one opened
-// since is told apart from one closed since even where a number was
-// reused. Leak checks compare sets, not counts: a count moves under a
-// test that leaked nothing when the runtime closes, at a garbage
-// collection, the pipes net keeps for splice(2) (an io.Copy between two
-// net.TCPConns in an earlier test leaves some) or a net.Conn a test
-// dropped.
+// number and what it refers to ("12 socket:[4711]"): a socket or pipe
+// opened since is told apart from one closed since even where its number
+// was reused (each has an inode of its own; eventfds, epoll and io_uring
+// descriptors do not). Leak checks compare sets, not counts: a count
+// moves under a test that leaked nothing when the runtime closes, at a
+// garbage collection, the pipes net keeps for splice(2) (an io.Copy
+// between two net.TCPConns in an earlier test leaves some) or a net.Conn
+// a test dropped.
 type fdSet map[string]bool
 
 func openFdSet(t testing.TB) fdSet {
@@ -173,13 +174,22 @@ func openFdSet(t testing.TB) fdSet {
 	return s
 }
 
-// leaked lists the descriptors open now that were not when s was taken.
-func (s fdSet) leaked(t testing.TB) []string {
+// changed lists the descriptors open now that were not when s was taken
+// ("+12 socket:[4711]"), and those closed since ("-0 /dev/null") but for
+// sockets and pipes, which the runtime may close at any collection: a
+// leak, or a descriptor closed that the code under test did not own.
+func (s fdSet) changed(t testing.TB) []string {
 	t.Helper()
+	now := openFdSet(t)
 	var out []string
-	for k := range openFdSet(t) {
+	for k := range now {
 		if !s[k] {
-			out = append(out, k)
+			out = append(out, "+"+k)
+		}
+	}
+	for k := range s {
+		if !now[k] && !strings.Contains(k, " socket:[") && !strings.Contains(k, " pipe:[") {
+			out = append(out, "-"+k)
 		}
 	}
 	return out

@@ -244,8 +244,8 @@ func TestStorm(t *testing.T) {
 			}
 			unix.Close(ia)
 			unix.Close(ip)
-			if l := fdsBefore.leaked(t); len(l) != 0 {
-				t.Fatalf("fds open after that were not before: %v", l)
+			if l := fdsBefore.changed(t); len(l) != 0 {
+				t.Fatalf("fds opened or closed between before and after: %v", l)
 			}
 			for _, want := range []string{"ready", "canceled", "closed"} {
 				if outcomes[want] == 0 {
