@@ -110,11 +110,7 @@ func (r *Reactor) dialFd(ctx context.Context, network, address string, cfg NetCo
 		if ip.IsUnspecified() && local != nil && len(local.IP) == net.IPv6len && local.IP.To4() == nil && !local.IP.IsUnspecified() {
 			ip = netip.IPv6Unspecified() // the local system, in LocalAddr's family, as net
 		}
-		a := dialAddr{raddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port))), family: unix.AF_INET6, cnet: "tcp6"}
-		a.sa = &unix.SockaddrInet6{Port: port, Addr: ip.As16(), ZoneId: zoneID(ip.Zone())}
-		if ip.Is4() {
-			a.family, a.cnet, a.sa = unix.AF_INET, "tcp4", &unix.SockaddrInet4{Port: port, Addr: ip.As4()}
-		}
+		a := newDialAddr(ip, port)
 		var ok bool
 		if a.bind, ok = localSockaddr(local, a.family); ok { // else not of LocalAddr's family
 			addrs = append(addrs, a)
@@ -144,6 +140,17 @@ type dialAddr struct {
 	sa     unix.Sockaddr
 	bind   unix.Sockaddr // LocalAddr's, of this family; nil: none
 	cnet   string        // "tcp4" or "tcp6", what Control is told
+}
+
+// newDialAddr is the dialAddr of ip and port, in ip's family, binding
+// nothing.
+func newDialAddr(ip netip.Addr, port int) dialAddr {
+	a := dialAddr{raddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port))), family: unix.AF_INET6, cnet: "tcp6"}
+	a.sa = &unix.SockaddrInet6{Port: port, Addr: ip.As16(), ZoneId: zoneID(ip.Zone())}
+	if ip.Is4() {
+		a.family, a.cnet, a.sa = unix.AF_INET, "tcp4", &unix.SockaddrInet4{Port: port, Addr: ip.As4()}
+	}
+	return a
 }
 
 // defaultFallbackDelay is NetConfig.FallbackDelay's 0, net.Dialer's
@@ -193,11 +200,9 @@ func (r *Reactor) dialParallel(ctx context.Context, primaries, fallbacks []dialA
 			}
 		}
 	}
-	pctx, pcancel := context.WithCancel(ctx)
-	defer pcancel()
-	fctx, fcancel := context.WithCancel(ctx)
-	defer fcancel()
-	go race(pctx, primaries, true)
+	rctx, cancel := context.WithCancel(ctx) // the loser's end, when the dial returns
+	defer cancel()
+	go race(rctx, primaries, true)
 	timer := time.NewTimer(delay)
 	defer timer.Stop()
 	running, fallbackStarted := 1, false
@@ -205,7 +210,7 @@ func (r *Reactor) dialParallel(ctx context.Context, primaries, fallbacks []dialA
 		if !fallbackStarted {
 			fallbackStarted = true
 			running++
-			go race(fctx, fallbacks, false)
+			go race(rctx, fallbacks, false)
 		}
 	}
 	var primaryErr error
@@ -226,10 +231,7 @@ func (r *Reactor) dialParallel(ctx context.Context, primaries, fallbacks []dialA
 					startFallback()
 				}
 			}
-			if running == 0 {
-				if primaryErr == nil {
-					primaryErr = res.err // cannot be: the primaries ran
-				}
+			if running == 0 { // the primaries' racer, first to start, has answered
 				return -1, primaryErr
 			}
 		}
@@ -261,8 +263,8 @@ func (r *Reactor) dialSerial(ctx context.Context, addrs []dialAddr, wrap func(di
 		if first == nil {
 			first = wrap(a, err)
 		}
-		if ctx.Err() != nil || errors.Is(err, ErrClosed) {
-			break
+		if errors.Is(err, ErrClosed) {
+			break // ctx's end is looked at above
 		}
 	}
 	return -1, first

@@ -19,12 +19,7 @@ func DialAddrs(ctx context.Context, r *Reactor, primaries, fallbacks []*net.TCPA
 	conv := func(as []*net.TCPAddr) []dialAddr {
 		var out []dialAddr
 		for _, a := range as {
-			ip := a.AddrPort().Addr().Unmap()
-			d := dialAddr{raddr: a, family: unix.AF_INET, cnet: "tcp4", sa: &unix.SockaddrInet4{Port: a.Port, Addr: ip.As4()}}
-			if !ip.Is4() {
-				d.family, d.cnet, d.sa = unix.AF_INET6, "tcp6", &unix.SockaddrInet6{Port: a.Port, Addr: ip.As16()}
-			}
-			out = append(out, d)
+			out = append(out, newDialAddr(a.AddrPort().Addr().Unmap(), a.Port))
 		}
 		return out
 	}

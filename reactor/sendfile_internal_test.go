@@ -29,13 +29,7 @@ func TestSendFileTakes(t *testing.T) {
 		t.Cleanup(func() { f.Close() })
 		return f
 	}
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pr.Close()
-	pw.Write([]byte("xyz"))
-	pw.Close()
+	pr := fedPipe(t)
 	for _, tc := range []struct {
 		name    string
 		r       io.Reader
@@ -79,4 +73,18 @@ func drainedNetConn(t *testing.T, r *Reactor) *NetConn {
 		}
 	}()
 	return c
+}
+
+// fedPipe returns the read end of a pipe that holds "xyz" and whose
+// writer closed; closed at cleanup.
+func fedPipe(t *testing.T) *os.File {
+	t.Helper()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pr.Close() })
+	pw.Write([]byte("xyz"))
+	pw.Close()
+	return pr
 }

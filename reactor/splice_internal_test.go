@@ -60,13 +60,7 @@ func TestSpliceTakes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer udp.Close()
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pr.Close()
-	pw.Write([]byte("xyz"))
-	pw.Close()
+	pr := fedPipe(t)
 	for _, tc := range []struct {
 		name    string
 		r       io.Reader
